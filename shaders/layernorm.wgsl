@@ -1,0 +1,61 @@
+// LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+// Rows are addressed as (group, row-in-group) so the classifier can normalise only the CLS
+// (and distillation) rows of each image: row r is at off + (r / group) * group_stride + (r % group) * row_stride.
+
+struct Params {
+    rows: u32, d: u32, group: u32, eps: f32,
+    in_off: u32, in_gs: u32, in_rs: u32, _pad0: u32,
+    out_off: u32, out_gs: u32, out_rs: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const WG: u32 = 128u;
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(lane: u32, v: f32) -> f32 {
+    red[lane] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red[lane] += red[lane + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(128, 1, 1)
+fn layernorm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let r = wid.x + wid.y * nwg.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let src = p.in_off + (r / p.group) * p.in_gs + (r % p.group) * p.in_rs;
+    let dst = p.out_off + (r / p.group) * p.out_gs + (r % p.group) * p.out_rs;
+    var s = 0.0;
+    for (var j = lane; j < p.d; j += WG) {
+        s += x[src + j];
+    }
+    let mean = reduce_sum(lane, s) / f32(p.d);
+    // Two passes (mean, then variance) for accuracy on rows with a large mean.
+    var q = 0.0;
+    for (var j = lane; j < p.d; j += WG) {
+        let t = x[src + j] - mean;
+        q += t * t;
+    }
+    let rstd = inverseSqrt(reduce_sum(lane, q) / f32(p.d) + p.eps);
+    for (var j = lane; j < p.d; j += WG) {
+        y[dst + j] = (x[src + j] - mean) * rstd * gamma[j] + beta[j];
+    }
+}

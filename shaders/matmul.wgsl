@@ -1,0 +1,145 @@
+// Batched, strided matrix multiply with a fused epilogue:
+//   C[z][m, n] = epilogue(alpha * sum_k A[z][m, k] * B[z][k, n])
+//   epilogue: (+ bias[n]) -> (GELU) -> (+ C[z][m, n], the residual already in C)
+// The batch index z = outer * heads + inner, so one kernel serves linear layers (z = 1),
+// attention scores Q.K^T and P.V (z = images x heads) through strides alone.
+
+struct Params {
+    m: u32, n: u32, k: u32, heads: u32,
+    a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32,
+    a_zi: u32, b_off: u32, b_ks: u32, b_ns: u32,
+    b_zo: u32, b_zi: u32, c_off: u32, c_rs: u32,
+    c_zo: u32, c_zi: u32, bias_off: u32, alpha: f32,
+}
+
+override HAS_BIAS: bool = false;
+override GELU: bool = false;
+override ACCUMULATE: bool = false;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
+fn erf(x: f32) -> f32 {
+    let s = sign(x);
+    let ax = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * ax);
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-ax * ax);
+    return s * y;
+}
+
+fn gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
+}
+
+fn store(c_base: u32, row: u32, col: u32, acc: f32) {
+    var v = p.alpha * acc;
+    if HAS_BIAS {
+        v += bias[p.bias_off + col];
+    }
+    if GELU {
+        v = gelu(v);
+    }
+    let i = c_base + row * p.c_rs + col;
+    if ACCUMULATE {
+        v += c[i];
+    }
+    c[i] = v;
+}
+
+struct Bases { a: u32, b: u32, c: u32 }
+
+fn bases(z: u32) -> Bases {
+    let zo = z / p.heads;
+    let zi = z % p.heads;
+    return Bases(
+        p.a_off + zo * p.a_zo + zi * p.a_zi,
+        p.b_off + zo * p.b_zo + zi * p.b_zi,
+        p.c_off + zo * p.c_zo + zi * p.c_zi,
+    );
+}
+
+// Tiled kernel: a 64 x 64 tile of C per workgroup of 16 x 16 threads, 4 x 4 outputs per thread,
+// K in steps of 16 through workgroup memory (8 KiB, inside WebGPU's 16 KiB default).
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [BK][BM]: a thread reads 4 rows of one k at stride 16
+var<workgroup> b_tile: array<f32, 1024>; // [BK][BN]
+
+@compute @workgroup_size(16, 16, 1)
+fn gemm(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let base = bases(wid.z);
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var i = 0u; i < 4u; i++) {
+            let idx = li + i * 256u;
+            // A: k fastest (A is row-major in every use, so these loads are contiguous).
+            let am = idx / BK;
+            let ak = idx % BK;
+            var av = 0.0;
+            if (m0 + am < p.m && k0 + ak < p.k) {
+                av = a[base.a + (m0 + am) * p.a_rs + (k0 + ak) * p.a_ks];
+            }
+            a_tile[ak * BM + am] = av;
+            // B: n fastest.
+            let bk = idx / BN;
+            let bn = idx % BN;
+            var bv = 0.0;
+            if (k0 + bk < p.k && n0 + bn < p.n) {
+                bv = b[base.b + (k0 + bk) * p.b_ks + (n0 + bn) * p.b_ns];
+            }
+            b_tile[bk * BN + bn] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                ar[i] = a_tile[kk * BM + lid.y + 16u * i];
+                br[i] = b_tile[kk * BN + lid.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(ar[i], br[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = m0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + lid.x + 16u * j;
+            if (row < p.m && col < p.n) {
+                store(base.c, row, col, acc[i][j]);
+            }
+        }
+    }
+}
+
+// The textbook kernel, one thread per output: the baseline the tiled kernel is measured against.
+@compute @workgroup_size(16, 16, 1)
+fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y;
+    let col = gid.x;
+    if (row >= p.m || col >= p.n) {
+        return;
+    }
+    let base = bases(gid.z);
+    var acc = 0.0;
+    for (var k = 0u; k < p.k; k++) {
+        acc = fma(a[base.a + row * p.a_rs + k * p.a_ks], b[base.b + k * p.b_ks + col * p.b_ns], acc);
+    }
+    store(base.c, row, col, acc);
+}

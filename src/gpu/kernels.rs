@@ -1,0 +1,513 @@
+//! The kernel library: WGSL sources, compiled pipelines (each compiled once) and typed launchers that
+//! turn a kernel call into a [`Step`]. Launchers only describe work; the caller decides the order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use super::{GpuContext, GpuTensor, Step};
+use crate::error::{Error, Result};
+
+/// Every WGSL file of the crate, by name.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("softmax", include_str!("../../shaders/softmax.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("embed", include_str!("../../shaders/embed.wgsl")),
+];
+
+/// WebGPU guarantees 65535 workgroups per grid dimension.
+const MAX_GROUPS: u32 = 65535;
+
+/// A view of a matrix inside a buffer: element (z, row, col) is at
+/// `off + outer * z_outer + inner * z_inner + row * row_stride + col * col_stride`, z = outer * heads + inner.
+#[derive(Clone, Copy, Debug)]
+pub struct MatView<'a> {
+    pub t: &'a GpuTensor,
+    pub off: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    pub z_outer: usize,
+    pub z_inner: usize,
+}
+
+impl<'a> MatView<'a> {
+    /// A plain row-major matrix with `cols` columns at the start of `t`.
+    pub fn rows(t: &'a GpuTensor, cols: usize) -> Self {
+        MatView {
+            t,
+            off: 0,
+            row_stride: cols,
+            col_stride: 1,
+            z_outer: 0,
+            z_inner: 0,
+        }
+    }
+    pub fn at(self, off: usize) -> Self {
+        MatView { off, ..self }
+    }
+    pub fn strides(self, row_stride: usize, col_stride: usize) -> Self {
+        MatView {
+            row_stride,
+            col_stride,
+            ..self
+        }
+    }
+    pub fn batched(self, z_outer: usize, z_inner: usize) -> Self {
+        MatView {
+            z_outer,
+            z_inner,
+            ..self
+        }
+    }
+}
+
+/// Shape and epilogue of a GEMM: `C = alpha * A.B (+ bias) (GELU) (+ C)` over `outer * heads` matrices.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub outer: usize,
+    pub heads: usize,
+    pub alpha: f32,
+    pub bias: Option<&'a GpuTensor>,
+    pub gelu: bool,
+    pub accumulate: bool,
+    /// Use the textbook kernel (benchmarks and tests only).
+    pub naive: bool,
+}
+
+impl Gemm<'_> {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            outer: 1,
+            heads: 1,
+            alpha: 1.0,
+            bias: None,
+            gelu: false,
+            accumulate: false,
+            naive: false,
+        }
+    }
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.outer * self.heads) as f64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    heads: u32,
+    a_off: u32,
+    a_rs: u32,
+    a_ks: u32,
+    a_zo: u32,
+    a_zi: u32,
+    b_off: u32,
+    b_ks: u32,
+    b_ns: u32,
+    b_zo: u32,
+    b_zi: u32,
+    c_off: u32,
+    c_rs: u32,
+    c_zo: u32,
+    c_zi: u32,
+    bias_off: u32,
+    alpha: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftmaxParams {
+    rows: u32,
+    cols: u32,
+    off: u32,
+    row_stride: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LayerNormParams {
+    rows: u32,
+    d: u32,
+    group: u32,
+    eps: f32,
+    in_off: u32,
+    in_gs: u32,
+    in_rs: u32,
+    _pad0: u32,
+    out_off: u32,
+    out_gs: u32,
+    out_rs: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Im2colParams {
+    total: u32,
+    chans: u32,
+    height: u32,
+    width: u32,
+    psize: u32,
+    grid_w: u32,
+    num_patches: u32,
+    cols: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PosParams {
+    total: u32,
+    tokens: u32,
+    dim: u32,
+    prefix: u32,
+}
+
+/// Rows of a LayerNorm: row r lives at `off + (r / group) * group_stride + (r % group) * row_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowView<'a> {
+    pub t: &'a GpuTensor,
+    pub off: usize,
+    pub group: usize,
+    pub group_stride: usize,
+    pub row_stride: usize,
+}
+
+impl<'a> RowView<'a> {
+    /// Consecutive rows of width `d`.
+    pub fn dense(t: &'a GpuTensor, d: usize) -> Self {
+        RowView {
+            t,
+            off: 0,
+            group: 1,
+            group_stride: d,
+            row_stride: d,
+        }
+    }
+}
+
+/// Compiled pipelines, keyed by entry point and override constants; shared by every program of a device.
+#[derive(Clone)]
+pub struct Kernels {
+    gpu: GpuContext,
+    modules: Arc<Mutex<HashMap<&'static str, wgpu::ShaderModule>>>,
+    pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
+    /// Bound where a kernel's optional input is absent.
+    dummy: GpuTensor,
+}
+
+fn u(x: usize, what: &str) -> Result<u32> {
+    u32::try_from(x).map_err(|_| Error::param(what, format!("{x} does not fit in 32 bits")))
+}
+
+impl Kernels {
+    pub fn new(gpu: &GpuContext) -> Self {
+        Kernels {
+            gpu: gpu.clone(),
+            modules: Arc::default(),
+            pipelines: Arc::default(),
+            dummy: GpuTensor::zeros(gpu, "dummy", 4),
+        }
+    }
+
+    pub fn gpu(&self) -> &GpuContext {
+        &self.gpu
+    }
+
+    /// The pipeline for `entry` of shader `file` with the given override constants, compiled on first use.
+    pub fn pipeline(
+        &self,
+        file: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{file}:{entry}:{constants:?}");
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let device = &self.gpu.device;
+        let module = {
+            let mut modules = self.modules.lock().unwrap();
+            modules
+                .entry(file)
+                .or_insert_with(|| {
+                    let src = SHADERS
+                        .iter()
+                        .find(|(n, _)| *n == file)
+                        .map(|(_, s)| *s)
+                        .unwrap_or_default();
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(file),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    })
+                })
+                .clone()
+        };
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.gpu.check()?;
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn step<P: Pod>(
+        &self,
+        label: &str,
+        pipeline: wgpu::ComputePipeline,
+        buffers: &[&GpuTensor],
+        params: &P,
+        workgroups: [u32; 3],
+    ) -> Step {
+        let device = &self.gpu.device;
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: t.buffer.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Step {
+            label: label.to_string(),
+            pipeline,
+            bind_group,
+            workgroups,
+        }
+    }
+
+    /// `C = alpha * A.B (+ bias) (GELU) (+ C)`; C's columns must be contiguous.
+    pub fn gemm(
+        &self,
+        label: &str,
+        a: MatView,
+        b: MatView,
+        c: MatView,
+        g: Gemm,
+    ) -> Result<Step> {
+        if c.col_stride != 1 {
+            return Err(Error::param("gemm output", "columns must be contiguous"));
+        }
+        let params = GemmParams {
+            m: u(g.m, "gemm m")?,
+            n: u(g.n, "gemm n")?,
+            k: u(g.k, "gemm k")?,
+            heads: u(g.heads.max(1), "gemm heads")?,
+            a_off: u(a.off, "offset")?,
+            a_rs: u(a.row_stride, "stride")?,
+            a_ks: u(a.col_stride, "stride")?,
+            a_zo: u(a.z_outer, "stride")?,
+            a_zi: u(a.z_inner, "stride")?,
+            b_off: u(b.off, "offset")?,
+            b_ks: u(b.row_stride, "stride")?,
+            b_ns: u(b.col_stride, "stride")?,
+            b_zo: u(b.z_outer, "stride")?,
+            b_zi: u(b.z_inner, "stride")?,
+            c_off: u(c.off, "offset")?,
+            c_rs: u(c.row_stride, "stride")?,
+            c_zo: u(c.z_outer, "stride")?,
+            c_zi: u(c.z_inner, "stride")?,
+            bias_off: 0,
+            alpha: g.alpha,
+        };
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let constants = [
+            ("HAS_BIAS", flag(g.bias.is_some())),
+            ("GELU", flag(g.gelu)),
+            ("ACCUMULATE", flag(g.accumulate)),
+        ];
+        let z = u(g.outer * g.heads.max(1), "gemm batch")?;
+        let (entry, tile) = if g.naive {
+            ("gemm_naive", 16)
+        } else {
+            ("gemm", 64)
+        };
+        let groups = [g.n.div_ceil(tile), g.m.div_ceil(tile)];
+        if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
+            return Err(Error::param(
+                "gemm shape",
+                format!("{}x{}x{} batch {z} exceeds the dispatch limit", g.m, g.n, g.k),
+            ));
+        }
+        let pipeline = self.pipeline("matmul", entry, &constants)?;
+        let bias = g.bias.unwrap_or(&self.dummy);
+        Ok(self.step(
+            label,
+            pipeline,
+            &[a.t, b.t, bias, c.t],
+            &params,
+            [groups[0] as u32, groups[1] as u32, z],
+        ))
+    }
+
+    /// Softmax over each of `rows` rows of `cols` values, in place.
+    pub fn softmax_rows(
+        &self,
+        label: &str,
+        x: &GpuTensor,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Step> {
+        let params = SoftmaxParams {
+            rows: u(rows, "softmax rows")?,
+            cols: u(cols, "softmax cols")?,
+            off: 0,
+            row_stride: u(row_stride, "softmax stride")?,
+        };
+        let pipeline = self.pipeline("softmax", "softmax_rows", &[])?;
+        Ok(self.step(label, pipeline, &[x], &params, grid_for_groups(rows)))
+    }
+
+    /// LayerNorm of `rows` rows of width `d` from `x` into `y`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm(
+        &self,
+        label: &str,
+        x: RowView,
+        y: RowView,
+        rows: usize,
+        d: usize,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        eps: f32,
+    ) -> Result<Step> {
+        let params = LayerNormParams {
+            rows: u(rows, "layernorm rows")?,
+            d: u(d, "layernorm width")?,
+            group: u(x.group.max(1), "layernorm group")?,
+            eps,
+            in_off: u(x.off, "offset")?,
+            in_gs: u(x.group_stride, "stride")?,
+            in_rs: u(x.row_stride, "stride")?,
+            _pad0: 0,
+            out_off: u(y.off, "offset")?,
+            out_gs: u(y.group_stride, "stride")?,
+            out_rs: u(y.row_stride, "stride")?,
+            _pad1: 0,
+        };
+        if x.group != y.group {
+            return Err(Error::param("layernorm", "input and output groups differ"));
+        }
+        let pipeline = self.pipeline("layernorm", "layernorm", &[])?;
+        Ok(self.step(
+            label,
+            pipeline,
+            &[x.t, gamma, beta, y.t],
+            &params,
+            grid_for_groups(rows),
+        ))
+    }
+
+    /// Unfold `[batch, chans, height, width]` images into `[batch * patches, chans * patch^2]` rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn im2col(
+        &self,
+        label: &str,
+        image: &GpuTensor,
+        patches: &GpuTensor,
+        batch: usize,
+        chans: usize,
+        (height, width): (usize, usize),
+        patch: usize,
+    ) -> Result<Step> {
+        let (gh, gw) = (height / patch, width / patch);
+        let cols = chans * patch * patch;
+        let total = batch * gh * gw * cols;
+        let params = Im2colParams {
+            total: u(total, "image batch")?,
+            chans: u(chans, "channels")?,
+            height: u(height, "height")?,
+            width: u(width, "width")?,
+            psize: u(patch, "patch")?,
+            grid_w: u(gw, "grid")?,
+            num_patches: u(gh * gw, "patches")?,
+            cols: u(cols, "patch size")?,
+        };
+        let pipeline = self.pipeline("embed", "im2col", &[])?;
+        Ok(self.step(
+            label,
+            pipeline,
+            &[image, patches],
+            &params,
+            grid_for_items(total, 256),
+        ))
+    }
+
+    /// Write the prefix tokens (CLS, distillation) and add the position embedding to `x[batch, tokens, dim]`.
+    pub fn add_prefix_pos(
+        &self,
+        label: &str,
+        x: &GpuTensor,
+        prefix_tokens: &GpuTensor,
+        pos: &GpuTensor,
+        (batch, tokens, dim, prefix): (usize, usize, usize, usize),
+    ) -> Result<Step> {
+        let total = batch * tokens * dim;
+        let params = PosParams {
+            total: u(total, "token buffer")?,
+            tokens: u(tokens, "tokens")?,
+            dim: u(dim, "dim")?,
+            prefix: u(prefix, "prefix")?,
+        };
+        let pipeline = self.pipeline("embed", "add_prefix_pos", &[])?;
+        Ok(self.step(
+            label,
+            pipeline,
+            &[x, prefix_tokens, pos],
+            &params,
+            grid_for_items(total, 256),
+        ))
+    }
+}
+
+/// A grid of `n` workgroups, spilling into y past the 65535 per-dimension limit.
+pub fn grid_for_groups(n: usize) -> [u32; 3] {
+    let n = n.max(1) as u32;
+    if n <= MAX_GROUPS {
+        [n, 1, 1]
+    } else {
+        [MAX_GROUPS, n.div_ceil(MAX_GROUPS), 1]
+    }
+}
+
+/// A grid for `items` work items at `per_group` items per workgroup.
+pub fn grid_for_items(items: usize, per_group: usize) -> [u32; 3] {
+    grid_for_groups(items.div_ceil(per_group))
+}

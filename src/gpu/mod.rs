@@ -1,0 +1,11 @@
+//! The GPU layer: device setup, buffers, compiled kernels and the list of steps a forward pass plays.
+
+pub mod buffers;
+pub mod context;
+pub mod kernels;
+pub mod program;
+
+pub use buffers::{read_buffer, GpuTensor};
+pub use context::{AdapterChoice, GpuContext};
+pub use kernels::Kernels;
+pub use program::{Program, Step};

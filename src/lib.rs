@@ -1,0 +1,21 @@
+//! zeroprune: a portable GPU runtime for vision transformers (ViT / DeiT) with zero-shot token pruning.
+//!
+//! WGSL compute shaders do all the work; one Rust host schedules them the same way on native
+//! Vulkan / Metal / DX12 (wgpu) and in the browser (WebGPU).
+//!
+//! Map of the crate:
+//! - [`gpu`]: device setup, buffers, the kernel library and the step list a forward pass plays;
+//! - [`model`]: configs, weights (timm and Hugging Face layouts) and the ViT/DeiT graph;
+//! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
+//! - [`preprocess`], [`labels`]: images in, class names out.
+
+pub mod error;
+pub mod gpu;
+pub mod labels;
+pub mod model;
+pub mod preprocess;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use model::{ModelWeights, Preprocess, ViTConfig};
+pub use session::{Prediction, Session};

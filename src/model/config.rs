@@ -1,0 +1,91 @@
+//! Model configuration: the shape of a ViT/DeiT and how its input images are prepared.
+//!
+//! Read from timm's `config.json` (`architecture`, `model_args`, `pretrained_cfg`) or from a Hugging Face
+//! `config.json` + `preprocessor_config.json`; missing fields are inferred from the weights' shapes.
+
+use serde::{Deserialize, Serialize};
+
+/// How the shorter side of an image is resized before the center crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+}
+
+/// Image preprocessing, as timm's `pretrained_cfg` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// Model input height and width in pixels.
+    pub input_size: (usize, usize),
+    /// Resize the shorter side to `floor(input / crop_pct)`, then center-crop `input_size`.
+    pub crop_pct: f32,
+    pub interpolation: Interpolation,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// timm's ImageNet defaults: bicubic, crop_pct 0.875, ImageNet mean/std.
+    pub fn imagenet(size: usize) -> Self {
+        Preprocess {
+            input_size: (size, size),
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bicubic,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+/// The shape of a Vision Transformer (ViT, DeiT, distilled DeiT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViTConfig {
+    /// Input image size (height, width) in pixels.
+    pub image_size: (usize, usize),
+    pub patch_size: usize,
+    pub in_chans: usize,
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    /// Hidden width of the MLP (`mlp_ratio * embed_dim`).
+    pub mlp_dim: usize,
+    pub num_classes: usize,
+    /// Distilled DeiT: a distillation token after CLS and a second head; logits are the mean of both heads.
+    pub distilled: bool,
+    pub layer_norm_eps: f32,
+    /// Class names in index order, where the config has them.
+    pub class_names: Option<Vec<String>>,
+    pub preprocess: Preprocess,
+}
+
+impl ViTConfig {
+    /// Patches along (height, width).
+    pub fn grid(&self) -> (usize, usize) {
+        (
+            self.image_size.0 / self.patch_size,
+            self.image_size.1 / self.patch_size,
+        )
+    }
+    pub fn num_patches(&self) -> usize {
+        let (h, w) = self.grid();
+        h * w
+    }
+    /// Tokens that are not patches and are never pruned: CLS, and the distillation token where there is one.
+    pub fn num_prefix_tokens(&self) -> usize {
+        if self.distilled {
+            2
+        } else {
+            1
+        }
+    }
+    /// Token count of the dense model.
+    pub fn num_tokens(&self) -> usize {
+        self.num_patches() + self.num_prefix_tokens()
+    }
+    pub fn head_dim(&self) -> usize {
+        self.embed_dim / self.num_heads
+    }
+}

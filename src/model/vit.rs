@@ -1,0 +1,353 @@
+//! The ViT / DeiT forward pass as plain code: one struct per layer holding its GPU weights, and
+//! `forward` functions that say in order what happens. They only append steps; the session plays them.
+
+use super::weights::ModelWeights;
+use super::ViTConfig;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Gemm, MatView, RowView};
+use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
+
+/// `y = x . W + b` with `W` stored `[in, out]`.
+pub struct Linear {
+    pub w: GpuTensor,
+    pub b: GpuTensor,
+    pub inp: usize,
+    pub out: usize,
+}
+
+impl Linear {
+    fn new(gpu: &GpuContext, name: &str, w: &[f32], b: &[f32]) -> Self {
+        Linear {
+            w: GpuTensor::from_slice(gpu, name, w),
+            b: GpuTensor::from_slice(gpu, name, b),
+            inp: w.len() / b.len().max(1),
+            out: b.len(),
+        }
+    }
+
+    /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        label: &str,
+        x: &GpuTensor,
+        out: &GpuTensor,
+        rows: usize,
+        gelu: bool,
+        accumulate: bool,
+    ) -> Result<()> {
+        let g = Gemm {
+            bias: Some(&self.b),
+            gelu,
+            accumulate,
+            ..Gemm::new(rows, self.out, self.inp)
+        };
+        p.push(k.gemm(
+            label,
+            MatView::rows(x, self.inp),
+            MatView::rows(&self.w, self.out),
+            MatView::rows(out, self.out),
+            g,
+        )?);
+        Ok(())
+    }
+}
+
+pub struct LayerNorm {
+    pub w: GpuTensor,
+    pub b: GpuTensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    fn new(gpu: &GpuContext, name: &str, w: &[f32], b: &[f32], eps: f32) -> Self {
+        LayerNorm {
+            w: GpuTensor::from_slice(gpu, name, w),
+            b: GpuTensor::from_slice(gpu, name, b),
+            eps,
+        }
+    }
+
+    fn forward(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        label: &str,
+        x: RowView,
+        y: RowView,
+        rows: usize,
+    ) -> Result<()> {
+        let d = self.w.len;
+        p.push(k.layernorm(label, x, y, rows, d, &self.w, &self.b, self.eps)?);
+        Ok(())
+    }
+}
+
+/// Intermediate buffers of one (model, batch), allocated once and reused by every run.
+pub struct Activations {
+    pub batch: usize,
+    /// `[B, C, H, W]` normalised pixels.
+    pub image: GpuTensor,
+    /// `[B * patches, C * p * p]`.
+    pub patches: GpuTensor,
+    /// `[B, N, D]`: the residual stream.
+    pub x: GpuTensor,
+    /// `[B, N, D]`: LayerNorm output.
+    pub xn: GpuTensor,
+    /// `[B, N, 3D]`.
+    pub qkv: GpuTensor,
+    /// `[B, H, N, N]`: attention probabilities, kept for token scoring.
+    pub probs: GpuTensor,
+    /// `[B, N, D]`: attention output before the projection.
+    pub attn: GpuTensor,
+    /// `[B, N, mlp]`.
+    pub hidden: GpuTensor,
+    /// `[B, prefix * D]`: final-normed CLS (and distillation) rows.
+    pub head_in: GpuTensor,
+    /// `[B, classes]`.
+    pub logits: GpuTensor,
+}
+
+impl Activations {
+    /// Values per image of each buffer, by name: what decides the largest batch a device can hold.
+    pub fn per_image(c: &ViTConfig) -> Vec<(&'static str, usize)> {
+        let n = c.num_tokens();
+        let d = c.embed_dim;
+        vec![
+            ("image", c.in_chans * c.image_size.0 * c.image_size.1),
+            ("patches", c.num_patches() * c.in_chans * c.patch_size * c.patch_size),
+            ("tokens", n * d),
+            ("qkv", n * 3 * d),
+            ("attention probabilities", c.num_heads * n * n),
+            ("mlp hidden", n * c.mlp_dim),
+            ("head input", c.num_prefix_tokens() * d),
+            ("logits", c.num_classes),
+        ]
+    }
+
+    /// The largest batch whose every buffer fits in one storage binding of `max_bytes`.
+    pub fn max_batch(c: &ViTConfig, max_bytes: u64) -> (usize, &'static str) {
+        Self::per_image(c)
+            .into_iter()
+            .map(|(name, v)| ((max_bytes / (4 * v.max(1) as u64)) as usize, name))
+            .min()
+            .unwrap_or((0, "none"))
+    }
+
+    pub fn new(gpu: &GpuContext, c: &ViTConfig, batch: usize) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::param("batch", "must be at least 1"));
+        }
+        let (max, limiting) = Self::max_batch(c, gpu.max_binding_bytes());
+        if batch > max {
+            return Err(Error::BatchTooLarge {
+                batch,
+                max,
+                reason: format!(
+                    "the {limiting} buffer would exceed the device's {} byte storage binding limit",
+                    gpu.max_binding_bytes()
+                ),
+            });
+        }
+        let sizes: std::collections::HashMap<_, _> = Self::per_image(c).into_iter().collect();
+        let t = |name: &'static str, label: &str| GpuTensor::zeros(gpu, label, batch * sizes[name]);
+        Ok(Activations {
+            batch,
+            image: t("image", "image"),
+            patches: t("patches", "patches"),
+            x: t("tokens", "x"),
+            xn: t("tokens", "xn"),
+            qkv: t("qkv", "qkv"),
+            probs: t("attention probabilities", "attention probabilities"),
+            attn: t("tokens", "attention output"),
+            hidden: t("mlp hidden", "mlp hidden"),
+            head_in: t("head input", "head input"),
+            logits: t("logits", "logits"),
+        })
+    }
+}
+
+/// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub norm2: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Block {
+    /// Append the block's steps for `tokens` tokens per image.
+    pub fn forward(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        a: &Activations,
+        c: &ViTConfig,
+        index: usize,
+        tokens: usize,
+    ) -> Result<()> {
+        let (b, n, d, h) = (a.batch, tokens, c.embed_dim, c.num_heads);
+        let dh = d / h;
+        let name = |s: &str| format!("block{index}.{s}");
+        let dense = |t| RowView::dense(t, d);
+
+        self.norm1
+            .forward(k, p, &name("norm1"), dense(&a.x), dense(&a.xn), b * n)?;
+        self.qkv
+            .forward(k, p, &name("qkv"), &a.xn, &a.qkv, b * n, false, false)?;
+
+        // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
+        let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
+        let kt = q.at(d).strides(1, 3 * d);
+        let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
+        let scores = Gemm {
+            outer: b,
+            heads: h,
+            alpha: 1.0 / (dh as f32).sqrt(),
+            ..Gemm::new(n, n, dh)
+        };
+        p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
+        p.push(k.softmax_rows(&name("softmax"), &a.probs, b * h * n, n, n)?);
+
+        // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
+        let v = q.at(2 * d);
+        let out = MatView::rows(&a.attn, d).batched(n * d, dh);
+        let pv = Gemm {
+            outer: b,
+            heads: h,
+            ..Gemm::new(n, dh, n)
+        };
+        p.push(k.gemm(&name("context"), probs, v, out, pv)?);
+        self.proj
+            .forward(k, p, &name("proj"), &a.attn, &a.x, b * n, false, true)?;
+
+        self.norm2
+            .forward(k, p, &name("norm2"), dense(&a.x), dense(&a.xn), b * n)?;
+        self.fc1
+            .forward(k, p, &name("fc1"), &a.xn, &a.hidden, b * n, true, false)?;
+        self.fc2
+            .forward(k, p, &name("fc2"), &a.hidden, &a.x, b * n, false, true)?;
+        Ok(())
+    }
+}
+
+/// A ViT / DeiT with its weights on the GPU.
+pub struct VisionTransformer {
+    pub config: ViTConfig,
+    pub patch_embed: Linear,
+    pub prefix_tokens: GpuTensor,
+    pub pos_embed: GpuTensor,
+    pub blocks: Vec<Block>,
+    pub norm: LayerNorm,
+    pub head: Linear,
+}
+
+impl VisionTransformer {
+    pub fn upload(gpu: &GpuContext, w: &ModelWeights) -> Self {
+        let eps = w.config.layer_norm_eps;
+        let blocks = w
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, bw)| {
+                let n = |s: &str| format!("block{i}.{s}");
+                Block {
+                    norm1: LayerNorm::new(gpu, &n("norm1"), &bw.norm1_w, &bw.norm1_b, eps),
+                    qkv: Linear::new(gpu, &n("qkv"), &bw.qkv_w, &bw.qkv_b),
+                    proj: Linear::new(gpu, &n("proj"), &bw.proj_w, &bw.proj_b),
+                    norm2: LayerNorm::new(gpu, &n("norm2"), &bw.norm2_w, &bw.norm2_b, eps),
+                    fc1: Linear::new(gpu, &n("fc1"), &bw.fc1_w, &bw.fc1_b),
+                    fc2: Linear::new(gpu, &n("fc2"), &bw.fc2_w, &bw.fc2_b),
+                }
+            })
+            .collect();
+        VisionTransformer {
+            config: w.config.clone(),
+            patch_embed: Linear::new(gpu, "patch_embed", &w.patch_w, &w.patch_b),
+            prefix_tokens: GpuTensor::from_slice(gpu, "prefix tokens", &w.prefix_tokens),
+            pos_embed: GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed),
+            blocks,
+            norm: LayerNorm::new(gpu, "norm", &w.norm_w, &w.norm_b, eps),
+            head: Linear::new(gpu, "head", &w.head_w, &w.head_b),
+        }
+    }
+
+    /// Patch embedding: unfold, project into rows `prefix..` of every image, add prefix tokens and positions.
+    pub fn embed(&self, k: &Kernels, p: &mut Program, a: &Activations) -> Result<()> {
+        let c = &self.config;
+        let (b, n, d, np) = (a.batch, c.num_tokens(), c.embed_dim, c.num_patches());
+        let pp = self.patch_embed.inp;
+        p.push(k.im2col(
+            "patch_embed.im2col",
+            &a.image,
+            &a.patches,
+            b,
+            c.in_chans,
+            c.image_size,
+            c.patch_size,
+        )?);
+        let g = Gemm {
+            outer: b,
+            bias: Some(&self.patch_embed.b),
+            ..Gemm::new(np, d, pp)
+        };
+        p.push(k.gemm(
+            "patch_embed.proj",
+            MatView::rows(&a.patches, pp).batched(np * pp, 0),
+            MatView::rows(&self.patch_embed.w, d),
+            MatView::rows(&a.x, d)
+                .at(c.num_prefix_tokens() * d)
+                .batched(n * d, 0),
+            g,
+        )?);
+        p.push(k.add_prefix_pos(
+            "patch_embed.pos",
+            &a.x,
+            &self.prefix_tokens,
+            &self.pos_embed,
+            (b, n, d, c.num_prefix_tokens()),
+        )?);
+        Ok(())
+    }
+
+    /// Final LayerNorm on the CLS (and distillation) rows only, then the classifier.
+    pub fn classify(&self, k: &Kernels, p: &mut Program, a: &Activations, tokens: usize) -> Result<()> {
+        let c = &self.config;
+        let (d, pre) = (c.embed_dim, c.num_prefix_tokens());
+        let rows_in = RowView {
+            t: &a.x,
+            off: 0,
+            group: pre,
+            group_stride: tokens * d,
+            row_stride: d,
+        };
+        let rows_out = RowView {
+            t: &a.head_in,
+            off: 0,
+            group: pre,
+            group_stride: pre * d,
+            row_stride: d,
+        };
+        self.norm
+            .forward(k, p, "norm", rows_in, rows_out, a.batch * pre)?;
+        self.head
+            .forward(k, p, "head", &a.head_in, &a.logits, a.batch, false, false)?;
+        Ok(())
+    }
+
+    /// The dense forward pass, every step in order.
+    pub fn forward(&self, k: &Kernels, a: &Activations) -> Result<Program> {
+        let mut p = Program::default();
+        let n = self.config.num_tokens();
+        self.embed(k, &mut p, a)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            block.forward(k, &mut p, a, &self.config, i, n)?;
+        }
+        self.classify(k, &mut p, a, n)?;
+        Ok(p)
+    }
+}

@@ -1,0 +1,360 @@
+//! Image preprocessing, matching timm's eval transform on PIL images:
+//! `Resize(floor(size / crop_pct))` -> `CenterCrop(size)` -> `ToTensor()` -> `Normalize(mean, std)`.
+//!
+//! Output is CHW `f32` `[3, H, W]`, images of a batch laid one after the other.
+//! Like PIL, EXIF orientation is ignored and alpha is dropped (not composited).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::{ImageFormat, ImageReader, Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::model::config::{Interpolation, Preprocess};
+
+/// Formats the crate is built to read; anything else is refused with a clear message.
+const FORMATS: [ImageFormat; 5] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+    ImageFormat::Gif,
+];
+
+fn image_error(name: &str, reason: impl Into<String>) -> Error {
+    Error::Image {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Decodes a JPEG, PNG, WebP, BMP or GIF (format guessed from the content) to RGB8.
+/// Grayscale becomes RGB, alpha is dropped, a GIF gives its first frame.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(image_error(name, "empty file"));
+    }
+    let format = image::guess_format(bytes)
+        .ok()
+        .filter(|f| FORMATS.contains(f))
+        .ok_or_else(|| image_error(name, "not a JPEG, PNG, WebP, BMP or GIF image"))?;
+    let reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let img = reader.decode().map_err(|e| {
+        let reason = match e {
+            image::ImageError::Limits(_) => format!("too large to decode: {e}"),
+            _ => format!("cannot decode {format:?} (corrupt or truncated?): {e}"),
+        };
+        image_error(name, reason)
+    })?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(image_error(
+            name,
+            format!("image is empty ({}x{})", img.width(), img.height()),
+        ));
+    }
+    Ok(img.into_rgb8())
+}
+
+/// Reads and decodes an image file; errors name the path.
+pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_image(&bytes, &path.display().to_string())
+}
+
+/// Loads and preprocesses images into one `[N, 3, H, W]` buffer; stops at the first bad file.
+pub fn load_batch(paths: &[PathBuf], p: &Preprocess) -> Result<Vec<f32>> {
+    let (h, w) = p.input_size;
+    let mut out = Vec::with_capacity(paths.len() * 3 * h * w);
+    for path in paths {
+        out.extend(preprocess(&load_image(path)?, p));
+    }
+    Ok(out)
+}
+
+/// Preprocesses browser `ImageData` (RGBA8, row-major, `width * height * 4` bytes); alpha is dropped.
+pub fn preprocess_rgba(width: u32, height: u32, rgba: &[u8], p: &Preprocess) -> Result<Vec<f32>> {
+    const NAME: &str = "RGBA buffer";
+    if width == 0 || height == 0 {
+        return Err(image_error(NAME, format!("empty image ({width}x{height})")));
+    }
+    let expected = width as usize * height as usize * 4;
+    if rgba.len() != expected {
+        return Err(image_error(
+            NAME,
+            format!(
+                "{} bytes for a {width}x{height} RGBA image, expected {expected}",
+                rgba.len()
+            ),
+        ));
+    }
+    let rgb: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|px| [px[0], px[1], px[2]])
+        .collect();
+    let img = RgbImage::from_raw(width, height, rgb).expect("length checked above");
+    Ok(preprocess(&img, p))
+}
+
+/// Resize, center-crop and normalise one image to CHW `f32` `[3, H, W]`, `(H, W) = p.input_size`.
+///
+/// An empty image, or one smaller than the crop after resizing, is padded with black (pixel value 0)
+/// as torchvision's `CenterCrop` does.
+pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
+    let resized = resize(img, p);
+    center_crop_normalize(&resized, p)
+}
+
+/// Resizes like timm: the shorter side to `floor(size / crop_pct)`, keeping the aspect ratio.
+fn resize(img: &RgbImage, p: &Preprocess) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return img.clone();
+    }
+    let (new_w, new_h) = resized_size(w, h, p);
+    pil_resize(img, new_w as u32, new_h as u32, p.interpolation)
+}
+
+/// Output (width, height) of timm's eval resize for a `w x h` image.
+fn resized_size(w: usize, h: usize, p: &Preprocess) -> (usize, usize) {
+    let (th, tw) = p.input_size;
+    let (sh, sw) = (scale_size(th, p.crop_pct), scale_size(tw, p.crop_pct));
+    if sh == sw {
+        // torchvision `Resize(int)`: shorter side -> size, longer side truncated.
+        if w <= h {
+            (sw, sw * h / w)
+        } else {
+            (sh * w / h, sh)
+        }
+    } else {
+        // timm `ResizeKeepRatio(scale_size)` for a non-square target: the smaller of the two
+        // ratios, each side rounded (Python `round`, half to even).
+        let ratio = (h as f64 / sh as f64).min(w as f64 / sw as f64);
+        let side = |x: usize| (x as f64 / ratio).round_ties_even() as usize;
+        (side(w), side(h))
+    }
+}
+
+/// timm's `math.floor(size / crop_pct)`. `crop_pct` is read back through its shortest decimal form
+/// so that, e.g., 224 / 0.8 gives 280 as in Python and not 279 from the f32 0.800000011.
+/// A non-positive or non-finite `crop_pct` is taken as 1 (no margin).
+fn scale_size(size: usize, crop_pct: f32) -> usize {
+    let pct: f64 = crop_pct.to_string().parse().unwrap_or(1.0);
+    let pct = if pct.is_finite() && pct > 0.0 {
+        pct
+    } else {
+        1.0
+    };
+    (size as f64 / pct).floor() as usize
+}
+
+// ---------------------------------------------------------------------------------------------
+// PIL's `Image.resize`, reproduced bit for bit.
+//
+// The image crate's `resize` has the same kernels but filters vertically first and keeps the
+// intermediate in f32, whereas PIL filters horizontally first and rounds and clamps to u8 in
+// between; Catmull-Rom overshoot at sharp edges then differs by up to ~12 levels. So this is
+// Pillow's `Resample.c` (checked bit-exact against Pillow 13 with timm's eval transform): the same
+// taps, fixed-point weights, rounding and pass order.
+
+/// Fractional bits of PIL's fixed-point weights for 8-bit images (`PRECISION_BITS`).
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// A PIL resampling kernel and its support (radius) at scale 1.
+struct Filter {
+    kernel: fn(f64) -> f64,
+    support: f64,
+}
+
+/// PIL's bicubic is cubic convolution with a = -0.5 (Catmull-Rom).
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+fn bilinear(x: f64) -> f64 {
+    (1.0 - x.abs()).max(0.0)
+}
+
+fn lanczos(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI)
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// Resizes to `new_w x new_h` as PIL's `Image.resize(size, resample)` does; same size is a copy.
+fn pil_resize(img: &RgbImage, new_w: u32, new_h: u32, interpolation: Interpolation) -> RgbImage {
+    let filter = match interpolation {
+        Interpolation::Nearest => return resize_nearest(img, new_w, new_h),
+        Interpolation::Bilinear => Filter {
+            kernel: bilinear,
+            support: 1.0,
+        },
+        Interpolation::Bicubic => Filter {
+            kernel: bicubic,
+            support: 2.0,
+        },
+        Interpolation::Lanczos => Filter {
+            kernel: lanczos,
+            support: 3.0,
+        },
+    };
+    // Two passes with a u8 image in between. Pillow 13 runs the vertical pass first when the
+    // height shrinks by more than twice as many pixels as the width (older Pillow: always
+    // horizontal first); a pass whose size is kept is skipped.
+    let (dx, dy) = (
+        img.width() as i64 - new_w as i64,
+        img.height() as i64 - new_h as i64,
+    );
+    let vertical_first = dy > 0 && dy > 2 * dx;
+    let mut out = img.clone();
+    for horizontal in [!vertical_first, vertical_first] {
+        let (len, new_len) = if horizontal {
+            (out.width(), new_w)
+        } else {
+            (out.height(), new_h)
+        };
+        if len != new_len {
+            out = resample_pass(&out, new_len, &filter, horizontal);
+        }
+    }
+    out
+}
+
+/// PIL's nearest (`ImagingScaleAffine`): source index `floor((i + 0.5) * in / out)`, with the
+/// position accumulated step by step in f64 as PIL does (a direct product differs at some ties).
+fn resize_nearest(img: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
+    let sources = |len: u32, new_len: u32| -> Vec<u32> {
+        let step = len as f64 / new_len as f64;
+        let mut pos = 0.5 * step;
+        (0..new_len)
+            .map(|_| {
+                let i = (pos as u32).min(len - 1);
+                pos += step;
+                i
+            })
+            .collect()
+    };
+    let (xs, ys) = (sources(img.width(), new_w), sources(img.height(), new_h));
+    RgbImage::from_fn(new_w, new_h, |x, y| {
+        *img.get_pixel(xs[x as usize], ys[y as usize])
+    })
+}
+
+/// Taps of one output pixel: the first source index and fixed-point weights.
+struct Taps {
+    start: u32,
+    weights: Vec<i64>,
+}
+
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for resampling `in_len` pixels to `out_len`.
+fn taps(in_len: u32, out_len: u32, filter: &Filter) -> Vec<Taps> {
+    let scale = in_len as f64 / out_len as f64;
+    // Downscaling stretches the kernel over `scale` source pixels (antialiasing).
+    let filter_scale = scale.max(1.0);
+    let inv_filter_scale = 1.0 / filter_scale; // PIL multiplies by the inverse: same rounding
+    let support = filter.support * filter_scale;
+    (0..out_len)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            // PIL truncates `x + 0.5` to round the bounds.
+            let start = ((center - support + 0.5) as i64).max(0) as u32;
+            let end = ((center + support + 0.5) as i64).min(in_len as i64) as u32;
+            let w: Vec<f64> = (start..end)
+                .map(|x| (filter.kernel)((x as f64 - center + 0.5) * inv_filter_scale))
+                .collect();
+            let sum: f64 = w.iter().sum();
+            let one = (1i64 << PRECISION_BITS) as f64;
+            let weights = w
+                .iter()
+                .map(|&k| {
+                    let k = if sum != 0.0 { k / sum } else { k };
+                    // C's `(int)(k * one ± 0.5)`: round half away from zero.
+                    (k * one + 0.5f64.copysign(k)) as i64
+                })
+                .collect();
+            Taps { start, weights }
+        })
+        .collect()
+}
+
+/// One PIL resampling pass along x (`horizontal`) or y, rounding and clamping to u8.
+fn resample_pass(img: &RgbImage, new_len: u32, filter: &Filter, horizontal: bool) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let taps = taps(if horizontal { w } else { h }, new_len, filter);
+    let (out_w, out_h) = if horizontal {
+        (new_len, h)
+    } else {
+        (w, new_len)
+    };
+    RgbImage::from_fn(out_w, out_h, |x, y| {
+        let t = &taps[if horizontal { x } else { y } as usize];
+        let mut acc = [1i64 << (PRECISION_BITS - 1); 3]; // + 0.5 to round
+        for (k, &weight) in (t.start..).zip(&t.weights) {
+            let px = if horizontal {
+                img.get_pixel(k, y)
+            } else {
+                img.get_pixel(x, k)
+            };
+            for c in 0..3 {
+                acc[c] += px[c] as i64 * weight;
+            }
+        }
+        Rgb(acc.map(|a| (a >> PRECISION_BITS).clamp(0, 255) as u8))
+    })
+}
+
+/// Source index of the crop's first pixel along one axis, torchvision `CenterCrop` style:
+/// `int(round((len - crop) / 2))` with Python's round-half-to-even, or, when the image is smaller
+/// than the crop, minus the zero padding torchvision adds before it (`(crop - len) // 2`).
+fn crop_start(len: usize, crop: usize) -> isize {
+    if len >= crop {
+        ((len - crop) as f64 / 2.0).round_ties_even() as isize
+    } else {
+        -(((crop - len) / 2) as isize)
+    }
+}
+
+/// Center-crops `p.input_size`, scales to [0, 1] and normalises, writing CHW.
+fn center_crop_normalize(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
+    let (h, w) = p.input_size;
+    let top = crop_start(img.height() as usize, h);
+    let left = crop_start(img.width() as usize, w);
+    let mut out = vec![0.0f32; 3 * h * w];
+    for c in 0..3 {
+        let plane = &mut out[c * h * w..(c + 1) * h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let value = pixel(img, left + x as isize, top + y as isize, c);
+                // Same f32 arithmetic as ToTensor + Normalize.
+                plane[y * w + x] = (value as f32 / 255.0 - p.mean[c]) / p.std[c];
+            }
+        }
+    }
+    out
+}
+
+/// Channel `c` at (x, y), or 0 (padding) outside the image.
+fn pixel(img: &RgbImage, x: isize, y: isize, c: usize) -> u8 {
+    let inside = (0..img.width() as isize).contains(&x) && (0..img.height() as isize).contains(&y);
+    if inside {
+        img.get_pixel(x as u32, y as u32)[c]
+    } else {
+        0
+    }
+}

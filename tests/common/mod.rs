@@ -1,0 +1,54 @@
+//! Shared helpers for the integration tests: one GPU device per test binary, fixtures, comparisons.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use zeroprune::gpu::{AdapterChoice, GpuContext};
+
+/// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`).
+pub fn gpu() -> &'static GpuContext {
+    static GPU: OnceLock<GpuContext> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = GpuContext::new_blocking(&AdapterChoice::from_env())
+            .expect("tests need a GPU adapter (on Linux: Mesa lavapipe, WGPU_BACKEND=vulkan)");
+        eprintln!("test adapter: {}", gpu.describe());
+        gpu
+    })
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// `../shared` beside the repository: the real model and images.
+pub fn shared() -> PathBuf {
+    repo().join("../shared")
+}
+
+/// Read an f32 tensor from a safetensors file.
+pub fn read_tensor(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+/// Largest |a - b| relative to the largest |b| (and at least 1e-6).
+pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(1e-6f32, |m, x| m.max(x.abs()));
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}

@@ -1,0 +1,47 @@
+//! The whole model against PyTorch references (timm and Hugging Face transformers) on tiny random
+//! models: `tests/reference/make_fixtures.py` wrote the weights, inputs and logits.
+
+mod common;
+
+use common::{fixture, gpu, max_rel_err, read_tensor};
+use zeroprune::{ModelWeights, Session};
+
+/// f32 on the GPU against f32 PyTorch: the logits agree to this fraction of the largest logit.
+const TOL: f32 = 1e-4;
+
+fn check(name: &str) {
+    let dir = fixture(name);
+    let weights = ModelWeights::load(&dir).unwrap();
+    let (shape, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+    let (_, want) = read_tensor(&dir.join("reference.safetensors"), "logits");
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    let got: Vec<f32> = session.run(&input).unwrap().concat();
+    let err = max_rel_err(&got, &want);
+    eprintln!("{name}: batch {} max relative error {err:.2e}", shape[0]);
+    assert!(err < TOL, "{name}: logits differ from PyTorch by {err} (> {TOL})");
+    // One image at a time gives the same logits as the batch.
+    let per = input.len() / shape[0];
+    let single: Vec<f32> = session.run(&input[per..2 * per]).unwrap().concat();
+    let classes = want.len() / shape[0];
+    assert!(max_rel_err(&single, &want[classes..2 * classes]) < TOL);
+}
+
+#[test]
+fn timm_vit_matches_pytorch() {
+    check("tiny-timm");
+}
+
+#[test]
+fn timm_distilled_deit_matches_pytorch() {
+    check("tiny-timm-distilled");
+}
+
+#[test]
+fn hf_vit_matches_transformers() {
+    check("tiny-hf-vit");
+}
+
+#[test]
+fn hf_distilled_deit_matches_transformers() {
+    check("tiny-hf-deit-distilled");
+}

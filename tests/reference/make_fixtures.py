@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Build tiny random ViT/DeiT models (timm + HF transformers) and write reference logits.
+
+Writes, under tests/fixtures/:
+  tiny-timm/                 timm VisionTransformer            (cls token)
+  tiny-timm-distilled/       timm VisionTransformerDistilled   (cls + dist token, mean of heads)
+  tiny-hf-vit/               transformers ViTForImageClassification
+  tiny-hf-deit-distilled/    transformers DeiTForImageClassificationWithTeacher
+each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
+reference.safetensors = {input [3,3,H,W] f32 (already normalised), logits [3,C] f32}.
+
+Everything is deterministic (fixed seeds); all weights are float32 and every parameter is
+re-initialised with non-trivial random values so that a wrong transpose / missing bias shows.
+
+Run: python3 tests/reference/make_fixtures.py
+"""
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+import timm
+import timm.layers
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.deit import VisionTransformerDistilled
+from safetensors.torch import save_file, load_file
+import transformers
+from transformers import (
+    ViTConfig,
+    ViTForImageClassification,
+    DeiTConfig,
+    DeiTForImageClassificationWithTeacher,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# plain (non-fused) attention everywhere so that the reference is the textbook computation
+timm.layers.set_fused_attn(False)
+torch.set_grad_enabled(False)
+
+
+def reinit_(model: torch.nn.Module, seed: int) -> None:
+    """Overwrite every parameter with deterministic, clearly non-trivial values.
+
+    - LayerNorm weight: 1 + 0.1*randn; LayerNorm bias: 0.1*randn
+    - weight matrices / conv kernels: randn * gain/sqrt(fan_in) (gain 1, 2 for attention
+      q/k so that softmax is visibly non-uniform)
+    - biases: 0.1*randn
+    - tokens (cls/dist) and position embeddings: 0.5*randn
+    """
+    g = torch.Generator().manual_seed(seed)
+    ln_params = set()
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.LayerNorm):
+            if mod.weight is not None:
+                ln_params.add(id(mod.weight))
+            if mod.bias is not None:
+                ln_params.add(id(mod.bias))
+    for name, p in model.named_parameters():
+        shape = p.shape
+        r = torch.randn(shape, generator=g, dtype=torch.float32)
+        if id(p) in ln_params:
+            val = (1.0 + 0.1 * r) if name.endswith("weight") else 0.1 * r
+        elif p.dim() >= 2 and not any(k in name for k in ("token", "pos_embed", "position_embeddings")):
+            fan_in = math.prod(shape[1:])
+            gain = 2.0 if any(k in name for k in ("qkv", "query", "key")) else 1.0
+            val = r * (gain / math.sqrt(fan_in))
+        elif p.dim() == 1:
+            val = 0.1 * r
+        else:  # cls / dist tokens, position embeddings
+            val = 0.5 * r
+        p.copy_(val.to(p.dtype))
+    for name, b in model.named_buffers():
+        if b.is_floating_point():
+            raise RuntimeError(f"unexpected float buffer {name}")
+
+
+def make_input(seed: int, h: int, w: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 3, h, w, generator=g, dtype=torch.float32)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def save_reference(out: Path, x: torch.Tensor, logits: torch.Tensor) -> None:
+    save_file(
+        {"input": x.contiguous().float(), "logits": logits.contiguous().float()},
+        str(out / "reference.safetensors"),
+    )
+
+
+def report(name: str, out: Path, logits: torch.Tensor) -> None:
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(
+        f"{name}: logits {tuple(logits.shape)} max|logit|={logits.abs().max():.4f} "
+        f"std={logits.std():.4f}  argmax={logits.argmax(-1).tolist()}  folder={size/1024:.1f} KiB"
+    )
+    assert size < 300 * 1024, f"{out} too large"
+    assert logits.abs().max() > 0.5, f"{name}: degenerate logits"
+
+
+def timm_disable_fused(model: torch.nn.Module) -> None:
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = False
+            n += 1
+    assert n > 0
+
+
+def timm_config(arch, num_classes, num_features, model_args, img):
+    return {
+        "architecture": arch,
+        "num_classes": num_classes,
+        "num_features": num_features,
+        "global_pool": "token",
+        "model_args": model_args,
+        "pretrained_cfg": {
+            "input_size": [3, img, img],
+            "interpolation": "bicubic",
+            "crop_pct": 0.875,
+            "crop_mode": "center",
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+            "num_classes": num_classes,
+            "first_conv": "patch_embed.proj",
+            "classifier": "head",
+        },
+    }
+
+
+def check_roundtrip(model, path: Path):
+    sd = load_file(str(path))
+    ref = model.state_dict()
+    for k, v in sd.items():
+        assert v.dtype == torch.float32, (k, v.dtype)
+        assert torch.equal(v, ref[k]), k
+
+
+# --------------------------------------------------------------------------------------
+def make_tiny_timm():
+    out = FIXTURES / "tiny-timm"
+    out.mkdir(parents=True, exist_ok=True)
+    args = dict(img_size=40, patch_size=8, embed_dim=40, depth=2, num_heads=2, mlp_ratio=3.0, qkv_bias=True)
+    torch.manual_seed(1)
+    model = VisionTransformer(num_classes=10, **args).eval()
+    timm_disable_fused(model)
+    reinit_(model, seed=101)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    check_roundtrip(model, out / "model.safetensors")
+    write_json(out / "config.json", timm_config("vit_tiny_test", 10, 40, args, 40))
+    x = make_input(201, 40, 40)
+    logits = model(x)
+    # independent sanity: forward_features -> norm -> head on token 0
+    feats = model.forward_features(x)
+    assert torch.allclose(model.head(feats[:, 0]), logits)
+    save_reference(out, x, logits)
+    report("tiny-timm", out, logits)
+
+
+def make_tiny_timm_distilled():
+    out = FIXTURES / "tiny-timm-distilled"
+    out.mkdir(parents=True, exist_ok=True)
+    args = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, qkv_bias=True)
+    torch.manual_seed(2)
+    model = VisionTransformerDistilled(num_classes=10, **args).eval()
+    timm_disable_fused(model)
+    assert model.distilled_training is False
+    reinit_(model, seed=102)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    assert "dist_token" in sd and "head_dist.weight" in sd
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    check_roundtrip(model, out / "model.safetensors")
+    write_json(out / "config.json", timm_config("deit_tiny_distilled_test", 10, 48, args, 32))
+    x = make_input(202, 32, 32)
+    logits = model(x)
+    assert isinstance(logits, torch.Tensor)
+    feats = model.forward_features(x)
+    expect = (model.head(feats[:, 0]) + model.head_dist(feats[:, 1])) / 2
+    assert torch.allclose(expect, logits, atol=1e-6), (expect - logits).abs().max()
+    save_reference(out, x, logits)
+    report("tiny-timm-distilled", out, logits)
+
+
+def hf_preprocessor(size, mean, std):
+    return {
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": mean,
+        "image_processor_type": "ViTImageProcessor",
+        "image_std": std,
+        "resample": 3,
+        "rescale_factor": 1.0 / 255.0,
+        "size": {"height": size, "width": size},
+    }
+
+
+def hf_save(model, out: Path, x: torch.Tensor):
+    """save_pretrained (safetensors, original/classic tensor names) and verify by reloading."""
+    model.save_pretrained(str(out))
+    st = out / "model.safetensors"
+    assert st.exists(), list(out.iterdir())
+    sd = load_file(str(st))
+    # transformers 5 renames modules internally (q_proj, ...) but saves the classic names
+    assert len(sd) == len(model.state_dict()), (len(sd), len(model.state_dict()))
+    for k, v in sd.items():
+        assert v.dtype == torch.float32, (k, v.dtype)
+        assert not any(s in k for s in ("pooler", "q_proj", "k_proj", "v_proj", "o_proj", "layers.")), k
+    cls = type(model)
+    reloaded = cls.from_pretrained(str(out), attn_implementation="eager").eval()
+    assert torch.equal(reloaded(pixel_values=x).logits, model(pixel_values=x).logits)
+
+
+def make_tiny_hf_vit():
+    out = FIXTURES / "tiny-hf-vit"
+    out.mkdir(parents=True, exist_ok=True)
+    n = 7
+    cfg = ViTConfig(
+        hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
+        image_size=32, patch_size=8, num_channels=3, num_labels=n, qkv_bias=True,
+        layer_norm_eps=1e-12, hidden_act="gelu",
+        id2label={i: f"class-{i}" for i in range(n)},
+        label2id={f"class-{i}": i for i in range(n)},
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(3)
+    model = ViTForImageClassification(cfg).eval()
+    assert model.vit.pooler is None
+    assert model.config._attn_implementation == "eager", model.config._attn_implementation
+    reinit_(model, seed=103)
+    x = make_input(203, 32, 32)
+    hf_save(model, out, x)
+    mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    write_json(out / "preprocessor_config.json", hf_preprocessor(32, mean, std))
+    logits = model(pixel_values=x).logits
+    save_reference(out, x, logits)
+    report("tiny-hf-vit", out, logits)
+
+
+def make_tiny_hf_deit_distilled():
+    out = FIXTURES / "tiny-hf-deit-distilled"
+    out.mkdir(parents=True, exist_ok=True)
+    n = 5
+    cfg = DeiTConfig(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        image_size=24, patch_size=8, num_channels=3, num_labels=n, qkv_bias=True,
+        layer_norm_eps=1e-12, hidden_act="gelu",
+        id2label={i: f"class-{i}" for i in range(n)},
+        label2id={f"class-{i}": i for i in range(n)},
+    )
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(4)
+    model = DeiTForImageClassificationWithTeacher(cfg).eval()
+    assert model.deit.pooler is None
+    assert model.config._attn_implementation == "eager", model.config._attn_implementation
+    reinit_(model, seed=104)
+    x = make_input(204, 24, 24)
+    hf_save(model, out, x)
+    write_json(out / "preprocessor_config.json", hf_preprocessor(24, IMAGENET_MEAN, IMAGENET_STD))
+    o = model(pixel_values=x)
+    logits = o.logits
+    assert torch.allclose(logits, (o.cls_logits + o.distillation_logits) / 2, atol=1e-6)
+    save_reference(out, x, logits)
+    report("tiny-hf-deit-distilled", out, logits)
+
+
+def main():
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, timm {timm.__version__}, transformers {transformers.__version__}")
+    make_tiny_timm()
+    make_tiny_timm_distilled()
+    make_tiny_hf_vit()
+    make_tiny_hf_deit_distilled()
+    for d in FIXTURES.glob("tiny-*"):
+        for f in d.iterdir():
+            f.chmod(0o644)
+    total = sum(f.stat().st_size for d in FIXTURES.glob("tiny-*") for f in d.iterdir())
+    print(f"total tiny fixtures: {total/1024:.1f} KiB")
+
+
+if __name__ == "__main__":
+    main()
