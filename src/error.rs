@@ -25,7 +25,9 @@ pub enum Error {
         expected: Vec<usize>,
     },
 
-    #[error("{file}: tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 weights are supported")]
+    #[error(
+        "{file}: tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 weights are supported"
+    )]
     TensorDtype {
         file: String,
         name: String,
@@ -82,7 +84,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidParam {
             name: name.into(),
             reason: reason.into(),

@@ -18,7 +18,10 @@ fn check(name: &str) {
     let got: Vec<f32> = session.run(&input).unwrap().concat();
     let err = max_rel_err(&got, &want);
     eprintln!("{name}: batch {} max relative error {err:.2e}", shape[0]);
-    assert!(err < TOL, "{name}: logits differ from PyTorch by {err} (> {TOL})");
+    assert!(
+        err < TOL,
+        "{name}: logits differ from PyTorch by {err} (> {TOL})"
+    );
     // One image at a time gives the same logits as the batch.
     let per = input.len() / shape[0];
     let single: Vec<f32> = session.run(&input[per..2 * per]).unwrap().concat();

@@ -115,7 +115,9 @@ impl GpuContext {
     }
 
     pub fn has_timestamps(&self) -> bool {
-        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The largest single storage binding the device accepts, in bytes.

@@ -266,10 +266,7 @@ impl Kernels {
             cache: None,
         });
         self.gpu.check()?;
-        self.pipelines
-            .lock()
-            .unwrap()
-            .insert(key, pipeline.clone());
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -313,14 +310,7 @@ impl Kernels {
     }
 
     /// `C = alpha * A.B (+ bias) (GELU) (+ C)`; C's columns must be contiguous.
-    pub fn gemm(
-        &self,
-        label: &str,
-        a: MatView,
-        b: MatView,
-        c: MatView,
-        g: Gemm,
-    ) -> Result<Step> {
+    pub fn gemm(&self, label: &str, a: MatView, b: MatView, c: MatView, g: Gemm) -> Result<Step> {
         if c.col_stride != 1 {
             return Err(Error::param("gemm output", "columns must be contiguous"));
         }
@@ -362,7 +352,10 @@ impl Kernels {
         if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
             return Err(Error::param(
                 "gemm shape",
-                format!("{}x{}x{} batch {z} exceeds the dispatch limit", g.m, g.n, g.k),
+                format!(
+                    "{}x{}x{} batch {z} exceeds the dispatch limit",
+                    g.m, g.n, g.k
+                ),
             ));
         }
         let pipeline = self.pipeline("matmul", entry, &constants)?;

@@ -7,7 +7,12 @@ use super::ViTConfig;
 /// FLOPs of one block that runs on `tokens` tokens (attention) and `mlp_tokens` tokens (after a
 /// pruning step inside the block, the MLP runs on fewer tokens).
 pub fn block_flops(c: &ViTConfig, tokens: usize, mlp_tokens: usize) -> f64 {
-    let (n, m, d, h) = (tokens as f64, mlp_tokens as f64, c.embed_dim as f64, c.mlp_dim as f64);
+    let (n, m, d, h) = (
+        tokens as f64,
+        mlp_tokens as f64,
+        c.embed_dim as f64,
+        c.mlp_dim as f64,
+    );
     let qkv = 2.0 * n * d * 3.0 * d;
     let attention = 2.0 * 2.0 * n * n * d; // Q.K^T and P.V over all heads
     let proj = 2.0 * n * d * d;

@@ -117,7 +117,10 @@ impl Activations {
         let d = c.embed_dim;
         vec![
             ("image", c.in_chans * c.image_size.0 * c.image_size.1),
-            ("patches", c.num_patches() * c.in_chans * c.patch_size * c.patch_size),
+            (
+                "patches",
+                c.num_patches() * c.in_chans * c.patch_size * c.patch_size,
+            ),
             ("tokens", n * d),
             ("qkv", n * 3 * d),
             ("attention probabilities", c.num_heads * n * n),
@@ -295,15 +298,17 @@ impl VisionTransformer {
             bias: Some(&self.patch_embed.b),
             ..Gemm::new(np, d, pp)
         };
-        p.push(k.gemm(
-            "patch_embed.proj",
-            MatView::rows(&a.patches, pp).batched(np * pp, 0),
-            MatView::rows(&self.patch_embed.w, d),
-            MatView::rows(&a.x, d)
-                .at(c.num_prefix_tokens() * d)
-                .batched(n * d, 0),
-            g,
-        )?);
+        p.push(
+            k.gemm(
+                "patch_embed.proj",
+                MatView::rows(&a.patches, pp).batched(np * pp, 0),
+                MatView::rows(&self.patch_embed.w, d),
+                MatView::rows(&a.x, d)
+                    .at(c.num_prefix_tokens() * d)
+                    .batched(n * d, 0),
+                g,
+            )?,
+        );
         p.push(k.add_prefix_pos(
             "patch_embed.pos",
             &a.x,
@@ -315,7 +320,13 @@ impl VisionTransformer {
     }
 
     /// Final LayerNorm on the CLS (and distillation) rows only, then the classifier.
-    pub fn classify(&self, k: &Kernels, p: &mut Program, a: &Activations, tokens: usize) -> Result<()> {
+    pub fn classify(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        a: &Activations,
+        tokens: usize,
+    ) -> Result<()> {
         let c = &self.config;
         let (d, pre) = (c.embed_dim, c.num_prefix_tokens());
         let rows_in = RowView {

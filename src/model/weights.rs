@@ -86,7 +86,10 @@ impl Names {
         match self.layout {
             Layout::Timm => format!("patch_embed.proj.{what}"),
             Layout::HuggingFace => {
-                format!("{}embeddings.patch_embeddings.projection.{what}", self.prefix)
+                format!(
+                    "{}embeddings.patch_embeddings.projection.{what}",
+                    self.prefix
+                )
             }
         }
     }
@@ -281,7 +284,8 @@ impl ModelWeights {
 
 fn parse_json(text: Option<&str>, model: &str, what: &str) -> Result<Option<Value>> {
     text.map(|s| {
-        serde_json::from_str(s).map_err(|e| Error::config(format!("{what} of {model}"), e.to_string()))
+        serde_json::from_str(s)
+            .map_err(|e| Error::config(format!("{what} of {model}"), e.to_string()))
     })
     .transpose()
 }
@@ -369,12 +373,17 @@ fn f32x3(v: &Value, key: &str, file: &str) -> Result<Option<[f32; 3]>> {
     let Some(a) = v.get(key) else {
         return Ok(None);
     };
-    let vals: Option<Vec<f32>> = a
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_f64().map(|x| x as f32)).collect());
+    let vals: Option<Vec<f32>> = a.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_f64().map(|x| x as f32))
+            .collect()
+    });
     match vals {
         Some(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
-        _ => Err(Error::config(file, format!("`{key}` must be a list of 3 numbers"))),
+        _ => Err(Error::config(
+            file,
+            format!("`{key}` must be a list of 3 numbers"),
+        )),
     }
 }
 
@@ -404,15 +413,14 @@ fn infer(t: &Tensors, n: &Names) -> Result<Inferred> {
         });
     }
     let bp = n.block_prefix();
-    let depth = t
-        .st
-        .names()
-        .iter()
-        .filter_map(|s| s.strip_prefix(bp.as_str()))
-        .filter_map(|s| s.split('.').next()?.parse::<usize>().ok())
-        .max()
-        .map(|m| m + 1)
-        .unwrap_or(0);
+    let depth =
+        t.st.names()
+            .iter()
+            .filter_map(|s| s.strip_prefix(bp.as_str()))
+            .filter_map(|s| s.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map(|m| m + 1)
+            .unwrap_or(0);
     if depth == 0 {
         return Err(Error::MissingTensor {
             file: file.clone(),
@@ -420,7 +428,11 @@ fn infer(t: &Tensors, n: &Names) -> Result<Inferred> {
         });
     }
     let pos = t.shape(&n.pos())?;
-    let tokens = if pos.len() >= 2 { pos[pos.len() - 2] } else { 0 };
+    let tokens = if pos.len() >= 2 {
+        pos[pos.len() - 2]
+    } else {
+        0
+    };
     let fc1 = match n.layout {
         Layout::Timm => n.block(0, "mlp.fc1.weight"),
         Layout::HuggingFace => n.block(0, "intermediate.dense.weight"),
@@ -429,12 +441,10 @@ fn infer(t: &Tensors, n: &Names) -> Result<Inferred> {
     let distilled = t.has(&n.dist());
     let (head, _) = n.heads(distilled);
     let head_w = format!("{head}.weight");
-    let num_classes = t
-        .shape(&head_w)
-        .map_err(|_| Error::UnknownLayout {
-            file: file.clone(),
-            reason: format!("no classifier head (`{head_w}`): a headless backbone cannot classify"),
-        })?[0];
+    let num_classes = t.shape(&head_w).map_err(|_| Error::UnknownLayout {
+        file: file.clone(),
+        reason: format!("no classifier head (`{head_w}`): a headless backbone cannot classify"),
+    })?[0];
     Ok(Inferred {
         embed_dim,
         in_chans: pw[1],
@@ -480,26 +490,63 @@ fn build_config(
             _ => Ok(()),
         }
     };
-    check("embed_dim", key("embed_dim", "hidden_size"), w.embed_dim, &n.cls())?;
-    check("depth", key("depth", "num_hidden_layers"), w.depth, &n.block_prefix())?;
-    check("patch_size", key("patch_size", "patch_size"), w.patch_size, &n.patch("weight"))?;
-    check("num_channels", key("in_chans", "num_channels"), w.in_chans, &n.patch("weight"))?;
-    check("num_classes", field_usize(cfg_v, "num_classes"), w.num_classes, n.heads(w.distilled).0)?;
+    check(
+        "embed_dim",
+        key("embed_dim", "hidden_size"),
+        w.embed_dim,
+        &n.cls(),
+    )?;
+    check(
+        "depth",
+        key("depth", "num_hidden_layers"),
+        w.depth,
+        &n.block_prefix(),
+    )?;
+    check(
+        "patch_size",
+        key("patch_size", "patch_size"),
+        w.patch_size,
+        &n.patch("weight"),
+    )?;
+    check(
+        "num_channels",
+        key("in_chans", "num_channels"),
+        w.in_chans,
+        &n.patch("weight"),
+    )?;
+    check(
+        "num_classes",
+        field_usize(cfg_v, "num_classes"),
+        w.num_classes,
+        n.heads(w.distilled).0,
+    )?;
     if n.layout == Layout::Timm {
         if let Some(r) = args.get("mlp_ratio").and_then(Value::as_f64) {
             let stated = (r * w.embed_dim as f64).round() as usize;
-            check("mlp_ratio * embed_dim", Some(stated), w.mlp_dim, "blocks.0.mlp.fc1.weight")?;
+            check(
+                "mlp_ratio * embed_dim",
+                Some(stated),
+                w.mlp_dim,
+                "blocks.0.mlp.fc1.weight",
+            )?;
         }
         if let Some(pool) = cfg_v.get("global_pool").and_then(Value::as_str) {
             if pool != "token" {
                 return Err(Error::config(
                     &cfg_file,
-                    format!("global_pool {pool:?} is not supported (only \"token\": the CLS token)"),
+                    format!(
+                        "global_pool {pool:?} is not supported (only \"token\": the CLS token)"
+                    ),
                 ));
             }
         }
     } else {
-        check("intermediate_size", field_usize(args, "intermediate_size"), w.mlp_dim, "intermediate.dense.weight")?;
+        check(
+            "intermediate_size",
+            field_usize(args, "intermediate_size"),
+            w.mlp_dim,
+            "intermediate.dense.weight",
+        )?;
         if let Some(act) = args.get("hidden_act").and_then(Value::as_str) {
             if act != "gelu" {
                 return Err(Error::config(
@@ -513,13 +560,10 @@ fn build_config(
     let prefix = if w.distilled { 2 } else { 1 };
     let num_patches = w.tokens.checked_sub(prefix).unwrap_or(0);
     let stated_size = match n.layout {
-        Layout::Timm => args
-            .get("img_size")
-            .and_then(image_size_of)
-            .or_else(|| {
-                let s = pcfg.get("input_size")?.as_array()?;
-                Some((s.get(1)?.as_u64()? as usize, s.get(2)?.as_u64()? as usize))
-            }),
+        Layout::Timm => args.get("img_size").and_then(image_size_of).or_else(|| {
+            let s = pcfg.get("input_size")?.as_array()?;
+            Some((s.get(1)?.as_u64()? as usize, s.get(2)?.as_u64()? as usize))
+        }),
         Layout::HuggingFace => args.get("image_size").and_then(image_size_of),
     };
     let image_size = match stated_size {
@@ -529,7 +573,9 @@ fn build_config(
             if g * g != num_patches {
                 return Err(Error::config(
                     &cfg_file,
-                    format!("image size not stated and {num_patches} patches are not a square grid"),
+                    format!(
+                        "image size not stated and {num_patches} patches are not a square grid"
+                    ),
                 ));
             }
             (g * w.patch_size, g * w.patch_size)
@@ -538,7 +584,10 @@ fn build_config(
     if image_size.0 % w.patch_size != 0 || image_size.1 % w.patch_size != 0 {
         return Err(Error::config(
             &cfg_file,
-            format!("image size {image_size:?} is not a multiple of the patch size {}", w.patch_size),
+            format!(
+                "image size {image_size:?} is not a multiple of the patch size {}",
+                w.patch_size
+            ),
         ));
     }
     let grid_tokens = (image_size.0 / w.patch_size) * (image_size.1 / w.patch_size) + prefix;
@@ -554,48 +603,71 @@ fn build_config(
         ));
     }
 
-    let arch = cfg_v.get("architecture").and_then(Value::as_str).unwrap_or("");
+    let arch = cfg_v
+        .get("architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let num_heads = key("num_heads", "num_attention_heads")
         .or_else(|| heads_from_architecture(arch))
         .or_else(|| (w.embed_dim % 64 == 0).then_some(w.embed_dim / 64))
         .ok_or_else(|| {
             Error::config(
                 &cfg_file,
-                format!("the head count is not stated and embed_dim {} is not a multiple of 64", w.embed_dim),
+                format!(
+                    "the head count is not stated and embed_dim {} is not a multiple of 64",
+                    w.embed_dim
+                ),
             )
         })?;
     if num_heads == 0 || w.embed_dim % num_heads != 0 {
         return Err(Error::config(
             &cfg_file,
-            format!("embed_dim {} is not divisible by {num_heads} heads", w.embed_dim),
+            format!(
+                "embed_dim {} is not divisible by {num_heads} heads",
+                w.embed_dim
+            ),
         ));
     }
     let layer_norm_eps = match n.layout {
         Layout::Timm => 1e-6,
-        Layout::HuggingFace => args.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12) as f32,
+        Layout::HuggingFace => args
+            .get("layer_norm_eps")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-12) as f32,
     };
 
     // Class names: HF id2label, or timm's label_names.
     let class_names = match n.layout {
-        Layout::HuggingFace => args.get("id2label").and_then(Value::as_object).and_then(|m| {
-            let mut v = vec![String::new(); w.num_classes];
-            for (k, name) in m {
-                let i: usize = k.parse().ok()?;
-                *v.get_mut(i)? = name.as_str()?.to_string();
-            }
-            v.iter().all(|s| !s.is_empty()).then_some(v)
-        }),
+        Layout::HuggingFace => args
+            .get("id2label")
+            .and_then(Value::as_object)
+            .and_then(|m| {
+                let mut v = vec![String::new(); w.num_classes];
+                for (k, name) in m {
+                    let i: usize = k.parse().ok()?;
+                    *v.get_mut(i)? = name.as_str()?.to_string();
+                }
+                v.iter().all(|s| !s.is_empty()).then_some(v)
+            }),
         Layout::Timm => cfg_v
             .get("label_names")
             .or_else(|| pcfg.get("label_names"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().map(|s| s.as_str().unwrap_or("").to_string()).collect::<Vec<_>>())
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.as_str().unwrap_or("").to_string())
+                    .collect::<Vec<_>>()
+            })
             .filter(|v| v.len() == w.num_classes),
     };
 
     let preprocess = match n.layout {
         Layout::Timm => timm_preprocess(pcfg, image_size, &cfg_file)?,
-        Layout::HuggingFace => hf_preprocess(pre, image_size, &format!("preprocessor_config.json of {}", t.file))?,
+        Layout::HuggingFace => hf_preprocess(
+            pre,
+            image_size,
+            &format!("preprocessor_config.json of {}", t.file),
+        )?,
     };
 
     Ok(ViTConfig {
@@ -622,12 +694,18 @@ fn timm_preprocess(pcfg: &Value, size: (usize, usize), file: &str) -> Result<Pre
     }
     if let Some(mode) = pcfg.get("crop_mode").and_then(Value::as_str) {
         if mode != "center" {
-            return Err(Error::config(file, format!("crop_mode {mode:?} is not supported (only \"center\")")));
+            return Err(Error::config(
+                file,
+                format!("crop_mode {mode:?} is not supported (only \"center\")"),
+            ));
         }
     }
     if let Some(c) = pcfg.get("crop_pct").and_then(Value::as_f64) {
         if !(c > 0.0 && c <= 1.0) {
-            return Err(Error::config(file, format!("crop_pct {c} is outside (0, 1]")));
+            return Err(Error::config(
+                file,
+                format!("crop_pct {c} is outside (0, 1]"),
+            ));
         }
         p.crop_pct = c as f32;
     }
@@ -666,10 +744,16 @@ fn hf_preprocess(pre: Option<&Value>, size: (usize, usize), file: &str) -> Resul
     };
     let resize = side(pre.get("size"));
     let crop = side(pre.get("crop_size"));
-    let do_crop = pre.get("do_center_crop").and_then(Value::as_bool).unwrap_or(crop.is_some());
+    let do_crop = pre
+        .get("do_center_crop")
+        .and_then(Value::as_bool)
+        .unwrap_or(crop.is_some());
     if let (Some(r), Some(c), true) = (resize, crop, do_crop) {
         if c > r || c == 0 {
-            return Err(Error::config(file, format!("crop_size {c} is larger than size {r}")));
+            return Err(Error::config(
+                file,
+                format!("crop_size {c} is larger than size {r}"),
+            ));
         }
         p.crop_pct = c as f32 / r as f32;
     }
@@ -686,7 +770,12 @@ fn hf_preprocess(pre: Option<&Value>, size: (usize, usize), file: &str) -> Resul
     Ok(p)
 }
 
-fn load_weights(t: &mut Tensors, n: &Names, config: ViTConfig, source: &str) -> Result<ModelWeights> {
+fn load_weights(
+    t: &mut Tensors,
+    n: &Names,
+    config: ViTConfig,
+    source: &str,
+) -> Result<ModelWeights> {
     let d = config.embed_dim;
     let m = config.mlp_dim;
     let c = config.num_classes;
@@ -695,7 +784,10 @@ fn load_weights(t: &mut Tensors, n: &Names, config: ViTConfig, source: &str) -> 
     let pp = config.in_chans * config.patch_size * config.patch_size;
 
     let patch_w = {
-        let w = t.get(&n.patch("weight"), &[d, config.in_chans, config.patch_size, config.patch_size])?;
+        let w = t.get(
+            &n.patch("weight"),
+            &[d, config.in_chans, config.patch_size, config.patch_size],
+        )?;
         transpose(&w, d, pp)
     };
     let patch_b = t.get(&n.patch("bias"), &[d])?;
@@ -783,12 +875,11 @@ fn load_weights(t: &mut Tensors, n: &Names, config: ViTConfig, source: &str) -> 
 
     // Tensors we did not read mean an architecture we do not implement (layer scale, fc_norm, ...).
     let ignorable = |s: &str| s.contains("pooler.") || s.ends_with("num_batches_tracked");
-    let unused: Vec<&str> = t
-        .st
-        .names()
-        .into_iter()
-        .filter(|s| !t.used.contains(*s) && !ignorable(s))
-        .collect();
+    let unused: Vec<&str> =
+        t.st.names()
+            .into_iter()
+            .filter(|s| !t.used.contains(*s) && !ignorable(s))
+            .collect();
     if !unused.is_empty() {
         let mut unused = unused;
         unused.sort();
@@ -841,7 +932,10 @@ impl ModelWeights {
             + self.norm_b.len()
             + self.head_w.len()
             + self.head_b.len()
-            + if self.config.distilled { self.head_b.len() } else { 0 }
+            + if self.config.distilled {
+                self.head_b.len()
+            } else {
+                0
+            }
     }
 }
-
