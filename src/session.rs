@@ -95,7 +95,7 @@ impl Session {
     /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) and return `[B, classes]` logits.
     pub async fn run_async(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
         let per = self.image_len();
-        if images.is_empty() || images.len() % per != 0 {
+        if images.is_empty() || !images.len().is_multiple_of(per) {
             return Err(Error::param(
                 "images",
                 format!(

@@ -123,7 +123,7 @@ impl GpuContext {
     /// The largest single storage binding the device accepts, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         let l = self.device.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     /// A one-line description: name, backend, device type, driver.

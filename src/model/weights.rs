@@ -558,7 +558,7 @@ fn build_config(
     }
 
     let prefix = if w.distilled { 2 } else { 1 };
-    let num_patches = w.tokens.checked_sub(prefix).unwrap_or(0);
+    let num_patches = w.tokens.saturating_sub(prefix);
     let stated_size = match n.layout {
         Layout::Timm => args.get("img_size").and_then(image_size_of).or_else(|| {
             let s = pcfg.get("input_size")?.as_array()?;
