@@ -373,17 +373,27 @@ fn f32x3(v: &Value, key: &str, file: &str) -> Result<Option<[f32; 3]>> {
     let Some(a) = v.get(key) else {
         return Ok(None);
     };
-    let vals: Option<Vec<f32>> = a.as_array().map(|a| {
-        a.iter()
-            .filter_map(|x| x.as_f64().map(|x| x as f32))
-            .collect()
-    });
+    let vals: Option<Vec<f32>> = a
+        .as_array()
+        .and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
     match vals {
-        Some(v) if v.len() == 3 => Ok(Some([v[0], v[1], v[2]])),
+        Some(v) if v.len() == 3 && v.iter().all(|x| x.is_finite()) => Ok(Some([v[0], v[1], v[2]])),
         _ => Err(Error::config(
             file,
-            format!("`{key}` must be a list of 3 numbers"),
+            format!("`{key}` must be a list of 3 finite numbers, not {a}"),
         )),
+    }
+}
+
+/// Standard deviations divide the pixels: they must be positive.
+fn positive_std(std: [f32; 3], key: &str, file: &str) -> Result<[f32; 3]> {
+    if std.iter().all(|&s| s > 0.0) {
+        Ok(std)
+    } else {
+        Err(Error::config(
+            file,
+            format!("`{key}` {std:?} must be positive"),
+        ))
     }
 }
 
@@ -399,28 +409,44 @@ struct Inferred {
     distilled: bool,
 }
 
+/// The output size of a linear weight `[out, in]`; anything but a non-empty 2-d tensor is an error.
+fn first_dim(t: &Tensors, name: &str, inp: usize) -> Result<usize> {
+    let s = t.shape(name)?;
+    match s.as_slice() {
+        [out, _] if *out > 0 => Ok(*out),
+        _ => Err(Error::TensorShape {
+            file: t.file.clone(),
+            name: name.into(),
+            got: s,
+            expected: vec![0, inp],
+        }),
+    }
+}
+
 fn infer(t: &Tensors, n: &Names) -> Result<Inferred> {
     let file = &t.file;
     let cls = t.shape(&n.cls())?;
     let embed_dim = *cls.last().unwrap_or(&0);
     let pw = t.shape(&n.patch("weight"))?;
-    if pw.len() != 4 || pw[2] != pw[3] || pw[0] != embed_dim {
+    if pw.len() != 4 || pw[2] != pw[3] || pw[0] != embed_dim || pw[1] == 0 || pw[2] == 0 {
+        let p = pw.get(2).copied().filter(|&p| p > 0).unwrap_or(16);
         return Err(Error::TensorShape {
             file: file.clone(),
             name: n.patch("weight"),
             got: pw,
-            expected: vec![embed_dim, 3, 16, 16],
+            expected: vec![embed_dim, 3, p, p],
         });
     }
+    // Depth = blocks numbered 0, 1, 2, ... without a gap; a stray index beyond them is left unread
+    // and reported with the other unused tensors.
     let bp = n.block_prefix();
-    let depth =
+    let indices: BTreeSet<usize> =
         t.st.names()
             .iter()
             .filter_map(|s| s.strip_prefix(bp.as_str()))
             .filter_map(|s| s.split('.').next()?.parse::<usize>().ok())
-            .max()
-            .map(|m| m + 1)
-            .unwrap_or(0);
+            .collect();
+    let depth = (0..).take_while(|i| indices.contains(i)).count();
     if depth == 0 {
         return Err(Error::MissingTensor {
             file: file.clone(),
@@ -437,14 +463,17 @@ fn infer(t: &Tensors, n: &Names) -> Result<Inferred> {
         Layout::Timm => n.block(0, "mlp.fc1.weight"),
         Layout::HuggingFace => n.block(0, "intermediate.dense.weight"),
     };
-    let mlp_dim = t.shape(&fc1)?[0];
+    let mlp_dim = first_dim(t, &fc1, embed_dim)?;
     let distilled = t.has(&n.dist());
     let (head, _) = n.heads(distilled);
     let head_w = format!("{head}.weight");
-    let num_classes = t.shape(&head_w).map_err(|_| Error::UnknownLayout {
-        file: file.clone(),
-        reason: format!("no classifier head (`{head_w}`): a headless backbone cannot classify"),
-    })?[0];
+    if !t.has(&head_w) {
+        return Err(Error::UnknownLayout {
+            file: file.clone(),
+            reason: format!("no classifier head (`{head_w}`): a headless backbone cannot classify"),
+        });
+    }
+    let num_classes = first_dim(t, &head_w, embed_dim)?;
     Ok(Inferred {
         embed_dim,
         in_chans: pw[1],
@@ -581,6 +610,14 @@ fn build_config(
             (g * w.patch_size, g * w.patch_size)
         }
     };
+    const MAX_SIDE: usize = 1 << 16;
+    if image_size.0 == 0 || image_size.1 == 0 || image_size.0 > MAX_SIDE || image_size.1 > MAX_SIDE
+    {
+        return Err(Error::config(
+            &cfg_file,
+            format!("image size {image_size:?} is outside 1..={MAX_SIDE} pixels"),
+        ));
+    }
     if image_size.0 % w.patch_size != 0 || image_size.1 % w.patch_size != 0 {
         return Err(Error::config(
             &cfg_file,
@@ -717,7 +754,7 @@ fn timm_preprocess(pcfg: &Value, size: (usize, usize), file: &str) -> Result<Pre
         p.mean = m;
     }
     if let Some(s) = f32x3(pcfg, "std", file)? {
-        p.std = s;
+        p.std = positive_std(s, "std", file)?;
     }
     Ok(p)
 }
@@ -765,7 +802,7 @@ fn hf_preprocess(pre: Option<&Value>, size: (usize, usize), file: &str) -> Resul
         p.mean = m;
     }
     if let Some(s) = f32x3(pre, "image_std", file)? {
-        p.std = s;
+        p.std = positive_std(s, "image_std", file)?;
     }
     Ok(p)
 }
