@@ -99,7 +99,8 @@ impl Session {
             return Err(Error::param(
                 "images",
                 format!(
-                    "expected a multiple of {per} values (3 x {} x {}), got {}",
+                    "expected a multiple of {per} values ({} x {} x {}), got {}",
+                    self.model.config.in_chans,
                     self.model.config.image_size.0,
                     self.model.config.image_size.1,
                     images.len()

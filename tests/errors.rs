@@ -492,11 +492,11 @@ fn hf_config_contradicting_the_weights() {
     let dir = with_json("tiny-hf-vit", "config.json", |v| {
         v["hidden_size"] = json!(64)
     });
-    assert_config_err(&dir, "config.json", &["embed_dim", "64", "48"]);
+    assert_config_err(&dir, "config.json", &["hidden_size", "64", "48"]);
     let dir = with_json("tiny-hf-vit", "config.json", |v| {
         v["num_hidden_layers"] = json!(12)
     });
-    assert_config_err(&dir, "config.json", &["depth", "12", "2"]);
+    assert_config_err(&dir, "config.json", &["num_hidden_layers", "12", "2"]);
     let dir = with_json("tiny-hf-deit-distilled", "config.json", |v| {
         v["intermediate_size"] = json!(128)
     });

@@ -493,7 +493,11 @@ fn build_config(
     pre: Option<&Value>,
 ) -> Result<ViTConfig> {
     let w = infer(t, n)?;
-    let cfg_file = format!("config.json of {}", t.file);
+    let cfg_file = if cfg.is_some() {
+        format!("config.json of {}", t.file)
+    } else {
+        format!("{} (no config.json)", t.file)
+    };
     let empty = Value::Null;
     let cfg_v = cfg.unwrap_or(&empty);
     // The config's own view of each dimension, by layout.
@@ -504,12 +508,12 @@ fn build_config(
         ),
         Layout::HuggingFace => (cfg_v, &empty),
     };
-    let key = |timm: &str, hf: &str| -> Option<usize> {
-        match n.layout {
-            Layout::Timm => field_usize(args, timm),
-            Layout::HuggingFace => field_usize(args, hf),
-        }
+    // The layout's own name for a field.
+    let name_of = |timm: &'static str, hf: &'static str| match n.layout {
+        Layout::Timm => timm,
+        Layout::HuggingFace => hf,
     };
+    let key = |timm: &'static str, hf: &'static str| field_usize(args, name_of(timm, hf));
     let check = |what: &str, stated: Option<usize>, actual: usize, tensor: &str| -> Result<()> {
         match stated {
             Some(s) if s != actual => Err(Error::config(
@@ -519,35 +523,25 @@ fn build_config(
             _ => Ok(()),
         }
     };
-    check(
-        "embed_dim",
-        key("embed_dim", "hidden_size"),
-        w.embed_dim,
-        &n.cls(),
-    )?;
-    check(
-        "depth",
-        key("depth", "num_hidden_layers"),
-        w.depth,
-        &n.block_prefix(),
-    )?;
-    check(
-        "patch_size",
-        key("patch_size", "patch_size"),
-        w.patch_size,
-        &n.patch("weight"),
-    )?;
-    check(
-        "num_channels",
-        key("in_chans", "num_channels"),
-        w.in_chans,
-        &n.patch("weight"),
-    )?;
+    let dims = [
+        ("embed_dim", "hidden_size", w.embed_dim, n.cls()),
+        (
+            "depth",
+            "num_hidden_layers",
+            w.depth,
+            format!("{}N.*", n.block_prefix()),
+        ),
+        ("patch_size", "patch_size", w.patch_size, n.patch("weight")),
+        ("in_chans", "num_channels", w.in_chans, n.patch("weight")),
+    ];
+    for (timm, hf, actual, tensor) in dims {
+        check(name_of(timm, hf), key(timm, hf), actual, &tensor)?;
+    }
     check(
         "num_classes",
         field_usize(cfg_v, "num_classes"),
         w.num_classes,
-        n.heads(w.distilled).0,
+        &format!("{}.weight", n.heads(w.distilled).0),
     )?;
     if n.layout == Layout::Timm {
         if let Some(r) = args.get("mlp_ratio").and_then(Value::as_f64) {
@@ -574,7 +568,7 @@ fn build_config(
             "intermediate_size",
             field_usize(args, "intermediate_size"),
             w.mlp_dim,
-            "intermediate.dense.weight",
+            &n.block(0, "intermediate.dense.weight"),
         )?;
         if let Some(act) = args.get("hidden_act").and_then(Value::as_str) {
             if act != "gelu" {
