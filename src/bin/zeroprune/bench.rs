@@ -154,7 +154,7 @@ fn print_rows(as_json: bool, gpu: &GpuContext, rows: &[serde_json::Value], cols:
                     format!("{:>22.2}", n.as_f64().unwrap_or(0.0))
                 }
                 serde_json::Value::String(s) => format!("{s:>22}"),
-                v => format!("{v:>22}"),
+                v => format!("{:>22}", v.to_string()),
             })
             .collect();
         println!("{line}");
