@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{fixture, gpu};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use zeroprune::gpu::{AdapterChoice, GpuContext};
@@ -20,33 +19,7 @@ use zeroprune::{Error, ModelWeights, Session};
 // ------------------------------------------------------------------------------------------------
 // Helpers: tensors as a name -> (dtype, shape, bytes) map, model folders in temporary directories.
 
-type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
-
-fn read_tensors(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.iter()
-        .map(|(name, v)| {
-            (
-                name.to_string(),
-                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
-            )
-        })
-        .collect()
-}
-
-fn serialize(tensors: &Tensors) -> Vec<u8> {
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, (dtype, shape, data))| {
-            (
-                name.as_str(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::tensor::serialize(views, None).unwrap()
-}
+use common::{read_tensors, serialize, Tensors};
 
 fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
     values.into_iter().flat_map(f32::to_le_bytes).collect()

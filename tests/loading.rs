@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{fixture, gpu, max_rel_err, read_tensor};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use tempfile::TempDir;
 use zeroprune::model::Interpolation;
 use zeroprune::{Error, ModelWeights, Preprocess, Session, ViTConfig};
@@ -19,33 +18,7 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 // ------------------------------------------------------------------------------------------------
 // Helpers.
 
-type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
-
-fn read_tensors(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.iter()
-        .map(|(name, v)| {
-            (
-                name.to_string(),
-                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
-            )
-        })
-        .collect()
-}
-
-fn serialize(tensors: &Tensors) -> Vec<u8> {
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, (dtype, shape, data))| {
-            (
-                name.as_str(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::tensor::serialize(views, None).unwrap()
-}
+use common::{read_tensors, serialize, Tensors};
 
 fn as_f32(data: &[u8]) -> Vec<f32> {
     data.chunks_exact(4)

@@ -52,3 +52,32 @@ pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
 }
+
+/// Tensors of a safetensors file as a name -> (dtype, shape, bytes) map, to edit and write back.
+pub type Tensors = std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
+pub fn read_tensors(path: &std::path::Path) -> Tensors {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.iter()
+        .map(|(name, v)| {
+            (
+                name.to_string(),
+                (v.dtype(), v.shape().to_vec(), v.data().to_vec()),
+            )
+        })
+        .collect()
+}
+
+pub fn serialize(tensors: &Tensors) -> Vec<u8> {
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, (dtype, shape, data))| {
+            (
+                name.as_str(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::tensor::serialize(views, None).unwrap()
+}
