@@ -347,16 +347,7 @@ fn timm_preprocess(pcfg: &Value, size: (usize, usize), file: &str) -> Result<Pre
         }
         p.crop_pct = c as f32;
     }
-    if let Some(i) = pcfg.get("interpolation") {
-        p.interpolation = interpolation_from(i)
-            .ok_or_else(|| Error::config(file, format!("unknown interpolation {i}")))?;
-    }
-    if let Some(m) = f32x3(pcfg, "mean", file)? {
-        p.mean = m;
-    }
-    if let Some(s) = f32x3(pcfg, "std", file)? {
-        p.std = positive_std(s, "std", file)?;
-    }
+    read_resample_mean_std(&mut p, pcfg, ["interpolation", "mean", "std"], file)?;
     Ok(p)
 }
 
@@ -395,15 +386,26 @@ fn hf_preprocess(pre: Option<&Value>, size: (usize, usize), file: &str) -> Resul
         }
         p.crop_pct = c as f32 / r as f32;
     }
-    if let Some(i) = pre.get("resample") {
+    read_resample_mean_std(&mut p, pre, ["resample", "image_mean", "image_std"], file)?;
+    Ok(p)
+}
+
+/// Interpolation, mean and std, under the names each layout gives them.
+fn read_resample_mean_std(
+    p: &mut Preprocess,
+    v: &Value,
+    [interpolation, mean, std]: [&str; 3],
+    file: &str,
+) -> Result<()> {
+    if let Some(i) = v.get(interpolation) {
         p.interpolation = interpolation_from(i)
-            .ok_or_else(|| Error::config(file, format!("unknown resample {i}")))?;
+            .ok_or_else(|| Error::config(file, format!("unknown {interpolation} {i}")))?;
     }
-    if let Some(m) = f32x3(pre, "image_mean", file)? {
+    if let Some(m) = f32x3(v, mean, file)? {
         p.mean = m;
     }
-    if let Some(s) = f32x3(pre, "image_std", file)? {
-        p.std = positive_std(s, "image_std", file)?;
+    if let Some(s) = f32x3(v, std, file)? {
+        p.std = positive_std(s, std, file)?;
     }
-    Ok(p)
+    Ok(())
 }
