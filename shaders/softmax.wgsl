@@ -1,14 +1,22 @@
 // Row softmax in place: the attention probabilities P[b, h, i, :] stay in their buffer for token scoring.
+// Token pruning adds two optional key-side terms: ToMe's proportional attention (log of each key's
+// token size added to its logit) and masked rows (keys past an image's valid count get probability 0).
 
 struct Params {
     rows: u32,
     cols: u32,
     off: u32,
     row_stride: u32,
+    rows_per_image: u32, // heads * queries: row r belongs to image r / rows_per_image
+    log_size: u32,       // 1: add log(sizes[b, j]) to logit j
+    masked: u32,         // 1: only keys j < counts[b] take part
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> sizes: array<f32>;
+@group(0) @binding(2) var<storage, read> counts: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
 
 const WG: u32 = 128u;
 var<workgroup> red: array<f32, WG>;
@@ -53,14 +61,24 @@ fn softmax_rows(
         return;
     }
     let base = p.off + row * p.row_stride;
+    let image = row / max(p.rows_per_image, 1u);
+    var valid = p.cols;
+    if (p.masked == 1u) {
+        valid = clamp(counts[image], 1u, p.cols);
+    }
     var m = -3.0e38;
-    for (var j = lane; j < p.cols; j += WG) {
-        m = max(m, x[base + j]);
+    for (var j = lane; j < valid; j += WG) {
+        var v = x[base + j];
+        if (p.log_size == 1u) {
+            v += log(sizes[image * p.cols + j]);
+            x[base + j] = v;
+        }
+        m = max(m, v);
     }
     m = reduce_max(lane, m);
     var s = 0.0;
     for (var j = lane; j < p.cols; j += WG) {
-        let e = exp(x[base + j] - m);
+        let e = select(0.0, exp(x[base + j] - m), j < valid);
         x[base + j] = e;
         s += e;
     }

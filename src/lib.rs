@@ -9,13 +9,15 @@
 //! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
 //! - [`preprocess`], [`labels`]: images in, class names out.
 
+pub mod draw;
 pub mod error;
 pub mod gpu;
 pub mod labels;
 pub mod model;
 pub mod preprocess;
+pub mod prune;
 pub mod session;
 
 pub use error::{Error, Result};
 pub use model::{ModelWeights, Preprocess, ViTConfig};
-pub use session::{Prediction, Session};
+pub use session::{ImageOutput, Prediction, Session};

@@ -99,6 +99,19 @@ pub fn preprocess_rgba(width: u32, height: u32, rgba: &[u8], p: &Preprocess) -> 
 ///
 /// An empty image, or one smaller than the crop after resizing, is padded with black (pixel value 0)
 /// as torchvision's `CenterCrop` does.
+/// The picture a model sees: a preprocessed `[3, H, W]` tensor mapped back to 8-bit RGB.
+pub fn to_rgb(input: &[f32], p: &Preprocess) -> RgbImage {
+    let (h, w) = (p.input_size.0 as u32, p.input_size.1 as u32);
+    let plane = (h * w) as usize;
+    RgbImage::from_fn(w, h, |x, y| {
+        let i = (y * w + x) as usize;
+        image::Rgb(std::array::from_fn(|c| {
+            let v = input.get(c * plane + i).copied().unwrap_or(0.0) * p.std[c] + p.mean[c];
+            (v * 255.0).round().clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
 pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
     let resized = resize(img, p);
     center_crop_normalize(&resized, p)

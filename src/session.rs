@@ -1,5 +1,6 @@
-//! The scheduler: owns the model on the GPU and one compiled program per batch size, and plays a
-//! program as one compute pass and one submit, reading back only the logits.
+//! The scheduler: owns the model on the GPU and one compiled program per (batch size, pruning
+//! schedule), and plays a program as one compute pass and one submit, reading back only the logits
+//! (and, on request, the original indices of the tokens each pruning step kept).
 
 use std::collections::HashMap;
 
@@ -7,8 +8,9 @@ use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
 use crate::gpu::{read_buffer, GpuContext, Kernels, Program};
 use crate::model::flops;
-use crate::model::vit::{Activations, VisionTransformer};
+use crate::model::vit::{Activations, Dense, VisionTransformer};
 use crate::model::{ModelWeights, ViTConfig};
+use crate::prune::{PrunePlan, Pruning};
 
 /// Top classes of one image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -17,11 +19,22 @@ pub struct Prediction {
     pub top: Vec<(usize, f32)>,
 }
 
-/// Buffers and compiled steps for one batch size.
+/// What one image's forward pass produced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageOutput {
+    pub logits: Vec<f32>,
+    /// For each pruning step, the patch indices (0-based, row-major over the grid, prefix tokens
+    /// excluded) that survive it, in their original order.
+    pub kept: Vec<Vec<u32>>,
+}
+
+/// Compiled steps for one (batch size, schedule); the activations are shared per batch size.
 struct Plan {
-    acts: Activations,
     program: Program,
+    prune: Option<PrunePlan>,
     staging: wgpu::Buffer,
+    /// Sized for every step's kept-token buffer, one after another.
+    kept_staging: Option<wgpu::Buffer>,
 }
 
 /// A model ready to run on one device.
@@ -29,7 +42,9 @@ pub struct Session {
     gpu: GpuContext,
     kernels: Kernels,
     model: VisionTransformer,
-    plans: HashMap<usize, Plan>,
+    pruning: Pruning,
+    acts: HashMap<usize, Activations>,
+    plans: HashMap<(usize, String), Plan>,
 }
 
 impl Session {
@@ -41,8 +56,20 @@ impl Session {
             gpu: gpu.clone(),
             kernels: Kernels::new(gpu),
             model,
+            pruning: Pruning::dense(),
+            acts: HashMap::new(),
             plans: HashMap::new(),
         })
+    }
+
+    /// Run every later forward pass with this pruning schedule (resolved for this model with
+    /// [`Pruning::resolve`]). Programs stay compiled per schedule, so switching back is free.
+    pub fn set_pruning(&mut self, pruning: Pruning) {
+        self.pruning = pruning;
+    }
+
+    pub fn pruning(&self) -> &Pruning {
+        &self.pruning
     }
 
     pub fn config(&self) -> &ViTConfig {
@@ -64,36 +91,70 @@ impl Session {
         c.in_chans * c.image_size.0 * c.image_size.1
     }
 
-    /// FLOPs per image of the program this session runs.
+    /// FLOPs per image of the program this session runs (threshold pruning: the dense bound; use
+    /// [`Pruning::flops_with`] with the kept counts of a run).
     pub fn flops_per_image(&self) -> f64 {
-        flops::dense_flops(&self.model.config)
+        if self.pruning.is_dense() {
+            flops::dense_flops(&self.model.config)
+        } else {
+            self.pruning.flops(&self.model.config)
+        }
     }
 
     /// Kernel dispatches in one forward pass at this batch size.
     pub fn dispatches(&mut self, batch: usize) -> Result<usize> {
-        Ok(self.plan(batch)?.program.dispatches())
+        Ok(self.plan(batch)?.0.program.dispatches())
     }
 
-    fn plan(&mut self, batch: usize) -> Result<&Plan> {
-        if !self.plans.contains_key(&batch) {
+    fn plan(&mut self, batch: usize) -> Result<(&Plan, &Activations)> {
+        if !self.acts.contains_key(&batch) {
             let acts = Activations::new(&self.gpu, &self.model.config, batch)?;
-            let program = self.model.forward(&self.kernels, &acts)?;
+            self.acts.insert(batch, acts);
+        }
+        let key = (batch, format!("{:?}", self.pruning));
+        if !self.plans.contains_key(&key) {
+            let acts = &self.acts[&batch];
+            let c = &self.model.config;
+            let (program, prune) = if self.pruning.is_dense() {
+                (self.model.forward(&self.kernels, acts, &mut Dense)?, None)
+            } else {
+                let mut prune = PrunePlan::new(&self.gpu, c, &self.pruning, batch);
+                (
+                    self.model.forward(&self.kernels, acts, &mut prune)?,
+                    Some(prune),
+                )
+            };
             let staging = staging_buffer(&self.gpu, acts.logits.bytes());
+            let kept_staging = prune.as_ref().map(|p| {
+                let bytes = p.steps.iter().map(|s| s.kept.bytes()).sum();
+                staging_buffer(&self.gpu, bytes)
+            });
             self.gpu.check()?;
             self.plans.insert(
-                batch,
+                key.clone(),
                 Plan {
-                    acts,
                     program,
+                    prune,
                     staging,
+                    kept_staging,
                 },
             );
         }
-        Ok(&self.plans[&batch])
+        Ok((&self.plans[&key], &self.acts[&batch]))
     }
 
     /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) and return `[B, classes]` logits.
     pub async fn run_async(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let out = self.run_images_async(images, false).await?;
+        Ok(out.into_iter().map(|o| o.logits).collect())
+    }
+
+    /// Run a batch and return, per image, the logits and the patch tokens each pruning step kept.
+    pub async fn run_detailed_async(&mut self, images: &[f32]) -> Result<Vec<ImageOutput>> {
+        self.run_images_async(images, true).await
+    }
+
+    async fn run_images_async(&mut self, images: &[f32], kept: bool) -> Result<Vec<ImageOutput>> {
         let per = self.image_len();
         if images.is_empty() || !images.len().is_multiple_of(per) {
             return Err(Error::param(
@@ -109,22 +170,78 @@ impl Session {
         }
         let batch = images.len() / per;
         let classes = self.model.config.num_classes;
+        let prefix = self.model.config.num_prefix_tokens() as u32;
         let gpu = self.gpu.clone();
-        let plan = self.plan(batch)?;
+        let (plan, acts) = self.plan(batch)?;
         gpu.queue
-            .write_buffer(&plan.acts.image.buffer, 0, bytemuck::cast_slice(images));
+            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         plan.program.encode(&mut encoder);
         encoder.copy_buffer_to_buffer(
-            &plan.acts.logits.buffer,
+            &acts.logits.buffer,
             0,
             &plan.staging,
             0,
-            plan.acts.logits.bytes(),
+            acts.logits.bytes(),
         );
+        let steps = plan.prune.as_ref().map_or(&[][..], |p| &p.steps[..]);
+        if kept {
+            if let Some(staging) = &plan.kept_staging {
+                let mut at = 0;
+                for s in steps {
+                    encoder.copy_buffer_to_buffer(&s.kept.buffer, 0, staging, at, s.kept.bytes());
+                    at += s.kept.bytes();
+                }
+            }
+        }
         gpu.queue.submit([encoder.finish()]);
-        let logits: Vec<f32> = read_buffer(&gpu, &plan.staging, plan.acts.logits.bytes()).await?;
-        Ok(logits.chunks(classes).map(<[f32]>::to_vec).collect())
+        let logits: Vec<f32> = read_buffer(&gpu, &plan.staging, acts.logits.bytes()).await?;
+        let mut out: Vec<ImageOutput> = logits
+            .chunks(classes)
+            .map(|l| ImageOutput {
+                logits: l.to_vec(),
+                kept: vec![],
+            })
+            .collect();
+        if let (true, Some(staging)) = (kept, &plan.kept_staging) {
+            let total = steps.iter().map(|s| s.kept.bytes()).sum();
+            let all: Vec<u32> = read_buffer(&gpu, staging, total).await?;
+            let mut at = 0;
+            for s in steps {
+                let rows = s.rows_out;
+                for (b, image) in out.iter_mut().enumerate() {
+                    let slice = &all[at + b * rows..at + (b + 1) * rows];
+                    // Original token index -> patch index; prefix rows and empty slots dropped.
+                    image.kept.push(
+                        slice
+                            .iter()
+                            .filter(|&&t| t != u32::MAX && t >= prefix)
+                            .map(|&t| t - prefix)
+                            .collect(),
+                    );
+                }
+                at += batch * rows;
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_detailed(&mut self, images: &[f32]) -> Result<Vec<ImageOutput>> {
+        pollster::block_on(self.run_detailed_async(images))
+    }
+
+    /// FLOPs per image of a run whose pruning steps kept these patch tokens.
+    pub fn flops_for(&self, out: &ImageOutput) -> f64 {
+        if self.pruning.is_dense() {
+            return flops::dense_flops(&self.model.config);
+        }
+        let kept: Vec<usize> = out.kept.iter().map(Vec::len).collect();
+        if kept.len() == self.pruning.steps.len() {
+            self.pruning.flops_with(&self.model.config, &kept)
+        } else {
+            self.flops_per_image()
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]

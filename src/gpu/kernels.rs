@@ -16,6 +16,12 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("embed", include_str!("../../shaders/embed.wgsl")),
+    ("score", include_str!("../../shaders/score.wgsl")),
+    ("pagerank", include_str!("../../shaders/pagerank.wgsl")),
+    ("similarity", include_str!("../../shaders/similarity.wgsl")),
+    ("select", include_str!("../../shaders/select.wgsl")),
+    ("compact", include_str!("../../shaders/compact.wgsl")),
+    ("merge", include_str!("../../shaders/merge.wgsl")),
 ];
 
 /// WebGPU guarantees 65535 workgroups per grid dimension.
@@ -132,6 +138,19 @@ struct SoftmaxParams {
     cols: u32,
     off: u32,
     row_stride: u32,
+    rows_per_image: u32,
+    log_size: u32,
+    masked: u32,
+    _pad: u32,
+}
+
+/// Key-side terms of an attention softmax, set by token pruning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttentionBias<'a> {
+    /// `[B, n]` token sizes: `log(size[j])` is added to the logit of key `j` (ToMe's proportional attention).
+    pub log_size: Option<&'a GpuTensor>,
+    /// `[B]` valid rows per image: keys past it get probability 0 (masked rows after threshold pruning).
+    pub valid: Option<&'a GpuTensor>,
 }
 
 #[repr(C)]
@@ -203,10 +222,10 @@ pub struct Kernels {
     modules: Arc<Mutex<HashMap<&'static str, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
     /// Bound where a kernel's optional input is absent.
-    dummy: GpuTensor,
+    pub(crate) dummy: GpuTensor,
 }
 
-fn u(x: usize, what: &str) -> Result<u32> {
+pub(crate) fn u(x: usize, what: &str) -> Result<u32> {
     u32::try_from(x).map_err(|_| Error::param(what, format!("{x} does not fit in 32 bits")))
 }
 
@@ -270,7 +289,7 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    fn step<P: Pod>(
+    pub(crate) fn step<P: Pod>(
         &self,
         label: &str,
         pipeline: wgpu::ComputePipeline,
@@ -378,14 +397,49 @@ impl Kernels {
         cols: usize,
         row_stride: usize,
     ) -> Result<Step> {
+        self.softmax_biased(
+            label,
+            x,
+            rows,
+            cols,
+            row_stride,
+            1,
+            AttentionBias::default(),
+        )
+    }
+
+    /// Softmax of attention rows with the key-side terms of `bias`; `rows_per_image` = heads * queries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn softmax_biased(
+        &self,
+        label: &str,
+        x: &GpuTensor,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        rows_per_image: usize,
+        bias: AttentionBias,
+    ) -> Result<Step> {
         let params = SoftmaxParams {
             rows: u(rows, "softmax rows")?,
             cols: u(cols, "softmax cols")?,
             off: 0,
             row_stride: u(row_stride, "softmax stride")?,
+            rows_per_image: u(rows_per_image, "softmax rows per image")?,
+            log_size: bias.log_size.is_some() as u32,
+            masked: bias.valid.is_some() as u32,
+            _pad: 0,
         };
         let pipeline = self.pipeline("softmax", "softmax_rows", &[])?;
-        Ok(self.step(label, pipeline, &[x], &params, grid_for_groups(rows)))
+        let sizes = bias.log_size.unwrap_or(&self.dummy);
+        let counts = bias.valid.unwrap_or(&self.dummy);
+        Ok(self.step(
+            label,
+            pipeline,
+            &[x, sizes, counts],
+            &params,
+            grid_for_groups(rows),
+        ))
     }
 
     /// LayerNorm of `rows` rows of width `d` from `x` into `y`.

@@ -4,6 +4,7 @@ pub mod buffers;
 pub mod context;
 pub mod kernels;
 pub mod program;
+pub mod prune_kernels;
 
 pub use buffers::{read_buffer, GpuTensor};
 pub use context::{AdapterChoice, GpuContext};

@@ -4,7 +4,7 @@
 use super::weights::ModelWeights;
 use super::ViTConfig;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Gemm, MatView, RowView};
+use crate::gpu::kernels::{AttentionBias, Gemm, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// `y = x . W + b` with `W` stored `[in, out]`.
@@ -172,6 +172,33 @@ impl Activations {
     }
 }
 
+/// The patch point of token pruning. The model knows nothing of policies: it asks each block's hook
+/// for extra attention terms, and lets it append steps after attention that shrink the token rows.
+pub trait TokenHook {
+    /// Key-side terms of block `block`'s attention softmax.
+    fn attention_bias(&self, _block: usize) -> AttentionBias<'_> {
+        AttentionBias::default()
+    }
+
+    /// Runs after `x += proj(attention)` of block `block`, which ran on `tokens` rows per image;
+    /// returns the rows per image from here on.
+    fn after_attention(
+        &mut self,
+        _k: &Kernels,
+        _p: &mut Program,
+        _a: &Activations,
+        _block: usize,
+        tokens: usize,
+    ) -> Result<usize> {
+        Ok(tokens)
+    }
+}
+
+/// The dense model: no pruning.
+pub struct Dense;
+
+impl TokenHook for Dense {}
+
 /// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.
 pub struct Block {
     pub norm1: LayerNorm,
@@ -183,7 +210,8 @@ pub struct Block {
 }
 
 impl Block {
-    /// Append the block's steps for `tokens` tokens per image.
+    /// Append the block's steps for `tokens` tokens per image; returns the tokens it leaves.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         k: &Kernels,
@@ -192,7 +220,8 @@ impl Block {
         c: &ViTConfig,
         index: usize,
         tokens: usize,
-    ) -> Result<()> {
+        hook: &mut dyn TokenHook,
+    ) -> Result<usize> {
         let (b, n, d, h) = (a.batch, tokens, c.embed_dim, c.num_heads);
         let dh = d / h;
         let name = |s: &str| format!("block{index}.{s}");
@@ -214,7 +243,15 @@ impl Block {
             ..Gemm::new(n, n, dh)
         };
         p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
-        p.push(k.softmax_rows(&name("softmax"), &a.probs, b * h * n, n, n)?);
+        p.push(k.softmax_biased(
+            &name("softmax"),
+            &a.probs,
+            b * h * n,
+            n,
+            n,
+            h * n,
+            hook.attention_bias(index),
+        )?);
 
         // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
         let v = q.at(2 * d);
@@ -228,13 +265,14 @@ impl Block {
         self.proj
             .forward(k, p, &name("proj"), &a.attn, &a.x, b * n, false, true)?;
 
+        let n = hook.after_attention(k, p, a, index, n)?;
         self.norm2
             .forward(k, p, &name("norm2"), dense(&a.x), dense(&a.xn), b * n)?;
         self.fc1
             .forward(k, p, &name("fc1"), &a.xn, &a.hidden, b * n, true, false)?;
         self.fc2
             .forward(k, p, &name("fc2"), &a.hidden, &a.x, b * n, false, true)?;
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -350,13 +388,18 @@ impl VisionTransformer {
         Ok(())
     }
 
-    /// The dense forward pass, every step in order.
-    pub fn forward(&self, k: &Kernels, a: &Activations) -> Result<Program> {
+    /// The forward pass, every step in order; `hook` may prune tokens between attention and MLP.
+    pub fn forward(
+        &self,
+        k: &Kernels,
+        a: &Activations,
+        hook: &mut dyn TokenHook,
+    ) -> Result<Program> {
         let mut p = Program::default();
-        let n = self.config.num_tokens();
+        let mut n = self.config.num_tokens();
         self.embed(k, &mut p, a)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            block.forward(k, &mut p, a, &self.config, i, n)?;
+            n = block.forward(k, &mut p, a, &self.config, i, n, hook)?;
         }
         self.classify(k, &mut p, a, n)?;
         Ok(p)

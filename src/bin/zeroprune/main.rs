@@ -2,7 +2,10 @@
 
 mod bench;
 mod commands;
+mod explain;
 mod model_source;
+mod prune_args;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +43,8 @@ enum Command {
     Classify {
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
         /// Images (JPEG, PNG, WebP, BMP, GIF).
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -55,9 +60,13 @@ enum Command {
         json: bool,
     },
     /// Measure top-1 / top-5 accuracy on a labelled folder of images.
+    /// With --policy, the dense model runs on the same images too, for `agreement` (the share of
+    /// images whose top-1 class is the dense model's).
     Eval {
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
         /// Folder of images.
         #[arg(long)]
         images: PathBuf,
@@ -74,8 +83,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure speed: forward latency per batch size, or the GEMM kernels alone (--kernels).
+    /// Measure speed: forward latency per batch size (dense, and pruned with --policy), or the GEMM
+    /// kernels alone (--kernels).
     Bench(bench::BenchArgs),
+    /// Compare pruning policies: each at several FLOPs targets, top-1 and agreement with the dense
+    /// model on the same images; prints a table and writes a PNG plot (accuracy vs GFLOPs).
+    Sweep(sweep::SweepArgs),
+    /// Draw what a pruning policy keeps: the image as the model sees it, then one panel per pruning
+    /// step with the dropped patches darkened (PNG).
+    Explain {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
+        /// The image.
+        image: PathBuf,
+        /// Output PNG (default: IMAGE-POLICY.png in the current folder).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Print one JSON object (with the kept patch indices).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,20 +113,30 @@ fn main() -> ExitCode {
         Command::Info { json } => commands::info(json),
         Command::Classify {
             model,
+            prune,
             images,
             top,
             labels,
             json,
-        } => commands::classify(&model, &images, top, labels.as_deref(), json),
+        } => commands::classify(&model, &prune, &images, top, labels.as_deref(), json),
         Command::Eval {
             model,
+            prune,
             images,
             labels,
             limit,
             batch,
             json,
-        } => commands::eval(&model, &images, &labels, limit, batch, json),
+        } => commands::eval(&model, &prune, &images, &labels, limit, batch, json),
         Command::Bench(args) => bench::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Explain {
+            model,
+            prune,
+            image,
+            out,
+            json,
+        } => explain::run(&model, &prune, &image, out.as_deref(), json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

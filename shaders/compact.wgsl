@@ -1,0 +1,124 @@
+// Compaction: a stable prefix sum over the keep flags of each image gives every surviving row its new
+// position; rows are gathered into a dense [B, n_out, D] buffer in their original order, and the
+// original token index of every survivor is carried along (for pictures and `kept` lists).
+
+const WG: u32 = 256u;
+const PER: u32 = 4u; // up to 1024 rows per image
+const NONE: u32 = 0xffffffffu;
+
+// ---- compact: one workgroup per image ----
+struct CompactParams {
+    n_in: u32,
+    n_out: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> cp_flags: array<u32>;
+@group(0) @binding(1) var<storage, read> cp_orig_in: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cp_src: array<u32>;
+@group(0) @binding(3) var<storage, read_write> cp_orig_out: array<u32>;
+@group(0) @binding(4) var<storage, read_write> cp_count: array<u32>;
+@group(0) @binding(5) var<uniform> cp: CompactParams;
+
+var<workgroup> scan: array<u32, WG>;
+
+@compute @workgroup_size(256, 1, 1)
+fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.x;
+    let first = lane * PER;
+    var mine = 0u;
+    for (var r = 0u; r < PER; r++) {
+        let i = first + r;
+        if (i < cp.n_in && cp_flags[b * cp.n_in + i] != 0u) {
+            mine += 1u;
+        }
+    }
+    // Inclusive Hillis-Steele scan of the per-thread counts.
+    scan[lane] = mine;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off <<= 1u) {
+        var v = scan[lane];
+        if (lane >= off) {
+            v += scan[lane - off];
+        }
+        workgroupBarrier();
+        scan[lane] = v;
+        workgroupBarrier();
+    }
+    let total = min(scan[WG - 1u], cp.n_out);
+    var dst = scan[lane] - mine;
+    for (var r = 0u; r < PER; r++) {
+        let i = first + r;
+        if (i < cp.n_in && cp_flags[b * cp.n_in + i] != 0u && dst < cp.n_out) {
+            cp_src[b * cp.n_out + dst] = i;
+            cp_orig_out[b * cp.n_out + dst] = cp_orig_in[b * cp.n_in + i];
+            dst += 1u;
+        }
+    }
+    for (var d = total + lane; d < cp.n_out; d += WG) {
+        cp_src[b * cp.n_out + d] = NONE;
+        cp_orig_out[b * cp.n_out + d] = NONE;
+    }
+    if (lane == 0u) {
+        cp_count[b] = total;
+    }
+}
+
+// ---- gather_rows: out[b, r, :] = x[b, src[b, r], :], zero rows past the image's count ----
+struct GatherParams {
+    total: u32, // batch * n_out * d
+    n_in: u32,
+    n_out: u32,
+    d: u32,
+}
+
+@group(0) @binding(0) var<storage, read> g_x: array<f32>;
+@group(0) @binding(1) var<storage, read> g_src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> g_out: array<f32>;
+@group(0) @binding(3) var<uniform> gp: GatherParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn gather_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let e = (wid.x + wid.y * nwg.x) * WG + lane;
+    if (e >= gp.total) {
+        return;
+    }
+    let row = e / gp.d; // b * n_out + r
+    let col = e % gp.d;
+    let b = row / gp.n_out;
+    let src = g_src[row];
+    var v = 0.0;
+    if (src != NONE) {
+        v = g_x[(b * gp.n_in + src) * gp.d + col];
+    }
+    g_out[e] = v;
+}
+
+// ---- copy: dst[0..total) = src[0..total) (the gathered rows back into the residual stream) ----
+struct CopyParams {
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> c_src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> c_dst: array<f32>;
+@group(0) @binding(2) var<uniform> cpy: CopyParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn copy(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let e = (wid.x + wid.y * nwg.x) * WG + lane;
+    if (e < cpy.total) {
+        c_dst[e] = c_src[e];
+    }
+}

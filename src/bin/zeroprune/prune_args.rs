@@ -1,0 +1,88 @@
+//! The pruning options every command takes: a policy and one schedule.
+
+use clap::Args;
+use zeroprune::prune::{HeadCombine, Policy, PruneOptions, Pruning, ScheduleSpec};
+use zeroprune::{Error, Result, ViTConfig};
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct PruneArgs {
+    /// Token pruning policy: none, zero-tprune, wpr, tome, evit, threshold, random.
+    /// With a policy and no schedule, 0.7 of the patch tokens are kept at blocks 3, 6, 9
+    /// (for 12 blocks; threshold: 1.0@3,6,9).
+    #[arg(long, default_value = "none")]
+    pub policy: String,
+    /// Keep rates: RATE@BLOCKS, e.g. 0.7@3,6,9 keeps 70% of the patch tokens entering blocks 3, 6
+    /// and 9 (blocks count from 0); groups join with ';', e.g. "0.8@2;0.6@6".
+    #[arg(long, group = "schedule")]
+    pub keep: Option<String>,
+    /// Exact patch-token counts: BLOCK:COUNT,..., e.g. 3:138,6:96,9:67.
+    #[arg(long, group = "schedule")]
+    pub tokens: Option<String>,
+    /// Target fraction of the dense FLOPs, e.g. 0.65: the same keep rate at each pruning block,
+    /// the largest that fits (blocks from --at, else the policy's default).
+    #[arg(long, group = "schedule")]
+    pub flops: Option<f64>,
+    /// Threshold policy: THETA@BLOCKS; patch tokens whose received attention, scaled so that
+    /// uniform attention is 1, is below THETA are dropped (the count differs per image).
+    #[arg(long, group = "schedule")]
+    pub threshold: Option<String>,
+    /// Blocks a --flops target prunes at, e.g. 3,6,9.
+    #[arg(long, requires = "flops")]
+    pub at: Option<String>,
+    /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1).
+    #[arg(long)]
+    pub sim: Option<f32>,
+    /// Zero-TPrune / WPR: how per-head PageRank scores combine: mean, rms or band (RMS over heads
+    /// whose score variance is in [0.01, 0.7]).
+    #[arg(long)]
+    pub heads: Option<String>,
+    /// Random policy seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+}
+
+impl PruneArgs {
+    pub fn policy(&self) -> Result<Policy> {
+        self.policy.parse()
+    }
+
+    pub fn spec(&self) -> Result<ScheduleSpec> {
+        if let Some(k) = &self.keep {
+            ScheduleSpec::parse_keep(k)
+        } else if let Some(t) = &self.tokens {
+            ScheduleSpec::parse_tokens(t)
+        } else if let Some(f) = self.flops {
+            ScheduleSpec::flops(f, self.at.as_deref())
+        } else if let Some(t) = &self.threshold {
+            ScheduleSpec::parse_threshold(t)
+        } else {
+            Ok(ScheduleSpec::Default)
+        }
+    }
+
+    pub fn options(&self) -> Result<PruneOptions> {
+        let mut o = PruneOptions {
+            seed: self.seed,
+            ..Default::default()
+        };
+        if let Some(s) = self.sim {
+            o.sim = s;
+        }
+        if let Some(h) = &self.heads {
+            o.heads = h.parse::<HeadCombine>()?;
+        }
+        Ok(o)
+    }
+
+    /// The schedule for this model, with every limit checked.
+    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
+        let policy = self.policy()?;
+        if policy == Policy::None && (self.sim.is_some() || self.heads.is_some()) {
+            return Err(Error::param(
+                "policy",
+                "--sim and --heads need a pruning policy (e.g. --policy zero-tprune)",
+            ));
+        }
+        Pruning::resolve(policy, &self.spec()?, self.options()?, c)
+    }
+}

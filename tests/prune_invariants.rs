@@ -1,0 +1,131 @@
+//! Properties every pruning policy must have, independent of any reference: keeping everything
+//! changes nothing, the kept lists are sorted, distinct, inside the grid and of the scheduled size,
+//! and a schedule's FLOPs shrink as it keeps fewer tokens.
+
+mod common;
+
+use common::{fixture, gpu, max_rel_err, read_tensor};
+use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
+use zeroprune::{ModelWeights, Session};
+
+fn model(name: &str) -> (ModelWeights, Vec<f32>) {
+    let dir = fixture(name);
+    let weights = ModelWeights::load(&dir).unwrap();
+    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+    (weights, input)
+}
+
+fn resolve(w: &ModelWeights, policy: Policy, spec: ScheduleSpec) -> Pruning {
+    Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap()
+}
+
+const STATIC: [Policy; 5] = [
+    Policy::ZeroTPrune,
+    Policy::Wpr,
+    Policy::Tome,
+    Policy::Evit,
+    Policy::Random,
+];
+
+#[test]
+fn keeping_every_token_changes_nothing() {
+    for name in ["tiny-timm", "tiny-timm-distilled"] {
+        let (w, input) = model(name);
+        let mut s = Session::new(gpu(), &w).unwrap();
+        let dense = s.run(&input).unwrap().concat();
+        let last = w.config.depth - 1;
+        for policy in STATIC {
+            let spec = ScheduleSpec::parse_keep(&format!("1.0@0,{last}")).unwrap();
+            s.set_pruning(resolve(&w, policy, spec));
+            let out = s.run_detailed(&input).unwrap();
+            let got: Vec<f32> = out.iter().flat_map(|o| o.logits.clone()).collect();
+            let err = max_rel_err(&got, &dense);
+            assert!(
+                err < 1e-5,
+                "{name} {policy}: keep-all differs from dense by {err}"
+            );
+            let all: Vec<u32> = (0..w.config.num_patches() as u32).collect();
+            for o in &out {
+                assert_eq!(o.kept, vec![all.clone(), all.clone()], "{name} {policy}");
+            }
+        }
+        let spec = ScheduleSpec::parse_threshold("0@0,1").unwrap();
+        s.set_pruning(resolve(&w, Policy::Threshold, spec));
+        let got = s.run(&input).unwrap().concat();
+        assert!(max_rel_err(&got, &dense) < 1e-5, "{name} threshold 0");
+    }
+}
+
+#[test]
+fn kept_lists_follow_the_schedule() {
+    let (w, input) = model("tiny-timm");
+    let patches = w.config.num_patches();
+    let mut s = Session::new(gpu(), &w).unwrap();
+    let dense = s.run(&input).unwrap().concat();
+    for policy in STATIC {
+        let spec = ScheduleSpec::parse_keep("0.6@0;0.7@1").unwrap();
+        let pruning = resolve(&w, policy, spec);
+        let want: Vec<usize> = pruning.steps.iter().map(|s| s.tokens_out()).collect();
+        assert_eq!(want, vec![15, 11], "ceil(0.6 * 25), ceil(0.7 * 15)");
+        s.set_pruning(pruning);
+        let out = s.run_detailed(&input).unwrap();
+        for o in &out {
+            assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
+            for (step, kept) in o.kept.iter().enumerate() {
+                assert_eq!(kept.len(), want[step], "{policy} step {step}");
+                assert!(kept.windows(2).all(|p| p[0] < p[1]), "{policy}: {kept:?}");
+                assert!(kept.iter().all(|&k| (k as usize) < patches));
+                if step > 0 {
+                    assert!(kept.iter().all(|k| o.kept[step - 1].contains(k)));
+                }
+            }
+        }
+        let got: Vec<f32> = out.iter().flat_map(|o| o.logits.clone()).collect();
+        assert!(
+            max_rel_err(&got, &dense) > 1e-4,
+            "{policy}: pruning had no effect"
+        );
+    }
+}
+
+#[test]
+fn random_depends_on_the_seed_and_nothing_else() {
+    let (w, input) = model("tiny-timm");
+    let mut s = Session::new(gpu(), &w).unwrap();
+    let run = |s: &mut Session, seed: u32| {
+        let options = PruneOptions {
+            seed,
+            ..Default::default()
+        };
+        let spec = ScheduleSpec::parse_keep("0.5@0").unwrap();
+        s.set_pruning(Pruning::resolve(Policy::Random, &spec, options, &w.config).unwrap());
+        s.run_detailed(&input)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.kept)
+            .collect::<Vec<_>>()
+    };
+    let a = run(&mut s, 1);
+    assert_eq!(a, run(&mut s, 1));
+    assert_ne!(a, run(&mut s, 2));
+    assert_ne!(a[0], a[1], "images of a batch get different draws");
+}
+
+#[test]
+fn threshold_keeps_a_different_count_per_image() {
+    let (w, input) = model("tiny-timm");
+    let mut s = Session::new(gpu(), &w).unwrap();
+    let spec = ScheduleSpec::parse_threshold("1.0@0,1").unwrap();
+    s.set_pruning(resolve(&w, Policy::Threshold, spec));
+    let out = s.run_detailed(&input).unwrap();
+    let counts: Vec<Vec<usize>> = out
+        .iter()
+        .map(|o| o.kept.iter().map(Vec::len).collect())
+        .collect();
+    eprintln!("threshold counts {counts:?}");
+    for (o, c) in out.iter().zip(&counts) {
+        assert!(c[0] >= 1 && c[0] < 25 && c[1] >= 1 && c[1] <= c[0], "{c:?}");
+        assert!(o.logits.iter().all(|v| v.is_finite()));
+        assert!(s.flops_for(o) < s.flops_per_image());
+    }
+}
