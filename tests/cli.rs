@@ -161,3 +161,183 @@ fn without_a_model_and_offline_the_message_says_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn classify_json_with_a_policy_lists_the_kept_patches() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "classify",
+            "--json",
+            "--policy",
+            "zero-tprune",
+            "--keep",
+            "0.6@0;0.5@1",
+        ])
+        .arg("--model")
+        .arg(fixture("tiny-timm"))
+        .args(&imgs[..2]));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["policy"], "zero-tprune");
+    assert_eq!(v["schedule"], "0:15,1:8");
+    for image in v["images"].as_array().unwrap() {
+        let kept = image["kept"].as_array().unwrap();
+        assert_eq!(kept.len(), 2, "one list per pruning step");
+        assert_eq!(kept[0].as_array().unwrap().len(), 15);
+        assert_eq!(kept[1].as_array().unwrap().len(), 8);
+        let first: Vec<u64> = kept[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_u64().unwrap())
+            .collect();
+        assert!(first.windows(2).all(|w| w[0] < w[1]) && first[14] < 25);
+    }
+}
+
+#[test]
+fn eval_with_a_policy_reports_agreement_and_counted_flops() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, "img0.png\t1\nimg1.png\t2\nimg2.png\t3\n").unwrap();
+    let eval = |policy: &[&str]| {
+        let (ok, out, err) = run(zeroprune()
+            .args(["eval", "--json", "--batch", "2", "--model"])
+            .arg(fixture("tiny-timm"))
+            .arg("--images")
+            .arg(dir.path())
+            .arg("--labels")
+            .arg(&labels)
+            .args(policy));
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let dense = eval(&[]);
+    let keep_all = eval(&["--policy", "evit", "--keep", "1.0@0"]);
+    assert_eq!(keep_all["agreement"], 1.0);
+    assert_eq!(keep_all["top1"], dense["top1"]);
+    let pruned = eval(&["--policy", "random", "--keep", "0.2@0"]);
+    let a = pruned["agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&a));
+    assert!(
+        pruned["gflops_per_image"].as_f64().unwrap()
+            < 0.8 * dense["gflops_per_image"].as_f64().unwrap()
+    );
+    let agree = pruned["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["pred"] == p["dense_pred"])
+        .count();
+    assert!((a - agree as f64 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn sweep_prints_a_table_and_writes_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, "img0.png\t1\nimg1.png\t2\nimg2.png\t3\n").unwrap();
+    let plot = dir.path().join("sweep.png");
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "sweep",
+            "--json",
+            "--policies",
+            "zero-tprune,tome,threshold,random",
+        ])
+        .args(["--targets", "0.9,0.75", "--model"])
+        .arg(fixture("tiny-timm-distilled"))
+        .arg("--images")
+        .arg(dir.path())
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--plot")
+        .arg(&plot));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + 4 * 2, "dense + 4 policies x 2 targets");
+    for r in &rows[1..] {
+        let ratio = r["flops_ratio"].as_f64().unwrap();
+        let target = r["target"].as_f64().unwrap();
+        if r["policy"] != "threshold" {
+            assert!(ratio <= target + 1e-9, "{r}");
+        }
+        assert!(r["agreement"].as_f64().unwrap() <= 100.0);
+    }
+    let png = image::open(&plot).unwrap();
+    assert!(png.width() > 100 && png.height() > 100);
+}
+
+#[test]
+fn explain_draws_one_panel_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let picture = |steps: &str| {
+        let out = dir.path().join(format!("explain{}.png", steps.len()));
+        let (ok, stdout, err) = run(zeroprune()
+            .args([
+                "explain", "--json", "--policy", "evit", "--keep", steps, "--model",
+            ])
+            .arg(fixture("tiny-timm"))
+            .arg(&imgs[0])
+            .arg("--out")
+            .arg(&out));
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            v["kept"].as_array().unwrap().len(),
+            steps.split(',').count()
+        );
+        image::open(&out).unwrap().width()
+    };
+    let one = picture("0.5@1");
+    let two = picture("0.5@0,1");
+    assert!(two > one, "a second step adds a panel ({one} -> {two})");
+    // Without a policy there is nothing to explain.
+    let (ok, _, err) = run(zeroprune()
+        .args(["explain", "--model"])
+        .arg(fixture("tiny-timm"))
+        .arg(&imgs[0]));
+    assert!(!ok && err.contains("policy"), "{err}");
+}
+
+#[test]
+fn bad_pruning_arguments_name_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    for (args, needle) in [
+        (vec!["--policy", "bogus"], "policy"),
+        (vec!["--policy", "evit", "--keep", "1.5@0"], "keep"),
+        (vec!["--policy", "evit", "--keep", "0.5@7"], "block 7"),
+        (vec!["--policy", "tome", "--keep", "0.3@0"], "at most half"),
+        (vec!["--policy", "evit", "--flops", "0.01"], "flops"),
+        (
+            vec!["--policy", "threshold", "--keep", "0.5@0"],
+            "threshold",
+        ),
+        (vec!["--sim", "0.5"], "policy"),
+    ] {
+        let (ok, _, err) = run(zeroprune()
+            .arg("classify")
+            .args(&args)
+            .arg("--model")
+            .arg(fixture("tiny-timm"))
+            .arg(&imgs[0]));
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // Two schedules at once.
+    let (ok, _, err) = run(zeroprune()
+        .args([
+            "classify", "--policy", "evit", "--keep", "0.5@0", "--flops", "0.8",
+        ])
+        .arg("--model")
+        .arg(fixture("tiny-timm"))
+        .arg(&imgs[0]));
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}

@@ -13,6 +13,7 @@ pub enum Policy {
     /// The dense model.
     None,
     /// Zero-TPrune: pre-rank by received attention, drop near-duplicate keys, then Weighted PageRank.
+    #[serde(rename = "zero-tprune")]
     ZeroTPrune,
     /// Weighted PageRank alone (Zero-TPrune without the similarity stage).
     Wpr,
@@ -58,7 +59,7 @@ impl Policy {
         }
         let mut blocks: Vec<usize> = [1, 2, 3]
             .iter()
-            .map(|q| ((q * depth) as f64 / 4.0).round() as usize)
+            .map(|q| (q * depth) / 4)
             .filter(|&b| b < depth)
             .collect();
         blocks.dedup();
@@ -117,6 +118,8 @@ pub struct PruneOptions {
     pub eps: f32,
     /// Random policy seed.
     pub seed: u32,
+    /// PageRank iterations at every block, instead of the per-block default (see `wpr_iters`).
+    pub iters: Option<u32>,
 }
 
 impl Default for PruneOptions {
@@ -127,6 +130,7 @@ impl Default for PruneOptions {
             band: (0.01, 0.7),
             eps: 1e-6,
             seed: 0,
+            iters: None,
         }
     }
 }
@@ -142,15 +146,21 @@ impl PruneOptions {
         if !(self.band.0 <= self.band.1) {
             return Err(Error::param("band", "the lower bound exceeds the upper"));
         }
+        if self.iters == Some(0) {
+            return Err(Error::param("iters", "PageRank needs at least 1 iteration"));
+        }
         if !(self.eps >= 0.0) {
             return Err(Error::param("eps", "must be >= 0"));
         }
         Ok(())
     }
 
-    /// PageRank iterations at block `block` of a `depth`-block model: many early, one late.
-    pub fn wpr_iters(block: usize, depth: usize) -> u32 {
-        if block < 3 {
+    /// PageRank iterations at block `block` of a `depth`-block model: many early, one late
+    /// (the published setting), unless `iters` overrides it.
+    pub fn wpr_iters(&self, block: usize, depth: usize) -> u32 {
+        if let Some(t) = self.iters {
+            t
+        } else if block < 3 {
             30
         } else if block + 3 >= depth {
             1

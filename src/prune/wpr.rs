@@ -3,14 +3,13 @@
 //! Zero-TPrune's importance stage, and the `wpr` ablation on its own.
 
 use super::plan::StepCtx;
-use super::policy::PruneOptions;
 use crate::error::Result;
 use crate::gpu::{GpuTensor, Program};
 
 /// Importance scores into `scratch.score` for the rows flagged in `alive`, then the top-k flags.
 pub fn importance(ctx: &StepCtx, p: &mut Program, alive: &GpuTensor) -> Result<()> {
     let (k, s, o) = (ctx.k, ctx.scratch, ctx.options);
-    let iters = PruneOptions::wpr_iters(ctx.out.step.block, ctx.c.depth);
+    let iters = o.wpr_iters(ctx.out.step.block, ctx.c.depth);
     p.push(k.wpr(
         &ctx.label("pagerank"),
         ctx.shape,

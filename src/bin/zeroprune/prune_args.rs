@@ -36,6 +36,10 @@ pub struct PruneArgs {
     /// whose score variance is in [0.01, 0.7]).
     #[arg(long)]
     pub heads: Option<String>,
+    /// Zero-TPrune / WPR: PageRank iterations at every pruning block (default: 30 in blocks 0-2,
+    /// 1 in the last three, 10 between; iteration also stops once scores change by < 1e-6).
+    #[arg(long)]
+    pub iters: Option<u32>,
     /// Random policy seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
@@ -63,6 +67,7 @@ impl PruneArgs {
     pub fn options(&self) -> Result<PruneOptions> {
         let mut o = PruneOptions {
             seed: self.seed,
+            iters: self.iters,
             ..Default::default()
         };
         if let Some(s) = self.sim {
@@ -77,10 +82,12 @@ impl PruneArgs {
     /// The schedule for this model, with every limit checked.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
         let policy = self.policy()?;
-        if policy == Policy::None && (self.sim.is_some() || self.heads.is_some()) {
+        if policy == Policy::None
+            && (self.sim.is_some() || self.heads.is_some() || self.iters.is_some())
+        {
             return Err(Error::param(
                 "policy",
-                "--sim and --heads need a pruning policy (e.g. --policy zero-tprune)",
+                "--sim, --heads and --iters need a pruning policy (e.g. --policy zero-tprune)",
             ));
         }
         Pruning::resolve(policy, &self.spec()?, self.options()?, c)
