@@ -39,7 +39,11 @@ fn tome_merge(
     let b = row / mp.n_out;
     let t = m_src[row];
     if (t == NONE) {
+        // Padding: a zero row of size 1, so its log-size bias is 0.
         m_out[e] = 0.0;
+        if (col == 0u) {
+            m_size_out[row] = 1.0;
+        }
         return;
     }
     let at = b * mp.n_in;

@@ -244,6 +244,7 @@ impl Kernels {
     }
 
     /// Weighted PageRank per (image, head) on the rows flagged alive: `heads_out[b, h, i]`.
+    #[allow(clippy::too_many_arguments)]
     pub fn wpr(
         &self,
         label: &str,

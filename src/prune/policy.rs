@@ -143,13 +143,13 @@ impl PruneOptions {
                 format!("must be in [0, 1], got {}", self.sim),
             ));
         }
-        if !(self.band.0 <= self.band.1) {
+        if self.band.0.is_nan() || self.band.1.is_nan() || self.band.0 > self.band.1 {
             return Err(Error::param("band", "the lower bound exceeds the upper"));
         }
         if self.iters == Some(0) {
             return Err(Error::param("iters", "PageRank needs at least 1 iteration"));
         }
-        if !(self.eps >= 0.0) {
+        if self.eps.is_nan() || self.eps < 0.0 {
             return Err(Error::param("eps", "must be >= 0"));
         }
         Ok(())

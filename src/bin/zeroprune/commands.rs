@@ -159,13 +159,16 @@ pub fn classify(
     Ok(())
 }
 
+/// `(file name, class index)` pairs.
+pub type Labelled = Vec<(String, usize)>;
+
 /// A labelled image list, checked against the model: (file name, class) and the paths.
 pub fn labelled_images(
     weights: &ModelWeights,
     image_dir: &Path,
     labels_file: &Path,
     limit: Option<usize>,
-) -> Result<(Vec<(String, usize)>, Vec<PathBuf>)> {
+) -> Result<(Labelled, Vec<PathBuf>)> {
     let mut items = labels::read_labels(labels_file)?;
     items.sort();
     if let Some(n) = limit {
