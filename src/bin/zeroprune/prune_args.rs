@@ -7,8 +7,8 @@ use zeroprune::{Error, Result, ViTConfig};
 #[derive(Args, Clone, Debug, Default)]
 pub struct PruneArgs {
     /// Token pruning policy: none, zero-tprune, wpr, tome, evit, threshold, random.
-    /// With a policy and no schedule, 0.7 of the patch tokens are kept at blocks 3, 6, 9
-    /// (for 12 blocks; threshold: 1.0@3,6,9).
+    /// With a policy and no schedule: --flops 0.8 at blocks 2, 4, 6, 8, 10 (for 12 blocks; every
+    /// block for ToMe; threshold: 0.5 at those blocks).
     #[arg(long, default_value = "none")]
     pub policy: String,
     /// Keep rates: RATE@BLOCKS, e.g. 0.7@3,6,9 keeps 70% of the patch tokens entering blocks 3, 6
@@ -26,7 +26,8 @@ pub struct PruneArgs {
     /// uniform attention is 1, is below THETA are dropped (the count differs per image).
     #[arg(long, group = "schedule")]
     pub threshold: Option<String>,
-    /// Blocks a --flops target prunes at, e.g. 3,6,9.
+    /// Blocks a --flops target prunes at, e.g. 3,6,9 (default 2,4,6,8,10 for 12 blocks; every
+    /// block for ToMe).
     #[arg(long, requires = "flops")]
     pub at: Option<String>,
     /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1).
