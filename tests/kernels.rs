@@ -944,10 +944,23 @@ fn layernorm_more_than_65535_rows() {
 const PARAM_BYTES: &[(&str, u32)] = &[
     ("gemm", 80),
     ("gemm_naive", 80),
-    ("softmax_rows", 16),
+    ("softmax_rows", 32),
     ("layernorm", 48),
     ("im2col", 32),
     ("add_prefix_pos", 16),
+    ("received_attention", 32),
+    ("cls_attention", 32),
+    ("random_score", 32),
+    ("wpr", 16),
+    ("combine_heads", 32),
+    ("head_mean_keys", 16),
+    ("best_match", 32),
+    ("select_topk", 16),
+    ("select_threshold", 16),
+    ("compact", 16),
+    ("gather_rows", 16),
+    ("copy", 16),
+    ("tome_merge", 32),
 ];
 
 #[test]
