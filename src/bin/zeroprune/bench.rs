@@ -16,8 +16,6 @@ use crate::{model_source, ModelArgs};
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
-    #[command(flatten)]
-    prune: PruneArgs,
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batch: Vec<usize>,
@@ -30,6 +28,8 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    prune: PruneArgs,
 }
 
 /// Median and (min, max) of `runs` timings of `f`, in seconds, after one warm-up call.

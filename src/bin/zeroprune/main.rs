@@ -43,8 +43,6 @@ enum Command {
     Classify {
         #[command(flatten)]
         model: ModelArgs,
-        #[command(flatten)]
-        prune: prune_args::PruneArgs,
         /// Images (JPEG, PNG, WebP, BMP, GIF).
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -58,6 +56,8 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
     },
     /// Measure top-1 / top-5 accuracy on a labelled folder of images.
     /// With --policy, the dense model runs on the same images too, for `agreement` (the share of
@@ -65,8 +65,6 @@ enum Command {
     Eval {
         #[command(flatten)]
         model: ModelArgs,
-        #[command(flatten)]
-        prune: prune_args::PruneArgs,
         /// Folder of images.
         #[arg(long)]
         images: PathBuf,
@@ -82,6 +80,8 @@ enum Command {
         /// Print one JSON object (with every prediction).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
     },
     /// Measure speed: forward latency per batch size (dense, and pruned with --policy), or the GEMM
     /// kernels alone (--kernels).
@@ -94,8 +94,6 @@ enum Command {
     Explain {
         #[command(flatten)]
         model: ModelArgs,
-        #[command(flatten)]
-        prune: prune_args::PruneArgs,
         /// The image.
         image: PathBuf,
         /// Output PNG (default: IMAGE-POLICY.png in the current folder).
@@ -104,6 +102,8 @@ enum Command {
         /// Print one JSON object (with the kept patch indices).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        prune: prune_args::PruneArgs,
     },
 }
 

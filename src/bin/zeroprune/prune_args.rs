@@ -5,6 +5,7 @@ use zeroprune::prune::{HeadCombine, Policy, PruneOptions, Pruning, ScheduleSpec}
 use zeroprune::{Error, Result, ViTConfig};
 
 #[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Token pruning")]
 pub struct PruneArgs {
     /// Token pruning policy: none, zero-tprune, wpr, tome, evit, threshold, random.
     /// With a policy and no schedule: --flops 0.8 at blocks 2, 4, 6, 8, 10 (for 12 blocks; every

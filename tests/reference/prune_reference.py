@@ -1,0 +1,1046 @@
+#!/usr/bin/env python3
+"""Independent torch (float32, CPU) reference of the token-pruning policies of docs/pruning.md.
+
+Own ViT/DeiT forward (timm layout, pre-norm blocks, exact-erf GELU, LayerNorm eps 1e-6; distilled
+models average the CLS and distillation heads) with a pruning hook after `x = x + proj(attn)` of each
+block. Policies: none, evit, random, wpr, zero-tprune, tome, threshold. Written from the text of
+docs/pruning.md, not from the Rust/WGSL code.
+
+Sub-commands (run from the repo root):
+  fixtures   write tests/fixtures/prune/ (tiny-timm-deep model, per-case safetensors, cases.json)
+  sweep      accuracy / FLOPs sweep on ../shared/data/imagenet-val-1300 at FLOPs targets
+  run        one policy + schedule on the val images (or a fixture model's reference input)
+
+Schedule / policy options (the same strings are stored in tests/fixtures/prune/cases.json):
+  --keep R@I,J[;R2@K]   --tokens I:K,J:L   --flops F   --threshold T@I,J[;T2@K]
+  --blocks I,J,...      (blocks used by --flops; default 3,6,9, tome: every block)
+  --sim S (zero-tprune, default 0.5)  --heads mean|rms|band (default band)  --seed N (random)
+  --iters T             (WPR iteration cap for every block; default: 30 / 10 / 1 rule of the doc)
+
+Examples:
+  python3 tests/reference/prune_reference.py fixtures
+  python3 tests/reference/prune_reference.py sweep --policies random,evit,zero-tprune:sim=0.25:heads=rms --targets 0.8,0.65
+  python3 tests/reference/prune_reference.py run --policy zero-tprune --flops 0.65 --limit 256
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SHARED = REPO.parent / "shared"
+DEIT_DIR = SHARED / "models" / "deit-tiny-patch16-224"
+VAL_DIR = SHARED / "data" / "imagenet-val-1300"
+VAL_CACHE = Path("/tmp/zp_val1300.npy")
+PRUNE_FIX = REPO / "tests" / "fixtures" / "prune"
+sys.path.insert(0, str(HERE))
+
+torch.set_num_threads(2)
+torch.set_grad_enabled(False)
+
+POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "tome", "threshold"]
+INF = float("inf")
+M32 = 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------------------------
+# pcg hash (wrapping u32)
+def pcg_int(v: int) -> int:
+    """Plain Python int version (the validation oracle)."""
+    state = (v * 747796405 + 2891336453) & M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & M32
+    return ((word >> 22) ^ word) & M32
+
+
+def pcg_t(v: torch.Tensor) -> torch.Tensor:
+    """int64 tensor holding u32 values -> int64 tensor of u32 values."""
+    v = v & M32
+    state = (v * 747796405 + 2891336453) & M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & M32
+    return ((word >> 22) ^ word) & M32
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+class ViT:
+    def __init__(self, model_dir: Path):
+        model_dir = Path(model_dir)
+        self.dir = model_dir
+        self.cfg = json.loads((model_dir / "config.json").read_text())
+        ma = self.cfg["model_args"]
+        sd = load_file(str(model_dir / "model.safetensors"))
+        sd = {k: v.float().contiguous() for k, v in sd.items()}
+        self.D = ma["embed_dim"]
+        self.H = ma["num_heads"]
+        self.dh = self.D // self.H
+        self.p = ma["patch_size"]
+        img = ma["img_size"]
+        self.grid = img // self.p
+        self.num_patches = self.grid * self.grid
+        self.P = 2 if "dist_token" in sd else 1
+        self.L = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+        self.mlp_dim = sd["blocks.0.mlp.fc1.weight"].shape[0]
+        self.classes = sd["head.weight"].shape[0]
+        self.patch_w, self.patch_b = sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"]
+        self.cls = sd["cls_token"].reshape(1, 1, -1)
+        self.dist = sd["dist_token"].reshape(1, 1, -1) if self.P == 2 else None
+        self.pos = sd["pos_embed"]
+        assert self.pos.shape[1] == self.P + self.num_patches, self.pos.shape
+        self.norm = (sd["norm.weight"], sd["norm.bias"])
+        self.head = (sd["head.weight"], sd["head.bias"])
+        self.head_dist = (sd["head_dist.weight"], sd["head_dist.bias"]) if "head_dist.weight" in sd else None
+        self.blocks = []
+        for i in range(self.L):
+            b = f"blocks.{i}."
+            g = lambda k: sd[b + k]
+            self.blocks.append(dict(
+                ln1=(g("norm1.weight"), g("norm1.bias")), qkv=(g("attn.qkv.weight"), g("attn.qkv.bias")),
+                proj=(g("attn.proj.weight"), g("attn.proj.bias")), ln2=(g("norm2.weight"), g("norm2.bias")),
+                fc1=(g("mlp.fc1.weight"), g("mlp.fc1.bias")), fc2=(g("mlp.fc2.weight"), g("mlp.fc2.bias"))))
+
+    # FLOPs (2 per multiply-add), python ints
+    def stem_flops(self) -> int:
+        return 2 * self.num_patches * (3 * self.p * self.p) * self.D + 2 * self.P * self.D * self.classes
+
+    def attn_flops(self, n):
+        D = self.D
+        return 2 * n * D * 3 * D + 4 * n * n * D + 2 * n * D * D
+
+    def mlp_flops(self, m):
+        return 4 * m * self.D * self.mlp_dim
+
+    def dense_flops(self) -> int:
+        n = self.P + self.num_patches
+        return self.stem_flops() + self.L * (self.attn_flops(n) + self.mlp_flops(n))
+
+
+def ln(x, wb):
+    return F.layer_norm(x, (x.shape[-1],), wb[0], wb[1], 1e-6)
+
+
+def lin(x, wb):
+    return F.linear(x, wb[0], wb[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# policy / schedule
+class Policy:
+    """name, steps: {block: (kind, value)} with kind 'rate' | 'count' | 'theta'; options."""
+
+    def __init__(self, name, steps, sim=0.5, heads="band", seed=0, iters=None, desc=""):
+        self.name, self.steps, self.sim, self.heads, self.seed, self.iters = name, steps, sim, heads, seed, iters
+        self.desc = desc
+
+    def opts(self):
+        if self.name == "zero-tprune":
+            s = f"sim={self.sim:g} heads={self.heads}"
+        elif self.name == "wpr":
+            s = f"heads={self.heads}"
+        elif self.name == "random":
+            s = f"seed={self.seed}"
+        else:
+            s = ""
+        if self.iters is not None and self.name in ("wpr", "zero-tprune"):
+            s += f" iters={self.iters}"
+        return s.strip()
+
+
+def default_blocks(policy: str, L: int):
+    """docs/pruning.md: every other block from 2 to L-2 (2,4,6,8,10 for 12 blocks); every block for
+    ToMe and for models shallower than 6 blocks."""
+    if policy == "tome" or L < 6:
+        return list(range(L))
+    return list(range(2, L - 1, 2))
+
+
+def n_keep_rate(R: float, n_in: int) -> int:
+    return max(1, math.ceil(R * n_in - 1e-6))
+
+
+def wpr_iters(i: int, L: int) -> int:
+    return 30 if i < 3 else (1 if i >= L - 3 else 10)
+
+
+def parse_groups(spec: str, what: str):
+    """'R@I,J;R2@K' -> [(I,R),(J,R),(K,R2)]"""
+    out = []
+    for grp in spec.split(";"):
+        grp = grp.strip()
+        if not grp:
+            continue
+        if "@" not in grp:
+            raise ValueError(f"{what}: expected VALUE@BLOCKS, got {grp!r}")
+        v, bl = grp.split("@", 1)
+        for b in bl.split(","):
+            out.append((int(b), float(v)))
+    return out
+
+
+def simulate_counts(model: ViT, policy: str, steps: dict):
+    """patch-token counts entering/leaving each step for count/rate schedules; checks the tome rule."""
+    n = model.num_patches
+    res = {}
+    for blk in sorted(steps):
+        kind, v = steps[blk]
+        n_in = n
+        k = v if kind == "count" else n_keep_rate(v, n_in)
+        if k > n_in or k < 1:
+            raise ValueError(f"block {blk}: cannot keep {k} of {n_in} patch tokens")
+        if policy == "tome" and n_in - k > n_in // 2:
+            raise ValueError(f"tome block {blk}: {n_in - k} merges > floor({n_in}/2)")
+        res[blk] = (n_in, k)
+        n = k
+    return res
+
+
+def schedule_flops(model: ViT, policy: str, steps: dict) -> int:
+    cnt = simulate_counts(model, policy, steps)
+    n = model.num_patches + model.P
+    f = model.stem_flops()
+    for i in range(model.L):
+        f += model.attn_flops(n)
+        if i in cnt:
+            n = cnt[i][1] + model.P
+        f += model.mlp_flops(n)
+    return f
+
+
+def rate_for_flops(model: ViT, policy: str, F_: float, blocks):
+    target = F_ * model.dense_flops()
+    for k in range(1000, 0, -1):
+        R = k / 1000
+        steps = {b: ("rate", R) for b in blocks}
+        try:
+            fl = schedule_flops(model, policy, steps)
+        except ValueError:
+            break  # tome: more than half merged from here down
+        if fl <= target:
+            if policy == "tome" and R < 0.5:
+                break
+            return R
+    raise ValueError(f"{policy}: no keep rate in (0,1] (tome: >= 0.5) reaches {F_} x dense FLOPs at blocks {blocks}")
+
+
+def make_argparser():
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--keep", action="append", default=[])
+    ap.add_argument("--tokens", action="append", default=[])
+    ap.add_argument("--flops", type=float, default=None)
+    ap.add_argument("--threshold", action="append", default=[])
+    ap.add_argument("--blocks", default=None)
+    ap.add_argument("--sim", type=float, default=0.5)
+    ap.add_argument("--heads", choices=["mean", "rms", "band"], default="band")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iters", type=int, default=None)
+    return ap
+
+
+def build_policy(name: str, args, model: ViT) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name}")
+    steps, desc = {}, []
+
+    def add(b, kind, v):
+        if b in steps:
+            raise ValueError(f"block {b} listed twice")
+        steps[b] = (kind, v)
+
+    for s in args.keep:
+        for b, v in parse_groups(s, "--keep"):
+            if not 0 < v <= 1:
+                raise ValueError(f"--keep rate {v} not in (0,1]")
+            add(b, "rate", v)
+        desc.append(f"keep {s}")
+    for s in args.tokens:
+        for item in s.split(","):
+            b, k = item.split(":")
+            add(int(b), "count", int(k))
+        desc.append(f"tokens {s}")
+    for s in args.threshold:
+        for b, v in parse_groups(s, "--threshold"):
+            add(b, "theta", v)
+        desc.append(f"threshold {s}")
+    if args.flops is not None:
+        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else default_blocks(name, model.L)
+        if name == "threshold":
+            raise ValueError("--flops with threshold: use the sweep (bisection on the threshold)")
+        R = rate_for_flops(model, name, args.flops, blocks)
+        for b in blocks:
+            add(b, "rate", R)
+        desc.append(f"flops {args.flops:g} -> keep {R:g}@{','.join(map(str, blocks))}")
+    blocks = sorted(steps)
+    if blocks != list(dict.fromkeys(blocks)) or any(not 0 <= b < model.L for b in blocks):
+        raise ValueError(f"blocks {blocks} not inside the model (depth {model.L})")
+    kinds = {k for k, _ in steps.values()}
+    if name == "none" and steps:
+        raise ValueError("policy none takes no schedule")
+    if name != "none" and not steps:
+        raise ValueError(f"policy {name} needs a schedule")
+    if name == "threshold" and kinds != {"theta"}:
+        raise ValueError("threshold takes --threshold only")
+    if name != "threshold" and "theta" in kinds:
+        raise ValueError("--threshold is for the threshold policy")
+    if name != "threshold" and steps:
+        # order of definition of --keep / --tokens groups must be increasing blocks
+        simulate_counts(model, name, steps)  # validates counts (non-increasing, tome <= half)
+    return Policy(name, steps, sim=args.sim, heads=args.heads, seed=args.seed, iters=args.iters,
+                  desc="; ".join(desc) or "dense")
+
+
+def policy_from_args(name: str, argv: list, model: ViT) -> Policy:
+    return build_policy(name, make_argparser().parse_args(argv), model)
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks of the policies
+def topk_keep(score, k, valid=None):
+    """Top-k rule: sort by (score desc, position asc) among `valid`, keep the first k.
+    score [B,N] f32; k int or LongTensor [B]; returns (keep [B,N] bool, min relative margin)."""
+    B, N = score.shape
+    order = torch.argsort(-score, dim=1, stable=True)
+    if valid is not None:
+        inv = (~valid).gather(1, order).to(torch.int32)
+        order = order.gather(1, torch.argsort(inv, dim=1, stable=True))
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(N).expand(B, N).contiguous())
+    if not torch.is_tensor(k):
+        k = torch.full((B,), int(k), dtype=torch.long)
+    keep = rank < k[:, None]
+    nv = valid.sum(1) if valid is not None else torch.full((B,), N, dtype=torch.long)
+    if valid is not None:
+        keep &= valid
+    # margin between the k-th and (k+1)-th
+    srt = score.gather(1, order).double()
+    margin = INF
+    for b in range(B):
+        kb, nb = int(k[b]), int(nv[b])
+        if 0 < kb < nb:
+            v = srt[b, :nb]
+            fin = v[torch.isfinite(v)]
+            scale = float(fin.abs().max()) if fin.numel() else 1.0
+            gap = float(v[kb - 1] - v[kb])
+            margin = min(margin, gap / max(scale, 1e-30))
+    return keep, margin
+
+
+def received_attention(A, c=None):
+    """s[i] = 1/(H c) sum_h sum_{j<c} A_h[j,i]  ([B,n]); c [B] or None (= n)."""
+    B, H, n, _ = A.shape
+    if c is None:
+        return A.sum(dim=(1, 2)) / float(H * n)
+    qmask = (torch.arange(n)[None, :] < c[:, None]).to(A.dtype)  # [B,n] query rows
+    tot = (A * qmask[:, None, :, None]).sum(dim=(1, 2))
+    return tot / (H * c.to(A.dtype))[:, None]
+
+
+def wpr(A, S, T, eps=1e-6):
+    """Weighted PageRank per head on the survivor set S ([B,n] bool). Returns s [B,H,n], iterations [B,H]."""
+    B, H, n, _ = A.shape
+    Sf = S.to(A.dtype)
+    As = A * Sf[:, None, :, None] * Sf[:, None, None, :]
+    rs = As.sum(-1, keepdim=True)
+    Ap = torch.where(rs > 0, As / torch.where(rs > 0, rs, torch.ones_like(rs)), torch.zeros_like(As))
+    nS = Sf.sum(1)
+    s = (Sf / nS[:, None])[:, None, :].expand(B, H, n).contiguous()
+    active = torch.ones(B, H, dtype=torch.bool)
+    its = torch.zeros(B, H, dtype=torch.long)
+    for _ in range(T):
+        s_new = (s.unsqueeze(-2) @ Ap).squeeze(-2)  # s_new[i] = sum_j s[j] A'[j,i]
+        delta = (s_new - s).abs().sum(-1)
+        s = torch.where(active[..., None], s_new, s)
+        its += active.long()
+        active = active & ~(delta < eps)
+        if not bool(active.any()):
+            break
+    return s, its
+
+
+def combine_heads(s, S, P, mode):
+    """s [B,H,n] -> [B,n]"""
+    if mode == "mean":
+        return s.mean(1)
+    if mode == "rms":
+        return torch.sqrt((s * s).mean(1))
+    assert mode == "band", mode
+    B, H, n = s.shape
+    nS = S.sum(1).to(s.dtype)
+    pm = (S & (torch.arange(n)[None, :] >= P)).to(s.dtype)  # patch tokens in S
+    cnt = pm.sum(1)
+    vals = nS[:, None, None] * s
+    mu = (vals * pm[:, None, :]).sum(-1) / cnt[:, None]
+    var = (((vals - mu[..., None]) ** 2) * pm[:, None, :]).sum(-1) / cnt[:, None]  # [B,H]
+    used = (var >= 0.01) & (var <= 0.7)
+    used[~used.any(1)] = True
+    u = used.to(s.dtype)
+    return torch.sqrt(((s * s) * u[..., None]).sum(1) / u.sum(1)[:, None])
+
+
+def cosine(u, v):
+    """u [B,a,d], v [B,b,d] -> [B,a,b], cos = u.v / (max(|u|,1e-12) max(|v|,1e-12))"""
+    nu = u.norm(dim=-1).clamp_min(1e-12)
+    nv = v.norm(dim=-1).clamp_min(1e-12)
+    return (u @ v.transpose(-1, -2)) / (nu[:, :, None] * nv[:, None, :])
+
+
+# ----------------------------------------------------------------------------------------------
+# one pruning step. Returns dict with keep [B,n] (rows kept, prefix included), score [B,n-P]
+def step_select(pol: Policy, model: ViT, blk: int, step_idx: int, A, K, orig, c, n_keep):
+    B, H, n, _ = A.shape
+    P = model.P
+    npatch = n - P
+    margins = {}
+    pre = torch.zeros(B, P, dtype=torch.bool)
+    if pol.name == "evit":
+        s = A[:, :, 0, :].sum(1) / H
+        score = s[:, P:]
+        kp, margins["keep"] = topk_keep(score, n_keep)
+    elif pol.name == "random":
+        b = torch.arange(B, dtype=torch.long)[:, None]
+        h = pcg_t(pol.seed + pcg_t(step_idx + pcg_t(b + pcg_t(orig[:, P:]))))
+        score = (h >> 8).to(torch.float32)
+        kp, margins["keep"] = topk_keep(score, n_keep)
+    elif pol.name == "wpr":
+        S = torch.ones(B, n, dtype=torch.bool)
+        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
+        s, its = wpr(A, S, T)
+        margins["wpr_iters"] = (int(its.min()), int(its.max()))
+        score = combine_heads(s, S, P, pol.heads)[:, P:]
+        kp, margins["keep"] = topk_keep(score, n_keep)
+    elif pol.name == "zero-tprune":
+        drop = npatch - n_keep
+        x = pol.sim * drop
+        r = min(int(math.floor(x + 0.5)), npatch // 2)  # round half away from zero
+        # 1. pre-rank
+        ra = received_attention(A)[:, P:]
+        nI = (npatch + 1) // 2
+        isI, margins["prerank"] = topk_keep(ra, nI)
+        # 2. similarity: best cos over I for each candidate
+        Kp = K[:, P:, :]
+        cs = cosine(Kp, Kp)  # [B,np,np]
+        cs = cs.masked_fill(~isI[:, None, :], -INF)
+        best = cs.max(-1).values  # for candidates
+        cand = ~isI
+        keepC, margins["sim"] = topk_keep(-best, npatch - nI - r, valid=cand)
+        inS = isI | keepC
+        S = torch.cat([~pre, inS], 1)
+        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
+        s, its = wpr(A, S, T)
+        margins["wpr_iters"] = (int(its.min()), int(its.max()))
+        sc = combine_heads(s, S, P, pol.heads)[:, P:]
+        score = torch.where(inS, sc, torch.full_like(sc, -INF))
+        kp, margins["keep"] = topk_keep(score, n_keep, valid=inS)
+        margins["r_sim"] = r
+    elif pol.name == "threshold":
+        theta = n_keep  # passed through
+        s = received_attention(A, c)
+        cs = (c.to(s.dtype)[:, None] * s)[:, P:]
+        valid = torch.arange(npatch)[None, :] < (c - P)[:, None]
+        kp = (cs >= theta) & valid
+        none = ~kp.any(1)
+        if bool(none.any()):
+            top, _ = topk_keep(s[:, P:], 1, valid=valid)
+            kp = torch.where(none[:, None], top, kp)
+        d = (cs - theta).abs().masked_fill(~valid, INF)
+        margins["theta"] = float(d.min())
+        margins["fallback"] = int(none.sum())
+        score = cs.masked_fill(~valid, -INF)
+    else:
+        raise AssertionError(pol.name)
+    keep = torch.cat([~pre, kp], 1)
+    return keep, score, margins
+
+
+def tome_step(model: ViT, x, size, K, n_keep):
+    B, n, D = x.shape
+    P, H, dh = model.P, model.H, model.dh
+    npatch = n - P
+    r = npatch - n_keep
+    assert 0 <= r <= npatch // 2
+    m = K.view(B, n, H, dh).sum(2) / H
+    src = torch.arange(P, n, 2)
+    dst = torch.arange(P + 1, n, 2)
+    sim = cosine(m[:, src], m[:, dst])  # [B,nA,nB]
+    best, arg = sim.max(-1)  # first max
+    # second best for the margin of the destination choice
+    margins = {}
+    if sim.shape[-1] > 1:
+        top2 = sim.topk(2, dim=-1).values
+        margins["dst"] = float((top2[..., 0] - top2[..., 1]).min())
+    keepA, margins["merge"] = topk_keep(-best, src.numel() - r)
+    merged = ~keepA  # [B,nA]
+    # size-weighted merge
+    xs = x * size[..., None]
+    num = xs.clone()
+    sz = size.clone()
+    dst_rows = dst[arg]  # [B,nA] row index of each source's destination
+    for b in range(B):
+        ms = merged[b]
+        num[b].index_add_(0, dst_rows[b][ms], xs[b, src[ms]])
+        sz[b].index_add_(0, dst_rows[b][ms], size[b, src[ms]])
+    xn = torch.where(torch.isin(torch.arange(n), dst)[None, :, None], num / sz[..., None], x)
+    keep = torch.ones(B, n, dtype=torch.bool)
+    keep[:, src] = keepA
+    score = torch.full((B, npatch), INF)
+    score[:, src - P] = -best
+    return xn, sz, keep, score, margins
+
+
+def compact(keep, tensors, fixed_n):
+    """stable gather of kept rows first. fixed_n: int -> rows kept; None -> keep all rows (masked)."""
+    B, n = keep.shape
+    key = (~keep).long() * n + torch.arange(n)[None, :]
+    idx = key.argsort(1)
+    if fixed_n is not None:
+        idx = idx[:, :fixed_n]
+    out = []
+    for t in tensors:
+        if t is None:
+            out.append(None)
+        elif t.dim() == 3:
+            out.append(t.gather(1, idx[..., None].expand(-1, -1, t.shape[-1])))
+        else:
+            out.append(t.gather(1, idx))
+    return out
+
+
+def embed(model: ViT, img):
+    B, D = img.shape[0], model.D
+    t = F.conv2d(img.float(), model.patch_w, model.patch_b, stride=model.p).flatten(2).transpose(1, 2)
+    pre = [model.cls.expand(B, 1, D)] + ([model.dist.expand(B, 1, D)] if model.P == 2 else [])
+    return torch.cat(pre + [t], 1) + model.pos
+
+
+def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop_after_last=False,
+            start=None, stop_before=None):
+    """img [B,3,H,W] normalised -> (logits [B,C] or None, flops [B] float64, steps record list).
+    start=(i0, hidden): resume at block i0 from the dense hidden state (sweep cache; img unused);
+    stop_before=i: return the hidden state entering block i (dense prefix only)."""
+    P, D, H, dh = model.P, model.D, model.H, model.dh
+    i0 = 0
+    if start is not None:
+        i0, t = start
+    else:
+        t = embed(model, img)
+    B, n = t.shape[0], t.shape[1]
+    orig = torch.arange(n)[None, :].expand(B, n).contiguous()
+    size = None  # tome sizes (from the first merge on)
+    c = None  # threshold valid-row counts
+    flops = torch.full((B,), float(model.stem_flops()), dtype=torch.float64)
+    nd = P + model.num_patches
+    flops += i0 * float(model.attn_flops(nd) + model.mlp_flops(nd))
+    recs = []
+    last = max(pol.steps) if pol.steps else -1
+    assert not pol.steps or min(pol.steps) >= i0
+    for i, blk in enumerate(model.blocks):
+        if i < i0:
+            continue
+        if stop_before is not None and i == stop_before:
+            return t
+        n = t.shape[1]
+        qkv = lin(ln(t, blk["ln1"]), blk["qkv"]).view(B, n, 3, H, dh)
+        q = qkv[:, :, 0].transpose(1, 2)
+        k = qkv[:, :, 1].transpose(1, 2)
+        v = qkv[:, :, 2].transpose(1, 2)
+        K = qkv[:, :, 1].reshape(B, n, D)
+        logits = (q * (dh ** -0.5)) @ k.transpose(-1, -2)
+        if size is not None:
+            logits = logits + size.log()[:, None, None, :]
+        if c is not None:
+            km = torch.arange(n)[None, :] >= c[:, None]
+            logits = logits.masked_fill(km[:, None, None, :], -INF)
+        A = logits.softmax(-1)
+        o = (A @ v).transpose(1, 2).reshape(B, n, D)
+        t = t + lin(o, blk["proj"])
+        na = c if c is not None else torch.full((B,), n, dtype=torch.long)
+        flops += torch.tensor([model.attn_flops(int(v_)) for v_ in na], dtype=torch.float64)
+        if i in pol.steps:
+            kind, val = pol.steps[i]
+            sidx = sorted(pol.steps).index(i)
+            npatch = n - P
+            if kind == "theta":
+                if c is None:
+                    c = torch.full((B,), n, dtype=torch.long)
+                keep, score, mg = step_select(pol, model, i, sidx, A, K, orig, c, val)
+                t, orig = compact(keep, [t, orig], None)
+                c = keep.sum(1)
+                rowvalid = torch.arange(n)[None, :] < c[:, None]
+                t = t * rowvalid[..., None].to(t.dtype)
+                orig = torch.where(rowvalid, orig, torch.full_like(orig, -1))
+                if compact_rows:
+                    mx = int(c.max())
+                    t, orig = t[:, :mx].contiguous(), orig[:, :mx].contiguous()
+            else:
+                n_keep = val if kind == "count" else n_keep_rate(val, npatch)
+                if pol.name == "tome":
+                    if size is None:
+                        size = torch.ones(B, n)
+                    t, size, keep, score, mg = tome_step(model, t, size, K, n_keep)
+                    t, orig, size = compact(keep, [t, orig, size], P + n_keep)
+                else:
+                    keep, score, mg = step_select(pol, model, i, sidx, A, K, orig, None, n_keep)
+                    t, orig = compact(keep, [t, orig], P + n_keep)
+            if record:
+                cnt = (orig[:, P:] >= 0).sum(1) if c is not None else torch.full((B,), t.shape[1] - P)
+                kept = orig[:, P:] - P
+                kept = torch.where(orig[:, P:] >= 0, kept, torch.full_like(kept, -1))
+                kmax = int(cnt.max())
+                recs.append(dict(block=i, kept=kept[:, :kmax].to(torch.int32).contiguous(),
+                                 count=cnt.to(torch.int32), score=score.float().contiguous(), margins=mg))
+            if stop_after_last and i == last:
+                if c is not None:
+                    m_ = c
+                else:
+                    m_ = torch.full((B,), t.shape[1], dtype=torch.long)
+                flops += torch.tensor([model.mlp_flops(int(v_)) for v_ in m_], dtype=torch.float64)
+                n_ = m_
+                for _ in range(i + 1, model.L):
+                    flops += torch.tensor([model.attn_flops(int(v_)) + model.mlp_flops(int(v_)) for v_ in n_],
+                                          dtype=torch.float64)
+                return None, flops, recs
+        m_ = c if c is not None else torch.full((B,), t.shape[1], dtype=torch.long)
+        flops += torch.tensor([model.mlp_flops(int(v_)) for v_ in m_], dtype=torch.float64)
+        t = t + lin(F.gelu(lin(ln(t, blk["ln2"]), blk["fc1"])), blk["fc2"])
+        if c is not None:
+            t = t * (torch.arange(t.shape[1])[None, :] < c[:, None])[..., None].to(t.dtype)
+    t = ln(t, model.norm)
+    logits = lin(t[:, 0], model.head)
+    if model.head_dist is not None:
+        logits = (logits + lin(t[:, 1], model.head_dist)) / 2
+    return logits, flops, recs
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+def self_checks(model: ViT, x):
+    """pcg vs plain ints, WPR sums to 1, tome sizes sum to the token count, dense FLOPs."""
+    vals = [0, 1, 2, 7, 12345, 0xFFFFFFFF, 0x80000000, 2891336453, 747796405, 3000000000]
+    got = pcg_t(torch.tensor(vals, dtype=torch.long)).tolist()
+    assert got == [pcg_int(v) for v in vals], (got, [pcg_int(v) for v in vals])
+    nested = pcg_int((5 + pcg_int((1 + pcg_int((2 + pcg_int(17)) & M32)) & M32)) & M32)
+    assert int(pcg_t(5 + pcg_t(1 + pcg_t(2 + pcg_t(torch.tensor([17])))))[0]) == nested
+    # WPR sums
+    B = x.shape[0]
+    n = model.P + model.num_patches
+    g = torch.Generator().manual_seed(0)
+    A = torch.rand(B, model.H, n, n, generator=g).softmax(-1)
+    S = torch.rand(B, n, generator=g) > 0.3
+    S[:, : model.P] = True
+    s, _ = wpr(A, S, 30)
+    assert torch.allclose(s.sum(-1), torch.ones(B, model.H), atol=1e-5), s.sum(-1)
+    assert float((s * (~S)[:, None, :]).abs().max()) == 0.0
+    # tome sizes
+    pol = Policy("tome", {b: ("rate", 0.75) for b in range(min(model.L, 3))})
+    orig_n = model.num_patches + model.P
+    # run and check that sizes sum to the token count after every merge
+    tt = {"ok": True}
+    _orig = tome_step
+
+    def checked(model_, x_, size_, K_, n_keep_):
+        r = _orig(model_, x_, size_, K_, n_keep_)
+        # r = (x, size, keep, score, margins): sizes of the surviving rows sum to the token count
+        tot = (r[1] * r[2]).sum(1)
+        tt["ok"] &= bool(torch.equal(tot, torch.full((x_.shape[0],), float(orig_n))))
+        tt["steps"] = tt.get("steps", 0) + 1
+        return r
+
+    globals()["tome_step"] = checked
+    try:
+        forward(model, x, pol)
+    finally:
+        globals()["tome_step"] = _orig
+    assert tt["ok"] and tt["steps"] == len(pol.steps), "tome sizes do not sum to the token count"
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# fixtures
+def rel(p: Path) -> str:
+    return os.path.relpath(Path(p).resolve(), REPO)
+
+
+def make_deep_model(out: Path):
+    import make_fixtures as mf  # noqa: E402  (torch + timm + transformers)
+    from timm.models.vision_transformer import VisionTransformer
+    out.mkdir(parents=True, exist_ok=True)
+    args = dict(img_size=64, patch_size=8, embed_dim=48, depth=4, num_heads=3, mlp_ratio=2.0, qkv_bias=True)
+    torch.manual_seed(5)
+    tm = VisionTransformer(num_classes=10, **args).eval()
+    mf.timm_disable_fused(tm)
+    mf.reinit_(tm, seed=105)
+    sd = {k: v.detach().clone().contiguous() for k, v in tm.state_dict().items()}
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    mf.check_roundtrip(tm, out / "model.safetensors")
+    mf.write_json(out / "config.json", mf.timm_config("vit_deep_test", 10, 48, args, 64))
+    x = mf.make_input(205, 64, 64)
+    logits = tm(x)
+    mf.save_reference(out, x, logits)
+    return x, logits
+
+
+def save_case(path: Path, logits, recs, flops):
+    d = {"logits": logits.float().contiguous(), "flops": flops.double().contiguous()}
+    for s, r in enumerate(recs):
+        d[f"kept.{s}"] = r["kept"]
+        d[f"count.{s}"] = r["count"]
+        d[f"score.{s}"] = r["score"]
+    save_file(d, str(path))
+    os.chmod(path, 0o644)
+
+
+def min_margin(recs):
+    out = {}
+    for r in recs:
+        for k, v in r["margins"].items():
+            if k in ("wpr_iters", "r_sim", "fallback"):
+                continue
+            out[k] = min(out.get(k, INF), v)
+    return {k: (None if v == INF else float(f"{v:.3g}")) for k, v in out.items()}
+
+
+TINY_CASES_DEEP = [
+    ("none", []),
+    ("evit", ["--keep", "0.5@0,1,3"]),
+    ("evit", ["--tokens", "1:40,3:20"]),
+    ("random", ["--keep", "0.6@0,1,2"]),
+    ("random", ["--keep", "0.5@1;0.75@3", "--seed", "7"]),
+    ("wpr", ["--keep", "0.7@0,2", "--heads", "mean"]),
+    ("wpr", ["--tokens", "0:48,1:40,3:16", "--heads", "rms"]),
+    ("wpr", ["--keep", "0.75@1,2,3"]),
+    ("zero-tprune", ["--keep", "0.7@0,2"]),
+    ("zero-tprune", ["--keep", "0.6@0,1,2", "--heads", "mean"]),
+    ("zero-tprune", ["--keep", "0.65@0,1,3", "--heads", "rms"]),
+    ("zero-tprune", ["--tokens", "0:48,2:30", "--sim", "0"]),
+    ("zero-tprune", ["--keep", "0.7@1,3", "--sim", "1"]),
+    ("zero-tprune", ["--keep", "0.7@0;0.6@1,2", "--sim", "0.25", "--iters", "5"]),
+    ("tome", ["--keep", "0.75@0,1,2"]),
+    ("tome", ["--tokens", "0:40,1:24,3:14"]),
+    ("threshold", ["--threshold", "1.0@1,2"]),
+    ("threshold", ["--threshold", "0.8@0;1.2@2,3"]),
+    ("threshold", ["--threshold", "0.5@0;4@2"]),
+]
+TINY_CASES_DIST = [
+    ("none", []),
+    ("evit", ["--keep", "0.7@0,1"]),
+    ("random", ["--keep", "0.5@0,1", "--seed", "3"]),
+    ("wpr", ["--tokens", "0:12,1:8", "--heads", "mean"]),
+    ("wpr", ["--keep", "0.7@0,1"]),
+    ("zero-tprune", ["--keep", "0.75@0,1"]),
+    ("zero-tprune", ["--keep", "0.6@0,1", "--sim", "1", "--heads", "rms"]),
+    ("zero-tprune", ["--tokens", "0:10,1:6", "--sim", "0", "--heads", "mean"]),
+    ("tome", ["--keep", "0.75@0,1"]),
+    ("threshold", ["--threshold", "1.0@0,1"]),
+]
+REAL_CASES = [
+    ("none", []),
+    ("evit", ["--keep", "0.7@3,6,9"]),
+    ("random", ["--keep", "0.7@3,6,9"]),
+    ("wpr", ["--keep", "0.7@3,6,9"]),
+    ("zero-tprune", ["--keep", "0.7@3,6,9"]),
+    ("tome", ["--flops", "0.65"]),
+    ("threshold", ["--threshold", "1.0@3,6,9"]),
+]
+
+
+def case_name(prefix, policy, argv, used):
+    base = f"{prefix}-{policy}"
+    name, i = base, 1
+    while name in used:
+        i += 1
+        name = f"{base}-{i}"
+    used.add(name)
+    return name
+
+
+def cmd_fixtures(a):
+    out = PRUNE_FIX
+    out.mkdir(parents=True, exist_ok=True)
+    deep_dir = out / "tiny-timm-deep"
+    x_deep, ref_logits = make_deep_model(deep_dir)
+    deep = ViT(deep_dir)
+    logits, fl, _ = forward(deep, x_deep, Policy("none", {}))
+    err = float((logits - ref_logits).abs().max())
+    print(f"tiny-timm-deep: own forward vs timm max|diff| = {err:.2e}")
+    assert err < 1e-4, err
+    assert self_checks(deep, x_deep)
+    dist_dir = REPO / "tests" / "fixtures" / "tiny-timm-distilled"
+    dist = ViT(dist_dir)
+    rd = load_file(str(dist_dir / "reference.safetensors"))
+    logits, _, _ = forward(dist, rd["input"], Policy("none", {}))
+    err = float((logits - rd["logits"]).abs().max())
+    print(f"tiny-timm-distilled: own forward vs reference max|diff| = {err:.2e}")
+    assert err < 1e-4, err
+    assert self_checks(dist, rd["input"])
+
+    cases, used = [], set()
+
+    def run_cases(prefix, model, x, lst, subdir, extra=None):
+        d = out / subdir if subdir else out
+        d.mkdir(parents=True, exist_ok=True)
+        for policy, argv in lst:
+            pol = policy_from_args(policy, argv, model)
+            logits, fl, recs = forward(model, x, pol, record=True)
+            name = case_name(prefix, policy, argv, used)
+            f = d / f"{name}.safetensors"
+            save_case(f, logits, recs, fl)
+            mm = min_margin(recs)
+            entry = {"name": name, "model": rel(model.dir), "policy": policy, "args": argv, "file": rel(f)}
+            if extra:
+                entry.update(extra)
+            entry["schedule"] = pol.desc
+            entry["counts"] = [r["count"].tolist() for r in recs]
+            entry["min_rel_margin"] = mm
+            cases.append(entry)
+            print(f"{name:28s} {' '.join(argv):42s} counts={entry['counts']} margins={mm}")
+
+    run_cases("deep", deep, x_deep, TINY_CASES_DEEP, None)
+    run_cases("dist", dist, rd["input"], TINY_CASES_DIST, None)
+    # real model, first 2 images by file name
+    import numpy_deit as nd
+    real = ViT(DEIT_DIR)
+    files = sorted(p.name for p in (VAL_DIR / "images").glob("*.JPEG"))[:2]
+    xr = torch.from_numpy(np.stack([nd.preprocess(VAL_DIR / "images" / f, "resize", real.cfg) for f in files]))
+    run_cases("real", real, xr, REAL_CASES, "real",
+              extra={"images": [rel(VAL_DIR / "images" / f) for f in files]})
+    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{len(cases)} cases, fixtures total {total / 1024:.0f} KiB")
+    assert total < 2 * 1024 * 1024
+
+
+# ----------------------------------------------------------------------------------------------
+# val set
+def load_labels():
+    labels = {}
+    for line in (VAL_DIR / "labels.tsv").read_text().splitlines():
+        if line.strip():
+            f, lab = line.split("\t")
+            labels[f] = int(lab)
+    files = sorted(labels)
+    return files, np.array([labels[f] for f in files])
+
+
+def load_val(model: ViT):
+    files, labels = load_labels()
+    if VAL_CACHE.exists():
+        x = np.load(VAL_CACHE, mmap_mode="r")
+        if x.shape[0] == len(files):
+            return x, labels
+    import numpy_deit as nd
+    t0 = time.time()
+    x = np.stack([nd.preprocess(VAL_DIR / "images" / f, "resize", model.cfg) for f in files]).astype(np.float32)
+    np.save(VAL_CACHE, x)
+    print(f"preprocessed {len(files)} images in {time.time() - t0:.0f}s -> {VAL_CACHE}", file=sys.stderr)
+    return x, labels
+
+
+PREFIX_CACHE = {}  # (model dir, first step block, batch start, batch end) -> dense hidden state
+
+
+def evaluate(model, X, pol, batch=64, limit=None, stop_after_last=False, cache_prefix=True):
+    N = X.shape[0] if limit is None else min(limit, X.shape[0])
+    top5s, fls, lps = [], [], []
+    f = min(pol.steps) if pol.steps else 0
+    for i in range(0, N, batch):
+        j = min(N, i + batch)
+        xb = torch.from_numpy(np.array(X[i:j]))
+        start = None
+        if cache_prefix and f > 0:
+            key = (str(model.dir), f, i, j)
+            if key not in PREFIX_CACHE:
+                PREFIX_CACHE[key] = forward(model, xb, Policy("none", {}), stop_before=f)
+            start = (f, PREFIX_CACHE[key])
+        logits, fl, _ = forward(model, xb, pol, compact_rows=True, stop_after_last=stop_after_last, start=start)
+        fls.append(fl)
+        if logits is not None:
+            top5s.append(logits.topk(5, dim=-1).indices)
+            lps.append(logits.log_softmax(-1))
+    fl = torch.cat(fls).numpy()
+    if not top5s:
+        return None, fl, None
+    return torch.cat(top5s).numpy(), fl, torch.cat(lps)
+
+
+def kl_to_dense(dense_lp, lp):
+    """mean over images of KL(p_dense || p): a low-variance companion of the agreement"""
+    n = lp.shape[0]
+    d = dense_lp[:n]
+    return float((d.exp() * (d - lp)).sum(-1).mean())
+
+
+def metrics(top5, labels, dense_top1):
+    n = top5.shape[0]
+    lab = labels[:n]
+    t1 = 100 * float((top5[:, 0] == lab).mean())
+    t5 = 100 * float((top5 == lab[:, None]).any(1).mean())
+    agr = 100 * float((top5[:, 0] == dense_top1[:n]).mean())
+    return t1, t5, agr
+
+
+def spec_to_argv(spec: str):
+    """'zero-tprune:sim=0.25:heads=rms:blocks=2,4,6' -> ('zero-tprune', ['--sim','0.25',...])"""
+    parts = spec.split(":")
+    argv = []
+    for kv in parts[1:]:
+        k, v = kv.split("=", 1)
+        argv += [f"--{k}", v]
+    return parts[0], argv
+
+
+def bisect_threshold(model, X, target, blocks, limit=256, iters=16):
+    dense = model.dense_flops()
+    bl = ",".join(map(str, blocks))
+    lo, hi = 0.0, 4.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        pol = policy_from_args("threshold", ["--threshold", f"{mid:.6g}@{bl}"], model)
+        _, fl, _ = evaluate(model, X, pol, limit=limit, stop_after_last=True)
+        if fl.mean() > target * dense:
+            lo = mid
+        else:
+            hi = mid
+            if fl.mean() > 0.998 * target * dense:
+                break
+    return float(f"{hi:.6g}")
+
+
+def cmd_sweep(a):
+    model = ViT(a.model)
+    X, labels = load_val(model)
+    N = X.shape[0] if a.limit is None else min(a.limit, X.shape[0])
+    dense_fl = model.dense_flops()
+    rows = []
+    t0 = time.time()
+    cache = Path(f"/tmp/zp_dense_{Path(a.model).name}_{N}.pt")
+    if cache.exists():
+        top5, fl, dense_lp = torch.load(cache)
+        top5, fl = top5.numpy(), fl.numpy()
+    else:
+        top5, fl, dense_lp = evaluate(model, X, Policy("none", {}), limit=N)
+        torch.save((torch.from_numpy(top5), torch.from_numpy(fl), dense_lp), cache)
+    dense_top1 = top5[:, 0]
+    t1, t5, agr = metrics(top5, labels, dense_top1)
+    print(f"dense: {fl.mean() / 1e9:.4f} GFLOPs, top-1 {t1:.2f} top-5 {t5:.2f} ({time.time() - t0:.0f}s, {N} images)",
+          file=sys.stderr)
+    rows.append(dict(policy="none", options="", schedule="dense", target=1.0, gflops=fl.mean() / 1e9,
+                     rel=fl.mean() / dense_fl, top1=t1, top5=t5, agree=agr, kl=0.0))
+    header = ("| policy | options | schedule | target | GFLOPs | rel | top-1 % | top-5 % | agree % | d top-1 | KL |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def fmt(r):
+        return (f"| {r['policy']} | {r['options']} | {r['schedule']} | {r['target']:g} | {r['gflops']:.4f} | "
+                f"{r['rel']:.3f} | {r['top1']:.2f} | {r['top5']:.2f} | {r['agree']:.2f} | "
+                f"{r['top1'] - rows[0]['top1']:+.2f} | {r['kl']:.4f} |")
+
+    if a.md:
+        with open(a.md, "a") as fh:
+            fh.write(f"\n### sweep {time.strftime('%H:%M:%S')} ({N} images) {' '.join(sys.argv[1:])}\n\n{header}\n{fmt(rows[0])}\n")
+    print(header)
+    print(fmt(rows[0]), flush=True)
+    specs = split_specs(a.policies)
+    for tgt in [float(t) for t in a.targets.split(",")]:
+        for spec in specs:
+            name, argv = spec_to_argv(spec)
+            t0 = time.time()
+            try:
+                if name == "threshold":
+                    ns = make_argparser().parse_args(argv)
+                    blocks = [int(b) for b in ns.blocks.split(",")] if ns.blocks else default_blocks(name, model.L)
+                    th = bisect_threshold(model, X, tgt, blocks, limit=min(256, N))
+                    argv2 = [x for x in argv if True]
+                    if "--blocks" in argv2:
+                        j = argv2.index("--blocks")
+                        del argv2[j:j + 2]
+                    pol = policy_from_args(name, argv2 + ["--threshold", f"{th:g}@{','.join(map(str, blocks))}"],
+                                           model)
+                elif any(x_ in argv for x_ in ("--keep", "--tokens", "--threshold")):
+                    pol = policy_from_args(name, argv, model)  # explicit schedule: target is only a label
+                else:
+                    pol = policy_from_args(name, argv + ["--flops", str(tgt)], model)
+            except ValueError as e:
+                print(f"{spec} @ {tgt}: {e}", file=sys.stderr)
+                continue
+            top5, fl, lp = evaluate(model, X, pol, limit=N)
+            t1, t5, agr = metrics(top5, labels, dense_top1)
+            r = dict(policy=name, options=pol.opts(), schedule=pol.desc, target=tgt, gflops=fl.mean() / 1e9,
+                     rel=fl.mean() / dense_fl, top1=t1, top5=t5, agree=agr,
+                     kl=kl_to_dense(dense_lp, lp), secs=time.time() - t0)
+            rows.append(r)
+            print(fmt(r) + f"  ({r['secs']:.0f}s)", flush=True)
+            if a.md:
+                with open(a.md, "a") as fh:
+                    fh.write(fmt(r) + "\n")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def split_specs(s: str):
+    """split 'a,b:blocks=2,4,6,c' on commas that start a new policy name."""
+    out = []
+    for tok in s.split(","):
+        head = tok.split(":")[0]
+        if out and head not in POLICIES:
+            out[-1] += "," + tok
+        else:
+            out.append(tok)
+    return out
+
+
+def cmd_run(a, rest):
+    model = ViT(a.model)
+    pol = policy_from_args(a.policy, rest, model)
+    print(f"{pol.name} {pol.opts()} {pol.desc}")
+    if a.fixture_input:
+        x = load_file(str(Path(a.model) / "reference.safetensors"))["input"]
+        logits, fl, recs = forward(model, x, pol, record=True)
+        for s, r in enumerate(recs):
+            print(f"step {s} block {r['block']}: count {r['count'].tolist()} kept {r['kept'].tolist()} margins {r['margins']}")
+        print("logits", logits)
+        print("GFLOPs", (fl / 1e9).tolist())
+        return
+    X, labels = load_val(model)
+    t0 = time.time()
+    d5, _, dlp = evaluate(model, X, Policy("none", {}), limit=a.limit)
+    top5, fl, lp = evaluate(model, X, pol, limit=a.limit)
+    t1, t5, agr = metrics(top5, labels, d5[:, 0])
+    dt1 = metrics(d5, labels, d5[:, 0])[0]
+    print(f"{top5.shape[0]} images: GFLOPs {fl.mean() / 1e9:.4f} ({fl.mean() / model.dense_flops():.3f} x dense) "
+          f"top-1 {t1:.2f} (dense {dt1:.2f}) top-5 {t5:.2f} agree {agr:.2f} KL {kl_to_dense(dlp, lp):.4f}  [{time.time() - t0:.0f}s]")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fixtures", help="write tests/fixtures/prune/")
+    sw = sub.add_parser("sweep", help="accuracy at FLOPs targets on the 1300 val images")
+    sw.add_argument("--policies", default="random,evit,wpr,zero-tprune,tome,threshold",
+                    help="comma list of NAME[:key=value]... (keys: sim, heads, seed, iters, blocks)")
+    sw.add_argument("--targets", default="0.8,0.65")
+    sw.add_argument("--limit", type=int, default=None)
+    sw.add_argument("--json", default=None)
+    sw.add_argument("--md", default=None, help="append markdown rows to this file as they finish")
+    sw.add_argument("--model", type=Path, default=DEIT_DIR)
+    rn = sub.add_parser("run", help="one policy: run POLICY [schedule/options]")
+    rn.add_argument("--policy", required=True, choices=POLICIES)
+    rn.add_argument("--model", type=Path, default=DEIT_DIR)
+    rn.add_argument("--limit", type=int, default=None)
+    rn.add_argument("--fixture-input", action="store_true", help="use the model dir's reference.safetensors input")
+    a, rest = ap.parse_known_args()
+    if a.cmd == "fixtures":
+        cmd_fixtures(a)
+    elif a.cmd == "sweep":
+        cmd_sweep(a)
+    else:
+        cmd_run(a, rest)
+
+
+if __name__ == "__main__":
+    main()
