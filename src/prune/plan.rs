@@ -79,24 +79,30 @@ impl StepCtx<'_> {
         self.out.rows_out
     }
 
-    /// Compact the flagged rows of `x` (stable), carrying original indices, then write them back.
-    pub fn compact_and_gather(&self, p: &mut Program) -> Result<()> {
-        let (k, a, s, o) = (self.k, self.a, self.scratch, self.out);
-        let d = self.c.embed_dim;
-        p.push(k.compact(
+    /// Stable compaction of the rows flagged in `scratch.flags`: source rows, original indices, counts.
+    pub fn compact(&self, p: &mut Program) -> Result<()> {
+        let o = self.out;
+        p.push(self.k.compact(
             &self.label("compact"),
-            a.batch,
+            self.a.batch,
             (o.rows_in, o.rows_out),
-            &s.flags,
+            &self.scratch.flags,
             self.orig_in,
             &o.src,
             &o.kept,
             &o.count,
         )?);
-        p.push(k.gather_rows(
+        Ok(())
+    }
+
+    /// Compact the flagged rows of `x`, carrying original indices, then write them back.
+    pub fn compact_and_gather(&self, p: &mut Program) -> Result<()> {
+        let (a, o) = (self.a, self.out);
+        self.compact(p)?;
+        p.push(self.k.gather_rows(
             &self.label("gather"),
             a.batch,
-            (o.rows_in, o.rows_out, d),
+            (o.rows_in, o.rows_out, self.c.embed_dim),
             &a.x,
             &o.src,
             &a.attn,

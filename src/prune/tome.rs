@@ -35,16 +35,7 @@ pub fn step(ctx: &StepCtx, p: &mut Program) -> Result<()> {
         &s.flags,
         ctx.rows_out(),
     )?);
-    p.push(k.compact(
-        &ctx.label("compact"),
-        a.batch,
-        (o.rows_in, o.rows_out),
-        &s.flags,
-        ctx.orig_in,
-        &o.src,
-        &o.kept,
-        &o.count,
-    )?);
+    ctx.compact(p)?;
     let sizes_out = o.sizes.as_ref().expect("ToMe steps carry token sizes");
     p.push(k.tome_merge(
         &ctx.label("merge"),
