@@ -209,7 +209,16 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             }
         })
         .collect();
-    let title = format!("{} on {n} images", weights.source);
+    // The model's folder name reads better than the weights file's full path.
+    let source = std::path::Path::new(&weights.source);
+    let name = match source.file_name().and_then(|f| f.to_str()) {
+        Some("model.safetensors") => source.parent().and_then(|p| p.file_name()),
+        _ => source.file_name(),
+    };
+    let title = format!(
+        "{} on {n} images",
+        name.and_then(|n| n.to_str()).unwrap_or(&weights.source)
+    );
     let png = line_chart(
         &title,
         "GFLOPs per image",
