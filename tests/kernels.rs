@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use zeroprune::gpu::kernels::{grid_for_groups, Gemm, Kernels, MatView, RowView, SHADERS};
-use zeroprune::gpu::{GpuTensor, Program, Step};
+use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, SHADERS};
+use zeroprune::gpu::GpuTensor;
 
-use common::gpu;
+use common::{gpu, kernels, run};
 
 /// f32 on the GPU against an f64 reference: the largest error at the written positions, relative to
 /// the largest |reference| value there. f32 rounding (2^-24 per operation) summed over K <= 1000
@@ -24,22 +22,6 @@ const SUM_TOL: f64 = 1e-5;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-fn kernels() -> &'static Kernels {
-    static K: OnceLock<Kernels> = OnceLock::new();
-    K.get_or_init(|| Kernels::new(gpu()))
-}
-
-/// Play `steps` as one program: one compute pass, one submit.
-fn run(steps: impl IntoIterator<Item = Step>) {
-    let g = gpu();
-    let mut program = Program::default();
-    program.extend(steps);
-    let mut encoder = g.device.create_command_encoder(&Default::default());
-    program.encode(&mut encoder);
-    g.queue.submit([encoder.finish()]);
-    g.check().expect("GPU error");
-}
 
 fn upload(data: &[f32]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "test input", data)

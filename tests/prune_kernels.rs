@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use zeroprune::gpu::kernels::{AttentionBias, Kernels};
+use zeroprune::gpu::kernels::AttentionBias;
 use zeroprune::gpu::prune_kernels::{
     Features, HeadCombine, MatchSplit, TokenShape, MAX_PRUNE_TOKENS,
 };
-use zeroprune::gpu::{GpuTensor, Program, Step};
+use zeroprune::gpu::GpuTensor;
 
-use common::gpu;
+use common::{gpu, kernels, run};
 
 /// Float outputs: the largest error relative to the largest |reference| value of the output.
 const TOL: f64 = 1e-5;
@@ -34,22 +32,6 @@ const BAND: (f32, f32) = (0.01, 0.7);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-fn kernels() -> &'static Kernels {
-    static K: OnceLock<Kernels> = OnceLock::new();
-    K.get_or_init(|| Kernels::new(gpu()))
-}
-
-/// Play `steps` as one program: one compute pass, one submit.
-fn run(steps: impl IntoIterator<Item = Step>) {
-    let g = gpu();
-    let mut program = Program::default();
-    program.extend(steps);
-    let mut encoder = g.device.create_command_encoder(&Default::default());
-    program.encode(&mut encoder);
-    g.queue.submit([encoder.finish()]);
-    g.check().expect("GPU error");
-}
 
 fn up_f32(data: &[f32]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "f32 input", data)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use zeroprune::gpu::{AdapterChoice, GpuContext};
+use zeroprune::gpu::{AdapterChoice, GpuContext, Kernels, Program, Step};
 
 /// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`).
 pub fn gpu() -> &'static GpuContext {
@@ -15,6 +15,23 @@ pub fn gpu() -> &'static GpuContext {
         eprintln!("test adapter: {}", gpu.describe());
         gpu
     })
+}
+
+/// The kernel library of the shared device.
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| Kernels::new(gpu()))
+}
+
+/// Play `steps` as one program: one compute pass, one submit.
+pub fn run(steps: impl IntoIterator<Item = Step>) {
+    let g = gpu();
+    let mut program = Program::default();
+    program.extend(steps);
+    let mut encoder = g.device.create_command_encoder(&Default::default());
+    program.encode(&mut encoder);
+    g.queue.submit([encoder.finish()]);
+    g.check().expect("GPU error");
 }
 
 pub fn repo() -> PathBuf {

@@ -931,7 +931,8 @@ def cmd_sweep(a):
     print(f"dense: {fl.mean() / 1e9:.4f} GFLOPs, top-1 {t1:.2f} top-5 {t5:.2f} ({time.time() - t0:.0f}s, {N} images)",
           file=sys.stderr)
     rows.append(dict(policy="none", options="", schedule="dense", target=1.0, gflops=fl.mean() / 1e9,
-                     rel=fl.mean() / dense_fl, top1=t1, top5=t5, agree=agr, kl=0.0))
+                     rel=fl.mean() / dense_fl, top1=t1, top5=t5, agree=agr, kl=0.0,
+                     pred=top5[:, 0].tolist(), labels=labels[:N].tolist()))
     header = ("| policy | options | schedule | target | GFLOPs | rel | top-1 % | top-5 % | agree % | d top-1 | KL |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
 
@@ -972,7 +973,7 @@ def cmd_sweep(a):
             t1, t5, agr = metrics(top5, labels, dense_top1)
             r = dict(policy=name, options=pol.opts(), schedule=pol.desc, target=tgt, gflops=fl.mean() / 1e9,
                      rel=fl.mean() / dense_fl, top1=t1, top5=t5, agree=agr,
-                     kl=kl_to_dense(dense_lp, lp), secs=time.time() - t0)
+                     kl=kl_to_dense(dense_lp, lp), secs=time.time() - t0, pred=top5[:, 0].tolist())
             rows.append(r)
             print(fmt(r) + f"  ({r['secs']:.0f}s)", flush=True)
             if a.md:
