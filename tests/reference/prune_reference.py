@@ -13,7 +13,8 @@ Sub-commands (run from the repo root):
 
 Schedule / policy options (the same strings are stored in tests/fixtures/prune/cases.json):
   --keep R@I,J[;R2@K]   --tokens I:K,J:L   --flops F   --threshold T@I,J[;T2@K]
-  --blocks I,J,...      (blocks used by --flops; default 3,6,9, tome: every block)
+  --blocks I,J,...      (blocks used by --flops; default every other block from 2 to L-2, i.e.
+                        2,4,6,8,10 for 12 blocks; tome and models under 6 blocks: every block)
   --sim S (zero-tprune, default 0.5)  --heads mean|rms|band (default band)  --seed N (random)
   --iters T             (WPR iteration cap for every block; default: 30 / 10 / 1 rule of the doc)
 
