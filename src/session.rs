@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
 use crate::gpu::{read_buffer, GpuContext, Kernels, Program};
-use crate::model::flops;
 use crate::model::vit::{Activations, Dense, VisionTransformer};
 use crate::model::{ModelWeights, ViTConfig};
 use crate::prune::{PrunePlan, Pruning};
@@ -94,11 +93,7 @@ impl Session {
     /// FLOPs per image of the program this session runs (threshold pruning: the dense bound; use
     /// [`Pruning::flops_with`] with the kept counts of a run).
     pub fn flops_per_image(&self) -> f64 {
-        if self.pruning.is_dense() {
-            flops::dense_flops(&self.model.config)
-        } else {
-            self.pruning.flops(&self.model.config)
-        }
+        self.pruning.flops(&self.model.config)
     }
 
     /// Kernel dispatches in one forward pass at this batch size.
@@ -233,9 +228,6 @@ impl Session {
 
     /// FLOPs per image of a run whose pruning steps kept these patch tokens.
     pub fn flops_for(&self, out: &ImageOutput) -> f64 {
-        if self.pruning.is_dense() {
-            return flops::dense_flops(&self.model.config);
-        }
         let kept: Vec<usize> = out.kept.iter().map(Vec::len).collect();
         if kept.len() == self.pruning.steps.len() {
             self.pruning.flops_with(&self.model.config, &kept)

@@ -12,12 +12,6 @@ pub fn step(ctx: &StepCtx, p: &mut Program) -> Result<()> {
         &ctx.a.probs,
         &s.score,
     )?);
-    p.push(k.select_topk(
-        &ctx.label("topk"),
-        ctx.shape,
-        &s.score,
-        &s.flags,
-        ctx.rows_out(),
-    )?);
+    ctx.select_top(p)?;
     ctx.compact_and_gather(p)
 }

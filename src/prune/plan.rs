@@ -79,6 +79,19 @@ impl StepCtx<'_> {
         self.out.rows_out
     }
 
+    /// Flag the `rows_out` best rows of `scratch.score` in `scratch.flags` (prefix rows always).
+    pub fn select_top(&self, p: &mut Program) -> Result<()> {
+        let s = self.scratch;
+        p.push(self.k.select_topk(
+            &self.label("topk"),
+            self.shape,
+            &s.score,
+            &s.flags,
+            self.rows_out(),
+        )?);
+        Ok(())
+    }
+
     /// Stable compaction of the rows flagged in `scratch.flags`: source rows, original indices, counts.
     pub fn compact(&self, p: &mut Program) -> Result<()> {
         let o = self.out;

@@ -28,13 +28,7 @@ pub fn importance(ctx: &StepCtx, p: &mut Program, alive: &GpuTensor) -> Result<(
         o.heads,
         o.band,
     )?);
-    p.push(k.select_topk(
-        &ctx.label("topk"),
-        ctx.shape,
-        &s.score,
-        &s.flags,
-        ctx.rows_out(),
-    )?);
+    ctx.select_top(p)?;
     Ok(())
 }
 
