@@ -3,8 +3,8 @@
 
 const WG: u32 = 256u;
 const MAXN: u32 = 1024u;
-const LOWEST: f32 = -3.4028235e38;
-const HIGHEST: f32 = 3.4028235e38;
+const LOWEST: f32 = -3.40282346e38; // f32::MIN, written so that WGSL front ends that reject rounding up accept it
+const HIGHEST: f32 = 3.40282346e38;
 const NONE: u32 = 0xffffffffu;
 
 // ---- select_topk: one workgroup per image; a bitonic sort of (score desc, position asc) over the

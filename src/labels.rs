@@ -62,6 +62,15 @@ pub fn imagenet_class_names() -> Vec<String> {
         .expect("the bundled ImageNet class names are a JSON array of strings")
 }
 
+/// A model's own class names, else ImageNet's for a 1000-class model, else `class N`.
+pub fn model_class_names(c: &crate::ViTConfig) -> Vec<String> {
+    match &c.class_names {
+        Some(n) => n.clone(),
+        None if c.num_classes == 1000 => imagenet_class_names(),
+        None => (0..c.num_classes).map(|i| format!("class {i}")).collect(),
+    }
+}
+
 /// Reads class names in index order from a JSON array of strings, a JSON object
 /// `{"0": "name", ...}` (Hugging Face `id2label`, bare or inside a `config.json`),
 /// or a text file with one name per line.

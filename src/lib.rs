@@ -7,7 +7,8 @@
 //! - [`gpu`]: device setup, buffers, the kernel library and the step list a forward pass plays;
 //! - [`model`]: configs, weights (timm and Hugging Face layouts) and the ViT/DeiT graph;
 //! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
-//! - [`preprocess`], [`labels`]: images in, class names out.
+//! - [`preprocess`], [`labels`]: images in, class names out;
+//! - `web` (wasm32 only): the browser's entry points, a thin wasm-bindgen face on [`Session`].
 
 pub mod draw;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod model;
 pub mod preprocess;
 pub mod prune;
 pub mod session;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{ModelWeights, Preprocess, ViTConfig};

@@ -27,8 +27,8 @@ fn upload(data: &[f32]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "test input", data)
 }
 
-fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read_blocking::<f32>(gpu()).expect("readback")
+async fn read(t: &GpuTensor) -> Vec<f32> {
+    t.read::<f32>(gpu()).await.expect("readback")
 }
 
 fn rng(seed: u64) -> StdRng {
@@ -110,8 +110,7 @@ fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
 
-#[test]
-fn erf_reference_is_exact() {
+async fn erf_reference_is_exact() {
     // Values from tables (Abramowitz & Stegun 7.1 / mpmath).
     let table = [
         (0.0, 0.0),
@@ -200,11 +199,11 @@ fn gemm_ref(a: &Operand, b: &Operand, c: &Operand, bias: Option<&[f32]>, g: &Gem
 }
 
 /// Run one GEMM on the GPU and compare it (the whole C buffer) with the reference.
-fn gemm_case(
+async fn gemm_case(
     what: &str,
-    a: Operand,
-    b: Operand,
-    c: Operand,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    c: Operand<'_>,
     bias: Option<&[f32]>,
     g: Gemm<'static>,
 ) -> f64 {
@@ -224,11 +223,11 @@ fn gemm_case(
         .unwrap();
     run([step]);
     let want = gemm_ref(&a, &b, &c, bias, &g);
-    check(what, &read(&ct), &want, TOL)
+    check(what, &read(&ct).await, &want, TOL)
 }
 
 /// `y[m, n] (+)= act(x[m, k] . W[k, n] (+ b))`, the linear layer's use.
-fn linear_case(
+async fn linear_case(
     seed: u64,
     (m, n, k): (usize, usize, usize),
     bias: bool,
@@ -271,6 +270,7 @@ fn linear_case(
         bias.then_some(&b[..]),
         g,
     )
+    .await
 }
 
 const LINEAR_SHAPES: [(usize, usize, usize); 5] = [
@@ -281,8 +281,7 @@ const LINEAR_SHAPES: [(usize, usize, usize); 5] = [
     (3, 5, 7),
 ];
 
-#[test]
-fn gemm_linear() {
+async fn gemm_linear() {
     let mut worst = 0.0f64;
     for (i, &shape) in LINEAR_SHAPES.iter().enumerate() {
         for (j, (bias, gelu, acc)) in [
@@ -296,14 +295,13 @@ fn gemm_linear() {
         .enumerate()
         {
             let seed = 100 + 10 * i as u64 + j as u64;
-            worst = worst.max(linear_case(seed, shape, bias, gelu, acc, false));
+            worst = worst.max(linear_case(seed, shape, bias, gelu, acc, false).await);
         }
     }
     eprintln!("gemm_linear: worst {worst:.2e}");
 }
 
-#[test]
-fn gemm_alpha_and_large_gelu_inputs() {
+async fn gemm_alpha_and_large_gelu_inputs() {
     // alpha scales before the bias; GELU inputs reach |x| ~ 30 (erf saturation on both sides).
     let mut r = rng(7);
     let (m, n, k) = (65, 70, 130);
@@ -332,12 +330,20 @@ fn gemm_alpha_and_large_gelu_inputs() {
         },
         Some(&b),
         g,
-    );
+    )
+    .await;
 }
 
 /// Attention scores exactly as `Block::forward`: `P[b, h] = alpha Q[b, :, h] . K[b, :, h]^T`, read in
 /// place from `qkv[B, N, 3D]` into `probs[B, H, N, N]` (which starts with garbage).
-fn scores_case(seed: u64, batch: usize, n: usize, heads: usize, dh: usize, naive: bool) -> f64 {
+async fn scores_case(
+    seed: u64,
+    batch: usize,
+    n: usize,
+    heads: usize,
+    dh: usize,
+    naive: bool,
+) -> f64 {
     let mut r = rng(seed);
     let d = heads * dh;
     let qkv = uniform(&mut r, batch * n * 3 * d, -1.0, 1.0);
@@ -387,10 +393,18 @@ fn scores_case(seed: u64, batch: usize, n: usize, heads: usize, dh: usize, naive
         None,
         g,
     )
+    .await
 }
 
 /// Attention context as `Block::forward`: `O[b, :, h] = P[b, h] . V[b, :, h]` into `attn[B, N, D]`.
-fn context_case(seed: u64, batch: usize, n: usize, heads: usize, dh: usize, naive: bool) -> f64 {
+async fn context_case(
+    seed: u64,
+    batch: usize,
+    n: usize,
+    heads: usize,
+    dh: usize,
+    naive: bool,
+) -> f64 {
     let mut r = rng(seed);
     let d = heads * dh;
     let qkv = uniform(&mut r, batch * n * 3 * d, -1.0, 1.0);
@@ -438,6 +452,7 @@ fn context_case(seed: u64, batch: usize, n: usize, heads: usize, dh: usize, naiv
         None,
         g,
     )
+    .await
 }
 
 /// (batch, tokens, heads, head dim): DeiT-tiny-like (dh 64) and a small odd model (dh 20).
@@ -449,22 +464,19 @@ const ATTENTION_SHAPES: [(usize, usize, usize, usize); 5] = [
     (3, 50, 4, 20),
 ];
 
-#[test]
-fn gemm_attention_scores() {
+async fn gemm_attention_scores() {
     for (i, &(b, n, h, dh)) in ATTENTION_SHAPES.iter().enumerate() {
-        scores_case(200 + i as u64, b, n, h, dh, false);
+        scores_case(200 + i as u64, b, n, h, dh, false).await;
     }
 }
 
-#[test]
-fn gemm_attention_context() {
+async fn gemm_attention_context() {
     for (i, &(b, n, h, dh)) in ATTENTION_SHAPES.iter().enumerate() {
-        context_case(300 + i as u64, b, n, h, dh, false);
+        context_case(300 + i as u64, b, n, h, dh, false).await;
     }
 }
 
-#[test]
-fn gemm_patch_embedding_layout() {
+async fn gemm_patch_embedding_layout() {
     // As `VisionTransformer::embed`: patches [B * np, pp] projected into rows prefix.. of x[B, N, D];
     // the prefix rows keep their values.
     let mut r = rng(9);
@@ -501,20 +513,19 @@ fn gemm_patch_embedding_layout() {
         },
         Some(&bias),
         g,
-    );
+    )
+    .await;
 }
 
-#[test]
-fn gemm_naive() {
-    linear_case(400, (197, 37, 41), true, true, false, true);
-    linear_case(401, (3, 5, 7), true, false, true, true);
-    linear_case(402, (50, 576, 192), false, false, false, true);
-    scores_case(403, 3, 50, 4, 20, true);
-    context_case(404, 2, 197, 2, 20, true);
+async fn gemm_naive() {
+    linear_case(400, (197, 37, 41), true, true, false, true).await;
+    linear_case(401, (3, 5, 7), true, false, true, true).await;
+    linear_case(402, (50, 576, 192), false, false, false, true).await;
+    scores_case(403, 3, 50, 4, 20, true).await;
+    context_case(404, 2, 197, 2, 20, true).await;
 }
 
-#[test]
-fn gemm_rejects_bad_shapes() {
+async fn gemm_rejects_bad_shapes() {
     let t = upload(&[0.0; 16]);
     let k = kernels();
     let v = MatView::rows(&t, 4);
@@ -545,7 +556,7 @@ fn softmax_ref(x: &[f32], rows: usize, cols: usize, stride: usize) -> Expected {
     out
 }
 
-fn softmax_case(seed: u64, rows: usize, cols: usize, stride: usize, mag: f32) -> f64 {
+async fn softmax_case(seed: u64, rows: usize, cols: usize, stride: usize, mag: f32) -> f64 {
     let mut r = rng(seed);
     let len = (rows - 1) * stride + cols + 3;
     let x = uniform(&mut r, len, -mag, mag);
@@ -553,7 +564,7 @@ fn softmax_case(seed: u64, rows: usize, cols: usize, stride: usize, mag: f32) ->
     run([kernels()
         .softmax_rows("softmax", &t, rows, cols, stride)
         .unwrap()]);
-    let got = read(&t);
+    let got = read(&t).await;
     let what = format!("softmax {rows}x{cols} stride {stride} values +-{mag}");
     let err = check(&what, &got, &softmax_ref(&x, rows, cols, stride), TOL);
     for row in 0..rows {
@@ -566,15 +577,14 @@ fn softmax_case(seed: u64, rows: usize, cols: usize, stride: usize, mag: f32) ->
     err
 }
 
-#[test]
-fn softmax_rows() {
-    softmax_case(500, 2 * 3 * 197, 197, 197, 50.0);
-    softmax_case(501, 3 * 3 * 50, 50, 50, 50.0);
-    softmax_case(502, 17, 1, 1, 50.0);
-    softmax_case(503, 20, 300, 300, 50.0);
-    softmax_case(504, 9, 1000, 1000, 5.0);
-    softmax_case(505, 31, 50, 53, 50.0); // strided rows: the gaps stay untouched
-    softmax_case(506, 40, 197, 197, 1e-3); // nearly uniform rows
+async fn softmax_rows() {
+    softmax_case(500, 2 * 3 * 197, 197, 197, 50.0).await;
+    softmax_case(501, 3 * 3 * 50, 50, 50, 50.0).await;
+    softmax_case(502, 17, 1, 1, 50.0).await;
+    softmax_case(503, 20, 300, 300, 50.0).await;
+    softmax_case(504, 9, 1000, 1000, 5.0).await;
+    softmax_case(505, 31, 50, 53, 50.0).await; // strided rows: the gaps stay untouched
+    softmax_case(506, 40, 197, 197, 1e-3).await; // nearly uniform rows
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,7 +653,7 @@ fn layernorm_ref(
 const RESIDUAL: (f32, f32) = (2.0, 4.0);
 
 #[allow(clippy::too_many_arguments)]
-fn layernorm_case(
+async fn layernorm_case(
     what: &str,
     seed: u64,
     in_len: usize,
@@ -666,11 +676,10 @@ fn layernorm_case(
         .unwrap();
     run([step]);
     let want = layernorm_ref(&x, xv, &y, yv, rows, d, &gamma, &beta, eps);
-    check(&format!("{what} eps {eps:e}"), &read(&yt), &want, TOL)
+    check(&format!("{what} eps {eps:e}"), &read(&yt).await, &want, TOL)
 }
 
-#[test]
-fn layernorm_dense() {
+async fn layernorm_dense() {
     for (i, &(rows, d)) in [(2 * 197, 192), (100, 40), (20, 1000), (30, 7), (1, 129)]
         .iter()
         .enumerate()
@@ -690,13 +699,13 @@ fn layernorm_dense() {
                 d,
                 eps,
                 RESIDUAL,
-            );
+            )
+            .await;
         }
     }
 }
 
-#[test]
-fn layernorm_grouped_classifier_rows() {
+async fn layernorm_grouped_classifier_rows() {
     // As `VisionTransformer::classify`: the CLS and distillation rows (group 2) of each image of
     // x[B, N, D], into a dense head input [B, 2 * D], and into a buffer shaped like x whose other rows
     // must stay untouched.
@@ -730,7 +739,8 @@ fn layernorm_grouped_classifier_rows() {
                 d,
                 eps,
                 RESIDUAL,
-            );
+            )
+            .await;
             let what =
                 format!("layernorm classifier B={b} N={n} D={d} group {pre} -> in place shape");
             layernorm_case(
@@ -744,7 +754,8 @@ fn layernorm_grouped_classifier_rows() {
                 d,
                 eps,
                 RESIDUAL,
-            );
+            )
+            .await;
         }
     }
     // Offsets and a row stride that is not the width: the distillation row only, rows of the output
@@ -773,7 +784,8 @@ fn layernorm_grouped_classifier_rows() {
         d,
         1e-6,
         RESIDUAL,
-    );
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,7 +846,14 @@ fn add_prefix_pos_ref(
     e
 }
 
-fn embed_case(seed: u64, batch: usize, chans: usize, hw: (usize, usize), p: usize, prefix: usize) {
+async fn embed_case(
+    seed: u64,
+    batch: usize,
+    chans: usize,
+    hw: (usize, usize),
+    p: usize,
+    prefix: usize,
+) {
     let mut r = rng(seed);
     let (h, w) = hw;
     let np = (h / p) * (w / p);
@@ -848,7 +867,7 @@ fn embed_case(seed: u64, batch: usize, chans: usize, hw: (usize, usize), p: usiz
     let what = format!("im2col B={batch} C={chans} {h}x{w} patch {p}");
     check(
         &what,
-        &read(&pt),
+        &read(&pt).await,
         &im2col_ref(&image, batch, chans, hw, p, &patches),
         0.0,
     );
@@ -865,26 +884,24 @@ fn embed_case(seed: u64, batch: usize, chans: usize, hw: (usize, usize), p: usiz
     let what = format!("add_prefix_pos B={batch} N={tokens} D={dim} prefix {prefix}");
     check(
         &what,
-        &read(&xt),
+        &read(&xt).await,
         &add_prefix_pos_ref(&x, &pre, &pos, shape),
         0.0,
     );
 }
 
-#[test]
-fn im2col_and_add_prefix_pos() {
-    embed_case(800, 2, 3, (40, 40), 8, 1);
-    embed_case(801, 2, 3, (40, 40), 8, 2);
-    embed_case(802, 2, 3, (40, 48), 8, 1); // not square: height and width must not be swapped
-    embed_case(803, 1, 3, (44, 43), 8, 2); // not a multiple of the patch: the border is dropped
-    embed_case(804, 1, 3, (224, 224), 16, 2);
+async fn im2col_and_add_prefix_pos() {
+    embed_case(800, 2, 3, (40, 40), 8, 1).await;
+    embed_case(801, 2, 3, (40, 40), 8, 2).await;
+    embed_case(802, 2, 3, (40, 48), 8, 1).await; // not square: height and width must not be swapped
+    embed_case(803, 1, 3, (44, 43), 8, 2).await; // not a multiple of the patch: the border is dropped
+    embed_case(804, 1, 3, (224, 224), 16, 2).await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Grids past 65535 workgroups
 
-#[test]
-fn grid_spills_into_y() {
+async fn grid_spills_into_y() {
     assert_eq!(grid_for_groups(0), [1, 1, 1]);
     assert_eq!(grid_for_groups(65_535), [65_535, 1, 1]);
     assert_eq!(grid_for_groups(65_536), [65_535, 2, 1]);
@@ -892,13 +909,11 @@ fn grid_spills_into_y() {
     assert_eq!(grid_for_groups(131_071), [65_535, 3, 1]);
 }
 
-#[test]
-fn softmax_more_than_65535_rows() {
-    softmax_case(900, 70_000, 4, 4, 50.0);
+async fn softmax_more_than_65535_rows() {
+    softmax_case(900, 70_000, 4, 4, 50.0).await;
 }
 
-#[test]
-fn layernorm_more_than_65535_rows() {
+async fn layernorm_more_than_65535_rows() {
     let d = 4;
     let rows = 70_000;
     let v = Rows::dense(d);
@@ -915,7 +930,8 @@ fn layernorm_more_than_65535_rows() {
         // Centred values: a width-4 row whose values nearly coincide would otherwise amplify the f32
         // rounding of a large mean (conditioning, not the kernel).
         (-1.0, 1.0),
-    );
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -945,8 +961,7 @@ const PARAM_BYTES: &[(&str, u32)] = &[
     ("tome_merge", 32),
 ];
 
-#[test]
-fn shaders_validate_within_webgpu_default_limits() {
+async fn shaders_validate_within_webgpu_default_limits() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     use naga::AddressSpace;
 
@@ -1028,3 +1043,22 @@ fn shaders_validate_within_webgpu_default_limits() {
     entries.sort();
     assert_eq!(entries, want, "entry points");
 }
+
+gpu_tests!(
+    erf_reference_is_exact,
+    gemm_linear,
+    gemm_alpha_and_large_gelu_inputs,
+    gemm_attention_scores,
+    gemm_attention_context,
+    gemm_patch_embedding_layout,
+    gemm_naive,
+    gemm_rejects_bad_shapes,
+    softmax_rows,
+    layernorm_dense,
+    layernorm_grouped_classifier_rows,
+    im2col_and_add_prefix_pos,
+    grid_spills_into_y,
+    softmax_more_than_65535_rows,
+    layernorm_more_than_65535_rows,
+    shaders_validate_within_webgpu_default_limits,
+);

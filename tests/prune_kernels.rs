@@ -51,12 +51,12 @@ fn out_u32(len: usize) -> GpuTensor {
     up_u32(&vec![SENTINEL_U32; len])
 }
 
-fn read_f32(t: &GpuTensor) -> Vec<f32> {
-    t.read_blocking::<f32>(gpu()).expect("readback")
+async fn read_f32(t: &GpuTensor) -> Vec<f32> {
+    t.read::<f32>(gpu()).await.expect("readback")
 }
 
-fn read_u32(t: &GpuTensor) -> Vec<u32> {
-    t.read_blocking::<u32>(gpu()).expect("readback")
+async fn read_u32(t: &GpuTensor) -> Vec<u32> {
+    t.read::<u32>(gpu()).await.expect("readback")
 }
 
 fn rng(seed: u64) -> StdRng {
@@ -190,7 +190,7 @@ fn received_ref(p: &[f32], s: TokenShape, counts: Option<&[u32]>) -> Vec<Want> {
     out
 }
 
-fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
+async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
     let mut r = rng(seed);
     let p = attention(&mut r, s.batch * s.heads, s.n, 3.0, 2.0);
     let probs = up_f32(&p);
@@ -199,7 +199,7 @@ fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
     run([kernels()
         .received_attention("received", s, &probs, valid.as_ref(), &score)
         .unwrap()]);
-    let got = read_f32(&score);
+    let got = read_f32(&score).await;
     let what = format!(
         "received_attention B{} n{} H{} counts {counts:?}",
         s.batch, s.n, s.heads
@@ -214,21 +214,19 @@ fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
     }
 }
 
-#[test]
-fn received_attention_unmasked() {
-    received_case(100, shape(1, 197, 3, 1), None);
-    received_case(101, shape(3, 50, 4, 2), None);
-    received_case(102, shape(3, 1, 2, 1), None);
-    received_case(103, shape(2, 65, 1, 1), None); // one past a workgroup of 64
+async fn received_attention_unmasked() {
+    received_case(100, shape(1, 197, 3, 1), None).await;
+    received_case(101, shape(3, 50, 4, 2), None).await;
+    received_case(102, shape(3, 1, 2, 1), None).await;
+    received_case(103, shape(2, 65, 1, 1), None).await; // one past a workgroup of 64
 }
 
-#[test]
-fn received_attention_masked() {
-    received_case(110, shape(3, 50, 4, 2), Some(&[50, 23, 2]));
-    received_case(111, shape(1, 197, 3, 1), Some(&[120]));
-    received_case(112, shape(3, 65, 2, 1), Some(&[1, 65, 64]));
+async fn received_attention_masked() {
+    received_case(110, shape(3, 50, 4, 2), Some(&[50, 23, 2])).await;
+    received_case(111, shape(1, 197, 3, 1), Some(&[120])).await;
+    received_case(112, shape(3, 65, 2, 1), Some(&[1, 65, 64])).await;
     // A count of 0 leaves no valid row at all.
-    received_case(113, shape(2, 9, 2, 1), Some(&[0, 9]));
+    received_case(113, shape(2, 9, 2, 1), Some(&[0, 9])).await;
 }
 
 /// `s[i] = 1/H sum_h A_h[0, i]`.
@@ -246,8 +244,7 @@ fn cls_ref(p: &[f32], s: TokenShape) -> Vec<Want> {
     out
 }
 
-#[test]
-fn cls_attention_matches_cpu() {
+async fn cls_attention_matches_cpu() {
     for (seed, s) in [
         (120, shape(1, 197, 3, 1)),
         (121, shape(3, 50, 4, 2)),
@@ -260,7 +257,7 @@ fn cls_attention_matches_cpu() {
         let score = out_f32(s.batch * s.n);
         run([kernels().cls_attention("cls", s, &probs, &score).unwrap()]);
         let what = format!("cls_attention B{} n{} H{}", s.batch, s.n, s.heads);
-        check(&what, &read_f32(&score), &cls_ref(&p, s), TOL);
+        check(&what, &read_f32(&score).await, &cls_ref(&p, s), TOL);
     }
 }
 
@@ -288,8 +285,7 @@ fn agreeing(a: &[f32], b: &[f32]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x == y).count()
 }
 
-#[test]
-fn random_score_is_the_documented_pcg_hash() {
+async fn random_score_is_the_documented_pcg_hash() {
     // Values of the documented hash computed separately (Python, arbitrary-precision integers
     // reduced mod 2^32), so a slip in the Rust reference cannot mirror one in the kernel.
     for (v, h) in [
@@ -325,7 +321,10 @@ fn random_score_is_the_documented_pcg_hash() {
             .random_score("random", s, &orig_t, out, seed, step)
             .unwrap()
     }));
-    let got: Vec<Vec<f32>> = outs.iter().map(read_f32).collect();
+    let mut got: Vec<Vec<f32>> = Vec::new();
+    for out in &outs {
+        got.push(read_f32(out).await);
+    }
     for (&(seed, step), g) in cases.iter().zip(&got) {
         let want = random_ref(&orig, batch, n, seed, step);
         let want: Vec<Want> = want.iter().map(|&v| Want::Exact(v)).collect();
@@ -447,12 +446,18 @@ fn column_mean_ref(p: &[f32], alive: &[u32], s: TokenShape) -> Vec<f64> {
 }
 
 /// Runs WPR on the GPU; returns `[B, H, n]` scores.
-fn wpr_gpu(s: TokenShape, probs: &GpuTensor, alive: &GpuTensor, iters: u32, eps: f32) -> Vec<f32> {
+async fn wpr_gpu(
+    s: TokenShape,
+    probs: &GpuTensor,
+    alive: &GpuTensor,
+    iters: u32,
+    eps: f32,
+) -> Vec<f32> {
     let out = out_f32(s.batch * s.heads * s.n);
     run([kernels()
         .wpr("wpr", s, probs, alive, &out, iters, eps)
         .unwrap()]);
-    read_f32(&out)
+    read_f32(&out).await
 }
 
 /// GPU against CPU, plus: exact zeros off `S`, and each (image, head) sums to 1 over `S`.
@@ -543,8 +548,7 @@ fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
         / scale
 }
 
-#[test]
-fn wpr_matches_cpu_pagerank() {
+async fn wpr_matches_cpu_pagerank() {
     for (seed, s, frac) in [
         (200, shape(1, 197, 3, 1), vec![1.0]),
         (201, shape(3, 50, 4, 2), vec![0.7, 1.0, 0.1]),
@@ -561,7 +565,7 @@ fn wpr_matches_cpu_pagerank() {
         for iters in [0, 1, 3, 10, 30] {
             let want = wpr_ref(&p, &alive, s, iters, 0.0);
             assert!(want.iters.iter().all(|&t| t == iters));
-            let got = wpr_gpu(s, &probs, &alive_t, iters, 0.0);
+            let got = wpr_gpu(s, &probs, &alive_t, iters, 0.0).await;
             check_wpr(
                 &format!("{tag} T={iters} eps=0"),
                 &got,
@@ -579,14 +583,13 @@ fn wpr_matches_cpu_pagerank() {
         }
 
         // The schedule's setting: T = 30, eps = 1e-6 (stops once converged).
-        let got = wpr_gpu(s, &probs, &alive_t, 30, 1e-6);
+        let got = wpr_gpu(s, &probs, &alive_t, 30, 1e-6).await;
         let what = format!("{tag} T=30 eps=1e-6");
         check_wpr_stopping(&what, &got, (&p, &alive), s, 30, 1e-6);
     }
 }
 
-#[test]
-fn wpr_at_the_token_limit() {
+async fn wpr_at_the_token_limit() {
     // 1024 rows: every thread owns 4 columns.
     let s = shape(1, MAX_PRUNE_TOKENS, 1, 1);
     let mut r = rng(205);
@@ -594,14 +597,13 @@ fn wpr_at_the_token_limit() {
     let alive = alive_flags(&mut r, s.n, s.prefix, &[0.8]);
     let (probs, alive_t) = (up_f32(&p), up_u32(&alive));
     for (iters, eps) in [(3, 0.0), (30, 1e-6)] {
-        let got = wpr_gpu(s, &probs, &alive_t, iters, eps);
+        let got = wpr_gpu(s, &probs, &alive_t, iters, eps).await;
         let what = format!("wpr n1024 T={iters} eps={eps}");
         check_wpr_stopping(&what, &got, (&p, &alive), s, iters, eps);
     }
 }
 
-#[test]
-fn wpr_early_stop() {
+async fn wpr_early_stop() {
     let s = shape(3, 50, 4, 1);
     let mut r = rng(210);
     let p = attention(&mut r, s.batch * s.heads, s.n, 2.0, 5.0);
@@ -615,7 +617,7 @@ fn wpr_early_stop() {
         rel_diff(&loop_one, &one) < 1e-12,
         "the two references disagree"
     );
-    let huge = wpr_gpu(s, &probs, &alive_t, 30, 1e30);
+    let huge = wpr_gpu(s, &probs, &alive_t, 30, 1e30).await;
     check_wpr("wpr eps=1e30 (one iteration)", &huge, &one, &alive, s);
 
     // A tiny eps runs to convergence, which differs from one iteration.
@@ -625,7 +627,7 @@ fn wpr_early_stop() {
         "{:?}",
         converged.iters
     );
-    let tiny = wpr_gpu(s, &probs, &alive_t, 30, 1e-9);
+    let tiny = wpr_gpu(s, &probs, &alive_t, 30, 1e-9).await;
     check_wpr("wpr eps=1e-9", &tiny, &converged.scores, &alive, s);
     let d = rel_diff(&converged.scores, &one);
     assert!(
@@ -647,7 +649,7 @@ fn wpr_early_stop() {
     // Here every (image, head) changes by less than 1 in its first iteration: one iteration.
     assert!(want.iters.iter().all(|&t| t == 1), "{:?}", want.iters);
     assert!(rel_diff(&want.scores, &one) < 1e-12);
-    let got = wpr_gpu(s, &probs, &alive_t, 30, 1.0);
+    let got = wpr_gpu(s, &probs, &alive_t, 30, 1.0).await;
     check_wpr("wpr eps=1", &got, &want.scores, &alive, s);
 }
 
@@ -706,7 +708,7 @@ fn combine_ref(
     (out, used_all)
 }
 
-fn combine_gpu(
+async fn combine_gpu(
     s: TokenShape,
     hs: &[f32],
     alive: &[u32],
@@ -718,11 +720,10 @@ fn combine_gpu(
     run([kernels()
         .combine_heads("combine", s, &heads_t, &alive_t, &score, how, band)
         .unwrap()]);
-    read_f32(&score)
+    read_f32(&score).await
 }
 
-#[test]
-fn combine_heads_mean_and_rms() {
+async fn combine_heads_mean_and_rms() {
     for (seed, s, frac) in [
         (220, shape(1, 197, 3, 1), vec![1.0]),
         (221, shape(3, 50, 6, 2), vec![0.5, 1.0, 0.2]),
@@ -732,7 +733,7 @@ fn combine_heads_mean_and_rms() {
         let alive = alive_flags(&mut r, s.n, s.prefix, &frac);
         let hs = uniform(&mut r, s.batch * s.heads * s.n, 0.0, 0.05);
         for how in [HeadCombine::Mean, HeadCombine::Rms] {
-            let got = combine_gpu(s, &hs, &alive, how, BAND);
+            let got = combine_gpu(s, &hs, &alive, how, BAND).await;
             let (want, _) = combine_ref(&hs, &alive, s, how, BAND);
             let what = format!("combine_heads {how:?} B{} n{} H{}", s.batch, s.n, s.heads);
             check(&what, &got, &want, TOL);
@@ -776,8 +777,7 @@ fn banded_heads(r: &mut StdRng, s: TokenShape, alive: &[u32], targets: &[Vec<f64
 /// (seed, shape, alive probability per image, target variance per image and head)
 type BandCase = (u64, TokenShape, Vec<f64>, Vec<Vec<f64>>);
 
-#[test]
-fn combine_heads_band_selects_heads() {
+async fn combine_heads_band_selects_heads() {
     // Variances around the band [0.01, 0.7]: in (0.012, 0.05, 0.3, 0.66, 0.697) and out (0.001,
     // 0.0085, 0.00995, 0.75, 2.0); even the closest is 0.3% from an edge, far above f32 rounding.
     let cases: [BandCase; 3] = [
@@ -817,7 +817,7 @@ fn combine_heads_band_selects_heads() {
             assert!(intended.contains(&true));
             assert_eq!(used[b], intended, "image {b}: reference heads");
         }
-        let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, BAND);
+        let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, BAND).await;
         let what = format!("combine_heads band B{} n{} H{}", s.batch, s.n, s.heads);
         check(&what, &got, &want, TOL);
         // Using all heads would give other scores: the band really selects.
@@ -830,8 +830,7 @@ fn combine_heads_band_selects_heads() {
     }
 }
 
-#[test]
-fn combine_heads_band_falls_back_to_all_heads() {
+async fn combine_heads_band_falls_back_to_all_heads() {
     let s = shape(3, 50, 3, 1);
     let mut r = rng(240);
     let alive = alive_flags(&mut r, s.n, s.prefix, &[1.0, 0.6, 0.4]);
@@ -845,7 +844,7 @@ fn combine_heads_band_falls_back_to_all_heads() {
     assert_eq!(used[0], vec![true; 3]);
     assert_eq!(used[1], vec![true; 3]);
     assert_eq!(used[2], vec![true, false, false]);
-    let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, BAND);
+    let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, BAND).await;
     check("combine_heads band fallback", &got, &want, TOL);
     // The fallback images are the RMS over all heads.
     let (rms, _) = combine_ref(&hs, &alive, s, HeadCombine::Rms, BAND);
@@ -856,7 +855,7 @@ fn combine_heads_band_falls_back_to_all_heads() {
         TOL,
     );
     // A band that holds nothing falls back everywhere.
-    let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, (1e6, 1e7));
+    let got = combine_gpu(s, &hs, &alive, HeadCombine::Band, (1e6, 1e7)).await;
     check("combine_heads empty band = rms", &got, &rms, TOL);
 }
 
@@ -963,7 +962,7 @@ fn duplicate_key(
     }
 }
 
-fn run_match(
+async fn run_match(
     s: TokenShape,
     feat: &GpuTensor,
     lay: Lay,
@@ -975,11 +974,10 @@ fn run_match(
     run([kernels()
         .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
         .unwrap()]);
-    (read_f32(&keep), read_u32(&dst))
+    (read_f32(&keep).await, read_u32(&dst).await)
 }
 
-#[test]
-fn head_mean_keys_and_parity_match() {
+async fn head_mean_keys_and_parity_match() {
     for (seed, s, dim) in [
         (300, shape(1, 197, 3, 1), 48),
         (301, shape(3, 50, 4, 2), 64),
@@ -1016,7 +1014,7 @@ fn head_mean_keys_and_parity_match() {
         run([kernels()
             .head_mean_keys("metric", s, dim, &qkv_t, &metric)
             .unwrap()]);
-        let got_metric = read_f32(&metric);
+        let got_metric = read_f32(&metric).await;
         let what = format!("head_mean_keys B{} n{n} D{dim} H{}", s.batch, s.heads);
         check(&what, &got_metric, &head_mean_ref(&qkv, s, dim), TOL);
 
@@ -1037,7 +1035,7 @@ fn head_mean_keys_and_parity_match() {
                 Role::Dest
             }
         };
-        let (keep, dst) = run_match(s, &metric, lay, MatchSplit::Parity, None);
+        let (keep, dst) = run_match(s, &metric, lay, MatchSplit::Parity, None).await;
         let (want_keep, want_dst) = match_ref(&got_metric, lay, s, &role);
         let what = format!("best_match parity B{} n{n} w{dh}", s.batch);
         check(&what, &keep, &want_keep, TOL);
@@ -1070,14 +1068,13 @@ fn head_mean_keys_and_parity_match() {
                 buf[at..at + dh].copy_from_slice(lay.row(&got_metric, b, t));
             }
         }
-        let (keep2, dst2) = run_match(s, &up_f32(&buf), padded, MatchSplit::Parity, None);
+        let (keep2, dst2) = run_match(s, &up_f32(&buf), padded, MatchSplit::Parity, None).await;
         check(&format!("{what} padded layout"), &keep2, &want_keep, TOL);
         check_u32(&format!("{what} padded layout"), &dst2, &want_dst, n);
     }
 }
 
-#[test]
-fn best_match_flags_on_full_keys() {
+async fn best_match_flags_on_full_keys() {
     for (seed, s, dim) in [
         (310, shape(1, 197, 3, 1), 48),
         (311, shape(3, 50, 4, 2), 32),
@@ -1120,7 +1117,7 @@ fn best_match_flags_on_full_keys() {
                 Role::Source
             }
         };
-        let (keep, dst) = run_match(s, &qkv_t, lay, MatchSplit::Flags, Some(&flags_t));
+        let (keep, dst) = run_match(s, &qkv_t, lay, MatchSplit::Flags, Some(&flags_t)).await;
         let (want_keep, want_dst) = match_ref(&qkv, lay, s, &role);
         let what = format!("best_match flags B{} n{n} D{dim}", s.batch);
         check(&what, &keep, &want_keep, TOL);
@@ -1170,8 +1167,7 @@ fn tied_scores(r: &mut StdRng, len: usize) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn select_topk_matches_cpu_sort() {
+async fn select_topk_matches_cpu_sort() {
     let mut cases = 0;
     for (seed, n) in [
         (400u64, 197usize),
@@ -1207,7 +1203,7 @@ fn select_topk_matches_cpu_sort() {
         }
         run(steps);
         for (s, keep, score, flags) in checks {
-            let got = read_u32(&flags);
+            let got = read_u32(&flags).await;
             let what = format!(
                 "select_topk B{} n{} prefix {} keep {keep}",
                 s.batch, s.n, s.prefix
@@ -1290,8 +1286,7 @@ fn threshold_scores(
     (out, best_rows)
 }
 
-#[test]
-fn select_threshold_matches_cpu() {
+async fn select_threshold_matches_cpu() {
     let mut steps = Vec::new();
     let mut checks = Vec::new();
     let cases: [(u64, TokenShape, Option<Vec<u32>>); 6] = [
@@ -1319,7 +1314,7 @@ fn select_threshold_matches_cpu() {
     }
     run(steps);
     for (s, counts, theta, score, best, flags, _counts_buffer) in checks {
-        let got = read_u32(&flags);
+        let got = read_u32(&flags).await;
         let what = format!(
             "select_threshold B{} n{} counts {counts:?} theta {theta}",
             s.batch, s.n
@@ -1386,8 +1381,7 @@ enum Out {
 /// (seed, batch, n_in, d, keep probability per image, how n_out is chosen)
 type CompactCase = (u64, usize, usize, usize, &'static [f64], Out);
 
-#[test]
-fn compact_and_gather_rows() {
+async fn compact_and_gather_rows() {
     let cases: [CompactCase; 7] = [
         (500, 1, 197, 16, &[0.5], Out::MaxCount),
         (501, 3, 50, 8, &[0.3, 1.0, 0.0], Out::MaxCount),
@@ -1438,14 +1432,24 @@ fn compact_and_gather_rows() {
         ]);
         let what = format!("compact B{batch} {n_in}->{n_out} ({how:?})");
         let (want_src, want_orig, want_count) = compact_ref(&flags, &orig, batch, n_in, n_out);
-        check_u32(&format!("{what} src"), &read_u32(&src), &want_src, n_out);
+        check_u32(
+            &format!("{what} src"),
+            &read_u32(&src).await,
+            &want_src,
+            n_out,
+        );
         check_u32(
             &format!("{what} orig"),
-            &read_u32(&orig_out),
+            &read_u32(&orig_out).await,
             &want_orig,
             n_out,
         );
-        check_u32(&format!("{what} count"), &read_u32(&count), &want_count, 1);
+        check_u32(
+            &format!("{what} count"),
+            &read_u32(&count).await,
+            &want_count,
+            1,
+        );
 
         let mut want = Vec::with_capacity(batch * n_out * d);
         for (row, &t) in want_src.iter().enumerate() {
@@ -1460,15 +1464,14 @@ fn compact_and_gather_rows() {
         }
         check(
             &format!("gather_rows B{batch} {n_in}->{n_out} d{d}"),
-            &read_f32(&gathered),
+            &read_f32(&gathered).await,
             &want,
             0.0,
         );
     }
 }
 
-#[test]
-fn copy_kernel() {
+async fn copy_kernel() {
     let mut r = rng(510);
     for len in [0usize, 1, 255, 256, 1000, 70_000] {
         let src = uniform(&mut r, len + 9, -3.0, 3.0);
@@ -1477,7 +1480,7 @@ fn copy_kernel() {
         let want: Vec<Want> = (0..len + 300)
             .map(|i| Want::Exact(if i < len { src[i] } else { SENTINEL_F32 }))
             .collect();
-        check(&format!("copy {len}"), &read_f32(&dst), &want, 0.0);
+        check(&format!("copy {len}"), &read_f32(&dst).await, &want, 0.0);
     }
 }
 
@@ -1562,8 +1565,7 @@ fn merge_ref(
     (out, size_out)
 }
 
-#[test]
-fn tome_merge_matches_cpu() {
+async fn tome_merge_matches_cpu() {
     // (seed, shape, d, merges, padding rows)
     for (seed, s, d, merges, pad) in [
         (600, shape(1, 197, 1, 1), 16, 60, 0),
@@ -1602,8 +1604,8 @@ fn tome_merge_matches_cpu() {
             .unwrap()]);
         let (want, want_size) = merge_ref(&x, &sizes, &plan, s, d);
         let what = format!("tome_merge B{} n{} -> {} d{d}", s.batch, s.n, plan.n_out);
-        check(&what, &read_f32(&out), &want, TOL);
-        let got_size = read_f32(&size_out);
+        check(&what, &read_f32(&out).await, &want, TOL);
+        let got_size = read_f32(&size_out).await;
         for (row, w) in want_size.iter().enumerate() {
             if let Some(w) = w {
                 assert_eq!(got_size[row], *w, "{what}: size of output row {row}");
@@ -1650,8 +1652,7 @@ fn softmax_biased_ref(
 /// (name, token sizes, valid counts)
 type SoftmaxVariant<'a> = (&'a str, Option<&'a [f32]>, Option<&'a [u32]>);
 
-#[test]
-fn softmax_biased_log_size_and_mask() {
+async fn softmax_biased_log_size_and_mask() {
     for (seed, s, counts) in [
         (700, shape(1, 197, 3, 1), vec![120]),
         (701, shape(3, 50, 4, 2), vec![50, 17, 1]),
@@ -1688,7 +1689,7 @@ fn softmax_biased_log_size_and_mask() {
                 .unwrap()
         }));
         for ((name, sz, c), t) in variants.iter().zip(&bufs) {
-            let got = read_f32(t);
+            let got = read_f32(t).await;
             let what = format!(
                 "softmax {name} B{} H{} n{} counts {counts:?}",
                 s.batch, s.heads, s.n
@@ -1705,8 +1706,7 @@ fn softmax_biased_log_size_and_mask() {
 // ---------------------------------------------------------------------------------------------
 // Limits
 
-#[test]
-fn launchers_reject_unsupported_shapes() {
+async fn launchers_reject_unsupported_shapes() {
     let k = kernels();
     let t = up_f32(&[0.0; 4]);
     let big = shape(1, MAX_PRUNE_TOKENS + 1, 1, 1);
@@ -1737,3 +1737,25 @@ fn launchers_reject_unsupported_shapes() {
         .combine_heads("x", max, &t, &t, &t, HeadCombine::Band, BAND)
         .is_ok());
 }
+
+gpu_tests!(
+    received_attention_unmasked,
+    received_attention_masked,
+    cls_attention_matches_cpu,
+    random_score_is_the_documented_pcg_hash,
+    wpr_matches_cpu_pagerank,
+    wpr_at_the_token_limit,
+    wpr_early_stop,
+    combine_heads_mean_and_rms,
+    combine_heads_band_selects_heads,
+    combine_heads_band_falls_back_to_all_heads,
+    head_mean_keys_and_parity_match,
+    best_match_flags_on_full_keys,
+    select_topk_matches_cpu_sort,
+    select_threshold_matches_cpu,
+    compact_and_gather_rows,
+    copy_kernel,
+    tome_merge_matches_cpu,
+    softmax_biased_log_size_and_mask,
+    launchers_reject_unsupported_shapes,
+);

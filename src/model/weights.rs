@@ -2,6 +2,7 @@
 //! host-side form: f32, linear weights transposed to `[in, out]` so every GEMM reads `x . W`.
 
 use std::collections::BTreeSet;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors};

@@ -4,6 +4,7 @@
 
 pub mod plan;
 pub mod policy;
+pub mod request;
 pub mod schedule;
 
 mod evit;
@@ -16,4 +17,5 @@ mod zero_tprune;
 pub use crate::gpu::prune_kernels::HeadCombine;
 pub use plan::PrunePlan;
 pub use policy::{Policy, PruneOptions};
+pub use request::PruneRequest;
 pub use schedule::{Keep, PruneStep, Pruning, ScheduleSpec};

@@ -2,13 +2,14 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use zeroprune::gpu::{AdapterChoice, GpuContext, Kernels, Program, Step};
 
-/// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`).
+/// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`; the page's
+/// WebGPU adapter in the browser, opened by [`init`]).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> &'static GpuContext {
-    static GPU: OnceLock<GpuContext> = OnceLock::new();
+    static GPU: std::sync::OnceLock<GpuContext> = std::sync::OnceLock::new();
     GPU.get_or_init(|| {
         let gpu = GpuContext::new_blocking(&AdapterChoice::from_env())
             .expect("tests need a GPU adapter (on Linux: Mesa lavapipe, WGPU_BACKEND=vulkan)");
@@ -18,9 +19,71 @@ pub fn gpu() -> &'static GpuContext {
 }
 
 /// The kernel library of the shared device.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn kernels() -> &'static Kernels {
-    static K: OnceLock<Kernels> = OnceLock::new();
+    static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
     K.get_or_init(|| Kernels::new(gpu()))
+}
+
+// The browser has one thread and opens its device asynchronously: `init` runs before every test.
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    static BROWSER: std::cell::OnceCell<(&'static GpuContext, &'static Kernels)> =
+        const { std::cell::OnceCell::new() };
+}
+
+#[cfg(target_arch = "wasm32")]
+pub async fn init() {
+    if BROWSER.with(|b| b.get().is_some()) {
+        return;
+    }
+    let choice = AdapterChoice {
+        backends: Some(wgpu::Backends::BROWSER_WEBGPU),
+        name: None,
+    };
+    let gpu: &'static GpuContext = Box::leak(Box::new(
+        GpuContext::new(&choice)
+            .await
+            .expect("tests need a WebGPU adapter"),
+    ));
+    let k: &'static Kernels = Box::leak(Box::new(Kernels::new(gpu)));
+    BROWSER.with(|b| {
+        let _ = b.set((gpu, k));
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn gpu() -> &'static GpuContext {
+    BROWSER.with(|b| b.get().expect("common::init().await runs first").0)
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn kernels() -> &'static Kernels {
+    BROWSER.with(|b| b.get().expect("common::init().await runs first").1)
+}
+
+/// Declares GPU tests written as `async fn`s: natively one `#[test]` each (blocking on the future),
+/// in the browser one `#[wasm_bindgen_test]` each, so both run the same assertions.
+#[macro_export]
+macro_rules! gpu_tests {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        mod native {
+            $(#[test]
+            fn $name() {
+                pollster::block_on(super::$name())
+            })*
+        }
+        #[cfg(target_arch = "wasm32")]
+        mod browser {
+            wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+            $(#[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $name() {
+                $crate::common::init().await;
+                super::$name().await
+            })*
+        }
+    };
 }
 
 /// Play `steps` as one program: one compute pass, one submit.

@@ -66,11 +66,7 @@ pub fn class_names(weights: &ModelWeights, file: Option<&Path>) -> Result<Vec<St
     let c = &weights.config;
     let names = match file {
         Some(f) => labels::read_class_names(f)?,
-        None => match &c.class_names {
-            Some(n) => n.clone(),
-            None if c.num_classes == 1000 => labels::imagenet_class_names(),
-            None => (0..c.num_classes).map(|i| format!("class {i}")).collect(),
-        },
+        None => labels::model_class_names(c),
     };
     if names.len() != c.num_classes {
         return Err(Error::param(

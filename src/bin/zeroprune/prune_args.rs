@@ -1,8 +1,8 @@
 //! The pruning options every command takes: a policy and one schedule.
 
 use clap::Args;
-use zeroprune::prune::{HeadCombine, Policy, PruneOptions, Pruning, ScheduleSpec};
-use zeroprune::{Error, Result, ViTConfig};
+use zeroprune::prune::{PruneRequest, Pruning};
+use zeroprune::{Result, ViTConfig};
 
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Token pruning")]
@@ -48,50 +48,24 @@ pub struct PruneArgs {
 }
 
 impl PruneArgs {
-    pub fn policy(&self) -> Result<Policy> {
-        self.policy.parse()
-    }
-
-    pub fn spec(&self) -> Result<ScheduleSpec> {
-        if let Some(k) = &self.keep {
-            ScheduleSpec::parse_keep(k)
-        } else if let Some(t) = &self.tokens {
-            ScheduleSpec::parse_tokens(t)
-        } else if let Some(f) = self.flops {
-            ScheduleSpec::flops(f, self.at.as_deref())
-        } else if let Some(t) = &self.threshold {
-            ScheduleSpec::parse_threshold(t)
-        } else {
-            Ok(ScheduleSpec::Default)
-        }
-    }
-
-    pub fn options(&self) -> Result<PruneOptions> {
-        let mut o = PruneOptions {
-            seed: self.seed,
+    /// The same settings as the library's request, which the browser fills in too.
+    pub fn request(&self) -> PruneRequest {
+        PruneRequest {
+            policy: Some(self.policy.clone()),
+            keep: self.keep.clone(),
+            tokens: self.tokens.clone(),
+            flops: self.flops,
+            threshold: self.threshold.clone(),
+            at: self.at.clone(),
+            sim: self.sim,
+            heads: self.heads.clone(),
             iters: self.iters,
-            ..Default::default()
-        };
-        if let Some(s) = self.sim {
-            o.sim = s;
+            seed: Some(self.seed),
         }
-        if let Some(h) = &self.heads {
-            o.heads = h.parse::<HeadCombine>()?;
-        }
-        Ok(o)
     }
 
     /// The schedule for this model, with every limit checked.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
-        let policy = self.policy()?;
-        if policy == Policy::None
-            && (self.sim.is_some() || self.heads.is_some() || self.iters.is_some())
-        {
-            return Err(Error::param(
-                "policy",
-                "--sim, --heads and --iters need a pruning policy (e.g. --policy zero-tprune)",
-            ));
-        }
-        Pruning::resolve(policy, &self.spec()?, self.options()?, c)
+        self.request().resolve(c)
     }
 }

@@ -1,0 +1,105 @@
+//! A pruning request as a user writes it: a policy name, at most one schedule and the options,
+//! all as plain values. The command line (`--policy`, `--flops`, ...) and the browser
+//! (`{policy: "zero-tprune", flops: 0.65}`) both fill one in and resolve it here.
+
+use crate::error::{Error, Result};
+use crate::model::ViTConfig;
+use crate::prune::{HeadCombine, Policy, PruneOptions, Pruning, ScheduleSpec};
+
+/// The user-facing pruning settings; `None` fields take the documented defaults.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// none, zero-tprune, wpr, tome, evit, threshold or random (default: none).
+    pub policy: Option<String>,
+    /// Keep rates, `RATE@BLOCKS` groups joined with `;`, e.g. `0.7@3,6,9`.
+    pub keep: Option<String>,
+    /// Exact patch-token counts, `BLOCK:COUNT,...`.
+    pub tokens: Option<String>,
+    /// Target fraction of the dense FLOPs.
+    pub flops: Option<f64>,
+    /// Threshold policy: `THETA@BLOCKS`.
+    pub threshold: Option<String>,
+    /// Blocks a `flops` target prunes at, e.g. `3,6,9`.
+    pub at: Option<String>,
+    /// Zero-TPrune: share of each step's drop done by the similarity stage.
+    pub sim: Option<f32>,
+    /// mean, rms or band.
+    pub heads: Option<String>,
+    /// PageRank iterations at every pruning block.
+    pub iters: Option<u32>,
+    /// Random policy seed.
+    pub seed: Option<u32>,
+}
+
+impl PruneRequest {
+    pub fn policy(&self) -> Result<Policy> {
+        self.policy.as_deref().unwrap_or("none").parse()
+    }
+
+    /// The one schedule given (more than one is an error naming them).
+    pub fn spec(&self) -> Result<ScheduleSpec> {
+        let given: Vec<&str> = [
+            ("keep", self.keep.is_some()),
+            ("tokens", self.tokens.is_some()),
+            ("flops", self.flops.is_some()),
+            ("threshold", self.threshold.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect();
+        if given.len() > 1 {
+            return Err(Error::param(
+                given[1],
+                format!("give one schedule, not {}", given.join(" and ")),
+            ));
+        }
+        if self.at.is_some() && self.flops.is_none() {
+            return Err(Error::param(
+                "at",
+                "the pruning blocks go with a flops target",
+            ));
+        }
+        if let Some(k) = &self.keep {
+            ScheduleSpec::parse_keep(k)
+        } else if let Some(t) = &self.tokens {
+            ScheduleSpec::parse_tokens(t)
+        } else if let Some(f) = self.flops {
+            ScheduleSpec::flops(f, self.at.as_deref())
+        } else if let Some(t) = &self.threshold {
+            ScheduleSpec::parse_threshold(t)
+        } else {
+            Ok(ScheduleSpec::Default)
+        }
+    }
+
+    pub fn options(&self) -> Result<PruneOptions> {
+        let mut o = PruneOptions {
+            seed: self.seed.unwrap_or(0),
+            iters: self.iters,
+            ..Default::default()
+        };
+        if let Some(s) = self.sim {
+            o.sim = s;
+        }
+        if let Some(h) = &self.heads {
+            o.heads = h.parse::<HeadCombine>()?;
+        }
+        Ok(o)
+    }
+
+    /// The schedule for this model, with every limit checked.
+    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
+        let policy = self.policy()?;
+        if policy == Policy::None
+            && (self.sim.is_some() || self.heads.is_some() || self.iters.is_some())
+        {
+            return Err(Error::param(
+                "policy",
+                "sim, heads and iters need a pruning policy (e.g. zero-tprune)",
+            ));
+        }
+        Pruning::resolve(policy, &self.spec()?, self.options()?, c)
+    }
+}

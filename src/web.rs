@@ -1,0 +1,474 @@
+//! The browser entry points (wasm-bindgen): a thin JavaScript face on [`crate::Session`].
+//!
+//! Everything below the calls here (decoding, preprocessing, the kernels, pruning, the scheduler)
+//! is the same code the native binary runs. Every call returns a promise and never blocks the page:
+//! the GPU work is awaited on the browser's event loop.
+//!
+//! ```js
+//! import init, { Session } from "./pkg/zeroprune.js";
+//! await init();
+//! const session = await Session.create(modelBytes, configJson);
+//! const r = await session.classify(imageBytes, { policy: "zero-tprune", flops: 0.65, compareDense: true });
+//! r.top[0].label; r.latencyMs; r.steps[0].kept;
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::error::Error;
+use crate::gpu::{AdapterChoice, GpuContext};
+use crate::model::weights::ConfigFiles;
+use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
+use crate::prune::{PruneRequest, Pruning};
+use crate::session::top_k;
+use crate::{labels, ModelWeights, ViTConfig};
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Milliseconds from the page's (or worker's) `performance` clock.
+fn now_ms() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+        .map_or_else(js_sys::Date::now, |p| p.now())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("could not build the result object: {e}")))
+}
+
+/// Options of `classify` and `bench`: the pruning request plus a few run settings.
+struct RunOptions {
+    prune: PruneRequest,
+    top: usize,
+    compare_dense: bool,
+    runs: usize,
+    batch: usize,
+    /// The image's name in error messages (e.g. its file name).
+    name: String,
+}
+
+fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
+    let mut map = if options.is_undefined() || options.is_null() {
+        serde_json::Map::new()
+    } else {
+        match serde_wasm_bindgen::from_value::<serde_json::Value>(options) {
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(JsError::new(
+                    "options must be an object, e.g. {policy: \"zero-tprune\", flops: 0.65}",
+                ))
+            }
+            Err(e) => return Err(JsError::new(&format!("options: {e}"))),
+        }
+    };
+    // JavaScript leaves unset fields undefined or null: both mean "default".
+    map.retain(|_, v| !v.is_null());
+    let mut count = |key: &str, default: usize, max: usize| -> Result<usize, JsError> {
+        match map.remove(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n >= 1 && n as usize <= max)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    JsError::new(&format!(
+                        "options.{key} must be an integer from 1 to {max}, got {v}"
+                    ))
+                }),
+        }
+    };
+    let top = count("top", 5, 1000)?;
+    let runs = count("runs", 1, 1000)?;
+    let batch = count("batch", 1, 1024)?;
+    let compare_dense = match map.remove("compareDense") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(v) => {
+            return Err(JsError::new(&format!(
+                "options.compareDense must be true or false, got {v}"
+            )))
+        }
+    };
+    let name = match map.remove("name") {
+        None => "input".to_string(),
+        Some(serde_json::Value::String(s)) => s,
+        Some(v) => {
+            return Err(JsError::new(&format!(
+                "options.name must be a string, got {v}"
+            )))
+        }
+    };
+    // Sliders give numbers; the textual fields of the request are strings.
+    if let Some(v) = map.get_mut("at") {
+        if let Some(list) = v.as_array() {
+            *v = serde_json::Value::String(
+                list.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+    }
+    let prune: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| JsError::new(&format!("options: {e}")))?;
+    Ok(RunOptions {
+        prune,
+        top,
+        compare_dense,
+        runs,
+        batch,
+        name,
+    })
+}
+
+/// The image argument: encoded bytes (`Uint8Array` / `ArrayBuffer` of a JPEG, PNG, WebP, BMP or
+/// GIF) or decoded pixels (`ImageData`). Returns the preprocessed `[3, H, W]` tensor.
+fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, JsError> {
+    if let Some(data) = image.dyn_ref::<web_sys::ImageData>() {
+        let rgba = data.data();
+        return preprocess_rgba(data.width(), data.height(), &rgba, &c.preprocess)
+            .map_err(js_error);
+    }
+    let bytes = if let Some(a) = image.dyn_ref::<js_sys::Uint8Array>() {
+        a.to_vec()
+    } else if image.is_instance_of::<js_sys::ArrayBuffer>() {
+        js_sys::Uint8Array::new(image).to_vec()
+    } else {
+        return Err(JsError::new(
+            "image must be a Uint8Array or ArrayBuffer holding an encoded image, or an ImageData",
+        ));
+    };
+    let rgb = decode_image(&bytes, name).map_err(js_error)?;
+    Ok(preprocess(&rgb, &c.preprocess))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassScore {
+    index: usize,
+    label: String,
+    prob: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepKept {
+    block: usize,
+    /// Patch indices (row-major over the grid) that survive the step.
+    kept: Vec<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunResult {
+    policy: String,
+    schedule: String,
+    top: Vec<ClassScore>,
+    /// Median wall time of the forward pass (upload, GPU work, readback), in ms.
+    latency_ms: f64,
+    latencies_ms: Vec<f64>,
+    gflops: f64,
+    steps: Vec<StepKept>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassifyResult {
+    #[serde(flatten)]
+    pruned: RunResult,
+    /// The dense run of the same image when `compareDense` is set.
+    dense: Option<RunResult>,
+    /// Pruned FLOPs over dense FLOPs for this image.
+    flops_ratio: f64,
+    /// Dense latency over pruned latency, both measured in this call (with `compareDense`).
+    speedup: Option<f64>,
+    preprocess_ms: f64,
+    /// Patch grid `[rows, cols]` the kept indices refer to.
+    grid: [usize; 2],
+    /// The image the model saw (after resize and crop), RGBA, `imageSize` square.
+    input_rgba: Vec<u8>,
+    image_size: [usize; 2],
+}
+
+struct Inner {
+    session: crate::Session,
+    classes: Vec<String>,
+    /// Schedules already run once (pipelines compiled and warmed).
+    warm: HashSet<(usize, String)>,
+}
+
+/// A model on the page's GPU.
+#[wasm_bindgen]
+pub struct Session {
+    /// Taken out while a call runs, so overlapping calls get a clear error instead of a panic.
+    inner: Rc<RefCell<Option<Inner>>>,
+    info: JsValue,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+impl Inner {
+    /// Run `input` (a batch) `runs` times under `pruning`, after one untimed run the first time this
+    /// schedule is seen; returns the last outputs and every latency.
+    async fn timed(
+        &mut self,
+        pruning: &Pruning,
+        input: &[f32],
+        runs: usize,
+    ) -> Result<(Vec<crate::ImageOutput>, Vec<f64>), JsError> {
+        self.session.set_pruning(pruning.clone());
+        let key = (input.len(), format!("{pruning:?}"));
+        if !self.warm.contains(&key) {
+            self.session
+                .run_detailed_async(input)
+                .await
+                .map_err(js_error)?;
+            self.warm.insert(key);
+        }
+        let mut times = Vec::with_capacity(runs);
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            let t = now_ms();
+            out = self
+                .session
+                .run_detailed_async(input)
+                .await
+                .map_err(js_error)?;
+            times.push(now_ms() - t);
+        }
+        Ok((out, times))
+    }
+
+    async fn classify_one(
+        &mut self,
+        pruning: &Pruning,
+        input: &[f32],
+        o: &RunOptions,
+    ) -> Result<RunResult, JsError> {
+        let (out, mut times) = self.timed(pruning, input, o.runs).await?;
+        let image = &out[0];
+        let top = top_k(&image.logits, o.top)
+            .top
+            .into_iter()
+            .map(|(index, prob)| ClassScore {
+                index,
+                label: self.classes.get(index).cloned().unwrap_or_default(),
+                prob,
+            })
+            .collect();
+        let steps = pruning
+            .steps
+            .iter()
+            .zip(&image.kept)
+            .map(|(s, k)| StepKept {
+                block: s.block,
+                kept: k.clone(),
+            })
+            .collect();
+        let gflops = self.session.flops_for(image) / 1e9;
+        let latencies_ms = times.clone();
+        Ok(RunResult {
+            policy: pruning.policy.name().to_string(),
+            schedule: pruning.describe(),
+            top,
+            latency_ms: median(&mut times),
+            latencies_ms,
+            gflops,
+            steps,
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// `Session.create(modelBytes, configJson?)`: open the page's WebGPU adapter, parse the
+    /// `model.safetensors` bytes (timm or Hugging Face layout) with the optional `config.json` text,
+    /// upload the weights and compile the kernels. Resolves to a Session.
+    pub async fn create(
+        model_bytes: Vec<u8>,
+        config_json: Option<String>,
+    ) -> Result<Session, JsError> {
+        let weights = ModelWeights::from_bytes(
+            "model.safetensors",
+            &model_bytes,
+            ConfigFiles {
+                config: config_json.as_deref(),
+                preprocessor: None,
+            },
+        )
+        .map_err(js_error)?;
+        drop(model_bytes);
+        let choice = AdapterChoice {
+            backends: Some(wgpu::Backends::BROWSER_WEBGPU),
+            name: None,
+        };
+        let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
+        let session = crate::Session::new(&gpu, &weights).map_err(js_error)?;
+        let c = &weights.config;
+        let info = serde_json::json!({
+            "adapter": gpu.describe(),
+            "maxStorageBufferBindingSize": gpu.max_binding_bytes(),
+            "maxBatch": session.max_batch(),
+            "parameters": weights.parameter_count(),
+            "imageSize": [c.image_size.0, c.image_size.1],
+            "patchSize": c.patch_size,
+            "grid": [c.grid().0, c.grid().1],
+            "depth": c.depth,
+            "embedDim": c.embed_dim,
+            "heads": c.num_heads,
+            "classes": c.num_classes,
+            "distilled": c.distilled,
+            "denseGflops": Pruning::dense().flops(c) / 1e9,
+        });
+        if session.max_batch() == 0 {
+            return Err(JsError::new(&format!(
+                "this adapter's largest storage buffer ({} bytes) is too small for this model's activations",
+                gpu.max_binding_bytes()
+            )));
+        }
+        Ok(Session {
+            inner: Rc::new(RefCell::new(Some(Inner {
+                classes: labels::model_class_names(c),
+                session,
+                warm: HashSet::new(),
+            }))),
+            info: to_js(&info)?,
+        })
+    }
+
+    /// Adapter and model facts: `{adapter, maxBatch, parameters, imageSize, patchSize, grid, depth,
+    /// embedDim, heads, classes, distilled, denseGflops}`.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> JsValue {
+        self.info.clone()
+    }
+
+    /// `session.classify(image, options?)`: `image` is a `Uint8Array`/`ArrayBuffer` of an encoded
+    /// image or an `ImageData`. Options: the pruning request (`policy`, `flops`, `keep`, `tokens`,
+    /// `threshold`, `at`, `sim`, `heads`, `iters`, `seed`, as on the command line), `top` (5),
+    /// `runs` (timed runs, median reported; 1), `compareDense` (also run the dense model) and `name`
+    /// (the image's name in error messages).
+    /// Resolves to `{policy, schedule, top: [{index, label, prob}], latencyMs, latenciesMs, gflops,
+    /// steps: [{block, kept}], dense?, flopsRatio, speedup?, preprocessMs, grid, inputRgba, imageSize}`.
+    pub fn classify(&self, image: JsValue, options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut state = take(&inner)?;
+            let result = classify(&mut state, &image, options).await;
+            inner.borrow_mut().replace(state);
+            result.map_err(JsValue::from)
+        })
+    }
+
+    /// `session.bench(options?)`: the forward pass alone on a synthetic batch, dense and pruned,
+    /// `runs` times each after a warm-up. Options as `classify`, plus `batch` (1). Resolves to
+    /// `{batch, runs, dense: {medianMs, minMs, maxMs}, pruned?: {...}, speedup?, flopsRatio?}`.
+    pub fn bench(&self, options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut state = take(&inner)?;
+            let result = bench(&mut state, options).await;
+            inner.borrow_mut().replace(state);
+            result.map_err(JsValue::from)
+        })
+    }
+}
+
+fn take(inner: &Rc<RefCell<Option<Inner>>>) -> Result<Inner, JsValue> {
+    inner.borrow_mut().take().ok_or_else(|| {
+        JsError::new("the session is busy with another call: await it before starting the next")
+            .into()
+    })
+}
+
+async fn classify(
+    state: &mut Inner,
+    image: &JsValue,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let o = run_options(options)?;
+    if o.batch != 1 {
+        return Err(JsError::new(
+            "options.batch is for bench; classify takes one image",
+        ));
+    }
+    let c = state.session.config().clone();
+    let pruning = o.prune.resolve(&c).map_err(js_error)?;
+    let t = now_ms();
+    let input = image_input(image, &o.name, &c)?;
+    let preprocess_ms = now_ms() - t;
+
+    let dense = if o.compare_dense && !pruning.is_dense() {
+        Some(state.classify_one(&Pruning::dense(), &input, &o).await?)
+    } else {
+        None
+    };
+    let pruned = state.classify_one(&pruning, &input, &o).await?;
+    let dense_gflops = Pruning::dense().flops(&c) / 1e9;
+    let rgba: Vec<u8> = to_rgb(&input, &c.preprocess)
+        .pixels()
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
+    let result = ClassifyResult {
+        flops_ratio: pruned.gflops / dense_gflops,
+        speedup: dense.as_ref().map(|d| d.latency_ms / pruned.latency_ms),
+        dense,
+        pruned,
+        preprocess_ms,
+        grid: [c.grid().0, c.grid().1],
+        input_rgba: rgba,
+        image_size: [c.image_size.0, c.image_size.1],
+    };
+    to_js(&result)
+}
+
+async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> {
+    let o = run_options(options)?;
+    let c = state.session.config().clone();
+    let pruning = o.prune.resolve(&c).map_err(js_error)?;
+    if o.batch > state.session.max_batch() {
+        return Err(JsError::new(&format!(
+            "options.batch {} is over this adapter's limit for this model ({})",
+            o.batch,
+            state.session.max_batch()
+        )));
+    }
+    let input = vec![0.1f32; o.batch * state.session.image_len()];
+    let stats = |mut t: Vec<f64>| {
+        let med = median(&mut t);
+        serde_json::json!({"medianMs": med, "minMs": t[0], "maxMs": t[t.len() - 1]})
+    };
+    let (_, dense_t) = state.timed(&Pruning::dense(), &input, o.runs).await?;
+    let dense_med = median(&mut dense_t.clone());
+    let mut out = serde_json::json!({
+        "batch": o.batch, "runs": o.runs, "adapter": state.session.gpu().describe(),
+        "dense": stats(dense_t),
+    });
+    if !pruning.is_dense() {
+        let (_, pruned_t) = state.timed(&pruning, &input, o.runs).await?;
+        let pruned_med = median(&mut pruned_t.clone());
+        out["policy"] = pruning.policy.name().into();
+        out["schedule"] = pruning.describe().into();
+        out["pruned"] = stats(pruned_t);
+        out["speedup"] = (dense_med / pruned_med).into();
+        out["flopsRatio"] = (pruning.flops(&c) / Pruning::dense().flops(&c)).into();
+    }
+    to_js(&out)
+}

@@ -1,0 +1,343 @@
+// The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
+// is the same Rust code as the native binary.
+import init, { Session } from "./pkg/zeroprune.js";
+
+const $ = (id) => document.getElementById(id);
+const SAMPLES = [
+  ["cat.jpg", "Cat"],
+  ["coffee.jpg", "Coffee"],
+  ["rocket.jpg", "Rocket launch"],
+  ["astronaut.jpg", "Astronaut"],
+];
+const LOCAL_MODEL = "models/deit-tiny-patch16-224/";
+const HUB_MODEL = "https://huggingface.co/timm/deit_tiny_patch16_224.fb_in1k/resolve/main/";
+// WebGPU limits the kernels rely on (WebGPU's defaults; compatibility-mode adapters may offer less).
+const NEEDED_LIMITS = {
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxStorageBuffersPerShaderStage: 8,
+};
+
+// State the end-to-end test reads: window.zeroprune.{state, info, last, error}.
+const app = { session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
+window.zeroprune = app;
+let busy = false;
+let rerun = false;
+
+function setState(s) {
+  app.state = s;
+  document.body.dataset.state = s;
+}
+
+function fatal(html) {
+  const el = $("fatal");
+  el.innerHTML = html;
+  el.hidden = false;
+  setState("unsupported");
+}
+
+async function checkWebGpu() {
+  if (!("gpu" in navigator)) {
+    fatal(`<strong>WebGPU is not available in this browser.</strong> Use a recent Chrome, Edge or Safari
+      (or Firefox with WebGPU enabled), over https or on localhost. Headless Chromium needs
+      <code>--enable-unsafe-webgpu</code>.`);
+    return null;
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    fatal(`<strong>WebGPU is present but gave no adapter.</strong> The GPU may be blocklisted or disabled;
+      check <code>chrome://gpu</code>.`);
+    return null;
+  }
+  const short = Object.entries(NEEDED_LIMITS).filter(([k, v]) => (adapter.limits[k] ?? 0) < v);
+  if (short.length) {
+    fatal(`<strong>This GPU adapter lacks a limit the kernels need:</strong> ` +
+      short.map(([k, v]) => `<code>${k}</code> is ${adapter.limits[k]}, need ${v}`).join("; "));
+    return null;
+  }
+  const i = adapter.info || {};
+  return [i.vendor, i.architecture, i.description].filter(Boolean).join(" ") || "WebGPU adapter";
+}
+
+// ---- model loading -------------------------------------------------------------------------------
+
+async function fetchBytes(url, onProgress) {
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+  const total = Number(resp.headers.get("content-length")) || 0;
+  if (!resp.body || !total) return new Uint8Array(await resp.arrayBuffer());
+  const out = new Uint8Array(total);
+  const reader = resp.body.getReader();
+  let at = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    out.set(value, at);
+    at += value.length;
+    onProgress(at / total);
+  }
+  return out.subarray(0, at);
+}
+
+async function loadModel(getBytes, source) {
+  if (busy) return;
+  busy = true;
+  setState("loading");
+  const progress = $("model-progress");
+  progress.hidden = false;
+  progress.value = 0;
+  $("model-status").textContent = `Loading ${source}…`;
+  $("run").disabled = true;
+  try {
+    const [bytes, config] = await getBytes((f) => (progress.value = f));
+    $("model-status").textContent = `Uploading ${(bytes.length / 1e6).toFixed(1)} MB of weights to the GPU…`;
+    if (app.session) app.session.free();
+    app.session = null;
+    const t = performance.now();
+    app.session = await Session.create(bytes, config);
+    app.info = app.session.info;
+    const i = app.info;
+    $("model-status").textContent =
+      `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
+      `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
+      `${((performance.now() - t) / 1e3).toFixed(1)} s.`;
+    $("run").disabled = false;
+    setState("ready");
+  } catch (e) {
+    showError($("model-status"), e);
+  } finally {
+    progress.hidden = true;
+    busy = false;
+  }
+  if (app.session && app.image) classify();
+}
+
+function loadFromUrl(base) {
+  const dir = base.endsWith("/") || base.endsWith(".safetensors") ? base : base + "/";
+  const weights = dir.endsWith(".safetensors") ? dir : dir + "model.safetensors";
+  const configUrl = weights.replace(/[^/]*$/, "config.json");
+  return loadModel(async (progress) => {
+    const config = await fetch(configUrl).then((r) => (r.ok ? r.text() : null)).catch(() => null);
+    return [await fetchBytes(weights, progress), config];
+  }, weights);
+}
+
+function loadFromFiles(files) {
+  const list = [...files];
+  const weights = list.find((f) => f.name.endsWith(".safetensors"));
+  const config = list.find((f) => f.name.endsWith(".json"));
+  if (!weights) {
+    showError($("model-status"), new Error("pick a .safetensors file (and optionally its config.json)"));
+    return;
+  }
+  return loadModel(async () => [
+    new Uint8Array(await weights.arrayBuffer()),
+    config ? await config.text() : null,
+  ], weights.name + (config ? ` + ${config.name}` : ""));
+}
+
+// ---- images --------------------------------------------------------------------------------------
+
+async function setImage(bytes, name) {
+  app.image = bytes;
+  app.imageName = name;
+  document.querySelectorAll(".samples button").forEach((b) => b.classList.toggle("chosen", b.dataset.name === name));
+  if (app.session) classify();
+}
+
+function setupImages() {
+  const box = $("samples");
+  for (const [file, label] of SAMPLES) {
+    const b = document.createElement("button");
+    b.className = "sample";
+    b.dataset.name = file;
+    b.title = label;
+    b.innerHTML = `<img src="samples/${file}" alt="${label}"><span>${label}</span>`;
+    b.onclick = async () => setImage(new Uint8Array(await (await fetch(`samples/${file}`)).arrayBuffer()), file);
+    box.appendChild(b);
+  }
+  const drop = $("drop");
+  const take = async (file) => file && setImage(new Uint8Array(await file.arrayBuffer()), file.name);
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    take(e.dataTransfer.files[0]);
+  });
+  $("image-file").addEventListener("change", (e) => take(e.target.files[0]));
+}
+
+// ---- pruning controls ----------------------------------------------------------------------------
+
+function defaultBlocks(depth) {
+  // The library's default pruning blocks (Policy::default_blocks): 2, 4, ..., depth - 2.
+  if (depth < 6) return [...Array(depth).keys()];
+  const b = [];
+  for (let i = 2; i <= depth - 2; i += 2) b.push(i);
+  return b;
+}
+
+function options() {
+  const policy = $("policy").value;
+  const v = Number($("target").value);
+  const o = { policy, compareDense: $("compare").checked && policy !== "none", top: 5, name: app.imageName };
+  if (policy === "threshold") o.threshold = `${v}@${defaultBlocks(app.info?.depth ?? 12).join(",")}`;
+  else if (policy !== "none") o.flops = v;
+  return o;
+}
+
+function syncTarget() {
+  const policy = $("policy").value;
+  const t = $("target");
+  if (policy === "threshold" && t.dataset.mode !== "threshold") {
+    Object.assign(t, { min: "0", max: "2", step: "0.1" });
+    t.value = "0.5";
+    t.dataset.mode = "threshold";
+  } else if (policy !== "threshold" && t.dataset.mode === "threshold") {
+    Object.assign(t, { min: "0.40", max: "1.00", step: "0.05" });
+    t.value = "0.65";
+    t.dataset.mode = "flops";
+  }
+  $("target-label").textContent = policy === "threshold" ? "Threshold θ" : "FLOPs target";
+  $("target-value").textContent = policy === "threshold" ? `θ = ${Number(t.value).toFixed(1)}` : `${Math.round(t.value * 100)}% of dense`;
+  $("target-row").classList.toggle("off", policy === "none");
+}
+
+// ---- running and drawing -------------------------------------------------------------------------
+
+async function classify() {
+  if (!app.session || !app.image) return;
+  if (busy) {
+    rerun = true;
+    return;
+  }
+  busy = true;
+  setState("running");
+  const o = options();
+  $("run-status").textContent = `Running ${o.policy === "none" ? "the dense model" : o.policy}${o.compareDense ? " and dense" : ""} on ${app.imageName}…`;
+  try {
+    const r = await app.session.classify(app.image, o);
+    app.last = { ...r, image: app.imageName, options: o };
+    render(r);
+    $("run-status").textContent = r.policy === "none"
+      ? `${app.imageName}: the dense model, all ${r.grid[0] * r.grid[1]} patch tokens in every block.`
+      : `${app.imageName}: ${r.policy} at blocks ${r.steps.map((s) => s.block).join(", ")}, keeping ` +
+        `${r.steps.map((s) => s.kept.length).join(" → ")} of ${r.grid[0] * r.grid[1]} patch tokens.`;
+    setState("done");
+  } catch (e) {
+    showError($("run-status"), e);
+  } finally {
+    busy = false;
+  }
+  if (rerun) {
+    rerun = false;
+    classify();
+  }
+}
+
+function renderRun(box, run, title) {
+  box.hidden = !run;
+  if (!run) return;
+  box.querySelector("h3").textContent = title;
+  box.querySelector(".metrics").innerHTML =
+    `<span class="big">${run.latencyMs.toFixed(1)} ms</span> · ${run.gflops.toFixed(2)} GFLOPs`;
+  box.querySelector(".top5").innerHTML = run.top
+    .map((t) => `<li><span class="label">${escapeHtml(t.label)}</span>` +
+      `<span class="bar"><span style="width:${(t.prob * 100).toFixed(1)}%"></span></span>` +
+      `<span class="prob">${(t.prob * 100).toFixed(1)}%</span></li>`)
+    .join("");
+}
+
+function render(r) {
+  renderRun($("result-dense"), r.dense, "Dense");
+  renderRun($("result-pruned"), r, r.policy === "none" ? "Dense" : `Pruned: ${r.policy}`);
+  const same = r.dense && r.dense.top[0].index === r.top[0].index;
+  $("speedup").innerHTML = r.dense
+    ? `<strong>${r.speedup.toFixed(2)}×</strong> faster with ${(r.flopsRatio * 100).toFixed(0)}% of the FLOPs; ` +
+      (same ? "same top-1 class." : `<span class="warn">top-1 changed</span> (dense: ${escapeHtml(r.dense.top[0].label)}).`)
+    : `${(r.flopsRatio * 100).toFixed(0)}% of the dense FLOPs.`;
+  drawTokens(r);
+}
+
+function drawTokens(r) {
+  const box = $("tokens");
+  box.innerHTML = "";
+  const [h, w] = r.imageSize;
+  const rgba = new ImageData(new Uint8ClampedArray(r.inputRgba), w, h);
+  const [gh, gw] = r.grid;
+  const ph = h / gh, pw = w / gw;
+  const panels = [{ title: "input", kept: null }, ...r.steps.map((s) => ({ title: `block ${s.block}`, kept: s.kept }))];
+  for (const p of panels) {
+    const fig = document.createElement("figure");
+    const c = document.createElement("canvas");
+    c.width = w;
+    c.height = h;
+    const g = c.getContext("2d");
+    g.putImageData(rgba, 0, 0);
+    if (p.kept) {
+      const keep = new Set(p.kept);
+      g.fillStyle = "rgba(15, 17, 26, 0.78)";
+      for (let i = 0; i < gh * gw; i++) {
+        if (!keep.has(i)) g.fillRect((i % gw) * pw, Math.floor(i / gw) * ph, pw, ph);
+      }
+    }
+    const cap = document.createElement("figcaption");
+    cap.textContent = p.kept ? `${p.title}: ${p.kept.length} / ${gh * gw}` : `${p.title} (${w}×${h})`;
+    fig.append(c, cap);
+    box.appendChild(fig);
+  }
+}
+
+function showError(el, e) {
+  const msg = e && e.message ? e.message : String(e);
+  app.error = msg;
+  el.innerHTML = `<span class="error">Error: ${escapeHtml(msg)}</span>`;
+  setState("error");
+}
+
+function escapeHtml(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+// ---- start ---------------------------------------------------------------------------------------
+
+async function main() {
+  setupImages();
+  syncTarget();
+  $("policy").addEventListener("change", () => { syncTarget(); classify(); });
+  $("target").addEventListener("input", syncTarget);
+  $("target").addEventListener("change", classify);
+  $("compare").addEventListener("change", classify);
+  $("run").addEventListener("click", classify);
+  $("url-form").addEventListener("submit", (e) => { e.preventDefault(); loadFromUrl($("model-url").value.trim()); });
+  $("model-files").addEventListener("change", (e) => loadFromFiles(e.target.files));
+
+  const adapter = await checkWebGpu();
+  if (!adapter) {
+    $("gpu-status").textContent = "WebGPU unavailable.";
+    return;
+  }
+  app.adapter = adapter;
+  $("gpu-status").textContent = `WebGPU adapter: ${adapter}`;
+  try {
+    await init();
+  } catch (e) {
+    fatal(`<strong>Could not load the WebAssembly package</strong> (<code>pkg/zeroprune_bg.wasm</code>):
+      ${escapeHtml(e.message || e)}. Build it with <code>scripts/build-web.sh</code>.`);
+    return;
+  }
+  setState("idle");
+  // A model folder served beside the page (web/serve.py serves ../shared/models) loads at once.
+  const local = await fetch(LOCAL_MODEL + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);
+  $("model-url").value = local ? LOCAL_MODEL : HUB_MODEL;
+  if (new URLSearchParams(location.search).get("autoload") !== "0" && local) {
+    await loadFromUrl(LOCAL_MODEL);
+  }
+  if (!app.image && new URLSearchParams(location.search).get("sample") !== "0") {
+    document.querySelector(".samples button")?.click();
+  }
+}
+
+main();

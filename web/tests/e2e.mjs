@@ -1,0 +1,164 @@
+// End-to-end test of the demo page: serve web/ on 127.0.0.1, open it in headless Chromium (WebGPU on
+// SwiftShader), let it load DeiT-Tiny from ../shared/models, classify real ImageNet images through
+// the page's file picker, and check that the top-1 classes (dense and pruned) and the kept-token sets
+// of every pruning step equal the native binary's on the same images. Saves a screenshot.
+//
+//   node web/tests/e2e.mjs [--images 3] [--bin target/release/zeroprune] [--out web/tests/out]
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launch } from "./chromium.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "../..");
+const shared = resolve(repo, "../shared");
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const count = Number(args.images || 3);
+const bin = resolve(repo, args.bin || "target/release/zeroprune");
+const out = resolve(repo, args.out || "web/tests/out");
+const model = join(shared, "models/deit-tiny-patch16-224");
+const imageDir = join(shared, "data/imagenet-val-1300/images");
+// The page's defaults: Zero-TPrune at 65% of the dense FLOPs, dense alongside.
+const PRUNE = ["--policy", "zero-tprune", "--flops", "0.65"];
+const TIMEOUT = 10 * 60 * 1000;
+
+let failures = 0;
+function check(ok, what) {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures++;
+}
+
+function native(extra, images) {
+  const r = spawnSync(bin, ["classify", "--json", "--top", "5", "--model", model, ...extra, ...images], {
+    env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`${bin} classify failed (${r.status}): ${r.stderr || r.error}`);
+  return JSON.parse(r.stdout).images;
+}
+
+function serve() {
+  return new Promise((ok, fail) => {
+    const p = spawn("python3", [join(repo, "web/serve.py"), "--port", "0", "--models", join(shared, "models")], {
+      env: { ...process.env, ZEROPRUNE_SERVE_QUIET: "1" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    p.on("exit", (code) => fail(new Error(`web/serve.py exited (${code})`)));
+    p.stdout.on("data", (d) => {
+      const m = String(d).match(/http:\/\/127\.0\.0\.1:\d+\//);
+      if (m) ok([p, m[0]]);
+    });
+  });
+}
+
+async function waitState(page, until, what) {
+  await page.waitForFunction(
+    (until) => until.includes(window.zeroprune?.state),
+    until,
+    { timeout: TIMEOUT, polling: 200 },
+  );
+  const state = await page.evaluate(() => window.zeroprune.state);
+  if (!until.includes(state)) throw new Error(`${what}: page state ${state}`);
+  return state;
+}
+
+// Where WebGPU is missing, or the adapter lacks a limit, the page says so instead of failing later.
+async function unsupported(browser, url) {
+  const cases = [
+    ["no WebGPU", () => { delete Navigator.prototype.gpu; }, /WebGPU is not available/],
+    ["a small adapter", () => {
+      const request = GPU.prototype.requestAdapter;
+      GPU.prototype.requestAdapter = async function (o) {
+        const a = await request.call(this, o);
+        const limits = {};
+        for (const k in a.limits) limits[k] = a.limits[k];
+        limits.maxComputeWorkgroupStorageSize = 8192;
+        return new Proxy(a, { get: (t, k) => (k === "limits" ? limits : typeof t[k] === "function" ? t[k].bind(t) : t[k]) });
+      };
+    }, /lacks a limit.*maxComputeWorkgroupStorageSize/],
+  ];
+  for (const [what, script, message] of cases) {
+    const page = await browser.newPage();
+    await page.addInitScript(script);
+    await page.goto(`${url}?autoload=0&sample=0`);
+    await waitState(page, ["unsupported", "idle"], what);
+    const text = await page.evaluate(() => document.getElementById("fatal").innerText);
+    check(message.test(text), `${what}: the page explains "${text.slice(0, 90)}..."`);
+    await page.close();
+  }
+}
+
+async function main() {
+  const images = readdirSync(imageDir).sort().slice(0, count).map((f) => join(imageDir, f));
+  console.log(`native: ${bin} on ${images.length} images`);
+  const dense = native([], images);
+  const pruned = native(PRUNE, images);
+
+  const [server, url] = await serve();
+  const browser = await launch();
+  try {
+    await unsupported(browser, url);
+    const page = await browser.newPage();
+    page.on("console", (m) => m.type() === "error" && console.log(`  [page] ${m.text()}`));
+    page.on("pageerror", (e) => console.log(`  [page error] ${e.message}`));
+    // No sample image: the test picks its own through the file input.
+    await page.goto(`${url}?sample=0`);
+    const loaded = await waitState(page, ["ready", "error", "unsupported"], "loading the model");
+    check(loaded === "ready", `page loaded DeiT-Tiny from ${url}models/ (${loaded})`);
+    if (loaded !== "ready") throw new Error(await page.evaluate(() => window.zeroprune.error || document.body.innerText));
+    const info = await page.evaluate(() => window.zeroprune.info);
+    console.log(`  adapter: ${info.adapter}`);
+
+    for (const [i, file] of images.entries()) {
+      const name = file.split("/").pop();
+      await page.setInputFiles("#image-file", file);
+      await page.waitForFunction(
+        (name) => ["done", "error"].includes(window.zeroprune.state) && (window.zeroprune.last?.image === name || window.zeroprune.state === "error"),
+        name,
+        { timeout: TIMEOUT, polling: 200 },
+      );
+      const r = await page.evaluate(() => ({ state: window.zeroprune.state, error: window.zeroprune.error, last: window.zeroprune.last }));
+      if (r.state === "error") {
+        check(false, `${name}: ${r.error}`);
+        continue;
+      }
+      const web = r.last;
+      const want = pruned[i];
+      check(web.dense.top[0].index === dense[i].top[0].class,
+        `${name} dense top-1: web ${web.dense.top[0].index} (${web.dense.top[0].label}), native ${dense[i].top[0].class}`);
+      check(web.top[0].index === want.top[0].class,
+        `${name} pruned top-1: web ${web.top[0].index}, native ${want.top[0].class}`);
+      const same = web.steps.length === want.kept.length &&
+        web.steps.every((s, j) => JSON.stringify(s.kept) === JSON.stringify(want.kept[j]));
+      check(same, `${name} kept tokens at blocks ${web.steps.map((s) => `${s.block}:${s.kept.length}`).join(" ")} ` +
+        `equal native (${want.kept.map((k) => k.length).join(" ")})`);
+      console.log(`  latency: dense ${web.dense.latencyMs.toFixed(0)} ms, pruned ${web.latencyMs.toFixed(0)} ms (${web.speedup.toFixed(2)}x)`);
+    }
+
+    mkdirSync(out, { recursive: true });
+    const shot = join(out, "demo.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`screenshot: ${shot}`);
+
+    // A file that is not an image: a clear message, and the page keeps working.
+    await page.setInputFiles("#image-file", { name: "notes.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });
+    await waitState(page, ["error"], "a bad image");
+    const err = await page.evaluate(() => window.zeroprune.error);
+    check(/not a JPEG, PNG, WebP, BMP or GIF/.test(err), `a non-image file is refused with a message: "${err}"`);
+    writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length }, null, 2));
+  } finally {
+    await browser.close();
+    server.kill();
+  }
+  console.log(failures ? `\n${failures} check(s) failed` : "\nall checks passed");
+  process.exit(failures ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(`e2e failed: ${e.stack || e}`);
+  process.exit(1);
+});
