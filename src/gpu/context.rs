@@ -129,9 +129,15 @@ impl GpuContext {
     /// A one-line description: name, backend, device type, driver.
     pub fn describe(&self) -> String {
         let i = self.info();
+        // Browsers hide the adapter's name unless asked for it.
+        let name = if i.name.is_empty() {
+            "WebGPU adapter"
+        } else {
+            &i.name
+        };
         format!(
             "{} ({:?}, {:?}{}{})",
-            i.name,
+            name,
             i.backend,
             i.device_type,
             if i.driver.is_empty() { "" } else { ", " },

@@ -144,6 +144,23 @@ async function main() {
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
 
+    // The API takes decoded pixels too: the browser's own decoding of a sample through a canvas
+    // (ImageData) gives the same top-1 class as the encoded bytes decoded in Rust.
+    const viaPixels = await page.evaluate(async () => {
+      const bytes = new Uint8Array(await (await fetch("samples/cat.jpg")).arrayBuffer());
+      const bitmap = await createImageBitmap(new Blob([bytes]));
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const g = canvas.getContext("2d");
+      g.drawImage(bitmap, 0, 0);
+      const pixels = g.getImageData(0, 0, bitmap.width, bitmap.height);
+      const s = window.zeroprune.session;
+      const a = await s.classify(bytes, { policy: "none", top: 1 });
+      const b = await s.classify(pixels, { policy: "none", top: 1 });
+      return [a.top[0], b.top[0]];
+    });
+    check(viaPixels[0].index === viaPixels[1].index,
+      `ImageData input: ${viaPixels[1].label} (${viaPixels[1].prob.toFixed(3)}), bytes: ${viaPixels[0].label} (${viaPixels[0].prob.toFixed(3)})`);
+
     // A file that is not an image: a clear message, and the page keeps working.
     await page.setInputFiles("#image-file", { name: "notes.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });
     await waitState(page, ["error"], "a bad image");
