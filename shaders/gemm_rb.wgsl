@@ -1,6 +1,6 @@
 // Register-blocked GEMM without workgroup memory or barriers: the same contract as matmul.wgsl's
 //   C[z][m, n] = epilogue(alpha * sum_k A[z][m, k] * B[z][k, n]),  epilogue: (+ bias[n]) (GELU) (+ C)
-// Each invocation computes TM rows x (4 * TN4) columns of C. The 64 invocations of a workgroup
+// Each invocation computes TM rows x (4 * TN4) columns of C. The 16 invocations of a workgroup
 // take consecutive row blocks of the SAME column block, so every B value a workgroup reads is
 // uniform across it (one load, broadcast) and only A is read per invocation: on a CPU-backed
 // adapter (llvmpipe: invocations are SIMD lanes, barriers are coroutine switches) this beats
@@ -12,7 +12,7 @@
 
 const TM: u32 = 4u;
 const TN4: u32 = 1u;
-const WG: u32 = 64u; // invocations per workgroup
+const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batches still split into several workgroups
 
 struct Params {
     m: u32, n: u32, k: u32, heads: u32,

@@ -535,7 +535,7 @@ impl Kernels {
         let (tile_m, tile_n) = match kernel {
             GemmKernel::Naive => (16, 16),
             GemmKernel::Tiled => (64, 64),
-            GemmKernel::Blocked { tm, tn4 } => (64 * tm as usize, 4 * tn4 as usize),
+            GemmKernel::Blocked { tm, tn4 } => (16 * tm as usize, 4 * tn4 as usize),
         };
         let groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
         if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
