@@ -54,7 +54,10 @@ impl Session {
         let kernels = Kernels::new(gpu);
         // Pick the fastest GEMM kernel for this adapter (measured once per process and adapter).
         #[cfg(not(target_arch = "wasm32"))]
-        kernels.tune_gemm_blocking()?;
+        {
+            kernels.tune_gemm_blocking()?;
+            kernels.tune_attention_blocking()?;
+        }
         Ok(Session {
             gpu: gpu.clone(),
             kernels,
@@ -108,6 +111,20 @@ impl Session {
     /// The GEMM kernel this session's programs use (tuned per adapter on native targets).
     pub fn gemm_kernel(&self) -> crate::gpu::kernels::GemmKernel {
         self.kernels.gemm_kernel()
+    }
+
+    /// Whether blocks that need no attention probabilities run the fused attention kernel.
+    pub fn fused_attention(&self) -> bool {
+        self.kernels.fused_attention()
+    }
+
+    /// Force the fused attention on or off (benchmarks and tests; `Session::new` measures which
+    /// is faster on this adapter). Compiled programs are dropped.
+    pub fn set_fused_attention(&mut self, on: bool) {
+        if on != self.kernels.fused_attention() {
+            self.kernels.set_fused_attention(on);
+            self.plans.clear();
+        }
     }
 
     /// The label of every step of one forward pass at this batch size, in order.

@@ -168,6 +168,8 @@ fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
     use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
     let w = zeroprune::ModelWeights::load(&common::fixture("tiny-timm")).unwrap();
     let mut s = zeroprune::Session::new(gpu(), &w).unwrap();
+    // Session::new measured which attention is faster here; this test is about the fused one.
+    s.set_fused_attention(true);
     let has = |labels: &[String], l: &str| labels.iter().any(|x| x == l);
     let dense = s.step_labels(2).unwrap();
     assert!(has(&dense, "block0.attention") && has(&dense, "block1.attention"));
@@ -186,4 +188,9 @@ fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
         assert_eq!(has(&labels, "block0.attention"), !unfused, "{policy:?}");
         assert!(has(&labels, "block1.attention"), "{policy:?}");
     }
+    // Switched off, every block runs scores, softmax and context.
+    s.set_fused_attention(false);
+    let labels = s.step_labels(2).unwrap();
+    assert!(!labels.iter().any(|l| l.ends_with(".attention")));
+    assert!(has(&labels, "block1.softmax"));
 }

@@ -313,6 +313,9 @@ pub struct Kernels {
     pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
     /// The GEMM kernel of this adapter: a guess from the device type, or measured by `tune_gemm_blocking`.
     gemm_kernel: Arc<Mutex<GemmKernel>>,
+    /// Whether blocks that need no probabilities use the fused attention kernel (else scores GEMM,
+    /// softmax, context GEMM): on by default, measured by `tune_attention_blocking`.
+    fused_attention: Arc<Mutex<bool>>,
     /// Bound where a kernel's optional input is absent.
     pub(crate) dummy: GpuTensor,
 }
@@ -328,6 +331,7 @@ impl Kernels {
             modules: Arc::default(),
             pipelines: Arc::default(),
             gemm_kernel: Arc::new(Mutex::new(default_gemm_kernel(gpu))),
+            fused_attention: Arc::new(Mutex::new(true)),
             dummy: GpuTensor::zeros(gpu, "dummy", 4),
         }
     }
@@ -407,6 +411,74 @@ impl Kernels {
 
     pub fn set_gemm_kernel(&self, kernel: GemmKernel) {
         *self.gemm_kernel.lock().unwrap() = kernel;
+    }
+
+    /// Whether the model runs the fused attention where no hook reads the probabilities.
+    pub fn fused_attention(&self) -> bool {
+        *self.fused_attention.lock().unwrap()
+    }
+
+    pub fn set_fused_attention(&self, on: bool) {
+        *self.fused_attention.lock().unwrap() = on;
+    }
+
+    /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
+    /// DeiT-Tiny images (197 tokens, 3 heads of 64) and keep the faster for this adapter; once per
+    /// adapter and process.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tune_attention_blocking(&self) -> Result<bool> {
+        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        let id = self.gpu.describe();
+        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_fused_attention(*f);
+            return Ok(*f);
+        }
+        let (b, n, h, dh) = (2, 197, 3, 64);
+        let d = h * dh;
+        let qkv = GpuTensor::from_slice(&self.gpu, "tune qkv", &vec![0.01f32; b * n * 3 * d]);
+        let probs = GpuTensor::zeros(&self.gpu, "tune probs", b * h * n * n);
+        let out = GpuTensor::zeros(&self.gpu, "tune out", b * n * d);
+        let mut unfused = super::Program::default();
+        let q = MatView::rows(&qkv, 3 * d).batched(n * 3 * d, dh);
+        let pm = MatView::rows(&probs, n).batched(h * n * n, n * n);
+        let heads = |g: Gemm<'static>| Gemm {
+            outer: b,
+            heads: h,
+            ..g
+        };
+        unfused.push(self.gemm(
+            "tune",
+            q,
+            q.at(d).strides(1, 3 * d),
+            pm,
+            heads(Gemm::new(n, n, dh)),
+        )?);
+        unfused.push(self.softmax_rows("tune", &probs, b * h * n, n, n)?);
+        let o = MatView::rows(&out, d).batched(n * d, dh);
+        unfused.push(self.gemm("tune", pm, q.at(2 * d), o, heads(Gemm::new(n, dh, n)))?);
+        let mut fused = super::Program::default();
+        fused.push(self.attention(
+            "tune",
+            &qkv,
+            &out,
+            (b, n, d, h),
+            0.125,
+            AttentionBias::default(),
+        )?);
+        let mut best = [f64::INFINITY; 2];
+        for p in [&unfused, &fused] {
+            super::time_program_blocking(&self.gpu, p)?;
+        }
+        // Alternate the two so that other load on the device hits both alike.
+        for _ in 0..3 {
+            for (t, p) in best.iter_mut().zip([&unfused, &fused]) {
+                *t = t.min(super::time_program_blocking(&self.gpu, p)?);
+            }
+        }
+        let on = best[1] <= best[0];
+        TUNED.lock().unwrap().push((id, on));
+        self.set_fused_attention(on);
+        Ok(on)
     }
 
     /// Time every [`GemmKernel::CANDIDATES`] on a transformer-sized product (394 x 576 x 192, the

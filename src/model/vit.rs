@@ -240,7 +240,10 @@ impl Block {
             .forward(k, p, &name("qkv"), &a.xn, &a.qkv, b * n, false, false)?;
 
         let scale = 1.0 / (dh as f32).sqrt();
-        if !hook.needs_attention_probs(index) && Kernels::attention_fits(d, h) {
+        if k.fused_attention()
+            && !hook.needs_attention_probs(index)
+            && Kernels::attention_fits(d, h)
+        {
             p.push(k.attention(
                 &name("attention"),
                 &a.qkv,

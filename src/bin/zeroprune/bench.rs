@@ -127,6 +127,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 })),
                 "dispatches": session.dispatches(b)?, "submits": 1,
                 "gemm_kernel": session.gemm_kernel().name(),
+                "fused_attention": session.fused_attention(),
                 "kernels": breakdown,
             }));
         }
@@ -155,11 +156,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     for r in &rows {
         println!(
-            "\nbatch {} {} ({}): GEMM kernel {}, prune overhead from {}",
+            "\nbatch {} {} ({}): GEMM kernel {}, fused attention {}, prune overhead from {}",
             r["batch"],
             r["policy"],
             r["schedule"].as_str().unwrap_or(""),
             r["gemm_kernel"].as_str().unwrap_or(""),
+            r["fused_attention"],
             r["prune_overhead_source"].as_str().unwrap_or("")
         );
         if let Some(list) = r["kernels"].as_array() {
