@@ -64,7 +64,9 @@ fn bench_reports_dense_and_pruned_per_batch() {
     assert_eq!(dense["speedup"].as_f64().unwrap(), 1.0);
     assert_eq!(dense["prune_overhead_share"].as_f64().unwrap(), 0.0);
     assert!(pruned["flops_ratio"].as_f64().unwrap() < 1.0);
-    assert!(pruned["prune_overhead_share"].as_f64().unwrap() > 0.0);
+    if pruned["prune_overhead_source"] == "gpu timestamps" {
+        assert!(pruned["prune_overhead_share"].as_f64().unwrap() > 0.0);
+    }
     assert!(pruned["dispatches"].as_u64().unwrap() > dense["dispatches"].as_u64().unwrap());
     // Where the adapter has timestamps, the breakdown lists kernel families and marks pruning steps.
     if let Some(kernels) = pruned["kernels"].as_array() {

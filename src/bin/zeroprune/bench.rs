@@ -398,20 +398,32 @@ fn print_rows(as_json: bool, gpu: &GpuContext, rows: &[serde_json::Value], cols:
         return;
     }
     println!("adapter: {}", gpu.describe());
-    println!(
-        "{}",
-        cols.iter().map(|c| format!("{c:>22}")).collect::<String>()
-    );
+    let cell = |r: &serde_json::Value, c: &str| match &r[c] {
+        serde_json::Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    // Each column as wide as its widest cell, plus two spaces.
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .fold(c.len(), usize::max)
+                + 2
+        })
+        .collect();
+    let header: String = cols
+        .iter()
+        .zip(&widths)
+        .map(|(c, w)| format!("{c:>w$}"))
+        .collect();
+    println!("{header}");
     for r in rows {
         let line: String = cols
             .iter()
-            .map(|c| match &r[*c] {
-                serde_json::Value::Number(n) if n.is_f64() => {
-                    format!("{:>22.2}", n.as_f64().unwrap_or(0.0))
-                }
-                serde_json::Value::String(s) => format!("{s:>22}"),
-                v => format!("{:>22}", v.to_string()),
-            })
+            .zip(&widths)
+            .map(|(c, w)| format!("{:>w$}", cell(r, c)))
             .collect();
         println!("{line}");
     }
