@@ -1,9 +1,9 @@
 // The importance stage of Zero-TPrune: Weighted PageRank on one block's attention, per head, on the
 // surviving tokens only (rows renormalised), then the heads combined into one score per token.
 
-const WG: u32 = 256u;
+const WG: u32 = 64u; // few SIMD chunks per barrier on CPU adapters (llvmpipe); was 256
 const MAXN: u32 = 1024u;
-const PER: u32 = 4u; // MAXN / WG: tokens owned by each thread
+const PER: u32 = MAXN / WG; // tokens owned by each thread
 const NEG: f32 = -3.0e38;
 
 var<workgroup> red: array<f32, WG>;
@@ -39,7 +39,7 @@ var<workgroup> s: array<f32, MAXN>;
 var<workgroup> inv_row: array<f32, MAXN>;
 var<workgroup> stop: u32;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(64, 1, 1)
 fn wpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let z = wid.x; // image * heads + head
     let n = wp.n;
@@ -125,7 +125,7 @@ const MAXH: u32 = 64u;
 
 var<workgroup> use_head: array<f32, MAXH>;
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(64, 1, 1)
 fn combine_heads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let b = wid.x;
     let n = cp.n;

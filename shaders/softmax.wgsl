@@ -18,7 +18,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const WG: u32 = 128u;
+const WG: u32 = 32u; // one subgroup-sized workgroup per row: few barrier rounds (costly on CPU adapters)
 var<workgroup> red: array<f32, WG>;
 
 fn reduce_max(lane: u32, v: f32) -> f32 {
@@ -50,7 +50,7 @@ fn reduce_sum(lane: u32, v: f32) -> f32 {
 }
 
 // One workgroup per row; rows beyond 65535 spill into the y dimension of the dispatch.
-@compute @workgroup_size(128, 1, 1)
+@compute @workgroup_size(32, 1, 1)
 fn softmax_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

@@ -51,9 +51,16 @@ impl Session {
     pub fn new(gpu: &GpuContext, weights: &ModelWeights) -> Result<Self> {
         let model = VisionTransformer::upload(gpu, weights);
         gpu.check()?;
+        let kernels = Kernels::new(gpu);
+        // Pick the fastest GEMM kernel for this adapter (measured once per process and adapter).
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            kernels.tune_gemm_blocking()?;
+            kernels.tune_attention_blocking()?;
+        }
         Ok(Session {
             gpu: gpu.clone(),
-            kernels: Kernels::new(gpu),
+            kernels,
             model,
             pruning: Pruning::dense(),
             acts: HashMap::new(),
@@ -99,6 +106,96 @@ impl Session {
     /// Kernel dispatches in one forward pass at this batch size.
     pub fn dispatches(&mut self, batch: usize) -> Result<usize> {
         Ok(self.plan(batch)?.0.program.dispatches())
+    }
+
+    /// The GEMM kernel this session's programs use (tuned per adapter on native targets).
+    pub fn gemm_kernel(&self) -> crate::gpu::kernels::GemmKernel {
+        self.kernels.gemm_kernel()
+    }
+
+    /// Whether blocks that need no attention probabilities run the fused attention kernel.
+    pub fn fused_attention(&self) -> bool {
+        self.kernels.fused_attention()
+    }
+
+    /// Force the fused attention on or off (benchmarks and tests; `Session::new` measures which
+    /// is faster on this adapter). Compiled programs are dropped.
+    pub fn set_fused_attention(&mut self, on: bool) {
+        if on != self.kernels.fused_attention() {
+            self.kernels.set_fused_attention(on);
+            self.plans.clear();
+        }
+    }
+
+    /// The label of every step of one forward pass at this batch size, in order.
+    pub fn step_labels(&mut self, batch: usize) -> Result<Vec<String>> {
+        Ok(self
+            .plan(batch)?
+            .0
+            .program
+            .steps
+            .iter()
+            .map(|s| s.label.clone())
+            .collect())
+    }
+
+    /// Play one forward pass of `images` with a GPU timestamp pair around every step (each its own
+    /// compute pass): `(label, seconds)` per step, or `None` where the adapter has no timestamp
+    /// queries. The profiling mode of `zeroprune bench`; a normal run stays one pass.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_steps(&mut self, images: &[f32]) -> Result<Option<Vec<(String, f64)>>> {
+        let batch = self.check_images(images)?;
+        let gpu = self.gpu.clone();
+        let (plan, acts) = self.plan(batch)?;
+        gpu.queue
+            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
+        let times = crate::gpu::profile_program_blocking(&gpu, &plan.program)?;
+        Ok(times.map(|t| {
+            plan.program
+                .steps
+                .iter()
+                .zip(t)
+                .map(|(s, t)| (s.label.clone(), t))
+                .collect()
+        }))
+    }
+
+    /// Wall time of one forward pass of `images` that plays only the steps whose label `keep`
+    /// accepts (nothing read back): the CPU-timed fallback of the per-step breakdown, e.g. a pruned
+    /// pass without its pruning steps.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_steps(&mut self, images: &[f32], keep: impl Fn(&str) -> bool) -> Result<f64> {
+        let batch = self.check_images(images)?;
+        let gpu = self.gpu.clone();
+        let (plan, acts) = self.plan(batch)?;
+        gpu.queue
+            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
+        let mut program = Program::default();
+        program.extend(
+            plan.program
+                .steps
+                .iter()
+                .filter(|s| keep(&s.label))
+                .cloned(),
+        );
+        crate::gpu::time_program_blocking(&gpu, &program)
+    }
+
+    fn check_images(&self, images: &[f32]) -> Result<usize> {
+        let per = self.image_len();
+        if images.is_empty() || !images.len().is_multiple_of(per) {
+            return Err(Error::param(
+                "images",
+                format!(
+                    "expected a multiple of {per} values ({} x {} x {}), got {}",
+                    self.model.config.in_chans,
+                    self.model.config.image_size.0,
+                    self.model.config.image_size.1,
+                    images.len()
+                ),
+            ));
+        }
+        Ok(images.len() / per)
     }
 
     fn plan(&mut self, batch: usize) -> Result<(&Plan, &Activations)> {
@@ -150,20 +247,7 @@ impl Session {
     }
 
     async fn run_images_async(&mut self, images: &[f32], kept: bool) -> Result<Vec<ImageOutput>> {
-        let per = self.image_len();
-        if images.is_empty() || !images.len().is_multiple_of(per) {
-            return Err(Error::param(
-                "images",
-                format!(
-                    "expected a multiple of {per} values ({} x {} x {}), got {}",
-                    self.model.config.in_chans,
-                    self.model.config.image_size.0,
-                    self.model.config.image_size.1,
-                    images.len()
-                ),
-            ));
-        }
-        let batch = images.len() / per;
+        let batch = self.check_images(images)?;
         let classes = self.model.config.num_classes;
         let prefix = self.model.config.num_prefix_tokens() as u32;
         let gpu = self.gpu.clone();

@@ -24,6 +24,93 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("merge", include_str!("../../shaders/merge.wgsl")),
 ];
 
+/// The register-blocked GEMM template (a complete shader as written: 4x4 tile, scalar loads) and its
+/// vec4 load blocks. Kept out of [`SHADERS`], whose entry-point list the kernel tests pin; every
+/// variant the host generates is validated by `tests/gemm.rs` with the same rules.
+pub const GEMM_RB: &str = include_str!("../../shaders/gemm_rb.wgsl");
+pub const GEMM_RB_VEC4: &str = include_str!("../../shaders/gemm_rb_vec4.wgsl");
+
+/// The text between `// @{tag}-begin` and `// @{tag}-end`, markers included.
+fn section<'s>(src: &'s str, tag: &str) -> &'s str {
+    let begin = src.find(&format!("// @{tag}-begin")).unwrap_or(0);
+    let end_tag = format!("// @{tag}-end");
+    let end = src.find(&end_tag).map_or(src.len(), |e| e + end_tag.len());
+    &src[begin..end]
+}
+
+/// WGSL of one register-blocked GEMM variant: `tm` rows x `4 * tn4` columns per invocation, A and
+/// B read as vec4 or as scalars.
+pub fn gemm_rb_source(tm: u32, tn4: u32, a_vec4: bool, b_vec4: bool) -> String {
+    let mut src = GEMM_RB
+        .replace("const TM: u32 = 4u;", &format!("const TM: u32 = {tm}u;"))
+        .replace("const TN4: u32 = 1u;", &format!("const TN4: u32 = {tn4}u;"));
+    for (tag, vec4) in [("a", a_vec4), ("b", b_vec4)] {
+        if vec4 {
+            let scalar = section(GEMM_RB, tag).to_string();
+            src = src.replace(&scalar, section(GEMM_RB_VEC4, tag));
+        }
+    }
+    src
+}
+
+/// The fused attention template (head dim 64 as written); see [`attention_source`].
+pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+
+/// WGSL of the fused attention for heads of `dh` values (a multiple of 4).
+pub fn attention_source(dh: usize) -> String {
+    ATTENTION.replace(
+        "const DH4: u32 = 16u;",
+        &format!("const DH4: u32 = {}u;", dh / 4),
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AttentionParams {
+    n: u32,
+    d: u32,
+    log_size: u32,
+    masked: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Which GEMM kernel runs a [`Gemm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    /// One invocation per output (the baseline).
+    Naive,
+    /// 64x64 tiles through workgroup memory, 4x4 outputs per invocation, scalar loads.
+    Tiled,
+    /// Register-blocked, no workgroup memory: `tm` rows x `4 * tn4` columns per invocation, vec4
+    /// loads where the views allow them.
+    Blocked { tm: u32, tn4: u32 },
+}
+
+impl GemmKernel {
+    /// The candidates [`Kernels::tune_gemm_blocking`] measures.
+    pub const CANDIDATES: &'static [GemmKernel] = &[
+        GemmKernel::Tiled,
+        GemmKernel::Blocked { tm: 4, tn4: 2 },
+        GemmKernel::Blocked { tm: 2, tn4: 4 },
+        GemmKernel::Blocked { tm: 4, tn4: 4 },
+    ];
+
+    pub fn name(&self) -> String {
+        match self {
+            GemmKernel::Naive => "naive".into(),
+            GemmKernel::Tiled => "tiled64".into(),
+            GemmKernel::Blocked { tm, tn4 } => format!("blocked{tm}x{}", 4 * tn4),
+        }
+    }
+}
+
+impl std::fmt::Display for GemmKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 /// WebGPU guarantees 65535 workgroups per grid dimension.
 const MAX_GROUPS: u32 = 65535;
 
@@ -84,6 +171,8 @@ pub struct Gemm<'a> {
     pub accumulate: bool,
     /// Use the textbook kernel (benchmarks and tests only).
     pub naive: bool,
+    /// Force a kernel (benchmarks and tests); `None`: the library's choice for this adapter.
+    pub kernel: Option<GemmKernel>,
 }
 
 impl Gemm<'_> {
@@ -99,6 +188,7 @@ impl Gemm<'_> {
             gelu: false,
             accumulate: false,
             naive: false,
+            kernel: None,
         }
     }
     pub fn flops(&self) -> f64 {
@@ -219,8 +309,13 @@ impl<'a> RowView<'a> {
 #[derive(Clone)]
 pub struct Kernels {
     gpu: GpuContext,
-    modules: Arc<Mutex<HashMap<&'static str, wgpu::ShaderModule>>>,
+    modules: Arc<Mutex<HashMap<String, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
+    /// The GEMM kernel of this adapter: a guess from the device type, or measured by `tune_gemm_blocking`.
+    gemm_kernel: Arc<Mutex<GemmKernel>>,
+    /// Whether blocks that need no probabilities use the fused attention kernel (else scores GEMM,
+    /// softmax, context GEMM): on by default, measured by `tune_attention_blocking`.
+    fused_attention: Arc<Mutex<bool>>,
     /// Bound where a kernel's optional input is absent.
     pub(crate) dummy: GpuTensor,
 }
@@ -235,6 +330,8 @@ impl Kernels {
             gpu: gpu.clone(),
             modules: Arc::default(),
             pipelines: Arc::default(),
+            gemm_kernel: Arc::new(Mutex::new(default_gemm_kernel(gpu))),
+            fused_attention: Arc::new(Mutex::new(true)),
             dummy: GpuTensor::zeros(gpu, "dummy", 4),
         }
     }
@@ -250,7 +347,29 @@ impl Kernels {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
-        let key = format!("{file}:{entry}:{constants:?}");
+        self.pipeline_from(
+            file,
+            || {
+                SHADERS
+                    .iter()
+                    .find(|(n, _)| *n == file)
+                    .map(|(_, s)| s.to_string())
+                    .unwrap_or_default()
+            },
+            entry,
+            constants,
+        )
+    }
+
+    /// The pipeline for `entry` of the module called `name`, whose source `src` makes on first use.
+    fn pipeline_from(
+        &self,
+        name: &str,
+        src: impl FnOnce() -> String,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{name}:{entry}:{constants:?}");
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
@@ -258,17 +377,13 @@ impl Kernels {
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
-                .entry(file)
+                .entry(name.to_string())
                 .or_insert_with(|| {
-                    let src = SHADERS
-                        .iter()
-                        .find(|(n, _)| *n == file)
-                        .map(|(_, s)| *s)
-                        .unwrap_or_default();
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(file),
-                        source: wgpu::ShaderSource::Wgsl(src.into()),
-                    })
+                    let desc = wgpu::ShaderModuleDescriptor {
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(src().into()),
+                    };
+                    device.create_shader_module(desc)
                 })
                 .clone()
         };
@@ -287,6 +402,128 @@ impl Kernels {
         self.gpu.check()?;
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// The GEMM kernel that runs a [`Gemm`] without `kernel` or `naive`.
+    pub fn gemm_kernel(&self) -> GemmKernel {
+        *self.gemm_kernel.lock().unwrap()
+    }
+
+    pub fn set_gemm_kernel(&self, kernel: GemmKernel) {
+        *self.gemm_kernel.lock().unwrap() = kernel;
+    }
+
+    /// Whether the model runs the fused attention where no hook reads the probabilities.
+    pub fn fused_attention(&self) -> bool {
+        *self.fused_attention.lock().unwrap()
+    }
+
+    pub fn set_fused_attention(&self, on: bool) {
+        *self.fused_attention.lock().unwrap() = on;
+    }
+
+    /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
+    /// DeiT-Tiny images (197 tokens, 3 heads of 64) and keep the faster for this adapter; once per
+    /// adapter and process.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tune_attention_blocking(&self) -> Result<bool> {
+        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        let id = self.gpu.describe();
+        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_fused_attention(*f);
+            return Ok(*f);
+        }
+        let (b, n, h, dh) = (2, 197, 3, 64);
+        let d = h * dh;
+        let qkv = GpuTensor::from_slice(&self.gpu, "tune qkv", &vec![0.01f32; b * n * 3 * d]);
+        let probs = GpuTensor::zeros(&self.gpu, "tune probs", b * h * n * n);
+        let out = GpuTensor::zeros(&self.gpu, "tune out", b * n * d);
+        let mut unfused = super::Program::default();
+        let q = MatView::rows(&qkv, 3 * d).batched(n * 3 * d, dh);
+        let pm = MatView::rows(&probs, n).batched(h * n * n, n * n);
+        let heads = |g: Gemm<'static>| Gemm {
+            outer: b,
+            heads: h,
+            ..g
+        };
+        unfused.push(self.gemm(
+            "tune",
+            q,
+            q.at(d).strides(1, 3 * d),
+            pm,
+            heads(Gemm::new(n, n, dh)),
+        )?);
+        unfused.push(self.softmax_rows("tune", &probs, b * h * n, n, n)?);
+        let o = MatView::rows(&out, d).batched(n * d, dh);
+        unfused.push(self.gemm("tune", pm, q.at(2 * d), o, heads(Gemm::new(n, dh, n)))?);
+        let mut fused = super::Program::default();
+        fused.push(self.attention(
+            "tune",
+            &qkv,
+            &out,
+            (b, n, d, h),
+            0.125,
+            AttentionBias::default(),
+        )?);
+        let mut best = [f64::INFINITY; 2];
+        for p in [&unfused, &fused] {
+            super::time_program_blocking(&self.gpu, p)?;
+        }
+        // Alternate the two so that other load on the device hits both alike.
+        for _ in 0..3 {
+            for (t, p) in best.iter_mut().zip([&unfused, &fused]) {
+                *t = t.min(super::time_program_blocking(&self.gpu, p)?);
+            }
+        }
+        let on = best[1] <= best[0];
+        TUNED.lock().unwrap().push((id, on));
+        self.set_fused_attention(on);
+        Ok(on)
+    }
+
+    /// Time every [`GemmKernel::CANDIDATES`] on a transformer-sized product (394 x 576 x 192, the
+    /// QKV of two DeiT-Tiny images) and keep the fastest for this adapter. Measured once per adapter
+    /// and process; about a second on a CPU adapter, milliseconds on a GPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tune_gemm_blocking(&self) -> Result<GemmKernel> {
+        static TUNED: Mutex<Vec<(String, GemmKernel)>> = Mutex::new(Vec::new());
+        let id = self.gpu.describe();
+        if let Some((_, k)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_gemm_kernel(*k);
+            return Ok(*k);
+        }
+        let (m, n, kk) = (394, 576, 192);
+        let a = GpuTensor::from_slice(&self.gpu, "tune a", &vec![0.01f32; m * kk]);
+        let b = GpuTensor::from_slice(&self.gpu, "tune b", &vec![0.01f32; kk * n]);
+        let c = GpuTensor::zeros(&self.gpu, "tune c", m * n);
+        let mut best = (f64::INFINITY, self.gemm_kernel());
+        for &kernel in GemmKernel::CANDIDATES {
+            let g = Gemm {
+                kernel: Some(kernel),
+                ..Gemm::new(m, n, kk)
+            };
+            let step = self.gemm(
+                "tune",
+                MatView::rows(&a, kk),
+                MatView::rows(&b, n),
+                MatView::rows(&c, n),
+                g,
+            )?;
+            let mut program = super::Program::default();
+            program.push(step);
+            // The first run warms up; the best of the next three counts (other work may share the device).
+            super::time_program_blocking(&self.gpu, &program)?;
+            let mut t = f64::INFINITY;
+            for _ in 0..3 {
+                t = t.min(super::time_program_blocking(&self.gpu, &program)?);
+            }
+            if t < best.0 {
+                best = (t, kernel);
+            }
+        }
+        TUNED.lock().unwrap().push((id, best.1));
+        self.set_gemm_kernel(best.1);
+        Ok(best.1)
     }
 
     pub(crate) fn step<P: Pod>(
@@ -362,12 +599,17 @@ impl Kernels {
             ("ACCUMULATE", flag(g.accumulate)),
         ];
         let z = u(g.outer * g.heads.max(1), "gemm batch")?;
-        let (entry, tile) = if g.naive {
-            ("gemm_naive", 16)
-        } else {
-            ("gemm", 64)
+        let kernel = match (g.naive, g.kernel) {
+            (true, _) => GemmKernel::Naive,
+            (false, Some(k)) => k,
+            (false, None) => self.gemm_kernel(),
         };
-        let groups = [g.n.div_ceil(tile), g.m.div_ceil(tile)];
+        let (tile_m, tile_n) = match kernel {
+            GemmKernel::Naive => (16, 16),
+            GemmKernel::Tiled => (64, 64),
+            GemmKernel::Blocked { tm, tn4 } => (16 * tm as usize, 4 * tn4 as usize),
+        };
+        let groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
         if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
             return Err(Error::param(
                 "gemm shape",
@@ -377,7 +619,20 @@ impl Kernels {
                 ),
             ));
         }
-        let pipeline = self.pipeline("matmul", entry, &constants)?;
+        let pipeline = match kernel {
+            GemmKernel::Naive => self.pipeline("matmul", "gemm_naive", &constants)?,
+            GemmKernel::Tiled => self.pipeline("matmul", "gemm", &constants)?,
+            GemmKernel::Blocked { tm, tn4 } => {
+                let (av, bv) = (a_vec4(&a), b_vec4(&b, g.n));
+                let name = format!("gemm_rb:{tm}x{tn4}:{}{}", av as u8, bv as u8);
+                self.pipeline_from(
+                    &name,
+                    || gemm_rb_source(tm, tn4, av, bv),
+                    "gemm_rb",
+                    &constants,
+                )?
+            }
+        };
         let bias = g.bias.unwrap_or(&self.dummy);
         Ok(self.step(
             label,
@@ -385,6 +640,66 @@ impl Kernels {
             &[a.t, b.t, bias, c.t],
             &params,
             [groups[0] as u32, groups[1] as u32, z],
+        ))
+    }
+
+    /// Whether [`Kernels::attention`] handles these shapes: head dim and width multiples of 4 and
+    /// the qkv buffer bindable as vec4s.
+    pub fn attention_fits(d: usize, heads: usize) -> bool {
+        heads > 0 && d.is_multiple_of(heads) && (d / heads).is_multiple_of(4) && d / heads <= 256
+    }
+
+    /// Fused attention `out[b, i, h] = softmax(Q K^T * scale + bias) V` over `qkv[B, n, 3d]` into
+    /// `out[B, n, d]`, without writing the probabilities.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        label: &str,
+        qkv: &GpuTensor,
+        out: &GpuTensor,
+        (batch, n, d, heads): (usize, usize, usize, usize),
+        scale: f32,
+        bias: AttentionBias,
+    ) -> Result<Step> {
+        if !Self::attention_fits(d, heads) || n == 0 {
+            return Err(Error::param(
+                "attention",
+                format!("width {d} with {heads} heads needs a head dim that is a multiple of 4"),
+            ));
+        }
+        if qkv.len < batch * n * 3 * d || out.len < batch * n * d {
+            return Err(Error::param("attention", "buffers too small for the shape"));
+        }
+        let dh = d / heads;
+        let params = AttentionParams {
+            n: u(n, "tokens")?,
+            d: u(d, "width")?,
+            log_size: bias.log_size.is_some() as u32,
+            masked: bias.valid.is_some() as u32,
+            scale,
+            _pad: [0; 3],
+        };
+        const WG: usize = 32;
+        let groups = n.div_ceil(WG);
+        if groups > MAX_GROUPS as usize
+            || heads > MAX_GROUPS as usize
+            || batch > MAX_GROUPS as usize
+        {
+            return Err(Error::param(
+                "attention",
+                "shape exceeds the dispatch limit",
+            ));
+        }
+        let name = format!("attention:{dh}");
+        let pipeline = self.pipeline_from(&name, || attention_source(dh), "attention", &[])?;
+        let sizes = bias.log_size.unwrap_or(&self.dummy);
+        let counts = bias.valid.unwrap_or(&self.dummy);
+        Ok(self.step(
+            label,
+            pipeline,
+            &[qkv, sizes, counts, out],
+            &params,
+            [groups as u32, heads as u32, batch as u32],
         ))
     }
 
@@ -541,6 +856,34 @@ impl Kernels {
             &params,
             grid_for_items(total, 256),
         ))
+    }
+}
+
+/// Whether A can be read as aligned vec4s along k.
+fn a_vec4(a: &MatView) -> bool {
+    a.col_stride == 1
+        && [a.off, a.row_stride, a.z_outer, a.z_inner, a.t.len]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+        && a.t.len >= 4
+}
+
+/// Whether B can be read as aligned vec4s along n (`n` columns, a multiple of 4).
+fn b_vec4(b: &MatView, n: usize) -> bool {
+    b.col_stride == 1
+        && [b.off, b.row_stride, b.z_outer, b.z_inner, b.t.len, n]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+        && b.t.len >= 4
+}
+
+/// Before any measurement: the register-blocked kernel on CPU adapters (where workgroup memory is
+/// ordinary cache and barriers are expensive), the tiled one on GPUs.
+fn default_gemm_kernel(gpu: &GpuContext) -> GemmKernel {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        GemmKernel::Blocked { tm: 4, tn4: 4 }
+    } else {
+        GemmKernel::Tiled
     }
 }
 

@@ -43,3 +43,86 @@ impl Program {
         self.steps.len()
     }
 }
+
+impl Program {
+    /// Record every step as its own compute pass with GPU timestamps at its start and end
+    /// (`Features::TIMESTAMP_QUERY`); the profiling mode of `zeroprune bench`. Returns the query
+    /// set and a buffer the timestamps are resolved into (`2 * steps` u64 ticks).
+    pub fn encode_timed(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+    ) -> (wgpu::QuerySet, wgpu::Buffer) {
+        let count = (2 * self.steps.len()).max(2) as u32;
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("step timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&step.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&step.pipeline);
+            pass.set_bind_group(0, &step.bind_group, &[]);
+            let [x, y, z] = step.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+        }
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 8 * count as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        encoder.resolve_query_set(&queries, 0..count, &resolve, 0);
+        (queries, resolve)
+    }
+}
+
+/// Play `program` once (one pass, one submit) and wait for it: wall-clock seconds.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn time_program_blocking(
+    gpu: &super::GpuContext,
+    program: &Program,
+) -> crate::error::Result<f64> {
+    let start = std::time::Instant::now();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    program.encode(&mut encoder);
+    gpu.queue.submit([encoder.finish()]);
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| crate::error::Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    gpu.check()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Play `program` with a timestamp pair around every step and return each step's GPU time in
+/// seconds, in step order; `None` where the adapter has no timestamp queries.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn profile_program_blocking(
+    gpu: &super::GpuContext,
+    program: &Program,
+) -> crate::error::Result<Option<Vec<f64>>> {
+    if !gpu.has_timestamps() || program.steps.is_empty() {
+        return Ok(None);
+    }
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let (_queries, resolve) = program.encode_timed(&gpu.device, &mut encoder);
+    let staging = super::buffers::staging_buffer(gpu, resolve.size());
+    encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, resolve.size());
+    gpu.queue.submit([encoder.finish()]);
+    let ticks: Vec<u64> = pollster::block_on(super::read_buffer(gpu, &staging, resolve.size()))?;
+    let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+    Ok(Some(
+        ticks
+            .chunks_exact(2)
+            .take(program.steps.len())
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .collect(),
+    ))
+}

@@ -180,6 +180,13 @@ pub trait TokenHook {
         AttentionBias::default()
     }
 
+    /// Whether something reads block `block`'s attention probabilities `P[B, H, N, N]` (token
+    /// scoring): such blocks write them (scores GEMM, softmax, context GEMM); the others run the
+    /// fused attention kernel, which never materialises them.
+    fn needs_attention_probs(&self, _block: usize) -> bool {
+        false
+    }
+
     /// Runs after `x += proj(attention)` of block `block`, which ran on `tokens` rows per image;
     /// returns the rows per image from here on.
     fn after_attention(
@@ -232,36 +239,51 @@ impl Block {
         self.qkv
             .forward(k, p, &name("qkv"), &a.xn, &a.qkv, b * n, false, false)?;
 
-        // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
-        let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
-        let kt = q.at(d).strides(1, 3 * d);
-        let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
-        let scores = Gemm {
-            outer: b,
-            heads: h,
-            alpha: 1.0 / (dh as f32).sqrt(),
-            ..Gemm::new(n, n, dh)
-        };
-        p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
-        p.push(k.softmax_biased(
-            &name("softmax"),
-            &a.probs,
-            b * h * n,
-            n,
-            n,
-            h * n,
-            hook.attention_bias(index),
-        )?);
+        let scale = 1.0 / (dh as f32).sqrt();
+        if k.fused_attention()
+            && !hook.needs_attention_probs(index)
+            && Kernels::attention_fits(d, h)
+        {
+            p.push(k.attention(
+                &name("attention"),
+                &a.qkv,
+                &a.attn,
+                (b, n, d, h),
+                scale,
+                hook.attention_bias(index),
+            )?);
+        } else {
+            // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
+            let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
+            let kt = q.at(d).strides(1, 3 * d);
+            let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
+            let scores = Gemm {
+                outer: b,
+                heads: h,
+                alpha: scale,
+                ..Gemm::new(n, n, dh)
+            };
+            p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
+            p.push(k.softmax_biased(
+                &name("softmax"),
+                &a.probs,
+                b * h * n,
+                n,
+                n,
+                h * n,
+                hook.attention_bias(index),
+            )?);
 
-        // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
-        let v = q.at(2 * d);
-        let out = MatView::rows(&a.attn, d).batched(n * d, dh);
-        let pv = Gemm {
-            outer: b,
-            heads: h,
-            ..Gemm::new(n, dh, n)
-        };
-        p.push(k.gemm(&name("context"), probs, v, out, pv)?);
+            // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
+            let v = q.at(2 * d);
+            let out = MatView::rows(&a.attn, d).batched(n * d, dh);
+            let pv = Gemm {
+                outer: b,
+                heads: h,
+                ..Gemm::new(n, dh, n)
+            };
+            p.push(k.gemm(&name("context"), probs, v, out, pv)?);
+        }
         self.proj
             .forward(k, p, &name("proj"), &a.attn, &a.x, b * n, false, true)?;
 

@@ -202,6 +202,10 @@ impl TokenHook for PrunePlan {
         }
     }
 
+    fn needs_attention_probs(&self, block: usize) -> bool {
+        self.steps.iter().any(|s| s.step.block == block) && self.pruning.policy.reads_attention()
+    }
+
     fn after_attention(
         &mut self,
         k: &Kernels,

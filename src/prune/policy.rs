@@ -28,6 +28,15 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Whether the policy's steps read the attention probabilities of their block (ToMe reads
+    /// keys only, random nothing): the model writes them only for such blocks.
+    pub fn reads_attention(&self) -> bool {
+        matches!(
+            self,
+            Policy::ZeroTPrune | Policy::Wpr | Policy::Evit | Policy::Threshold
+        )
+    }
+
     pub const ALL: [Policy; 7] = [
         Policy::None,
         Policy::ZeroTPrune,

@@ -1,0 +1,139 @@
+// Register-blocked GEMM without workgroup memory or barriers: the same contract as matmul.wgsl's
+//   C[z][m, n] = epilogue(alpha * sum_k A[z][m, k] * B[z][k, n]),  epilogue: (+ bias[n]) (GELU) (+ C)
+// Each invocation computes TM rows x (4 * TN4) columns of C. The 16 invocations of a workgroup
+// take consecutive row blocks of the SAME column block, so every B value a workgroup reads is
+// uniform across it (one load, broadcast) and only A is read per invocation: on a CPU-backed
+// adapter (llvmpipe: invocations are SIMD lanes, barriers are coroutine switches) this beats
+// shared-memory tiling; on a GPU the tiled kernel may win, and the kernel library measures both.
+//
+// This file is a template: the host rewrites the two `const` lines below (the tile) and may swap the
+// A and B load blocks for their vec4 versions (gemm_rb_vec4.wgsl) when a view is aligned for them.
+// As written it is a complete shader (TM = 4, TN4 = 1, scalar loads), validated like the others.
+
+const TM: u32 = 4u;
+const TN4: u32 = 1u;
+const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batches still split into several workgroups
+
+struct Params {
+    m: u32, n: u32, k: u32, heads: u32,
+    a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32,
+    a_zi: u32, b_off: u32, b_ks: u32, b_ns: u32,
+    b_zo: u32, b_zi: u32, c_off: u32, c_rs: u32,
+    c_zo: u32, c_zi: u32, bias_off: u32, alpha: f32,
+}
+
+override HAS_BIAS: bool = false;
+override GELU: bool = false;
+override ACCUMULATE: bool = false;
+
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+// @a-begin
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+fn la(i: u32) -> f32 { return a[i]; }
+// Four values of A at i, i + s, i + 2s, i + 3s (four consecutive k of one row).
+fn la4(i: u32, s: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + s], a[i + 2u * s], a[i + 3u * s]); }
+// @a-end
+
+// @b-begin
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+fn lb(i: u32) -> f32 { return b[i]; }
+// Four consecutive columns (col4 * 4 ..) of the B row starting at `row`; columns past n are clamped.
+fn lb4(row: u32, col4: u32) -> vec4<f32> {
+    let c0 = col4 * 4u;
+    let last = p.n - 1u;
+    return vec4<f32>(
+        b[row + min(c0, last) * p.b_ns],
+        b[row + min(c0 + 1u, last) * p.b_ns],
+        b[row + min(c0 + 2u, last) * p.b_ns],
+        b[row + min(c0 + 3u, last) * p.b_ns],
+    );
+}
+// @b-end
+
+fn erf(x: f32) -> f32 {
+    let s = sign(x);
+    let ax = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * ax);
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-ax * ax);
+    return s * y;
+}
+
+fn gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
+}
+
+fn store(c_base: u32, row: u32, col: u32, acc: f32) {
+    var v = p.alpha * acc;
+    if HAS_BIAS {
+        v += bias[p.bias_off + col];
+    }
+    if GELU {
+        v = gelu(v);
+    }
+    let i = c_base + row * p.c_rs + col;
+    if ACCUMULATE {
+        v += c[i];
+    }
+    c[i] = v;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn gemm_rb(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let zo = wid.z / p.heads;
+    let zi = wid.z % p.heads;
+    let a_base = p.a_off + zo * p.a_zo + zi * p.a_zi;
+    let b_base = p.b_off + zo * p.b_zo + zi * p.b_zi;
+    let c_base = p.c_off + zo * p.c_zo + zi * p.c_zi;
+    let col4 = wid.x * TN4;
+    let m0 = (wid.y * WG + li) * TM;
+    // Rows past m repeat the last row (valid loads) and are not stored.
+    var arow: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        arow[i] = a_base + min(m0 + i, p.m - 1u) * p.a_rs;
+    }
+    var acc: array<array<vec4<f32>, TN4>, TM>;
+    let k4 = p.k & ~3u;
+    for (var k = 0u; k < k4; k += 4u) {
+        var av: array<vec4<f32>, TM>;
+        for (var i = 0u; i < TM; i++) {
+            av[i] = la4(arow[i] + k * p.a_ks, p.a_ks);
+        }
+        for (var kk = 0u; kk < 4u; kk++) {
+            let brow = b_base + (k + kk) * p.b_ks;
+            for (var j = 0u; j < TN4; j++) {
+                let bv = lb4(brow, col4 + j);
+                for (var i = 0u; i < TM; i++) {
+                    acc[i][j] = fma(vec4<f32>(av[i][kk]), bv, acc[i][j]);
+                }
+            }
+        }
+    }
+    for (var k = k4; k < p.k; k++) {
+        let brow = b_base + k * p.b_ks;
+        for (var j = 0u; j < TN4; j++) {
+            let bv = lb4(brow, col4 + j);
+            for (var i = 0u; i < TM; i++) {
+                acc[i][j] = fma(vec4<f32>(la(arow[i] + k * p.a_ks)), bv, acc[i][j]);
+            }
+        }
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = m0 + i;
+        if (row < p.m) {
+            for (var j = 0u; j < TN4; j++) {
+                for (var e = 0u; e < 4u; e++) {
+                    let col = (col4 + j) * 4u + e;
+                    if (col < p.n) {
+                        store(c_base, row, col, acc[i][j][e]);
+                    }
+                }
+            }
+        }
+    }
+}

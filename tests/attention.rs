@@ -1,0 +1,196 @@
+//! The fused attention kernel against a CPU reference (f64): odd token counts, several head sizes,
+//! ToMe's log-size bias and masked keys; and the model choosing it only where no hook reads the
+//! attention probabilities.
+
+mod common;
+
+use common::{gpu, kernels, run};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use zeroprune::gpu::kernels::{attention_source, AttentionBias};
+use zeroprune::gpu::{GpuTensor, Kernels};
+
+fn upload<T: bytemuck::Pod>(data: &[T]) -> GpuTensor {
+    GpuTensor::from_slice(gpu(), "test input", data)
+}
+
+fn read(t: &GpuTensor) -> Vec<f32> {
+    t.read_blocking::<f32>(gpu()).expect("readback")
+}
+
+/// `out[b, i, h*dh..]` of softmax(Q K^T * scale + log size) V over the first `valid[b]` keys.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    qkv: &[f32],
+    (b, n, d, h): (usize, usize, usize, usize),
+    scale: f64,
+    sizes: Option<&[f32]>,
+    valid: Option<&[u32]>,
+) -> Vec<f64> {
+    let dh = d / h;
+    let mut out = vec![0.0; b * n * d];
+    for bi in 0..b {
+        let keys = valid.map_or(n, |v| (v[bi] as usize).clamp(1, n));
+        for hi in 0..h {
+            for i in 0..n {
+                let q = |t: usize| qkv[(bi * n + i) * 3 * d + hi * dh + t] as f64;
+                let logits: Vec<f64> = (0..keys)
+                    .map(|j| {
+                        let k = |t: usize| qkv[(bi * n + j) * 3 * d + d + hi * dh + t] as f64;
+                        let mut s = (0..dh).map(|t| q(t) * k(t)).sum::<f64>() * scale;
+                        if let Some(sz) = sizes {
+                            s += (sz[bi * n + j] as f64).ln();
+                        }
+                        s
+                    })
+                    .collect();
+                let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = logits.iter().map(|s| (s - m).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for t in 0..dh {
+                    let v: f64 = (0..keys)
+                        .map(|j| e[j] * qkv[(bi * n + j) * 3 * d + 2 * d + hi * dh + t] as f64)
+                        .sum();
+                    out[(bi * n + i) * d + hi * dh + t] = v / sum;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn case(seed: u64, shape: (usize, usize, usize, usize), log_size: bool, masked: bool, mag: f32) {
+    let (b, n, d, h) = shape;
+    let mut r = StdRng::seed_from_u64(seed);
+    let qkv: Vec<f32> = (0..b * n * 3 * d)
+        .map(|_| r.random_range(-mag..mag))
+        .collect();
+    let sizes: Vec<f32> = (0..b * n).map(|_| r.random_range(1.0..4.0)).collect();
+    let valid: Vec<u32> = (0..b).map(|_| r.random_range(1..=n as u32)).collect();
+    let (qt, st, vt) = (upload(&qkv), upload(&sizes), upload(&valid));
+    let out = upload(&vec![7.0f32; b * n * d]);
+    let scale = 1.0 / ((d / h) as f32).sqrt();
+    let bias = AttentionBias {
+        log_size: log_size.then_some(&st),
+        valid: masked.then_some(&vt),
+    };
+    run([kernels()
+        .attention("attention test", &qt, &out, shape, scale, bias)
+        .unwrap()]);
+    let got = read(&out);
+    let want = reference(
+        &qkv,
+        shape,
+        scale as f64,
+        log_size.then_some(&sizes[..]),
+        masked.then_some(&valid[..]),
+    );
+    let scale_v = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()))
+        / scale_v;
+    assert!(
+        err < 2e-5,
+        "shape {shape:?} log_size {log_size} masked {masked}: error {err:e}"
+    );
+}
+
+#[test]
+fn fused_attention_matches_the_reference() {
+    // (batch, tokens, width, heads): DeiT-Tiny-like, odd counts past the workgroup and key block, one token.
+    let shapes = [
+        (2, 197, 192, 3),
+        (1, 33, 32, 4),
+        (3, 9, 24, 2),
+        (1, 1, 16, 2),
+        (2, 70, 16, 4),
+    ];
+    for (i, &s) in shapes.iter().enumerate() {
+        case(i as u64, s, false, false, 1.0);
+    }
+    // Large logits: the online softmax must not overflow.
+    case(20, (1, 50, 32, 2), false, false, 8.0);
+}
+
+#[test]
+fn fused_attention_with_log_size_bias_and_masked_keys() {
+    for (i, &(log_size, masked)) in [(true, false), (false, true), (true, true)]
+        .iter()
+        .enumerate()
+    {
+        case(30 + i as u64, (3, 41, 32, 2), log_size, masked, 1.0);
+        case(40 + i as u64, (2, 197, 192, 3), log_size, masked, 1.0);
+    }
+}
+
+#[test]
+fn fused_attention_rejects_unsupported_heads() {
+    assert!(!Kernels::attention_fits(30, 5)); // head dim 6
+    assert!(Kernels::attention_fits(192, 3));
+    let t = upload(&vec![0f32; 64]);
+    assert!(kernels()
+        .attention("bad", &t, &t, (1, 2, 30, 5), 1.0, AttentionBias::default())
+        .is_err());
+}
+
+#[test]
+fn attention_template_validates_within_webgpu_limits() {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let limits = wgpu::Limits::default();
+    for dh in [4, 8, 16, 64, 128] {
+        let src = attention_source(dh);
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("dh {dh}: {}", e.emit_to_string(&src)));
+        Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("dh {dh}: {}", e.emit_to_string(&src)));
+        let ep = &module.entry_points[0];
+        let [x, y, z] = ep.workgroup_size;
+        assert!(x * y * z <= limits.max_compute_invocations_per_workgroup);
+        assert!(module
+            .global_variables
+            .iter()
+            .all(|(_, g)| g.space != naga::AddressSpace::WorkGroup));
+        let (_, u) = module
+            .global_variables
+            .iter()
+            .find(|(_, g)| g.space == naga::AddressSpace::Uniform)
+            .unwrap();
+        assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 32);
+        assert_eq!(u.binding.as_ref().unwrap().binding, 4);
+    }
+}
+
+#[test]
+fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
+    use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
+    let w = zeroprune::ModelWeights::load(&common::fixture("tiny-timm")).unwrap();
+    let mut s = zeroprune::Session::new(gpu(), &w).unwrap();
+    // Session::new measured which attention is faster here; this test is about the fused one.
+    s.set_fused_attention(true);
+    let has = |labels: &[String], l: &str| labels.iter().any(|x| x == l);
+    let dense = s.step_labels(2).unwrap();
+    assert!(has(&dense, "block0.attention") && has(&dense, "block1.attention"));
+    assert!(!dense.iter().any(|l| l.contains("softmax")));
+    let spec = ScheduleSpec::parse_keep("0.6@0").unwrap();
+    for (policy, unfused) in [
+        (Policy::ZeroTPrune, true),
+        (Policy::Evit, true),
+        (Policy::Tome, false),
+        (Policy::Random, false),
+    ] {
+        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap();
+        s.set_pruning(p);
+        let labels = s.step_labels(2).unwrap();
+        assert_eq!(has(&labels, "block0.softmax"), unfused, "{policy:?}");
+        assert_eq!(has(&labels, "block0.attention"), !unfused, "{policy:?}");
+        assert!(has(&labels, "block1.attention"), "{policy:?}");
+    }
+    // Switched off, every block runs scores, softmax and context.
+    s.set_fused_attention(false);
+    let labels = s.step_labels(2).unwrap();
+    assert!(!labels.iter().any(|l| l.ends_with(".attention")));
+    assert!(has(&labels, "block1.softmax"));
+}

@@ -1,0 +1,105 @@
+//! `zeroprune bench` end to end on a tiny fixture model: dense and pruned in one run, the JSON
+//! fields the issue names, the per-kernel breakdown, and `--kernels`.
+
+mod common;
+
+use std::process::Command;
+
+use common::fixture;
+
+fn zeroprune() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
+    c.env_remove("ZEROPRUNE_MODEL");
+    c
+}
+
+fn json(c: &mut Command) -> serde_json::Value {
+    let out = c.output().expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[test]
+fn bench_reports_dense_and_pruned_per_batch() {
+    let v = json(
+        zeroprune()
+            .args([
+                "bench", "--json", "--runs", "2", "--batch", "1,2", "--model",
+            ])
+            .arg(fixture("tiny-timm"))
+            .args(["--policy", "zero-tprune", "--keep", "0.5@0"]),
+    );
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "dense and pruned at two batch sizes");
+    for r in rows {
+        for key in [
+            "batch",
+            "policy",
+            "latency_ms",
+            "images_per_s",
+            "flops_ratio",
+            "speedup",
+            "prune_overhead_share",
+            "dispatches",
+            "submits",
+            "gflops_per_image",
+            "achieved_gflops_per_s",
+        ] {
+            assert!(!r[key].is_null(), "{key} missing in {r}");
+        }
+        assert!(r["latency_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["submits"], 1);
+        let share = r["prune_overhead_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share));
+    }
+    let dense = &rows[0];
+    let pruned = &rows[1];
+    assert_eq!(dense["policy"], "none");
+    assert_eq!(pruned["policy"], "zero-tprune");
+    assert_eq!(dense["flops_ratio"].as_f64().unwrap(), 1.0);
+    assert_eq!(dense["speedup"].as_f64().unwrap(), 1.0);
+    assert_eq!(dense["prune_overhead_share"].as_f64().unwrap(), 0.0);
+    assert!(pruned["flops_ratio"].as_f64().unwrap() < 1.0);
+    if pruned["prune_overhead_source"] == "gpu timestamps" {
+        assert!(pruned["prune_overhead_share"].as_f64().unwrap() > 0.0);
+    }
+    assert!(pruned["dispatches"].as_u64().unwrap() > dense["dispatches"].as_u64().unwrap());
+    // Where the adapter has timestamps, the breakdown lists kernel families and marks pruning steps.
+    if let Some(kernels) = pruned["kernels"].as_array() {
+        assert!(kernels.iter().any(|k| k["family"] == "fc1"));
+        assert!(kernels
+            .iter()
+            .any(|k| k["prune"] == true && k["family"] == "prune.pagerank"));
+        let share: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+        assert!((share - 1.0).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn bench_kernels_compares_gemm_variants_with_the_cpu() {
+    let v = json(zeroprune().args(["bench", "--kernels", "--json", "--runs", "1"]));
+    let rows = v["results"].as_array().unwrap();
+    let kernel = |r: &serde_json::Value| r["kernel"].as_str().unwrap().to_string();
+    assert!(rows.iter().any(|r| kernel(r) == "gpu naive"));
+    assert!(rows.iter().any(|r| kernel(r).contains("(chosen)")));
+    assert!(rows.iter().any(|r| kernel(r) == "cpu matrixmultiply"));
+    assert!(rows.iter().any(|r| kernel(r) == "gpu fused attention"));
+    for r in rows {
+        assert!(r["gflops_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
+#[test]
+fn bench_rejects_batch_zero() {
+    let out = zeroprune()
+        .args(["bench", "--batch", "0", "--model"])
+        .arg(fixture("tiny-timm"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
+}
