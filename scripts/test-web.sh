@@ -36,11 +36,11 @@ command -v node >/dev/null || skip "Node.js is missing (needed for the Playwrigh
 
 set -e
 echo "== clippy on the wasm32 build"
-cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test kernels --test prune_kernels -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --no-default-features --lib --test kernels --test prune_kernels --test gemm --test attention -- -D warnings
 
 echo "== kernel tests in headless Chromium (wasm-bindgen-test, WebGPU on SwiftShader)"
 CHROMEDRIVER=$(command -v chromedriver) WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1200} \
-  cargo test --target wasm32-unknown-unknown --no-default-features --test kernels --test prune_kernels
+  cargo test --target wasm32-unknown-unknown --no-default-features --test kernels --test prune_kernels --test gemm --test attention
 
 echo "== end-to-end: the demo page against the native binary"
 cargo build --release

@@ -14,8 +14,8 @@ fn upload<T: bytemuck::Pod>(data: &[T]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "test input", data)
 }
 
-fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read_blocking::<f32>(gpu()).expect("readback")
+async fn read(t: &GpuTensor) -> Vec<f32> {
+    t.read::<f32>(gpu()).await.expect("readback")
 }
 
 /// `out[b, i, h*dh..]` of softmax(Q K^T * scale + log size) V over the first `valid[b]` keys.
@@ -59,7 +59,13 @@ fn reference(
     out
 }
 
-fn case(seed: u64, shape: (usize, usize, usize, usize), log_size: bool, masked: bool, mag: f32) {
+async fn case(
+    seed: u64,
+    shape: (usize, usize, usize, usize),
+    log_size: bool,
+    masked: bool,
+    mag: f32,
+) {
     let (b, n, d, h) = shape;
     let mut r = StdRng::seed_from_u64(seed);
     let qkv: Vec<f32> = (0..b * n * 3 * d)
@@ -77,7 +83,7 @@ fn case(seed: u64, shape: (usize, usize, usize, usize), log_size: bool, masked: 
     run([kernels()
         .attention("attention test", &qt, &out, shape, scale, bias)
         .unwrap()]);
-    let got = read(&out);
+    let got = read(&out).await;
     let want = reference(
         &qkv,
         shape,
@@ -97,8 +103,7 @@ fn case(seed: u64, shape: (usize, usize, usize, usize), log_size: bool, masked: 
     );
 }
 
-#[test]
-fn fused_attention_matches_the_reference() {
+async fn fused_attention_matches_the_reference() {
     // (batch, tokens, width, heads): DeiT-Tiny-like, odd counts past the workgroup and key block, one token.
     let shapes = [
         (2, 197, 192, 3),
@@ -108,25 +113,23 @@ fn fused_attention_matches_the_reference() {
         (2, 70, 16, 4),
     ];
     for (i, &s) in shapes.iter().enumerate() {
-        case(i as u64, s, false, false, 1.0);
+        case(i as u64, s, false, false, 1.0).await;
     }
     // Large logits: the online softmax must not overflow.
-    case(20, (1, 50, 32, 2), false, false, 8.0);
+    case(20, (1, 50, 32, 2), false, false, 8.0).await;
 }
 
-#[test]
-fn fused_attention_with_log_size_bias_and_masked_keys() {
+async fn fused_attention_with_log_size_bias_and_masked_keys() {
     for (i, &(log_size, masked)) in [(true, false), (false, true), (true, true)]
         .iter()
         .enumerate()
     {
-        case(30 + i as u64, (3, 41, 32, 2), log_size, masked, 1.0);
-        case(40 + i as u64, (2, 197, 192, 3), log_size, masked, 1.0);
+        case(30 + i as u64, (3, 41, 32, 2), log_size, masked, 1.0).await;
+        case(40 + i as u64, (2, 197, 192, 3), log_size, masked, 1.0).await;
     }
 }
 
-#[test]
-fn fused_attention_rejects_unsupported_heads() {
+async fn fused_attention_rejects_unsupported_heads() {
     assert!(!Kernels::attention_fits(30, 5)); // head dim 6
     assert!(Kernels::attention_fits(192, 3));
     let t = upload(&vec![0f32; 64]);
@@ -135,8 +138,7 @@ fn fused_attention_rejects_unsupported_heads() {
         .is_err());
 }
 
-#[test]
-fn attention_template_validates_within_webgpu_limits() {
+async fn attention_template_validates_within_webgpu_limits() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let limits = wgpu::Limits::default();
     for dh in [4, 8, 16, 64, 128] {
@@ -163,8 +165,9 @@ fn attention_template_validates_within_webgpu_limits() {
     }
 }
 
-#[test]
-fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
+// Native only: it measures with blocking waits / loads a model from disk.
+#[cfg(not(target_arch = "wasm32"))]
+async fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
     use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
     let w = zeroprune::ModelWeights::load(&common::fixture("tiny-timm")).unwrap();
     let mut s = zeroprune::Session::new(gpu(), &w).unwrap();
@@ -193,4 +196,17 @@ fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
     let labels = s.step_labels(2).unwrap();
     assert!(!labels.iter().any(|l| l.ends_with(".attention")));
     assert!(has(&labels, "block1.softmax"));
+}
+
+gpu_tests!(
+    fused_attention_matches_the_reference,
+    fused_attention_with_log_size_bias_and_masked_keys,
+    fused_attention_rejects_unsupported_heads,
+    attention_template_validates_within_webgpu_limits,
+);
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention_native() {
+    pollster::block_on(only_blocks_whose_probabilities_are_read_keep_the_unfused_attention())
 }

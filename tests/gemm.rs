@@ -14,8 +14,8 @@ fn upload(data: &[f32]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "test input", data)
 }
 
-fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read_blocking::<f32>(gpu()).expect("readback")
+async fn read(t: &GpuTensor) -> Vec<f32> {
+    t.read::<f32>(gpu()).await.expect("readback")
 }
 
 fn erf(x: f64) -> f64 {
@@ -76,7 +76,7 @@ struct Case {
 }
 
 /// Run `case` with `kernel` and every epilogue combination; returns the worst relative error.
-fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
+async fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
     let mut r = StdRng::seed_from_u64(seed);
     let mut v = |n: usize| -> Vec<f32> { (0..n).map(|_| r.random_range(-1.0..1.0)).collect() };
     let (a, b, c0, bias) = (v(case.lens.0), v(case.lens.1), v(case.lens.2), v(case.n));
@@ -110,7 +110,7 @@ fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
             )
             .unwrap();
         run([step]);
-        let got = read(&ct);
+        let got = read(&ct).await;
         let mut want: Vec<f64> = c0.iter().map(|&x| x as f64).collect();
         let mut written = vec![false; c0.len()];
         let mut scale = 1e-6f64;
@@ -178,8 +178,7 @@ fn all_kernels() -> Vec<GemmKernel> {
     v
 }
 
-#[test]
-fn gemm_variants_on_linear_shapes() {
+async fn gemm_variants_on_linear_shapes() {
     // (both vec4), (both scalar: odd k and n), (A scalar, B vec4), (A vec4, B scalar), tiny, one row.
     let shapes = [
         (37, 20, 12),
@@ -192,13 +191,12 @@ fn gemm_variants_on_linear_shapes() {
     ];
     for kernel in all_kernels() {
         for (i, &(m, n, k)) in shapes.iter().enumerate() {
-            check(10 + i as u64, &linear(m, n, k), kernel);
+            check(10 + i as u64, &linear(m, n, k), kernel).await;
         }
     }
 }
 
-#[test]
-fn gemm_variants_on_strided_and_batched_views() {
+async fn gemm_variants_on_strided_and_batched_views() {
     for kernel in all_kernels() {
         // Attention scores: Q.K^T per (image, head) read in place from qkv rows (B is k-contiguous).
         let (b, n, h, dh) = (2, 23, 3, 8);
@@ -214,7 +212,7 @@ fn gemm_variants_on_strided_and_batched_views() {
             c: Lay(0, n, 1, h * n * n, n * n),
             lens: (b * n * 3 * d, b * n * 3 * d, b * h * n * n),
         };
-        check(1, &scores, kernel);
+        check(1, &scores, kernel).await;
         // Context: P.V with P rows of odd length, written head by head into [B, N, D].
         let context = Case {
             m: n,
@@ -227,7 +225,7 @@ fn gemm_variants_on_strided_and_batched_views() {
             c: Lay(0, d, 1, n * d, dh),
             lens: (b * h * n * n, b * n * 3 * d, b * n * d),
         };
-        check(2, &context, kernel);
+        check(2, &context, kernel).await;
         // A transposed (column-major), an offset C with padded rows, an outer batch with broadcast B.
         let odd = Case {
             m: 17,
@@ -240,7 +238,7 @@ fn gemm_variants_on_strided_and_batched_views() {
             c: Lay(7, 15, 1, 17 * 15, 0),
             lens: (3 + 3 * (17 * 9 + 5), 4 + 9 * 12, 7 + 3 * 17 * 15),
         };
-        check(3, &odd, kernel);
+        check(3, &odd, kernel).await;
         // Aligned offsets and strides (vec4 on both sides) with a batch.
         let aligned = Case {
             m: 70,
@@ -253,12 +251,13 @@ fn gemm_variants_on_strided_and_batched_views() {
             c: Lay(0, 16, 1, 2 * 70 * 16, 70 * 16),
             lens: (4 + 4 * 70 * 28, 8 + 4 * 24 * 20, 4 * 70 * 16),
         };
-        check(4, &aligned, kernel);
+        check(4, &aligned, kernel).await;
     }
 }
 
-#[test]
-fn the_library_choice_is_tuned_and_used() {
+// Native only: it measures with blocking waits / loads a model from disk.
+#[cfg(not(target_arch = "wasm32"))]
+async fn the_library_choice_is_tuned_and_used() {
     let k = kernels();
     let chosen = k.tune_gemm_blocking().unwrap();
     assert!(GemmKernel::CANDIDATES.contains(&chosen));
@@ -279,7 +278,7 @@ fn the_library_choice_is_tuned_and_used() {
         )
         .unwrap();
     run([step]);
-    let got = read(&ct);
+    let got = read(&ct).await;
     for i in 0..50 {
         for j in 0..36 {
             let want: f32 = (0..20).map(|kk| a[i * 20 + kk] * b[kk * 36 + j]).sum();
@@ -288,8 +287,7 @@ fn the_library_choice_is_tuned_and_used() {
     }
 }
 
-#[test]
-fn every_generated_gemm_variant_validates_within_webgpu_limits() {
+async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let limits = wgpu::Limits::default();
     let mut tiles = vec![(4, 1)];
@@ -328,4 +326,16 @@ fn every_generated_gemm_variant_validates_within_webgpu_limits() {
             assert_eq!(src.contains("array<vec4<f32>>"), av || bv, "{what}");
         }
     }
+}
+
+gpu_tests!(
+    gemm_variants_on_linear_shapes,
+    gemm_variants_on_strided_and_batched_views,
+    every_generated_gemm_variant_validates_within_webgpu_limits,
+);
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_library_choice_is_tuned_and_used_native() {
+    pollster::block_on(the_library_choice_is_tuned_and_used())
 }
