@@ -68,6 +68,14 @@ impl Session {
         })
     }
 
+    /// Measure which GEMM tile and which attention path are fastest on this adapter (once per
+    /// adapter and process). `new` does this itself natively; the browser awaits it after `new`.
+    pub async fn tune(&self) -> Result<()> {
+        self.kernels.tune_gemm().await?;
+        self.kernels.tune_attention().await?;
+        Ok(())
+    }
+
     /// Run every later forward pass with this pruning schedule (resolved for this model with
     /// [`Pruning::resolve`]). Programs stay compiled per schedule, so switching back is free.
     pub fn set_pruning(&mut self, pruning: Pruning) {

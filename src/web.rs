@@ -321,6 +321,8 @@ impl Session {
         };
         let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
         let session = crate::Session::new(&gpu, &weights).map_err(js_error)?;
+        // Pick the GEMM tile and the attention path by measuring them on this adapter.
+        session.tune().await.map_err(js_error)?;
         let c = &weights.config;
         let info = serde_json::json!({
             "adapter": gpu.describe(),
@@ -336,6 +338,8 @@ impl Session {
             "classes": c.num_classes,
             "distilled": c.distilled,
             "denseGflops": Pruning::dense().flops(c) / 1e9,
+            "gemmKernel": format!("{:?}", session.gemm_kernel()),
+            "fusedAttention": session.fused_attention(),
         });
         if session.max_batch() == 0 {
             return Err(JsError::new(&format!(

@@ -101,7 +101,8 @@ async function loadModel(getBytes, source) {
     $("model-status").textContent =
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
-      `${((performance.now() - t) / 1e3).toFixed(1)} s.`;
+      `${((performance.now() - t) / 1e3).toFixed(1)} s (kernels measured on this adapter: GEMM ` +
+      `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention).`;
     $("run").disabled = false;
     setState("ready");
   } catch (e) {

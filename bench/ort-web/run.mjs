@@ -85,13 +85,14 @@ async function zeropruneRunner(ctx, o) {
         return { median_ms: s[Math.floor(s.length / 2)], min_ms: s[0], max_ms: s[s.length - 1], runs: s.length };
       };
       const d = stats(dense), p = stats(pruned);
-      const adapter = session.info.adapter;
+      const { adapter, gemmKernel, fusedAttention } = session.info;
       session.free();
-      return { ...d, batch: a.batch, session_create_ms: create, first_run_ms: first, adapter,
+      return { ...d, batch: a.batch, session_create_ms: create, first_run_ms: first, adapter, gemm_kernel: gemmKernel, fused_attention: fusedAttention,
         dense: d, pruned: { ...p, policy: 'zero-tprune', flops: 0.65 }, speedup: d.median_ms / p.median_ms };
     }, { batch, runs: o.runs, maxSeconds: o.maxSeconds });
     ctx.log(`zeroprune batch ${batch}: dense median ${r.dense.median_ms.toFixed(1)} ms, zero-tprune 0.65 `
-      + `${r.pruned.median_ms.toFixed(1)} ms (${r.speedup.toFixed(2)}x), ${r.runs} interleaved runs`);
+      + `${r.pruned.median_ms.toFixed(1)} ms (${r.speedup.toFixed(2)}x), ${r.runs} interleaved runs; `
+      + `session ${r.session_create_ms.toFixed(0)} ms; GEMM ${r.gemm_kernel}, fused attention ${r.fused_attention}`);
     results.push(r);
   }
   await page.close();

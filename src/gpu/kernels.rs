@@ -427,6 +427,11 @@ impl Kernels {
     /// adapter and process.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn tune_attention_blocking(&self) -> Result<bool> {
+        pollster::block_on(self.tune_attention())
+    }
+
+    /// [`Self::tune_attention_blocking`] for any caller, the browser included.
+    pub async fn tune_attention(&self) -> Result<bool> {
         static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
         let id = self.gpu.describe();
         if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
@@ -467,12 +472,12 @@ impl Kernels {
         )?);
         let mut best = [f64::INFINITY; 2];
         for p in [&unfused, &fused] {
-            super::time_program_blocking(&self.gpu, p)?;
+            super::program::time_program(&self.gpu, p).await?;
         }
         // Alternate the two so that other load on the device hits both alike.
         for _ in 0..3 {
             for (t, p) in best.iter_mut().zip([&unfused, &fused]) {
-                *t = t.min(super::time_program_blocking(&self.gpu, p)?);
+                *t = t.min(super::program::time_program(&self.gpu, p).await?);
             }
         }
         let on = best[1] <= best[0];
@@ -486,6 +491,11 @@ impl Kernels {
     /// and process; about a second on a CPU adapter, milliseconds on a GPU.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn tune_gemm_blocking(&self) -> Result<GemmKernel> {
+        pollster::block_on(self.tune_gemm())
+    }
+
+    /// [`Self::tune_gemm_blocking`] for any caller, the browser included.
+    pub async fn tune_gemm(&self) -> Result<GemmKernel> {
         static TUNED: Mutex<Vec<(String, GemmKernel)>> = Mutex::new(Vec::new());
         let id = self.gpu.describe();
         if let Some((_, k)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
@@ -512,10 +522,10 @@ impl Kernels {
             let mut program = super::Program::default();
             program.push(step);
             // The first run warms up; the best of the next three counts (other work may share the device).
-            super::time_program_blocking(&self.gpu, &program)?;
+            super::program::time_program(&self.gpu, &program).await?;
             let mut t = f64::INFINITY;
             for _ in 0..3 {
-                t = t.min(super::time_program_blocking(&self.gpu, &program)?);
+                t = t.min(super::program::time_program(&self.gpu, &program).await?);
             }
             if t < best.0 {
                 best = (t, kernel);

@@ -84,6 +84,41 @@ impl Program {
     }
 }
 
+/// Seconds on a monotonic clock: `Instant` natively, the page's `performance.now()` in the browser.
+pub fn now_s() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        EPOCH
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+            .ok()
+            .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
+            .map_or_else(js_sys::Date::now, |p| p.now())
+            / 1e3
+    }
+}
+
+/// Play `program` once (one pass, one submit) and await its completion (a 4-byte readback after
+/// it, which works the same natively and in the browser): wall-clock seconds.
+pub async fn time_program(gpu: &super::GpuContext, program: &Program) -> crate::error::Result<f64> {
+    let marker = super::GpuTensor::zeros(gpu, "timing marker", 1);
+    let staging = super::buffers::staging_buffer(gpu, 4);
+    let start = now_s();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    program.encode(&mut encoder);
+    encoder.copy_buffer_to_buffer(&marker.buffer, 0, &staging, 0, 4);
+    gpu.queue.submit([encoder.finish()]);
+    let _: Vec<u32> = super::read_buffer(gpu, &staging, 4).await?;
+    Ok(now_s() - start)
+}
+
 /// Play `program` once (one pass, one submit) and wait for it: wall-clock seconds.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn time_program_blocking(

@@ -22,7 +22,8 @@ pub struct BenchArgs {
     /// Timed runs per measurement (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Benchmark the GEMM kernels alone (tiled vs naive, on the model's layer shapes) instead of the model.
+    /// Benchmark the kernels alone instead of the model: every GEMM variant (naive, tiled, register-blocked
+    /// tiles) on the model's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
     #[arg(long)]
     kernels: bool,
     /// Print JSON.

@@ -83,8 +83,10 @@ enum Command {
         #[command(flatten)]
         prune: prune_args::PruneArgs,
     },
-    /// Measure speed: forward latency per batch size (dense, and pruned with --policy), or the GEMM
-    /// kernels alone (--kernels).
+    /// Measure speed: warm-up, then dense and pruned (--policy) runs interleaved per batch size;
+    /// latency (median, spread), images/s, GFLOPs, the speedup next to the FLOPs ratio, the share of
+    /// GPU time in pruning steps and a per-kernel breakdown from timestamp queries; or the kernels
+    /// alone (--kernels).
     Bench(bench::BenchArgs),
     /// Compare pruning policies: each at several FLOPs targets, top-1 and agreement with the dense
     /// model on the same images; prints a table and writes a PNG plot (accuracy vs GFLOPs).
