@@ -8,7 +8,8 @@
 #    bench/node_modules) and Debian's chromium (apt-get, only if /usr/bin/chromium and $CHROMIUM are missing);
 # 2. bench/export_onnx.py      -> bench/out/deit-tiny.onnx (+ .json, sample-input.f32, sample.json)
 # 3. bench/torch_cpu.py        -> bench/out/torch-cpu.json  (PyTorch CPU, dense / Zero-TPrune / ToMe)
-# 4. bench/ort-web/run.mjs     -> bench/out/ort-web.json    (onnxruntime-web WebGPU + WASM in headless Chromium)
+# 4. bench/ort-web/run.mjs     -> bench/out/ort-web.json    (onnxruntime-web WebGPU + WASM and our wasm build
+#                                (web/pkg, built if missing) in one headless Chromium)
 # 5. bench/merge.py            -> bench/out/peers.json, and prints the table.
 # A failing step is recorded in bench/out/steps.json and the others still run; the exit status is non-zero.
 set -uo pipefail
@@ -88,6 +89,11 @@ step() {  # step NAME CMD...
 [ "$DO_EXPORT" = 1 ] && step export_onnx "$PY" "$BENCH/export_onnx.py"
 [ "$DO_CPU" = 1 ] && step torch_cpu "$PY" "$BENCH/torch_cpu.py" --runs "$RUNS" --warmup "$WARMUP" --images "$IMAGES" \
   --max-seconds "$CPU_MAX_S"
+# Our own runner in the same browser needs the wasm package (web/pkg).
+if [ "$DO_WEB" = 1 ] && [ ! -f "$REPO/web/pkg/zeroprune_bg.wasm" ]; then
+  log "building web/pkg (scripts/build-web.sh)"
+  "$REPO/scripts/build-web.sh" >&2 || log "web/pkg could not be built: the zeroprune-webgpu runner will fail"
+fi
 [ "$DO_WEB" = 1 ] && step ort_web node "$BENCH/ort-web/run.mjs" --runs "$RUNS" --warmup "$WARMUP" --max-seconds "$WEB_MAX_S"
 
 "$PY" - "$STEPS" "$OUT/steps.json" <<'EOF'
