@@ -3,7 +3,7 @@
 // the page's file picker, and check that the top-1 classes (dense and pruned) and the kept-token sets
 // of every pruning step equal the native binary's on the same images. Saves a screenshot.
 //
-//   node web/tests/e2e.mjs [--images 3] [--bin target/release/zeroprune] [--out web/tests/out]
+//   node web/tests/e2e.mjs [--images 3] [--bin $CARGO_TARGET_DIR/release/zeroprune] [--out web/tests/out]
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -17,7 +17,8 @@ const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
 const count = Number(args.images || 3);
-const bin = resolve(repo, args.bin || "target/release/zeroprune");
+const targetDir = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(repo, "target");
+const bin = args.bin ? resolve(args.bin) : join(targetDir, "release/zeroprune");
 const out = resolve(repo, args.out || "web/tests/out");
 const model = join(shared, "models/deit-tiny-patch16-224");
 const imageDir = join(shared, "data/imagenet-val-1300/images");
