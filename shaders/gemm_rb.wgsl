@@ -53,33 +53,6 @@ fn lb4(row: u32, col4: u32) -> vec4<f32> {
 }
 // @b-end
 
-fn erf(x: f32) -> f32 {
-    let s = sign(x);
-    let ax = abs(x);
-    let t = 1.0 / (1.0 + 0.3275911 * ax);
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-ax * ax);
-    return s * y;
-}
-
-fn gelu(x: f32) -> f32 {
-    return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
-}
-
-fn store(c_base: u32, row: u32, col: u32, acc: f32) {
-    var v = p.alpha * acc;
-    if HAS_BIAS {
-        v += bias[p.bias_off + col];
-    }
-    if GELU {
-        v = gelu(v);
-    }
-    let i = c_base + row * p.c_rs + col;
-    if ACCUMULATE {
-        v += c[i];
-    }
-    c[i] = v;
-}
-
 @compute @workgroup_size(WG, 1, 1)
 fn gemm_rb(
     @builtin(workgroup_id) wid: vec3<u32>,

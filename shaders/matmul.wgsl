@@ -22,34 +22,6 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
-fn erf(x: f32) -> f32 {
-    let s = sign(x);
-    let ax = abs(x);
-    let t = 1.0 / (1.0 + 0.3275911 * ax);
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-ax * ax);
-    return s * y;
-}
-
-fn gelu(x: f32) -> f32 {
-    return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
-}
-
-fn store(c_base: u32, row: u32, col: u32, acc: f32) {
-    var v = p.alpha * acc;
-    if HAS_BIAS {
-        v += bias[p.bias_off + col];
-    }
-    if GELU {
-        v = gelu(v);
-    }
-    let i = c_base + row * p.c_rs + col;
-    if ACCUMULATE {
-        v += c[i];
-    }
-    c[i] = v;
-}
-
 struct Bases { a: u32, b: u32, c: u32 }
 
 fn bases(z: u32) -> Bases {

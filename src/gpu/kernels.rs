@@ -12,7 +12,13 @@ use crate::error::{Error, Result};
 
 /// Every WGSL file of the crate, by name.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul",
+        concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/epilogue.wgsl")
+        ),
+    ),
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("embed", include_str!("../../shaders/embed.wgsl")),
@@ -27,7 +33,10 @@ pub const SHADERS: &[(&str, &str)] = &[
 /// The register-blocked GEMM template (a complete shader as written: 4x4 tile, scalar loads) and its
 /// vec4 load blocks. Kept out of [`SHADERS`], whose entry-point list the kernel tests pin; every
 /// variant the host generates is validated by `tests/gemm.rs` with the same rules.
-pub const GEMM_RB: &str = include_str!("../../shaders/gemm_rb.wgsl");
+pub const GEMM_RB: &str = concat!(
+    include_str!("../../shaders/gemm_rb.wgsl"),
+    include_str!("../../shaders/epilogue.wgsl")
+);
 pub const GEMM_RB_VEC4: &str = include_str!("../../shaders/gemm_rb_vec4.wgsl");
 
 /// The text between `// @{tag}-begin` and `// @{tag}-end`, markers included.
