@@ -16,8 +16,8 @@ images of ../shared/data/imagenet-val-1300 (file-name order), all with torch.set
   the exported model on onnxruntime's CPU EP, intra-op threads = cores.
 
 The one change to the reference for timing: its top-k helper also computes decision margins (a per-image
-Python loop used to qualify test fixtures); `--keep-margins` leaves it alone, by default it is replaced
-by the same sort without the margins, and the script checks on one batch that the logits are identical.
+Python loop used to qualify test fixtures); `--keep-margins` leaves it alone, by default they are switched
+off (`prune_reference.MARGINS = False`), and the script checks on one batch that the logits are identical.
 
     python3 bench/torch_cpu.py [--runs 20] [--warmup 3] [--batch 1,8] [--images 256] [--flops 0.65]
                                [--policies zero-tprune,tome] [--threads N] [--out bench/out/torch-cpu.json]
@@ -37,23 +37,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 import prune_reference as pr  # noqa: E402  (sets 2 threads at import: reset below)
-
-
-def fast_topk_keep(score, k, valid=None):
-    """prune_reference.topk_keep without the decision-margin diagnostics (same keep mask)."""
-    B, N = score.shape
-    order = torch.argsort(-score, dim=1, stable=True)
-    if valid is not None:
-        inv = (~valid).gather(1, order).to(torch.int32)
-        order = order.gather(1, torch.argsort(inv, dim=1, stable=True))
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(N).expand(B, N).contiguous())
-    if not torch.is_tensor(k):
-        k = torch.full((B,), int(k), dtype=torch.long)
-    keep = rank < k[:, None]
-    if valid is not None:
-        keep &= valid
-    return keep, float("inf")
 
 
 def timm_model(model_dir: Path):
@@ -133,7 +116,6 @@ def main():
     for name in [p for p in a.policies.split(",") if p]:
         pols[name] = pr.policy_from_args(name, ["--flops", str(a.flops)], ref)
     schedules = {}
-    orig_topk = pr.topk_keep
     for name, pol in pols.items():
         # kept-token counts per step (record=True), FLOPs counted by the reference from the shapes that run
         logits_o, fl, recs = pr.forward(ref, X[:2], pol, record=True)
@@ -145,17 +127,17 @@ def main():
         schedules[name] = dict(schedule=pol.desc, options=pol.opts(), gflops=float(fl.mean()) / 1e9,
                                flops_ratio=float(fl.mean()) / ref.dense_flops(), steps=counts)
         if not a.keep_margins:
-            pr.topk_keep = fast_topk_keep
+            pr.MARGINS = False
             logits_f, _, _ = pr.forward(ref, X[:2], pol)
-            pr.topk_keep = orig_topk
-            assert torch.equal(logits_o, logits_f), f"{name}: fast top-k changed the logits"
+            pr.MARGINS = True
+            assert torch.equal(logits_o, logits_f), f"{name}: top-k without margins changed the logits"
         impls[f"reference {name}"] = ("reference", name, (lambda p: lambda x: pr.forward(ref, x, p)[0])(pol),
                                       schedules[name]["gflops"])
         print(f"{name}: {pol.desc} {pol.opts()} -> {schedules[name]['gflops']:.3f} GFLOPs "
               f"({schedules[name]['flops_ratio']:.3f} x dense); patch tokens after each step "
               f"{[c['kept'][0] for c in counts]}", file=sys.stderr)
     if not a.keep_margins:
-        pr.topk_keep = fast_topk_keep
+        pr.MARGINS = False
 
     ort_info = None
     onnx_path = common.OUT / "deit-tiny.onnx"
