@@ -37,12 +37,9 @@ fn js_error(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// Milliseconds from the page's (or worker's) `performance` clock.
+/// Milliseconds on the clock the kernel tuning uses (the page's `performance.now()`).
 fn now_ms() -> f64 {
-    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
-        .ok()
-        .and_then(|p| p.dyn_into::<web_sys::Performance>().ok())
-        .map_or_else(js_sys::Date::now, |p| p.now())
+    crate::gpu::program::now_s() * 1e3
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
@@ -455,22 +452,22 @@ async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> 
         )));
     }
     let input = vec![0.1f32; o.batch * state.session.image_len()];
+    // (median, {medianMs, minMs, maxMs}) of one set of timings.
     let stats = |mut t: Vec<f64>| {
         let med = median(&mut t);
-        serde_json::json!({"medianMs": med, "minMs": t[0], "maxMs": t[t.len() - 1]})
+        let json = serde_json::json!({"medianMs": med, "minMs": t[0], "maxMs": t[t.len() - 1]});
+        (med, json)
     };
-    let (_, dense_t) = state.timed(&Pruning::dense(), &input, o.runs).await?;
-    let dense_med = median(&mut dense_t.clone());
+    let (dense_med, dense) = stats(state.timed(&Pruning::dense(), &input, o.runs).await?.1);
     let mut out = serde_json::json!({
         "batch": o.batch, "runs": o.runs, "adapter": state.session.gpu().describe(),
-        "dense": stats(dense_t),
+        "dense": dense,
     });
     if !pruning.is_dense() {
-        let (_, pruned_t) = state.timed(&pruning, &input, o.runs).await?;
-        let pruned_med = median(&mut pruned_t.clone());
+        let (pruned_med, pruned) = stats(state.timed(&pruning, &input, o.runs).await?.1);
         out["policy"] = pruning.policy.name().into();
         out["schedule"] = pruning.describe().into();
-        out["pruned"] = stats(pruned_t);
+        out["pruned"] = pruned;
         out["speedup"] = (dense_med / pruned_med).into();
         out["flopsRatio"] = (pruning.flops(&c) / Pruning::dense().flops(&c)).into();
     }
