@@ -8,23 +8,12 @@
 //
 // This file is a template: the host rewrites the two `const` lines below (the tile) and may swap the
 // A and B load blocks for their vec4 versions (gemm_rb_vec4.wgsl) when a view is aligned for them.
-// As written it is a complete shader (TM = 4, TN4 = 1, scalar loads), validated like the others.
+// With gemm_common.wgsl appended (`kernels::GEMM_RB`) it is a complete shader (TM = 4, TN4 = 1, scalar
+// loads), validated like the others. `Params`, the epilogue switches and `store` come from there.
 
 const TM: u32 = 4u;
 const TN4: u32 = 1u;
 const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batches still split into several workgroups
-
-struct Params {
-    m: u32, n: u32, k: u32, heads: u32,
-    a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32,
-    a_zi: u32, b_off: u32, b_ks: u32, b_ns: u32,
-    b_zo: u32, b_zi: u32, c_off: u32, c_rs: u32,
-    c_zo: u32, c_zi: u32, bias_off: u32, alpha: f32,
-}
-
-override HAS_BIAS: bool = false;
-override GELU: bool = false;
-override ACCUMULATE: bool = false;
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;

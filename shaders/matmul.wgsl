@@ -3,18 +3,7 @@
 //   epilogue: (+ bias[n]) -> (GELU) -> (+ C[z][m, n], the residual already in C)
 // The batch index z = outer * heads + inner, so one kernel serves linear layers (z = 1),
 // attention scores Q.K^T and P.V (z = images x heads) through strides alone.
-
-struct Params {
-    m: u32, n: u32, k: u32, heads: u32,
-    a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32,
-    a_zi: u32, b_off: u32, b_ks: u32, b_ns: u32,
-    b_zo: u32, b_zi: u32, c_off: u32, c_rs: u32,
-    c_zo: u32, c_zi: u32, bias_off: u32, alpha: f32,
-}
-
-override HAS_BIAS: bool = false;
-override GELU: bool = false;
-override ACCUMULATE: bool = false;
+// `Params`, the epilogue switches and `store` are in gemm_common.wgsl, which the host appends.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;

@@ -16,7 +16,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "matmul",
         concat!(
             include_str!("../../shaders/matmul.wgsl"),
-            include_str!("../../shaders/epilogue.wgsl")
+            include_str!("../../shaders/gemm_common.wgsl")
         ),
     ),
     ("softmax", include_str!("../../shaders/softmax.wgsl")),
@@ -30,12 +30,12 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("merge", include_str!("../../shaders/merge.wgsl")),
 ];
 
-/// The register-blocked GEMM template (a complete shader as written: 4x4 tile, scalar loads) and its
+/// The register-blocked GEMM template (with gemm_common.wgsl appended, a complete shader: 4x4 tile, scalar loads) and its
 /// vec4 load blocks. Kept out of [`SHADERS`], whose entry-point list the kernel tests pin; every
 /// variant the host generates is validated by `tests/gemm.rs` with the same rules.
 pub const GEMM_RB: &str = concat!(
     include_str!("../../shaders/gemm_rb.wgsl"),
-    include_str!("../../shaders/epilogue.wgsl")
+    include_str!("../../shaders/gemm_common.wgsl")
 );
 pub const GEMM_RB_VEC4: &str = include_str!("../../shaders/gemm_rb_vec4.wgsl");
 
