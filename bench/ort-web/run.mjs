@@ -16,33 +16,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
+import { QUIET_FLAGS, WEBGPU_FLAGS } from '../../web/tests/chromium-flags.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BENCH = path.resolve(HERE, '..');
 const REPO = path.resolve(BENCH, '..');
 const SHARED = process.env.ZP_SHARED ? path.resolve(process.env.ZP_SHARED) : path.resolve(REPO, '..', 'shared');
 
-// WebGPU in headless Chromium on a machine without a GPU: SwiftShader's Vulkan behind Dawn.
-// (--enable-unsafe-webgpu alone already gives the SwiftShader adapter on Linux; the rest pins it.)
-export const WEBGPU_FLAGS = [
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-  '--use-webgpu-adapter=swiftshader',
-  '--disable-vulkan-surface',
-  '--use-angle=swiftshader',
-];
-// The network is closed here: without these Chromium stalls on background requests.
-export const QUIET_FLAGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--disable-default-apps',
-  '--disable-extensions',
-];
+// The flags the e2e test uses too (WebGPU on SwiftShader, and quiet networking).
+export { QUIET_FLAGS, WEBGPU_FLAGS };
 
 /** Runners: name -> async (ctx, o) => result object with median_ms. */
 export const RUNNERS = {

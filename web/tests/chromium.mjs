@@ -3,26 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { QUIET_FLAGS, WEBGPU_FLAGS } from "./chromium-flags.mjs";
 
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-
-export const WEBGPU_FLAGS = [
-  "--enable-unsafe-webgpu",
-  "--enable-features=Vulkan",
-  "--use-vulkan=swiftshader",
-  "--use-webgpu-adapter=swiftshader",
-  "--disable-vulkan-surface",
-];
-
-// The machine's network is closed: without these Chromium stalls on background connections.
-export const QUIET_FLAGS = [
-  "--no-sandbox",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
-];
 
 export async function launch() {
   const userDataDir = mkdtempSync(join(tmpdir(), "zeroprune-chromium-"));
