@@ -1,10 +1,11 @@
-//! The library in a dozen lines: load a model, classify images.
+//! The library in a dozen lines: load a model, classify images, dense and pruned.
 //!
 //! `WGPU_BACKEND=vulkan cargo run --release --example classify -- ../shared/models/deit-tiny-patch16-224 IMAGE...`
 
 use std::path::PathBuf;
 
 use zeroprune::gpu::{AdapterChoice, GpuContext};
+use zeroprune::prune::{PruneRequest, Pruning};
 use zeroprune::{labels, preprocess, session::top_k, ModelWeights, Session};
 
 fn main() -> zeroprune::Result<()> {
@@ -14,17 +15,30 @@ fn main() -> zeroprune::Result<()> {
 
     let gpu = GpuContext::new_blocking(&AdapterChoice::from_env())?;
     let weights = ModelWeights::load(&model)?;
-    let names = weights
-        .config
-        .class_names
-        .clone()
-        .unwrap_or_else(labels::imagenet_class_names);
+    let names = labels::model_class_names(&weights.config);
     let mut session = Session::new(&gpu, &weights)?;
+    // Zero-TPrune at 65% of the dense FLOPs, as `--policy zero-tprune --flops 0.65` would say.
+    let pruned = PruneRequest {
+        policy: Some("zero-tprune".into()),
+        flops: Some(0.65),
+        ..Default::default()
+    }
+    .resolve(&weights.config)?;
 
     let input = preprocess::load_batch(&images, &weights.config.preprocess)?;
-    for (path, logits) in images.iter().zip(session.run(&input)?) {
-        let (class, p) = top_k(&logits, 1).top[0];
-        println!("{}: {} ({:.1}%)", path.display(), names[class], p * 100.0);
+    for pruning in [Pruning::dense(), pruned] {
+        let out = session.run(&input, &pruning)?;
+        for (path, image) in images.iter().zip(&out.images) {
+            let (class, p) = top_k(&image.logits, 1).top[0];
+            println!(
+                "{} [{}, {:.2} GFLOPs]: {} ({:.1}%)",
+                path.display(),
+                pruning.policy,
+                image.flops / 1e9,
+                names[class],
+                p * 100.0
+            );
+        }
     }
     Ok(())
 }

@@ -7,27 +7,17 @@
 // Each invocation owns one query; the invocations of a workgroup share (image, head), so every K
 // and V value is uniform across the workgroup (one load, broadcast on CPU adapters). This file is
 // a template: the host sets DH4 = head dim / 4 (it must be a multiple of 4); as written, DH4 = 16.
+// `AttentionParams` is generated from src/gpu/kernels/attention.rs.
 
 const DH4: u32 = 16u;
 const WG: u32 = 32u;
 const KB: u32 = 4u; // keys per online-softmax step (4 measured best on llvmpipe; 8 and 16 slower)
 
-struct Params {
-    n: u32,        // tokens (rows) per image
-    d: u32,        // model width: qkv rows are 3d, output rows d
-    log_size: u32, // 1: add log(sizes[b, j]) to logit j (ToMe)
-    masked: u32,   // 1: only keys j < counts[b]
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> sizes: array<f32>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: AttentionParams;
 
 @compute @workgroup_size(WG, 1, 1)
 fn attention(
@@ -51,7 +41,7 @@ fn attention(
         q[t] = qkv[qbase + t] * p.scale;
     }
     var acc: array<vec4<f32>, DH4>;
-    var m = -3.0e38;
+    var m = NEG;
     var l = 0.0;
     let kofs = img + p.d / 4u + head;
     let vofs = img + 2u * p.d / 4u + head;
@@ -70,7 +60,7 @@ fn attention(
                 x += log(sizes[b * p.n + j]);
             }
             if (j0 + u >= valid) {
-                x = -3.0e38;
+                x = NEG;
             }
             s[u] = x;
             mb = max(mb, x);

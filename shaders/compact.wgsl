@@ -3,17 +3,9 @@
 // original token index of every survivor is carried along (for pictures and `kept` lists).
 
 const WG: u32 = 256u;
-const PER: u32 = 4u; // up to 1024 rows per image
-const NONE: u32 = 0xffffffffu;
+const PER: u32 = MAX_TOKENS / WG; // rows per invocation
 
 // ---- compact: one workgroup per image ----
-struct CompactParams {
-    n_in: u32,
-    n_out: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(0) var<storage, read> cp_flags: array<u32>;
 @group(0) @binding(1) var<storage, read> cp_orig_in: array<u32>;
 @group(0) @binding(2) var<storage, read_write> cp_src: array<u32>;
@@ -66,13 +58,6 @@ fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // ---- gather_rows: out[b, r, :] = x[b, src[b, r], :], zero rows past the image's count ----
-struct GatherParams {
-    total: u32, // batch * n_out * d
-    n_in: u32,
-    n_out: u32,
-    d: u32,
-}
-
 @group(0) @binding(0) var<storage, read> g_x: array<f32>;
 @group(0) @binding(1) var<storage, read> g_src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> g_out: array<f32>;
@@ -100,13 +85,6 @@ fn gather_rows(
 }
 
 // ---- copy: dst[0..total) = src[0..total) (the gathered rows back into the residual stream) ----
-struct CopyParams {
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> c_src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> c_dst: array<f32>;
 @group(0) @binding(2) var<uniform> cpy: CopyParams;

@@ -3,17 +3,6 @@
 // the rows into the token buffer, and `add_prefix_pos` writes CLS (and distillation) tokens and
 // adds the position embedding.
 
-struct Im2colParams {
-    total: u32,       // batch * num_patches * cols
-    chans: u32,
-    height: u32,
-    width: u32,
-    psize: u32,
-    grid_w: u32,
-    num_patches: u32,
-    cols: u32,        // chans * patch * patch
-}
-
 @group(0) @binding(0) var<storage, read> image: array<f32>;
 @group(0) @binding(1) var<storage, read_write> patches: array<f32>;
 @group(0) @binding(2) var<uniform> ip: Im2colParams;
@@ -41,13 +30,6 @@ fn im2col(
     let y = py * ip.psize + ky;
     let x = px * ip.psize + kx;
     patches[e] = image[((b * ip.chans + ch) * ip.height + y) * ip.width + x];
-}
-
-struct PosParams {
-    total: u32,   // batch * tokens * dim
-    tokens: u32,
-    dim: u32,
-    prefix: u32,  // CLS (+ distillation) tokens before the patches
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;

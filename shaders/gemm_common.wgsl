@@ -1,15 +1,7 @@
 // What every GEMM kernel shares (the host appends this file to matmul.wgsl and gemm_rb.wgsl): the
-// parameter block the launcher uploads (`GemmParams`), the epilogue switches and the epilogue
+// epilogue switches and the epilogue
 //   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n])
 // It uses the including shader's bindings `bias`, `c` and `p`.
-
-struct Params {
-    m: u32, n: u32, k: u32, heads: u32,
-    a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32,
-    a_zi: u32, b_off: u32, b_ks: u32, b_ns: u32,
-    b_zo: u32, b_zi: u32, c_off: u32, c_rs: u32,
-    c_zo: u32, c_zi: u32, bias_off: u32, alpha: f32,
-}
 
 override HAS_BIAS: bool = false;
 override GELU: bool = false;

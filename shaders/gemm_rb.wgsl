@@ -8,8 +8,9 @@
 //
 // This file is a template: the host rewrites the two `const` lines below (the tile) and may swap the
 // A and B load blocks for their vec4 versions (gemm_rb_vec4.wgsl) when a view is aligned for them.
-// With gemm_common.wgsl appended (`kernels::GEMM_RB`) it is a complete shader (TM = 4, TN4 = 1, scalar
-// loads), validated like the others. `Params`, the epilogue switches and `store` come from there.
+// With gemm_common.wgsl appended (the `GEMM_RB` family) it is a complete shader (TM = 4, TN4 = 1, scalar
+// loads), validated like the others. The epilogue switches and `store` come from there, `GemmParams`
+// from src/gpu/kernels/gemm.rs.
 
 const TM: u32 = 4u;
 const TN4: u32 = 1u;
@@ -17,7 +18,7 @@ const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batche
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: GemmParams;
 
 // @a-begin
 @group(0) @binding(0) var<storage, read> a: array<f32>;

@@ -2,34 +2,13 @@
 // Rows are addressed as (group, row-in-group) so the classifier can normalise only the CLS
 // (and distillation) rows of each image: row r is at off + (r / group) * group_stride + (r % group) * row_stride.
 
-struct Params {
-    rows: u32, d: u32, group: u32, eps: f32,
-    in_off: u32, in_gs: u32, in_rs: u32, _pad0: u32,
-    out_off: u32, out_gs: u32, out_rs: u32, _pad1: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: LayerNormParams;
 
 const WG: u32 = 32u; // few barrier rounds: costly on CPU adapters (llvmpipe)
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(lane: u32, v: f32) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red[lane] += red[lane + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(32, 1, 1)
 fn layernorm(

@@ -3,13 +3,14 @@
 //   epilogue: (+ bias[n]) -> (GELU) -> (+ C[z][m, n], the residual already in C)
 // The batch index z = outer * heads + inner, so one kernel serves linear layers (z = 1),
 // attention scores Q.K^T and P.V (z = images x heads) through strides alone.
-// `Params`, the epilogue switches and `store` are in gemm_common.wgsl, which the host appends.
+// The epilogue switches and `store` are in gemm_common.wgsl, which the host appends; `GemmParams`
+// is generated from its Rust declaration (src/gpu/kernels/gemm.rs).
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> p: GemmParams;
 
 struct Bases { a: u32, b: u32, c: u32 }
 

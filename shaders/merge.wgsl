@@ -1,66 +1,67 @@
-// ToMe's size-weighted merge, computed from the destination side (WGSL has no float atomics): every
-// surviving destination row sums itself and the merged sources that chose it, weighted by size.
+// Size-weighted merging, computed from the destination side (WGSL has no float atomics): every
+// surviving row t sums itself and the removed rows a that chose it (flags[a] == 0, dst[a] == t),
+// weighted by their sizes, and carries the summed size. The merge plan (which rows were removed,
+// and where each one goes) comes from the policy: ToMe's bipartite matching, or a match of every
+// removed token to its most similar kept one.
+//
+// One workgroup per output row: the scan over the input rows is uniform across the workgroup (one
+// load, broadcast), and each invocation owns a strided set of columns.
 
-struct MergeParams {
-    total: u32, // batch * n_out * d
-    n_in: u32,
-    n_out: u32,
-    d: u32,
-    prefix: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const WG: u32 = 256u;
-const NONE: u32 = 0xffffffffu;
+const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> m_x: array<f32>;
 @group(0) @binding(1) var<storage, read> m_src: array<u32>;      // [B, n_out]: input row of each output row
-@group(0) @binding(2) var<storage, read> m_flags: array<u32>;    // [B, n_in]: 0 = merged away
-@group(0) @binding(3) var<storage, read> m_dst: array<u32>;      // [B, n_in]: each source's best destination
+@group(0) @binding(2) var<storage, read> m_flags: array<u32>;    // [B, n_in]: 0 = removed
+@group(0) @binding(3) var<storage, read> m_dst: array<u32>;      // [B, n_in]: where each removed row goes
 @group(0) @binding(4) var<storage, read> m_size_in: array<f32>;  // [B, n_in]
 @group(0) @binding(5) var<storage, read_write> m_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> m_size_out: array<f32>; // [B, n_out]
 @group(0) @binding(7) var<uniform> mp: MergeParams;
 
-@compute @workgroup_size(256, 1, 1)
-fn tome_merge(
+fn merged_into(at: u32, a: u32, t: u32) -> bool {
+    return m_flags[at + a] == 0u && m_dst[at + a] == t;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn merge_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let e = (wid.x + wid.y * nwg.x) * WG + lane;
-    if (e >= mp.total) {
+    let row = wid.x + wid.y * nwg.x; // b * n_out + r
+    if (row >= mp.batch * mp.n_out) {
         return;
     }
-    let row = e / mp.d; // b * n_out + r
-    let col = e % mp.d;
     let b = row / mp.n_out;
     let t = m_src[row];
     if (t == NONE) {
         // Padding: a zero row of size 1, so its log-size bias is 0.
-        m_out[e] = 0.0;
-        if (col == 0u) {
+        for (var c = lane; c < mp.d; c += WG) {
+            m_out[row * mp.d + c] = 0.0;
+        }
+        if (lane == 0u) {
             m_size_out[row] = 1.0;
         }
         return;
     }
     let at = b * mp.n_in;
+    // Prefix rows are never removed, so the scan starts after them.
     var size = m_size_in[at + t];
-    var acc = size * m_x[(at + t) * mp.d + col];
-    // Only destinations (odd patch positions) receive merges.
-    if (t >= mp.prefix && ((t - mp.prefix) & 1u) == 1u) {
-        for (var a = mp.prefix; a < mp.n_in; a += 2u) {
-            if (m_flags[at + a] == 0u && m_dst[at + a] == t) {
-                let sa = m_size_in[at + a];
-                acc += sa * m_x[(at + a) * mp.d + col];
-                size += sa;
-            }
+    for (var a = mp.prefix; a < mp.n_in; a++) {
+        if (merged_into(at, a, t)) {
+            size += m_size_in[at + a];
         }
     }
-    m_out[e] = acc / size;
-    if (col == 0u) {
+    for (var c = lane; c < mp.d; c += WG) {
+        var acc = m_size_in[at + t] * m_x[(at + t) * mp.d + c];
+        for (var a = mp.prefix; a < mp.n_in; a++) {
+            if (merged_into(at, a, t)) {
+                acc += m_size_in[at + a] * m_x[(at + a) * mp.d + c];
+            }
+        }
+        m_out[row * mp.d + c] = acc / size;
+    }
+    if (lane == 0u) {
         m_size_out[row] = size;
     }
 }

@@ -2,41 +2,16 @@
 // surviving tokens only (rows renormalised), then the heads combined into one score per token.
 
 const WG: u32 = 64u; // few SIMD chunks per barrier on CPU adapters (llvmpipe); was 256
-const MAXN: u32 = 1024u;
-const PER: u32 = MAXN / WG; // tokens owned by each thread
-const NEG: f32 = -3.0e38;
-
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(lane: u32, v: f32) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red[lane] += red[lane + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+const PER: u32 = MAX_TOKENS / WG; // tokens owned by each thread
 
 // ---- wpr: one workgroup per (image, head); s <- A'^T s from s = 1/|S| until T steps or L1 change < eps ----
-struct WprParams {
-    n: u32,
-    heads: u32,
-    iters: u32,
-    eps: f32,
-}
-
 @group(0) @binding(0) var<storage, read> w_probs: array<f32>;
 @group(0) @binding(1) var<storage, read> w_alive: array<u32>;
 @group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
 @group(0) @binding(3) var<uniform> wp: WprParams;
 
-var<workgroup> s: array<f32, MAXN>;
-var<workgroup> inv_row: array<f32, MAXN>;
+var<workgroup> s: array<f32, MAX_TOKENS>;
+var<workgroup> inv_row: array<f32, MAX_TOKENS>;
 var<workgroup> stop: u32;
 
 @compute @workgroup_size(64, 1, 1)
@@ -105,31 +80,19 @@ fn wpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
 
 // ---- combine_heads: one workgroup per image; mean, root-mean-square, or RMS over the heads whose
 // variance of |S| * s over the surviving patch tokens lies in [lo, hi] (all heads if none does) ----
-struct CombineParams {
-    n: u32,
-    heads: u32,
-    prefix: u32,
-    mode: u32, // 0 mean, 1 rms, 2 band
-    lo: f32,
-    hi: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const MAXH: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> c_heads: array<f32>;
 @group(0) @binding(1) var<storage, read> c_alive: array<u32>;
 @group(0) @binding(2) var<storage, read_write> c_score: array<f32>;
 @group(0) @binding(3) var<uniform> cp: CombineParams;
 
-var<workgroup> use_head: array<f32, MAXH>;
+var<workgroup> use_head: array<f32, MAX_HEADS>;
 
 @compute @workgroup_size(64, 1, 1)
 fn combine_heads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let b = wid.x;
     let n = cp.n;
-    let heads = min(cp.heads, MAXH);
+    let heads = min(cp.heads, MAX_HEADS);
     var all_alive = 0.0;
     var patch_alive = 0.0;
     for (var i = lane; i < n; i += WG) {

@@ -2,18 +2,6 @@
 // to 1). One thread per (image, token). Scores are "higher = keep"; prefix rows are forced kept later
 // by the selection, so their score here does not matter.
 
-struct Params {
-    batch: u32,
-    n: u32,        // rows per image
-    heads: u32,
-    masked: u32,   // 1: only the first counts[b] rows of image b are valid (after threshold pruning)
-    seed: u32,
-    step: u32,     // index of this pruning step in the schedule (random)
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const NEG: f32 = -3.0e38;
 const WG: u32 = 64u;
 
 fn item(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) -> u32 {
@@ -24,7 +12,7 @@ fn item(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) -> u32 {
 @group(0) @binding(0) var<storage, read> ra_probs: array<f32>;
 @group(0) @binding(1) var<storage, read> ra_counts: array<u32>;
 @group(0) @binding(2) var<storage, read_write> ra_score: array<f32>;
-@group(0) @binding(3) var<uniform> ra: Params;
+@group(0) @binding(3) var<uniform> ra: ScoreParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn received_attention(
@@ -60,7 +48,7 @@ fn received_attention(
 // ---- CLS attention (EViT): s[i] = 1/H sum_h P_h[0, i] ----
 @group(0) @binding(0) var<storage, read> ca_probs: array<f32>;
 @group(0) @binding(1) var<storage, read_write> ca_score: array<f32>;
-@group(0) @binding(2) var<uniform> ca: Params;
+@group(0) @binding(2) var<uniform> ca: ScoreParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn cls_attention(
@@ -85,7 +73,7 @@ fn cls_attention(
 // ---- random: a hash of (seed, step, image, original token index); the baseline ----
 @group(0) @binding(0) var<storage, read> rs_orig: array<u32>;
 @group(0) @binding(1) var<storage, read_write> rs_score: array<f32>;
-@group(0) @binding(2) var<uniform> rs: Params;
+@group(0) @binding(2) var<uniform> rs: ScoreParams;
 
 // PCG output permutation (Jarzynski & Olano, "Hash Functions for GPU Rendering").
 fn pcg(v: u32) -> u32 {

@@ -2,26 +2,15 @@
 // Prefix rows (CLS, distillation) are always kept.
 
 const WG: u32 = 256u;
-const MAXN: u32 = 1024u;
-const LOWEST: f32 = -3.40282346e38; // f32::MIN, written so that WGSL front ends that reject rounding up accept it
-const HIGHEST: f32 = 3.40282346e38;
-const NONE: u32 = 0xffffffffu;
 
 // ---- select_topk: one workgroup per image; a bitonic sort of (score desc, position asc) over the
 // token count padded to a power of two, then the first `keep` rows are flagged ----
-struct TopkParams {
-    n: u32,
-    prefix: u32,
-    keep: u32, // rows kept, prefix included
-    m: u32,    // n rounded up to a power of two
-}
-
 @group(0) @binding(0) var<storage, read> tk_score: array<f32>;
 @group(0) @binding(1) var<storage, read_write> tk_flags: array<u32>;
 @group(0) @binding(2) var<uniform> tp: TopkParams;
 
-var<workgroup> key: array<f32, MAXN>;
-var<workgroup> idx: array<u32, MAXN>;
+var<workgroup> key: array<f32, MAX_TOKENS>;
+var<workgroup> idx: array<u32, MAX_TOKENS>;
 
 // Whether (ka, ia) ranks before (kb, ib).
 fn before(ka: f32, ia: u32, kb: f32, ib: u32) -> bool {
@@ -71,13 +60,6 @@ fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 
 // ---- select_threshold: keep patch rows with c * s >= theta (c = valid rows); if none passes, the
 // best-scoring one ----
-struct ThresholdParams {
-    n: u32,
-    prefix: u32,
-    masked: u32,
-    theta: f32,
-}
-
 @group(0) @binding(0) var<storage, read> th_score: array<f32>;
 @group(0) @binding(1) var<storage, read> th_counts: array<u32>;
 @group(0) @binding(2) var<storage, read_write> th_flags: array<u32>;

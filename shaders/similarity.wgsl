@@ -3,23 +3,14 @@
 // Zero-TPrune's similarity stage splits by a flag (the important half) on full key rows.
 
 const WG: u32 = 64u;
-const NONE: u32 = 0xffffffffu;
-const POS: f32 = 3.0e38;
-const NEG: f32 = -3.0e38;
 
 fn item(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lane;
 }
 
-// ---- head_mean_keys: metric[b, t, e] = 1/H sum_h K[b, t, h * dh + e] (ToMe's metric) ----
-struct MeanParams {
-    total: u32, // batch * n * dh
-    n: u32,
-    dim: u32,   // D = heads * dh
-    heads: u32,
-}
-
-@group(0) @binding(0) var<storage, read> mk_qkv: array<f32>;
+// ---- head_mean_keys: metric[b, t, e] = 1/H sum_h K[b, t, h * dh + e] (ToMe's metric), reading
+// the keys through their view: token t of image b starts at off + b * img_stride + t * row_stride ----
+@group(0) @binding(0) var<storage, read> mk_keys: array<f32>;
 @group(0) @binding(1) var<storage, read_write> mk_out: array<f32>;
 @group(0) @binding(2) var<uniform> mp: MeanParams;
 
@@ -33,29 +24,18 @@ fn head_mean_keys(
     if (e >= mp.total) {
         return;
     }
-    let dh = mp.dim / mp.heads;
+    let dh = mp.width / mp.heads;
     let row = e / dh; // b * n + t
     let col = e % dh;
-    let base = row * 3u * mp.dim + mp.dim + col;
+    let base = mp.off + (row / mp.n) * mp.img_stride + (row % mp.n) * mp.row_stride + col;
     var s = 0.0;
     for (var h = 0u; h < mp.heads; h++) {
-        s += mk_qkv[base + h * dh];
+        s += mk_keys[base + h * dh];
     }
     mk_out[e] = s / f32(mp.heads);
 }
 
 // ---- best_match: one thread per (image, token) ----
-struct MatchParams {
-    batch: u32,
-    n: u32,
-    prefix: u32,
-    mode: u32,       // 0: parity (sources t - P even, destinations odd); 1: flags (sources 0, destinations 1)
-    width: u32,      // feature values per token
-    off: u32,        // first feature of token 0 of image 0
-    row_stride: u32, // between tokens
-    img_stride: u32, // between images
-}
-
 @group(0) @binding(0) var<storage, read> bm_feat: array<f32>;
 @group(0) @binding(1) var<storage, read> bm_flags: array<u32>;
 @group(0) @binding(2) var<storage, read_write> bm_keep_score: array<f32>;

@@ -2,52 +2,12 @@
 // Token pruning adds two optional key-side terms: ToMe's proportional attention (log of each key's
 // token size added to its logit) and masked rows (keys past an image's valid count get probability 0).
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    off: u32,
-    row_stride: u32,
-    rows_per_image: u32, // heads * queries: row r belongs to image r / rows_per_image
-    log_size: u32,       // 1: add log(sizes[b, j]) to logit j
-    masked: u32,         // 1: only keys j < counts[b] take part
-    _pad: u32,
-}
-
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> sizes: array<f32>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(3) var<uniform> p: SoftmaxParams;
 
 const WG: u32 = 32u; // one subgroup-sized workgroup per row: few barrier rounds (costly on CPU adapters)
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_max(lane: u32, v: f32) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red[lane] = max(red[lane], red[lane + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(lane: u32, v: f32) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red[lane] += red[lane + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 // One workgroup per row; rows beyond 65535 spill into the y dimension of the dispatch.
 @compute @workgroup_size(32, 1, 1)
@@ -66,7 +26,7 @@ fn softmax_rows(
     if (p.masked == 1u) {
         valid = clamp(counts[image], 1u, p.cols);
     }
-    var m = -3.0e38;
+    var m = NEG;
     for (var j = lane; j < valid; j += WG) {
         var v = x[base + j];
         if (p.log_size == 1u) {

@@ -4,8 +4,11 @@
 //! Vulkan / Metal / DX12 (wgpu) and in the browser (WebGPU).
 //!
 //! Map of the crate:
-//! - [`gpu`]: device setup, buffers, the kernel library and the step list a forward pass plays;
-//! - [`model`]: configs, weights (timm and Hugging Face layouts) and the ViT/DeiT graph;
+//! - [`gpu`]: device setup, buffers, the kernels (one module per WGSL family) and the step list a
+//!   forward pass plays;
+//! - [`model`]: configs, weights (timm and Hugging Face layouts), the ViT/DeiT graph, and the
+//!   pruning point every model exposes;
+//! - [`prune`]: policies (one file each), schedules, and the code that carries a selection out;
 //! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
 //! - [`preprocess`], [`labels`]: images in, class names out;
 //! - `web` (wasm32 only): the browser's entry points, a thin wasm-bindgen face on [`Session`].
@@ -23,4 +26,4 @@ pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{ModelWeights, Preprocess, ViTConfig};
-pub use session::{ImageOutput, Prediction, Session};
+pub use session::{ImageOutput, Mode, Prediction, Run, RunOutput, Session};

@@ -1,15 +1,17 @@
 //! The scheduler: owns the model on the GPU and one compiled program per (batch size, pruning
-//! schedule), and plays a program as one compute pass and one submit, reading back only the logits
-//! (and, on request, the original indices of the tokens each pruning step kept).
+//! schedule, kernel choice), and plays a program: as one compute pass and one submit, reading back
+//! only the logits and the kept-token indices; profiled (a timestamp pair around every step); or
+//! step by step with every step's outputs read back (the debug twin).
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
-use crate::gpu::{read_buffer, GpuContext, Kernels, Program};
-use crate::model::vit::{Activations, Dense, VisionTransformer};
+use crate::gpu::{read_buffer, GpuContext, KernelChoice, Kernels, Phase, Program, StepOutput};
+use crate::model::hook::Dense;
+use crate::model::vit::{Activations, VisionTransformer};
 use crate::model::{ModelWeights, ViTConfig};
-use crate::prune::{PrunePlan, Pruning};
+use crate::prune::{PrunePlan, Pruning, TokenLayout};
 
 /// Top classes of one image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -25,15 +27,90 @@ pub struct ImageOutput {
     /// For each pruning step, the patch indices (0-based, row-major over the grid, prefix tokens
     /// excluded) that survive it, in their original order.
     pub kept: Vec<Vec<u32>>,
+    /// FLOPs of this image's forward pass, counted from the tokens each step kept.
+    pub flops: f64,
 }
 
-/// Compiled steps for one (batch size, schedule); the activations are shared per batch size.
-struct Plan {
+/// How a run plays its program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// One compute pass, one submit.
+    #[default]
+    Normal,
+    /// Every step in its own pass with GPU timestamps around it (CPU-timed where the adapter has
+    /// no timestamp queries): [`RunOutput::profile`].
+    Profile,
+    /// The debug twin: one submit per step, every step's outputs read back: [`RunOutput::trace`].
+    Debug,
+}
+
+/// One run's settings: the pruning schedule (resolved for this model) and how to play it.
+#[derive(Clone, Copy, Debug)]
+pub struct Run<'a> {
+    pub pruning: &'a Pruning,
+    pub mode: Mode,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(pruning: &'a Pruning) -> Self {
+        Run {
+            pruning,
+            mode: Mode::Normal,
+        }
+    }
+
+    pub fn mode(self, mode: Mode) -> Self {
+        Run { mode, ..self }
+    }
+}
+
+impl<'a> From<&'a Pruning> for Run<'a> {
+    fn from(pruning: &'a Pruning) -> Self {
+        Run::new(pruning)
+    }
+}
+
+/// GPU time of one step of a profiled run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepTime {
+    pub label: String,
+    pub phase: Phase,
+    pub seconds: f64,
+}
+
+/// What a run returns.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    /// One per image, in input order.
+    pub images: Vec<ImageOutput>,
+    /// Every step's GPU time ([`Mode::Profile`]).
+    pub profile: Option<Vec<StepTime>>,
+    /// Every step's outputs ([`Mode::Debug`]).
+    pub trace: Option<Vec<StepOutput>>,
+}
+
+impl RunOutput {
+    /// Every image's logits, one after the other.
+    pub fn logits(&self) -> Vec<f32> {
+        self.images.iter().flat_map(|o| o.logits.clone()).collect()
+    }
+}
+
+/// What identifies a compiled program: the same key always plays the same steps.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ProgramKey {
+    batch: usize,
+    pruning: Pruning,
+    kernels: KernelChoice,
+}
+
+/// Compiled steps for one key; the activations are shared per batch size.
+struct Compiled {
     program: Program,
     prune: Option<PrunePlan>,
+    /// Logits, then every step's kept-token buffer, one after another.
     staging: wgpu::Buffer,
-    /// Sized for every step's kept-token buffer, one after another.
-    kept_staging: Option<wgpu::Buffer>,
+    staging_bytes: u64,
 }
 
 /// A model ready to run on one device.
@@ -41,49 +118,32 @@ pub struct Session {
     gpu: GpuContext,
     kernels: Kernels,
     model: VisionTransformer,
-    pruning: Pruning,
     acts: HashMap<usize, Activations>,
-    plans: HashMap<(usize, String), Plan>,
+    programs: HashMap<ProgramKey, Compiled>,
 }
 
 impl Session {
-    /// Upload the weights and compile the kernels.
+    /// Upload the weights; natively, also measure which kernels are fastest on this adapter (once
+    /// per process). In the browser, await [`Session::tune`] after this.
     pub fn new(gpu: &GpuContext, weights: &ModelWeights) -> Result<Self> {
         let model = VisionTransformer::upload(gpu, weights);
         gpu.check()?;
         let kernels = Kernels::new(gpu);
-        // Pick the fastest GEMM kernel for this adapter (measured once per process and adapter).
         #[cfg(not(target_arch = "wasm32"))]
-        {
-            kernels.tune_gemm_blocking()?;
-            kernels.tune_attention_blocking()?;
-        }
+        kernels.tune_blocking()?;
         Ok(Session {
             gpu: gpu.clone(),
             kernels,
             model,
-            pruning: Pruning::dense(),
             acts: HashMap::new(),
-            plans: HashMap::new(),
+            programs: HashMap::new(),
         })
     }
 
     /// Measure which GEMM tile and which attention path are fastest on this adapter (once per
     /// adapter and process). `new` does this itself natively; the browser awaits it after `new`.
-    pub async fn tune(&self) -> Result<()> {
-        self.kernels.tune_gemm().await?;
-        self.kernels.tune_attention().await?;
-        Ok(())
-    }
-
-    /// Run every later forward pass with this pruning schedule (resolved for this model with
-    /// [`Pruning::resolve`]). Programs stay compiled per schedule, so switching back is free.
-    pub fn set_pruning(&mut self, pruning: Pruning) {
-        self.pruning = pruning;
-    }
-
-    pub fn pruning(&self) -> &Pruning {
-        &self.pruning
+    pub async fn tune(&self) -> Result<KernelChoice> {
+        self.kernels.tune().await
     }
 
     pub fn config(&self) -> &ViTConfig {
@@ -92,6 +152,16 @@ impl Session {
 
     pub fn gpu(&self) -> &GpuContext {
         &self.gpu
+    }
+
+    /// The kernels programs built from now on use.
+    pub fn kernel_choice(&self) -> KernelChoice {
+        self.kernels.choice()
+    }
+
+    /// Force a kernel choice (benchmarks and tests; [`Session::new`] measures the best).
+    pub fn set_kernel_choice(&mut self, choice: KernelChoice) {
+        self.kernels.set_choice(choice);
     }
 
     /// The largest batch this device holds for this model.
@@ -105,100 +175,37 @@ impl Session {
         c.in_chans * c.image_size.0 * c.image_size.1
     }
 
-    /// FLOPs per image of the program this session runs (threshold pruning: the dense bound; use
-    /// [`Pruning::flops_with`] with the kept counts of a run).
-    pub fn flops_per_image(&self) -> f64 {
-        self.pruning.flops(&self.model.config)
-    }
-
-    /// Kernel dispatches in one forward pass at this batch size.
-    pub fn dispatches(&mut self, batch: usize) -> Result<usize> {
-        Ok(self.plan(batch)?.0.program.dispatches())
-    }
-
-    /// The GEMM kernel this session's programs use (tuned per adapter on native targets).
-    pub fn gemm_kernel(&self) -> crate::gpu::kernels::GemmKernel {
-        self.kernels.gemm_kernel()
-    }
-
-    /// Whether blocks that need no attention probabilities run the fused attention kernel.
-    pub fn fused_attention(&self) -> bool {
-        self.kernels.fused_attention()
-    }
-
-    /// Force the fused attention on or off (benchmarks and tests; `Session::new` measures which
-    /// is faster on this adapter). Compiled programs are dropped.
-    pub fn set_fused_attention(&mut self, on: bool) {
-        if on != self.kernels.fused_attention() {
-            self.kernels.set_fused_attention(on);
-            self.plans.clear();
-        }
-    }
-
-    /// The label of every step of one forward pass at this batch size, in order.
-    pub fn step_labels(&mut self, batch: usize) -> Result<Vec<String>> {
-        Ok(self
-            .plan(batch)?
-            .0
+    /// The label and phase of every step of one forward pass at this batch size, in order.
+    pub fn steps(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<(String, Phase)>> {
+        let (compiled, _) = self.compiled(batch, pruning)?;
+        Ok(compiled
             .program
             .steps
             .iter()
-            .map(|s| s.label.clone())
+            .map(|s| (s.label.clone(), s.phase))
             .collect())
     }
 
-    /// Play one forward pass of `images` with a GPU timestamp pair around every step (each its own
-    /// compute pass): `(label, seconds)` per step, or `None` where the adapter has no timestamp
-    /// queries. The profiling mode of `zeroprune bench`; a normal run stays one pass.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn profile_steps(&mut self, images: &[f32]) -> Result<Option<Vec<(String, f64)>>> {
-        let batch = self.check_images(images)?;
-        let gpu = self.gpu.clone();
-        let (plan, acts) = self.plan(batch)?;
-        gpu.queue
-            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
-        let times = crate::gpu::profile_program_blocking(&gpu, &plan.program)?;
-        Ok(times.map(|t| {
-            plan.program
-                .steps
-                .iter()
-                .zip(t)
-                .map(|(s, t)| (s.label.clone(), t))
-                .collect()
-        }))
-    }
-
-    /// Wall time of one forward pass of `images` that plays only the steps whose label `keep`
-    /// accepts (nothing read back): the CPU-timed fallback of the per-step breakdown, e.g. a pruned
-    /// pass without its pruning steps.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn time_steps(&mut self, images: &[f32], keep: impl Fn(&str) -> bool) -> Result<f64> {
-        let batch = self.check_images(images)?;
-        let gpu = self.gpu.clone();
-        let (plan, acts) = self.plan(batch)?;
-        gpu.queue
-            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
-        let mut program = Program::default();
-        program.extend(
-            plan.program
-                .steps
-                .iter()
-                .filter(|s| keep(&s.label))
-                .cloned(),
-        );
-        crate::gpu::time_program_blocking(&gpu, &program)
+    /// The label of every step of one forward pass at this batch size, in order.
+    pub fn step_labels(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<String>> {
+        Ok(self
+            .steps(batch, pruning)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect())
     }
 
     fn check_images(&self, images: &[f32]) -> Result<usize> {
         let per = self.image_len();
         if images.is_empty() || !images.len().is_multiple_of(per) {
+            let c = &self.model.config;
             return Err(Error::param(
                 "images",
                 format!(
                     "expected a multiple of {per} values ({} x {} x {}), got {}",
-                    self.model.config.in_chans,
-                    self.model.config.image_size.0,
-                    self.model.config.image_size.1,
+                    c.in_chans,
+                    c.image_size.0,
+                    c.image_size.1,
                     images.len()
                 ),
             ));
@@ -206,137 +213,155 @@ impl Session {
         Ok(images.len() / per)
     }
 
-    fn plan(&mut self, batch: usize) -> Result<(&Plan, &Activations)> {
+    /// The program for `(batch, pruning, current kernel choice)`, compiled on first use.
+    fn compiled(&mut self, batch: usize, pruning: &Pruning) -> Result<(&Compiled, &Activations)> {
+        let c = &self.model.config;
+        if !pruning.is_dense() && pruning.steps.iter().any(|s| s.block >= c.depth) {
+            return Err(Error::param(
+                "pruning",
+                "the schedule was resolved for a deeper model",
+            ));
+        }
         if !self.acts.contains_key(&batch) {
-            let acts = Activations::new(&self.gpu, &self.model.config, batch)?;
+            let acts = Activations::new(&self.gpu, c, batch)?;
             self.acts.insert(batch, acts);
         }
-        let key = (batch, format!("{:?}", self.pruning));
-        if !self.plans.contains_key(&key) {
+        let key = ProgramKey {
+            batch,
+            pruning: pruning.clone(),
+            kernels: self.kernels.choice(),
+        };
+        if !self.programs.contains_key(&key) {
             let acts = &self.acts[&batch];
-            let c = &self.model.config;
-            let (program, prune) = if self.pruning.is_dense() {
+            let (program, prune) = if pruning.is_dense() {
                 (self.model.forward(&self.kernels, acts, &mut Dense)?, None)
             } else {
-                let mut prune = PrunePlan::new(&self.gpu, c, &self.pruning, batch);
-                (
-                    self.model.forward(&self.kernels, acts, &mut prune)?,
-                    Some(prune),
-                )
+                let layout = TokenLayout {
+                    batch,
+                    rows: c.num_tokens(),
+                    protected: c.num_prefix_tokens(),
+                    heads: c.num_heads,
+                    depth: c.depth,
+                };
+                let mut plan = PrunePlan::new(&self.gpu, layout, pruning);
+                let program = self.model.forward(&self.kernels, acts, &mut plan)?;
+                (program, Some(plan))
             };
-            let staging = staging_buffer(&self.gpu, acts.logits.bytes());
-            let kept_staging = prune.as_ref().map(|p| {
-                let bytes = p.steps.iter().map(|s| s.kept.bytes()).sum();
-                staging_buffer(&self.gpu, bytes)
-            });
+            let kept_bytes: u64 = prune
+                .iter()
+                .flat_map(|p| &p.steps)
+                .map(|s| s.kept.bytes())
+                .sum();
+            let staging_bytes = acts.logits.bytes() + kept_bytes;
+            let staging = staging_buffer(&self.gpu, staging_bytes);
             self.gpu.check()?;
-            self.plans.insert(
+            self.programs.insert(
                 key.clone(),
-                Plan {
+                Compiled {
                     program,
                     prune,
                     staging,
-                    kept_staging,
+                    staging_bytes,
                 },
             );
         }
-        Ok((&self.plans[&key], &self.acts[&batch]))
+        Ok((&self.programs[&key], &self.acts[&batch]))
     }
 
-    /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) and return `[B, classes]` logits.
-    pub async fn run_async(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
-        let out = self.run_images_async(images, false).await?;
-        Ok(out.into_iter().map(|o| o.logits).collect())
-    }
-
-    /// Run a batch and return, per image, the logits and the patch tokens each pruning step kept.
-    pub async fn run_detailed_async(&mut self, images: &[f32]) -> Result<Vec<ImageOutput>> {
-        self.run_images_async(images, true).await
-    }
-
-    async fn run_images_async(&mut self, images: &[f32], kept: bool) -> Result<Vec<ImageOutput>> {
+    /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) with a pruning schedule
+    /// (resolved for this model; [`Pruning::dense`] for none): per image the logits, the patch
+    /// tokens each step kept and the FLOPs; with [`Mode::Profile`] or [`Mode::Debug`], per step
+    /// the GPU time or the outputs.
+    pub async fn run_async<'a>(
+        &mut self,
+        images: &[f32],
+        run: impl Into<Run<'a>>,
+    ) -> Result<RunOutput> {
+        let run = run.into();
         let batch = self.check_images(images)?;
-        let classes = self.model.config.num_classes;
-        let prefix = self.model.config.num_prefix_tokens() as u32;
+        let c = self.model.config.clone();
         let gpu = self.gpu.clone();
-        let (plan, acts) = self.plan(batch)?;
+        let (compiled, acts) = self.compiled(batch, run.pruning)?;
         gpu.queue
             .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
+        let program = &compiled.program;
+        let (mut profile, mut trace) = (None, None);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        plan.program.encode(&mut encoder);
+        match run.mode {
+            Mode::Normal => program.encode(&mut encoder),
+            Mode::Profile => {
+                let seconds = program.profile(&gpu).await?;
+                profile = Some(
+                    program
+                        .steps
+                        .iter()
+                        .zip(seconds)
+                        .map(|(s, seconds)| StepTime {
+                            label: s.label.clone(),
+                            phase: s.phase,
+                            seconds,
+                        })
+                        .collect(),
+                );
+            }
+            Mode::Debug => trace = Some(program.play_step_by_step(&gpu).await?),
+        }
+        // Logits and kept indices come back in one copy and one map.
+        let steps = compiled.prune.as_ref().map_or(&[][..], |p| &p.steps[..]);
         encoder.copy_buffer_to_buffer(
             &acts.logits.buffer,
             0,
-            &plan.staging,
+            &compiled.staging,
             0,
             acts.logits.bytes(),
         );
-        let steps = plan.prune.as_ref().map_or(&[][..], |p| &p.steps[..]);
-        if kept {
-            if let Some(staging) = &plan.kept_staging {
-                let mut at = 0;
-                for s in steps {
-                    encoder.copy_buffer_to_buffer(&s.kept.buffer, 0, staging, at, s.kept.bytes());
-                    at += s.kept.bytes();
-                }
-            }
+        let mut at = acts.logits.bytes();
+        for s in steps {
+            encoder.copy_buffer_to_buffer(&s.kept.buffer, 0, &compiled.staging, at, s.kept.bytes());
+            at += s.kept.bytes();
         }
         gpu.queue.submit([encoder.finish()]);
-        let logits: Vec<f32> = read_buffer(&gpu, &plan.staging, acts.logits.bytes()).await?;
-        let mut out: Vec<ImageOutput> = logits
-            .chunks(classes)
+        let words: Vec<u32> = read_buffer(&gpu, &compiled.staging, compiled.staging_bytes).await?;
+        let (logits, kept) = words.split_at(acts.logits.len);
+        let prefix = c.num_prefix_tokens() as u32;
+        let mut images: Vec<ImageOutput> = logits
+            .chunks(c.num_classes)
             .map(|l| ImageOutput {
-                logits: l.to_vec(),
+                logits: l.iter().map(|&w| f32::from_bits(w)).collect(),
                 kept: vec![],
+                flops: 0.0,
             })
             .collect();
-        if let (true, Some(staging)) = (kept, &plan.kept_staging) {
-            let total = steps.iter().map(|s| s.kept.bytes()).sum();
-            let all: Vec<u32> = read_buffer(&gpu, staging, total).await?;
-            let mut at = 0;
-            for s in steps {
-                let rows = s.rows_out;
-                for (b, image) in out.iter_mut().enumerate() {
-                    let slice = &all[at + b * rows..at + (b + 1) * rows];
-                    // Original token index -> patch index; prefix rows and empty slots dropped.
-                    image.kept.push(
-                        slice
-                            .iter()
-                            .filter(|&&t| t != u32::MAX && t >= prefix)
-                            .map(|&t| t - prefix)
-                            .collect(),
-                    );
-                }
-                at += batch * rows;
+        let mut at = 0;
+        for s in steps {
+            for (b, image) in images.iter_mut().enumerate() {
+                let slice = &kept[at + b * s.rows_out..at + (b + 1) * s.rows_out];
+                // Original token index -> patch index; prefix rows and empty slots dropped.
+                image.kept.push(
+                    slice
+                        .iter()
+                        .filter(|&&t| t != u32::MAX && t >= prefix)
+                        .map(|&t| t - prefix)
+                        .collect(),
+                );
             }
+            at += batch * s.rows_out;
         }
-        Ok(out)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn run_detailed(&mut self, images: &[f32]) -> Result<Vec<ImageOutput>> {
-        pollster::block_on(self.run_detailed_async(images))
-    }
-
-    /// FLOPs per image of a run whose pruning steps kept these patch tokens.
-    pub fn flops_for(&self, out: &ImageOutput) -> f64 {
-        let kept: Vec<usize> = out.kept.iter().map(Vec::len).collect();
-        if kept.len() == self.pruning.steps.len() {
-            self.pruning.flops_with(&self.model.config, &kept)
-        } else {
-            self.flops_per_image()
+        for image in &mut images {
+            let counts: Vec<usize> = image.kept.iter().map(Vec::len).collect();
+            image.flops = run.pruning.flops_with(&c, &counts);
         }
+        Ok(RunOutput {
+            images,
+            profile,
+            trace,
+        })
     }
 
+    /// [`Session::run_async`] for native callers.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run(&mut self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
-        pollster::block_on(self.run_async(images))
-    }
-
-    /// Run and keep the `top` most likely classes of each image, with softmax probabilities.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn classify(&mut self, images: &[f32], top: usize) -> Result<Vec<Prediction>> {
-        Ok(self.run(images)?.iter().map(|l| top_k(l, top)).collect())
+    pub fn run<'a>(&mut self, images: &[f32], run: impl Into<Run<'a>>) -> Result<RunOutput> {
+        pollster::block_on(self.run_async(images, run))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::model::weights::ConfigFiles;
 use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
-use crate::prune::{PruneRequest, Pruning};
+use crate::prune::{Policy, PruneRequest, Pruning};
 use crate::session::top_k;
 use crate::{labels, ModelWeights, ViTConfig};
 
@@ -204,8 +204,8 @@ struct ClassifyResult {
 struct Inner {
     session: crate::Session,
     classes: Vec<String>,
-    /// Schedules already run once (pipelines compiled and warmed).
-    warm: HashSet<(usize, String)>,
+    /// Schedules already run once (pipelines compiled and warmed), by input length.
+    warm: HashSet<(usize, Pruning)>,
 }
 
 /// A model on the page's GPU.
@@ -230,11 +230,10 @@ impl Inner {
         input: &[f32],
         runs: usize,
     ) -> Result<(Vec<crate::ImageOutput>, Vec<f64>), JsError> {
-        self.session.set_pruning(pruning.clone());
-        let key = (input.len(), format!("{pruning:?}"));
+        let key = (input.len(), pruning.clone());
         if !self.warm.contains(&key) {
             self.session
-                .run_detailed_async(input)
+                .run_async(input, pruning)
                 .await
                 .map_err(js_error)?;
             self.warm.insert(key);
@@ -245,9 +244,10 @@ impl Inner {
             let t = now_ms();
             out = self
                 .session
-                .run_detailed_async(input)
+                .run_async(input, pruning)
                 .await
-                .map_err(js_error)?;
+                .map_err(js_error)?
+                .images;
             times.push(now_ms() - t);
         }
         Ok((out, times))
@@ -279,7 +279,7 @@ impl Inner {
                 kept: k.clone(),
             })
             .collect();
-        let gflops = self.session.flops_for(image) / 1e9;
+        let gflops = image.flops / 1e9;
         let latencies_ms = times.clone();
         Ok(RunResult {
             policy: pruning.policy.name().to_string(),
@@ -319,8 +319,10 @@ impl Session {
         let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
         let session = crate::Session::new(&gpu, &weights).map_err(js_error)?;
         // Pick the GEMM tile and the attention path by measuring them on this adapter.
-        session.tune().await.map_err(js_error)?;
+        let choice = session.tune().await.map_err(js_error)?;
         let c = &weights.config;
+        // The page lists the policies (and their default blocks) from the library's registry.
+        let policies: Vec<_> = Policy::all().iter().map(|p| p.info(c.depth)).collect();
         let info = serde_json::json!({
             "adapter": gpu.describe(),
             "maxStorageBufferBindingSize": gpu.max_binding_bytes(),
@@ -335,8 +337,9 @@ impl Session {
             "classes": c.num_classes,
             "distilled": c.distilled,
             "denseGflops": Pruning::dense().flops(c) / 1e9,
-            "gemmKernel": format!("{:?}", session.gemm_kernel()),
-            "fusedAttention": session.fused_attention(),
+            "gemmKernel": choice.gemm.name(),
+            "fusedAttention": choice.fused_attention,
+            "policies": policies,
         });
         if session.max_batch() == 0 {
             return Err(JsError::new(&format!(
@@ -355,7 +358,9 @@ impl Session {
     }
 
     /// Adapter and model facts: `{adapter, maxBatch, parameters, imageSize, patchSize, grid, depth,
-    /// embedDim, heads, classes, distilled, denseGflops}`.
+    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, fusedAttention, policies}`;
+    /// `policies` lists every policy as `{name, help, reads, merges, keep_rule, default_blocks,
+    /// options}` (default blocks for this model's depth).
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> JsValue {
         self.info.clone()

@@ -172,28 +172,32 @@ async fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
     let w = zeroprune::ModelWeights::load(&common::fixture("tiny-timm")).unwrap();
     let mut s = zeroprune::Session::new(gpu(), &w).unwrap();
     // Session::new measured which attention is faster here; this test is about the fused one.
-    s.set_fused_attention(true);
+    let measured = s.kernel_choice();
+    let fused = |on: bool| zeroprune::gpu::KernelChoice {
+        fused_attention: on,
+        ..measured
+    };
+    s.set_kernel_choice(fused(true));
     let has = |labels: &[String], l: &str| labels.iter().any(|x| x == l);
-    let dense = s.step_labels(2).unwrap();
+    let dense = s.step_labels(2, &Pruning::dense()).unwrap();
     assert!(has(&dense, "block0.attention") && has(&dense, "block1.attention"));
     assert!(!dense.iter().any(|l| l.contains("softmax")));
     let spec = ScheduleSpec::parse_keep("0.6@0").unwrap();
     for (policy, unfused) in [
-        (Policy::ZeroTPrune, true),
-        (Policy::Evit, true),
-        (Policy::Tome, false),
-        (Policy::Random, false),
+        (Policy::named("zero-tprune").unwrap(), true),
+        (Policy::named("evit").unwrap(), true),
+        (Policy::named("tome").unwrap(), false),
+        (Policy::named("random").unwrap(), false),
     ] {
         let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap();
-        s.set_pruning(p);
-        let labels = s.step_labels(2).unwrap();
+        let labels = s.step_labels(2, &p).unwrap();
         assert_eq!(has(&labels, "block0.softmax"), unfused, "{policy:?}");
         assert_eq!(has(&labels, "block0.attention"), !unfused, "{policy:?}");
         assert!(has(&labels, "block1.attention"), "{policy:?}");
     }
     // Switched off, every block runs scores, softmax and context.
-    s.set_fused_attention(false);
-    let labels = s.step_labels(2).unwrap();
+    s.set_kernel_choice(fused(false));
+    let labels = s.step_labels(2, &Pruning::dense()).unwrap();
     assert!(!labels.iter().any(|l| l.ends_with(".attention")));
     assert!(has(&labels, "block1.softmax"));
 }

@@ -668,6 +668,10 @@ fn non_numeric_mean_is_an_error() {
 // ------------------------------------------------------------------------------------------------
 // Running: inputs, batch sizes, adapters.
 
+fn dense() -> zeroprune::prune::Pruning {
+    zeroprune::prune::Pruning::dense()
+}
+
 fn tiny_session() -> Session {
     let weights = ModelWeights::load(&fixture("tiny-timm")).unwrap();
     Session::new(gpu(), &weights).unwrap()
@@ -679,7 +683,7 @@ fn input_length_not_a_multiple_of_the_image() {
     let per = session.image_len();
     assert_eq!(per, 3 * 40 * 40);
     for len in [1, per - 1, per + 1, 2 * per + 7] {
-        let e = session.run(&vec![0.0; len]).unwrap_err();
+        let e = session.run(&vec![0.0; len], &dense()).unwrap_err();
         assert!(
             matches!(&e, Error::InvalidParam { name, .. } if name == "images"),
             "{e:?}"
@@ -687,19 +691,22 @@ fn input_length_not_a_multiple_of_the_image() {
         assert_mentions(&e, &["images", &per.to_string(), &len.to_string()]);
     }
     // The session still works after rejected inputs.
-    assert_eq!(session.run(&vec![0.0; per]).unwrap().len(), 1);
+    assert_eq!(
+        session.run(&vec![0.0; per], &dense()).unwrap().images.len(),
+        1
+    );
 }
 
 #[test]
 fn empty_input() {
     let mut session = tiny_session();
-    let e = session.run(&[]).unwrap_err();
+    let e = session.run(&[], &dense()).unwrap_err();
     assert!(
         matches!(&e, Error::InvalidParam { name, .. } if name == "images"),
         "{e:?}"
     );
     assert_mentions(&e, &["images", "got 0"]);
-    let e = session.classify(&[], 5).unwrap_err();
+    let e = pollster::block_on(session.run_async(&[], &dense())).unwrap_err();
     assert!(matches!(e, Error::InvalidParam { .. }), "{e:?}");
 }
 
@@ -753,7 +760,9 @@ fn batch_larger_than_the_device_allows() {
     // Through Session::run, where max + 1 images are cheap to hold on the host (<= 256 MiB).
     let per = session.image_len();
     if (max + 1) * per * 4 <= 256 << 20 {
-        let e = session.run(&vec![0.0; (max + 1) * per]).unwrap_err();
+        let e = session
+            .run(&vec![0.0; (max + 1) * per], &dense())
+            .unwrap_err();
         assert!(
             matches!(e, Error::BatchTooLarge { batch, max: m, .. } if batch == max + 1 && m == max),
             "{e:?}"

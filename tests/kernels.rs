@@ -6,7 +6,7 @@ mod common;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, SHADERS};
+use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, FAMILIES};
 use zeroprune::gpu::GpuTensor;
 
 use common::{gpu, kernels, run};
@@ -937,45 +937,41 @@ async fn layernorm_more_than_65535_rows() {
 // ---------------------------------------------------------------------------------------------
 // Static checks of the WGSL
 
-/// Bytes of the uniform parameter block of each entry point, as the Rust launchers upload it
-/// (`GemmParams`: 20 words, `SoftmaxParams`: 4, `LayerNormParams`: 12, `Im2colParams`: 8, `PosParams`: 4).
-const PARAM_BYTES: &[(&str, u32)] = &[
-    ("gemm", 80),
-    ("gemm_naive", 80),
-    ("softmax_rows", 32),
-    ("layernorm", 48),
-    ("im2col", 32),
-    ("add_prefix_pos", 16),
-    ("received_attention", 32),
-    ("cls_attention", 32),
-    ("random_score", 32),
-    ("wpr", 16),
-    ("combine_heads", 32),
-    ("head_mean_keys", 16),
-    ("best_match", 32),
-    ("select_topk", 16),
-    ("select_threshold", 16),
-    ("compact", 16),
-    ("gather_rows", 16),
-    ("copy", 16),
-    ("tome_merge", 32),
-];
-
+/// Every WGSL family, assembled as the library loads it (prelude, generated parameter structs,
+/// shared pieces, the file), validates with naga, stays inside WebGPU's default limits, and
+/// declares exactly what its Rust module says: every entry point is a declared kernel, whose
+/// storage bindings are its slots in order (name, read or read-write, f32 or u32) and whose
+/// parameter block follows them with the generated struct's name and size.
 async fn shaders_validate_within_webgpu_default_limits() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    use naga::AddressSpace;
+    use naga::{AddressSpace, ScalarKind, StorageAccess, TypeInner};
+    use zeroprune::gpu::kernel::{Access, Elem};
 
     let limits = wgpu::Limits::default();
-    let mut entries = Vec::new();
-    for &(name, src) in SHADERS {
-        let module = naga::front::wgsl::parse_str(src)
-            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
+    let mut kernels = 0;
+    for family in FAMILIES {
+        let src = family.wgsl();
+        let name = family.name;
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(&src)));
         let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-        assert!(!module.entry_points.is_empty(), "{name}: no entry point");
+            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(&src)));
+        let mut entries: Vec<&str> = module
+            .entry_points
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        let mut declared: Vec<&str> = family.kernels.iter().map(|k| k.entry).collect();
+        entries.sort();
+        declared.sort();
+        assert_eq!(
+            entries, declared,
+            "{name}: entry points and declared kernels"
+        );
         for (i, ep) in module.entry_points.iter().enumerate() {
             let what = format!("{name}.wgsl {}", ep.name);
+            let kernel = family.kernels.iter().find(|k| k.entry == ep.name).unwrap();
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{what}");
             assert!(ep.workgroup_size_overrides.is_none(), "{what}");
             let [x, y, z] = ep.workgroup_size;
@@ -1005,22 +1001,61 @@ async fn shaders_validate_within_webgpu_default_limits() {
                 "{what}: {shared} bytes of workgroup memory"
             );
 
-            // The launchers bind their buffers at 0..n of group 0 and the parameters at n.
-            let mut storage: Vec<u32> = used()
-                .filter(|(_, g)| matches!(g.space, AddressSpace::Storage { .. }))
-                .map(|(_, g)| {
-                    let b = g.binding.as_ref().expect("storage binding");
-                    assert_eq!(b.group, 0, "{what}");
-                    b.binding
+            // Storage bindings 0..n of group 0 are the declared slots, in order.
+            let mut storage: Vec<_> = used()
+                .filter_map(|(_, g)| match g.space {
+                    AddressSpace::Storage { access } => Some((g, access)),
+                    _ => None,
                 })
                 .collect();
-            storage.sort_unstable();
-            let n = storage.len() as u32;
+            storage.sort_by_key(|(g, _)| g.binding.as_ref().unwrap().binding);
             assert_eq!(
-                storage,
-                (0..n).collect::<Vec<_>>(),
+                storage.len(),
+                kernel.slots.len(),
                 "{what}: storage bindings"
             );
+            for (slot_index, ((g, access), slot)) in storage.iter().zip(kernel.slots).enumerate() {
+                let b = g.binding.as_ref().unwrap();
+                assert_eq!(
+                    (b.group, b.binding),
+                    (0, slot_index as u32),
+                    "{what}: {}",
+                    slot.name
+                );
+                assert_eq!(
+                    g.name.as_deref(),
+                    Some(slot.name),
+                    "{what}: slot {slot_index}"
+                );
+                let writes = access.contains(StorageAccess::STORE);
+                assert_eq!(
+                    writes,
+                    slot.access == Access::ReadWrite,
+                    "{what}: {} access",
+                    slot.name
+                );
+                let TypeInner::Array { base, .. } = module.types[g.ty].inner else {
+                    panic!("{what}: {} is not an array", slot.name)
+                };
+                let scalar = match module.types[base].inner {
+                    TypeInner::Scalar(s) => s,
+                    TypeInner::Vector { scalar, .. } => scalar,
+                    ref other => panic!("{what}: {} holds {other:?}", slot.name),
+                };
+                let elem = match scalar.kind {
+                    ScalarKind::Float => Elem::F32,
+                    ScalarKind::Uint => Elem::U32,
+                    other => panic!("{what}: {} holds {other:?}", slot.name),
+                };
+                assert_eq!(
+                    (elem, scalar.width),
+                    (slot.elem, 4),
+                    "{what}: {} element",
+                    slot.name
+                );
+            }
+            // The parameter block: after the slots, the generated struct, padded to 16 bytes.
+            let n = kernel.slots.len() as u32;
             let uniforms: Vec<_> = used()
                 .filter(|(_, g)| g.space == AddressSpace::Uniform)
                 .collect();
@@ -1028,20 +1063,22 @@ async fn shaders_validate_within_webgpu_default_limits() {
             let (_, u) = uniforms[0];
             let b = u.binding.as_ref().unwrap();
             assert_eq!((b.group, b.binding), (0, n), "{what}: parameter binding");
-            let want = PARAM_BYTES
-                .iter()
-                .find(|(e, _)| *e == ep.name)
-                .unwrap_or_else(|| panic!("{what}: no expected parameter size"))
-                .1;
-            assert_eq!(size(u.ty), want, "{what}: parameter block size");
+            assert_eq!(
+                module.types[u.ty].name.as_deref(),
+                Some(kernel.params_name),
+                "{what}: parameter struct"
+            );
+            assert_eq!(
+                size(u.ty) as usize,
+                kernel.params_bytes,
+                "{what}: parameter block size"
+            );
+            assert_eq!(kernel.params_bytes % 16, 0, "{what}: padded to 16 bytes");
             eprintln!("{what}: workgroup {x}x{y}x{z}, {shared} bytes shared, {n} storage bindings");
-            entries.push(ep.name.clone());
+            kernels += 1;
         }
     }
-    let mut want: Vec<_> = PARAM_BYTES.iter().map(|(e, _)| e.to_string()).collect();
-    want.sort();
-    entries.sort();
-    assert_eq!(entries, want, "entry points");
+    assert!(kernels >= 20, "only {kernels} kernels declared");
 }
 
 gpu_tests!(

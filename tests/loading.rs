@@ -487,7 +487,16 @@ fn bare_files_with_64_multiple_widths_load() {
 
     // And the inferred model runs.
     let mut session = Session::new(gpu(), &w2).unwrap();
-    let logits = session.run(&vec![0.1; 2 * session.image_len()]).unwrap();
+    let logits = session
+        .run(
+            &vec![0.1; 2 * session.image_len()],
+            &zeroprune::prune::Pruning::dense(),
+        )
+        .unwrap()
+        .images
+        .into_iter()
+        .map(|o| o.logits)
+        .collect::<Vec<_>>();
     assert_eq!(logits.len(), 2);
     assert!(logits.iter().flatten().all(|x| x.is_finite()));
     assert!(max_rel_err(&logits[0], &logits[1]) < 1e-6);
@@ -642,7 +651,10 @@ fn half_error(name: &str, half: Half) -> f32 {
     let (_, input) = read_tensor(&reference, "input");
     let (_, logits) = read_tensor(&reference, "logits");
     let mut session = Session::new(gpu(), &w).unwrap();
-    let got = session.run(&input).unwrap().concat();
+    let got = session
+        .run(&input, &zeroprune::prune::Pruning::dense())
+        .unwrap()
+        .logits();
     let err = max_rel_err(&got, &logits);
     eprintln!("{name} {half:?}: max relative logit error {err:.2e}");
     err

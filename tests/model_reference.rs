@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, gpu, max_rel_err, read_tensor};
+use zeroprune::prune::Pruning;
 use zeroprune::{ModelWeights, Session};
 
 /// f32 on the GPU against f32 PyTorch: the logits agree to this fraction of the largest logit.
@@ -15,7 +16,7 @@ fn check(name: &str) {
     let (shape, input) = read_tensor(&dir.join("reference.safetensors"), "input");
     let (_, want) = read_tensor(&dir.join("reference.safetensors"), "logits");
     let mut session = Session::new(gpu(), &weights).unwrap();
-    let got: Vec<f32> = session.run(&input).unwrap().concat();
+    let got: Vec<f32> = session.run(&input, &Pruning::dense()).unwrap().logits();
     let err = max_rel_err(&got, &want);
     eprintln!("{name}: batch {} max relative error {err:.2e}", shape[0]);
     assert!(
@@ -24,7 +25,10 @@ fn check(name: &str) {
     );
     // One image at a time gives the same logits as the batch.
     let per = input.len() / shape[0];
-    let single: Vec<f32> = session.run(&input[per..2 * per]).unwrap().concat();
+    let single: Vec<f32> = session
+        .run(&input[per..2 * per], &Pruning::dense())
+        .unwrap()
+        .logits();
     let classes = want.len() / shape[0];
     assert!(max_rel_err(&single, &want[classes..2 * classes]) < TOL);
 }

@@ -39,20 +39,29 @@ fn keep_rates_outside_0_1_are_refused() {
 
 #[test]
 fn blocks_outside_the_model_are_refused() {
-    let (name, msg) = resolve_err(Policy::Evit, ScheduleSpec::parse_keep("0.7@2").unwrap());
+    let (name, msg) = resolve_err(
+        Policy::named("evit").unwrap(),
+        ScheduleSpec::parse_keep("0.7@2").unwrap(),
+    );
     assert_eq!(name, "keep");
     assert!(msg.contains("block 2") && msg.contains("0..1"), "{msg}");
-    let (name, _) = resolve_err(Policy::Evit, ScheduleSpec::parse_tokens("5:3").unwrap());
+    let (name, _) = resolve_err(
+        Policy::named("evit").unwrap(),
+        ScheduleSpec::parse_tokens("5:3").unwrap(),
+    );
     assert_eq!(name, "tokens");
     let (name, _) = resolve_err(
-        Policy::Threshold,
+        Policy::named("threshold").unwrap(),
         ScheduleSpec::parse_threshold("1@9").unwrap(),
     );
     assert_eq!(name, "threshold");
-    let (name, _) = resolve_err(Policy::Evit, ScheduleSpec::flops(0.9, Some("0,7")).unwrap());
+    let (name, _) = resolve_err(
+        Policy::named("evit").unwrap(),
+        ScheduleSpec::flops(0.9, Some("0,7")).unwrap(),
+    );
     assert_eq!(name, "at");
     let (name, msg) = resolve_err(
-        Policy::Evit,
+        Policy::named("evit").unwrap(),
         ScheduleSpec::parse_keep("0.7@1;0.5@1").unwrap(),
     );
     assert!(name == "keep" && msg.contains("twice"), "{msg}");
@@ -61,7 +70,10 @@ fn blocks_outside_the_model_are_refused() {
 #[test]
 fn token_counts_must_fit_and_shrink() {
     for bad in ["0:0", "0:26", "0:10,1:11"] {
-        let (name, msg) = resolve_err(Policy::Wpr, ScheduleSpec::parse_tokens(bad).unwrap());
+        let (name, msg) = resolve_err(
+            Policy::named("wpr").unwrap(),
+            ScheduleSpec::parse_tokens(bad).unwrap(),
+        );
         assert_eq!(name, "tokens", "{bad}: {msg}");
     }
     for bad in ["3", "a:4", "1:b"] {
@@ -78,19 +90,25 @@ fn flops_targets_must_be_reachable() {
     }
     // Keeping one patch token at block 1 of 2 cannot go below about half the dense FLOPs.
     let (name, msg) = resolve_err(
-        Policy::Random,
+        Policy::named("random").unwrap(),
         ScheduleSpec::flops(0.05, Some("1")).unwrap(),
     );
     assert_eq!(name, "flops");
     assert!(msg.contains("lowest"), "{msg}");
     // ToMe merges at most half per step: its floor is higher still.
-    let (name, msg) = resolve_err(Policy::Tome, ScheduleSpec::flops(0.3, None).unwrap());
+    let (name, msg) = resolve_err(
+        Policy::named("tome").unwrap(),
+        ScheduleSpec::flops(0.3, None).unwrap(),
+    );
     assert!(name == "flops" && msg.contains("half"), "{msg}");
 }
 
 #[test]
 fn tome_merges_at_most_half() {
-    let (name, msg) = resolve_err(Policy::Tome, ScheduleSpec::parse_keep("0.4@0").unwrap());
+    let (name, msg) = resolve_err(
+        Policy::named("tome").unwrap(),
+        ScheduleSpec::parse_keep("0.4@0").unwrap(),
+    );
     assert_eq!(name, "keep");
     assert!(
         msg.contains("at most half") && msg.contains("block 0"),
@@ -98,7 +116,7 @@ fn tome_merges_at_most_half() {
     );
     // Half exactly is fine: 25 -> 13 merges 12 = floor(25 / 2).
     let ok = Pruning::resolve(
-        Policy::Tome,
+        Policy::named("tome").unwrap(),
         &ScheduleSpec::parse_tokens("0:13").unwrap(),
         PruneOptions::default(),
         &config(),
@@ -108,15 +126,18 @@ fn tome_merges_at_most_half() {
 
 #[test]
 fn schedules_must_suit_the_policy() {
-    let (name, _) = resolve_err(Policy::None, ScheduleSpec::parse_keep("0.5@0").unwrap());
+    let (name, _) = resolve_err(
+        Policy::named("none").unwrap(),
+        ScheduleSpec::parse_keep("0.5@0").unwrap(),
+    );
     assert_eq!(name, "policy");
     let (name, _) = resolve_err(
-        Policy::Threshold,
+        Policy::named("threshold").unwrap(),
         ScheduleSpec::parse_keep("0.5@0").unwrap(),
     );
     assert_eq!(name, "threshold");
     let (name, _) = resolve_err(
-        Policy::ZeroTPrune,
+        Policy::named("zero-tprune").unwrap(),
         ScheduleSpec::parse_threshold("1@0").unwrap(),
     );
     assert_eq!(name, "policy");
@@ -130,7 +151,10 @@ fn schedules_must_suit_the_policy() {
 fn unknown_names_and_options_are_refused() {
     let (name, msg) = param("zerotprune2".parse::<Policy>().unwrap_err());
     assert!(name == "policy" && msg.contains("zero-tprune"), "{msg}");
-    assert_eq!("Zero_TPrune".parse::<Policy>().unwrap(), Policy::ZeroTPrune);
+    assert_eq!(
+        "Zero_TPrune".parse::<Policy>().unwrap(),
+        Policy::named("zero-tprune").unwrap()
+    );
     let (name, _) = param(
         "median"
             .parse::<zeroprune::prune::HeadCombine>()
@@ -168,7 +192,13 @@ fn unknown_names_and_options_are_refused() {
         ),
     ] {
         let spec = ScheduleSpec::parse_keep("0.5@0").unwrap();
-        let e = Pruning::resolve(Policy::ZeroTPrune, &spec, options, &config()).unwrap_err();
+        let e = Pruning::resolve(
+            Policy::named("zero-tprune").unwrap(),
+            &spec,
+            options,
+            &config(),
+        )
+        .unwrap_err();
         assert_eq!(param(e).0, what);
     }
 }

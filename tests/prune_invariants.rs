@@ -19,25 +19,23 @@ fn resolve(w: &ModelWeights, policy: Policy, spec: ScheduleSpec) -> Pruning {
     Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap()
 }
 
-const STATIC: [Policy; 5] = [
-    Policy::ZeroTPrune,
-    Policy::Wpr,
-    Policy::Tome,
-    Policy::Evit,
-    Policy::Random,
-];
+/// The policies with a fixed keep count.
+fn fixed_count_policies() -> Vec<Policy> {
+    ["zero-tprune", "wpr", "tome", "evit", "random"]
+        .map(|p| Policy::named(p).unwrap())
+        .to_vec()
+}
 
 #[test]
 fn keeping_every_token_changes_nothing() {
     for name in ["tiny-timm", "tiny-timm-distilled"] {
         let (w, input) = model(name);
         let mut s = Session::new(gpu(), &w).unwrap();
-        let dense = s.run(&input).unwrap().concat();
+        let dense = s.run(&input, &Pruning::dense()).unwrap().logits();
         let last = w.config.depth - 1;
-        for policy in STATIC {
+        for policy in fixed_count_policies() {
             let spec = ScheduleSpec::parse_keep(&format!("1.0@0,{last}")).unwrap();
-            s.set_pruning(resolve(&w, policy, spec));
-            let out = s.run_detailed(&input).unwrap();
+            let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().images;
             let got: Vec<f32> = out.iter().flat_map(|o| o.logits.clone()).collect();
             let err = max_rel_err(&got, &dense);
             assert!(
@@ -50,8 +48,8 @@ fn keeping_every_token_changes_nothing() {
             }
         }
         let spec = ScheduleSpec::parse_threshold("0@0,1").unwrap();
-        s.set_pruning(resolve(&w, Policy::Threshold, spec));
-        let got = s.run(&input).unwrap().concat();
+        let threshold = resolve(&w, Policy::named("threshold").unwrap(), spec);
+        let got = s.run(&input, &threshold).unwrap().logits();
         assert!(max_rel_err(&got, &dense) < 1e-5, "{name} threshold 0");
     }
 }
@@ -61,14 +59,13 @@ fn kept_lists_follow_the_schedule() {
     let (w, input) = model("tiny-timm");
     let patches = w.config.num_patches();
     let mut s = Session::new(gpu(), &w).unwrap();
-    let dense = s.run(&input).unwrap().concat();
-    for policy in STATIC {
+    let dense = s.run(&input, &Pruning::dense()).unwrap().logits();
+    for policy in fixed_count_policies() {
         let spec = ScheduleSpec::parse_keep("0.6@0;0.7@1").unwrap();
         let pruning = resolve(&w, policy, spec);
         let want: Vec<usize> = pruning.steps.iter().map(|s| s.tokens_out()).collect();
         assert_eq!(want, vec![15, 11], "ceil(0.6 * 25), ceil(0.7 * 15)");
-        s.set_pruning(pruning);
-        let out = s.run_detailed(&input).unwrap();
+        let out = s.run(&input, &pruning).unwrap().images;
         for o in &out {
             assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
             for (step, kept) in o.kept.iter().enumerate() {
@@ -98,9 +95,10 @@ fn random_depends_on_the_seed_and_nothing_else() {
             ..Default::default()
         };
         let spec = ScheduleSpec::parse_keep("0.5@0").unwrap();
-        s.set_pruning(Pruning::resolve(Policy::Random, &spec, options, &w.config).unwrap());
-        s.run_detailed(&input)
+        let p = Pruning::resolve(Policy::named("random").unwrap(), &spec, options, &w.config);
+        s.run(&input, &p.unwrap())
             .unwrap()
+            .images
             .into_iter()
             .map(|o| o.kept)
             .collect::<Vec<_>>()
@@ -116,8 +114,8 @@ fn threshold_keeps_a_different_count_per_image() {
     let (w, input) = model("tiny-timm");
     let mut s = Session::new(gpu(), &w).unwrap();
     let spec = ScheduleSpec::parse_threshold("1.0@0,1").unwrap();
-    s.set_pruning(resolve(&w, Policy::Threshold, spec));
-    let out = s.run_detailed(&input).unwrap();
+    let threshold = resolve(&w, Policy::named("threshold").unwrap(), spec);
+    let out = s.run(&input, &threshold).unwrap().images;
     let counts: Vec<Vec<usize>> = out
         .iter()
         .map(|o| o.kept.iter().map(Vec::len).collect())
@@ -126,6 +124,6 @@ fn threshold_keeps_a_different_count_per_image() {
     for (o, c) in out.iter().zip(&counts) {
         assert!(c[0] >= 1 && c[0] < 25 && c[1] >= 1 && c[1] <= c[0], "{c:?}");
         assert!(o.logits.iter().all(|v| v.is_finite()));
-        assert!(s.flops_for(o) < s.flops_per_image());
+        assert!(o.flops < threshold.flops(&w.config));
     }
 }

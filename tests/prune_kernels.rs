@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::AttentionBias;
-use zeroprune::gpu::prune_kernels::{
-    Features, HeadCombine, MatchSplit, TokenShape, MAX_PRUNE_TOKENS,
+use zeroprune::gpu::kernels::{
+    Features, HeadCombine, MatchSplit, TokenShape, MAX_TOKENS as MAX_PRUNE_TOKENS,
 };
 use zeroprune::gpu::GpuTensor;
 
@@ -1011,8 +1011,16 @@ async fn head_mean_keys_and_parity_match() {
         let qkv_t = up_f32(&qkv);
         let dh = dim / s.heads;
         let metric = out_f32(s.batch * n * dh);
+        // The keys are the middle third of each [B, n, 3D] qkv row.
+        let keys = Features {
+            t: &qkv_t,
+            width: dim,
+            off: dim,
+            row_stride: 3 * dim,
+            img_stride: n * 3 * dim,
+        };
         run([kernels()
-            .head_mean_keys("metric", s, dim, &qkv_t, &metric)
+            .head_mean_keys("metric", s, keys, &metric)
             .unwrap()]);
         let got_metric = read_f32(&metric).await;
         let what = format!("head_mean_keys B{} n{n} D{dim} H{}", s.batch, s.heads);
@@ -1590,7 +1598,7 @@ async fn tome_merge_matches_cpu() {
         let out = out_f32(s.batch * plan.n_out * d);
         let size_out = out_f32(s.batch * plan.n_out);
         run([kernels()
-            .tome_merge(
+            .merge_rows(
                 "merge",
                 s,
                 (plan.n_out, d),

@@ -109,8 +109,7 @@ fn run_case(case: &Case) -> (usize, usize) {
     let (shape, mut want_logits) = read_tensor(&file, "logits");
     want_logits.truncate(images * shape[1]);
     let mut session = Session::new(gpu(), &weights).unwrap();
-    session.set_pruning(p.clone());
-    let out = session.run_detailed(&input).unwrap();
+    let out = session.run(&input, &p).unwrap().images;
 
     let (mut same, mut total) = (0, 0);
     for (b, o) in out.iter().enumerate() {
@@ -145,7 +144,7 @@ fn tiny_models_keep_exactly_the_reference_tokens() {
         "the fixture lists {} tiny cases",
         cases.len()
     );
-    for policy in Policy::ALL {
+    for &policy in Policy::all() {
         assert!(
             cases.iter().any(|c| c.policy == policy.name()),
             "no tiny case for {policy}"
@@ -163,7 +162,7 @@ fn deit_tiny_keeps_the_reference_tokens_on_real_images() {
         eprintln!("../shared is absent: skipping the real-model cases");
         return;
     }
-    assert_eq!(cases.len(), Policy::ALL.len(), "one real case per policy");
+    assert_eq!(cases.len(), Policy::all().len(), "one real case per policy");
     for case in &cases {
         run_case(case);
     }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, gpu, max_rel_err, read_tensor, shared};
+use zeroprune::prune::Pruning;
 use zeroprune::{preprocess, ModelWeights, Session};
 
 fn deit_tiny() -> ModelWeights {
@@ -34,7 +35,7 @@ fn logits_match_numpy_on_the_same_input() {
     let refs = fixture("deit-tiny-numpy-first8.safetensors");
     let (_, input0) = read_tensor(&refs, "input0");
     let (_, logits) = read_tensor(&refs, "logits");
-    let got = session.run(&input0).unwrap().concat();
+    let got = session.run(&input0, &Pruning::dense()).unwrap().logits();
     let err = max_rel_err(&got, &logits[..1000]);
     eprintln!("DeiT-Tiny on the PIL-preprocessed image: max relative logit error {err:.2e}");
     assert!(err < 1e-4, "logits differ from NumPy by {err}");
@@ -50,7 +51,13 @@ fn predictions_match_numpy_on_real_images() {
         .map(|(f, _, _)| shared().join("data/imagenet-val-1300/images").join(f))
         .collect();
     let batch = preprocess::load_batch(&paths, &weights.config.preprocess).unwrap();
-    let got = session.run(&batch).unwrap();
+    let got: Vec<Vec<f32>> = session
+        .run(&batch, &Pruning::dense())
+        .unwrap()
+        .images
+        .into_iter()
+        .map(|o| o.logits)
+        .collect();
     let (_, numpy_logits) = read_tensor(&fixture("deit-tiny-numpy-first8.safetensors"), "logits");
     for (i, ((file, _, numpy_top1), logits)) in expected.iter().zip(&got).enumerate() {
         let top1 = zeroprune::session::top_k(logits, 1).top[0].0;

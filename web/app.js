@@ -98,6 +98,7 @@ async function loadModel(getBytes, source) {
     app.session = await Session.create(bytes, config);
     app.info = app.session.info;
     const i = app.info;
+    fillPolicies(i.policies);
     $("model-status").textContent =
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
@@ -172,37 +173,55 @@ function setupImages() {
 
 // ---- pruning controls ----------------------------------------------------------------------------
 
-function defaultBlocks(depth) {
-  // The library's default pruning blocks (Policy::default_blocks): 2, 4, ..., depth - 2.
-  if (depth < 6) return [...Array(depth).keys()];
-  const b = [];
-  for (let i = 2; i <= depth - 2; i += 2) b.push(i);
-  return b;
+// The policy list comes from the library's registry: each entry has its name, help, keep rule and
+// default blocks for this model.
+function fillPolicies(policies) {
+  const select = $("policy");
+  const chosen = select.value || "zero-tprune";
+  select.replaceChildren(...policies.map((p) => {
+    const o = document.createElement("option");
+    o.value = p.name;
+    o.textContent = p.name === "none" ? "none (dense)" : p.name;
+    o.title = p.help;
+    return o;
+  }));
+  select.value = policies.some((p) => p.name === chosen) ? chosen : "zero-tprune";
+  syncTarget();
+}
+
+// The chosen policy's facts, or undefined before a model is loaded.
+function policyInfo() {
+  return app.info?.policies.find((p) => p.name === $("policy").value);
+}
+
+function isThreshold() {
+  return policyInfo()?.keep_rule === "threshold";
 }
 
 function options() {
   const policy = $("policy").value;
   const v = Number($("target").value);
   const o = { policy, compareDense: $("compare").checked && policy !== "none", top: 5, name: app.imageName };
-  if (policy === "threshold") o.threshold = `${v}@${defaultBlocks(app.info?.depth ?? 12).join(",")}`;
+  if (isThreshold()) o.threshold = `${v}@${policyInfo().default_blocks.join(",")}`;
   else if (policy !== "none") o.flops = v;
   return o;
 }
 
 function syncTarget() {
   const policy = $("policy").value;
+  const threshold = isThreshold();
   const t = $("target");
-  if (policy === "threshold" && t.dataset.mode !== "threshold") {
+  if (threshold && t.dataset.mode !== "threshold") {
     Object.assign(t, { min: "0", max: "2", step: "0.1" });
     t.value = "0.5";
     t.dataset.mode = "threshold";
-  } else if (policy !== "threshold" && t.dataset.mode === "threshold") {
+  } else if (!threshold && t.dataset.mode === "threshold") {
     Object.assign(t, { min: "0.40", max: "1.00", step: "0.05" });
     t.value = "0.65";
     t.dataset.mode = "flops";
   }
-  $("target-label").textContent = policy === "threshold" ? "Threshold θ" : "FLOPs target";
-  $("target-value").textContent = policy === "threshold" ? `θ = ${Number(t.value).toFixed(1)}` : `${Math.round(t.value * 100)}% of dense`;
+  $("target-label").textContent = threshold ? "Threshold θ" : "FLOPs target";
+  $("target-value").textContent = threshold ? `θ = ${Number(t.value).toFixed(1)}` : `${Math.round(t.value * 100)}% of dense`;
   $("target-row").classList.toggle("off", policy === "none");
 }
 

@@ -1,14 +1,23 @@
-//! The GPU layer: device setup, buffers, compiled kernels and the list of steps a forward pass plays.
+//! The GPU layer: device setup, buffers, the kernel library and the step list a forward pass plays.
+//!
+//! - [`context`]: the adapter and device;
+//! - [`buffers`]: storage buffers and the one readback path;
+//! - [`kernel`]: how a kernel is declared (parameter block, buffer slots, phase, WGSL family);
+//! - [`kernels`]: one module per WGSL family with its launchers;
+//! - [`library`]: compiled pipelines and the kernel choices of this adapter; [`tune`] measures them;
+//! - [`program`]: the step list and the three ways to play it (one pass, profiled, step by step).
 
 pub mod buffers;
 pub mod context;
+pub mod kernel;
 pub mod kernels;
+pub mod library;
 pub mod program;
-pub mod prune_kernels;
+pub mod tune;
 
 pub use buffers::{read_buffer, GpuTensor};
 pub use context::{AdapterChoice, GpuContext};
-pub use kernels::Kernels;
+pub use library::{KernelChoice, Kernels};
 #[cfg(not(target_arch = "wasm32"))]
-pub use program::{profile_program_blocking, time_program_blocking};
-pub use program::{Program, Step};
+pub use program::time_program_blocking;
+pub use program::{Phase, Program, Step, StepOutput};

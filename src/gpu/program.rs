@@ -1,19 +1,94 @@
-//! A compiled forward pass: one linear list of dispatches, played into one compute pass and one submit.
+//! A compiled forward pass: one linear list of steps, played three ways. Normally into one compute
+//! pass and one submit (ratchet's `Executable::dispatch`); with a timestamp pair around every step
+//! (`bench`); or step by step with every step's outputs read back (the debug twin).
+
+use super::buffers::{read_buffer, staging_buffer};
+use super::kernel::{Elem, Slot};
+use super::{GpuContext, GpuTensor};
+use crate::error::Result;
+
+/// What a step's GPU time counts toward: the model itself, or one part of a pruning step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The transformer: embedding, LayerNorms, GEMMs, attention, head.
+    Model,
+    /// Token scores: received or CLS attention, PageRank, similarity, energies.
+    Score,
+    /// Which tokens survive: top-k, thresholds.
+    Select,
+    /// Moving the survivors: compaction, gathers, copies.
+    Compact,
+    /// Merging removed tokens into kept ones.
+    Merge,
+}
+
+impl Phase {
+    pub const PRUNING: [Phase; 4] = [Phase::Score, Phase::Select, Phase::Compact, Phase::Merge];
+
+    pub fn is_pruning(self) -> bool {
+        self != Phase::Model
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Model => "model",
+            Phase::Score => "score",
+            Phase::Select => "select",
+            Phase::Compact => "compact",
+            Phase::Merge => "merge",
+        }
+    }
+}
 
 /// One dispatch: a compiled kernel, its bound buffers and its grid.
 #[derive(Clone, Debug)]
 pub struct Step {
-    /// What the step computes, e.g. `block3.qkv`; shown in debug traces and profiles.
+    /// What the step computes, e.g. `block3.qkv` or `block2.prune.pagerank`.
     pub label: String,
+    pub phase: Phase,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    /// The buffers the step writes, with their slots: what the debug run reads back after it.
+    pub outputs: Vec<(Slot, GpuTensor)>,
 }
 
 /// The ordered steps of a forward pass. Built once per (model, batch, schedule), replayed every run.
 #[derive(Default, Debug)]
 pub struct Program {
     pub steps: Vec<Step>,
+}
+
+/// One step's outputs after it ran, in the debug twin.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    pub label: String,
+    pub phase: Phase,
+    /// `(slot name, element type, the whole buffer as 4-byte words)` for every buffer the step writes.
+    pub outputs: Vec<(&'static str, Elem, Vec<u32>)>,
+}
+
+impl StepOutput {
+    /// The words of output `slot` as f32 values.
+    pub fn f32(&self, slot: &str) -> Option<Vec<f32>> {
+        self.u32(slot)
+            .map(|w| w.iter().map(|&b| f32::from_bits(b)).collect())
+    }
+
+    pub fn u32(&self, slot: &str) -> Option<&[u32]> {
+        self.outputs
+            .iter()
+            .find(|(n, _, _)| *n == slot)
+            .map(|(_, _, v)| &v[..])
+    }
+}
+
+fn dispatch(pass: &mut wgpu::ComputePass, step: &Step) {
+    pass.set_pipeline(&step.pipeline);
+    pass.set_bind_group(0, &step.bind_group, &[]);
+    let [x, y, z] = step.workgroups;
+    pass.dispatch_workgroups(x, y, z);
 }
 
 impl Program {
@@ -25,6 +100,10 @@ impl Program {
         self.steps.extend(steps);
     }
 
+    pub fn dispatches(&self) -> usize {
+        self.steps.len()
+    }
+
     /// Record every step, in order, into one compute pass.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -32,33 +111,31 @@ impl Program {
             timestamp_writes: None,
         });
         for step in &self.steps {
-            pass.set_pipeline(&step.pipeline);
-            pass.set_bind_group(0, &step.bind_group, &[]);
-            let [x, y, z] = step.workgroups;
-            pass.dispatch_workgroups(x, y, z);
+            dispatch(&mut pass, step);
         }
     }
 
-    pub fn dispatches(&self) -> usize {
-        self.steps.len()
-    }
-}
-
-impl Program {
-    /// Record every step as its own compute pass with GPU timestamps at its start and end
-    /// (`Features::TIMESTAMP_QUERY`); the profiling mode of `zeroprune bench`. Returns the query
-    /// set and a buffer the timestamps are resolved into (`2 * steps` u64 ticks).
-    pub fn encode_timed(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-    ) -> (wgpu::QuerySet, wgpu::Buffer) {
+    /// Play every step as its own compute pass with GPU timestamps at its start and end, and return
+    /// each step's GPU seconds in order (`Features::TIMESTAMP_QUERY`). Without timestamp queries,
+    /// each step is submitted alone and timed on the CPU (an upper bound that includes submission).
+    pub async fn profile(&self, gpu: &GpuContext) -> Result<Vec<f64>> {
+        if !gpu.has_timestamps() {
+            let mut times = Vec::with_capacity(self.steps.len());
+            for step in &self.steps {
+                let one = Program {
+                    steps: vec![step.clone()],
+                };
+                times.push(time_program(gpu, &one).await?);
+            }
+            return Ok(times);
+        }
         let count = (2 * self.steps.len()).max(2) as u32;
-        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("step timestamps"),
             ty: wgpu::QueryType::Timestamp,
             count,
         });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
         for (i, step) in self.steps.iter().enumerate() {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&step.label),
@@ -68,19 +145,60 @@ impl Program {
                     end_of_pass_write_index: Some(2 * i as u32 + 1),
                 }),
             });
-            pass.set_pipeline(&step.pipeline);
-            pass.set_bind_group(0, &step.bind_group, &[]);
-            let [x, y, z] = step.workgroups;
-            pass.dispatch_workgroups(x, y, z);
+            dispatch(&mut pass, step);
         }
-        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+        let bytes = 8 * count as u64;
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("timestamps"),
-            size: 8 * count as u64,
+            size: bytes,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         encoder.resolve_query_set(&queries, 0..count, &resolve, 0);
-        (queries, resolve)
+        let staging = staging_buffer(gpu, bytes);
+        encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let ticks: Vec<u64> = read_buffer(gpu, &staging, bytes).await?;
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok(ticks
+            .chunks_exact(2)
+            .take(self.steps.len())
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .collect())
+    }
+
+    /// The debug twin: submit the steps one at a time and read back every step's outputs right
+    /// after it, so any intermediate tensor can be compared with a reference.
+    pub async fn play_step_by_step(&self, gpu: &GpuContext) -> Result<Vec<StepOutput>> {
+        let mut out = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                dispatch(&mut pass, step);
+            }
+            let total: u64 = step.outputs.iter().map(|(_, t)| t.bytes()).sum();
+            let staging = staging_buffer(gpu, total);
+            let mut at = 0;
+            for (_, t) in &step.outputs {
+                encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, at, t.bytes());
+                at += t.bytes();
+            }
+            gpu.queue.submit([encoder.finish()]);
+            let words: Vec<u32> = read_buffer(gpu, &staging, total).await?;
+            let mut at = 0;
+            let mut outputs = Vec::with_capacity(step.outputs.len());
+            for (slot, t) in &step.outputs {
+                outputs.push((slot.name, slot.elem, words[at..at + t.len].to_vec()));
+                at += t.len;
+            }
+            out.push(StepOutput {
+                label: step.label.clone(),
+                phase: step.phase,
+                outputs,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -107,57 +225,20 @@ pub fn now_s() -> f64 {
 
 /// Play `program` once (one pass, one submit) and await its completion (a 4-byte readback after
 /// it, which works the same natively and in the browser): wall-clock seconds.
-pub async fn time_program(gpu: &super::GpuContext, program: &Program) -> crate::error::Result<f64> {
-    let marker = super::GpuTensor::zeros(gpu, "timing marker", 1);
-    let staging = super::buffers::staging_buffer(gpu, 4);
+pub async fn time_program(gpu: &GpuContext, program: &Program) -> Result<f64> {
+    let marker = GpuTensor::zeros(gpu, "timing marker", 1);
+    let staging = staging_buffer(gpu, 4);
     let start = now_s();
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     program.encode(&mut encoder);
     encoder.copy_buffer_to_buffer(&marker.buffer, 0, &staging, 0, 4);
     gpu.queue.submit([encoder.finish()]);
-    let _: Vec<u32> = super::read_buffer(gpu, &staging, 4).await?;
+    let _: Vec<u32> = read_buffer(gpu, &staging, 4).await?;
     Ok(now_s() - start)
 }
 
-/// Play `program` once (one pass, one submit) and wait for it: wall-clock seconds.
+/// [`time_program`] for native callers.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn time_program_blocking(
-    gpu: &super::GpuContext,
-    program: &Program,
-) -> crate::error::Result<f64> {
-    let start = std::time::Instant::now();
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    program.encode(&mut encoder);
-    gpu.queue.submit([encoder.finish()]);
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| crate::error::Error::Gpu(format!("waiting for the GPU: {e}")))?;
-    gpu.check()?;
-    Ok(start.elapsed().as_secs_f64())
-}
-
-/// Play `program` with a timestamp pair around every step and return each step's GPU time in
-/// seconds, in step order; `None` where the adapter has no timestamp queries.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn profile_program_blocking(
-    gpu: &super::GpuContext,
-    program: &Program,
-) -> crate::error::Result<Option<Vec<f64>>> {
-    if !gpu.has_timestamps() || program.steps.is_empty() {
-        return Ok(None);
-    }
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    let (_queries, resolve) = program.encode_timed(&gpu.device, &mut encoder);
-    let staging = super::buffers::staging_buffer(gpu, resolve.size());
-    encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, resolve.size());
-    gpu.queue.submit([encoder.finish()]);
-    let ticks: Vec<u64> = pollster::block_on(super::read_buffer(gpu, &staging, resolve.size()))?;
-    let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
-    Ok(Some(
-        ticks
-            .chunks_exact(2)
-            .take(program.steps.len())
-            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
-            .collect(),
-    ))
+pub fn time_program_blocking(gpu: &GpuContext, program: &Program) -> Result<f64> {
+    pollster::block_on(time_program(gpu, program))
 }

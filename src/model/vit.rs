@@ -1,10 +1,11 @@
 //! The ViT / DeiT forward pass as plain code: one struct per layer holding its GPU weights, and
 //! `forward` functions that say in order what happens. They only append steps; the session plays them.
 
+use super::hook::{TokenHook, TokenState};
 use super::weights::ModelWeights;
 use super::ViTConfig;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{AttentionBias, Gemm, MatView, RowView};
+use crate::gpu::kernels::{Features, Gemm, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// `y = x . W + b` with `W` stored `[in, out]`.
@@ -172,40 +173,6 @@ impl Activations {
     }
 }
 
-/// The patch point of token pruning. The model knows nothing of policies: it asks each block's hook
-/// for extra attention terms, and lets it append steps after attention that shrink the token rows.
-pub trait TokenHook {
-    /// Key-side terms of block `block`'s attention softmax.
-    fn attention_bias(&self, _block: usize) -> AttentionBias<'_> {
-        AttentionBias::default()
-    }
-
-    /// Whether something reads block `block`'s attention probabilities `P[B, H, N, N]` (token
-    /// scoring): such blocks write them (scores GEMM, softmax, context GEMM); the others run the
-    /// fused attention kernel, which never materialises them.
-    fn needs_attention_probs(&self, _block: usize) -> bool {
-        false
-    }
-
-    /// Runs after `x += proj(attention)` of block `block`, which ran on `tokens` rows per image;
-    /// returns the rows per image from here on.
-    fn after_attention(
-        &mut self,
-        _k: &Kernels,
-        _p: &mut Program,
-        _a: &Activations,
-        _block: usize,
-        tokens: usize,
-    ) -> Result<usize> {
-        Ok(tokens)
-    }
-}
-
-/// The dense model: no pruning.
-pub struct Dense;
-
-impl TokenHook for Dense {}
-
 /// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.
 pub struct Block {
     pub norm1: LayerNorm,
@@ -240,10 +207,10 @@ impl Block {
             .forward(k, p, &name("qkv"), &a.xn, &a.qkv, b * n, false, false)?;
 
         let scale = 1.0 / (dh as f32).sqrt();
-        if k.fused_attention()
+        let fused = k.fused_attention()
             && !hook.needs_attention_probs(index)
-            && Kernels::attention_fits(d, h)
-        {
+            && Kernels::attention_fits(d, h);
+        if fused {
             p.push(k.attention(
                 &name("attention"),
                 &a.qkv,
@@ -287,7 +254,26 @@ impl Block {
         self.proj
             .forward(k, p, &name("proj"), &a.attn, &a.x, b * n, false, true)?;
 
-        let n = hook.after_attention(k, p, a, index, n)?;
+        // The pruning point: the probabilities where the unfused path wrote them; the keys are the
+        // middle third of every qkv row.
+        let state = TokenState {
+            block: index,
+            batch: b,
+            rows: n,
+            protected: c.num_prefix_tokens(),
+            heads: h,
+            tokens: &a.x,
+            width: d,
+            probs: (!fused).then_some(&a.probs),
+            keys: Features {
+                t: &a.qkv,
+                width: d,
+                off: d,
+                row_stride: 3 * d,
+                img_stride: n * 3 * d,
+            },
+        };
+        let n = hook.after_attention(k, p, &state)?;
         self.norm2
             .forward(k, p, &name("norm2"), dense(&a.x), dense(&a.xn), b * n)?;
         self.fc1

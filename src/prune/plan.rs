@@ -1,193 +1,164 @@
 //! The GPU side of a pruning schedule: its buffers (allocated once per batch size) and the
-//! [`TokenHook`] that appends each step's kernels at the patch point of its block.
+//! [`TokenHook`] that runs each step at the pruning point of its block: the policy scores and
+//! selects; the code here carries the selection out (compaction, then a gather or a merge).
 
-use super::policy::{Policy, PruneOptions};
+use super::point::{PrunePoint, Selection, Target, Workspace};
+use super::policy::KeepRule;
 use super::schedule::{Keep, PruneStep, Pruning};
-use super::{evit, random, threshold, tome, wpr, zero_tprune};
-use crate::error::Result;
-use crate::gpu::kernels::AttentionBias;
-use crate::gpu::prune_kernels::TokenShape;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{AttentionBias, TokenShape};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
-use crate::model::vit::{Activations, TokenHook};
-use crate::model::ViTConfig;
+use crate::model::hook::{TokenHook, TokenState};
+
+/// The token rows a model starts its blocks with.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenLayout {
+    pub batch: usize,
+    /// Rows per image before the first step.
+    pub rows: usize,
+    /// Leading rows never pruned.
+    pub protected: usize,
+    pub heads: usize,
+    pub depth: usize,
+}
 
 /// Buffers of one pruning step.
 pub struct StepBuffers {
     pub step: PruneStep,
-    /// Rows per image before and after (prefix included).
+    /// Rows per image before and after (protected rows included).
     pub rows_in: usize,
     pub rows_out: usize,
     /// `[B, rows_out]`: input row of each output row (`u32::MAX` past the count).
     pub src: GpuTensor,
     /// `[B, rows_out]`: original token index of each output row (`u32::MAX` past the count).
     pub kept: GpuTensor,
-    /// `[B]`: rows kept per image, prefix included.
+    /// `[B]`: rows kept per image, protected rows included.
     pub count: GpuTensor,
-    /// `[B, rows_out]` ToMe token sizes.
+    /// `[B, rows_out]` token sizes, for merging policies.
     pub sizes: Option<GpuTensor>,
-}
-
-/// Scratch shared by the steps (they run one after another), sized for the full token count.
-pub struct Scratch {
-    /// `[B, N]` scores, "higher = keep".
-    pub score: GpuTensor,
-    /// `[B, N]` keep scores of a similarity match.
-    pub match_score: GpuTensor,
-    /// `[B, N]` each source's best destination row.
-    pub match_dst: GpuTensor,
-    /// `[B, N]` 0/1 flags: the selection of a step.
-    pub flags: GpuTensor,
-    /// `[B, N]` 0/1 flags: an intermediate split (important half, survivors of similarity).
-    pub flags2: GpuTensor,
-    /// `[B, H, N]` per-head PageRank scores.
-    pub head_scores: GpuTensor,
-    /// `[B, N, D / H]` ToMe's head-averaged keys.
-    pub metric: GpuTensor,
-    /// `[B, N]` all ones: "every row alive", and ToMe's initial sizes (as f32).
-    pub ones_u32: GpuTensor,
-    pub ones_f32: GpuTensor,
-    /// `[B, N]` original token index of every row before the first step.
-    pub identity: GpuTensor,
-}
-
-/// What a policy's step function gets: where the step is and which buffers to use.
-pub struct StepCtx<'a> {
-    pub k: &'a Kernels,
-    pub a: &'a Activations,
-    pub c: &'a ViTConfig,
-    pub options: &'a PruneOptions,
-    /// Index of the step in the schedule.
-    pub index: usize,
-    pub shape: TokenShape,
-    pub scratch: &'a Scratch,
-    pub out: &'a StepBuffers,
-    /// Original token index of every input row.
-    pub orig_in: &'a GpuTensor,
-    /// Valid rows per image when an earlier threshold step left masked rows.
-    pub valid_in: Option<&'a GpuTensor>,
-    /// Token sizes of the input rows (ToMe).
-    pub sizes_in: &'a GpuTensor,
-}
-
-impl StepCtx<'_> {
-    pub fn label(&self, what: &str) -> String {
-        format!("block{}.prune.{what}", self.out.step.block)
-    }
-
-    /// Rows kept by a top-k step, prefix included.
-    pub fn rows_out(&self) -> usize {
-        self.out.rows_out
-    }
-
-    /// Flag the `rows_out` best rows of `scratch.score` in `scratch.flags` (prefix rows always).
-    pub fn select_top(&self, p: &mut Program) -> Result<()> {
-        let s = self.scratch;
-        p.push(self.k.select_topk(
-            &self.label("topk"),
-            self.shape,
-            &s.score,
-            &s.flags,
-            self.rows_out(),
-        )?);
-        Ok(())
-    }
-
-    /// Stable compaction of the rows flagged in `scratch.flags`: source rows, original indices, counts.
-    pub fn compact(&self, p: &mut Program) -> Result<()> {
-        let o = self.out;
-        p.push(self.k.compact(
-            &self.label("compact"),
-            self.a.batch,
-            (o.rows_in, o.rows_out),
-            &self.scratch.flags,
-            self.orig_in,
-            &o.src,
-            &o.kept,
-            &o.count,
-        )?);
-        Ok(())
-    }
-
-    /// Compact the flagged rows of `x`, carrying original indices, then write them back.
-    pub fn compact_and_gather(&self, p: &mut Program) -> Result<()> {
-        let (a, o) = (self.a, self.out);
-        self.compact(p)?;
-        p.push(self.k.gather_rows(
-            &self.label("gather"),
-            a.batch,
-            (o.rows_in, o.rows_out, self.c.embed_dim),
-            &a.x,
-            &o.src,
-            &a.attn,
-        )?);
-        self.copy_back(p)
-    }
-
-    /// The compacted rows were written to the free attention-output buffer; copy them into `x`.
-    pub fn copy_back(&self, p: &mut Program) -> Result<()> {
-        let len = self.a.batch * self.out.rows_out * self.c.embed_dim;
-        p.push(
-            self.k
-                .copy(&self.label("copy"), &self.a.attn, &self.a.x, len)?,
-        );
-        Ok(())
-    }
 }
 
 /// A pruning schedule on the GPU for one batch size.
 pub struct PrunePlan {
-    pub config: ViTConfig,
     pub pruning: Pruning,
-    pub scratch: Scratch,
+    pub layout: TokenLayout,
     pub steps: Vec<StepBuffers>,
+    work: Workspace,
+    /// `[B, rows]` original token index of every row before the first step.
+    identity: GpuTensor,
 }
 
 impl PrunePlan {
-    pub fn new(gpu: &GpuContext, c: &ViTConfig, pruning: &Pruning, batch: usize) -> Self {
-        let (n, prefix) = (c.num_tokens(), c.num_prefix_tokens());
-        let bn = batch * n;
+    pub fn new(gpu: &GpuContext, layout: TokenLayout, pruning: &Pruning) -> Self {
+        let (batch, n) = (layout.batch, layout.rows);
         let z = |label: &str, len: usize| GpuTensor::zeros(gpu, label, len);
-        let identity: Vec<u32> = (0..bn).map(|i| (i % n) as u32).collect();
-        let scratch = Scratch {
-            score: z("prune score", bn),
-            match_score: z("prune match score", bn),
-            match_dst: z("prune match destination", bn),
-            flags: z("prune flags", bn),
-            flags2: z("prune flags 2", bn),
-            head_scores: z("prune head scores", bn * c.num_heads),
-            metric: z("prune metric", bn * c.head_dim()),
-            ones_u32: GpuTensor::from_slice(gpu, "ones", &vec![1u32; bn]),
-            ones_f32: GpuTensor::from_slice(gpu, "sizes", &vec![1f32; bn]),
-            identity: GpuTensor::from_slice(gpu, "token index", &identity),
-        };
+        let identity: Vec<u32> = (0..batch * n).map(|i| (i % n) as u32).collect();
+        let merges = pruning.policy.def().merges();
         let steps = pruning
             .steps
             .iter()
             .map(|step| {
-                let rows_out = prefix + step.tokens_out();
+                let rows_out = layout.protected + step.tokens_out();
                 StepBuffers {
                     step: *step,
-                    rows_in: prefix + step.tokens_in,
+                    rows_in: layout.protected + step.tokens_in,
                     rows_out,
                     src: z("prune source rows", batch * rows_out),
                     kept: z("prune kept tokens", batch * rows_out),
                     count: z("prune counts", batch),
-                    sizes: (pruning.policy == Policy::Tome)
-                        .then(|| z("token sizes", batch * rows_out)),
+                    sizes: merges.then(|| z("token sizes", batch * rows_out)),
                 }
             })
             .collect();
         PrunePlan {
-            config: c.clone(),
             pruning: pruning.clone(),
-            scratch,
+            layout,
             steps,
+            work: Workspace::new(gpu, batch, n),
+            identity: GpuTensor::from_slice(gpu, "token index", &identity),
         }
     }
 
     /// The last step before block `block`, if any.
     fn previous(&self, block: usize) -> Option<&StepBuffers> {
         self.steps.iter().rev().find(|s| s.step.block < block)
+    }
+
+    /// The valid-row counts a masked (threshold) step left, which later blocks respect.
+    fn masked_counts(step: &StepBuffers) -> Option<&GpuTensor> {
+        matches!(step.step.keep, Keep::Threshold(_)).then_some(&step.count)
+    }
+
+    /// Carry out `selection`: compact the surviving rows (original indices and counts along), then
+    /// gather them, or merge the others into them, and write them back into the token rows.
+    fn apply(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        at: &PrunePoint,
+        out: &StepBuffers,
+        selection: Selection,
+    ) -> Result<()> {
+        let (batch, width) = (at.shape.batch, at.keys.width);
+        let flags = match &selection {
+            Selection::Keep { flags } | Selection::Merge { flags, .. } => flags,
+        };
+        p.push(k.compact(
+            &at.label("compact"),
+            batch,
+            (out.rows_in, out.rows_out),
+            flags,
+            at.orig,
+            &out.src,
+            &out.kept,
+            &out.count,
+        )?);
+        // The survivors go to a scratch buffer first: a gather in place would race.
+        let rows = self.work.per_row("compacted rows", width);
+        match &selection {
+            Selection::Keep { .. } => {
+                p.push(k.gather_rows(
+                    &at.label("gather"),
+                    batch,
+                    (out.rows_in, out.rows_out, width),
+                    at.tokens,
+                    &out.src,
+                    &rows,
+                )?);
+                if let Some(sizes) = &out.sizes {
+                    p.push(k.gather_rows(
+                        &at.label("gather_sizes"),
+                        batch,
+                        (out.rows_in, out.rows_out, 1),
+                        at.sizes,
+                        &out.src,
+                        sizes,
+                    )?);
+                }
+            }
+            Selection::Merge { flags, dst } => {
+                let sizes = out.sizes.as_ref().ok_or_else(|| {
+                    Error::Gpu(format!(
+                        "policy {} merges but does not declare it (PolicyDef::merges)",
+                        self.pruning.policy
+                    ))
+                })?;
+                p.push(k.merge_rows(
+                    &at.label("merge"),
+                    at.shape,
+                    (out.rows_out, width),
+                    at.tokens,
+                    &out.src,
+                    flags,
+                    dst,
+                    (at.sizes, sizes),
+                    &rows,
+                )?);
+            }
+        }
+        let len = batch * out.rows_out * width;
+        p.push(k.copy(&at.label("copy"), &rows, at.tokens, len)?);
+        Ok(())
     }
 }
 
@@ -196,62 +167,66 @@ impl TokenHook for PrunePlan {
         let prev = self.previous(block);
         AttentionBias {
             log_size: prev.and_then(|s| s.sizes.as_ref()),
-            valid: prev
-                .filter(|s| matches!(s.step.keep, Keep::Threshold(_)))
-                .map(|s| &s.count),
+            valid: prev.and_then(Self::masked_counts),
         }
     }
 
     fn needs_attention_probs(&self, block: usize) -> bool {
-        self.steps.iter().any(|s| s.step.block == block) && self.pruning.policy.reads_attention()
+        self.steps.iter().any(|s| s.step.block == block)
+            && self.pruning.policy.def().reads().attention
     }
 
     fn after_attention(
         &mut self,
         k: &Kernels,
         p: &mut Program,
-        a: &Activations,
-        block: usize,
-        tokens: usize,
+        state: &TokenState,
     ) -> Result<usize> {
-        let Some(index) = self.steps.iter().position(|s| s.step.block == block) else {
-            return Ok(tokens);
+        let Some(index) = self.steps.iter().position(|s| s.step.block == state.block) else {
+            return Ok(state.rows);
         };
-        let c = &self.config;
         let prev = index.checked_sub(1).map(|i| &self.steps[i]);
         let out = &self.steps[index];
-        debug_assert_eq!(out.rows_in, tokens);
-        let ctx = StepCtx {
-            k,
-            a,
-            c,
-            options: &self.pruning.options,
-            index,
-            shape: TokenShape {
-                batch: a.batch,
-                n: tokens,
-                heads: c.num_heads,
-                prefix: c.num_prefix_tokens(),
-            },
-            scratch: &self.scratch,
-            out,
-            orig_in: prev.map_or(&self.scratch.identity, |s| &s.kept),
-            valid_in: prev
-                .filter(|s| matches!(s.step.keep, Keep::Threshold(_)))
-                .map(|s| &s.count),
-            sizes_in: prev
-                .and_then(|s| s.sizes.as_ref())
-                .unwrap_or(&self.scratch.ones_f32),
-        };
-        match self.pruning.policy {
-            Policy::None => return Ok(tokens),
-            Policy::ZeroTPrune => zero_tprune::step(&ctx, p)?,
-            Policy::Wpr => wpr::step(&ctx, p)?,
-            Policy::Tome => tome::step(&ctx, p)?,
-            Policy::Evit => evit::step(&ctx, p)?,
-            Policy::Threshold => threshold::step(&ctx, p)?,
-            Policy::Random => random::step(&ctx, p)?,
+        if out.rows_in != state.rows {
+            return Err(Error::Gpu(format!(
+                "block {}: the schedule expects {} rows, the model has {}",
+                state.block, out.rows_in, state.rows
+            )));
         }
+        let policy = self.pruning.policy.def();
+        let unit_sizes = self.work.filled_f32("unit sizes", 1.0);
+        let at = PrunePoint {
+            k,
+            index,
+            block: state.block,
+            depth: self.layout.depth,
+            shape: TokenShape {
+                batch: state.batch,
+                n: state.rows,
+                heads: state.heads,
+                prefix: state.protected,
+            },
+            probs: state.probs,
+            keys: state.keys,
+            tokens: state.tokens,
+            sizes: prev.and_then(|s| s.sizes.as_ref()).unwrap_or(&unit_sizes),
+            valid: prev.and_then(Self::masked_counts),
+            orig: prev.map_or(&self.identity, |s| &s.kept),
+            target: match out.step.keep {
+                Keep::Tokens(k) => Target::Rows(state.protected + k),
+                Keep::Threshold(theta) => Target::Threshold(theta),
+            },
+            options: &self.pruning.options,
+            work: &self.work,
+        };
+        debug_assert_eq!(
+            policy.keep_rule() == KeepRule::Threshold,
+            matches!(at.target, Target::Threshold(_))
+        );
+        let mut steps = Vec::new();
+        let selection = policy.plan(&at, &mut steps)?;
+        p.extend(steps);
+        self.apply(k, p, &at, out, selection)?;
         Ok(out.rows_out)
     }
 }

@@ -1,73 +1,169 @@
-//! The pruning policies and their options.
+//! What a pruning policy is: a [`PolicyDef`] (one file per policy under `policies/`, listed in
+//! the registry there) owns every fact about itself: its name and help, what it reads, how much one
+//! step may remove, whether it merges, its default blocks, the options it takes, and its GPU steps.
+//! [`Policy`] is a cheap handle on a registered definition.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use super::options::Opt;
+use super::point::{PrunePoint, Selection};
 use crate::error::{Error, Result};
-use crate::gpu::prune_kernels::HeadCombine;
+use crate::gpu::Step;
 
-/// Which tokens a pruning step keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// The dense model.
-    None,
-    /// Zero-TPrune: pre-rank by received attention, drop near-duplicate keys, then Weighted PageRank.
-    #[serde(rename = "zero-tprune")]
-    ZeroTPrune,
-    /// Weighted PageRank alone (Zero-TPrune without the similarity stage).
-    Wpr,
-    /// ToMe: merge the most similar tokens (bipartite soft matching) instead of dropping them.
-    Tome,
-    /// EViT: keep the tokens CLS attends to most.
-    Evit,
-    /// Drop tokens whose received attention is below a threshold; the count differs per image.
-    Threshold,
-    /// Seeded random drop: the baseline.
-    Random,
+/// What a policy's steps read at the pruning point (the model provides only what is read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reads {
+    /// The block's attention probabilities `P[B, H, n, n]` (the model then runs the unfused
+    /// attention in that block, which writes them).
+    pub attention: bool,
+    /// The block's keys.
+    pub keys: bool,
+    /// The token sizes of merged tokens.
+    pub sizes: bool,
 }
 
-impl Policy {
-    /// Whether the policy's steps read the attention probabilities of their block (ToMe reads
-    /// keys only, random nothing): the model writes them only for such blocks.
-    pub fn reads_attention(&self) -> bool {
-        matches!(
-            self,
-            Policy::ZeroTPrune | Policy::Wpr | Policy::Evit | Policy::Threshold
-        )
+/// How a step decides how many tokens survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepRule {
+    /// A token count per step, known on the host: later kernels shrink.
+    Count,
+    /// A score threshold per step: the count differs per image (masked rows).
+    Threshold,
+}
+
+/// The most patch tokens one step may remove, and the reason when it is less than all but one.
+#[derive(Clone, Copy, Debug)]
+pub struct StepLimit {
+    pub max_removed: usize,
+    pub why: Option<&'static str>,
+}
+
+/// A pruning policy: its facts and its GPU steps.
+pub trait PolicyDef: Sync + 'static {
+    /// The `--policy` value.
+    fn name(&self) -> &'static str;
+
+    /// One line for `--help`, the page and the docs.
+    fn help(&self) -> &'static str;
+
+    /// What its steps read.
+    fn reads(&self) -> Reads {
+        Reads::default()
     }
 
-    pub const ALL: [Policy; 7] = [
-        Policy::None,
-        Policy::ZeroTPrune,
-        Policy::Wpr,
-        Policy::Tome,
-        Policy::Evit,
-        Policy::Threshold,
-        Policy::Random,
-    ];
+    /// Whether removed tokens are merged into kept ones: tokens then carry sizes, and every later
+    /// block adds `log(size)` to its attention logits (proportional attention).
+    fn merges(&self) -> bool {
+        false
+    }
+
+    fn keep_rule(&self) -> KeepRule {
+        KeepRule::Count
+    }
+
+    /// How many of `tokens_in` patch tokens one step may remove (at least one always stays).
+    fn step_limit(&self, tokens_in: usize) -> StepLimit {
+        StepLimit {
+            max_removed: tokens_in.saturating_sub(1),
+            why: None,
+        }
+    }
+
+    /// The blocks it prunes at when the schedule names none.
+    fn default_blocks(&self, depth: usize) -> Vec<usize> {
+        every_other_block(depth)
+    }
+
+    /// The options it reads (any other given option is an error).
+    fn options(&self) -> &'static [Opt] {
+        &[]
+    }
+
+    /// The GPU steps of one pruning step at `at`, appended to `steps`: they score and select, and
+    /// return which rows survive (and, for merging policies, where the others go). Shared code
+    /// then compacts, gathers or merges.
+    fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection>;
+}
+
+/// Every other block from block 2 to the second-to-last (2, 4, 6, 8, 10 for 12 blocks), which
+/// measured better for Zero-TPrune than EViT's 3, 6, 9 or every block (docs/pruning.md); every
+/// block for shallow models.
+pub fn every_other_block(depth: usize) -> Vec<usize> {
+    if depth < 6 {
+        return (0..depth).collect();
+    }
+    (2..depth - 1).step_by(2).collect()
+}
+
+/// A registered policy. Compared, hashed and printed by name.
+#[derive(Clone, Copy)]
+pub struct Policy(pub &'static dyn PolicyDef);
+
+impl Policy {
+    /// Every policy, `none` first: the CLI's `--policy` values, `sweep`'s defaults, the page's list.
+    pub fn all() -> &'static [Policy] {
+        super::policies::ALL
+    }
+
+    /// The dense model.
+    pub fn none() -> Policy {
+        Policy::all()[0]
+    }
+
+    pub fn is_none(self) -> bool {
+        self == Policy::none()
+    }
+
+    /// The policy called `name` (case, `-` and `_` do not matter).
+    pub fn named(name: &str) -> Result<Policy> {
+        let key = |s: &str| s.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        let wanted = key(name);
+        Policy::all()
+            .iter()
+            .copied()
+            .find(|p| key(p.name()) == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = Policy::all().iter().map(|p| p.name()).collect();
+                Error::param(
+                    "policy",
+                    format!(
+                        "unknown policy '{}'; expected one of {}",
+                        name.trim(),
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Policy::None => "none",
-            Policy::ZeroTPrune => "zero-tprune",
-            Policy::Wpr => "wpr",
-            Policy::Tome => "tome",
-            Policy::Evit => "evit",
-            Policy::Threshold => "threshold",
-            Policy::Random => "random",
-        }
+        self.0.name()
     }
 
-    /// Blocks a schedule prunes at when none are given: every other block from block 2 to the
-    /// second-to-last (2, 4, 6, 8, 10 for 12 blocks), which measured better for Zero-TPrune than
-    /// EViT's 3, 6, 9 or every block (docs/pruning.md); every block for shallow models; every block
-    /// for ToMe, which merges a little everywhere.
-    pub fn default_blocks(self, depth: usize) -> Vec<usize> {
-        if self == Policy::Tome || depth < 6 {
-            return (0..depth).collect();
-        }
-        (2..depth - 1).step_by(2).collect()
+    pub fn def(self) -> &'static dyn PolicyDef {
+        self.0
+    }
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Policy {}
+
+impl Hash for Policy {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -80,96 +176,41 @@ impl fmt::Display for Policy {
 impl FromStr for Policy {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let s = s.trim().to_ascii_lowercase().replace('_', "-");
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s || (s == "zerotprune" && *p == Policy::ZeroTPrune))
-            .ok_or_else(|| {
-                let names: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
-                Error::param(
-                    "policy",
-                    format!("unknown policy '{s}'; expected one of {}", names.join(", ")),
-                )
-            })
+        Policy::named(s)
     }
 }
 
-impl FromStr for HeadCombine {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "mean" => Ok(HeadCombine::Mean),
-            "rms" => Ok(HeadCombine::Rms),
-            "band" => Ok(HeadCombine::Band),
-            other => Err(Error::param(
-                "heads",
-                format!("unknown head combination '{other}'; expected mean, rms or band"),
-            )),
-        }
+impl serde::Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
-/// Options of the policies; each policy reads the ones it needs.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct PruneOptions {
-    /// Zero-TPrune: the share of a step's drop done by the similarity stage (0..=1).
-    pub sim: f32,
-    /// How per-head PageRank scores combine (zero-tprune, wpr).
-    pub heads: HeadCombine,
-    /// The variance band of `HeadCombine::Band`.
-    pub band: (f32, f32),
-    /// PageRank stops when the L1 change of the scores is below this.
-    pub eps: f32,
-    /// Random policy seed.
-    pub seed: u32,
-    /// PageRank iterations at every block, instead of the per-block default (see `wpr_iters`).
-    pub iters: Option<u32>,
+/// A policy's facts as plain data: what `--help`, the page's policy list and the docs show.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicyInfo {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub reads: Reads,
+    pub merges: bool,
+    pub keep_rule: KeepRule,
+    /// The blocks it prunes at by default, for the given depth.
+    pub default_blocks: Vec<usize>,
+    pub options: Vec<&'static str>,
 }
 
-impl Default for PruneOptions {
-    fn default() -> Self {
-        PruneOptions {
-            sim: 0.5,
-            heads: HeadCombine::Band,
-            band: (0.01, 0.7),
-            eps: 1e-6,
-            seed: 0,
-            iters: None,
-        }
-    }
-}
-
-impl PruneOptions {
-    pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.sim) {
-            return Err(Error::param(
-                "sim",
-                format!("must be in [0, 1], got {}", self.sim),
-            ));
-        }
-        if self.band.0.is_nan() || self.band.1.is_nan() || self.band.0 > self.band.1 {
-            return Err(Error::param("band", "the lower bound exceeds the upper"));
-        }
-        if self.iters == Some(0) {
-            return Err(Error::param("iters", "PageRank needs at least 1 iteration"));
-        }
-        if self.eps.is_nan() || self.eps < 0.0 {
-            return Err(Error::param("eps", "must be >= 0"));
-        }
-        Ok(())
-    }
-
-    /// PageRank iterations at block `block` of a `depth`-block model: many early, one late
-    /// (the published setting), unless `iters` overrides it.
-    pub fn wpr_iters(&self, block: usize, depth: usize) -> u32 {
-        if let Some(t) = self.iters {
-            t
-        } else if block < 3 {
-            30
-        } else if block + 3 >= depth {
-            1
-        } else {
-            10
+impl Policy {
+    /// The facts of this policy for a model of `depth` blocks.
+    pub fn info(self, depth: usize) -> PolicyInfo {
+        let d = self.def();
+        PolicyInfo {
+            name: d.name(),
+            help: d.help(),
+            reads: d.reads(),
+            merges: d.merges(),
+            keep_rule: d.keep_rule(),
+            default_blocks: d.default_blocks(depth),
+            options: d.options().iter().map(|o| o.name()).collect(),
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use crate::error::{Error, Result};
 use crate::model::ViTConfig;
-use crate::prune::{HeadCombine, Policy, PruneOptions, Pruning, ScheduleSpec};
+use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleSpec};
 
 /// The user-facing pruning settings; `None` fields take the documented defaults.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
-    /// none, zero-tprune, wpr, tome, evit, threshold or random (default: none).
+    /// A registered policy's name (`Policy::all`; default: none).
     pub policy: Option<String>,
     /// Keep rates, `RATE@BLOCKS` groups joined with `;`, e.g. `0.7@3,6,9`.
     pub keep: Option<String>,
@@ -89,15 +89,48 @@ impl PruneRequest {
         Ok(o)
     }
 
-    /// The schedule for this model, with every limit checked.
+    /// The options given, by name.
+    fn given(&self) -> Vec<Opt> {
+        [
+            (Opt::Sim, self.sim.is_some()),
+            (Opt::Heads, self.heads.is_some()),
+            (Opt::Iters, self.iters.is_some()),
+            (Opt::Seed, self.seed.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(o, _)| o)
+        .collect()
+    }
+
+    /// The schedule for this model, with every limit checked; an option the policy does not
+    /// read is an error naming the policies that do.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
         let policy = self.policy()?;
-        if policy == Policy::None
-            && (self.sim.is_some() || self.heads.is_some() || self.iters.is_some())
-        {
+        let given = self.given();
+        if policy.is_none() && !given.is_empty() {
+            let names: Vec<_> = given.iter().map(|o| o.name()).collect();
             return Err(Error::param(
                 "policy",
-                "sim, heads and iters need a pruning policy (e.g. zero-tprune)",
+                format!(
+                    "{} need a pruning policy (e.g. zero-tprune)",
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Some(o) = given.iter().find(|o| !policy.def().options().contains(o)) {
+            let readers: Vec<_> = Policy::all()
+                .iter()
+                .filter(|p| p.def().options().contains(o))
+                .map(|p| p.name())
+                .collect();
+            return Err(Error::param(
+                o.name(),
+                format!(
+                    "{policy} does not read --{}; it applies to {}",
+                    o.name(),
+                    readers.join(", ")
+                ),
             ));
         }
         Pruning::resolve(policy, &self.spec()?, self.options()?, c)

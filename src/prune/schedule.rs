@@ -2,7 +2,8 @@
 //! keep rates (`0.7@3,6,9`), token counts (`3:138,6:96`), thresholds (`1.0@3,6,9`) or a FLOPs target
 //! that is solved into keep rates. FLOPs of a schedule are counted exactly.
 
-use super::policy::{Policy, PruneOptions};
+use super::options::PruneOptions;
+use super::policy::{KeepRule, Policy};
 use crate::error::{Error, Result};
 use crate::model::{flops, ViTConfig};
 
@@ -143,12 +144,24 @@ pub enum Keep {
 }
 
 /// One pruning step: after the attention of `block`.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct PruneStep {
     pub block: usize,
     /// Patch tokens entering the step (the rows after threshold steps: an upper bound).
     pub tokens_in: usize,
     pub keep: Keep,
+}
+
+// Thresholds are finite (checked when parsed), so comparing them by value is an equivalence.
+impl Eq for Keep {}
+
+impl std::hash::Hash for Keep {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match *self {
+            Keep::Tokens(k) => (0u8, k as u64).hash(state),
+            Keep::Threshold(t) => (1u8, t.to_bits() as u64).hash(state),
+        }
+    }
 }
 
 impl PruneStep {
@@ -162,7 +175,7 @@ impl PruneStep {
 }
 
 /// A policy with its resolved schedule, checked against a model.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Pruning {
     pub policy: Policy,
     pub options: PruneOptions,
@@ -172,7 +185,7 @@ pub struct Pruning {
 impl Pruning {
     pub fn dense() -> Self {
         Pruning {
-            policy: Policy::None,
+            policy: Policy::none(),
             options: PruneOptions::default(),
             steps: vec![],
         }
@@ -197,7 +210,7 @@ impl Pruning {
             options: options.clone(),
             steps,
         };
-        if policy == Policy::None {
+        if policy.is_none() {
             if !matches!(spec, ScheduleSpec::Default) {
                 return Err(Error::param(
                     "policy",
@@ -206,7 +219,7 @@ impl Pruning {
             }
             return Ok(mk(vec![]));
         }
-        let is_threshold = policy == Policy::Threshold;
+        let is_threshold = policy.def().keep_rule() == KeepRule::Threshold;
         let threshold_spec = matches!(spec, ScheduleSpec::Threshold(_));
         let fixed_spec = !threshold_spec && !matches!(spec, ScheduleSpec::Default);
         if (is_threshold && fixed_spec) || (!is_threshold && threshold_spec) {
@@ -233,12 +246,15 @@ impl Pruning {
         };
         let steps = match spec {
             ScheduleSpec::Default if is_threshold => Self::from_thresholds(
-                &[(DEFAULT_THRESHOLD, policy.default_blocks(depth))],
+                &[(DEFAULT_THRESHOLD, policy.def().default_blocks(depth))],
                 patches,
             )?,
-            ScheduleSpec::Default => {
-                Self::solve_flops(policy, c, DEFAULT_FLOPS, &policy.default_blocks(depth))?
-            }
+            ScheduleSpec::Default => Self::solve_flops(
+                policy,
+                c,
+                DEFAULT_FLOPS,
+                &policy.def().default_blocks(depth),
+            )?,
             ScheduleSpec::Keep(groups) => {
                 for (_, blocks) in groups {
                     for &b in blocks {
@@ -285,7 +301,7 @@ impl Pruning {
             ScheduleSpec::Flops { target, blocks } => {
                 let blocks = match blocks {
                     Some(b) => b.clone(),
-                    None => policy.default_blocks(depth),
+                    None => policy.def().default_blocks(depth),
                 };
                 for &b in &blocks {
                     check_block(b, "at")?;
@@ -294,7 +310,7 @@ impl Pruning {
             }
         };
         let pruning = mk(steps);
-        pruning.check_policy_limits(c)?;
+        pruning.check_step_limits()?;
         Ok(pruning)
     }
 
@@ -368,7 +384,8 @@ impl Pruning {
                 options: PruneOptions::default(),
                 steps,
             };
-            if policy == Policy::Tome && candidate.check_policy_limits(c).is_err() {
+            // Lower rates remove more: past the policy's per-step limit, none fits.
+            if candidate.check_step_limits().is_err() {
                 break;
             }
             let f = candidate.flops(c);
@@ -377,38 +394,39 @@ impl Pruning {
                 return Ok(candidate.steps);
             }
         }
+        let why = policy
+            .def()
+            .step_limit(c.num_patches())
+            .why
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
         Err(Error::param(
             "flops",
             format!(
                 "the FLOPs target {target} is below what {policy} can reach pruning at blocks {:?}: \
-                 the lowest is {:.3} of dense{}",
+                 the lowest is {:.3} of dense{why}",
                 blocks,
                 lowest / flops::dense_flops(c),
-                if policy == Policy::Tome {
-                    " (ToMe merges at most half the tokens per step)"
-                } else {
-                    ""
-                }
             ),
         ))
     }
 
-    /// Per-policy limits: ToMe merges at most half the patch tokens entering a step.
-    fn check_policy_limits(&self, _c: &ViTConfig) -> Result<()> {
-        if self.policy == Policy::Tome {
-            for s in &self.steps {
-                let r = s.tokens_in - s.tokens_out();
-                if r > s.tokens_in / 2 {
-                    return Err(Error::param(
-                        "keep",
-                        format!(
-                            "ToMe merges at most half the tokens per step: block {} would merge {r} of {} patch tokens (keep at least {})",
-                            s.block,
-                            s.tokens_in,
-                            s.tokens_in - s.tokens_in / 2
-                        ),
-                    ));
-                }
+    /// The policy's limit on what one step may remove (ToMe: half the patch tokens entering it).
+    fn check_step_limits(&self) -> Result<()> {
+        for s in &self.steps {
+            let limit = self.policy.def().step_limit(s.tokens_in);
+            let removed = s.tokens_in - s.tokens_out();
+            if removed > limit.max_removed {
+                return Err(Error::param(
+                    "keep",
+                    format!(
+                        "{}: block {} would remove {removed} of {} patch tokens (keep at least {})",
+                        limit.why.unwrap_or("too many tokens removed in one step"),
+                        s.block,
+                        s.tokens_in,
+                        s.tokens_in - limit.max_removed
+                    ),
+                ));
             }
         }
         Ok(())

@@ -1,14 +1,18 @@
-//! `zeroprune bench`: forward latency per batch size, or the GEMM kernels alone.
+//! `zeroprune bench`: forward latency per batch size, dense and pruned interleaved in one run, with
+//! a per-kernel breakdown from GPU timestamps; or the GEMM and attention kernels alone.
 
+use std::fmt;
 use std::time::Instant;
 
 use clap::Args;
-use serde_json::json;
-use zeroprune::gpu::kernels::{Gemm, GemmKernel, MatView};
-use zeroprune::gpu::{time_program_blocking, GpuContext, GpuTensor, Kernels, Program};
-use zeroprune::{Error, Result, Session};
+use serde::Serialize;
+use zeroprune::gpu::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
+use zeroprune::gpu::{time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program};
+use zeroprune::prune::{Policy, Pruning};
+use zeroprune::session::StepTime;
+use zeroprune::{Error, Mode, Result, Run, Session};
 
-use crate::commands::open_gpu;
+use crate::common::{emit, open_gpu, table};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -33,115 +37,62 @@ pub struct BenchArgs {
     prune: PruneArgs,
 }
 
-/// Median and (min, max) of `runs` timings of `f`, in seconds, after one warm-up call.
-fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
-    f()?;
-    let mut t = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let s = Instant::now();
-        f()?;
-        t.push(s.elapsed().as_secs_f64());
-    }
-    t.sort_by(f64::total_cmp);
-    Ok((t[t.len() / 2], t[0], t[t.len() - 1]))
+/// GPU milliseconds of a pruned pass's pruning steps, by phase.
+#[derive(Serialize, Default)]
+struct PruneTime {
+    scoring: f64,
+    selection: f64,
+    compaction: f64,
+    merging: f64,
 }
 
-pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.batch.contains(&0) {
-        return Err(Error::param("--batch", "batch sizes must be at least 1"));
-    }
-    let gpu = open_gpu()?;
-    if args.kernels {
-        return kernels(&gpu, args);
-    }
-    let weights = model_source::load(&args.model)?;
-    let pruning = args.prune.resolve(&weights.config)?;
-    let mut session = Session::new(&gpu, &weights)?;
-    let mut schedules = vec![zeroprune::prune::Pruning::dense()];
-    if !pruning.is_dense() {
-        schedules.push(pruning);
-    }
-    let dense_flops = schedules[0].flops(&weights.config);
-    let mut rows = Vec::new();
-    for &b in &args.batch {
-        // A real image's statistics matter for threshold pruning; a constant input is fine for the rest.
-        let input = vec![0.1f32; b * session.image_len()];
-        // Warm-up (compiles the programs), then dense and pruned runs interleaved.
-        let mut times = vec![Vec::new(); schedules.len()];
-        for p in &schedules {
-            session.set_pruning(p.clone());
-            session.run(&input)?;
-        }
-        for _ in 0..args.runs.max(1) {
-            for (p, t) in schedules.iter().zip(&mut times) {
-                session.set_pruning(p.clone());
-                let s = Instant::now();
-                session.run(&input)?;
-                t.push(s.elapsed().as_secs_f64());
-            }
-        }
-        let stats: Vec<(f64, f64, f64)> = times.iter_mut().map(|t| median_spread(t)).collect();
-        let dense_latency = stats[0].0;
-        for (i, p) in schedules.iter().enumerate() {
-            session.set_pruning(p.clone());
-            let (median, min, max) = stats[i];
-            let flops = session.flops_per_image();
-            let gflops = flops / 1e9;
-            let profile = session.profile_steps(&input)?;
-            let (overhead, source, parts) = match &profile {
-                Some(steps) => {
-                    let total: f64 = steps.iter().map(|(_, t)| t).sum();
-                    let mut parts = [0.0f64; 3];
-                    for (label, t) in steps {
-                        if let Some(part) = prune_part(label) {
-                            parts[part] += t;
-                        }
-                    }
-                    let share = parts.iter().sum::<f64>() / total.max(1e-12);
-                    (share, "gpu timestamps", Some(parts))
-                }
-                None if p.is_dense() => (0.0, "none", None),
-                None => {
-                    // No timestamps: the same pass without its pruning steps, CPU-timed.
-                    let with = session.time_steps(&input, |_| true)?;
-                    let without = session.time_steps(&input, |l| prune_part(l).is_none())?;
-                    (
-                        (with - without).max(0.0) / with,
-                        "cpu: pruned pass without its pruning steps",
-                        None,
-                    )
-                }
-            };
-            let breakdown = profile.as_ref().map(|steps| families(steps));
-            rows.push(json!({
-                "batch": b, "policy": p.policy, "schedule": p.describe(),
-                "latency_ms": median * 1e3, "min_ms": min * 1e3, "max_ms": max * 1e3,
-                "spread_pct": 100.0 * (max - min) / median,
-                "images_per_s": b as f64 / median, "gflops_per_image": gflops,
-                "achieved_gflops_per_s": gflops * b as f64 / median,
-                "flops_ratio": flops / dense_flops,
-                "speedup": dense_latency / median,
-                "prune_overhead_share": overhead,
-                "prune_overhead_source": source,
-                "prune_gpu_ms": parts.map(|p| json!({
-                    "scoring": p[0] * 1e3, "selection": p[1] * 1e3, "compaction": p[2] * 1e3,
-                })),
-                "dispatches": session.dispatches(b)?, "submits": 1,
-                "gemm_kernel": session.gemm_kernel().name(),
-                "fused_attention": session.fused_attention(),
-                "kernels": breakdown,
-            }));
-        }
-    }
-    if args.json {
-        print_rows(true, &gpu, &rows, &[]);
-        return Ok(());
-    }
-    print_rows(
-        false,
-        &gpu,
-        &rows,
-        &[
+/// GPU time of one kernel family (a step label without its block), summed over blocks.
+#[derive(Serialize)]
+struct KernelFamily {
+    family: String,
+    phase: Phase,
+    gpu_ms: f64,
+    share: f64,
+    steps: usize,
+    /// Whether the family is part of a pruning step.
+    prune: bool,
+}
+
+#[derive(Serialize)]
+struct BenchRow {
+    batch: usize,
+    policy: Policy,
+    schedule: String,
+    latency_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    spread_pct: f64,
+    images_per_s: f64,
+    gflops_per_image: f64,
+    achieved_gflops_per_s: f64,
+    flops_ratio: f64,
+    speedup: f64,
+    /// Share of the pass's GPU time in pruning steps (scoring, selection, compaction, merging).
+    prune_overhead_share: f64,
+    prune_overhead_source: &'static str,
+    prune_gpu_ms: PruneTime,
+    dispatches: usize,
+    submits: usize,
+    gemm_kernel: String,
+    fused_attention: bool,
+    kernels: Vec<KernelFamily>,
+}
+
+#[derive(Serialize)]
+struct BenchOutput {
+    adapter: String,
+    results: Vec<BenchRow>,
+}
+
+impl fmt::Display for BenchOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "adapter: {}", self.adapter)?;
+        let header = [
             "batch",
             "policy",
             "latency_ms",
@@ -153,35 +104,104 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "speedup",
             "prune_overhead_share",
             "dispatches",
-        ],
-    );
-    for r in &rows {
-        println!(
-            "\nbatch {} {} ({}): GEMM kernel {}, fused attention {}, prune overhead from {}",
-            r["batch"],
-            r["policy"],
-            r["schedule"].as_str().unwrap_or(""),
-            r["gemm_kernel"].as_str().unwrap_or(""),
-            r["fused_attention"],
-            r["prune_overhead_source"].as_str().unwrap_or("")
-        );
-        if let Some(list) = r["kernels"].as_array() {
-            println!(
-                "{:>28} {:>10} {:>8} {:>6}",
-                "kernel family", "GPU ms", "share", "steps"
-            );
-            for k in list {
-                println!(
-                    "{:>28} {:>10.2} {:>7.1}% {:>6}",
-                    k["family"].as_str().unwrap_or(""),
-                    k["gpu_ms"].as_f64().unwrap_or(0.0),
-                    100.0 * k["share"].as_f64().unwrap_or(0.0),
-                    k["steps"]
-                );
-            }
+        ];
+        let rows: Vec<Vec<String>> = self
+            .results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.batch.to_string(),
+                    r.policy.to_string(),
+                    format!("{:.2}", r.latency_ms),
+                    format!("{:.2}", r.spread_pct),
+                    format!("{:.2}", r.images_per_s),
+                    format!("{:.3}", r.gflops_per_image),
+                    format!("{:.2}", r.achieved_gflops_per_s),
+                    format!("{:.3}", r.flops_ratio),
+                    format!("{:.2}", r.speedup),
+                    format!("{:.3}", r.prune_overhead_share),
+                    r.dispatches.to_string(),
+                ]
+            })
+            .collect();
+        write!(f, "{}", table(&header, &rows))?;
+        for r in &self.results {
+            writeln!(
+                f,
+                "\nbatch {} {} ({}): GEMM kernel {}, fused attention {}, times from {}",
+                r.batch,
+                r.policy,
+                r.schedule,
+                r.gemm_kernel,
+                r.fused_attention,
+                r.prune_overhead_source
+            )?;
+            let rows: Vec<Vec<String>> = r
+                .kernels
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.family.clone(),
+                        k.phase.name().to_string(),
+                        format!("{:.2}", k.gpu_ms),
+                        format!("{:.1}%", 100.0 * k.share),
+                        k.steps.to_string(),
+                    ]
+                })
+                .collect();
+            write!(
+                f,
+                "{}",
+                table(
+                    &["kernel family", "phase", "GPU ms", "share", "steps"],
+                    &rows
+                )
+            )?;
         }
+        Ok(())
     }
-    Ok(())
+}
+
+#[derive(Serialize)]
+struct KernelRow {
+    kernel: String,
+    shape: String,
+    ms: f64,
+    gflops_per_s: f64,
+    vs_baseline: f64,
+}
+
+#[derive(Serialize)]
+struct KernelsOutput {
+    adapter: String,
+    results: Vec<KernelRow>,
+}
+
+impl fmt::Display for KernelsOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "adapter: {}", self.adapter)?;
+        let rows: Vec<Vec<String>> = self
+            .results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.shape.clone(),
+                    r.kernel.clone(),
+                    format!("{:.2}", r.ms),
+                    format!("{:.2}", r.gflops_per_s),
+                    format!("{:.2}", r.vs_baseline),
+                ]
+            })
+            .collect();
+        write!(
+            f,
+            "{}",
+            table(
+                &["shape", "kernel", "ms", "gflops_per_s", "vs_baseline"],
+                &rows
+            )
+        )
+    }
 }
 
 /// Median, min and max of `t`.
@@ -190,45 +210,140 @@ fn median_spread(t: &mut [f64]) -> (f64, f64, f64) {
     (t[t.len() / 2], t[0], t[t.len() - 1])
 }
 
-/// Which part of a pruning step a step label is: 0 scoring (attention scores, PageRank,
-/// similarity), 1 selection (top-k, threshold), 2 compaction (compaction, gathers, merges);
-/// `None` for the model's own steps.
-fn prune_part(label: &str) -> Option<usize> {
-    let what = label.split(".prune.").nth(1)?;
-    Some(match what {
-        "topk" | "important_half" | "drop_similar" | "merge_select" | "threshold" => 1,
-        "compact" | "gather" | "copy" | "merge" => 2,
-        _ => 0,
-    })
+/// Median and (min, max) of `runs` timings of `f`, in seconds, after one warm-up call.
+fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
+    f()?;
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(median_spread(&mut t))
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.batch.contains(&0) {
+        return Err(Error::param("--batch", "batch sizes must be at least 1"));
+    }
+    let gpu = open_gpu()?;
+    if args.kernels {
+        return kernels(&gpu, args);
+    }
+    let weights = model_source::load(&args.model)?;
+    let c = &weights.config;
+    let pruning = args.prune.resolve(c)?;
+    let mut session = Session::new(&gpu, &weights)?;
+    let mut schedules = vec![Pruning::dense()];
+    if !pruning.is_dense() {
+        schedules.push(pruning);
+    }
+    let dense_flops = schedules[0].flops(c);
+    let mut results = Vec::new();
+    for &b in &args.batch {
+        // A real image's statistics matter for threshold pruning; a constant input is fine for the rest.
+        let input = vec![0.1f32; b * session.image_len()];
+        // Warm-up (compiles the programs), then dense and pruned runs interleaved.
+        let mut times = vec![Vec::new(); schedules.len()];
+        for p in &schedules {
+            session.run(&input, p)?;
+        }
+        for _ in 0..args.runs.max(1) {
+            for (p, t) in schedules.iter().zip(&mut times) {
+                let s = Instant::now();
+                session.run(&input, p)?;
+                t.push(s.elapsed().as_secs_f64());
+            }
+        }
+        let stats: Vec<(f64, f64, f64)> = times.iter_mut().map(|t| median_spread(t)).collect();
+        let dense_latency = stats[0].0;
+        for (p, &(median, min, max)) in schedules.iter().zip(&stats) {
+            let flops = p.flops(c);
+            let gflops = flops / 1e9;
+            let profiled = session.run(&input, Run::new(p).mode(Mode::Profile))?;
+            let profile = profiled.profile.unwrap_or_default();
+            let total: f64 = profile.iter().map(|s| s.seconds).sum();
+            let in_phase = |phase: Phase| -> f64 {
+                profile
+                    .iter()
+                    .filter(|s| s.phase == phase)
+                    .map(|s| s.seconds)
+                    .sum()
+            };
+            let prune_seconds: f64 = Phase::PRUNING.iter().map(|&ph| in_phase(ph)).sum();
+            let choice = session.kernel_choice();
+            results.push(BenchRow {
+                batch: b,
+                policy: p.policy,
+                schedule: p.describe(),
+                latency_ms: median * 1e3,
+                min_ms: min * 1e3,
+                max_ms: max * 1e3,
+                spread_pct: 100.0 * (max - min) / median,
+                images_per_s: b as f64 / median,
+                gflops_per_image: gflops,
+                achieved_gflops_per_s: gflops * b as f64 / median,
+                flops_ratio: flops / dense_flops,
+                speedup: dense_latency / median,
+                prune_overhead_share: prune_seconds / total.max(1e-12),
+                prune_overhead_source: if gpu.has_timestamps() {
+                    "gpu timestamps"
+                } else {
+                    "cpu: each step submitted alone"
+                },
+                prune_gpu_ms: PruneTime {
+                    scoring: in_phase(Phase::Score) * 1e3,
+                    selection: in_phase(Phase::Select) * 1e3,
+                    compaction: in_phase(Phase::Compact) * 1e3,
+                    merging: in_phase(Phase::Merge) * 1e3,
+                },
+                dispatches: profile.len(),
+                submits: 1,
+                gemm_kernel: choice.gemm.name(),
+                fused_attention: choice.fused_attention,
+                kernels: families(&profile),
+            });
+        }
+    }
+    emit(
+        &BenchOutput {
+            adapter: gpu.describe(),
+            results,
+        },
+        args.json,
+    )
 }
 
 /// GPU time per kernel family (`qkv`, `fc1`, `attention`, `prune.pagerank`, ...): the step label
 /// without its block, summed over blocks; most expensive first.
-fn families(steps: &[(String, f64)]) -> Vec<serde_json::Value> {
-    let total: f64 = steps.iter().map(|(_, t)| t).sum();
-    let mut fam: Vec<(String, f64, usize)> = Vec::new();
-    for (label, t) in steps {
-        let name = match label.split_once('.') {
+fn families(steps: &[StepTime]) -> Vec<KernelFamily> {
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    let mut fam: Vec<KernelFamily> = Vec::new();
+    for s in steps {
+        let name = match s.label.split_once('.') {
             Some((head, rest)) if head.starts_with("block") => rest.to_string(),
-            _ => label.clone(),
+            _ => s.label.clone(),
         };
-        match fam.iter_mut().find(|f| f.0 == name) {
+        match fam.iter_mut().find(|f| f.family == name) {
             Some(f) => {
-                f.1 += t;
-                f.2 += 1;
+                f.gpu_ms += s.seconds * 1e3;
+                f.steps += 1;
             }
-            None => fam.push((name, *t, 1)),
+            None => fam.push(KernelFamily {
+                family: name,
+                phase: s.phase,
+                gpu_ms: s.seconds * 1e3,
+                share: 0.0,
+                steps: 1,
+                prune: s.phase.is_pruning(),
+            }),
         }
     }
-    fam.sort_by(|a, b| b.1.total_cmp(&a.1));
-    fam.into_iter()
-        .map(|(name, t, n)| {
-            json!({
-                "family": name, "gpu_ms": t * 1e3, "share": t / total.max(1e-12), "steps": n,
-                "prune": name.starts_with("prune."),
-            })
-        })
-        .collect()
+    for f in &mut fam {
+        f.share = f.gpu_ms / (total * 1e3).max(1e-12);
+    }
+    fam.sort_by(|a, b| b.gpu_ms.total_cmp(&a.gpu_ms));
+    fam
 }
 
 /// The model's GEMM shapes at batch 8 (DeiT-Tiny: M = 8 x 197): every GPU GEMM kernel, the fused
@@ -272,11 +387,16 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
             let (median, _, _) = time(args.runs, || time_program_blocking(gpu, &p).map(|_| ()))?;
             let rate = g.flops() * reps as f64 / median / 1e9;
             let naive = *naive_rate.get_or_insert(rate);
-            rows.push(json!({
-                "kernel": format!("gpu {kernel}{}", if kernel == chosen { " (chosen)" } else { "" }),
-                "shape": format!("{name} {m}x{n}x{kk}"),
-                "ms": median * 1e3 / reps as f64, "gflops_per_s": rate, "vs_baseline": rate / naive,
-            }));
+            rows.push(KernelRow {
+                kernel: format!(
+                    "gpu {kernel}{}",
+                    if kernel == chosen { " (chosen)" } else { "" }
+                ),
+                shape: format!("{name} {m}x{n}x{kk}"),
+                ms: median * 1e3 / reps as f64,
+                gflops_per_s: rate,
+                vs_baseline: rate / naive,
+            });
         }
         let mut c_host = vec![0f32; m * n];
         let (median, _, _) = time(args.runs, || {
@@ -284,19 +404,22 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
             Ok(())
         })?;
         let rate = Gemm::new(m, n, kk).flops() / median / 1e9;
-        rows.push(json!({
-            "kernel": "cpu matrixmultiply", "shape": format!("{name} {m}x{n}x{kk}"),
-            "ms": median * 1e3, "gflops_per_s": rate, "vs_baseline": rate / naive_rate.unwrap_or(rate),
-        }));
+        rows.push(KernelRow {
+            kernel: "cpu matrixmultiply".into(),
+            shape: format!("{name} {m}x{n}x{kk}"),
+            ms: median * 1e3,
+            gflops_per_s: rate,
+            vs_baseline: rate / naive_rate.unwrap_or(rate),
+        });
     }
     rows.extend(attention_kernels(gpu, &k, args)?);
-    print_rows(
+    emit(
+        &KernelsOutput {
+            adapter: gpu.describe(),
+            results: rows,
+        },
         args.json,
-        gpu,
-        &rows,
-        &["shape", "kernel", "ms", "gflops_per_s", "vs_baseline"],
-    );
-    Ok(())
+    )
 }
 
 /// `c = a . b` on the CPU with `matrixmultiply`'s sgemm (one thread: the crate's default build).
@@ -324,11 +447,7 @@ fn cpu_gemm(a: &[f32], b: &[f32], c: &mut [f32], (m, n, k): (usize, usize, usize
 
 /// Attention of DeiT-Tiny at batch 8 (197 tokens, 3 heads of 64): unfused (scores GEMM, softmax,
 /// context GEMM, with the tuned GEMM kernel) against the fused kernel. FLOPs: the two products.
-fn attention_kernels(
-    gpu: &GpuContext,
-    k: &Kernels,
-    args: &BenchArgs,
-) -> Result<Vec<serde_json::Value>> {
+fn attention_kernels(gpu: &GpuContext, k: &Kernels, args: &BenchArgs) -> Result<Vec<KernelRow>> {
     let (b, n, h, dh) = (8, 197, 3, 64);
     let d = h * dh;
     let host: Vec<f32> = (0..b * n * 3 * d)
@@ -373,7 +492,7 @@ fn attention_kernels(
         &out,
         (b, n, d, h),
         scale,
-        zeroprune::gpu::kernels::AttentionBias::default(),
+        AttentionBias::default(),
     )?);
     let mut rows = Vec::new();
     let mut base = None;
@@ -384,48 +503,13 @@ fn attention_kernels(
         let (median, _, _) = time(args.runs, || time_program_blocking(gpu, p).map(|_| ()))?;
         let rate = flops / median / 1e9;
         let first = *base.get_or_insert(rate);
-        rows.push(json!({
-            "kernel": name, "shape": format!("attention {b}x{h}x{n}x{dh}"),
-            "ms": median * 1e3, "gflops_per_s": rate, "vs_baseline": rate / first,
-        }));
+        rows.push(KernelRow {
+            kernel: name.into(),
+            shape: format!("attention {b}x{h}x{n}x{dh}"),
+            ms: median * 1e3,
+            gflops_per_s: rate,
+            vs_baseline: rate / first,
+        });
     }
     Ok(rows)
-}
-
-fn print_rows(as_json: bool, gpu: &GpuContext, rows: &[serde_json::Value], cols: &[&str]) {
-    if as_json {
-        let v = json!({"adapter": gpu.describe(), "results": rows});
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return;
-    }
-    println!("adapter: {}", gpu.describe());
-    let cell = |r: &serde_json::Value, c: &str| match &r[c] {
-        serde_json::Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => s.clone(),
-        v => v.to_string(),
-    };
-    // Each column as wide as its widest cell, plus two spaces.
-    let widths: Vec<usize> = cols
-        .iter()
-        .map(|c| {
-            rows.iter()
-                .map(|r| cell(r, c).len())
-                .fold(c.len(), usize::max)
-                + 2
-        })
-        .collect();
-    let header: String = cols
-        .iter()
-        .zip(&widths)
-        .map(|(c, w)| format!("{c:>w$}"))
-        .collect();
-    println!("{header}");
-    for r in rows {
-        let line: String = cols
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{:>w$}", cell(r, c)))
-            .collect();
-        println!("{line}");
-    }
 }

@@ -1,28 +1,69 @@
 //! `zeroprune explain IMAGE --policy ...`: a PNG of the image as the model sees it, then one panel
 //! per pruning step with the dropped patches darkened.
 
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 
-use serde_json::json;
+use clap::Args;
+use serde::Serialize;
 use zeroprune::draw::token_panels;
-use zeroprune::prune::Keep;
+use zeroprune::prune::{Keep, Policy};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
 
-use crate::commands::{class_names, open_gpu};
+use crate::common::{class_names, emit, open_gpu};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
-pub fn run(
-    model: &ModelArgs,
-    prune: &PruneArgs,
-    image: &Path,
-    out: Option<&Path>,
-    as_json: bool,
-) -> Result<()> {
-    let weights = model_source::load(model)?;
+#[derive(Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The image.
+    image: PathBuf,
+    /// Output PNG (default: IMAGE-POLICY.png in the current folder).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Print one JSON object (with the kept patch indices).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    prune: PruneArgs,
+}
+
+#[derive(Serialize)]
+struct ExplainOutput {
+    image: String,
+    picture: PathBuf,
+    policy: Policy,
+    schedule: String,
+    class: usize,
+    name: String,
+    probability: f32,
+    gflops: f64,
+    kept: Vec<Vec<u32>>,
+}
+
+impl fmt::Display for ExplainOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} ({:.1}%) with {} at {}, {:.3} GFLOPs",
+            self.image,
+            self.name,
+            100.0 * self.probability,
+            self.policy,
+            self.schedule,
+            self.gflops
+        )?;
+        writeln!(f, "wrote {}", self.picture.display())
+    }
+}
+
+pub fn run(args: &ExplainArgs) -> Result<()> {
+    let weights = model_source::load(&args.model)?;
     let c = &weights.config;
-    let pruning = prune.resolve(c)?;
+    let pruning = args.prune.resolve(c)?;
     if pruning.is_dense() {
         return Err(Error::param(
             "policy",
@@ -30,12 +71,12 @@ pub fn run(
         ));
     }
     let names = class_names(&weights, None)?;
-    let input = preprocess::load_batch(&[image.to_path_buf()], &c.preprocess)?;
+    let input = preprocess::load_batch(std::slice::from_ref(&args.image), &c.preprocess)?;
     let gpu = open_gpu()?;
     let mut session = Session::new(&gpu, &weights)?;
-    session.set_pruning(pruning.clone());
     let result = session
-        .run_detailed(&input)?
+        .run(&input, &pruning)?
+        .images
         .pop()
         .ok_or_else(|| Error::Gpu("no output".into()))?;
     let top = top_k(&result.logits, 1).top[0];
@@ -56,10 +97,11 @@ pub fn run(
         })
         .collect();
     let picture = token_panels(&preprocess::to_rgb(&input, &c.preprocess), c.grid(), &steps);
-    let out: PathBuf = match out {
-        Some(p) => p.to_path_buf(),
+    let out = match &args.out {
+        Some(p) => p.clone(),
         None => {
-            let stem = image
+            let stem = args
+                .image
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("image");
@@ -69,24 +111,16 @@ pub fn run(
     picture
         .save(&out)
         .map_err(|e| Error::io(&out, std::io::Error::other(e.to_string())))?;
-    let gflops = session.flops_for(&result) / 1e9;
-    if as_json {
-        let v = json!({
-            "image": image.display().to_string(), "picture": out, "policy": pruning.policy,
-            "schedule": pruning.describe(), "class": top.0, "name": names[top.0], "probability": top.1,
-            "gflops": gflops, "kept": result.kept,
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        println!(
-            "{}: {} ({:.1}%) with {} at {}, {gflops:.3} GFLOPs",
-            image.display(),
-            names[top.0],
-            100.0 * top.1,
-            pruning.policy,
-            pruning.describe()
-        );
-        println!("wrote {}", out.display());
-    }
-    Ok(())
+    let out = ExplainOutput {
+        image: args.image.display().to_string(),
+        picture: out,
+        policy: pruning.policy,
+        schedule: pruning.describe(),
+        class: top.0,
+        name: names[top.0].clone(),
+        probability: top.1,
+        gflops: result.flops / 1e9,
+        kept: result.kept,
+    };
+    emit(&out, args.json)
 }

@@ -1,16 +1,25 @@
 //! The pruning options every command takes: a policy and one schedule.
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
-use zeroprune::prune::{PruneRequest, Pruning};
+use zeroprune::prune::{Policy, PruneRequest, Pruning};
 use zeroprune::{Result, ViTConfig};
+
+/// `--policy` accepts the registered policies, each listed with its help in `--help`.
+fn policies() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        Policy::all()
+            .iter()
+            .map(|p| PossibleValue::new(p.name()).help(p.def().help())),
+    )
+}
 
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Token pruning")]
 pub struct PruneArgs {
-    /// Token pruning policy: none, zero-tprune, wpr, tome, evit, threshold, random.
-    /// With a policy and no schedule: --flops 0.8 at blocks 2, 4, 6, 8, 10 (for 12 blocks; every
-    /// block for ToMe; threshold: 0.5 at those blocks).
-    #[arg(long, default_value = "none")]
+    /// Token pruning policy. With a policy and no schedule: --flops 0.8 at the policy's default
+    /// blocks (2, 4, 6, 8, 10 for 12 blocks; every block for ToMe; threshold: 0.5 at those blocks).
+    #[arg(long, default_value = "none", value_parser = policies(), ignore_case = true)]
     pub policy: String,
     /// Keep rates: RATE@BLOCKS, e.g. 0.7@3,6,9 keeps 70% of the patch tokens entering blocks 3, 6
     /// and 9 (blocks count from 0); groups join with ';', e.g. "0.8@2;0.6@6".
@@ -27,24 +36,23 @@ pub struct PruneArgs {
     /// uniform attention is 1, is below THETA are dropped (the count differs per image).
     #[arg(long, group = "schedule")]
     pub threshold: Option<String>,
-    /// Blocks a --flops target prunes at, e.g. 3,6,9 (default 2,4,6,8,10 for 12 blocks; every
-    /// block for ToMe).
+    /// Blocks a --flops target prunes at, e.g. 3,6,9 (default: the policy's blocks).
     #[arg(long, requires = "flops")]
     pub at: Option<String>,
-    /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1).
+    /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1; default 0.5).
     #[arg(long)]
     pub sim: Option<f32>,
     /// Zero-TPrune / WPR: how per-head PageRank scores combine: mean, rms or band (RMS over heads
-    /// whose score variance is in [0.01, 0.7]).
+    /// whose score variance is in [0.01, 0.7]; the default).
     #[arg(long)]
     pub heads: Option<String>,
     /// Zero-TPrune / WPR: PageRank iterations at every pruning block (default: 30 in blocks 0-2,
     /// 1 in the last three, 10 between; iteration also stops once scores change by < 1e-6).
     #[arg(long)]
     pub iters: Option<u32>,
-    /// Random policy seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u32,
+    /// Random policy seed (default 0).
+    #[arg(long)]
+    pub seed: Option<u32>,
 }
 
 impl PruneArgs {
@@ -60,7 +68,7 @@ impl PruneArgs {
             sim: self.sim,
             heads: self.heads.clone(),
             iters: self.iters,
-            seed: Some(self.seed),
+            seed: self.seed,
         }
     }
 

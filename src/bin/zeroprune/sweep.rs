@@ -1,17 +1,18 @@
 //! `zeroprune sweep`: every policy at several FLOPs targets on a labelled folder, against the dense
 //! model on the same images: one table (policy, FLOPs, top-1, agreement), JSON, and a PNG plot.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 use zeroprune::draw::{line_chart, Series};
 use zeroprune::model::flops::dense_flops;
-use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
+use zeroprune::prune::{KeepRule, Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
 
-use crate::commands::{check_batch, labelled_images, open_gpu, progress};
+use crate::common::{check_batch, emit, labelled_images, open_gpu, progress};
 use crate::{model_source, ModelArgs};
 
 #[derive(Args)]
@@ -24,13 +25,9 @@ pub struct SweepArgs {
     /// `name<TAB>class-index` lines, one per image.
     #[arg(long)]
     labels: PathBuf,
-    /// Policies to compare, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "zero-tprune,tome,evit,wpr,threshold,random"
-    )]
-    policies: Vec<String>,
+    /// Policies to compare, comma-separated (default: every policy).
+    #[arg(long, value_delimiter = ',')]
+    policies: Option<Vec<String>>,
     /// FLOPs targets as fractions of dense, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.8,0.65")]
     targets: Vec<f64>,
@@ -48,10 +45,10 @@ pub struct SweepArgs {
     json: bool,
 }
 
-/// One row of the table: a policy at one schedule, and what it scored.
+/// A policy at one schedule, and what it scored.
 struct Entry {
     policy: Policy,
-    target: Option<f64>,
+    target: f64,
     pruning: Pruning,
     flops: f64,
     top1: usize,
@@ -61,6 +58,7 @@ struct Entry {
 /// The threshold whose counted FLOPs on `input` come closest to `target` from below (bisection).
 fn calibrate_threshold(
     session: &mut Session,
+    policy: Policy,
     input: &[f32],
     blocks: &[usize],
     target: f64,
@@ -69,10 +67,9 @@ fn calibrate_threshold(
     let budget = target * dense_flops(&c);
     let at = |theta: f64, session: &mut Session| -> Result<(Pruning, f64)> {
         let spec = ScheduleSpec::Threshold(vec![(theta as f32, blocks.to_vec())]);
-        let p = Pruning::resolve(Policy::Threshold, &spec, PruneOptions::default(), &c)?;
-        session.set_pruning(p.clone());
-        let outs = session.run_detailed(input)?;
-        let f = outs.iter().map(|o| session.flops_for(o)).sum::<f64>() / outs.len() as f64;
+        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &c)?;
+        let out = session.run(input, &p)?;
+        let f = out.images.iter().map(|o| o.flops).sum::<f64>() / out.images.len() as f64;
         Ok((p, f))
     };
     let (mut lo, mut hi) = (0.0, 4.0);
@@ -94,14 +91,70 @@ fn calibrate_threshold(
     Ok(best)
 }
 
+#[derive(Serialize)]
+struct SweepRow {
+    policy: Policy,
+    target: f64,
+    schedule: String,
+    gflops: f64,
+    flops_ratio: f64,
+    /// Percent.
+    top1: f64,
+    /// Percent of the images whose top-1 equals the dense model's.
+    agreement: f64,
+}
+
+#[derive(Serialize)]
+struct SweepOutput {
+    model: String,
+    adapter: String,
+    images: usize,
+    dense_top1: f64,
+    dense_gflops: f64,
+    plot: std::path::PathBuf,
+    rows: Vec<SweepRow>,
+}
+
+impl fmt::Display for SweepOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "model {} on {} images; adapter {}",
+            self.model, self.images, self.adapter
+        )?;
+        writeln!(
+            f,
+            "{:<12} {:<26} {:>7} {:>7} {:>7} {:>7} {:>9}",
+            "policy", "schedule", "GFLOPs", "FLOPs", "top-1", "delta", "agreement"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<12} {:<26} {:>7.3} {:>6.1}% {:>6.2}% {:>+7.2} {:>8.2}%",
+                r.policy.name(),
+                r.schedule,
+                r.gflops,
+                100.0 * r.flops_ratio,
+                r.top1,
+                r.top1 - self.dense_top1,
+                r.agreement,
+            )?;
+        }
+        writeln!(f, "plot: {}", self.plot.display())
+    }
+}
+
 pub fn run(args: &SweepArgs) -> Result<()> {
     let weights = model_source::load(&args.model)?;
     let c = weights.config.clone();
-    let policies = args
-        .policies
-        .iter()
-        .map(|p| p.parse::<Policy>())
-        .collect::<Result<Vec<_>>>()?;
+    let policies: Vec<Policy> = match &args.policies {
+        Some(names) => names
+            .iter()
+            .map(|p| p.parse::<Policy>())
+            .collect::<Result<_>>()?,
+        None => Policy::all().to_vec(),
+    };
+    let policies: Vec<Policy> = policies.into_iter().filter(|p| !p.is_none()).collect();
     for &t in &args.targets {
         if !(t > 0.0 && t <= 1.0) {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
@@ -116,18 +169,16 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let first = preprocess::load_batch(&paths[..args.batch.min(paths.len())], &c.preprocess)?;
     let mut entries = Vec::new();
     for &policy in &policies {
-        if policy == Policy::None {
-            continue;
-        }
         for &target in &args.targets {
-            let pruning = if policy == Policy::Threshold {
+            let pruning = if policy.def().keep_rule() == KeepRule::Threshold {
                 eprintln!(
                     "calibrating the threshold for {target} of dense FLOPs on the first batch"
                 );
                 calibrate_threshold(
                     &mut session,
+                    policy,
                     &first,
-                    &policy.default_blocks(c.depth),
+                    &policy.def().default_blocks(c.depth),
                     target,
                 )?
             } else {
@@ -136,7 +187,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             };
             entries.push(Entry {
                 policy,
-                target: Some(target),
+                target,
                 pruning,
                 flops: 0.0,
                 top1: 0,
@@ -149,11 +200,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     let (mut dense_top1, n) = (0usize, items.len());
     for (chunk, labels) in paths.chunks(args.batch).zip(items.chunks(args.batch)) {
         let input = preprocess::load_batch(chunk, &c.preprocess)?;
-        session.set_pruning(Pruning::dense());
         let dense: Vec<usize> = session
-            .run(&input)?
+            .run(&input, &Pruning::dense())?
+            .images
             .iter()
-            .map(|l| top_k(l, 1).top[0].0)
+            .map(|o| top_k(&o.logits, 1).top[0].0)
             .collect();
         dense_top1 += dense
             .iter()
@@ -162,14 +213,12 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             .count();
         bar.inc(chunk.len() as u64);
         for e in &mut entries {
-            session.set_pruning(e.pruning.clone());
-            for ((out, (_, label)), d) in
-                session.run_detailed(&input)?.iter().zip(labels).zip(&dense)
-            {
-                let pred = top_k(&out.logits, 1).top[0].0;
+            let out = session.run(&input, &e.pruning)?;
+            for ((o, (_, label)), d) in out.images.iter().zip(labels).zip(&dense) {
+                let pred = top_k(&o.logits, 1).top[0].0;
                 e.top1 += usize::from(pred == *label);
                 e.agree += usize::from(pred == *d);
-                e.flops += session.flops_for(out);
+                e.flops += o.flops;
             }
             bar.inc(chunk.len() as u64);
         }
@@ -178,28 +227,37 @@ pub fn run(args: &SweepArgs) -> Result<()> {
 
     let dense_g = dense_flops(&c) / 1e9;
     let pct = |k: usize| 100.0 * k as f64 / n as f64;
-    let rows: Vec<serde_json::Value> = std::iter::once(json!({
-        "policy": "none", "target": 1.0, "schedule": "dense", "gflops": dense_g, "flops_ratio": 1.0,
-        "top1": pct(dense_top1), "agreement": 100.0,
-    }))
+    let rows: Vec<SweepRow> = std::iter::once(SweepRow {
+        policy: Policy::none(),
+        target: 1.0,
+        schedule: "dense".into(),
+        gflops: dense_g,
+        flops_ratio: 1.0,
+        top1: pct(dense_top1),
+        agreement: 100.0,
+    })
     .chain(entries.iter().map(|e| {
         let g = e.flops / n as f64 / 1e9;
-        json!({
-            "policy": e.policy, "target": e.target, "schedule": e.pruning.describe(),
-            "gflops": g, "flops_ratio": g / dense_g, "top1": pct(e.top1), "agreement": pct(e.agree),
-        })
+        SweepRow {
+            policy: e.policy,
+            target: e.target,
+            schedule: e.pruning.describe(),
+            gflops: g,
+            flops_ratio: g / dense_g,
+            top1: pct(e.top1),
+            agreement: pct(e.agree),
+        }
     }))
     .collect();
 
     // One line per policy, accuracy against GFLOPs, each ending at the dense point.
     let series: Vec<Series> = policies
         .iter()
-        .filter(|p| **p != Policy::None)
         .map(|&p| {
-            let mut points: Vec<(f64, f64)> = entries
+            let mut points: Vec<(f64, f64)> = rows
                 .iter()
-                .filter(|e| e.policy == p)
-                .map(|e| (e.flops / n as f64 / 1e9, pct(e.top1)))
+                .filter(|r| r.policy == p)
+                .map(|r| (r.gflops, r.top1))
                 .collect();
             points.push((dense_g, pct(dense_top1)));
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -229,37 +287,14 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     );
     png.save(&args.plot)
         .map_err(|e| Error::io(&args.plot, std::io::Error::other(e.to_string())))?;
-
-    if args.json {
-        let v = json!({
-            "model": weights.source, "adapter": gpu.describe(), "images": n,
-            "dense_top1": pct(dense_top1), "dense_gflops": dense_g, "plot": args.plot, "rows": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(());
-    }
-    println!(
-        "model {} on {n} images; adapter {}",
-        weights.source,
-        gpu.describe()
-    );
-    println!(
-        "{:<12} {:<26} {:>7} {:>7} {:>7} {:>7} {:>9}",
-        "policy", "schedule", "GFLOPs", "FLOPs", "top-1", "delta", "agreement"
-    );
-    for r in &rows {
-        let top1 = r["top1"].as_f64().unwrap_or(0.0);
-        println!(
-            "{:<12} {:<26} {:>7.3} {:>6.1}% {:>6.2}% {:>+7.2} {:>8.2}%",
-            r["policy"].as_str().unwrap_or(""),
-            r["schedule"].as_str().unwrap_or(""),
-            r["gflops"].as_f64().unwrap_or(0.0),
-            100.0 * r["flops_ratio"].as_f64().unwrap_or(0.0),
-            top1,
-            top1 - pct(dense_top1),
-            r["agreement"].as_f64().unwrap_or(0.0),
-        );
-    }
-    println!("plot: {}", args.plot.display());
-    Ok(())
+    let out = SweepOutput {
+        model: weights.source.clone(),
+        adapter: gpu.describe(),
+        images: n,
+        dense_top1: pct(dense_top1),
+        dense_gflops: dense_g,
+        plot: args.plot.clone(),
+        rows,
+    };
+    emit(&out, args.json)
 }

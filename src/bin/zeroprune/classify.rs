@@ -1,0 +1,186 @@
+//! `zeroprune classify`: the top classes of each image; `--trace` writes every step's outputs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Serialize;
+use zeroprune::prune::{Policy, PruneStep};
+use zeroprune::session::top_k;
+use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
+
+use crate::common::{class_names, emit, open_gpu};
+use crate::prune_args::PruneArgs;
+use crate::{model_source, ModelArgs};
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images (JPEG, PNG, WebP, BMP, GIF).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Class names: JSON list, JSON {"0": name} map or one name per line.
+    /// Default: the model's config, else the ImageNet-1k names for 1000-class models.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Debug: play the forward pass one step at a time and write every step's outputs to this
+    /// safetensors file (tensor `NNN.LABEL.SLOT`, in step order), to compare with a reference.
+    #[arg(long, value_name = "FILE.safetensors")]
+    trace: Option<PathBuf>,
+    #[command(flatten)]
+    prune: PruneArgs,
+}
+
+#[derive(Serialize)]
+struct ClassScore {
+    class: usize,
+    name: String,
+    probability: f32,
+}
+
+#[derive(Serialize)]
+struct ClassifiedImage {
+    file: String,
+    top: Vec<ClassScore>,
+    gflops: f64,
+    /// Per pruning step, the patch indices that survive it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<Vec<Vec<u32>>>,
+}
+
+#[derive(Serialize)]
+struct ClassifyOutput {
+    model: String,
+    adapter: String,
+    policy: Policy,
+    schedule: String,
+    steps: Vec<PruneStep>,
+    images: Vec<ClassifiedImage>,
+}
+
+impl fmt::Display for ClassifyOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.policy.is_none() {
+            writeln!(
+                f,
+                "policy {} at {} (patch tokens kept after each block)",
+                self.policy, self.schedule
+            )?;
+        }
+        for image in &self.images {
+            write!(f, "{}", image.file)?;
+            if let Some(kept) = &image.kept {
+                let counts: Vec<String> = kept.iter().map(|k| k.len().to_string()).collect();
+                write!(
+                    f,
+                    "  ({:.3} GFLOPs, tokens kept {})",
+                    image.gflops,
+                    counts.join(" -> ")
+                )?;
+            }
+            writeln!(f)?;
+            for c in &image.top {
+                writeln!(
+                    f,
+                    "  {:6.2}%  {:4}  {}",
+                    c.probability * 100.0,
+                    c.class,
+                    c.name
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: &ClassifyArgs) -> Result<()> {
+    if args.top == 0 {
+        return Err(Error::param("--top", "must be at least 1"));
+    }
+    let weights = model_source::load(&args.model)?;
+    let pruning = args.prune.resolve(&weights.config)?;
+    let names = class_names(&weights, args.labels.as_deref())?;
+    let gpu = open_gpu()?;
+    let mut session = Session::new(&gpu, &weights)?;
+    let batch = session.max_batch().clamp(1, 16);
+    let mode = if args.trace.is_some() {
+        Mode::Debug
+    } else {
+        Mode::Normal
+    };
+    let mut images = Vec::new();
+    let mut trace = Vec::new();
+    for chunk in args.images.chunks(batch) {
+        let input = preprocess::load_batch(chunk, &weights.config.preprocess)?;
+        let out = session.run(&input, Run::new(&pruning).mode(mode))?;
+        trace.extend(out.trace.unwrap_or_default());
+        for (path, o) in chunk.iter().zip(out.images) {
+            let p = top_k(&o.logits, args.top.min(o.logits.len()));
+            images.push(ClassifiedImage {
+                file: path.display().to_string(),
+                top: p
+                    .top
+                    .iter()
+                    .map(|&(class, probability)| ClassScore {
+                        class,
+                        name: names[class].clone(),
+                        probability,
+                    })
+                    .collect(),
+                gflops: o.flops / 1e9,
+                kept: (!pruning.is_dense()).then_some(o.kept),
+            });
+        }
+    }
+    if let Some(file) = &args.trace {
+        write_trace(file, &trace)?;
+        eprintln!("wrote {} step outputs to {}", trace.len(), file.display());
+    }
+    let out = ClassifyOutput {
+        model: weights.source.clone(),
+        adapter: gpu.describe(),
+        policy: pruning.policy,
+        schedule: pruning.describe(),
+        steps: pruning.steps.clone(),
+        images,
+    };
+    emit(&out, args.json)
+}
+
+/// Every step's outputs as a safetensors file: `NNN.LABEL.SLOT` (the step's index, label and
+/// slot; later batches of images get later indices), F32 or U32 as the slot declares.
+fn write_trace(file: &Path, trace: &[zeroprune::gpu::StepOutput]) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut tensors = Vec::new();
+    for (i, step) in trace.iter().enumerate() {
+        for (slot, elem, words) in &step.outputs {
+            let dtype = match elem {
+                zeroprune::gpu::kernel::Elem::F32 => Dtype::F32,
+                zeroprune::gpu::kernel::Elem::U32 => Dtype::U32,
+            };
+            tensors.push((
+                format!("{i:03}.{}.{slot}", step.label),
+                dtype,
+                words.len(),
+                bytemuck::cast_slice::<u32, u8>(words),
+            ));
+        }
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, len, bytes)| {
+            TensorView::new(*dtype, vec![*len], bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::param("--trace", e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(views, None, file)
+        .map_err(|e| Error::io(file, std::io::Error::other(e.to_string())))
+}

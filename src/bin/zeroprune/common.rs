@@ -1,0 +1,138 @@
+//! What the commands share: the GPU, the model, labelled image lists, progress bars and output.
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use zeroprune::gpu::{AdapterChoice, GpuContext};
+use zeroprune::{labels, Error, ModelWeights, Result, Session};
+
+pub fn open_gpu() -> Result<GpuContext> {
+    GpuContext::new_blocking(&AdapterChoice::from_env())
+}
+
+/// Print `out` as pretty JSON, or as its text form.
+pub fn emit<T: Serialize + std::fmt::Display>(out: &T, json: bool) -> Result<()> {
+    if json {
+        let text = serde_json::to_string_pretty(out)
+            .map_err(|e| Error::param("--json", format!("could not write the output: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{out}");
+    }
+    Ok(())
+}
+
+/// Class names: --labels, else the model's own, else ImageNet's for 1000-class models.
+pub fn class_names(weights: &ModelWeights, file: Option<&Path>) -> Result<Vec<String>> {
+    let c = &weights.config;
+    let names = match file {
+        Some(f) => labels::read_class_names(f)?,
+        None => labels::model_class_names(c),
+    };
+    if names.len() != c.num_classes {
+        return Err(Error::param(
+            "--labels",
+            format!(
+                "{} class names for a model with {} classes",
+                names.len(),
+                c.num_classes
+            ),
+        ));
+    }
+    Ok(names)
+}
+
+/// `(file name, class index)` pairs.
+pub type Labelled = Vec<(String, usize)>;
+
+/// A labelled image list, checked against the model: (file name, class) and the paths.
+pub fn labelled_images(
+    weights: &ModelWeights,
+    image_dir: &Path,
+    labels_file: &Path,
+    limit: Option<usize>,
+) -> Result<(Labelled, Vec<PathBuf>)> {
+    let mut items = labels::read_labels(labels_file)?;
+    items.sort();
+    if let Some(n) = limit {
+        items.truncate(n);
+    }
+    if items.is_empty() {
+        return Err(Error::param(
+            "--labels",
+            format!("{} lists no images", labels_file.display()),
+        ));
+    }
+    let classes = weights.config.num_classes;
+    if let Some((name, label)) = items.iter().find(|(_, l)| *l >= classes) {
+        return Err(Error::param(
+            "--labels",
+            format!("{name} has class {label}, but the model has {classes} classes"),
+        ));
+    }
+    let paths: Vec<PathBuf> = items.iter().map(|(n, _)| image_dir.join(n)).collect();
+    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+        return Err(Error::param(
+            "--images",
+            format!(
+                "{} (listed in {}) does not exist",
+                missing.display(),
+                labels_file.display()
+            ),
+        ));
+    }
+    Ok((items, paths))
+}
+
+pub fn check_batch(session: &Session, batch: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::param("--batch", "must be at least 1"));
+    }
+    let max = session.max_batch();
+    if batch > max {
+        return Err(Error::BatchTooLarge {
+            batch,
+            max,
+            reason: "the activations would exceed the device's storage binding limit".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}  {{per_sec}}  eta {{eta}}  {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The text columns of a table: each as wide as its widest cell, right-aligned.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .fold(h.len(), usize::max)
+                + 2
+        })
+        .collect();
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect::<String>()
+            + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    for r in rows {
+        out += &line(&mut r.iter().map(String::as_str));
+    }
+    out
+}

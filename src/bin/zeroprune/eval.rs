@@ -1,0 +1,194 @@
+//! `zeroprune eval`: accuracy on a labelled folder; with a policy, the dense model runs on the same
+//! batches too, for `agreement`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+use zeroprune::model::flops::dense_flops;
+use zeroprune::prune::{Policy, Pruning};
+use zeroprune::session::top_k;
+use zeroprune::{preprocess, Error, Result, Session};
+
+use crate::common::{check_batch, emit, labelled_images, open_gpu, progress};
+use crate::prune_args::PruneArgs;
+use crate::{model_source, ModelArgs};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Folder of images.
+    #[arg(long)]
+    images: PathBuf,
+    /// `name<TAB>class-index` lines, one per image.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Evaluate only the first N images (in file-name order).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Print one JSON object (with every prediction).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    prune: PruneArgs,
+}
+
+#[derive(Serialize)]
+struct EvalPrediction {
+    file: String,
+    pred: usize,
+    label: usize,
+    top5: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense_pred: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_kept: Option<Vec<usize>>,
+}
+
+#[derive(Serialize)]
+struct EvalOutput {
+    model: String,
+    adapter: String,
+    images: usize,
+    batch: usize,
+    policy: Policy,
+    schedule: String,
+    top1: f64,
+    top5: f64,
+    gflops_per_image: f64,
+    dense_gflops_per_image: f64,
+    images_per_s: f64,
+    forward_images_per_s: f64,
+    /// With a policy: the share of images whose top-1 equals the dense model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense_top1: Option<f64>,
+    predictions: Vec<EvalPrediction>,
+}
+
+impl fmt::Display for EvalOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "model      {}", self.model)?;
+        writeln!(f, "adapter    {}", self.adapter)?;
+        writeln!(f, "images     {}", self.images)?;
+        if !self.policy.is_none() {
+            writeln!(
+                f,
+                "policy     {} at {} (patch tokens kept after each block)",
+                self.policy, self.schedule
+            )?;
+        }
+        writeln!(f, "top-1      {:.2}%", 100.0 * self.top1)?;
+        writeln!(f, "top-5      {:.2}%", 100.0 * self.top5)?;
+        if let (Some(d), Some(a)) = (self.dense_top1, self.agreement) {
+            writeln!(
+                f,
+                "dense      {:.2}% top-1; agreement with dense {:.2}%",
+                100.0 * d,
+                100.0 * a
+            )?;
+        }
+        writeln!(
+            f,
+            "GFLOPs     {:.3} per image ({:.1}% of dense {:.3})",
+            self.gflops_per_image,
+            100.0 * self.gflops_per_image / self.dense_gflops_per_image,
+            self.dense_gflops_per_image
+        )?;
+        writeln!(
+            f,
+            "speed      {:.2} images/s end to end, {:.2} images/s forward only (batch {})",
+            self.images_per_s, self.forward_images_per_s, self.batch
+        )
+    }
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(Error::param("--batch", "must be at least 1"));
+    }
+    let weights = model_source::load(&args.model)?;
+    let c = &weights.config;
+    let pruning = args.prune.resolve(c)?;
+    let (items, paths) = labelled_images(&weights, &args.images, &args.labels, args.limit)?;
+    let gpu = open_gpu()?;
+    let mut session = Session::new(&gpu, &weights)?;
+    check_batch(&session, args.batch)?;
+    let pruned = !pruning.is_dense();
+    let dense = Pruning::dense();
+    let bar = progress(items.len(), "images");
+    let (mut top1, mut top5, mut agree, mut dense_top1) = (0usize, 0usize, 0usize, 0usize);
+    let mut flops = 0.0;
+    let mut predictions = Vec::with_capacity(items.len());
+    let mut forward_seconds = 0.0;
+    let start = Instant::now();
+    for (chunk, labels) in paths.chunks(args.batch).zip(items.chunks(args.batch)) {
+        let input = preprocess::load_batch(chunk, &c.preprocess)?;
+        // With a policy, the dense model runs on the same batch for the agreement figure.
+        let dense_pred: Vec<usize> = if pruned {
+            let d = session.run(&input, &dense)?;
+            d.images
+                .iter()
+                .map(|o| top_k(&o.logits, 1).top[0].0)
+                .collect()
+        } else {
+            vec![]
+        };
+        let t = Instant::now();
+        let out = session.run(&input, &pruning)?;
+        forward_seconds += t.elapsed().as_secs_f64();
+        for (i, ((name, label), o)) in labels.iter().zip(&out.images).enumerate() {
+            let p = top_k(&o.logits, 5);
+            let pred = p.top[0].0;
+            top1 += usize::from(pred == *label);
+            top5 += usize::from(p.top.iter().any(|(i, _)| i == label));
+            flops += o.flops;
+            let d = dense_pred.get(i).copied();
+            if let Some(d) = d {
+                agree += usize::from(d == pred);
+                dense_top1 += usize::from(d == *label);
+            }
+            predictions.push(EvalPrediction {
+                file: name.clone(),
+                pred,
+                label: *label,
+                top5: p.top.iter().map(|t| t.0).collect(),
+                dense_pred: d,
+                tokens_kept: d.map(|_| o.kept.iter().map(Vec::len).collect()),
+            });
+        }
+        bar.inc(chunk.len() as u64);
+        bar.set_message(format!(
+            "top-1 {:.1}%",
+            100.0 * top1 as f64 / predictions.len() as f64
+        ));
+    }
+    bar.finish_and_clear();
+    let wall = start.elapsed().as_secs_f64();
+    let n = items.len() as f64;
+    let out = EvalOutput {
+        model: weights.source.clone(),
+        adapter: gpu.describe(),
+        images: items.len(),
+        batch: args.batch,
+        policy: pruning.policy,
+        schedule: pruning.describe(),
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        gflops_per_image: flops / n / 1e9,
+        dense_gflops_per_image: dense_flops(c) / 1e9,
+        images_per_s: n / wall,
+        forward_images_per_s: n / forward_seconds,
+        agreement: pruned.then_some(agree as f64 / n),
+        dense_top1: pruned.then_some(dense_top1 as f64 / n),
+        predictions,
+    };
+    emit(&out, args.json)
+}

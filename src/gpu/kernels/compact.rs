@@ -1,0 +1,130 @@
+//! `compact.wgsl`: stable compaction of the flagged rows (a prefix sum per image), carrying each
+//! survivor's original token index; the row gather; a plain copy.
+
+use super::{grid_for_groups, grid_for_items, u, MAX_TOKENS};
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{read, read_u32, write, write_u32, Family, Kernel, Params};
+use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+
+crate::wgsl_params! {
+    pub struct CompactParams {
+        n_in: u32,
+        n_out: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct GatherParams {
+        /// batch * n_out * d
+        total: u32,
+        n_in: u32,
+        n_out: u32,
+        d: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct CopyParams {
+        total: u32,
+    }
+}
+
+pub static COMPACT: Family = Family {
+    name: "compact",
+    source: include_str!("../../../shaders/compact.wgsl"),
+    libs: &[],
+    params: &[CompactParams::wgsl, GatherParams::wgsl, CopyParams::wgsl],
+    kernels: &[&ROWS.info, &GATHER.info, &COPY.info],
+};
+
+pub static ROWS: Kernel<CompactParams> = Kernel::new(
+    &COMPACT,
+    "compact",
+    &[
+        read_u32("cp_flags"),
+        read_u32("cp_orig_in"),
+        write_u32("cp_src"),
+        write_u32("cp_orig_out"),
+        write_u32("cp_count"),
+    ],
+    Phase::Compact,
+);
+
+pub static GATHER: Kernel<GatherParams> = Kernel::new(
+    &COMPACT,
+    "gather_rows",
+    &[read("g_x"), read_u32("g_src"), write("g_out")],
+    Phase::Compact,
+);
+
+pub static COPY: Kernel<CopyParams> = Kernel::new(
+    &COMPACT,
+    "copy",
+    &[read("c_src"), write("c_dst")],
+    Phase::Compact,
+);
+
+impl Kernels {
+    /// Stable compaction of flagged rows: `src[b, r]` (input row), `orig_out[b, r]` (carried from
+    /// `orig_in`), `count[b]`; slots past the count hold `u32::MAX`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compact(
+        &self,
+        label: &str,
+        batch: usize,
+        (n_in, n_out): (usize, usize),
+        flags: &GpuTensor,
+        orig_in: &GpuTensor,
+        src: &GpuTensor,
+        orig_out: &GpuTensor,
+        count: &GpuTensor,
+    ) -> Result<Step> {
+        if n_in > MAX_TOKENS {
+            return Err(Error::param(
+                "tokens",
+                format!("compaction supports at most {MAX_TOKENS} rows"),
+            ));
+        }
+        let params = CompactParams {
+            n_in: u(n_in, "tokens")?,
+            n_out: u(n_out, "tokens")?,
+        };
+        self.launch(
+            &ROWS,
+            label,
+            &[flags, orig_in, src, orig_out, count],
+            &params,
+            grid_for_groups(batch),
+        )
+    }
+
+    /// `out[b, r, :] = x[b, src[b, r], :]` (zero where `src` is `u32::MAX`).
+    pub fn gather_rows(
+        &self,
+        label: &str,
+        batch: usize,
+        (n_in, n_out, d): (usize, usize, usize),
+        x: &GpuTensor,
+        src: &GpuTensor,
+        out: &GpuTensor,
+    ) -> Result<Step> {
+        let total = batch * n_out * d;
+        let params = GatherParams {
+            total: u(total, "rows")?,
+            n_in: u(n_in, "tokens")?,
+            n_out: u(n_out, "tokens")?,
+            d: u(d, "dim")?,
+        };
+        let grid = grid_for_items(total, 256);
+        self.launch(&GATHER, label, &[x, src, out], &params, grid)
+    }
+
+    /// `dst[0..len) = src[0..len)`.
+    pub fn copy(&self, label: &str, src: &GpuTensor, dst: &GpuTensor, len: usize) -> Result<Step> {
+        let params = CopyParams {
+            total: u(len, "copy length")?,
+        };
+        let grid = grid_for_items(len, 256);
+        self.launch(&COPY, label, &[src, dst], &params, grid)
+    }
+}

@@ -1,0 +1,296 @@
+//! `matmul.wgsl` (the tiled and the naive GEMM) and `gemm_rb.wgsl` (the register-blocked GEMM, a
+//! template the host specialises per tile and load width), with the epilogue of `gemm_common.wgsl`.
+//! One batched, strided interface serves the linear layers, Q.K^T and P.V per head, and the head.
+
+use super::{u, Variant, MAX_GROUPS};
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{read, write, Family, Kernel, Params};
+use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+
+crate::wgsl_params! {
+    /// Shapes and views of `C = alpha * A.B` over `outer * heads` matrices (see [`MatView`]).
+    pub struct GemmParams {
+        m: u32, n: u32, k: u32, heads: u32,
+        a_off: u32, a_rs: u32, a_ks: u32, a_zo: u32, a_zi: u32,
+        b_off: u32, b_ks: u32, b_ns: u32, b_zo: u32, b_zi: u32,
+        c_off: u32, c_rs: u32, c_zo: u32, c_zi: u32,
+        bias_off: u32, alpha: f32,
+    }
+}
+
+const SLOTS: &[crate::gpu::kernel::Slot] = &[read("a"), read("b"), read("bias"), write("c")];
+
+pub static MATMUL: Family = Family {
+    name: "matmul",
+    source: concat!(
+        include_str!("../../../shaders/matmul.wgsl"),
+        include_str!("../../../shaders/gemm_common.wgsl")
+    ),
+    libs: &[],
+    params: &[GemmParams::wgsl],
+    kernels: &[&TILED.info, &NAIVE.info],
+};
+
+/// 64x64 tiles through workgroup memory, 4x4 outputs per invocation.
+pub static TILED: Kernel<GemmParams> = Kernel::new(&MATMUL, "gemm", SLOTS, Phase::Model);
+/// One invocation per output: the baseline.
+pub static NAIVE: Kernel<GemmParams> = Kernel::new(&MATMUL, "gemm_naive", SLOTS, Phase::Model);
+
+/// The register-blocked template as written (4x4 tile, scalar loads): a complete shader.
+pub static GEMM_RB: Family = Family {
+    name: "gemm_rb",
+    source: concat!(
+        include_str!("../../../shaders/gemm_rb.wgsl"),
+        include_str!("../../../shaders/gemm_common.wgsl")
+    ),
+    libs: &[],
+    params: &[GemmParams::wgsl],
+    kernels: &[&BLOCKED.info],
+};
+
+pub static BLOCKED: Kernel<GemmParams> = Kernel::new(&GEMM_RB, "gemm_rb", SLOTS, Phase::Model);
+
+/// The vec4 load blocks spliced into the template where a view is aligned for them.
+const GEMM_RB_VEC4: &str = include_str!("../../../shaders/gemm_rb_vec4.wgsl");
+
+/// The text between `// @{tag}-begin` and `// @{tag}-end`, markers included.
+fn section<'s>(src: &'s str, tag: &str) -> &'s str {
+    let begin = src.find(&format!("// @{tag}-begin")).unwrap_or(0);
+    let end_tag = format!("// @{tag}-end");
+    let end = src.find(&end_tag).map_or(src.len(), |e| e + end_tag.len());
+    &src[begin..end]
+}
+
+/// The complete WGSL of one register-blocked variant: `tm` rows x `4 * tn4` columns per
+/// invocation, A and B read as vec4 or as scalars.
+pub fn gemm_rb_source(tm: u32, tn4: u32, a_vec4: bool, b_vec4: bool) -> String {
+    let mut body = GEMM_RB
+        .source
+        .replace("const TM: u32 = 4u;", &format!("const TM: u32 = {tm}u;"))
+        .replace("const TN4: u32 = 1u;", &format!("const TN4: u32 = {tn4}u;"));
+    for (tag, vec4) in [("a", a_vec4), ("b", b_vec4)] {
+        if vec4 {
+            let scalar = section(GEMM_RB.source, tag).to_string();
+            body = body.replace(&scalar, section(GEMM_RB_VEC4, tag));
+        }
+    }
+    GEMM_RB.wgsl_with(&body)
+}
+
+/// Which GEMM kernel runs a [`Gemm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum GemmKernel {
+    /// One invocation per output (the baseline).
+    Naive,
+    /// 64x64 tiles through workgroup memory, 4x4 outputs per invocation, scalar loads.
+    Tiled,
+    /// Register-blocked, no workgroup memory: `tm` rows x `4 * tn4` columns per invocation, vec4
+    /// loads where the views allow them.
+    Blocked { tm: u32, tn4: u32 },
+}
+
+impl GemmKernel {
+    /// The candidates [`Kernels::tune_gemm`] measures.
+    pub const CANDIDATES: &'static [GemmKernel] = &[
+        GemmKernel::Tiled,
+        GemmKernel::Blocked { tm: 4, tn4: 2 },
+        GemmKernel::Blocked { tm: 2, tn4: 4 },
+        GemmKernel::Blocked { tm: 4, tn4: 4 },
+    ];
+
+    pub fn name(&self) -> String {
+        match self {
+            GemmKernel::Naive => "naive".into(),
+            GemmKernel::Tiled => "tiled64".into(),
+            GemmKernel::Blocked { tm, tn4 } => format!("blocked{tm}x{}", 4 * tn4),
+        }
+    }
+
+    /// Rows x columns of C one workgroup computes.
+    fn tile(&self) -> (usize, usize) {
+        match *self {
+            GemmKernel::Naive => (16, 16),
+            GemmKernel::Tiled => (64, 64),
+            GemmKernel::Blocked { tm, tn4 } => (16 * tm as usize, 4 * tn4 as usize),
+        }
+    }
+}
+
+impl std::fmt::Display for GemmKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A view of a matrix inside a buffer: element (z, row, col) is at
+/// `off + outer * z_outer + inner * z_inner + row * row_stride + col * col_stride`, z = outer * heads + inner.
+#[derive(Clone, Copy, Debug)]
+pub struct MatView<'a> {
+    pub t: &'a GpuTensor,
+    pub off: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    pub z_outer: usize,
+    pub z_inner: usize,
+}
+
+impl<'a> MatView<'a> {
+    /// A plain row-major matrix with `cols` columns at the start of `t`.
+    pub fn rows(t: &'a GpuTensor, cols: usize) -> Self {
+        MatView {
+            t,
+            off: 0,
+            row_stride: cols,
+            col_stride: 1,
+            z_outer: 0,
+            z_inner: 0,
+        }
+    }
+    pub fn at(self, off: usize) -> Self {
+        MatView { off, ..self }
+    }
+    pub fn strides(self, row_stride: usize, col_stride: usize) -> Self {
+        MatView {
+            row_stride,
+            col_stride,
+            ..self
+        }
+    }
+    pub fn batched(self, z_outer: usize, z_inner: usize) -> Self {
+        MatView {
+            z_outer,
+            z_inner,
+            ..self
+        }
+    }
+
+    /// Whether the view can be read as aligned vec4s along its columns.
+    fn vec4_along_columns(&self) -> bool {
+        self.col_stride == 1
+            && [
+                self.off,
+                self.row_stride,
+                self.z_outer,
+                self.z_inner,
+                self.t.len,
+            ]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+            && self.t.len >= 4
+    }
+}
+
+/// Shape and epilogue of a GEMM: `C = alpha * A.B (+ bias) (GELU) (+ C)` over `outer * heads` matrices.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub outer: usize,
+    pub heads: usize,
+    pub alpha: f32,
+    pub bias: Option<&'a GpuTensor>,
+    pub gelu: bool,
+    pub accumulate: bool,
+    /// Use the textbook kernel (benchmarks and tests only).
+    pub naive: bool,
+    /// Force a kernel (benchmarks and tests); `None`: the library's choice for this adapter.
+    pub kernel: Option<GemmKernel>,
+}
+
+impl Gemm<'_> {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            outer: 1,
+            heads: 1,
+            alpha: 1.0,
+            bias: None,
+            gelu: false,
+            accumulate: false,
+            naive: false,
+            kernel: None,
+        }
+    }
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.outer * self.heads) as f64
+    }
+}
+
+impl Kernels {
+    /// `C = alpha * A.B (+ bias) (GELU) (+ C)`; C's columns must be contiguous.
+    pub fn gemm(&self, label: &str, a: MatView, b: MatView, c: MatView, g: Gemm) -> Result<Step> {
+        if c.col_stride != 1 {
+            return Err(Error::param("gemm output", "columns must be contiguous"));
+        }
+        let params = GemmParams {
+            m: u(g.m, "gemm m")?,
+            n: u(g.n, "gemm n")?,
+            k: u(g.k, "gemm k")?,
+            heads: u(g.heads.max(1), "gemm heads")?,
+            a_off: u(a.off, "offset")?,
+            a_rs: u(a.row_stride, "stride")?,
+            a_ks: u(a.col_stride, "stride")?,
+            a_zo: u(a.z_outer, "stride")?,
+            a_zi: u(a.z_inner, "stride")?,
+            b_off: u(b.off, "offset")?,
+            b_ks: u(b.row_stride, "stride")?,
+            b_ns: u(b.col_stride, "stride")?,
+            b_zo: u(b.z_outer, "stride")?,
+            b_zi: u(b.z_inner, "stride")?,
+            c_off: u(c.off, "offset")?,
+            c_rs: u(c.row_stride, "stride")?,
+            c_zo: u(c.z_outer, "stride")?,
+            c_zi: u(c.z_inner, "stride")?,
+            bias_off: 0,
+            alpha: g.alpha,
+        };
+        let constants = vec![
+            ("HAS_BIAS", g.bias.is_some()),
+            ("GELU", g.gelu),
+            ("ACCUMULATE", g.accumulate),
+        ];
+        let z = u(g.outer * g.heads.max(1), "gemm batch")?;
+        let kernel = match (g.naive, g.kernel) {
+            (true, _) => GemmKernel::Naive,
+            (false, Some(k)) => k,
+            (false, None) => self.gemm_kernel(),
+        };
+        let (tile_m, tile_n) = kernel.tile();
+        let groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
+        if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
+            return Err(Error::param(
+                "gemm shape",
+                format!(
+                    "{}x{}x{} batch {z} exceeds the dispatch limit",
+                    g.m, g.n, g.k
+                ),
+            ));
+        }
+        let (entry, variant) = match kernel {
+            GemmKernel::Naive => (&NAIVE, Variant::Plain),
+            GemmKernel::Tiled => (&TILED, Variant::Plain),
+            GemmKernel::Blocked { tm, tn4 } => (
+                &BLOCKED,
+                Variant::GemmBlocked {
+                    tm,
+                    tn4,
+                    a_vec4: a.vec4_along_columns(),
+                    b_vec4: b.vec4_along_columns() && g.n.is_multiple_of(4),
+                },
+            ),
+        };
+        let bias = g.bias.unwrap_or(&self.dummy);
+        self.launch_variant(
+            entry,
+            variant,
+            constants,
+            label,
+            &[a.t, b.t, bias, c.t],
+            &params,
+            [groups[0] as u32, groups[1] as u32, z],
+        )
+    }
+}

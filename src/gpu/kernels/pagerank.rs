@@ -1,0 +1,135 @@
+//! `pagerank.wgsl`: Weighted PageRank per (image, head) on the surviving tokens, and the heads
+//! combined into one score per token (mean, RMS, or RMS over the heads in a variance band).
+
+use super::{grid_for_groups, u, TokenShape, MAX_HEADS};
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params, REDUCE};
+use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+
+crate::wgsl_params! {
+    pub struct WprParams {
+        n: u32,
+        heads: u32,
+        iters: u32,
+        eps: f32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct CombineParams {
+        n: u32,
+        heads: u32,
+        prefix: u32,
+        /// 0 mean, 1 rms, 2 band.
+        mode: u32,
+        lo: f32,
+        hi: f32,
+    }
+}
+
+pub static PAGERANK: Family = Family {
+    name: "pagerank",
+    source: include_str!("../../../shaders/pagerank.wgsl"),
+    libs: &[REDUCE],
+    params: &[WprParams::wgsl, CombineParams::wgsl],
+    kernels: &[&WPR.info, &COMBINE.info],
+};
+
+pub static WPR: Kernel<WprParams> = Kernel::new(
+    &PAGERANK,
+    "wpr",
+    &[read("w_probs"), read_u32("w_alive"), write("w_out")],
+    Phase::Score,
+);
+
+pub static COMBINE: Kernel<CombineParams> = Kernel::new(
+    &PAGERANK,
+    "combine_heads",
+    &[read("c_heads"), read_u32("c_alive"), write("c_score")],
+    Phase::Score,
+);
+
+/// How the per-head PageRank scores become one score per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadCombine {
+    Mean,
+    Rms,
+    /// RMS over the heads whose variance of `|S| * s` (patch tokens) lies in the band.
+    #[default]
+    Band,
+}
+
+impl std::str::FromStr for HeadCombine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mean" => Ok(HeadCombine::Mean),
+            "rms" => Ok(HeadCombine::Rms),
+            "band" => Ok(HeadCombine::Band),
+            other => Err(Error::param(
+                "heads",
+                format!("unknown head combination '{other}'; expected mean, rms or band"),
+            )),
+        }
+    }
+}
+
+impl Kernels {
+    /// Weighted PageRank per (image, head) on the rows flagged alive: `heads_out[b, h, i]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn wpr(
+        &self,
+        label: &str,
+        s: TokenShape,
+        probs: &GpuTensor,
+        alive: &GpuTensor,
+        heads_out: &GpuTensor,
+        iters: u32,
+        eps: f32,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = WprParams {
+            n: s.n_u32()?,
+            heads: s.heads_u32()?,
+            iters,
+            eps,
+        };
+        let grid = grid_for_groups(s.batch * s.heads);
+        self.launch(&WPR, label, &[probs, alive, heads_out], &params, grid)
+    }
+
+    /// One score per alive token from the per-head scores; `-3e38` for the others.
+    #[allow(clippy::too_many_arguments)]
+    pub fn combine_heads(
+        &self,
+        label: &str,
+        s: TokenShape,
+        heads_in: &GpuTensor,
+        alive: &GpuTensor,
+        score: &GpuTensor,
+        how: HeadCombine,
+        band: (f32, f32),
+    ) -> Result<Step> {
+        if s.heads > MAX_HEADS {
+            return Err(Error::param(
+                "heads",
+                format!("head combining supports at most {MAX_HEADS} heads"),
+            ));
+        }
+        let params = CombineParams {
+            n: s.n_u32()?,
+            heads: s.heads_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            mode: match how {
+                HeadCombine::Mean => 0,
+                HeadCombine::Rms => 1,
+                HeadCombine::Band => 2,
+            },
+            lo: band.0,
+            hi: band.1,
+        };
+        let grid = grid_for_groups(s.batch);
+        self.launch(&COMBINE, label, &[heads_in, alive, score], &params, grid)
+    }
+}

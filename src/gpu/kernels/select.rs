@@ -1,0 +1,97 @@
+//! `select.wgsl`: which rows of each image survive, as 0/1 flags in row order (prefix rows always):
+//! the top k by score (a one-workgroup bitonic sort), or a threshold on received attention.
+
+use super::{grid_for_groups, u, TokenShape};
+use crate::error::Result;
+use crate::gpu::kernel::{read, read_u32, write_u32, Family, Kernel, Params};
+use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+
+crate::wgsl_params! {
+    pub struct TopkParams {
+        n: u32,
+        prefix: u32,
+        /// Rows kept, prefix included.
+        keep: u32,
+        /// n rounded up to a power of two.
+        m: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct ThresholdParams {
+        n: u32,
+        prefix: u32,
+        masked: u32,
+        theta: f32,
+    }
+}
+
+pub static SELECT: Family = Family {
+    name: "select",
+    source: include_str!("../../../shaders/select.wgsl"),
+    libs: &[],
+    params: &[TopkParams::wgsl, ThresholdParams::wgsl],
+    kernels: &[&TOPK.info, &THRESHOLD.info],
+};
+
+pub static TOPK: Kernel<TopkParams> = Kernel::new(
+    &SELECT,
+    "select_topk",
+    &[read("tk_score"), write_u32("tk_flags")],
+    Phase::Select,
+);
+
+pub static THRESHOLD: Kernel<ThresholdParams> = Kernel::new(
+    &SELECT,
+    "select_threshold",
+    &[
+        read("th_score"),
+        read_u32("th_counts"),
+        write_u32("th_flags"),
+    ],
+    Phase::Select,
+);
+
+impl Kernels {
+    /// `flags[b, i] = 1` for the `keep` best rows by (score desc, row asc); prefix rows always.
+    pub fn select_topk(
+        &self,
+        label: &str,
+        s: TokenShape,
+        score: &GpuTensor,
+        flags: &GpuTensor,
+        keep: usize,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = TopkParams {
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            keep: u(keep, "keep")?,
+            m: u(s.n.next_power_of_two().max(2), "tokens")?,
+        };
+        let grid = grid_for_groups(s.batch);
+        self.launch(&TOPK, label, &[score, flags], &params, grid)
+    }
+
+    /// `flags[b, i] = 1` where `valid * score >= theta` (or the best row if none passes); prefix always.
+    pub fn select_threshold(
+        &self,
+        label: &str,
+        s: TokenShape,
+        score: &GpuTensor,
+        valid: Option<&GpuTensor>,
+        flags: &GpuTensor,
+        theta: f32,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = ThresholdParams {
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            masked: valid.is_some() as u32,
+            theta,
+        };
+        let counts = valid.unwrap_or(&self.dummy);
+        let grid = grid_for_groups(s.batch);
+        self.launch(&THRESHOLD, label, &[score, counts, flags], &params, grid)
+    }
+}

@@ -1,0 +1,155 @@
+//! `similarity.wgsl`: ToMe's head-averaged keys, and each source token's most similar destination
+//! by cosine similarity (split by position parity, or by a flag).
+
+use super::{grid_for_items, u, TokenShape};
+use crate::error::Result;
+use crate::gpu::kernel::{read, read_u32, write, write_u32, Family, Kernel, Params};
+use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+
+crate::wgsl_params! {
+    pub struct MeanParams {
+        /// batch * n * (width / heads)
+        total: u32,
+        n: u32,
+        heads: u32,
+        /// Key values per token, all heads.
+        width: u32,
+        off: u32,
+        row_stride: u32,
+        img_stride: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct MatchParams {
+        batch: u32,
+        n: u32,
+        prefix: u32,
+        /// 0: parity (sources at even patch positions, destinations odd); 1: flags (sources 0, destinations 1).
+        mode: u32,
+        /// Feature values per token.
+        width: u32,
+        off: u32,
+        row_stride: u32,
+        img_stride: u32,
+    }
+}
+
+pub static SIMILARITY: Family = Family {
+    name: "similarity",
+    source: include_str!("../../../shaders/similarity.wgsl"),
+    libs: &[],
+    params: &[MeanParams::wgsl, MatchParams::wgsl],
+    kernels: &[&HEAD_MEAN.info, &BEST_MATCH.info],
+};
+
+pub static HEAD_MEAN: Kernel<MeanParams> = Kernel::new(
+    &SIMILARITY,
+    "head_mean_keys",
+    &[read("mk_keys"), write("mk_out")],
+    Phase::Score,
+);
+
+pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
+    &SIMILARITY,
+    "best_match",
+    &[
+        read("bm_feat"),
+        read_u32("bm_flags"),
+        write("bm_keep_score"),
+        write_u32("bm_dst"),
+    ],
+    Phase::Score,
+);
+
+/// Which tokens a similarity match pairs up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchSplit {
+    /// ToMe: sources at even patch positions, destinations at odd ones.
+    Parity,
+    /// Sources where the flag is 0, destinations where it is 1.
+    Flags,
+}
+
+/// Token features (keys, or any per-token vectors): token `t` of image `b` starts at
+/// `off + b * img_stride + t * row_stride` and has `width` values.
+#[derive(Clone, Copy, Debug)]
+pub struct Features<'a> {
+    pub t: &'a GpuTensor,
+    pub width: usize,
+    pub off: usize,
+    pub row_stride: usize,
+    pub img_stride: usize,
+}
+
+impl<'a> Features<'a> {
+    /// `width` values per token, tokens and images packed: `[B, n, width]`.
+    pub fn packed(t: &'a GpuTensor, n: usize, width: usize) -> Self {
+        Features {
+            t,
+            width,
+            off: 0,
+            row_stride: width,
+            img_stride: n * width,
+        }
+    }
+}
+
+impl Kernels {
+    /// ToMe's metric: the keys averaged over heads, `[B, n, width / heads]`.
+    pub fn head_mean_keys(
+        &self,
+        label: &str,
+        s: TokenShape,
+        keys: Features,
+        out: &GpuTensor,
+    ) -> Result<Step> {
+        let total = s.batch * s.n * (keys.width / s.heads.max(1));
+        let params = MeanParams {
+            total: u(total, "keys")?,
+            n: s.n_u32()?,
+            heads: s.heads_u32()?,
+            width: u(keys.width, "key width")?,
+            off: u(keys.off, "offset")?,
+            row_stride: u(keys.row_stride, "stride")?,
+            img_stride: u(keys.img_stride, "stride")?,
+        };
+        let grid = grid_for_items(total, 64);
+        self.launch(&HEAD_MEAN, label, &[keys.t, out], &params, grid)
+    }
+
+    /// For every source token, its most similar destination (cosine): `keep_score = -best`
+    /// (`3e38` for non-sources) and `dst` = the destination's row.
+    #[allow(clippy::too_many_arguments)]
+    pub fn best_match(
+        &self,
+        label: &str,
+        s: TokenShape,
+        feat: Features,
+        split: MatchSplit,
+        flags: Option<&GpuTensor>,
+        keep_score: &GpuTensor,
+        dst: &GpuTensor,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = MatchParams {
+            batch: s.batch_u32()?,
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            mode: (split == MatchSplit::Flags) as u32,
+            width: u(feat.width, "feature width")?,
+            off: u(feat.off, "offset")?,
+            row_stride: u(feat.row_stride, "stride")?,
+            img_stride: u(feat.img_stride, "stride")?,
+        };
+        let flags = flags.unwrap_or(&self.dummy);
+        let grid = grid_for_items(s.batch * s.n, 64);
+        self.launch(
+            &BEST_MATCH,
+            label,
+            &[feat.t, flags, keep_score, dst],
+            &params,
+            grid,
+        )
+    }
+}

@@ -1,0 +1,281 @@
+//! The kernel library of one device: every pipeline compiled once (under a typed key), the kernel
+//! choices measured for this adapter, and [`Kernels::launch`], which binds a step's buffers to the
+//! slots its kernel declares. The launchers themselves live beside their WGSL, in `kernels/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::kernel::{padded_words, Access, Kernel, Params};
+use super::kernels::{attention, gemm};
+use super::{GpuContext, GpuTensor, Step};
+use crate::error::{Error, Result};
+
+pub use super::kernels::gemm::GemmKernel;
+
+/// Which generated form of a family's WGSL a pipeline is compiled from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The file as written.
+    Plain,
+    /// A register-blocked GEMM tile, with vec4 loads of A and/or B.
+    GemmBlocked {
+        tm: u32,
+        tn4: u32,
+        a_vec4: bool,
+        b_vec4: bool,
+    },
+    /// The fused attention for heads of `head_dim` values.
+    Attention { head_dim: u32 },
+}
+
+/// One compiled pipeline: a module, an entry point and its override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    family: &'static str,
+    variant: Variant,
+    entry: &'static str,
+    constants: Vec<(&'static str, bool)>,
+}
+
+/// The kernels a program runs where several compute the same thing: measured per adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct KernelChoice {
+    /// The GEMM of every linear layer and attention product.
+    pub gemm: GemmKernel,
+    /// Whether blocks whose attention probabilities nobody reads run the fused attention kernel
+    /// (else scores GEMM, softmax, context GEMM).
+    pub fused_attention: bool,
+}
+
+impl KernelChoice {
+    /// Before any measurement: the register-blocked GEMM on CPU adapters (where workgroup memory is
+    /// ordinary cache and barriers are expensive), the tiled one on GPUs; fused attention.
+    pub fn guess(gpu: &GpuContext) -> Self {
+        KernelChoice {
+            gemm: if gpu.info().device_type == wgpu::DeviceType::Cpu {
+                GemmKernel::Blocked { tm: 4, tn4: 4 }
+            } else {
+                GemmKernel::Tiled
+            },
+            fused_attention: true,
+        }
+    }
+}
+
+/// Compiled pipelines, shared by every program of a device; cheap to clone.
+#[derive(Clone)]
+pub struct Kernels {
+    gpu: GpuContext,
+    modules: Arc<Mutex<HashMap<(&'static str, Variant), wgpu::ShaderModule>>>,
+    pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+    choice: Arc<Mutex<KernelChoice>>,
+    /// Bound where a kernel's optional input is absent.
+    pub(crate) dummy: GpuTensor,
+}
+
+/// `x` as a u32 kernel parameter; `what` names it in the error.
+pub(crate) fn u(x: usize, what: &str) -> Result<u32> {
+    u32::try_from(x).map_err(|_| Error::param(what, format!("{x} does not fit in 32 bits")))
+}
+
+impl Kernels {
+    pub fn new(gpu: &GpuContext) -> Self {
+        Kernels {
+            gpu: gpu.clone(),
+            modules: Arc::default(),
+            pipelines: Arc::default(),
+            choice: Arc::new(Mutex::new(KernelChoice::guess(gpu))),
+            dummy: GpuTensor::zeros(gpu, "dummy", 4),
+        }
+    }
+
+    pub fn gpu(&self) -> &GpuContext {
+        &self.gpu
+    }
+
+    /// The kernels programs built from now on use.
+    pub fn choice(&self) -> KernelChoice {
+        *self.choice.lock().unwrap()
+    }
+
+    pub fn set_choice(&self, choice: KernelChoice) {
+        *self.choice.lock().unwrap() = choice;
+    }
+
+    /// The GEMM kernel that runs a [`gemm::Gemm`] without `kernel` or `naive`.
+    pub fn gemm_kernel(&self) -> GemmKernel {
+        self.choice().gemm
+    }
+
+    pub fn set_gemm_kernel(&self, gemm: GemmKernel) {
+        self.set_choice(KernelChoice {
+            gemm,
+            ..self.choice()
+        });
+    }
+
+    /// Whether the model runs the fused attention where nothing reads the probabilities.
+    pub fn fused_attention(&self) -> bool {
+        self.choice().fused_attention
+    }
+
+    pub fn set_fused_attention(&self, on: bool) {
+        self.set_choice(KernelChoice {
+            fused_attention: on,
+            ..self.choice()
+        });
+    }
+
+    fn pipeline(
+        &self,
+        key: PipelineKey,
+        family: &'static super::kernel::Family,
+    ) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let device = &self.gpu.device;
+        let module = self
+            .modules
+            .lock()
+            .unwrap()
+            .entry((key.family, key.variant))
+            .or_insert_with(|| {
+                let source = match key.variant {
+                    Variant::Plain => family.wgsl(),
+                    Variant::GemmBlocked {
+                        tm,
+                        tn4,
+                        a_vec4,
+                        b_vec4,
+                    } => gemm::gemm_rb_source(tm, tn4, a_vec4, b_vec4),
+                    Variant::Attention { head_dim } => {
+                        attention::attention_source(head_dim as usize)
+                    }
+                };
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(key.family),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+            })
+            .clone();
+        let constants: Vec<(&str, f64)> = key
+            .constants
+            .iter()
+            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
+            .collect();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key.entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(key.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.gpu.check()?;
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A step of `kernel` over `buffers` (one per declared slot, in slot order) with `params`.
+    pub fn launch<P: Params>(
+        &self,
+        kernel: &'static Kernel<P>,
+        label: &str,
+        buffers: &[&GpuTensor],
+        params: &P,
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
+        self.launch_variant(
+            kernel,
+            Variant::Plain,
+            vec![],
+            label,
+            buffers,
+            params,
+            workgroups,
+        )
+    }
+
+    /// [`Kernels::launch`] of a generated variant, with override constants.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn launch_variant<P: Params>(
+        &self,
+        kernel: &'static Kernel<P>,
+        variant: Variant,
+        constants: Vec<(&'static str, bool)>,
+        label: &str,
+        buffers: &[&GpuTensor],
+        params: &P,
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
+        let info = &kernel.info;
+        if buffers.len() != info.slots.len() {
+            return Err(Error::Gpu(format!(
+                "{label}: kernel `{}` takes {} buffers ({}), got {}",
+                info.entry,
+                info.slots.len(),
+                info.slots
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                buffers.len()
+            )));
+        }
+        let key = PipelineKey {
+            family: info.family.name,
+            variant,
+            entry: info.entry,
+            constants,
+        };
+        let pipeline = self.pipeline(key, info.family)?;
+        // The parameter block, padded like its generated WGSL struct.
+        let mut bytes = bytemuck::bytes_of(params).to_vec();
+        bytes.resize(4 * padded_words(P::FIELDS.len()), 0);
+        let device = &self.gpu.device;
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: t.buffer.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let outputs = info
+            .slots
+            .iter()
+            .zip(buffers)
+            .filter(|(s, _)| s.access == Access::ReadWrite)
+            .map(|(s, t)| (*s, (*t).clone()))
+            .collect();
+        Ok(Step {
+            label: label.to_string(),
+            phase: info.phase,
+            pipeline,
+            bind_group,
+            workgroups,
+            outputs,
+        })
+    }
+}

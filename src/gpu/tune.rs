@@ -1,0 +1,137 @@
+//! Per-adapter kernel choice by measurement: the GEMM tile, and fused against unfused attention.
+//! Measured once per adapter and process, on transformer-sized shapes.
+
+use std::sync::Mutex;
+
+use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
+use super::program::time_program;
+use super::{GpuTensor, KernelChoice, Kernels, Program};
+use crate::error::Result;
+
+/// The best of three timed runs after a warm-up (other work may share the device).
+async fn best_time(k: &Kernels, program: &Program) -> Result<f64> {
+    time_program(k.gpu(), program).await?;
+    let mut t = f64::INFINITY;
+    for _ in 0..3 {
+        t = t.min(time_program(k.gpu(), program).await?);
+    }
+    Ok(t)
+}
+
+impl Kernels {
+    /// Measure the GEMM tile and the attention path on this adapter and keep the fastest (once
+    /// per adapter and process): what every program built afterwards uses.
+    pub async fn tune(&self) -> Result<KernelChoice> {
+        self.tune_gemm().await?;
+        self.tune_attention().await?;
+        Ok(self.choice())
+    }
+
+    /// [`Kernels::tune`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tune_blocking(&self) -> Result<KernelChoice> {
+        pollster::block_on(self.tune())
+    }
+
+    /// [`Kernels::tune_gemm`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn tune_gemm_blocking(&self) -> Result<GemmKernel> {
+        pollster::block_on(self.tune_gemm())
+    }
+
+    /// Time every [`GemmKernel::CANDIDATES`] on a transformer-sized product (394 x 576 x 192, the
+    /// QKV of two DeiT-Tiny images) and keep the fastest for this adapter; about a second on a CPU
+    /// adapter, milliseconds on a GPU.
+    pub async fn tune_gemm(&self) -> Result<GemmKernel> {
+        static TUNED: Mutex<Vec<(String, GemmKernel)>> = Mutex::new(Vec::new());
+        let id = self.gpu().describe();
+        if let Some((_, k)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_gemm_kernel(*k);
+            return Ok(*k);
+        }
+        let gpu = self.gpu();
+        let (m, n, kk) = (394, 576, 192);
+        let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
+        let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
+        let c = GpuTensor::zeros(gpu, "tune c", m * n);
+        let mut best = (f64::INFINITY, self.gemm_kernel());
+        for &kernel in GemmKernel::CANDIDATES {
+            let g = Gemm {
+                kernel: Some(kernel),
+                ..Gemm::new(m, n, kk)
+            };
+            let step = self.gemm(
+                "tune",
+                MatView::rows(&a, kk),
+                MatView::rows(&b, n),
+                MatView::rows(&c, n),
+                g,
+            )?;
+            let t = best_time(self, &Program { steps: vec![step] }).await?;
+            if t < best.0 {
+                best = (t, kernel);
+            }
+        }
+        TUNED.lock().unwrap().push((id, best.1));
+        self.set_gemm_kernel(best.1);
+        Ok(best.1)
+    }
+
+    /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
+    /// DeiT-Tiny images (197 tokens, 3 heads of 64) and keep the faster for this adapter.
+    pub async fn tune_attention(&self) -> Result<bool> {
+        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        let id = self.gpu().describe();
+        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_fused_attention(*f);
+            return Ok(*f);
+        }
+        let gpu = self.gpu();
+        let (b, n, h, dh) = (2, 197, 3, 64);
+        let d = h * dh;
+        let qkv = GpuTensor::from_slice(gpu, "tune qkv", &vec![0.01f32; b * n * 3 * d]);
+        let probs = GpuTensor::zeros(gpu, "tune probs", b * h * n * n);
+        let out = GpuTensor::zeros(gpu, "tune out", b * n * d);
+        let mut unfused = Program::default();
+        let q = MatView::rows(&qkv, 3 * d).batched(n * 3 * d, dh);
+        let pm = MatView::rows(&probs, n).batched(h * n * n, n * n);
+        let heads = |g: Gemm<'static>| Gemm {
+            outer: b,
+            heads: h,
+            ..g
+        };
+        unfused.push(self.gemm(
+            "tune",
+            q,
+            q.at(d).strides(1, 3 * d),
+            pm,
+            heads(Gemm::new(n, n, dh)),
+        )?);
+        unfused.push(self.softmax_rows("tune", &probs, b * h * n, n, n)?);
+        let o = MatView::rows(&out, d).batched(n * d, dh);
+        unfused.push(self.gemm("tune", pm, q.at(2 * d), o, heads(Gemm::new(n, dh, n)))?);
+        let mut fused = Program::default();
+        fused.push(self.attention(
+            "tune",
+            &qkv,
+            &out,
+            (b, n, d, h),
+            0.125,
+            AttentionBias::default(),
+        )?);
+        let mut best = [f64::INFINITY; 2];
+        for p in [&unfused, &fused] {
+            time_program(gpu, p).await?;
+        }
+        // Alternate the two so that other load on the device hits both alike.
+        for _ in 0..3 {
+            for (t, p) in best.iter_mut().zip([&unfused, &fused]) {
+                *t = t.min(time_program(gpu, p).await?);
+            }
+        }
+        let on = best[1] <= best[0];
+        TUNED.lock().unwrap().push((id, on));
+        self.set_fused_attention(on);
+        Ok(on)
+    }
+}

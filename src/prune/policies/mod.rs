@@ -1,0 +1,23 @@
+//! The registry: every policy, one file each. Adding a policy is a file here (its facts and its GPU
+//! steps), its WGSL if it needs new kernels, and one line below (see docs/adding-a-policy.md).
+
+use super::policy::Policy;
+
+mod evit;
+mod none;
+mod random;
+mod threshold;
+mod tome;
+mod wpr;
+mod zero_tprune;
+
+/// Every policy, `none` first; the order of `--help`, `sweep` and the page.
+pub static ALL: &[Policy] = &[
+    Policy(&none::Dense),
+    Policy(&zero_tprune::ZeroTPrune),
+    Policy(&wpr::Wpr),
+    Policy(&tome::Tome),
+    Policy(&evit::Evit),
+    Policy(&threshold::Threshold),
+    Policy(&random::Random),
+];

@@ -1,0 +1,73 @@
+//! ToMe: bipartite soft matching on head-averaged keys; the `r` most similar (source, destination)
+//! pairs merge by a size-weighted average, and later blocks add `log(size)` to attention logits.
+
+use crate::error::Result;
+use crate::gpu::kernels::{Features, MatchSplit};
+use crate::gpu::Step;
+use crate::prune::{PolicyDef, PrunePoint, Reads, Selection, StepLimit};
+
+pub struct Tome;
+
+impl PolicyDef for Tome {
+    fn name(&self) -> &'static str {
+        "tome"
+    }
+
+    fn help(&self) -> &'static str {
+        "merges instead of dropping: bipartite soft matching on head-averaged keys, size-weighted \
+         average, log(size) added to later attention logits"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            keys: true,
+            sizes: true,
+            ..Reads::default()
+        }
+    }
+
+    fn merges(&self) -> bool {
+        true
+    }
+
+    /// Sources are every other patch token, so at most half can merge.
+    fn step_limit(&self, tokens_in: usize) -> StepLimit {
+        StepLimit {
+            max_removed: tokens_in / 2,
+            why: Some("ToMe merges at most half the tokens per step"),
+        }
+    }
+
+    /// A little at every block.
+    fn default_blocks(&self, depth: usize) -> Vec<usize> {
+        (0..depth).collect()
+    }
+
+    fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
+        let (k, s) = (at.k, at.shape);
+        let dh = at.keys.width / s.heads.max(1);
+        let metric = at.work.per_row("head-mean keys", dh);
+        let match_score = at.work.rows("match score");
+        let dst = at.work.rows("match destination");
+        let flags = at.work.rows("keep flags");
+        steps.push(k.head_mean_keys(&at.label("metric"), s, at.keys, &metric)?);
+        steps.push(k.best_match(
+            &at.label("match"),
+            s,
+            Features::packed(&metric, s.n, dh),
+            MatchSplit::Parity,
+            None,
+            &match_score,
+            &dst,
+        )?);
+        // Keeping all but the r best-matched sources.
+        steps.push(k.select_topk(
+            &at.label("merge_select"),
+            s,
+            &match_score,
+            &flags,
+            at.keep_rows()?,
+        )?);
+        Ok(Selection::Merge { flags, dst })
+    }
+}

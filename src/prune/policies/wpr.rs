@@ -1,0 +1,77 @@
+//! Weighted PageRank importance: per head, iterate `s <- A^T s` on the surviving tokens (each token
+//! votes with the attention it pays, weighted by its own importance), combine heads, keep the top k.
+//! Zero-TPrune's importance stage, and the `wpr` ablation on its own.
+
+use crate::error::Result;
+use crate::gpu::{GpuTensor, Step};
+use crate::prune::{Opt, PolicyDef, PruneOptions, PrunePoint, Reads, Selection};
+
+pub struct Wpr;
+
+impl PolicyDef for Wpr {
+    fn name(&self) -> &'static str {
+        "wpr"
+    }
+
+    fn help(&self) -> &'static str {
+        "Zero-TPrune's importance stage alone: Weighted PageRank, heads combined, top-k (the ablation)"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            attention: true,
+            ..Reads::default()
+        }
+    }
+
+    fn options(&self) -> &'static [Opt] {
+        &[Opt::Heads, Opt::Iters]
+    }
+
+    fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
+        let flags = importance(at, steps, &at.all_rows())?;
+        Ok(Selection::Keep { flags })
+    }
+}
+
+/// PageRank iterations at block `block` of a `depth`-block model: many early, one late (the
+/// published setting), unless `--iters` overrides it.
+pub fn iterations(o: &PruneOptions, block: usize, depth: usize) -> u32 {
+    if let Some(t) = o.iters {
+        t
+    } else if block < 3 {
+        30
+    } else if block + 3 >= depth {
+        1
+    } else {
+        10
+    }
+}
+
+/// Importance scores of the rows flagged in `alive`, then the flags of the top k.
+pub fn importance(at: &PrunePoint, steps: &mut Vec<Step>, alive: &GpuTensor) -> Result<GpuTensor> {
+    let (k, o) = (at.k, at.options);
+    let head_scores = at.work.per_row("head scores", at.shape.heads);
+    let score = at.work.rows("score");
+    let flags = at.work.rows("keep flags");
+    steps.push(k.wpr(
+        &at.label("pagerank"),
+        at.shape,
+        at.probs()?,
+        alive,
+        &head_scores,
+        iterations(o, at.block, at.depth),
+        o.eps,
+    )?);
+    steps.push(k.combine_heads(
+        &at.label("combine_heads"),
+        at.shape,
+        &head_scores,
+        alive,
+        &score,
+        o.heads,
+        o.band,
+    )?);
+    steps.push(k.select_topk(&at.label("topk"), at.shape, &score, &flags, at.keep_rows()?)?);
+    Ok(flags)
+}

@@ -1,0 +1,90 @@
+//! Zero-TPrune: (1) pre-rank tokens by received attention; (2) similarity stage: each token of the
+//! less important half finds its most similar key in the important half, and the `r` closest
+//! duplicates are dropped; (3) importance stage: Weighted PageRank on the survivors keeps the top k.
+
+use super::wpr;
+use crate::error::Result;
+use crate::gpu::kernels::MatchSplit;
+use crate::gpu::Step;
+use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection};
+
+pub struct ZeroTPrune;
+
+/// Tokens the similarity stage drops: its share of the step's drop, at most the candidate half.
+pub fn similarity_drop(sim: f32, tokens_in: usize, keep: usize) -> usize {
+    let drop = tokens_in - keep;
+    (((sim as f64) * drop as f64).round() as usize).min(tokens_in / 2)
+}
+
+impl PolicyDef for ZeroTPrune {
+    fn name(&self) -> &'static str {
+        "zero-tprune"
+    }
+
+    fn help(&self) -> &'static str {
+        "pre-rank by received attention, drop near-duplicate keys of the less important half, then \
+         Weighted PageRank on the survivors, heads combined, top-k"
+    }
+
+    fn reads(&self) -> Reads {
+        Reads {
+            attention: true,
+            keys: true,
+            ..Reads::default()
+        }
+    }
+
+    fn options(&self) -> &'static [Opt] {
+        &[Opt::Sim, Opt::Heads, Opt::Iters]
+    }
+
+    fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
+        let (k, s) = (at.k, at.shape);
+        let patches_in = s.n - s.prefix;
+        let r = similarity_drop(at.options.sim, patches_in, at.keep_rows()? - s.prefix);
+        if r == 0 {
+            let flags = wpr::importance(at, steps, &at.all_rows())?;
+            return Ok(Selection::Keep { flags });
+        }
+        // (1) Pre-rank: the important half (flag 1) and the candidates (flag 0).
+        let received = at.work.rows("received attention");
+        let important = at.work.rows("important half");
+        steps.push(k.received_attention(
+            &at.label("received_attention"),
+            s,
+            at.probs()?,
+            None,
+            &received,
+        )?);
+        steps.push(k.select_topk(
+            &at.label("important_half"),
+            s,
+            &received,
+            &important,
+            s.prefix + patches_in.div_ceil(2),
+        )?);
+        // (2) Similarity on the full key rows; the r candidates with the closest match are dropped.
+        let match_score = at.work.rows("match score");
+        let match_dst = at.work.rows("match destination");
+        let survivors = at.work.rows("similarity survivors");
+        steps.push(k.best_match(
+            &at.label("similarity"),
+            s,
+            at.keys,
+            MatchSplit::Flags,
+            Some(&important),
+            &match_score,
+            &match_dst,
+        )?);
+        steps.push(k.select_topk(
+            &at.label("drop_similar"),
+            s,
+            &match_score,
+            &survivors,
+            s.n - r,
+        )?);
+        // (3) Importance on the survivors.
+        let flags = wpr::importance(at, steps, &survivors)?;
+        Ok(Selection::Keep { flags })
+    }
+}
