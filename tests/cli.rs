@@ -341,3 +341,58 @@ fn bad_pruning_arguments_name_the_parameter() {
         .arg(&imgs[0]));
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn classify_trace_writes_every_step_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let trace = dir.path().join("trace.safetensors");
+    let (ok, out, err) = run(zeroprune()
+        .args(["classify", "--json", "--policy", "tome", "--keep", "0.6@0"])
+        .arg("--model")
+        .arg(fixture("tiny-timm"))
+        .arg(&imgs[0])
+        .arg("--trace")
+        .arg(&trace));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bytes = std::fs::read(&trace).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    // Every step in order: `NNN.LABEL.SLOT`, from the patch embedding to the head.
+    assert!(names[0].starts_with("000.patch_embed."), "{names:?}");
+    assert!(names
+        .iter()
+        .any(|n| n.ends_with(".block0.prune.merge.m_out")));
+    let sizes = names
+        .iter()
+        .find(|n| n.ends_with(".block0.prune.merge.m_size_out"));
+    assert_eq!(
+        st.tensor(sizes.unwrap()).unwrap().dtype(),
+        safetensors::Dtype::F32
+    );
+    let src = names
+        .iter()
+        .find(|n| n.ends_with(".block0.prune.compact.cp_src"));
+    assert_eq!(
+        st.tensor(src.unwrap()).unwrap().dtype(),
+        safetensors::Dtype::U32
+    );
+    // The head's output is the logits the JSON reports.
+    let head = names.iter().find(|n| n.ends_with(".head.c")).unwrap();
+    let logits: Vec<f32> = st
+        .tensor(head)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let best = logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(v["images"][0]["top"][0]["class"], best);
+}
