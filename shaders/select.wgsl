@@ -3,12 +3,6 @@
 
 const WG: u32 = 256u;
 
-// ---- select_topk: one workgroup per image; a bitonic sort of (score desc, position asc) over the
-// token count padded to a power of two, then the first `keep` rows are flagged ----
-@group(0) @binding(0) var<storage, read> tk_score: array<f32>;
-@group(0) @binding(1) var<storage, read_write> tk_flags: array<u32>;
-@group(0) @binding(2) var<uniform> tp: TopkParams;
-
 var<workgroup> key: array<f32, MAX_TOKENS>;
 var<workgroup> idx: array<u32, MAX_TOKENS>;
 
@@ -17,23 +11,24 @@ fn before(ka: f32, ia: u32, kb: f32, ib: u32) -> bool {
     return ka > kb || (ka == kb && ia < ib);
 }
 
-@compute @workgroup_size(256, 1, 1)
-fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let b = wid.x;
-    let n = tp.n;
-    for (var i = lane; i < tp.m; i += WG) {
-        if (i < n) {
-            key[i] = select(tk_score[b * n + i], HIGHEST, i < tp.prefix);
-            idx[i] = i;
-        } else {
-            key[i] = LOWEST;
-            idx[i] = NONE;
-        }
+// Load row i's key for a sort of the first n rows padded to m (a power of two): prefix rows rank
+// first, padding last.
+fn load_key(i: u32, n: u32, prefix: u32, score: f32) {
+    if (i < n) {
+        key[i] = select(score, HIGHEST, i < prefix);
+        idx[i] = i;
+    } else {
+        key[i] = LOWEST;
+        idx[i] = NONE;
     }
+}
+
+// Bitonic sort of key[0..m) / idx[0..m) by (key desc, index asc), in place, by the whole workgroup.
+fn sort_desc(lane: u32, m: u32) {
     workgroupBarrier();
-    for (var k = 2u; k <= tp.m; k <<= 1u) {
+    for (var k = 2u; k <= m; k <<= 1u) {
         for (var j = k >> 1u; j > 0u; j >>= 1u) {
-            for (var i = lane; i < tp.m; i += WG) {
+            for (var i = lane; i < m; i += WG) {
                 let l = i ^ j;
                 if (l > i) {
                     let ki = key[i];
@@ -53,8 +48,62 @@ fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             workgroupBarrier();
         }
     }
+}
+
+// ---- select_topk: one workgroup per image; sort by (score desc, position asc) over the token
+// count padded to a power of two, then flag the first `keep` rows ----
+@group(0) @binding(0) var<storage, read> tk_score: array<f32>;
+@group(0) @binding(1) var<storage, read_write> tk_flags: array<u32>;
+@group(0) @binding(2) var<uniform> tp: TopkParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.x;
+    let n = tp.n;
+    for (var i = lane; i < tp.m; i += WG) {
+        load_key(i, n, tp.prefix, tk_score[b * n + min(i, n - 1u)]);
+    }
+    sort_desc(lane, tp.m);
     for (var r = lane; r < n; r += WG) {
         tk_flags[b * n + idx[r]] = select(0u, 1u, r < tp.keep);
+    }
+}
+
+// ---- split_roles: one workgroup per image; sort the patch rows by (score desc, position asc) and
+// give each row a role for a merge match: 1 source, 2 destination, 0 neither (prefix rows: 0).
+//   mode 0 (PiToMe): of the patch rows in rank order, the first 2 * count alternate source,
+//     destination, source, ...; the rest are neither (protected).
+//   mode 1 (ToMe with protection): by position parity (even patch positions are sources, odd ones
+//     destinations), except that the first `count` patch rows in rank order are never sources ----
+@group(0) @binding(0) var<storage, read> rl_score: array<f32>;
+@group(0) @binding(1) var<storage, read_write> rl_roles: array<u32>;
+@group(0) @binding(2) var<uniform> rp: RolesParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn split_roles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.x;
+    let n = rp.n;
+    for (var i = lane; i < rp.m; i += WG) {
+        load_key(i, n, rp.prefix, rl_score[b * n + min(i, n - 1u)]);
+    }
+    sort_desc(lane, rp.m);
+    for (var r = lane; r < n; r += WG) {
+        let row = idx[r];
+        var role = 0u;
+        if (r >= rp.prefix) {
+            let rank = r - rp.prefix;
+            if (rp.mode == 0u) {
+                if (rank < 2u * rp.count) {
+                    role = select(2u, 1u, (rank & 1u) == 0u);
+                }
+            } else {
+                role = select(2u, 1u, ((row - rp.prefix) & 1u) == 0u);
+                if (role == 1u && rank < rp.count) {
+                    role = 0u;
+                }
+            }
+        }
+        rl_roles[b * n + row] = role;
     }
 }
 

@@ -1,6 +1,8 @@
 // Token similarity on key vectors: each source token finds its most similar destination token by
 // cosine similarity. ToMe splits sources/destinations by position parity on head-averaged keys;
-// Zero-TPrune's similarity stage splits by a flag (the important half) on full key rows.
+// Zero-TPrune's similarity stage splits by a flag (the important half) on full key rows; PiToMe
+// and protected ToMe give every row a role. PiToMe's energy scores how crowded a token's
+// neighbourhood is.
 
 const WG: u32 = 64u;
 
@@ -50,7 +52,12 @@ fn role(b: u32, t: u32) -> u32 {
     if (bp.mode == 0u) {
         return select(1u, 2u, ((t - bp.prefix) & 1u) == 1u);
     }
-    return select(1u, 2u, bm_flags[b * bp.n + t] != 0u);
+    let f = bm_flags[b * bp.n + t];
+    if (bp.mode == 1u) {
+        return select(1u, 2u, f != 0u);
+    }
+    // mode 2: the buffer holds the roles.
+    return select(0u, f, f == 1u || f == 2u);
 }
 
 fn feat_at(b: u32, t: u32) -> u32 {
@@ -104,4 +111,53 @@ fn best_match(
     // The most similar sources go first: keep by -best.
     bm_keep_score[e] = -best;
     bm_dst[e] = best_t;
+}
+
+// ---- energy (PiToMe): for every patch token t, the mean over the patch tokens u (t included) of
+// elu(cos(m_t, m_u) - margin), elu(x) = x for x > 0, alpha (e^x - 1) otherwise. Tokens in dense
+// clusters of similar tokens score high; prefix rows get NEG. One thread per (image, token). ----
+@group(0) @binding(0) var<storage, read> en_feat: array<f32>;
+@group(0) @binding(1) var<storage, read_write> en_energy: array<f32>;
+@group(0) @binding(2) var<uniform> ep: EnergyParams;
+
+fn en_at(b: u32, t: u32) -> u32 {
+    return ep.off + b * ep.img_stride + t * ep.row_stride;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn energy(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let e = item(wid, nwg, lane);
+    if (e >= ep.batch * ep.n) {
+        return;
+    }
+    let b = e / ep.n;
+    let a = e % ep.n;
+    if (a < ep.prefix) {
+        en_energy[e] = NEG;
+        return;
+    }
+    let fa = en_at(b, a);
+    var na = 0.0;
+    for (var k = 0u; k < ep.width; k++) {
+        na += en_feat[fa + k] * en_feat[fa + k];
+    }
+    na = max(sqrt(na), 1e-12);
+    var sum = 0.0;
+    for (var t = ep.prefix; t < ep.n; t++) {
+        let ft = en_at(b, t);
+        var dot = 0.0;
+        var nt = 0.0;
+        for (var k = 0u; k < ep.width; k++) {
+            let v = en_feat[ft + k];
+            dot += en_feat[fa + k] * v;
+            nt += v * v;
+        }
+        let x = dot / (na * max(sqrt(nt), 1e-12)) - ep.margin;
+        sum += select(ep.alpha * (exp(x) - 1.0), x, x > 0.0);
+    }
+    en_energy[e] = sum / f32(ep.n - ep.prefix);
 }

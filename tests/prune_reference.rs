@@ -45,6 +45,7 @@ fn pruning(case: &Case, w: &ModelWeights) -> Pruning {
             "--heads" => options.heads = v.parse().unwrap(),
             "--seed" => options.seed = v.parse().unwrap(),
             "--iters" => options.iters = Some(v.parse().unwrap()),
+            "--protect" => options.protect = v.parse().unwrap(),
             other => panic!("{}: unknown reference argument {other}", case.name),
         }
     }

@@ -13,6 +13,7 @@ pub enum Opt {
     Heads,
     Iters,
     Seed,
+    Protect,
 }
 
 impl Opt {
@@ -22,6 +23,7 @@ impl Opt {
             Opt::Heads => "heads",
             Opt::Iters => "iters",
             Opt::Seed => "seed",
+            Opt::Protect => "protect",
         }
     }
 }
@@ -41,6 +43,8 @@ pub struct PruneOptions {
     pub seed: u32,
     /// PageRank iterations at every block, instead of the per-block default.
     pub iters: Option<u32>,
+    /// tome-protect: the share of the patch tokens, by importance, that never merge away (0..1).
+    pub protect: f64,
 }
 
 impl Default for PruneOptions {
@@ -52,6 +56,7 @@ impl Default for PruneOptions {
             eps: 1e-6,
             seed: 0,
             iters: None,
+            protect: 0.1,
         }
     }
 }
@@ -69,10 +74,17 @@ impl Hash for PruneOptions {
         self.eps.to_bits().hash(state);
         self.seed.hash(state);
         self.iters.hash(state);
+        self.protect.to_bits().hash(state);
     }
 }
 
 impl PruneOptions {
+    /// Patch tokens of `tokens` that tome-protect keeps from merging away:
+    /// `ceil(protect * tokens - 1e-9)` in f64.
+    pub fn protected(&self, tokens: usize) -> usize {
+        (self.protect * tokens as f64 - 1e-9).ceil().max(0.0) as usize
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.sim) {
             return Err(Error::param(
@@ -85,6 +97,12 @@ impl PruneOptions {
         }
         if self.iters == Some(0) {
             return Err(Error::param("iters", "PageRank needs at least 1 iteration"));
+        }
+        if !(0.0..1.0).contains(&self.protect) {
+            return Err(Error::param(
+                "protect",
+                format!("must be in [0, 1), got {}", self.protect),
+            ));
         }
         if self.eps.is_nan() || self.eps < 0.0 {
             return Err(Error::param("eps", "must be >= 0"));

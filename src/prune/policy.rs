@@ -7,7 +7,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use super::options::Opt;
+use super::options::{Opt, PruneOptions};
 use super::point::{PrunePoint, Selection};
 use crate::error::{Error, Result};
 use crate::gpu::Step;
@@ -65,7 +65,7 @@ pub trait PolicyDef: Sync + 'static {
     }
 
     /// How many of `tokens_in` patch tokens one step may remove (at least one always stays).
-    fn step_limit(&self, tokens_in: usize) -> StepLimit {
+    fn step_limit(&self, tokens_in: usize, _options: &PruneOptions) -> StepLimit {
         StepLimit {
             max_removed: tokens_in.saturating_sub(1),
             why: None,

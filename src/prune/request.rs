@@ -30,6 +30,8 @@ pub struct PruneRequest {
     pub iters: Option<u32>,
     /// Random policy seed.
     pub seed: Option<u32>,
+    /// tome-protect: the share of tokens, by importance, that never merge away.
+    pub protect: Option<f64>,
 }
 
 impl PruneRequest {
@@ -86,6 +88,9 @@ impl PruneRequest {
         if let Some(h) = &self.heads {
             o.heads = h.parse::<HeadCombine>()?;
         }
+        if let Some(p) = self.protect {
+            o.protect = p;
+        }
         Ok(o)
     }
 
@@ -96,6 +101,7 @@ impl PruneRequest {
             (Opt::Heads, self.heads.is_some()),
             (Opt::Iters, self.iters.is_some()),
             (Opt::Seed, self.seed.is_some()),
+            (Opt::Protect, self.protect.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)

@@ -251,6 +251,7 @@ impl Pruning {
             )?,
             ScheduleSpec::Default => Self::solve_flops(
                 policy,
+                &options,
                 c,
                 DEFAULT_FLOPS,
                 &policy.def().default_blocks(depth),
@@ -306,7 +307,7 @@ impl Pruning {
                 for &b in &blocks {
                     check_block(b, "at")?;
                 }
-                Self::solve_flops(policy, c, *target, &blocks)?
+                Self::solve_flops(policy, &options, c, *target, &blocks)?
             }
         };
         let pruning = mk(steps);
@@ -366,6 +367,7 @@ impl Pruning {
     /// The largest keep rate, in steps of 1/1000, whose schedule at `blocks` fits the target.
     fn solve_flops(
         policy: Policy,
+        options: &PruneOptions,
         c: &ViTConfig,
         target: f64,
         blocks: &[usize],
@@ -381,7 +383,7 @@ impl Pruning {
             let steps = Self::from_rates(&group(rate), c.num_patches(), "at")?;
             let candidate = Pruning {
                 policy,
-                options: PruneOptions::default(),
+                options: options.clone(),
                 steps,
             };
             // Lower rates remove more: past the policy's per-step limit, none fits.
@@ -396,7 +398,7 @@ impl Pruning {
         }
         let why = policy
             .def()
-            .step_limit(c.num_patches())
+            .step_limit(c.num_patches(), options)
             .why
             .map(|w| format!(" ({w})"))
             .unwrap_or_default();
@@ -414,7 +416,7 @@ impl Pruning {
     /// The policy's limit on what one step may remove (ToMe: half the patch tokens entering it).
     fn check_step_limits(&self) -> Result<()> {
         for s in &self.steps {
-            let limit = self.policy.def().step_limit(s.tokens_in);
+            let limit = self.policy.def().step_limit(s.tokens_in, &self.options);
             let removed = s.tokens_in - s.tokens_out();
             if removed > limit.max_removed {
                 return Err(Error::param(

@@ -3,8 +3,8 @@
 
 Own ViT/DeiT forward (timm layout, pre-norm blocks, exact-erf GELU, LayerNorm eps 1e-6; distilled
 models average the CLS and distillation heads) with a pruning hook after `x = x + proj(attn)` of each
-block. Policies: none, evit, random, wpr, zero-tprune, tome, threshold. Written from the text of
-docs/pruning.md, not from the Rust/WGSL code.
+block. Policies: none, evit, random, wpr, zero-tprune, tome, tome-protect, pitome, wpr-merge,
+threshold. Written from the text of docs/pruning.md, not from the Rust/WGSL code.
 
 Sub-commands (run from the repo root):
   fixtures   write tests/fixtures/prune/ (tiny-timm-deep model, per-case safetensors, cases.json)
@@ -17,6 +17,7 @@ Schedule / policy options (the same strings are stored in tests/fixtures/prune/c
                         2,4,6,8,10 for 12 blocks; tome and models under 6 blocks: every block)
   --sim S (zero-tprune, default 0.5)  --heads mean|rms|band (default band)  --seed N (random)
   --iters T             (WPR iteration cap for every block; default: 30 / 10 / 1 rule of the doc)
+  --protect P           (tome-protect: share of patch tokens never merged away, default 0.1)
 
 Examples:
   python3 tests/reference/prune_reference.py fixtures
@@ -48,7 +49,10 @@ sys.path.insert(0, str(HERE))
 torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 
-POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "tome", "threshold"]
+POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "tome", "tome-protect", "pitome", "wpr-merge",
+            "threshold"]
+# Policies that merge what they remove (token sizes, proportional attention).
+MERGING = ("tome", "tome-protect", "pitome", "wpr-merge")
 INF = float("inf")
 M32 = 0xFFFFFFFF
 
@@ -137,30 +141,47 @@ def lin(x, wb):
 class Policy:
     """name, steps: {block: (kind, value)} with kind 'rate' | 'count' | 'theta'; options."""
 
-    def __init__(self, name, steps, sim=0.5, heads="band", seed=0, iters=None, desc=""):
+    def __init__(self, name, steps, sim=0.5, heads="band", seed=0, iters=None, protect=0.1, desc=""):
         self.name, self.steps, self.sim, self.heads, self.seed, self.iters = name, steps, sim, heads, seed, iters
+        self.protect = protect
         self.desc = desc
 
     def opts(self):
         if self.name == "zero-tprune":
             s = f"sim={self.sim:g} heads={self.heads}"
-        elif self.name == "wpr":
+        elif self.name in ("wpr", "wpr-merge"):
             s = f"heads={self.heads}"
+        elif self.name == "tome-protect":
+            s = f"protect={self.protect:g} heads={self.heads}"
         elif self.name == "random":
             s = f"seed={self.seed}"
         else:
             s = ""
-        if self.iters is not None and self.name in ("wpr", "zero-tprune"):
+        if self.iters is not None and self.name in ("wpr", "zero-tprune", "tome-protect", "wpr-merge"):
             s += f" iters={self.iters}"
         return s.strip()
 
 
 def default_blocks(policy: str, L: int):
     """docs/pruning.md: every other block from 2 to L-2 (2,4,6,8,10 for 12 blocks); every block for
-    ToMe and for models shallower than 6 blocks."""
-    if policy == "tome" or L < 6:
+    ToMe, tome-protect, PiToMe and for models shallower than 6 blocks."""
+    if policy in ("tome", "tome-protect", "pitome") or L < 6:
         return list(range(L))
     return list(range(2, L - 1, 2))
+
+
+def protected_count(protect: float, n: int) -> int:
+    """tome-protect: ceil(protect * n - 1e-9) patch tokens never merge away."""
+    return max(0, math.ceil(protect * n - 1e-9))
+
+
+def max_removed(policy: str, n_in: int, protect: float = 0.1) -> int:
+    """the most patch tokens one step may remove (docs/pruning.md)."""
+    if policy in ("tome", "pitome"):
+        return n_in // 2
+    if policy == "tome-protect":
+        return max(0, n_in // 2 - protected_count(protect, n_in))
+    return n_in - 1
 
 
 def n_keep_rate(R: float, n_in: int) -> int:
@@ -186,8 +207,9 @@ def parse_groups(spec: str, what: str):
     return out
 
 
-def simulate_counts(model: ViT, policy: str, steps: dict):
-    """patch-token counts entering/leaving each step for count/rate schedules; checks the tome rule."""
+def simulate_counts(model: ViT, policy: str, steps: dict, protect: float = 0.1):
+    """patch-token counts entering/leaving each step for count/rate schedules; checks the per-step
+    limits of the merging policies."""
     n = model.num_patches
     res = {}
     for blk in sorted(steps):
@@ -196,15 +218,15 @@ def simulate_counts(model: ViT, policy: str, steps: dict):
         k = v if kind == "count" else n_keep_rate(v, n_in)
         if k > n_in or k < 1:
             raise ValueError(f"block {blk}: cannot keep {k} of {n_in} patch tokens")
-        if policy == "tome" and n_in - k > n_in // 2:
-            raise ValueError(f"tome block {blk}: {n_in - k} merges > floor({n_in}/2)")
+        if n_in - k > max_removed(policy, n_in, protect):
+            raise ValueError(f"{policy} block {blk}: {n_in - k} removed > {max_removed(policy, n_in, protect)}")
         res[blk] = (n_in, k)
         n = k
     return res
 
 
-def schedule_flops(model: ViT, policy: str, steps: dict) -> int:
-    cnt = simulate_counts(model, policy, steps)
+def schedule_flops(model: ViT, policy: str, steps: dict, protect: float = 0.1) -> int:
+    cnt = simulate_counts(model, policy, steps, protect)
     n = model.num_patches + model.P
     f = model.stem_flops()
     for i in range(model.L):
@@ -215,20 +237,18 @@ def schedule_flops(model: ViT, policy: str, steps: dict) -> int:
     return f
 
 
-def rate_for_flops(model: ViT, policy: str, F_: float, blocks):
+def rate_for_flops(model: ViT, policy: str, F_: float, blocks, protect: float = 0.1):
     target = F_ * model.dense_flops()
     for k in range(1000, 0, -1):
         R = k / 1000
         steps = {b: ("rate", R) for b in blocks}
         try:
-            fl = schedule_flops(model, policy, steps)
+            fl = schedule_flops(model, policy, steps, protect)
         except ValueError:
-            break  # tome: more than half merged from here down
+            break  # past the policy's per-step limit from here down
         if fl <= target:
-            if policy == "tome" and R < 0.5:
-                break
             return R
-    raise ValueError(f"{policy}: no keep rate in (0,1] (tome: >= 0.5) reaches {F_} x dense FLOPs at blocks {blocks}")
+    raise ValueError(f"{policy}: no keep rate in (0,1] reaches {F_} x dense FLOPs at blocks {blocks}")
 
 
 def make_argparser():
@@ -242,6 +262,7 @@ def make_argparser():
     ap.add_argument("--heads", choices=["mean", "rms", "band"], default="band")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--protect", type=float, default=0.1)
     return ap
 
 
@@ -274,7 +295,7 @@ def build_policy(name: str, args, model: ViT) -> Policy:
         blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else default_blocks(name, model.L)
         if name == "threshold":
             raise ValueError("--flops with threshold: use the sweep (bisection on the threshold)")
-        R = rate_for_flops(model, name, args.flops, blocks)
+        R = rate_for_flops(model, name, args.flops, blocks, args.protect)
         for b in blocks:
             add(b, "rate", R)
         desc.append(f"flops {args.flops:g} -> keep {R:g}@{','.join(map(str, blocks))}")
@@ -292,9 +313,9 @@ def build_policy(name: str, args, model: ViT) -> Policy:
         raise ValueError("--threshold is for the threshold policy")
     if name != "threshold" and steps:
         # order of definition of --keep / --tokens groups must be increasing blocks
-        simulate_counts(model, name, steps)  # validates counts (non-increasing, tome <= half)
+        simulate_counts(model, name, steps, args.protect)  # validates counts and per-step limits
     return Policy(name, steps, sim=args.sim, heads=args.heads, seed=args.seed, iters=args.iters,
-                  desc="; ".join(desc) or "dense")
+                  protect=args.protect, desc="; ".join(desc) or "dense")
 
 
 def policy_from_args(name: str, argv: list, model: ViT) -> Policy:
@@ -503,6 +524,90 @@ def tome_step(model: ViT, x, size, K, n_keep):
     return xn, sz, keep, score, margins
 
 
+def merge_into(x, size, merged, dst_rows):
+    """Size-weighted merge: every row flagged in `merged` [B,n] goes into row dst_rows[b, row];
+    returns the new rows and sizes (rows that received nothing are unchanged)."""
+    B, n, D = x.shape
+    xs = x * size[..., None]
+    num, sz = xs.clone(), size.clone()
+    received = torch.zeros(B, n, dtype=torch.bool)
+    for b in range(B):
+        ms = merged[b]
+        num[b].index_add_(0, dst_rows[b][ms], xs[b, ms])
+        sz[b].index_add_(0, dst_rows[b][ms], size[b, ms])
+        received[b, dst_rows[b][ms]] = True
+    return torch.where(received[..., None], num / sz[..., None], x), sz
+
+
+def best_destination(m, is_src, is_dst):
+    """For every patch row, the destination with the highest cosine (the first on ties) among
+    `is_dst` ([B,np] bool), on the metric rows m [B,np,d]; best is -inf for non-sources."""
+    cs = cosine(m, m).masked_fill(~is_dst[:, None, :], -INF)
+    best, arg = cs.max(-1)  # first maximum: the lowest position
+    margin = INF
+    if int(is_dst.sum(1).min()) > 1:
+        top2 = cs.topk(2, dim=-1).values
+        gap = (top2[..., 0] - top2[..., 1]).masked_fill(~is_src, INF)
+        margin = float(gap.min())
+    return best.masked_fill(~is_src, -INF), arg, margin
+
+
+def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
+    """tome-protect, pitome and wpr-merge (docs/pruning.md): which patch rows merge and where.
+    Returns (x, size, keep [B,n], score [B,n-P], margins)."""
+    B, n, D = x.shape
+    P, H, dh = model.P, model.H, model.dh
+    npatch = n - P
+    r = npatch - n_keep
+    m = (K.view(B, n, H, dh).sum(2) / H)[:, P:]  # ToMe's head-averaged keys of the patch rows
+    pos = torch.arange(npatch)
+    margins = {}
+    if pol.name == "tome-protect":
+        S = torch.ones(B, n, dtype=torch.bool)
+        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
+        s, _ = wpr(A, S, T)
+        imp = combine_heads(s, S, P, pol.heads)[:, P:]
+        prot, margins["protect"] = topk_keep(imp, protected_count(pol.protect, npatch))
+        is_src = (pos % 2 == 0)[None, :] & ~prot
+        is_dst = (pos % 2 == 1)[None, :].expand(B, npatch)
+        best, arg, margins["dst"] = best_destination(m, is_src, is_dst)
+        keep_src, margins["merge"] = topk_keep(-best, is_src.sum(1) - r, valid=is_src)
+        merged = is_src & ~keep_src
+        score = torch.where(is_src, -best, torch.full_like(best, INF))
+    elif pol.name == "pitome":
+        margin = 0.9 - 0.8 * blk / model.L
+        energy = F.elu(cosine(m, m) - margin, alpha=1.0).mean(-1)
+        order = torch.argsort(-energy, dim=1, stable=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(npatch).expand(B, npatch).contiguous())
+        is_src = (rank < 2 * r) & (rank % 2 == 0)
+        is_dst = (rank < 2 * r) & (rank % 2 == 1)
+        # every order decision inside the first 2r + 1 ranks matters (roles alternate)
+        srt = energy.gather(1, order).double()
+        k = min(2 * r + 1, npatch)
+        if k > 1:
+            gaps = (srt[:, : k - 1] - srt[:, 1:k]) / srt[:, :k].abs().max(1, keepdim=True).values
+            margins["energy"] = float(gaps.min())
+        best, arg, margins["dst"] = best_destination(m, is_src, is_dst)
+        merged = is_src
+        score = energy
+    elif pol.name == "wpr-merge":
+        S = torch.ones(B, n, dtype=torch.bool)
+        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
+        s, _ = wpr(A, S, T)
+        score = combine_heads(s, S, P, pol.heads)[:, P:]
+        kept, margins["keep"] = topk_keep(score, n_keep)
+        best, arg, margins["dst"] = best_destination(m, ~kept, kept)
+        merged = ~kept
+    else:
+        raise AssertionError(pol.name)
+    pre = torch.zeros(B, P, dtype=torch.bool)
+    merged_rows = torch.cat([pre, merged], 1)
+    dst_rows = torch.cat([torch.zeros(B, P, dtype=torch.long), arg + P], 1)
+    xn, sz = merge_into(x, size, merged_rows, dst_rows)
+    return xn, sz, ~merged_rows, score, margins
+
+
 def compact(keep, tensors, fixed_n):
     """stable gather of kept rows first. fixed_n: int -> rows kept; None -> keep all rows (masked)."""
     B, n = keep.shape
@@ -589,10 +694,13 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
                     t, orig = t[:, :mx].contiguous(), orig[:, :mx].contiguous()
             else:
                 n_keep = val if kind == "count" else n_keep_rate(val, npatch)
-                if pol.name == "tome":
+                if pol.name in MERGING:
                     if size is None:
                         size = torch.ones(B, n)
-                    t, size, keep, score, mg = tome_step(model, t, size, K, n_keep)
+                    if pol.name == "tome":
+                        t, size, keep, score, mg = tome_step(model, t, size, K, n_keep)
+                    else:
+                        t, size, keep, score, mg = merge_step(pol, model, i, t, size, A, K, n_keep)
                     t, orig, size = compact(keep, [t, orig, size], P + n_keep)
                 else:
                     keep, score, mg = step_select(pol, model, i, sidx, A, K, orig, None, n_keep)
@@ -736,6 +844,14 @@ TINY_CASES_DEEP = [
     ("threshold", ["--threshold", "0.8@0;1.2@2,3"]),
     ("threshold", ["--threshold", "0.5@0;4@2"]),
 ]
+TINY_CASES_DEEP += [
+    ("tome-protect", ["--keep", "0.75@0,1,2"]),
+    ("tome-protect", ["--tokens", "0:46,1:34,3:24", "--protect", "0.2", "--heads", "mean"]),
+    ("pitome", ["--keep", "0.75@0,1,2"]),
+    ("pitome", ["--tokens", "0:40,1:24,3:14"]),
+    ("wpr-merge", ["--keep", "0.7@0,2"]),
+    ("wpr-merge", ["--tokens", "0:48,1:40,3:16", "--heads", "rms"]),
+]
 TINY_CASES_DIST = [
     ("none", []),
     ("evit", ["--keep", "0.7@0,1"]),
@@ -746,6 +862,9 @@ TINY_CASES_DIST = [
     ("zero-tprune", ["--keep", "0.6@0,1", "--sim", "1", "--heads", "rms"]),
     ("zero-tprune", ["--tokens", "0:10,1:6", "--sim", "0", "--heads", "mean"]),
     ("tome", ["--keep", "0.75@0,1"]),
+    ("tome-protect", ["--keep", "0.75@0,1"]),
+    ("pitome", ["--keep", "0.75@0,1"]),
+    ("wpr-merge", ["--keep", "0.7@0,1"]),
     ("threshold", ["--threshold", "1.0@0,1"]),
 ]
 REAL_CASES = [
@@ -755,6 +874,9 @@ REAL_CASES = [
     ("wpr", ["--keep", "0.7@3,6,9"]),
     ("zero-tprune", ["--keep", "0.7@3,6,9"]),
     ("tome", ["--flops", "0.65"]),
+    ("tome-protect", ["--flops", "0.65"]),
+    ("pitome", ["--flops", "0.65"]),
+    ("wpr-merge", ["--keep", "0.7@3,6,9"]),
     ("threshold", ["--threshold", "1.0@3,6,9"]),
 ]
 

@@ -53,6 +53,10 @@ pub struct PruneArgs {
     /// Random policy seed (default 0).
     #[arg(long)]
     pub seed: Option<u32>,
+    /// tome-protect: the share of patch tokens, most important by Weighted PageRank, that never
+    /// merge away (0 to 1; default 0.1).
+    #[arg(long)]
+    pub protect: Option<f64>,
 }
 
 impl PruneArgs {
@@ -69,6 +73,7 @@ impl PruneArgs {
             heads: self.heads.clone(),
             iters: self.iters,
             seed: self.seed,
+            protect: self.protect,
         }
     }
 

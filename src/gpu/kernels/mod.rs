@@ -20,6 +20,7 @@ pub use attention::{attention_source, AttentionBias};
 pub use gemm::{gemm_rb_source, Gemm, GemmKernel, MatView};
 pub use layernorm::RowView;
 pub use pagerank::HeadCombine;
+pub use select::RoleSplit;
 pub use similarity::{Features, MatchSplit};
 
 use super::kernel::Family;

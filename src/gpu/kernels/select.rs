@@ -1,5 +1,6 @@
 //! `select.wgsl`: which rows of each image survive, as 0/1 flags in row order (prefix rows always):
-//! the top k by score (a one-workgroup bitonic sort), or a threshold on received attention.
+//! the top k by score (a one-workgroup bitonic sort), or a threshold on received attention; and
+//! merge roles from a ranking (PiToMe's pairs, protected ToMe).
 
 use super::{grid_for_groups, u, TokenShape};
 use crate::error::Result;
@@ -26,12 +27,24 @@ crate::wgsl_params! {
     }
 }
 
+crate::wgsl_params! {
+    pub struct RolesParams {
+        n: u32,
+        prefix: u32,
+        /// Merge pairs (mode 0) or protected rows (mode 1).
+        count: u32,
+        /// n rounded up to a power of two.
+        m: u32,
+        mode: u32,
+    }
+}
+
 pub static SELECT: Family = Family {
     name: "select",
     source: include_str!("../../../shaders/select.wgsl"),
     libs: &[],
-    params: &[TopkParams::wgsl, ThresholdParams::wgsl],
-    kernels: &[&TOPK.info, &THRESHOLD.info],
+    params: &[TopkParams::wgsl, ThresholdParams::wgsl, RolesParams::wgsl],
+    kernels: &[&TOPK.info, &THRESHOLD.info, &ROLES.info],
 };
 
 pub static TOPK: Kernel<TopkParams> = Kernel::new(
@@ -52,7 +65,50 @@ pub static THRESHOLD: Kernel<ThresholdParams> = Kernel::new(
     Phase::Select,
 );
 
+pub static ROLES: Kernel<RolesParams> = Kernel::new(
+    &SELECT,
+    "split_roles",
+    &[read("rl_score"), write_u32("rl_roles")],
+    Phase::Select,
+);
+
+/// How [`Kernels::split_roles`] turns a ranking into merge roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleSplit {
+    /// PiToMe: the `count * 2` best-ranked patch rows alternate source, destination, ...; the
+    /// others are protected.
+    RankPairs,
+    /// ToMe's parity split, except that the `count` best-ranked patch rows are never sources.
+    ParityProtect,
+}
+
 impl Kernels {
+    /// A merge role for every row from a ranking by (score desc, row asc): 1 source,
+    /// 2 destination, 0 neither (prefix rows: 0).
+    pub fn split_roles(
+        &self,
+        label: &str,
+        s: TokenShape,
+        score: &GpuTensor,
+        roles: &GpuTensor,
+        split: RoleSplit,
+        count: usize,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = RolesParams {
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            count: u(count, "count")?,
+            m: u(s.n.next_power_of_two().max(2), "tokens")?,
+            mode: match split {
+                RoleSplit::RankPairs => 0,
+                RoleSplit::ParityProtect => 1,
+            },
+        };
+        let grid = grid_for_groups(s.batch);
+        self.launch(&ROLES, label, &[score, roles], &params, grid)
+    }
+
     /// `flags[b, i] = 1` for the `keep` best rows by (score desc, row asc); prefix rows always.
     pub fn select_topk(
         &self,

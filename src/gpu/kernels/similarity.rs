@@ -1,5 +1,5 @@
-//! `similarity.wgsl`: ToMe's head-averaged keys, and each source token's most similar destination
-//! by cosine similarity (split by position parity, or by a flag).
+//! `similarity.wgsl`: ToMe's head-averaged keys; each source token's most similar destination by
+//! cosine similarity (split by position parity, by a flag, or by roles); PiToMe's energy.
 
 use super::{grid_for_items, u, TokenShape};
 use crate::error::Result;
@@ -25,7 +25,8 @@ crate::wgsl_params! {
         batch: u32,
         n: u32,
         prefix: u32,
-        /// 0: parity (sources at even patch positions, destinations odd); 1: flags (sources 0, destinations 1).
+        /// 0: parity (sources at even patch positions, destinations odd); 1: flags (sources 0,
+        /// destinations 1); 2: roles (1 source, 2 destination).
         mode: u32,
         /// Feature values per token.
         width: u32,
@@ -35,12 +36,26 @@ crate::wgsl_params! {
     }
 }
 
+crate::wgsl_params! {
+    pub struct EnergyParams {
+        batch: u32,
+        n: u32,
+        prefix: u32,
+        width: u32,
+        off: u32,
+        row_stride: u32,
+        img_stride: u32,
+        margin: f32,
+        alpha: f32,
+    }
+}
+
 pub static SIMILARITY: Family = Family {
     name: "similarity",
     source: include_str!("../../../shaders/similarity.wgsl"),
     libs: &[],
-    params: &[MeanParams::wgsl, MatchParams::wgsl],
-    kernels: &[&HEAD_MEAN.info, &BEST_MATCH.info],
+    params: &[MeanParams::wgsl, MatchParams::wgsl, EnergyParams::wgsl],
+    kernels: &[&HEAD_MEAN.info, &BEST_MATCH.info, &ENERGY.info],
 };
 
 pub static HEAD_MEAN: Kernel<MeanParams> = Kernel::new(
@@ -62,6 +77,13 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
     Phase::Score,
 );
 
+pub static ENERGY: Kernel<EnergyParams> = Kernel::new(
+    &SIMILARITY,
+    "energy",
+    &[read("en_feat"), write("en_energy")],
+    Phase::Score,
+);
+
 /// Which tokens a similarity match pairs up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatchSplit {
@@ -69,6 +91,8 @@ pub enum MatchSplit {
     Parity,
     /// Sources where the flag is 0, destinations where it is 1.
     Flags,
+    /// The buffer gives each row's role: 1 source, 2 destination, anything else neither.
+    Roles,
 }
 
 /// Token features (keys, or any per-token vectors): token `t` of image `b` starts at
@@ -136,7 +160,11 @@ impl Kernels {
             batch: s.batch_u32()?,
             n: s.n_u32()?,
             prefix: u(s.prefix, "prefix")?,
-            mode: (split == MatchSplit::Flags) as u32,
+            mode: match split {
+                MatchSplit::Parity => 0,
+                MatchSplit::Flags => 1,
+                MatchSplit::Roles => 2,
+            },
             width: u(feat.width, "feature width")?,
             off: u(feat.off, "offset")?,
             row_stride: u(feat.row_stride, "stride")?,
@@ -151,5 +179,32 @@ impl Kernels {
             &params,
             grid,
         )
+    }
+}
+
+impl Kernels {
+    /// PiToMe's energy of every patch token: the mean over the patch tokens of
+    /// `elu(cos - margin, alpha)`; prefix rows get `-3e38`.
+    pub fn energy(
+        &self,
+        label: &str,
+        s: TokenShape,
+        feat: Features,
+        out: &GpuTensor,
+        (margin, alpha): (f32, f32),
+    ) -> Result<Step> {
+        let params = EnergyParams {
+            batch: s.batch_u32()?,
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            width: u(feat.width, "feature width")?,
+            off: u(feat.off, "offset")?,
+            row_stride: u(feat.row_stride, "stride")?,
+            img_stride: u(feat.img_stride, "stride")?,
+            margin,
+            alpha,
+        };
+        let grid = grid_for_items(s.batch * s.n, 64);
+        self.launch(&ENERGY, label, &[feat.t, out], &params, grid)
     }
 }

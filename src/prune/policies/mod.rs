@@ -5,10 +5,13 @@ use super::policy::Policy;
 
 mod evit;
 mod none;
+mod pitome;
 mod random;
 mod threshold;
 mod tome;
+mod tome_protect;
 mod wpr;
+mod wpr_merge;
 mod zero_tprune;
 
 /// Every policy, `none` first; the order of `--help`, `sweep` and the page.
@@ -17,6 +20,9 @@ pub static ALL: &[Policy] = &[
     Policy(&zero_tprune::ZeroTPrune),
     Policy(&wpr::Wpr),
     Policy(&tome::Tome),
+    Policy(&tome_protect::TomeProtect),
+    Policy(&pitome::Pitome),
+    Policy(&wpr_merge::WprMerge),
     Policy(&evit::Evit),
     Policy(&threshold::Threshold),
     Policy(&random::Random),

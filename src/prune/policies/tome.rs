@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::gpu::kernels::{Features, MatchSplit};
 use crate::gpu::Step;
-use crate::prune::{PolicyDef, PrunePoint, Reads, Selection, StepLimit};
+use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
 
 pub struct Tome;
 
@@ -31,7 +31,7 @@ impl PolicyDef for Tome {
     }
 
     /// Sources are every other patch token, so at most half can merge.
-    fn step_limit(&self, tokens_in: usize) -> StepLimit {
+    fn step_limit(&self, tokens_in: usize, _options: &PruneOptions) -> StepLimit {
         StepLimit {
             max_removed: tokens_in / 2,
             why: Some("ToMe merges at most half the tokens per step"),

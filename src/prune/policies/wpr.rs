@@ -50,10 +50,22 @@ pub fn iterations(o: &PruneOptions, block: usize, depth: usize) -> u32 {
 
 /// Importance scores of the rows flagged in `alive`, then the flags of the top k.
 pub fn importance(at: &PrunePoint, steps: &mut Vec<Step>, alive: &GpuTensor) -> Result<GpuTensor> {
+    let score = importance_scores(at, steps, alive)?;
+    let flags = at.work.rows("keep flags");
+    steps.push(at.k.select_topk(&at.label("topk"), at.shape, &score, &flags, at.keep_rows()?)?);
+    Ok(flags)
+}
+
+/// Weighted PageRank per head on the rows flagged in `alive`, heads combined: one score per row
+/// (`-3e38` for rows not alive).
+pub fn importance_scores(
+    at: &PrunePoint,
+    steps: &mut Vec<Step>,
+    alive: &GpuTensor,
+) -> Result<GpuTensor> {
     let (k, o) = (at.k, at.options);
     let head_scores = at.work.per_row("head scores", at.shape.heads);
     let score = at.work.rows("score");
-    let flags = at.work.rows("keep flags");
     steps.push(k.wpr(
         &at.label("pagerank"),
         at.shape,
@@ -72,6 +84,5 @@ pub fn importance(at: &PrunePoint, steps: &mut Vec<Step>, alive: &GpuTensor) -> 
         o.heads,
         o.band,
     )?);
-    steps.push(k.select_topk(&at.label("topk"), at.shape, &score, &flags, at.keep_rows()?)?);
-    Ok(flags)
+    Ok(score)
 }
