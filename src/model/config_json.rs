@@ -549,3 +549,93 @@ impl Stated {
         Ok(size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err<T: DeserializeOwned + Default + fmt::Debug>(text: &str) -> String {
+        let e = parse::<T>(Some(text), "config.json of m").unwrap_err();
+        eprintln!("{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_file_and_the_field() {
+        let e = err::<HfConfig>(r#"{"hidden_size": "48"}"#);
+        assert!(
+            e.starts_with(
+                r#"config.json of m: hidden_size: invalid type: string "48", expected usize"#
+            ),
+            "{e}"
+        );
+        let e = err::<TimmConfig>(r#"{"model_args": {"depth": 2, "img_size": "224"}}"#);
+        assert!(
+            e.starts_with(
+                "config.json of m: model_args.img_size: expected an integer or [height, width]"
+            ),
+            "{e}"
+        );
+        let e = err::<TimmConfig>(r#"{"label_names": ["cat", 7]}"#);
+        assert!(e.contains("label_names[1]: invalid type"), "{e}");
+        let e = err::<HfPreprocessorConfig>(r#"{"size": {"longest_edge": 1333}}"#);
+        assert!(e.contains("size: expected an integer, {"), "{e}");
+    }
+
+    #[test]
+    fn fields_of_several_shapes() {
+        let c: TimmConfig = parse(
+            Some(r#"{"model_args": {"img_size": [224, 192]}, "pretrained_cfg": {"interpolation": "bilinear"}, "other": {"x": [1]}}"#),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            c.model_args.unwrap().img_size.map(ImageSize::get),
+            Some((224, 192))
+        );
+        let interpolation = c.pretrained_cfg.unwrap().interpolation.unwrap();
+        assert_eq!(interpolation.interpolation(), Some(Interpolation::Bilinear));
+        for (size, side) in [
+            ("224", 224),
+            (r#"{"height": 256, "width": 256}"#, 256),
+            (r#"{"shortest_edge": 288, "longest_edge": 1333}"#, 288),
+        ] {
+            let text = format!(r#"{{"size": {size}, "resample": 1}}"#);
+            let p: HfPreprocessorConfig = parse(Some(&text), "f").unwrap();
+            assert_eq!(p.size.map(ProcessorSize::side), Some(side), "{size}");
+            let lanczos = p.resample.and_then(|r| r.interpolation());
+            assert_eq!(lanczos, Some(Interpolation::Lanczos));
+        }
+    }
+
+    #[test]
+    fn id2label_is_read_in_index_order() {
+        // A 2x2 grid of 4-pixel patches, 64 wide, 11 classes, in Hugging Face's names.
+        let names = ModelNames::detect("m", &["vit.embeddings.cls_token"]).unwrap();
+        let w = Inferred {
+            embed_dim: 64,
+            in_chans: 3,
+            patch_size: 4,
+            depth: 1,
+            tokens: 5,
+            mlp_dim: 128,
+            num_classes: 11,
+            distilled: false,
+        };
+        let class_names = |id2label: &str| {
+            let text = format!(r#"{{"id2label": {id2label}}}"#);
+            let files = ConfigFiles {
+                config: Some(&text),
+                preprocessor: None,
+            };
+            read_config(&files, "m", &names, &w).unwrap().class_names
+        };
+        // Ids are numbers: "10" comes after "9".
+        let all: Vec<String> = (0..11).map(|i| format!("\"{i}\": \"c{i}\"")).collect();
+        let want: Vec<String> = (0..11).map(|i| format!("c{i}")).collect();
+        assert_eq!(class_names(&format!("{{{}}}", all.join(","))), Some(want));
+        // A gap, or names for another class count, are dropped (the head decides).
+        assert_eq!(class_names(&format!("{{{}}}", all[1..].join(","))), None);
+        assert_eq!(class_names(r#"{"0": "LABEL_0", "1": "LABEL_1"}"#), None);
+    }
+}
