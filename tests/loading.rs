@@ -38,29 +38,29 @@ fn load(name: &str) -> ModelWeights {
 /// Every host-side array of a model, by name, in a fixed order.
 fn arrays(w: &ModelWeights) -> Vec<(String, &[f32])> {
     let mut v: Vec<(String, &[f32])> = vec![
-        ("patch_w".into(), &w.patch_w),
-        ("patch_b".into(), &w.patch_b),
+        ("patch_w".into(), &w.patch.w),
+        ("patch_b".into(), &w.patch.b),
         ("prefix_tokens".into(), &w.prefix_tokens),
         ("pos_embed".into(), &w.pos_embed),
-        ("norm_w".into(), &w.norm_w),
-        ("norm_b".into(), &w.norm_b),
-        ("head_w".into(), &w.head_w),
-        ("head_b".into(), &w.head_b),
+        ("norm_w".into(), &w.norm.w),
+        ("norm_b".into(), &w.norm.b),
+        ("head_w".into(), &w.head.w),
+        ("head_b".into(), &w.head.b),
     ];
     for (i, b) in w.blocks.iter().enumerate() {
         for (name, a) in [
-            ("norm1_w", &b.norm1_w),
-            ("norm1_b", &b.norm1_b),
-            ("qkv_w", &b.qkv_w),
-            ("qkv_b", &b.qkv_b),
-            ("proj_w", &b.proj_w),
-            ("proj_b", &b.proj_b),
-            ("norm2_w", &b.norm2_w),
-            ("norm2_b", &b.norm2_b),
-            ("fc1_w", &b.fc1_w),
-            ("fc1_b", &b.fc1_b),
-            ("fc2_w", &b.fc2_w),
-            ("fc2_b", &b.fc2_b),
+            ("norm1_w", &b.norm1.w),
+            ("norm1_b", &b.norm1.b),
+            ("qkv_w", &b.qkv.w),
+            ("qkv_b", &b.qkv.b),
+            ("proj_w", &b.proj.w),
+            ("proj_b", &b.proj.b),
+            ("norm2_w", &b.norm2.w),
+            ("norm2_b", &b.norm2.b),
+            ("fc1_w", &b.fc1.w),
+            ("fc1_b", &b.fc1.b),
+            ("fc2_w", &b.fc2.w),
+            ("fc2_b", &b.fc2.b),
         ] {
             v.push((format!("blocks.{i}.{name}"), a));
         }
@@ -130,18 +130,18 @@ fn tiny_timm_config() {
             .to_string()
     ));
     assert_eq!(w.blocks.len(), 2);
-    assert_eq!(w.patch_w.len(), 3 * 8 * 8 * 40);
+    assert_eq!(w.patch.w.len(), 3 * 8 * 8 * 40);
     assert_eq!(w.prefix_tokens.len(), 40);
     assert_eq!(w.pos_embed.len(), 26 * 40);
-    assert_eq!(w.head_w.len(), 40 * 10);
-    assert_eq!(w.head_b.len(), 10);
+    assert_eq!(w.head.w.len(), 40 * 10);
+    assert_eq!(w.head.b.len(), 10);
 
     // Linear weights come out transposed to [in, out]: fc1 is [120, 40] in the file.
     let file = fixture("tiny-timm").join("model.safetensors");
     let (shape, fc1) = read_tensor(&file, "blocks.1.mlp.fc1.weight");
     assert_eq!(shape, [120, 40]);
     for (r, c) in [(0, 0), (7, 3), (119, 39), (64, 17)] {
-        assert_eq!(w.blocks[1].fc1_w[c * 120 + r], fc1[r * 40 + c]);
+        assert_eq!(w.blocks[1].fc1.w[c * 120 + r], fc1[r * 40 + c]);
     }
     // Every stored value is counted once.
     let stored: usize = read_tensors(&file)
@@ -188,13 +188,13 @@ fn tiny_timm_distilled_config() {
     let (_, h2) = read_tensor(&file, "head_dist.weight");
     let (_, b1) = read_tensor(&file, "head.bias");
     let (_, b2) = read_tensor(&file, "head_dist.bias");
-    assert_eq!(w.head_w.len(), 2 * 48 * 10);
+    assert_eq!(w.head.w.len(), 2 * 48 * 10);
     for (cls, d) in [(0, 0), (3, 47), (9, 20)] {
-        assert_eq!(w.head_w[d * 10 + cls], 0.5 * h1[cls * 48 + d]);
-        assert_eq!(w.head_w[(48 + d) * 10 + cls], 0.5 * h2[cls * 48 + d]);
+        assert_eq!(w.head.w[d * 10 + cls], 0.5 * h1[cls * 48 + d]);
+        assert_eq!(w.head.w[(48 + d) * 10 + cls], 0.5 * h2[cls * 48 + d]);
     }
     for c in 0..10 {
-        assert_eq!(w.head_b[c], 0.5 * (b1[c] + b2[c]));
+        assert_eq!(w.head.b[c], 0.5 * (b1[c] + b2[c]));
     }
     let (_, dist) = read_tensor(&file, "dist_token");
     assert_eq!(&w.prefix_tokens[48..], &dist[..]);
@@ -234,9 +234,9 @@ fn tiny_hf_vit_config() {
         let name = format!("vit.encoder.layer.1.attention.attention.{what}.weight");
         let (_, m) = read_tensor(&file, &name);
         for (r, c) in [(0, 0), (5, 40), (47, 47)] {
-            // m is [out, in]; qkv_w is [in, 3 * out].
+            // m is [out, in]; qkv.w is [in, 3 * out].
             assert_eq!(
-                w.blocks[1].qkv_w[c * 3 * d + part * d + r],
+                w.blocks[1].qkv.w[c * 3 * d + part * d + r],
                 m[r * d + c],
                 "{name}"
             );
@@ -245,7 +245,7 @@ fn tiny_hf_vit_config() {
             &file,
             &format!("vit.encoder.layer.1.attention.attention.{what}.bias"),
         );
-        assert_eq!(&w.blocks[1].qkv_b[part * d..(part + 1) * d], &b[..]);
+        assert_eq!(&w.blocks[1].qkv.b[part * d..(part + 1) * d], &b[..]);
     }
 }
 
@@ -276,7 +276,7 @@ fn tiny_hf_deit_distilled_config() {
         }
     );
     assert_eq!(w.config.num_tokens(), 11);
-    assert_eq!(w.head_w.len(), 2 * 32 * 5);
+    assert_eq!(w.head.w.len(), 2 * 32 * 5);
 }
 
 #[test]
@@ -642,8 +642,8 @@ fn half_error(name: &str, half: Half) -> f32 {
     };
     let (_, orig) = read_tensor(&fixture(name).join("model.safetensors"), &norm);
     let want: Vec<f32> = orig.iter().map(|&x| half.round(x)).collect();
-    assert_eq!(w.blocks[0].norm1_w, want);
-    assert_ne!(w.blocks[0].norm1_w, orig, "rounding changed nothing");
+    assert_eq!(w.blocks[0].norm1.w, want);
+    assert_ne!(w.blocks[0].norm1.w, orig, "rounding changed nothing");
     let rounded = rewritten(name, half, true, |_| true);
     assert_same_arrays(&w, &ModelWeights::load(rounded.path()).unwrap());
 
@@ -696,5 +696,5 @@ fn mixed_precision_weights() {
     // Untouched tensors are bit-exact f32.
     let f32_model = load("tiny-timm");
     assert_eq!(w.pos_embed, f32_model.pos_embed);
-    assert_eq!(w.head_w, f32_model.head_w);
+    assert_eq!(w.head.w, f32_model.head.w);
 }

@@ -1,12 +1,16 @@
 //! Models: configuration, weights (timm and Hugging Face layouts), the ViT/DeiT graph, and the
 //! pruning point every model exposes ([`hook`]).
+//!
+//! Loading: `config_json` types each layout's config files, `names` spells every tensor name of each
+//! layout, `weights` has each layer load its own host weights; `vit` uploads them and runs the graph.
 
 pub mod config;
-mod config_parse;
+mod config_json;
 pub mod flops;
 pub mod hook;
+mod names;
 pub mod vit;
 pub mod weights;
 
 pub use config::{Interpolation, Preprocess, ViTConfig};
-pub use weights::{BlockWeights, ModelWeights};
+pub use weights::{BlockWeights, ConfigFiles, LinearWeights, ModelWeights, NormWeights};

@@ -2,7 +2,7 @@
 //! `forward` functions that say in order what happens. They only append steps; the session plays them.
 
 use super::hook::{TokenHook, TokenState};
-use super::weights::ModelWeights;
+use super::weights::{LinearWeights, ModelWeights, NormWeights};
 use super::ViTConfig;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Features, Gemm, MatView, RowView};
@@ -17,12 +17,12 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(gpu: &GpuContext, name: &str, w: &[f32], b: &[f32]) -> Self {
+    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights) -> Self {
         Linear {
-            w: GpuTensor::from_slice(gpu, name, w),
-            b: GpuTensor::from_slice(gpu, name, b),
-            inp: w.len() / b.len().max(1),
-            out: b.len(),
+            w: GpuTensor::from_slice(gpu, name, &l.w),
+            b: GpuTensor::from_slice(gpu, name, &l.b),
+            inp: l.inp(),
+            out: l.out(),
         }
     }
 
@@ -63,10 +63,10 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn new(gpu: &GpuContext, name: &str, w: &[f32], b: &[f32], eps: f32) -> Self {
+    fn upload(gpu: &GpuContext, name: &str, n: &NormWeights, eps: f32) -> Self {
         LayerNorm {
-            w: GpuTensor::from_slice(gpu, name, w),
-            b: GpuTensor::from_slice(gpu, name, b),
+            w: GpuTensor::from_slice(gpu, name, &n.w),
+            b: GpuTensor::from_slice(gpu, name, &n.b),
             eps,
         }
     }
@@ -305,23 +305,23 @@ impl VisionTransformer {
             .map(|(i, bw)| {
                 let n = |s: &str| format!("block{i}.{s}");
                 Block {
-                    norm1: LayerNorm::new(gpu, &n("norm1"), &bw.norm1_w, &bw.norm1_b, eps),
-                    qkv: Linear::new(gpu, &n("qkv"), &bw.qkv_w, &bw.qkv_b),
-                    proj: Linear::new(gpu, &n("proj"), &bw.proj_w, &bw.proj_b),
-                    norm2: LayerNorm::new(gpu, &n("norm2"), &bw.norm2_w, &bw.norm2_b, eps),
-                    fc1: Linear::new(gpu, &n("fc1"), &bw.fc1_w, &bw.fc1_b),
-                    fc2: Linear::new(gpu, &n("fc2"), &bw.fc2_w, &bw.fc2_b),
+                    norm1: LayerNorm::upload(gpu, &n("norm1"), &bw.norm1, eps),
+                    qkv: Linear::upload(gpu, &n("qkv"), &bw.qkv),
+                    proj: Linear::upload(gpu, &n("proj"), &bw.proj),
+                    norm2: LayerNorm::upload(gpu, &n("norm2"), &bw.norm2, eps),
+                    fc1: Linear::upload(gpu, &n("fc1"), &bw.fc1),
+                    fc2: Linear::upload(gpu, &n("fc2"), &bw.fc2),
                 }
             })
             .collect();
         VisionTransformer {
             config: w.config.clone(),
-            patch_embed: Linear::new(gpu, "patch_embed", &w.patch_w, &w.patch_b),
+            patch_embed: Linear::upload(gpu, "patch_embed", &w.patch),
             prefix_tokens: GpuTensor::from_slice(gpu, "prefix tokens", &w.prefix_tokens),
             pos_embed: GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed),
             blocks,
-            norm: LayerNorm::new(gpu, "norm", &w.norm_w, &w.norm_b, eps),
-            head: Linear::new(gpu, "head", &w.head_w, &w.head_b),
+            norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
+            head: Linear::upload(gpu, "head", &w.head),
         }
     }
 

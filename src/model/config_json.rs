@@ -1,0 +1,641 @@
+//! The config files beside the weights, as typed structs: timm's `config.json`, and Hugging Face's
+//! `config.json` + `preprocessor_config.json`. Unknown fields are skipped (real files have many); a
+//! known field of the wrong type is an error naming the file and the field's path. What a file states
+//! is then checked against the weights' own shapes, which fill in whatever it leaves out.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::config::{Interpolation, Preprocess, ViTConfig};
+use super::names::{Layout, ModelNames};
+use super::weights::{ConfigFiles, Inferred};
+use crate::error::{Error, Result};
+
+// ------------------------------------------------------------------------------------------------
+// timm
+
+/// timm's `config.json` (as `timm.models.push_to_hf_hub` writes it).
+#[derive(Debug, Default, Deserialize)]
+struct TimmConfig {
+    architecture: Option<String>,
+    num_classes: Option<usize>,
+    global_pool: Option<String>,
+    label_names: Option<Vec<String>>,
+    /// The model constructor's arguments; often absent, then the weights' shapes tell.
+    model_args: Option<TimmModelArgs>,
+    pretrained_cfg: Option<TimmPretrainedCfg>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TimmModelArgs {
+    img_size: Option<ImageSize>,
+    patch_size: Option<usize>,
+    in_chans: Option<usize>,
+    embed_dim: Option<usize>,
+    depth: Option<usize>,
+    num_heads: Option<usize>,
+    mlp_ratio: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TimmPretrainedCfg {
+    /// `[channels, height, width]`.
+    input_size: Option<Vec<usize>>,
+    crop_pct: Option<f64>,
+    crop_mode: Option<String>,
+    interpolation: Option<Resample>,
+    mean: Option<Vec<f32>>,
+    std: Option<Vec<f32>>,
+    label_names: Option<Vec<String>>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Hugging Face
+
+/// Hugging Face's `config.json` of a `ViTForImageClassification` or `DeiTForImageClassification`
+/// (`WithTeacher`).
+#[derive(Debug, Default, Deserialize)]
+struct HfConfig {
+    hidden_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    intermediate_size: Option<usize>,
+    image_size: Option<ImageSize>,
+    patch_size: Option<usize>,
+    num_channels: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
+    id2label: Option<BTreeMap<usize, String>>,
+}
+
+/// Hugging Face's `preprocessor_config.json` (`ViTImageProcessor`, `DeiTImageProcessor`).
+#[derive(Debug, Default, Deserialize)]
+struct HfPreprocessorConfig {
+    size: Option<ProcessorSize>,
+    crop_size: Option<ProcessorSize>,
+    do_center_crop: Option<bool>,
+    resample: Option<Resample>,
+    image_mean: Option<Vec<f32>>,
+    image_std: Option<Vec<f32>>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Fields that take several shapes.
+
+/// An image size: one side of a square, or `[height, width]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged, expecting = "expected an integer or [height, width]")]
+enum ImageSize {
+    Square(usize),
+    HeightWidth([usize; 2]),
+}
+
+impl ImageSize {
+    fn get(self) -> (usize, usize) {
+        match self {
+            ImageSize::Square(s) => (s, s),
+            ImageSize::HeightWidth([h, w]) => (h, w),
+        }
+    }
+}
+
+/// A Hugging Face image processor's `size` or `crop_size`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected an integer, {\"height\", \"width\"} or {\"shortest_edge\"}"
+)]
+enum ProcessorSize {
+    Square(usize),
+    /// `{"height", "width"}`; the crop ratio is measured on the height.
+    HeightWidth {
+        height: usize,
+    },
+    ShortestEdge {
+        shortest_edge: usize,
+    },
+}
+
+impl ProcessorSize {
+    fn side(self) -> usize {
+        match self {
+            ProcessorSize::Square(s)
+            | ProcessorSize::HeightWidth { height: s }
+            | ProcessorSize::ShortestEdge { shortest_edge: s } => s,
+        }
+    }
+}
+
+/// An interpolation by name (timm: `"bicubic"`) or by PIL resample code (Hugging Face: `3`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected an interpolation name or a PIL resample code"
+)]
+enum Resample {
+    Name(String),
+    Pil(u64),
+}
+
+impl Resample {
+    fn interpolation(&self) -> Option<Interpolation> {
+        match self {
+            Resample::Name(s) => match s.to_lowercase().as_str() {
+                "bicubic" => Some(Interpolation::Bicubic),
+                "bilinear" => Some(Interpolation::Bilinear),
+                "nearest" => Some(Interpolation::Nearest),
+                "lanczos" => Some(Interpolation::Lanczos),
+                _ => None,
+            },
+            Resample::Pil(code) => match code {
+                0 => Some(Interpolation::Nearest),
+                1 => Some(Interpolation::Lanczos),
+                2 => Some(Interpolation::Bilinear),
+                3 => Some(Interpolation::Bicubic),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Resample {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Resample::Name(s) => write!(f, "{s:?}"),
+            Resample::Pil(code) => write!(f, "{code}"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reading.
+
+/// `text` as a `T`, or `T`'s defaults when there is no file. Errors name `file` and the field's path:
+/// `config.json of X: model_args.depth: invalid type: string "2", expected usize at line 6 column 16`.
+fn parse<T: DeserializeOwned + Default>(text: Option<&str>, file: &str) -> Result<T> {
+    let Some(text) = text else {
+        return Ok(T::default());
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        };
+        Error::config(file, reason)
+    })?;
+    // Nothing but whitespace after the value.
+    de.end().map_err(|e| Error::config(file, e.to_string()))?;
+    Ok(value)
+}
+
+/// The [`ViTConfig`] of a checkpoint: its config files (those of `n`'s layout) checked against
+/// and completed from its weights' shapes `w`. `source` names the checkpoint in messages.
+pub(super) fn read_config(
+    files: &ConfigFiles,
+    source: &str,
+    n: &ModelNames,
+    w: &Inferred,
+) -> Result<ViTConfig> {
+    let file = match files.config {
+        Some(_) => format!("config.json of {source}"),
+        None => format!("{source} (no config.json)"),
+    };
+    let stated = match n.layout {
+        Layout::Timm => parse::<TimmConfig>(files.config, &file)?.stated(file, w)?,
+        Layout::HuggingFace => {
+            let config: HfConfig = parse(files.config, &file)?;
+            let pre_file = format!("preprocessor_config.json of {source}");
+            let pre: HfPreprocessorConfig = parse(files.preprocessor, &pre_file)?;
+            config.stated(file, &pre, &pre_file)?
+        }
+    };
+    stated.check(w, n)
+}
+
+/// What a config file states about the model, whichever its layout: `None` where it is silent.
+/// Dimensions the weights also have come with their name in that file, for messages.
+struct Stated {
+    /// The file, for messages: `config.json of X`, or `X (no config.json)`.
+    file: String,
+    embed_dim: (&'static str, Option<usize>),
+    depth: (&'static str, Option<usize>),
+    patch_size: (&'static str, Option<usize>),
+    in_chans: (&'static str, Option<usize>),
+    /// timm's `num_classes`; Hugging Face gives only id2label, which may be a placeholder.
+    num_classes: Option<usize>,
+    mlp_dim: (&'static str, Option<usize>),
+    image_size: Option<(usize, usize)>,
+    num_heads: Option<usize>,
+    layer_norm_eps: f32,
+    class_names: Option<Vec<String>>,
+    /// Its `input_size` is set by [`Stated::check`], once the image size is known.
+    preprocess: Preprocess,
+}
+
+impl TimmConfig {
+    fn stated(self, file: String, w: &Inferred) -> Result<Stated> {
+        if let Some(pool) = self.global_pool.as_deref().filter(|&p| p != "token") {
+            return Err(Error::config(
+                &file,
+                format!("global_pool {pool:?} is not supported (only \"token\": the CLS token)"),
+            ));
+        }
+        let args = self.model_args.unwrap_or_default();
+        let pcfg = self.pretrained_cfg.unwrap_or_default();
+        let input_size = match pcfg.input_size.as_deref() {
+            None => None,
+            Some(&[_, h, w]) => Some((h, w)),
+            Some(other) => {
+                return Err(Error::config(
+                    &file,
+                    format!("pretrained_cfg.input_size {other:?} is not [channels, height, width]"),
+                ))
+            }
+        };
+        let arch = self.architecture.as_deref().unwrap_or("");
+        let preprocess = pcfg.preprocess(&file)?;
+        Ok(Stated {
+            embed_dim: ("embed_dim", args.embed_dim),
+            depth: ("depth", args.depth),
+            patch_size: ("patch_size", args.patch_size),
+            in_chans: ("in_chans", args.in_chans),
+            num_classes: self.num_classes,
+            // timm gives the MLP width as a ratio of the embedding width.
+            mlp_dim: (
+                "mlp_ratio * embed_dim",
+                args.mlp_ratio
+                    .map(|r| (r * w.embed_dim as f64).round() as usize),
+            ),
+            image_size: args.img_size.map(ImageSize::get).or(input_size),
+            num_heads: args.num_heads.or_else(|| heads_from_architecture(arch)),
+            // timm builds every ViT's LayerNorm with eps 1e-6.
+            layer_norm_eps: 1e-6,
+            class_names: self.label_names.or(pcfg.label_names),
+            preprocess,
+            file,
+        })
+    }
+}
+
+/// Head counts of the standard timm model names, for configs that do not state them.
+fn heads_from_architecture(arch: &str) -> Option<usize> {
+    let a = arch.to_lowercase();
+    [
+        ("tiny", 3),
+        ("small", 6),
+        ("medium", 8),
+        ("base", 12),
+        ("large", 16),
+        ("huge", 16),
+    ]
+    .iter()
+    .find(|(k, _)| a.contains(k))
+    .map(|&(_, h)| h)
+}
+
+impl TimmPretrainedCfg {
+    fn preprocess(&self, file: &str) -> Result<Preprocess> {
+        // timm's defaults; the input size is set once known.
+        let mut p = Preprocess::imagenet(0);
+        if let Some(mode) = self.crop_mode.as_deref().filter(|&m| m != "center") {
+            return Err(Error::config(
+                file,
+                format!("crop_mode {mode:?} is not supported (only \"center\")"),
+            ));
+        }
+        if let Some(c) = self.crop_pct {
+            if !(c > 0.0 && c <= 1.0) {
+                return Err(Error::config(
+                    file,
+                    format!("crop_pct {c} is outside (0, 1]"),
+                ));
+            }
+            p.crop_pct = c as f32;
+        }
+        set_resample_mean_std(
+            &mut p,
+            ("interpolation", &self.interpolation),
+            ("mean", &self.mean),
+            ("std", &self.std),
+            file,
+        )?;
+        Ok(p)
+    }
+}
+
+impl HfConfig {
+    fn stated(self, file: String, pre: &HfPreprocessorConfig, pre_file: &str) -> Result<Stated> {
+        if let Some(act) = self.hidden_act.as_deref().filter(|&a| a != "gelu") {
+            return Err(Error::config(
+                &file,
+                format!("hidden_act {act:?} is not supported (only exact \"gelu\")"),
+            ));
+        }
+        // id2label names every class, or none: ids 0, 1, 2, ... without a gap.
+        let class_names = self
+            .id2label
+            .filter(|m| m.keys().copied().eq(0..m.len()))
+            .map(|m| m.into_values().collect());
+        Ok(Stated {
+            embed_dim: ("hidden_size", self.hidden_size),
+            depth: ("num_hidden_layers", self.num_hidden_layers),
+            patch_size: ("patch_size", self.patch_size),
+            in_chans: ("num_channels", self.num_channels),
+            num_classes: None,
+            mlp_dim: ("intermediate_size", self.intermediate_size),
+            image_size: self.image_size.map(ImageSize::get),
+            num_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12) as f32,
+            class_names,
+            preprocess: pre.preprocess(pre_file)?,
+            file,
+        })
+    }
+}
+
+impl HfPreprocessorConfig {
+    /// The processors resize to `size` then (DeiT) center-crop `crop_size`; that is a crop_pct of
+    /// crop / resize on the shorter side.
+    fn preprocess(&self, file: &str) -> Result<Preprocess> {
+        let mut p = Preprocess {
+            input_size: (0, 0),
+            crop_pct: 1.0,
+            interpolation: Interpolation::Bilinear,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        };
+        let resize = self.size.map(ProcessorSize::side);
+        let crop = self.crop_size.map(ProcessorSize::side);
+        let do_crop = self.do_center_crop.unwrap_or(crop.is_some());
+        if let (Some(r), Some(c), true) = (resize, crop, do_crop) {
+            if c > r || c == 0 {
+                return Err(Error::config(
+                    file,
+                    format!("crop_size {c} is larger than size {r}"),
+                ));
+            }
+            p.crop_pct = c as f32 / r as f32;
+        }
+        set_resample_mean_std(
+            &mut p,
+            ("resample", &self.resample),
+            ("image_mean", &self.image_mean),
+            ("image_std", &self.image_std),
+            file,
+        )?;
+        Ok(p)
+    }
+}
+
+/// Interpolation, mean and std where the file gives them, each with its field name for messages.
+fn set_resample_mean_std(
+    p: &mut Preprocess,
+    (interpolation_key, interpolation): (&str, &Option<Resample>),
+    (mean_key, mean): (&str, &Option<Vec<f32>>),
+    (std_key, std): (&str, &Option<Vec<f32>>),
+    file: &str,
+) -> Result<()> {
+    if let Some(r) = interpolation {
+        p.interpolation = r
+            .interpolation()
+            .ok_or_else(|| Error::config(file, format!("unknown {interpolation_key} {r}")))?;
+    }
+    if let Some(m) = rgb(mean, mean_key, file)? {
+        p.mean = m;
+    }
+    if let Some(s) = rgb(std, std_key, file)? {
+        // Standard deviations divide the pixels.
+        if !s.iter().all(|&x| x > 0.0) {
+            return Err(Error::config(
+                file,
+                format!("`{std_key}` {s:?} must be positive"),
+            ));
+        }
+        p.std = s;
+    }
+    Ok(())
+}
+
+/// One value per RGB channel.
+fn rgb(v: &Option<Vec<f32>>, key: &str, file: &str) -> Result<Option<[f32; 3]>> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some(&[r, g, b]) if [r, g, b].iter().all(|x| x.is_finite()) => Ok(Some([r, g, b])),
+        Some(other) => Err(Error::config(
+            file,
+            format!("`{key}` must be a list of 3 finite numbers, not {other:?}"),
+        )),
+    }
+}
+
+impl Stated {
+    /// Every stated dimension must match the weights; the rest comes from them.
+    fn check(self, w: &Inferred, n: &ModelNames) -> Result<ViTConfig> {
+        let file = &self.file;
+        let check =
+            |(what, stated): (&str, Option<usize>), actual: usize, tensor: &str| match stated {
+                Some(s) if s != actual => Err(Error::config(
+                    file,
+                    format!("{what} is {s}, but the weights have {actual} (tensor `{tensor}`)"),
+                )),
+                _ => Ok(()),
+            };
+        check(self.embed_dim, w.embed_dim, &n.cls_token)?;
+        check(self.depth, w.depth, &format!("{}N.*", n.block_prefix))?;
+        check(self.patch_size, w.patch_size, &n.patch_embed.weight)?;
+        check(self.in_chans, w.in_chans, &n.patch_embed.weight)?;
+        check(
+            ("num_classes", self.num_classes),
+            w.num_classes,
+            &n.head.weight,
+        )?;
+        check(self.mlp_dim, w.mlp_dim, &n.block(0).fc1.weight)?;
+
+        let image_size = self.image_size(w, n)?;
+        let num_heads = self
+            .num_heads
+            .or_else(|| w.embed_dim.is_multiple_of(64).then_some(w.embed_dim / 64))
+            .ok_or_else(|| {
+                Error::config(
+                    file,
+                    format!(
+                        "the head count is not stated and embed_dim {} is not a multiple of 64",
+                        w.embed_dim
+                    ),
+                )
+            })?;
+        if num_heads == 0 || !w.embed_dim.is_multiple_of(num_heads) {
+            return Err(Error::config(
+                file,
+                format!(
+                    "embed_dim {} is not divisible by {num_heads} heads",
+                    w.embed_dim
+                ),
+            ));
+        }
+        Ok(ViTConfig {
+            image_size,
+            patch_size: w.patch_size,
+            in_chans: w.in_chans,
+            embed_dim: w.embed_dim,
+            depth: w.depth,
+            num_heads,
+            mlp_dim: w.mlp_dim,
+            num_classes: w.num_classes,
+            distilled: w.distilled,
+            layer_norm_eps: self.layer_norm_eps,
+            // Names for another class count are dropped, not an error: the classifier decides.
+            class_names: self.class_names.filter(|c| c.len() == w.num_classes),
+            preprocess: Preprocess {
+                input_size: image_size,
+                ..self.preprocess
+            },
+        })
+    }
+
+    /// The stated image size, or the square grid of the position embedding's patches; either must
+    /// give exactly the position embedding's token count.
+    fn image_size(&self, w: &Inferred, n: &ModelNames) -> Result<(usize, usize)> {
+        let file = &self.file;
+        let prefix = if w.distilled { 2 } else { 1 };
+        let num_patches = w.tokens.saturating_sub(prefix);
+        let size = match self.image_size {
+            Some(s) => s,
+            None => {
+                let g = (num_patches as f64).sqrt().round() as usize;
+                if g * g != num_patches {
+                    return Err(Error::config(
+                        file,
+                        format!(
+                            "image size not stated and {num_patches} patches are not a square grid"
+                        ),
+                    ));
+                }
+                (g * w.patch_size, g * w.patch_size)
+            }
+        };
+        const MAX_SIDE: usize = 1 << 16;
+        if size.0 == 0 || size.1 == 0 || size.0 > MAX_SIDE || size.1 > MAX_SIDE {
+            return Err(Error::config(
+                file,
+                format!("image size {size:?} is outside 1..={MAX_SIDE} pixels"),
+            ));
+        }
+        if size.0 % w.patch_size != 0 || size.1 % w.patch_size != 0 {
+            return Err(Error::config(
+                file,
+                format!(
+                    "image size {size:?} is not a multiple of the patch size {}",
+                    w.patch_size
+                ),
+            ));
+        }
+        let grid_tokens = (size.0 / w.patch_size) * (size.1 / w.patch_size) + prefix;
+        if grid_tokens != w.tokens {
+            return Err(Error::config(
+                file,
+                format!(
+                    "image size {size:?} with patch {} gives {grid_tokens} tokens, but `{}` has {}",
+                    w.patch_size, n.pos_embed, w.tokens
+                ),
+            ));
+        }
+        Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err<T: DeserializeOwned + Default + fmt::Debug>(text: &str) -> String {
+        let e = parse::<T>(Some(text), "config.json of m").unwrap_err();
+        eprintln!("{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_file_and_the_field() {
+        let e = err::<HfConfig>(r#"{"hidden_size": "48"}"#);
+        assert!(
+            e.starts_with(
+                r#"config.json of m: hidden_size: invalid type: string "48", expected usize"#
+            ),
+            "{e}"
+        );
+        let e = err::<TimmConfig>(r#"{"model_args": {"depth": 2, "img_size": "224"}}"#);
+        assert!(
+            e.starts_with(
+                "config.json of m: model_args.img_size: expected an integer or [height, width]"
+            ),
+            "{e}"
+        );
+        let e = err::<TimmConfig>(r#"{"label_names": ["cat", 7]}"#);
+        assert!(e.contains("label_names[1]: invalid type"), "{e}");
+        let e = err::<HfPreprocessorConfig>(r#"{"size": {"longest_edge": 1333}}"#);
+        assert!(e.contains("size: expected an integer, {"), "{e}");
+    }
+
+    #[test]
+    fn fields_of_several_shapes() {
+        let c: TimmConfig = parse(
+            Some(r#"{"model_args": {"img_size": [224, 192]}, "pretrained_cfg": {"interpolation": "bilinear"}, "other": {"x": [1]}}"#),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            c.model_args.unwrap().img_size.map(ImageSize::get),
+            Some((224, 192))
+        );
+        let interpolation = c.pretrained_cfg.unwrap().interpolation.unwrap();
+        assert_eq!(interpolation.interpolation(), Some(Interpolation::Bilinear));
+        for (size, side) in [
+            ("224", 224),
+            (r#"{"height": 256, "width": 256}"#, 256),
+            (r#"{"shortest_edge": 288, "longest_edge": 1333}"#, 288),
+        ] {
+            let text = format!(r#"{{"size": {size}, "resample": 1}}"#);
+            let p: HfPreprocessorConfig = parse(Some(&text), "f").unwrap();
+            assert_eq!(p.size.map(ProcessorSize::side), Some(side), "{size}");
+            let lanczos = p.resample.and_then(|r| r.interpolation());
+            assert_eq!(lanczos, Some(Interpolation::Lanczos));
+        }
+    }
+
+    #[test]
+    fn id2label_is_read_in_index_order() {
+        // A 2x2 grid of 4-pixel patches, 64 wide, 11 classes, in Hugging Face's names.
+        let names = ModelNames::detect("m", &["vit.embeddings.cls_token"]).unwrap();
+        let w = Inferred {
+            embed_dim: 64,
+            in_chans: 3,
+            patch_size: 4,
+            depth: 1,
+            tokens: 5,
+            mlp_dim: 128,
+            num_classes: 11,
+            distilled: false,
+        };
+        let class_names = |id2label: &str| {
+            let text = format!(r#"{{"id2label": {id2label}}}"#);
+            let files = ConfigFiles {
+                config: Some(&text),
+                preprocessor: None,
+            };
+            read_config(&files, "m", &names, &w).unwrap().class_names
+        };
+        // Ids are numbers: "10" comes after "9".
+        let all: Vec<String> = (0..11).map(|i| format!("\"{i}\": \"c{i}\"")).collect();
+        let want: Vec<String> = (0..11).map(|i| format!("c{i}")).collect();
+        assert_eq!(class_names(&format!("{{{}}}", all.join(","))), Some(want));
+        // A gap, or names for another class count, are dropped (the head decides).
+        assert_eq!(class_names(&format!("{{{}}}", all[1..].join(","))), None);
+        assert_eq!(class_names(r#"{"0": "LABEL_0", "1": "LABEL_1"}"#), None);
+    }
+}
