@@ -109,6 +109,14 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
             )))
         }
     };
+    // A schedule file may come as its text or as the parsed object.
+    if let Some(serde_json::Value::String(text)) = map.get("schedule") {
+        let file = crate::prune::ScheduleFile::parse(text, "options.schedule").map_err(js_error)?;
+        map.insert(
+            "schedule".into(),
+            serde_json::to_value(file).map_err(|e| JsError::new(&e.to_string()))?,
+        );
+    }
     // Sliders give numbers; the textual fields of the request are strings.
     if let Some(v) = map.get_mut("at") {
         if let Some(list) = v.as_array() {
@@ -368,7 +376,8 @@ impl Session {
 
     /// `session.classify(image, options?)`: `image` is a `Uint8Array`/`ArrayBuffer` of an encoded
     /// image or an `ImageData`. Options: the pruning request (`policy`, `flops`, `keep`, `tokens`,
-    /// `threshold`, `at`, `sim`, `heads`, `iters`, `seed`, as on the command line), `top` (5),
+    /// `threshold`, `at`, `sim`, `heads`, `iters`, `seed`, `protect`, and `schedule`, a schedule
+    /// file from `zeroprune tune` as its text or object, as on the command line), `top` (5),
     /// `runs` (timed runs, median reported; 1), `compareDense` (also run the dense model) and `name`
     /// (the image's name in error messages).
     /// Resolves to `{policy, schedule, top: [{index, label, prob}], latencyMs, latenciesMs, gflops,

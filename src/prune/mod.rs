@@ -15,6 +15,8 @@ mod policies;
 pub mod policy;
 pub mod request;
 pub mod schedule;
+pub mod schedule_file;
+pub mod search;
 
 pub use crate::gpu::kernels::HeadCombine;
 pub use options::{Opt, PruneOptions};
@@ -23,3 +25,4 @@ pub use point::{PrunePoint, Selection, Target, Workspace};
 pub use policy::{every_other_block, KeepRule, Policy, PolicyDef, PolicyInfo, Reads, StepLimit};
 pub use request::PruneRequest;
 pub use schedule::{Keep, PruneStep, Pruning, ScheduleSpec};
+pub use schedule_file::ScheduleFile;

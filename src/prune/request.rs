@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::ViTConfig;
-use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleSpec};
+use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile, ScheduleSpec};
 
 /// The user-facing pruning settings; `None` fields take the documented defaults.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -32,11 +32,46 @@ pub struct PruneRequest {
     pub seed: Option<u32>,
     /// tome-protect: the share of tokens, by importance, that never merge away.
     pub protect: Option<f64>,
+    /// A schedule file's contents (`zeroprune tune`): its policy, token counts and options; the
+    /// request's own options override the file's.
+    pub schedule: Option<ScheduleFile>,
 }
 
 impl PruneRequest {
     pub fn policy(&self) -> Result<Policy> {
         self.policy.as_deref().unwrap_or("none").parse()
+    }
+
+    /// The request with a schedule file's settings filled in: its policy (another policy given
+    /// alongside is an error), its token counts as the schedule, and its options where the request
+    /// gives none.
+    fn with_schedule_file(&self) -> Result<PruneRequest> {
+        let Some(file) = &self.schedule else {
+            return Ok(self.clone());
+        };
+        let file_policy = Policy::named(&file.policy)?;
+        if let Some(p) = &self.policy {
+            if Policy::named(p)? != file_policy {
+                return Err(Error::param(
+                    "schedule",
+                    format!(
+                        "the schedule file is for policy {file_policy}, not {}",
+                        p.trim()
+                    ),
+                ));
+            }
+        }
+        Ok(PruneRequest {
+            policy: Some(file.policy.clone()),
+            tokens: Some(file.tokens.clone()),
+            sim: self.sim.or(file.sim),
+            heads: self.heads.clone().or(file.heads.clone()),
+            iters: self.iters.or(file.iters),
+            seed: self.seed.or(file.seed),
+            protect: self.protect.or(file.protect),
+            schedule: None,
+            ..self.clone()
+        })
     }
 
     /// The one schedule given (more than one is an error naming them).
@@ -46,6 +81,7 @@ impl PruneRequest {
             ("tokens", self.tokens.is_some()),
             ("flops", self.flops.is_some()),
             ("threshold", self.threshold.is_some()),
+            ("schedule", self.schedule.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -112,6 +148,16 @@ impl PruneRequest {
     /// The schedule for this model, with every limit checked; an option the policy does not
     /// read is an error naming the policies that do.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
+        // One schedule at most, the file's included.
+        self.spec()?;
+        if let Some(file) = &self.schedule {
+            file.check_model(c)?;
+        }
+        let request = self.with_schedule_file()?;
+        request.resolve_plain(c)
+    }
+
+    fn resolve_plain(&self, c: &ViTConfig) -> Result<Pruning> {
         let policy = self.policy()?;
         let given = self.given();
         if policy.is_none() && !given.is_empty() {

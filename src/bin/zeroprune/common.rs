@@ -11,16 +11,27 @@ pub fn open_gpu() -> Result<GpuContext> {
     GpuContext::new_blocking(&AdapterChoice::from_env())
 }
 
-/// Print `out` as pretty JSON, or as its text form.
+/// Print `out` as pretty JSON, or as its text form. A closed pipe (`zeroprune ... | head`) ends
+/// the output quietly.
 pub fn emit<T: Serialize + std::fmt::Display>(out: &T, json: bool) -> Result<()> {
-    if json {
-        let text = serde_json::to_string_pretty(out)
-            .map_err(|e| Error::param("--json", format!("could not write the output: {e}")))?;
-        println!("{text}");
+    use std::io::Write;
+    let text = if json {
+        serde_json::to_string_pretty(out)
+            .map_err(|e| Error::param("--json", format!("could not write the output: {e}")))?
+            + "\n"
     } else {
-        print!("{out}");
+        out.to_string()
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output", e))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Class names: --labels, else the model's own, else ImageNet's for 1000-class models.

@@ -10,6 +10,7 @@ mod info;
 mod model_source;
 mod prune_args;
 mod sweep;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,10 @@ enum Command {
     /// Compare pruning policies: each at several FLOPs targets, top-1 and agreement with the dense
     /// model on the same images; prints a table and writes a PNG plot (accuracy vs GFLOPs).
     Sweep(sweep::SweepArgs),
+    /// Search a policy's schedule under a FLOPs or latency budget: families of schedules, then a
+    /// local search, scored by agreement with the dense model on calibration images (no labels
+    /// needed). Writes a schedule file that every command takes with --schedule.
+    Tune(tune::TuneArgs),
     /// Draw what a pruning policy keeps: the image as the model sees it, then one panel per pruning
     /// step with the dropped patches darkened (PNG).
     Explain(explain::ExplainArgs),
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Tune(args) => tune::run(&args),
         Command::Explain(args) => explain::run(&args),
     };
     match result {

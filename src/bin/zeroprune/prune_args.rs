@@ -1,8 +1,10 @@
 //! The pruning options every command takes: a policy and one schedule.
 
+use std::path::PathBuf;
+
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
-use zeroprune::prune::{Policy, PruneRequest, Pruning};
+use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
 use zeroprune::{Result, ViTConfig};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
@@ -17,37 +19,52 @@ fn policies() -> PossibleValuesParser {
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Token pruning")]
 pub struct PruneArgs {
-    /// Token pruning policy. With a policy and no schedule: --flops 0.8 at the policy's default
-    /// blocks (2, 4, 6, 8, 10 for 12 blocks; every block for ToMe; threshold: 0.5 at those blocks).
-    #[arg(long, default_value = "none", value_parser = policies(), ignore_case = true)]
-    pub policy: String,
+    /// Token pruning policy (default: none, the dense model). With a policy and no schedule:
+    /// --flops 0.8 at the policy's default blocks (2, 4, 6, 8, 10 for 12 blocks; every block for
+    /// the merging policies; threshold: 0.5 at those blocks).
+    #[arg(long, value_parser = policies(), ignore_case = true)]
+    pub policy: Option<String>,
+    /// A schedule file written by `zeroprune tune`: its policy, the tokens kept after each block,
+    /// and its options (options given here override the file's).
+    #[arg(long, group = "one_schedule", value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
     /// Keep rates: RATE@BLOCKS, e.g. 0.7@3,6,9 keeps 70% of the patch tokens entering blocks 3, 6
     /// and 9 (blocks count from 0); groups join with ';', e.g. "0.8@2;0.6@6".
-    #[arg(long, group = "schedule")]
+    #[arg(long, group = "one_schedule")]
     pub keep: Option<String>,
     /// Exact patch-token counts: BLOCK:COUNT,..., e.g. 3:138,6:96,9:67.
-    #[arg(long, group = "schedule")]
+    #[arg(long, group = "one_schedule")]
     pub tokens: Option<String>,
     /// Target fraction of the dense FLOPs, e.g. 0.65: the same keep rate at each pruning block,
     /// the largest that fits (blocks from --at, else the policy's default).
-    #[arg(long, group = "schedule")]
+    #[arg(long, group = "one_schedule")]
     pub flops: Option<f64>,
     /// Threshold policy: THETA@BLOCKS; patch tokens whose received attention, scaled so that
     /// uniform attention is 1, is below THETA are dropped (the count differs per image).
-    #[arg(long, group = "schedule")]
+    #[arg(long, group = "one_schedule")]
     pub threshold: Option<String>,
     /// Blocks a --flops target prunes at, e.g. 3,6,9 (default: the policy's blocks).
     #[arg(long, requires = "flops")]
     pub at: Option<String>,
+    #[command(flatten)]
+    pub options: OptionArgs,
+}
+
+/// The options of the policies (each reads the ones it lists; another is an error).
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Token pruning")]
+pub struct OptionArgs {
     /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1; default 0.5).
     #[arg(long)]
     pub sim: Option<f32>,
-    /// Zero-TPrune / WPR: how per-head PageRank scores combine: mean, rms or band (RMS over heads
-    /// whose score variance is in [0.01, 0.7]; the default).
+    /// Policies that use Weighted PageRank (zero-tprune, wpr, tome-protect, wpr-merge): how
+    /// per-head scores combine: mean, rms or band (RMS over heads whose score variance is in
+    /// [0.01, 0.7]; the default).
     #[arg(long)]
     pub heads: Option<String>,
-    /// Zero-TPrune / WPR: PageRank iterations at every pruning block (default: 30 in blocks 0-2,
-    /// 1 in the last three, 10 between; iteration also stops once scores change by < 1e-6).
+    /// Policies that use Weighted PageRank: iterations at every pruning block (default: 30 in
+    /// blocks 0-2, 1 in the last three, 10 between; iteration also stops once scores change by
+    /// < 1e-6).
     #[arg(long)]
     pub iters: Option<u32>,
     /// Random policy seed (default 0).
@@ -61,24 +78,29 @@ pub struct PruneArgs {
 
 impl PruneArgs {
     /// The same settings as the library's request, which the browser fills in too.
-    pub fn request(&self) -> PruneRequest {
-        PruneRequest {
-            policy: Some(self.policy.clone()),
+    pub fn request(&self) -> Result<PruneRequest> {
+        Ok(PruneRequest {
+            policy: self.policy.clone(),
             keep: self.keep.clone(),
             tokens: self.tokens.clone(),
             flops: self.flops,
             threshold: self.threshold.clone(),
             at: self.at.clone(),
-            sim: self.sim,
-            heads: self.heads.clone(),
-            iters: self.iters,
-            seed: self.seed,
-            protect: self.protect,
-        }
+            sim: self.options.sim,
+            heads: self.options.heads.clone(),
+            iters: self.options.iters,
+            seed: self.options.seed,
+            protect: self.options.protect,
+            schedule: self
+                .schedule
+                .as_deref()
+                .map(ScheduleFile::read)
+                .transpose()?,
+        })
     }
 
     /// The schedule for this model, with every limit checked.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
-        self.request().resolve(c)
+        self.request()?.resolve(c)
     }
 }

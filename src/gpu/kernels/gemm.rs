@@ -106,6 +106,11 @@ impl GemmKernel {
         }
     }
 
+    /// Rows of C one workgroup computes: row counts that are multiples of it fill every tile.
+    pub fn tile_rows(&self) -> usize {
+        self.tile().0
+    }
+
     /// Rows x columns of C one workgroup computes.
     fn tile(&self) -> (usize, usize) {
         match *self {
