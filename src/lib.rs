@@ -11,8 +11,11 @@
 //! - [`prune`]: policies (one file each), schedules, and the code that carries a selection out;
 //! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
 //! - [`preprocess`], [`labels`]: images in, class names out;
+//! - `draw` (feature `cli`): the command line's PNG charts and token panels;
 //! - `web` (wasm32 only): the browser's entry points, a thin wasm-bindgen face on [`Session`].
 
+// Only the command line draws PNGs: the browser package goes without the plotting and font crates.
+#[cfg(feature = "cli")]
 pub mod draw;
 pub mod error;
 pub mod gpu;

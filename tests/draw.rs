@@ -1,13 +1,10 @@
-//! The CPU drawing module: bitmap font, line charts and token-pruning panels.
+//! The CPU drawing module: line charts and token-pruning panels, text in the embedded font.
 //!
 //! Set `ZEROPRUNE_DRAW_SAMPLES=DIR` to also write a sample chart and panel picture to DIR for a
 //! look by eye (`draw_chart.png`, `draw_tokens.png`).
 
 use image::{Rgb, RgbImage};
-use zeroprune::draw::{
-    draw_text, draw_text_up, fit_text, line_chart, nice_ticks, panel_layout, text_height,
-    text_width, token_panels, Series, PALETTE,
-};
+use zeroprune::draw::{line_chart, nice_ticks, panel_layout, token_panels, Series, PALETTE};
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 
@@ -43,104 +40,6 @@ fn png_round_trip(img: &RgbImage, name: &str) {
     let back = image::open(&path).unwrap().to_rgb8();
     assert_eq!(back.dimensions(), img.dimensions());
     assert!(back == *img, "{name} changed on the way through PNG");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Font
-
-#[test]
-fn font_draws_ink_for_a_and_none_for_space() {
-    let ink = Rgb([10, 20, 30]);
-    let mut img = RgbImage::from_pixel(20, 20, WHITE);
-    draw_text(&mut img, 2, 2, " ", ink, 1);
-    assert_eq!(count(&img, ink), 0, "a space must leave the image blank");
-    draw_text(&mut img, 2, 2, "A", ink, 1);
-    let n = count(&img, ink);
-    assert!(n > 10, "'A' drew only {n} pixels");
-    // The glyph stays inside its 5x7 cell (capitals use no descender row).
-    assert_eq!(ink_box(&img, WHITE), Some((2, 2, 6, 8)));
-
-    // Scale 2 paints each font pixel as a 2x2 block.
-    let mut big = RgbImage::from_pixel(20, 20, WHITE);
-    draw_text(&mut big, 0, 0, "A", ink, 2);
-    assert_eq!(count(&big, ink), 4 * n);
-}
-
-#[test]
-fn every_printable_character_has_a_distinct_glyph() {
-    let mut seen = Vec::new();
-    for code in 33u8..=126 {
-        let c = code as char;
-        let mut img = RgbImage::from_pixel(6, 8, WHITE);
-        draw_text(&mut img, 0, 0, &c.to_string(), Rgb([0, 0, 0]), 1);
-        assert!(count(&img, Rgb([0, 0, 0])) > 0, "{c:?} has no ink");
-        seen.push((c, img));
-    }
-    for (i, (a, ia)) in seen.iter().enumerate() {
-        for (b, ib) in &seen[i + 1..] {
-            assert!(ia != ib, "{a:?} and {b:?} look the same");
-        }
-    }
-    // Characters outside the font fall back to '?'.
-    let mut q = RgbImage::from_pixel(6, 8, WHITE);
-    let mut e = RgbImage::from_pixel(6, 8, WHITE);
-    draw_text(&mut q, 0, 0, "?", Rgb([0, 0, 0]), 1);
-    draw_text(&mut e, 0, 0, "é", Rgb([0, 0, 0]), 1);
-    assert!(q == e);
-}
-
-#[test]
-fn text_measures_and_cuts() {
-    assert_eq!(text_width("", 1), 0);
-    assert_eq!(text_width("A", 1), 5);
-    assert_eq!(text_width("AB", 1), 11);
-    assert_eq!(text_width("AB", 3), 33);
-    assert_eq!(text_height(2), 16);
-
-    // The measured width is the width actually drawn.
-    let mut img = RgbImage::from_pixel(100, 20, WHITE);
-    draw_text(&mut img, 0, 0, "Hello", Rgb([0, 0, 0]), 1);
-    let (x0, _, x1, _) = ink_box(&img, WHITE).unwrap();
-    assert_eq!(x1 - x0 + 1, text_width("Hello", 1));
-
-    assert_eq!(fit_text("short", 100, 1), "short");
-    let cut = fit_text("a rather long title indeed", 60, 1);
-    assert!(cut.ends_with(".."), "{cut}");
-    assert!(text_width(&cut, 1) <= 60);
-    assert_eq!(fit_text("anything", 0, 1), "");
-}
-
-#[test]
-fn rotated_text_runs_bottom_to_top() {
-    let ink = Rgb([0, 0, 0]);
-    let mut img = RgbImage::from_pixel(40, 60, WHITE);
-    draw_text_up(&mut img, 5, 5, "Lx", ink, 1);
-    let (x0, y0, x1, y1) = ink_box(&img, WHITE).unwrap();
-    assert!(y1 - y0 > x1 - x0, "rotated text should be taller than wide");
-    assert_eq!(y1 - y0 + 1, text_width("Lx", 1));
-    // 'L' comes first, so it is at the bottom: its foot (a full-width bar) becomes a full-height
-    // column on the right of the bottom glyph.
-    let foot: Vec<_> = (y1 - 4..=y1).map(|y| *img.get_pixel(x0 + 6, y)).collect();
-    assert!(foot.iter().all(|p| *p == ink), "{foot:?}");
-}
-
-#[test]
-fn text_is_clipped_at_every_edge() {
-    let ink = Rgb([0, 0, 0]);
-    for (w, h) in [(0, 0), (1, 1), (3, 50), (50, 3)] {
-        let mut img = RgbImage::from_pixel(w, h, WHITE);
-        for (x, y) in [
-            (-100, -100),
-            (-3, 0),
-            (0, -3),
-            (i32::MAX, 0),
-            (0, i32::MIN),
-            (i32::MIN, i32::MAX),
-        ] {
-            draw_text(&mut img, x, y, "Wide text, even wider", ink, 3);
-            draw_text_up(&mut img, x, y, "Wide text, even wider", ink, 3);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +286,46 @@ fn empty_and_odd_charts_do_not_panic() {
     assert!(count(&img, PALETTE[0]) > 5);
 }
 
+/// Grey pixels strictly between the chart's ink (51) and grid (228) greys, other than the
+/// legend border's (190): the anti-aliased edges of text, which nothing else in a chart has.
+fn text_edges(img: &RgbImage, x: u32, y: u32, w: u32, h: u32) -> usize {
+    let part = image::imageops::crop_imm(img, x, y, w, h).to_image();
+    part.pixels()
+        .filter(|p| {
+            let [r, g, b] = p.0;
+            r == g && g == b && r > 51 && r < 228 && r != 190
+        })
+        .count()
+}
+
+#[test]
+fn chart_text_is_set_in_the_embedded_font() {
+    // Text is set by the font embedded in the binary, no system font is looked up: the title
+    // leaves ink above the plot, the tick labels left of and below it.
+    let (w, h) = (640u32, 400u32);
+    let data = [series("a", &[(0.0, 0.0), (1.0, 1.0)])];
+    let bare = line_chart("", "", "", &data, w, h);
+    let titled = line_chart("A title", "", "", &data, w, h);
+    assert_eq!(
+        text_edges(&bare, 0, 0, w, 14),
+        0,
+        "text above the plot without a title"
+    );
+    assert!(
+        text_edges(&titled, 0, 0, w, 30) > 20,
+        "title missing: {}",
+        text_edges(&titled, 0, 0, w, 30)
+    );
+    assert!(
+        text_edges(&bare, 0, 0, w / 10, h) > 20,
+        "y tick labels missing"
+    );
+    assert!(
+        text_edges(&bare, 0, h * 9 / 10, w, h / 10) > 20,
+        "x tick labels missing"
+    );
+}
+
 #[test]
 fn chart_survives_png() {
     let img = line_chart(
@@ -428,7 +367,7 @@ fn panels_are_laid_out_side_by_side() {
     assert_eq!(out.width(), 3 * layout.panel_w + 4 * layout.gap);
     assert_eq!(out.dimensions(), (layout.width(), layout.height()));
     assert!(
-        layout.panel_y() > text_height(layout.text_scale),
+        layout.panel_y() > layout.text_size,
         "titles need room above the panels"
     );
 
@@ -665,15 +604,4 @@ fn write_samples_when_asked() {
     token_panels(&img, (14, 14), &steps)
         .save(dir.join("draw_tokens.png"))
         .unwrap();
-}
-
-#[test]
-fn drawing_text_with_scale_zero_acts_as_one() {
-    let ink = Rgb([0, 0, 0]);
-    let mut a = RgbImage::from_pixel(12, 10, WHITE);
-    let mut b = RgbImage::from_pixel(12, 10, WHITE);
-    draw_text(&mut a, 0, 0, "Hi", ink, 0);
-    draw_text(&mut b, 0, 0, "Hi", ink, 1);
-    assert!(a == b);
-    assert_eq!(text_width("Hi", 0), text_width("Hi", 1));
 }

@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 
+use ab_glyph::PxScale;
 use image::{Rgb, RgbImage};
+use imageproc::drawing::draw_text_mut;
 
-use super::font::{draw_text, fit_text, text_height, text_width};
-use super::{blend, fill_rect};
+use super::{fit_text, font, text_width};
 
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([51, 51, 51]);
@@ -23,6 +24,10 @@ const MIN_PANEL_WIDTH: u32 = 224;
 const MAX_PANEL_SIDE: u32 = 4096;
 /// Grid lines are drawn only when patches are at least this many panel pixels across.
 const MIN_GRID_CELL: u32 = 4;
+/// Title text height in pixels (ascent to descent) when every title fits at it...
+const TITLE_SIZE: u32 = 18;
+/// ...otherwise this, and titles still too long are cut.
+const SMALL_TITLE_SIZE: u32 = 13;
 
 /// Where things are in a [`token_panels`] picture. Panel `i` (0 = input, `i` = step `i - 1`)
 /// has its image at (`panel_x(i)`, `panel_y()`) and its title centred in the `title_h` pixels
@@ -37,8 +42,8 @@ pub struct PanelLayout {
     pub gap: u32,
     /// Height of the title band above the panels, gap below the text included.
     pub title_h: u32,
-    /// Scale of the title text.
-    pub text_scale: u32,
+    /// Height of the title text in pixels, ascent to descent.
+    pub text_size: u32,
     /// Number of panels, the input included.
     pub panels: u32,
 }
@@ -74,11 +79,14 @@ pub fn panel_layout(image_w: u32, image_h: u32, titles: &[&str]) -> PanelLayout 
         .min(MAX_PANEL_SIDE / longest)
         .max(1);
     let panel_w = image_w.saturating_mul(scale);
-    // Titles at double size when they all fit, otherwise at single size (cut if still too long).
-    let text_scale = if titles.iter().all(|t| text_width(t, 2) <= panel_w) {
-        2
+    // Titles at full size when they all fit, otherwise smaller (cut if still too long).
+    let text_size = if titles
+        .iter()
+        .all(|t| text_width(t, TITLE_SIZE as f32) < panel_w as f32)
+    {
+        TITLE_SIZE
     } else {
-        1
+        SMALL_TITLE_SIZE
     };
     let gap = 8;
     PanelLayout {
@@ -86,8 +94,8 @@ pub fn panel_layout(image_w: u32, image_h: u32, titles: &[&str]) -> PanelLayout 
         panel_w,
         panel_h: image_h.saturating_mul(scale),
         gap,
-        title_h: text_height(text_scale) + gap / 2,
-        text_scale,
+        title_h: text_size + gap / 2,
+        text_size,
         panels: titles.len().min(u32::MAX as usize) as u32,
     }
 }
@@ -107,17 +115,19 @@ pub fn token_panels(
     let mut out = RgbImage::from_pixel(layout.width(), layout.height(), BACKGROUND);
 
     // Titles, centred over their panels and cut to the panel width.
+    let size = layout.text_size as f32;
     for (i, title) in titles.iter().enumerate() {
-        let t = fit_text(title, layout.panel_w, layout.text_scale);
-        let tx =
-            layout.panel_x(i as u32) + (layout.panel_w - text_width(&t, layout.text_scale)) / 2;
-        draw_text(
+        let t = fit_text(title, layout.panel_w as f32, size);
+        let slack = (layout.panel_w as f32 - text_width(&t, size)).max(0.0);
+        let tx = layout.panel_x(i as u32) as f32 + slack / 2.0;
+        draw_text_mut(
             &mut out,
-            tx as i32,
-            layout.gap as i32,
-            &t,
             INK,
-            layout.text_scale,
+            tx.round() as i32,
+            layout.gap as i32,
+            PxScale::from(size),
+            font(),
+            &t,
         );
     }
 
@@ -197,7 +207,7 @@ fn paint_panel(
     grid: Option<&PatchMap>,
 ) {
     let s = layout.scale;
-    let (x0, y0) = (layout.panel_x(i) as i64, layout.panel_y() as i64);
+    let (x0, y0) = (layout.panel_x(i), layout.panel_y());
     for sy in 0..image.height() {
         for sx in 0..image.width() {
             let c = *image.get_pixel(sx, sy);
@@ -206,14 +216,11 @@ fn paint_panel(
             } else {
                 blend(c, DROPPED_TINT, DROPPED_MIX)
             };
-            fill_rect(
-                out,
-                x0 + (sx * s) as i64,
-                y0 + (sy * s) as i64,
-                s as i64,
-                s as i64,
-                c,
-            );
+            for py in y0 + sy * s..y0 + (sy + 1) * s {
+                for px in x0 + sx * s..x0 + (sx + 1) * s {
+                    out.put_pixel(px, py, c);
+                }
+            }
         }
     }
     let Some(grid) = grid else { return };
@@ -230,10 +237,18 @@ fn paint_panel(
         let row_line = PatchMap::starts_patch(&grid.row_of, py, s);
         for px in 0..layout.panel_w {
             if row_line || PatchMap::starts_patch(&grid.col_of, px, s) {
-                let (x, y) = (x0 as u32 + px, y0 as u32 + py);
+                let (x, y) = (x0 + px, y0 + py);
                 let c = *out.get_pixel(x, y);
                 out.put_pixel(x, y, blend(c, GRID_TINT, GRID_MIX));
             }
         }
     }
+}
+
+/// Mixes `a` toward `b`: `t = 0` gives `a`, `t = 1` gives `b`.
+fn blend(a: Rgb<u8>, b: Rgb<u8>, t: f32) -> Rgb<u8> {
+    let t = t.clamp(0.0, 1.0);
+    Rgb(std::array::from_fn(|i| {
+        (a.0[i] as f32 * (1.0 - t) + b.0[i] as f32 * t).round() as u8
+    }))
 }
