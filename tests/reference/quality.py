@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""The quality study of the pruning policies, on both image regimes, with paired statistics.
+
+Runs on the reference implementation (prune_reference.py, PyTorch on the CPU), which keeps exactly
+the GPU's tokens (tests/prune_reference.rs), so its figures are the GPU's up to near-ties.
+
+Sets (by file name): `val`, the 1300 ImageNet validation images of ../shared/data/imagenet-val-1300
+(pre-scaled to 227x227 by their publisher: upsampled to 256 before the crop), and `photos`, the 400
+full-size photos of ../shared/data/imagenet-samples-400 (downscaled). Calibration: the first 300 of
+`val` and the first 100 of `photos`; evaluation: the other 1000 and 300. Preprocessing: timm's eval
+transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_deit.py.
+
+  python3 tests/reference/quality.py tune --policy tome-protect --flops 0.65 [--rounds 2] [--out F]
+      The schedule search of `zeroprune tune` (docs/pruning.md, "Schedule search"), the same
+      algorithm step for step, scored by agreement with the dense model on the 400 calibration
+      images (mean KL as the tie-break). Writes a schedule file `zeroprune --schedule` reads.
+  python3 tests/reference/quality.py report --configs CONFIGS.json [--split eval] [--json OUT] [--md OUT]
+      Every configuration on each set's evaluation images: top-1, agreement with dense, and the
+      paired differences to dense and to ToMe (the `tome` configuration at the same target) with
+      their standard errors. CONFIGS.json: [{"name", "target", "policy", "args": [...]} or
+      {"name", "target", "schedule": FILE}].
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prune_reference as pr  # noqa: E402
+
+pr.MARGINS = False  # decision margins qualify fixtures; not needed here
+
+SETS = {
+    "val": (pr.SHARED / "data" / "imagenet-val-1300", 300),
+    "photos": (pr.SHARED / "data" / "imagenet-samples-400", 100),
+}
+
+
+def load_set(model, name):
+    """(preprocessed images [N,3,224,224] f32, labels [N], file names), by file name."""
+    folder, _ = SETS[name]
+    items = []
+    for line in (folder / "labels.tsv").read_text().splitlines():
+        if line.strip():
+            f, lab = line.split("\t")[:2]
+            items.append((f, int(lab)))
+    items.sort()
+    files = [f for f, _ in items]
+    cache = Path(f"/tmp/zp_quality_{name}.npy")
+    if cache.exists():
+        x = np.load(cache, mmap_mode="r")
+        if x.shape[0] == len(files):
+            return x, np.array([l for _, l in items]), files
+    import numpy_deit as nd
+    img_dir = folder / "images" if (folder / "images").is_dir() else folder
+    x = np.stack([nd.preprocess(img_dir / f, "resize", model.cfg) for f in files]).astype(np.float32)
+    np.save(cache, x)
+    return x, np.array([l for _, l in items]), files
+
+
+def split(name, n, which):
+    cal = SETS[name][1]
+    return slice(0, cal) if which == "cal" else slice(cal, n)
+
+
+class Images:
+    """One set's images of a split, with the dense model's predictions cached."""
+
+    def __init__(self, model, name, which):
+        x, labels, files = load_set(model, name)
+        s = split(name, x.shape[0], which)
+        self.name, self.x, self.labels, self.files = name, np.array(x[s]), labels[s], files[s]
+        top5, _, lp = pr.evaluate(model, self.x, pr.Policy("none", {}), cache_prefix=False)
+        self.dense_top1, self.dense_lp = top5[:, 0], lp
+
+    def run(self, model, pol):
+        top5, fl, lp = pr.evaluate(model, self.x, pol, cache_prefix=False)
+        return top5[:, 0], fl, lp
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule search (docs/pruning.md, "Schedule search"; src/prune/search.rs does the same).
+
+def rnd(x):
+    """round half away from zero, for x >= 0"""
+    return max(0, math.floor(x + 0.5))
+
+
+def families(L):
+    return [
+        ("uniform@all", [1.0] * L),
+        ("uniform@late", [float(i >= L // 4) for i in range(L)]),
+        ("uniform@every-other", [float(i >= 2 and i + 1 < L and i % 2 == 0) for i in range(L)]),
+        ("rising", [(i + 1) / L for i in range(L)]),
+        ("falling", [(L - i) / L for i in range(L)]),
+        ("late-heavy", [((i + 1) / L) * ((i + 1) / L) for i in range(L)]),
+    ]
+
+
+class Space:
+    def __init__(self, model, policy, options, limit, rounds=2):
+        self.model, self.policy, self.options, self.limit, self.rounds = model, policy, options, limit, rounds
+        self.N, self.L = model.num_patches, model.L
+
+    def schedule(self, removal):
+        """the tokens list ((block, kept), ...) that removes removal[i] at block i, or None"""
+        n, tokens = self.N, []
+        for b, r in enumerate(removal):
+            if r == 0:
+                continue
+            k = n - r
+            if k < 1:
+                return None
+            tokens.append((b, k))
+            n = k
+        if not tokens:
+            return None
+        try:
+            self.policy_of(tokens)
+        except ValueError:
+            return None
+        return tuple(tokens)
+
+    def policy_of(self, tokens):
+        spec = ",".join(f"{b}:{k}" for b, k in tokens)
+        return pr.policy_from_args(self.policy, ["--tokens", spec] + self.options, self.model)
+
+    def removal(self, tokens):
+        r, n = [0] * self.L, self.N
+        for b, k in tokens:
+            r[b] = n - k
+            n = k
+        return r
+
+    def cost(self, tokens):
+        steps = {b: ("count", k) for b, k in tokens}
+        prot = self.policy_of(tokens).protect
+        return pr.schedule_flops(self.model, self.policy, steps, prot) / self.model.dense_flops()
+
+    def fit_profile(self, profile):
+        at = lambda t: [rnd(t * w) for w in profile]  # noqa: E731
+        lo, hi = 0.0, float(self.N)
+        if self.schedule(at(hi)) is None:
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                if self.schedule(at(mid)) is not None:
+                    lo = mid
+                else:
+                    hi = mid
+            hi = lo
+        strongest = self.schedule(at(hi))
+        if strongest is None:
+            return None
+        c = self.cost(strongest)
+        if c > self.limit:
+            return None
+        best, lo = (strongest, c), 0.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if at(mid) == at(hi) or at(mid) == at(lo):
+                break
+            p = self.schedule(at(mid))
+            if p is not None:
+                c = self.cost(p)
+                if c <= self.limit:
+                    hi, best = mid, (p, c)
+                else:
+                    lo = mid
+            else:
+                lo = mid
+        return best
+
+    def fit_keep_rate(self, blocks):
+        def at(milli):
+            try:
+                pol = pr.policy_from_args(self.policy, ["--keep", f"{milli / 1000:g}@{','.join(map(str, blocks))}"]
+                                          + self.options, self.model)
+            except ValueError:
+                return None
+            cnt = pr.simulate_counts(self.model, self.policy, pol.steps, pol.protect)
+            return self.schedule(self.removal([(b, cnt[b][1]) for b in sorted(cnt)]))
+        lo, hi = 0, 1000
+        if at(1) is not None:
+            hi = 1
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if at(mid) is not None:
+                    hi = mid
+                else:
+                    lo = mid
+        lowest = at(hi)
+        if lowest is None:
+            return None
+        c = self.cost(lowest)
+        if c > self.limit:
+            return None
+        best, lo, hi = (lowest, c), hi, 1001
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            p = at(mid)
+            if p is None:
+                hi = mid
+                continue
+            c = self.cost(p)
+            if c <= self.limit:
+                best, lo = (p, c), mid
+            else:
+                hi = mid
+        return best
+
+    def refit(self, removal):
+        last = max((i for i, r in enumerate(removal) if r > 0), default=None)
+        if last is None:
+            return None
+        p = self.schedule(removal)
+        if p is None:
+            return None
+        c = self.cost(p)
+        while c > self.limit:
+            removal[last] += 1
+            p = self.schedule(removal)
+            if p is None:
+                return None
+            c = self.cost(p)
+        while removal[last] > 1:
+            fewer = list(removal)
+            fewer[last] -= 1
+            q = self.schedule(fewer)
+            if q is None:
+                break
+            cq = self.cost(q)
+            if cq > self.limit:
+                break
+            removal, p, c = fewer, q, cq
+        return p, c
+
+    def search(self, score, report):
+        seen, best = [], None
+
+        def better(a, b):
+            return a["agree"] > b["agree"] or (a["agree"] == b["agree"] and a["kl"] < b["kl"])
+
+        def evaluate(how, p, c):
+            s = score(p)
+            cand = dict(how=how, tokens=p, cost=c, **s)
+            report(cand)
+            return cand
+
+        starts = []
+        for name, profile in families(self.L):
+            r = self.fit_profile(profile)
+            if r is not None:
+                starts.append((name, *r))
+        r = self.fit_keep_rate(pr.default_blocks(self.policy, self.L))
+        if r is not None:
+            starts.append(("keep-rate@default", *r))
+        if not starts:
+            raise ValueError(f"no schedule of {self.policy} reaches {self.limit}")
+        for how, p, c in starts:
+            if p in seen:
+                continue
+            seen.append(p)
+            cand = evaluate(how, p, c)
+            if best is None or better(cand, best):
+                best = cand
+        step = max(1, rnd(0.02 * self.N))
+        for _ in range(self.rounds):
+            removal = self.removal(best["tokens"])
+            improved = False
+            for i in range(self.L - 1):
+                for frm, to in ((i + 1, i), (i, i + 1)):
+                    if removal[frm] < step:
+                        continue
+                    moved = list(removal)
+                    moved[frm] -= step
+                    moved[to] += step
+                    r = self.refit(moved)
+                    if r is None or r[0] in seen:
+                        continue
+                    seen.append(r[0])
+                    cand = evaluate(f"move {step} from {frm} to {to}", *r)
+                    if better(cand, best):
+                        improved, best = True, cand
+            if not improved:
+                break
+        return best
+
+
+def cmd_tune(a):
+    model = pr.ViT(pr.DEIT_DIR)
+    cal = [Images(model, name, "cal") for name in SETS]
+    x = np.concatenate([c.x for c in cal])
+    dense_top1 = np.concatenate([c.dense_top1 for c in cal])
+    dense_lp = torch.cat([c.dense_lp for c in cal])
+    opts = a.options.split() if a.options else []
+    space = Space(model, a.policy, opts, a.flops, a.rounds)
+
+    def score(tokens):
+        pol = space.policy_of(tokens)
+        top5, _, lp = pr.evaluate(model, x, pol, cache_prefix=False)
+        return {"agree": int((top5[:, 0] == dense_top1).sum()), "images": len(x),
+                "kl": pr.kl_to_dense(dense_lp, lp)}
+
+    t0 = time.time()
+    tried = []
+
+    def report(c):
+        tried.append(c)
+        spec = ",".join(f"{b}:{k}" for b, k in c["tokens"])
+        print(f"{c['how']:26s} {spec:64s} cost {c['cost']:.3f} agreement {100 * c['agree'] / c['images']:.2f}% "
+              f"KL {c['kl']:.4f}  [{time.time() - t0:.0f}s]", flush=True)
+
+    best = space.search(score, report)
+    spec = ",".join(f"{b}:{k}" for b, k in best["tokens"])
+    pol = space.policy_of(best["tokens"])
+    out = {"policy": a.policy, "tokens": spec, "depth": model.L, "patches": model.num_patches}
+    if a.policy in ("zero-tprune", "wpr", "tome-protect", "wpr-merge"):
+        out["heads"] = pol.heads
+    if a.policy == "tome-protect":
+        out["protect"] = pol.protect
+    if a.policy == "zero-tprune":
+        out["sim"] = pol.sim
+    out["flops_ratio"] = best["cost"]
+    out["found_by"] = {"command": "tests/reference/quality.py tune " + " ".join(sys.argv[2:]),
+                       "budget": f"{a.flops} of the dense FLOPs", "family_or_move": best["how"],
+                       "images": len(x), "agreement": best["agree"] / len(x), "kl": best["kl"],
+                       "candidates": len(tried)}
+    path = Path(a.out or f"schedule-{a.policy}-flops{a.flops}.json")
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"best: {best['how']} {spec} agreement {100 * best['agree'] / len(x):.2f}% -> {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+def paired(a, b):
+    """mean of a - b (0/1 per image, in points) and its standard error"""
+    d = (a.astype(float) - b.astype(float)) * 100
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def config_policy(model, cfg):
+    if "schedule" in cfg:
+        s = json.loads(Path(cfg["schedule"]).read_text())
+        args = ["--tokens", s["tokens"]]
+        for k in ("heads", "protect", "sim", "iters", "seed"):
+            if k in s:
+                args += [f"--{k}", str(s[k])]
+        return pr.policy_from_args(s["policy"], args, model)
+    return pr.policy_from_args(cfg["policy"], cfg.get("args", []), model)
+
+
+def cmd_report(a):
+    model = pr.ViT(pr.DEIT_DIR)
+    configs = json.loads(Path(a.configs).read_text())
+    rows = []
+    for name in SETS:
+        imgs = Images(model, name, a.split)
+        ok_dense = imgs.dense_top1 == imgs.labels
+        results = {}
+        for cfg in configs:
+            t0 = time.time()
+            pol = config_policy(model, cfg)
+            top1, fl, lp = imgs.run(model, pol)
+            results[(cfg["name"], cfg["target"])] = (top1, fl, lp, pol)
+            print(f"{name}: {cfg['name']} @ {cfg['target']} done in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+        for cfg in configs:
+            key = (cfg["name"], cfg["target"])
+            top1, fl, lp, pol = results[key]
+            ok = top1 == imgs.labels
+            row = dict(set=name, images=len(top1), name=cfg["name"], target=cfg["target"], policy=pol.name,
+                       schedule=pol.desc, flops_ratio=float(fl.mean() / model.dense_flops()),
+                       top1=100 * float(ok.mean()), dense_top1=100 * float(ok_dense.mean()),
+                       agreement=100 * float((top1 == imgs.dense_top1).mean()),
+                       kl=pr.kl_to_dense(imgs.dense_lp, lp))
+            row["vs_dense"], row["vs_dense_se"] = paired(ok, ok_dense)
+            tome = results.get(("tome", cfg["target"]))
+            if tome is not None and cfg["name"] != "tome":
+                row["vs_tome"], row["vs_tome_se"] = paired(ok, tome[0] == imgs.labels)
+            rows.append(row)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+    lines = ["| set | config | target | FLOPs | top-1 | vs dense | vs ToMe | agreement | KL |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vt = f"{r['vs_tome']:+.2f} ± {r['vs_tome_se']:.2f}" if "vs_tome" in r else ""
+        lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['flops_ratio']:.3f} | "
+                     f"{r['top1']:.2f} | {r['vs_dense']:+.2f} ± {r['vs_dense_se']:.2f} | {vt} | "
+                     f"{r['agreement']:.2f} | {r['kl']:.4f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.md:
+        Path(a.md).write_text(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tune")
+    t.add_argument("--policy", required=True, choices=pr.POLICIES[1:])
+    t.add_argument("--flops", type=float, required=True)
+    t.add_argument("--rounds", type=int, default=2)
+    t.add_argument("--options", default="", help="policy options, e.g. '--protect 0.1'")
+    t.add_argument("--out", default=None)
+    r = sub.add_parser("report")
+    r.add_argument("--configs", required=True)
+    r.add_argument("--split", choices=["cal", "eval"], default="eval")
+    r.add_argument("--json", default=None)
+    r.add_argument("--md", default=None)
+    a = ap.parse_args()
+    cmd_tune(a) if a.cmd == "tune" else cmd_report(a)
+
+
+if __name__ == "__main__":
+    main()
