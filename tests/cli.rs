@@ -396,3 +396,124 @@ fn classify_trace_writes_every_step_output() {
         .0;
     assert_eq!(v["images"][0]["top"][0]["class"], best);
 }
+
+#[test]
+fn tune_writes_a_schedule_that_every_command_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let model = fixture("prune/tiny-timm-deep");
+    let file = dir.path().join("schedule.json");
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "tune", "--json", "--flops", "0.7", "--rounds", "1", "--batch", "2",
+        ])
+        .args(["--policy", "tome-protect", "--protect", "0.2", "--model"])
+        .arg(&model)
+        .arg("--images")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&file));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["images"], 3);
+    assert!(v["flops_ratio"].as_f64().unwrap() <= 0.7);
+    assert!(v["tried"].as_array().unwrap().len() >= 2);
+    let schedule = v["schedule"].as_str().unwrap().to_string();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["policy"], "tome-protect");
+    assert_eq!(saved["tokens"], schedule);
+    assert_eq!(saved["protect"], 0.2);
+    assert_eq!(
+        (saved["depth"].as_u64(), saved["patches"].as_u64()),
+        (Some(4), Some(64))
+    );
+
+    // classify and bench take it; the kept counts follow it.
+    let imgs: Vec<_> = (0..3)
+        .map(|i| dir.path().join(format!("img{i}.png")))
+        .collect();
+    let (ok, out, err) = run(zeroprune()
+        .args(["classify", "--json", "--model"])
+        .arg(&model)
+        .arg("--schedule")
+        .arg(&file)
+        .arg(&imgs[0]));
+    assert!(ok, "{err}");
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["policy"], "tome-protect");
+    assert_eq!(c["schedule"], schedule);
+    let (ok, out, err) = run(zeroprune()
+        .args(["bench", "--json", "--runs", "1", "--batch", "1", "--model"])
+        .arg(&model)
+        .args(["--policy", "tome", "--flops", "0.8", "--schedules"])
+        .arg(&file));
+    assert!(ok, "{err}");
+    let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let policies: Vec<&str> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["none", "tome", "tome-protect"]);
+
+    // A schedule for another model, for another policy, or beside another schedule is refused.
+    for (args, needle) in [
+        (vec!["--model", "tiny-timm"], "64 patch tokens"),
+        (vec!["--policy", "tome"], "for policy tome-protect"),
+        (vec!["--flops", "0.8"], "cannot be used with"),
+    ] {
+        let mut cmd = zeroprune();
+        cmd.arg("classify");
+        if args[0] == "--model" {
+            cmd.arg("--model").arg(fixture(args[1]));
+        } else {
+            cmd.arg("--model").arg(&model).args(&args);
+        }
+        let (ok, _, err) = run(cmd.arg("--schedule").arg(&file).arg(&imgs[0]));
+        assert!(!ok && err.contains(needle), "{args:?}: {err}");
+    }
+    std::fs::write(&file, "{\"policy\": \"tome\", \"tokens\": 3}").unwrap();
+    let (ok, _, err) = run(zeroprune()
+        .args(["classify", "--model"])
+        .arg(&model)
+        .arg("--schedule")
+        .arg(&file)
+        .arg(&imgs[0]));
+    assert!(
+        !ok && err.contains("schedule.json") && err.contains("tokens"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tune_under_a_latency_budget_fills_every_gemm_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let file = dir.path().join("fast.json");
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "tune",
+            "--json",
+            "--latency",
+            "100000",
+            "--rounds",
+            "0",
+            "--batch",
+            "8",
+        ])
+        .args(["--policy", "tome", "--model"])
+        .arg(fixture("prune/tiny-timm-deep"))
+        .arg("--images")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&file));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Every GEMM tile has 32 or 64 rows: at batch 8, 1 + kept is a multiple of 4.
+    for step in v["schedule"].as_str().unwrap().split(',') {
+        let kept: usize = step.split(':').nth(1).unwrap().parse().unwrap();
+        assert_eq!((1 + kept) % 4, 0, "{step}");
+    }
+}

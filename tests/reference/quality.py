@@ -14,6 +14,10 @@ transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_de
       The schedule search of `zeroprune tune` (docs/pruning.md, "Schedule search"), the same
       algorithm step for step, scored by agreement with the dense model on the 400 calibration
       images (mean KL as the tie-break). Writes a schedule file `zeroprune --schedule` reads.
+  python3 tests/reference/quality.py search-fixture
+      The search on the tiny model of tests/fixtures/prune/tiny-timm-deep with a synthetic score
+      (no images), every candidate in order, into tests/fixtures/search/: tests/search.rs checks
+      that src/prune/search.rs takes exactly the same steps.
   python3 tests/reference/quality.py report --configs CONFIGS.json [--split eval] [--json OUT] [--md OUT]
       Every configuration on each set's evaluation images: top-1, agreement with dense, and the
       paired differences to dense and to ToMe (the `tome` configuration at the same target) with
@@ -399,6 +403,38 @@ def cmd_report(a):
         Path(a.md).write_text(text)
 
 
+SEARCH_CASES = [("tome", 0.7, []), ("tome-protect", 0.6, ["--protect", "0.2"]), ("wpr-merge", 0.5, []),
+                ("pitome", 0.8, [])]
+
+
+def synthetic_score(tokens, L, N):
+    """A deterministic stand-in for agreement: removal late in the model scores higher, with a
+    penalty on large single steps; the tie-break favours fewer pruning steps."""
+    r, n = [0] * L, N
+    for b, k in tokens:
+        r[b] = n - k
+        n = k
+    agree = sum(x * (i + 1) for i, x in enumerate(r)) - sum(x * x for x in r) // 8
+    return {"agree": agree, "images": N, "kl": len(tokens) / 100}
+
+
+def cmd_search_fixture(a):
+    model = pr.ViT(pr.PRUNE_FIX / "tiny-timm-deep")
+    out = []
+    for policy, limit, opts in SEARCH_CASES:
+        space = Space(model, policy, opts, limit, rounds=2)
+        tried = []
+        best = space.search(lambda t: synthetic_score(t, model.L, model.num_patches), tried.append)
+        out.append({"policy": policy, "limit": limit, "options": opts,
+                    "candidates": [{"how": c["how"], "tokens": ",".join(f"{b}:{k}" for b, k in c["tokens"]),
+                                    "cost": c["cost"], "agree": c["agree"]} for c in tried],
+                    "best": ",".join(f"{b}:{k}" for b, k in best["tokens"])})
+        print(f"{policy} @ {limit}: {len(tried)} candidates, best {out[-1]['best']}")
+    d = pr.REPO / "tests" / "fixtures" / "search"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "tiny-timm-deep.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -408,13 +444,14 @@ def main():
     t.add_argument("--rounds", type=int, default=2)
     t.add_argument("--options", default="", help="policy options, e.g. '--protect 0.1'")
     t.add_argument("--out", default=None)
+    sub.add_parser("search-fixture")
     r = sub.add_parser("report")
     r.add_argument("--configs", required=True)
     r.add_argument("--split", choices=["cal", "eval"], default="eval")
     r.add_argument("--json", default=None)
     r.add_argument("--md", default=None)
     a = ap.parse_args()
-    cmd_tune(a) if a.cmd == "tune" else cmd_report(a)
+    {"tune": cmd_tune, "report": cmd_report, "search-fixture": cmd_search_fixture}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// More policies to time in the same run, each with the schedule given (e.g. --flops 0.65),
+    /// comma-separated: every row of one run shares the same adapter state.
+    #[arg(long, value_delimiter = ',')]
+    policies: Vec<String>,
+    /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "FILES")]
+    schedules: Vec<std::path::PathBuf>,
     #[command(flatten)]
     prune: PruneArgs,
 }
@@ -95,6 +102,7 @@ impl fmt::Display for BenchOutput {
         let header = [
             "batch",
             "policy",
+            "schedule",
             "latency_ms",
             "spread_pct",
             "images_per_s",
@@ -109,9 +117,15 @@ impl fmt::Display for BenchOutput {
             .results
             .iter()
             .map(|r| {
+                let mut schedule = r.schedule.clone();
+                if schedule.len() > 28 {
+                    schedule.truncate(26);
+                    schedule += "..";
+                }
                 vec![
                     r.batch.to_string(),
                     r.policy.to_string(),
+                    schedule,
                     format!("{:.2}", r.latency_ms),
                     format!("{:.2}", r.spread_pct),
                     format!("{:.2}", r.images_per_s),
@@ -232,12 +246,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let weights = model_source::load(&args.model)?;
     let c = &weights.config;
-    let pruning = args.prune.resolve(c)?;
-    let mut session = Session::new(&gpu, &weights)?;
+    // Dense first, then the schedule given, every --policies entry under the same schedule, and
+    // every --schedules file.
     let mut schedules = vec![Pruning::dense()];
-    if !pruning.is_dense() {
-        schedules.push(pruning);
+    let mut add = |p: Pruning| {
+        if !p.is_dense() && !schedules.contains(&p) {
+            schedules.push(p);
+        }
+    };
+    add(args.prune.resolve(c)?);
+    for name in &args.policies {
+        let mut request = args.prune.request()?;
+        request.policy = Some(name.clone());
+        add(request.resolve(c)?);
     }
+    for file in &args.schedules {
+        let request = zeroprune::prune::PruneRequest {
+            schedule: Some(zeroprune::prune::ScheduleFile::read(file)?),
+            ..Default::default()
+        };
+        add(request.resolve(c)?);
+    }
+    let mut session = Session::new(&gpu, &weights)?;
     let dense_flops = schedules[0].flops(c);
     let mut results = Vec::new();
     for &b in &args.batch {
