@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the browser package: the crate for wasm32 (WebGPU backend, no CLI features), then
+# Builds the browser package: the crate for wasm32 (WebGPU backend, no CLI features; the
+# wasm-release profile of Cargo.toml: LTO, one codegen unit), then
 # wasm-bindgen's JavaScript glue into web/pkg. Installs the wasm target and a wasm-bindgen-cli of the
 # version Cargo.lock pins if they are missing.
 set -euo pipefail
@@ -15,7 +16,7 @@ if [ "$have" != "$want" ]; then
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
-profile=${PROFILE:-release}
+profile=${PROFILE:-wasm-release}
 cargo build --lib --target wasm32-unknown-unknown --no-default-features --profile "$profile"
 target_dir=${CARGO_TARGET_DIR:-target}
 wasm-bindgen --target web --out-dir web/pkg \

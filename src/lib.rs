@@ -19,6 +19,7 @@
 pub mod draw;
 pub mod error;
 pub mod gpu;
+mod json;
 pub mod labels;
 pub mod model;
 pub mod preprocess;

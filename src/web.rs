@@ -111,11 +111,9 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
     };
     // A schedule file may come as its text or as the parsed object.
     if let Some(serde_json::Value::String(text)) = map.get("schedule") {
-        let file = crate::prune::ScheduleFile::parse(text, "options.schedule").map_err(js_error)?;
-        map.insert(
-            "schedule".into(),
-            serde_json::to_value(file).map_err(|e| JsError::new(&e.to_string()))?,
-        );
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| JsError::new(&format!("options.schedule is not JSON: {e}")))?;
+        map.insert("schedule".into(), value);
     }
     // Sliders give numbers; the textual fields of the request are strings.
     if let Some(v) = map.get_mut("at") {
@@ -331,24 +329,24 @@ impl Session {
         let c = &weights.config;
         // The page lists the policies (and their default blocks) from the library's registry.
         let policies: Vec<_> = Policy::all().iter().map(|p| p.info(c.depth)).collect();
-        let info = serde_json::json!({
-            "adapter": gpu.describe(),
-            "maxStorageBufferBindingSize": gpu.max_binding_bytes(),
-            "maxBatch": session.max_batch(),
-            "parameters": weights.parameter_count(),
-            "imageSize": [c.image_size.0, c.image_size.1],
-            "patchSize": c.patch_size,
-            "grid": [c.grid().0, c.grid().1],
-            "depth": c.depth,
-            "embedDim": c.embed_dim,
-            "heads": c.num_heads,
-            "classes": c.num_classes,
-            "distilled": c.distilled,
-            "denseGflops": Pruning::dense().flops(c) / 1e9,
-            "gemmKernel": choice.gemm.name(),
-            "fusedAttention": choice.fused_attention,
-            "policies": policies,
-        });
+        let info = SessionInfo {
+            adapter: gpu.describe(),
+            max_storage_buffer_binding_size: gpu.max_binding_bytes(),
+            max_batch: session.max_batch(),
+            parameters: weights.parameter_count(),
+            image_size: [c.image_size.0, c.image_size.1],
+            patch_size: c.patch_size,
+            grid: [c.grid().0, c.grid().1],
+            depth: c.depth,
+            embed_dim: c.embed_dim,
+            heads: c.num_heads,
+            classes: c.num_classes,
+            distilled: c.distilled,
+            dense_gflops: Pruning::dense().flops(c) / 1e9,
+            gemm_kernel: choice.gemm.name(),
+            fused_attention: choice.fused_attention,
+            policies,
+        };
         if session.max_batch() == 0 {
             return Err(JsError::new(&format!(
                 "this adapter's largest storage buffer ({} bytes) is too small for this model's activations",
@@ -466,24 +464,87 @@ async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> 
         )));
     }
     let input = vec![0.1f32; o.batch * state.session.image_len()];
-    // (median, {medianMs, minMs, maxMs}) of one set of timings.
-    let stats = |mut t: Vec<f64>| {
-        let med = median(&mut t);
-        let json = serde_json::json!({"medianMs": med, "minMs": t[0], "maxMs": t[t.len() - 1]});
-        (med, json)
+    let dense = Timings::of(state.timed(&Pruning::dense(), &input, o.runs).await?.1);
+    let mut out = BenchResult {
+        batch: o.batch,
+        runs: o.runs,
+        adapter: state.session.gpu().describe(),
+        dense,
+        policy: None,
+        schedule: None,
+        pruned: None,
+        speedup: None,
+        flops_ratio: None,
     };
-    let (dense_med, dense) = stats(state.timed(&Pruning::dense(), &input, o.runs).await?.1);
-    let mut out = serde_json::json!({
-        "batch": o.batch, "runs": o.runs, "adapter": state.session.gpu().describe(),
-        "dense": dense,
-    });
     if !pruning.is_dense() {
-        let (pruned_med, pruned) = stats(state.timed(&pruning, &input, o.runs).await?.1);
-        out["policy"] = pruning.policy.name().into();
-        out["schedule"] = pruning.describe().into();
-        out["pruned"] = pruned;
-        out["speedup"] = (dense_med / pruned_med).into();
-        out["flopsRatio"] = (pruning.flops(&c) / Pruning::dense().flops(&c)).into();
+        let pruned = Timings::of(state.timed(&pruning, &input, o.runs).await?.1);
+        out.policy = Some(pruning.policy.name().into());
+        out.schedule = Some(pruning.describe());
+        out.speedup = Some(out.dense.median_ms / pruned.median_ms);
+        out.pruned = Some(pruned);
+        out.flops_ratio = Some(pruning.flops(&c) / Pruning::dense().flops(&c));
     }
     to_js(&out)
+}
+
+/// `session.info`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionInfo {
+    adapter: String,
+    max_storage_buffer_binding_size: u64,
+    max_batch: usize,
+    parameters: usize,
+    image_size: [usize; 2],
+    patch_size: usize,
+    grid: [usize; 2],
+    depth: usize,
+    embed_dim: usize,
+    heads: usize,
+    classes: usize,
+    distilled: bool,
+    dense_gflops: f64,
+    gemm_kernel: String,
+    fused_attention: bool,
+    policies: Vec<crate::prune::PolicyInfo>,
+}
+
+/// Median and spread of one set of timings.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timings {
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+impl Timings {
+    fn of(mut t: Vec<f64>) -> Self {
+        let median_ms = median(&mut t);
+        Timings {
+            median_ms,
+            min_ms: t[0],
+            max_ms: t[t.len() - 1],
+        }
+    }
+}
+
+/// What `session.bench` resolves to.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BenchResult {
+    batch: usize,
+    runs: usize,
+    adapter: String,
+    dense: Timings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pruned: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speedup: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flops_ratio: Option<f64>,
 }

@@ -14,13 +14,28 @@ pub trait Params: bytemuck::Pod + Sync {
     /// `(field, type)` in order; every field is a 4-byte `u32`, `i32` or `f32`.
     const FIELDS: &'static [(&'static str, &'static str)];
 
+    /// The struct as a [`Family`] lists it.
+    const DECL: ParamsDecl = ParamsDecl {
+        name: Self::NAME,
+        fields: Self::FIELDS,
+    };
+}
+
+/// A parameter block's name and fields: what its WGSL declaration is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamsDecl {
+    pub name: &'static str,
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+impl ParamsDecl {
     /// The WGSL declaration, padded to a multiple of 16 bytes (the uploaded block is padded alike).
-    fn wgsl() -> String {
-        let mut s = format!("struct {} {{\n", Self::NAME);
-        for (name, ty) in Self::FIELDS {
+    pub fn wgsl(&self) -> String {
+        let mut s = format!("struct {} {{\n", self.name);
+        for (name, ty) in self.fields {
             s += &format!("    {name}: {ty},\n");
         }
-        for i in Self::FIELDS.len()..padded_words(Self::FIELDS.len()) {
+        for i in self.fields.len()..padded_words(self.fields.len()) {
             s += &format!("    _pad{i}: u32,\n");
         }
         s + "}\n"
@@ -121,8 +136,8 @@ pub struct Family {
     pub source: &'static str,
     /// Shared WGSL pieces the file uses, e.g. [`REDUCE`].
     pub libs: &'static [&'static str],
-    /// The WGSL declarations of the parameter blocks the file's kernels use (`P::wgsl`).
-    pub params: &'static [fn() -> String],
+    /// The parameter blocks the file's kernels use (`P::DECL`).
+    pub params: &'static [ParamsDecl],
     /// Every entry point of the file.
     pub kernels: &'static [&'static KernelInfo],
 }
@@ -137,7 +152,7 @@ impl Family {
     pub fn wgsl_with(&self, body: &str) -> String {
         let mut s = prelude();
         for p in self.params {
-            s += &p();
+            s += &p.wgsl();
         }
         for lib in self.libs {
             s += lib;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernel::{padded_words, Access, Kernel, Params};
+use super::kernel::{Access, Kernel, KernelInfo, Params};
 use super::kernels::{attention, gemm};
 use super::{GpuContext, GpuTensor, Step};
 use crate::error::{Error, Result};
@@ -215,7 +215,30 @@ impl Kernels {
         params: &P,
         workgroups: [u32; 3],
     ) -> Result<Step> {
-        let info = &kernel.info;
+        let bytes = bytemuck::bytes_of(params);
+        self.bind(
+            &kernel.info,
+            variant,
+            constants,
+            label,
+            buffers,
+            bytes,
+            workgroups,
+        )
+    }
+
+    /// The one (non-generic) body of every launch: pipeline, parameter block, bind group, step.
+    #[allow(clippy::too_many_arguments)]
+    fn bind(
+        &self,
+        info: &'static KernelInfo,
+        variant: Variant,
+        constants: Vec<(&'static str, bool)>,
+        label: &str,
+        buffers: &[&GpuTensor],
+        params: &[u8],
+        workgroups: [u32; 3],
+    ) -> Result<Step> {
         if buffers.len() != info.slots.len() {
             return Err(Error::Gpu(format!(
                 "{label}: kernel `{}` takes {} buffers ({}), got {}",
@@ -237,8 +260,8 @@ impl Kernels {
         };
         let pipeline = self.pipeline(key, info.family)?;
         // The parameter block, padded like its generated WGSL struct.
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
-        bytes.resize(4 * padded_words(P::FIELDS.len()), 0);
+        let mut bytes = params.to_vec();
+        bytes.resize(info.params_bytes, 0);
         let device = &self.gpu.device;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),

@@ -176,22 +176,10 @@ impl fmt::Display for Resample {
 /// `text` as a `T`, or `T`'s defaults when there is no file. Errors name `file` and the field's path:
 /// `config.json of X: model_args.depth: invalid type: string "2", expected usize at line 6 column 16`.
 fn parse<T: DeserializeOwned + Default>(text: Option<&str>, file: &str) -> Result<T> {
-    let Some(text) = text else {
-        return Ok(T::default());
-    };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let reason = if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        };
-        Error::config(file, reason)
-    })?;
-    // Nothing but whitespace after the value.
-    de.end().map_err(|e| Error::config(file, e.to_string()))?;
-    Ok(value)
+    match text {
+        Some(text) => crate::json::parse(text, file),
+        None => Ok(T::default()),
+    }
 }
 
 /// The [`ViTConfig`] of a checkpoint: its config files (those of `n`'s layout) checked against

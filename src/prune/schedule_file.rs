@@ -85,15 +85,12 @@ impl ScheduleFile {
 
     /// Parse a schedule file's text; `name` (the file) is named in errors.
     pub fn parse(text: &str, name: &str) -> Result<Self> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                String::new()
-            } else {
-                format!("{path}: ")
-            };
-            Error::config(name, format!("not a schedule file: {field}{}", e.inner()))
+        crate::json::parse(text, name).map_err(|e| match e {
+            Error::Config { file, reason } => Error::Config {
+                file,
+                reason: format!("not a schedule file: {reason}"),
+            },
+            other => other,
         })
     }
 

@@ -24,7 +24,7 @@ pub static ATTENTION: Family = Family {
     name: "attention",
     source: include_str!("../../../shaders/attention.wgsl"),
     libs: &[],
-    params: &[AttentionParams::wgsl],
+    params: &[AttentionParams::DECL],
     kernels: &[&FUSED.info],
 };
 

@@ -33,7 +33,7 @@ pub static COMPACT: Family = Family {
     name: "compact",
     source: include_str!("../../../shaders/compact.wgsl"),
     libs: &[],
-    params: &[CompactParams::wgsl, GatherParams::wgsl, CopyParams::wgsl],
+    params: &[CompactParams::DECL, GatherParams::DECL, CopyParams::DECL],
     kernels: &[&ROWS.info, &GATHER.info, &COPY.info],
 };
 

@@ -36,7 +36,7 @@ pub static EMBED: Family = Family {
     name: "embed",
     source: include_str!("../../../shaders/embed.wgsl"),
     libs: &[],
-    params: &[Im2colParams::wgsl, PosParams::wgsl],
+    params: &[Im2colParams::DECL, PosParams::DECL],
     kernels: &[&IM2COL.info, &ADD_PREFIX_POS.info],
 };
 

@@ -27,7 +27,7 @@ pub static MATMUL: Family = Family {
         include_str!("../../../shaders/gemm_common.wgsl")
     ),
     libs: &[],
-    params: &[GemmParams::wgsl],
+    params: &[GemmParams::DECL],
     kernels: &[&TILED.info, &NAIVE.info],
 };
 
@@ -44,7 +44,7 @@ pub static GEMM_RB: Family = Family {
         include_str!("../../../shaders/gemm_common.wgsl")
     ),
     libs: &[],
-    params: &[GemmParams::wgsl],
+    params: &[GemmParams::DECL],
     kernels: &[&BLOCKED.info],
 };
 

@@ -17,7 +17,7 @@ pub static LAYERNORM: Family = Family {
     name: "layernorm",
     source: include_str!("../../../shaders/layernorm.wgsl"),
     libs: &[REDUCE],
-    params: &[LayerNormParams::wgsl],
+    params: &[LayerNormParams::DECL],
     kernels: &[&ROWS.info],
 };
 

@@ -20,7 +20,7 @@ pub static MERGE: Family = Family {
     name: "merge",
     source: include_str!("../../../shaders/merge.wgsl"),
     libs: &[],
-    params: &[MergeParams::wgsl],
+    params: &[MergeParams::DECL],
     kernels: &[&ROWS.info],
 };
 

@@ -31,7 +31,7 @@ pub static PAGERANK: Family = Family {
     name: "pagerank",
     source: include_str!("../../../shaders/pagerank.wgsl"),
     libs: &[REDUCE],
-    params: &[WprParams::wgsl, CombineParams::wgsl],
+    params: &[WprParams::DECL, CombineParams::DECL],
     kernels: &[&WPR.info, &COMBINE.info],
 };
 

@@ -24,7 +24,7 @@ pub static SCORE: Family = Family {
     name: "score",
     source: include_str!("../../../shaders/score.wgsl"),
     libs: &[],
-    params: &[ScoreParams::wgsl],
+    params: &[ScoreParams::DECL],
     kernels: &[&RECEIVED.info, &CLS.info, &RANDOM.info],
 };
 

@@ -43,7 +43,7 @@ pub static SELECT: Family = Family {
     name: "select",
     source: include_str!("../../../shaders/select.wgsl"),
     libs: &[],
-    params: &[TopkParams::wgsl, ThresholdParams::wgsl, RolesParams::wgsl],
+    params: &[TopkParams::DECL, ThresholdParams::DECL, RolesParams::DECL],
     kernels: &[&TOPK.info, &THRESHOLD.info, &ROLES.info],
 };
 

@@ -54,7 +54,7 @@ pub static SIMILARITY: Family = Family {
     name: "similarity",
     source: include_str!("../../../shaders/similarity.wgsl"),
     libs: &[],
-    params: &[MeanParams::wgsl, MatchParams::wgsl, EnergyParams::wgsl],
+    params: &[MeanParams::DECL, MatchParams::DECL, EnergyParams::DECL],
     kernels: &[&HEAD_MEAN.info, &BEST_MATCH.info, &ENERGY.info],
 };
 

@@ -24,7 +24,7 @@ pub static SOFTMAX: Family = Family {
     name: "softmax",
     source: include_str!("../../../shaders/softmax.wgsl"),
     libs: &[REDUCE],
-    params: &[SoftmaxParams::wgsl],
+    params: &[SoftmaxParams::DECL],
     kernels: &[&ROWS.info],
 };
 
