@@ -64,6 +64,27 @@ fn feat_at(b: u32, t: u32) -> u32 {
     return bp.off + b * bp.img_stride + t * bp.row_stride;
 }
 
+// The length of the feature row at f (at least 1e-12).
+fn feat_norm(f: u32, width: u32) -> f32 {
+    var n = 0.0;
+    for (var k = 0u; k < width; k++) {
+        n += bm_feat[f + k] * bm_feat[f + k];
+    }
+    return max(sqrt(n), 1e-12);
+}
+
+// Cosine similarity of the feature rows at fa (of length na) and ft.
+fn feat_cos(fa: u32, na: f32, ft: u32, width: u32) -> f32 {
+    var dot = 0.0;
+    var nt = 0.0;
+    for (var k = 0u; k < width; k++) {
+        let v = bm_feat[ft + k];
+        dot += bm_feat[fa + k] * v;
+        nt += v * v;
+    }
+    return dot / (na * max(sqrt(nt), 1e-12));
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn best_match(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -83,26 +104,14 @@ fn best_match(
         return;
     }
     let fa = feat_at(b, a);
-    var na = 0.0;
-    for (var k = 0u; k < bp.width; k++) {
-        na += bm_feat[fa + k] * bm_feat[fa + k];
-    }
-    na = max(sqrt(na), 1e-12);
+    let na = feat_norm(fa, bp.width);
     var best = NEG;
     var best_t = NONE;
     for (var t = bp.prefix; t < bp.n; t++) {
         if (role(b, t) != 2u) {
             continue;
         }
-        let ft = feat_at(b, t);
-        var dot = 0.0;
-        var nt = 0.0;
-        for (var k = 0u; k < bp.width; k++) {
-            let v = bm_feat[ft + k];
-            dot += bm_feat[fa + k] * v;
-            nt += v * v;
-        }
-        let cos = dot / (na * max(sqrt(nt), 1e-12));
+        let cos = feat_cos(fa, na, feat_at(b, t), bp.width);
         if (cos > best) {
             best = cos;
             best_t = t;
@@ -115,8 +124,8 @@ fn best_match(
 
 // ---- energy (PiToMe): for every patch token t, the mean over the patch tokens u (t included) of
 // elu(cos(m_t, m_u) - margin), elu(x) = x for x > 0, alpha (e^x - 1) otherwise. Tokens in dense
-// clusters of similar tokens score high; prefix rows get NEG. One thread per (image, token). ----
-@group(0) @binding(0) var<storage, read> en_feat: array<f32>;
+// clusters of similar tokens score high; prefix rows get NEG. One thread per (image, token); the
+// features are best_match's binding, so both share the cosine above. ----
 @group(0) @binding(1) var<storage, read_write> en_energy: array<f32>;
 @group(0) @binding(2) var<uniform> ep: EnergyParams;
 
@@ -141,22 +150,10 @@ fn energy(
         return;
     }
     let fa = en_at(b, a);
-    var na = 0.0;
-    for (var k = 0u; k < ep.width; k++) {
-        na += en_feat[fa + k] * en_feat[fa + k];
-    }
-    na = max(sqrt(na), 1e-12);
+    let na = feat_norm(fa, ep.width);
     var sum = 0.0;
     for (var t = ep.prefix; t < ep.n; t++) {
-        let ft = en_at(b, t);
-        var dot = 0.0;
-        var nt = 0.0;
-        for (var k = 0u; k < ep.width; k++) {
-            let v = en_feat[ft + k];
-            dot += en_feat[fa + k] * v;
-            nt += v * v;
-        }
-        let x = dot / (na * max(sqrt(nt), 1e-12)) - ep.margin;
+        let x = feat_cos(fa, na, en_at(b, t), ep.width) - ep.margin;
         sum += select(ep.alpha * (exp(x) - 1.0), x, x > 0.0);
     }
     en_energy[e] = sum / f32(ep.n - ep.prefix);

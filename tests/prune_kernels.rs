@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::AttentionBias;
 use zeroprune::gpu::kernels::{
-    Features, HeadCombine, MatchSplit, TokenShape, MAX_TOKENS as MAX_PRUNE_TOKENS,
+    Features, HeadCombine, MatchSplit, RoleSplit, TokenShape, MAX_TOKENS as MAX_PRUNE_TOKENS,
 };
 use zeroprune::gpu::GpuTensor;
 
@@ -1140,6 +1140,107 @@ async fn best_match_flags_on_full_keys() {
     }
 }
 
+/// Roles 1 (source) / 2 (destination) / other (neither) given per row: the match PiToMe and
+/// protected ToMe use. Unknown role values are neither.
+async fn best_match_by_roles() {
+    for (seed, s, dim) in [
+        (320, shape(1, 197, 3, 1), 16),
+        (321, shape(3, 50, 4, 2), 8),
+        (322, shape(2, 9, 1, 1), 5),
+    ] {
+        let mut r = rng(seed);
+        let n = s.n;
+        let feat = uniform(&mut r, s.batch * n * dim, -1.0, 1.0);
+        let mut roles: Vec<u32> = (0..s.batch * n).map(|_| r.random_range(0..4)).collect();
+        for b in 0..s.batch {
+            roles[b * n + n - 1] = 2; // every image has a destination
+        }
+        let lay = Lay {
+            width: dim,
+            off: 0,
+            row_stride: dim,
+            img_stride: n * dim,
+        };
+        let role = |b: usize, t: usize| match roles[b * n + t] {
+            _ if t < s.prefix => Role::Neither,
+            1 => Role::Source,
+            2 => Role::Dest,
+            _ => Role::Neither,
+        };
+        let (feat_t, roles_t) = (up_f32(&feat), up_u32(&roles));
+        let (keep, dst) = run_match(s, &feat_t, lay, MatchSplit::Roles, Some(&roles_t)).await;
+        let (want_keep, want_dst) = match_ref(&feat, lay, s, &role);
+        let what = format!("best_match roles B{} n{n} D{dim}", s.batch);
+        check(&what, &keep, &want_keep, TOL);
+        check_u32(&what, &dst, &want_dst, n);
+    }
+}
+
+/// docs/pruning.md "pitome": `E[t] = 1/N_p sum_{u patch} elu(cos(m_t, m_u) - margin)` for patch rows
+/// (alpha = 1), `-3e38` for prefix rows.
+fn energy_ref(feat: &[f32], lay: Lay, s: TokenShape, margin: f64, alpha: f64) -> Vec<Want> {
+    let mut out = Vec::new();
+    for b in 0..s.batch {
+        for t in 0..s.n {
+            if t < s.prefix {
+                out.push(Want::Exact(NEG));
+                continue;
+            }
+            let sum: f64 = (s.prefix..s.n)
+                .map(|u| {
+                    let x = cosine(lay.row(feat, b, t), lay.row(feat, b, u)) - margin;
+                    if x > 0.0 {
+                        x
+                    } else {
+                        alpha * (x.exp() - 1.0)
+                    }
+                })
+                .sum();
+            out.push(Want::Near(sum / (s.n - s.prefix) as f64));
+        }
+    }
+    out
+}
+
+async fn energy_matches_cpu() {
+    for (seed, s, dim, margin) in [
+        (330, shape(1, 197, 3, 1), 64, 0.9f32),
+        (331, shape(3, 50, 4, 2), 16, 0.5),
+        (332, shape(2, 5, 1, 1), 3, 0.1),
+    ] {
+        let mut r = rng(seed);
+        let n = s.n;
+        // Clustered features: a few centres plus noise, so energies spread both sides of zero.
+        let centres = uniform(&mut r, 4 * dim, -1.0, 1.0);
+        let mut feat = Vec::with_capacity(s.batch * n * 2 * dim);
+        for _ in 0..s.batch * n {
+            let c = r.random_range(0..4);
+            for k in 0..dim {
+                feat.push(centres[c * dim + k] + r.random_range(-0.3..0.3));
+            }
+            // A second half the view skips (a strided layout).
+            feat.extend(uniform(&mut r, dim, -9.0, 9.0));
+        }
+        let lay = Lay {
+            width: dim,
+            off: 0,
+            row_stride: 2 * dim,
+            img_stride: n * 2 * dim,
+        };
+        let out = out_f32(s.batch * n);
+        run([kernels()
+            .energy("energy", s, lay.on(&up_f32(&feat)), &out, (margin, 1.0))
+            .unwrap()]);
+        let what = format!("energy B{} n{n} D{dim} margin {margin}", s.batch);
+        check(
+            &what,
+            &read_f32(&out).await,
+            &energy_ref(&feat, lay, s, margin as f64, 1.0),
+            TOL,
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Selection
 
@@ -1225,6 +1326,79 @@ async fn select_topk_matches_cpu_sort() {
         }
     }
     eprintln!("select_topk: {cases} cases");
+}
+
+/// Roles from a ranking by (score desc, position asc) of the patch rows: RankPairs alternates
+/// source, destination over the first `2 * count`; ParityProtect gives even patch positions
+/// source, odd destination, except that the first `count` in rank order are not sources.
+fn roles_ref(score: &[f32], s: TokenShape, split: RoleSplit, count: usize) -> Vec<u32> {
+    let n = s.n;
+    let mut roles = vec![0u32; s.batch * n];
+    for b in 0..s.batch {
+        let sc = &score[b * n..][..n];
+        let mut order: Vec<usize> = (s.prefix..n).collect();
+        order.sort_by(|&i, &j| sc[j].partial_cmp(&sc[i]).unwrap().then(i.cmp(&j)));
+        for (rank, &row) in order.iter().enumerate() {
+            roles[b * n + row] = match split {
+                RoleSplit::RankPairs if rank < 2 * count => 1 + (rank % 2) as u32,
+                RoleSplit::RankPairs => 0,
+                RoleSplit::ParityProtect => {
+                    let even = (row - s.prefix) % 2 == 0;
+                    if !even {
+                        2
+                    } else if rank < count {
+                        0
+                    } else {
+                        1
+                    }
+                }
+            };
+        }
+    }
+    roles
+}
+
+async fn split_roles_matches_cpu() {
+    let mut cases = 0;
+    for (seed, n) in [
+        (410u64, 197usize),
+        (411, 50),
+        (412, 2),
+        (413, 9),
+        (414, 1024),
+    ] {
+        let mut r = rng(seed);
+        for batch in [1, 3] {
+            for prefix in [1, 2].into_iter().filter(|&p| p < n) {
+                let s = shape(batch, n, 1, prefix);
+                let score = tied_scores(&mut r, batch * n);
+                let patches = n - prefix;
+                for (split, count) in [
+                    (RoleSplit::RankPairs, patches / 2),
+                    (RoleSplit::RankPairs, patches / 4),
+                    (RoleSplit::RankPairs, 0),
+                    (RoleSplit::ParityProtect, patches / 10),
+                    (RoleSplit::ParityProtect, patches),
+                ] {
+                    let roles = out_u32(batch * n);
+                    run([kernels()
+                        .split_roles("roles", s, &up_f32(&score), &roles, split, count)
+                        .unwrap()]);
+                    let what = format!(
+                        "split_roles {split:?} B{batch} n{n} prefix {prefix} count {count}"
+                    );
+                    check_u32(
+                        &what,
+                        &read_u32(&roles).await,
+                        &roles_ref(&score, s, split, count),
+                        n,
+                    );
+                    cases += 1;
+                }
+            }
+        }
+    }
+    eprintln!("split_roles: {cases} cases");
 }
 
 /// docs/pruning.md "threshold": keep patch `i < c` when `c * s[i] >= theta` (f32); if none does,
@@ -1758,6 +1932,9 @@ gpu_tests!(
     combine_heads_band_selects_heads,
     combine_heads_band_falls_back_to_all_heads,
     head_mean_keys_and_parity_match,
+    best_match_by_roles,
+    energy_matches_cpu,
+    split_roles_matches_cpu,
     best_match_flags_on_full_keys,
     select_topk_matches_cpu_sort,
     select_threshold_matches_cpu,

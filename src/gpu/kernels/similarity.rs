@@ -80,7 +80,7 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
 pub static ENERGY: Kernel<EnergyParams> = Kernel::new(
     &SIMILARITY,
     "energy",
-    &[read("en_feat"), write("en_energy")],
+    &[read("bm_feat"), write("en_energy")],
     Phase::Score,
 );
 

@@ -4,6 +4,7 @@
 use super::policy::Policy;
 
 mod evit;
+mod matching;
 mod none;
 mod pitome;
 mod random;

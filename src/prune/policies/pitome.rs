@@ -4,8 +4,9 @@
 //! tokens, in energy order, alternate source and destination; every source merges into its most
 //! similar destination (size-weighted, proportional attention later); the others are protected.
 
+use super::matching;
 use crate::error::Result;
-use crate::gpu::kernels::{Features, MatchSplit, RoleSplit};
+use crate::gpu::kernels::{MatchSplit, RoleSplit};
 use crate::gpu::Step;
 use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
 
@@ -52,25 +53,19 @@ impl PolicyDef for Pitome {
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
-        let (k, s) = (at.k, at.shape);
-        let dh = at.keys.width / s.heads.max(1);
+        let s = at.shape;
         let r = s.n - at.keep_rows()?;
-        let metric = at.work.per_row("head-mean keys", dh);
-        let metric_view = Features::packed(&metric, s.n, dh);
+        let metric = matching::metric(at, steps)?;
         let energy = at.work.rows("energy");
         let roles = at.work.rows("merge roles");
-        let match_score = at.work.rows("match score");
-        let dst = at.work.rows("match destination");
-        let flags = at.work.rows("keep flags");
-        steps.push(k.head_mean_keys(&at.label("metric"), s, at.keys, &metric)?);
-        steps.push(k.energy(
+        steps.push(at.k.energy(
             &at.label("energy"),
             s,
-            metric_view,
+            matching::view(at, &metric),
             &energy,
             margin(at.block, at.depth),
         )?);
-        steps.push(k.split_roles(
+        steps.push(at.k.split_roles(
             &at.label("energy_pairs"),
             s,
             &energy,
@@ -78,23 +73,9 @@ impl PolicyDef for Pitome {
             RoleSplit::RankPairs,
             r,
         )?);
-        steps.push(k.best_match(
-            &at.label("match"),
-            s,
-            metric_view,
-            MatchSplit::Roles,
-            Some(&roles),
-            &match_score,
-            &dst,
-        )?);
+        let (score, dst) =
+            matching::best_match(at, steps, &metric, MatchSplit::Roles, Some(&roles))?;
         // Exactly r sources: all of them merge.
-        steps.push(k.select_topk(
-            &at.label("merge_select"),
-            s,
-            &match_score,
-            &flags,
-            at.keep_rows()?,
-        )?);
-        Ok(Selection::Merge { flags, dst })
+        matching::merge_best(at, steps, &score, dst)
     }
 }

@@ -1,8 +1,9 @@
 //! ToMe: bipartite soft matching on head-averaged keys; the `r` most similar (source, destination)
 //! pairs merge by a size-weighted average, and later blocks add `log(size)` to attention logits.
 
+use super::matching;
 use crate::error::Result;
-use crate::gpu::kernels::{Features, MatchSplit};
+use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
 use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
 
@@ -44,30 +45,9 @@ impl PolicyDef for Tome {
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
-        let (k, s) = (at.k, at.shape);
-        let dh = at.keys.width / s.heads.max(1);
-        let metric = at.work.per_row("head-mean keys", dh);
-        let match_score = at.work.rows("match score");
-        let dst = at.work.rows("match destination");
-        let flags = at.work.rows("keep flags");
-        steps.push(k.head_mean_keys(&at.label("metric"), s, at.keys, &metric)?);
-        steps.push(k.best_match(
-            &at.label("match"),
-            s,
-            Features::packed(&metric, s.n, dh),
-            MatchSplit::Parity,
-            None,
-            &match_score,
-            &dst,
-        )?);
+        let metric = matching::metric(at, steps)?;
+        let (score, dst) = matching::best_match(at, steps, &metric, MatchSplit::Parity, None)?;
         // Keeping all but the r best-matched sources.
-        steps.push(k.select_topk(
-            &at.label("merge_select"),
-            s,
-            &match_score,
-            &flags,
-            at.keep_rows()?,
-        )?);
-        Ok(Selection::Merge { flags, dst })
+        matching::merge_best(at, steps, &score, dst)
     }
 }

@@ -2,9 +2,9 @@
 //! importance never merge away (they may still receive merges); the rest is ToMe's bipartite
 //! matching on head-averaged keys, size-weighted merging and proportional attention.
 
-use super::wpr;
+use super::{matching, wpr};
 use crate::error::Result;
-use crate::gpu::kernels::{Features, MatchSplit, RoleSplit};
+use crate::gpu::kernels::{MatchSplit, RoleSplit};
 use crate::gpu::Step;
 use crate::prune::{Opt, PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
 
@@ -51,11 +51,10 @@ impl PolicyDef for TomeProtect {
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
-        let (k, s) = (at.k, at.shape);
-        let dh = at.keys.width / s.heads.max(1);
+        let s = at.shape;
         let importance = wpr::importance_scores(at, steps, &at.all_rows())?;
         let roles = at.work.rows("merge roles");
-        steps.push(k.split_roles(
+        steps.push(at.k.split_roles(
             &at.label("protect"),
             s,
             &importance,
@@ -63,27 +62,9 @@ impl PolicyDef for TomeProtect {
             RoleSplit::ParityProtect,
             at.options.protected(s.n - s.prefix),
         )?);
-        let metric = at.work.per_row("head-mean keys", dh);
-        let match_score = at.work.rows("match score");
-        let dst = at.work.rows("match destination");
-        let flags = at.work.rows("keep flags");
-        steps.push(k.head_mean_keys(&at.label("metric"), s, at.keys, &metric)?);
-        steps.push(k.best_match(
-            &at.label("match"),
-            s,
-            Features::packed(&metric, s.n, dh),
-            MatchSplit::Roles,
-            Some(&roles),
-            &match_score,
-            &dst,
-        )?);
-        steps.push(k.select_topk(
-            &at.label("merge_select"),
-            s,
-            &match_score,
-            &flags,
-            at.keep_rows()?,
-        )?);
-        Ok(Selection::Merge { flags, dst })
+        let metric = matching::metric(at, steps)?;
+        let (score, dst) =
+            matching::best_match(at, steps, &metric, MatchSplit::Roles, Some(&roles))?;
+        matching::merge_best(at, steps, &score, dst)
     }
 }
