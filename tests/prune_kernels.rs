@@ -1343,7 +1343,7 @@ fn roles_ref(score: &[f32], s: TokenShape, split: RoleSplit, count: usize) -> Ve
                 RoleSplit::RankPairs if rank < 2 * count => 1 + (rank % 2) as u32,
                 RoleSplit::RankPairs => 0,
                 RoleSplit::ParityProtect => {
-                    let even = (row - s.prefix) % 2 == 0;
+                    let even = (row - s.prefix).is_multiple_of(2);
                     if !even {
                         2
                     } else if rank < count {
