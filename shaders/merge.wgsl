@@ -4,8 +4,9 @@
 // and where each one goes) comes from the policy: ToMe's bipartite matching, or a match of every
 // removed token to its most similar kept one.
 //
-// One workgroup per output row: the scan over the input rows is uniform across the workgroup (one
-// load, broadcast), and each invocation owns a strided set of columns.
+// One workgroup per output row: one invocation lists the rows that merge into it (in order, into
+// workgroup memory: usually none or a few), then every invocation sums them over its strided set
+// of columns.
 
 const WG: u32 = 64u;
 
@@ -18,9 +19,10 @@ const WG: u32 = 64u;
 @group(0) @binding(6) var<storage, read_write> m_size_out: array<f32>; // [B, n_out]
 @group(0) @binding(7) var<uniform> mp: MergeParams;
 
-fn merged_into(at: u32, a: u32, t: u32) -> bool {
-    return m_flags[at + a] == 0u && m_dst[at + a] == t;
-}
+var<workgroup> wg_row: u32;        // the output row's input row
+var<workgroup> wg_count: u32;      // rows merging into it
+var<workgroup> wg_size: f32;       // its new size
+var<workgroup> wg_sources: array<u32, MAX_TOKENS>;
 
 @compute @workgroup_size(64, 1, 1)
 fn merge_rows(
@@ -33,33 +35,43 @@ fn merge_rows(
         return;
     }
     let b = row / mp.n_out;
-    let t = m_src[row];
+    let at = b * mp.n_in;
+    if (lane == 0u) {
+        let t = m_src[row];
+        var count = 0u;
+        var size = 1.0;
+        if (t != NONE) {
+            // Prefix rows are never removed, so the scan starts after them.
+            size = m_size_in[at + t];
+            for (var a = mp.prefix; a < mp.n_in; a++) {
+                if (m_flags[at + a] == 0u && m_dst[at + a] == t) {
+                    wg_sources[count] = a;
+                    count += 1u;
+                    size += m_size_in[at + a];
+                }
+            }
+        }
+        wg_row = t;
+        wg_count = count;
+        wg_size = size;
+    }
+    let count = workgroupUniformLoad(&wg_count);
+    let t = wg_row;
+    let size = wg_size;
     if (t == NONE) {
         // Padding: a zero row of size 1, so its log-size bias is 0.
         for (var c = lane; c < mp.d; c += WG) {
             m_out[row * mp.d + c] = 0.0;
         }
-        if (lane == 0u) {
-            m_size_out[row] = 1.0;
-        }
-        return;
-    }
-    let at = b * mp.n_in;
-    // Prefix rows are never removed, so the scan starts after them.
-    var size = m_size_in[at + t];
-    for (var a = mp.prefix; a < mp.n_in; a++) {
-        if (merged_into(at, a, t)) {
-            size += m_size_in[at + a];
-        }
-    }
-    for (var c = lane; c < mp.d; c += WG) {
-        var acc = m_size_in[at + t] * m_x[(at + t) * mp.d + c];
-        for (var a = mp.prefix; a < mp.n_in; a++) {
-            if (merged_into(at, a, t)) {
+    } else {
+        for (var c = lane; c < mp.d; c += WG) {
+            var acc = m_size_in[at + t] * m_x[(at + t) * mp.d + c];
+            for (var i = 0u; i < count; i++) {
+                let a = wg_sources[i];
                 acc += m_size_in[at + a] * m_x[(at + a) * mp.d + c];
             }
+            m_out[row * mp.d + c] = acc / size;
         }
-        m_out[row * mp.d + c] = acc / size;
     }
     if (lane == 0u) {
         m_size_out[row] = size;

@@ -254,7 +254,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             schedules.push(p);
         }
     };
-    add(args.prune.resolve(c)?);
+    // A schedule given for --policies alone (no --policy) belongs to them.
+    if args.prune.policy.is_some() || args.policies.is_empty() {
+        add(args.prune.resolve(c)?);
+    }
     for name in &args.policies {
         let mut request = args.prune.request()?;
         request.policy = Some(name.clone());
