@@ -101,6 +101,48 @@ fn eval_json_reports_accuracy_and_predictions() {
 }
 
 #[test]
+fn eval_skip_leaves_out_the_first_images_in_file_name_order() {
+    // The calibration images a schedule was tuned on are skipped, so a report sees only the others.
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let labels = dir.path().join("labels.tsv");
+    // Listed out of order on purpose: --skip counts in file-name order.
+    std::fs::write(&labels, "img2.png\t3\nimg0.png\t1\nimg1.png\t2\n").unwrap();
+    let eval = |extra: &[&str]| {
+        run(zeroprune()
+            .args(["eval", "--json", "--batch", "2", "--model"])
+            .arg(fixture("tiny-timm"))
+            .arg("--images")
+            .arg(dir.path())
+            .arg("--labels")
+            .arg(&labels)
+            .args(extra))
+    };
+    let (ok, out, err) = eval(&["--skip", "1"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["images"], 2);
+    let files: Vec<_> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(files, ["img1.png", "img2.png"]);
+    let (ok, out, err) = eval(&["--skip", "1", "--limit", "1"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["predictions"][0]["file"], "img1.png");
+    assert_eq!(v["images"], 1);
+    let (ok, _, err) = eval(&["--skip", "3"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--skip") && err.contains("lists 3 images"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_arguments_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let imgs = images(dir.path());

@@ -57,17 +57,29 @@ pub fn class_names(weights: &ModelWeights, file: Option<&Path>) -> Result<Vec<St
 /// `(file name, class index)` pairs.
 pub type Labelled = Vec<(String, usize)>;
 
-/// A labelled image list, checked against the model: (file name, class) and the paths.
+/// A labelled image list in file-name order, checked against the model: (file name, class) and
+/// the paths; the first `skip` images are left out, then all but the first `limit`.
 pub fn labelled_images(
     weights: &ModelWeights,
     image_dir: &Path,
     labels_file: &Path,
-    limit: Option<usize>,
+    (skip, limit): (usize, Option<usize>),
 ) -> Result<(Labelled, Vec<PathBuf>)> {
     let mut items = labels::read_labels(labels_file)?;
     items.sort();
+    let listed = items.len();
+    items.drain(..skip.min(listed));
     if let Some(n) = limit {
         items.truncate(n);
+    }
+    if items.is_empty() && listed > 0 {
+        return Err(Error::param(
+            "--skip",
+            format!(
+                "{} lists {listed} images; skipping {skip} leaves none",
+                labels_file.display()
+            ),
+        ));
     }
     if items.is_empty() {
         return Err(Error::param(

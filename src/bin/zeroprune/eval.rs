@@ -26,9 +26,12 @@ pub struct EvalArgs {
     /// `name<TAB>class-index` lines, one per image.
     #[arg(long)]
     labels: PathBuf,
-    /// Evaluate only the first N images (in file-name order).
+    /// Evaluate only the first N images (in file-name order, after --skip).
     #[arg(long)]
     limit: Option<usize>,
+    /// Leave out the first N images (in file-name order), e.g. those a schedule was tuned on.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -130,7 +133,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let weights = model_source::load(&args.model)?;
     let c = &weights.config;
     let pruning = args.prune.resolve(c)?;
-    let (items, paths) = labelled_images(&weights, &args.images, &args.labels, args.limit)?;
+    let (items, paths) = labelled_images(
+        &weights,
+        &args.images,
+        &args.labels,
+        (args.skip, args.limit),
+    )?;
     let gpu = open_gpu()?;
     let mut session = Session::new(&gpu, &weights)?;
     check_batch(&session, args.batch)?;

@@ -160,7 +160,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
         }
     }
-    let (items, paths) = labelled_images(&weights, &args.images, &args.labels, args.limit)?;
+    let (items, paths) = labelled_images(&weights, &args.images, &args.labels, (0, args.limit))?;
     let gpu = open_gpu()?;
     let mut session = Session::new(&gpu, &weights)?;
     check_batch(&session, args.batch)?;
