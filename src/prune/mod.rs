@@ -22,7 +22,10 @@ pub use crate::gpu::kernels::HeadCombine;
 pub use options::{Opt, PruneOptions};
 pub use plan::{PrunePlan, TokenLayout};
 pub use point::{PrunePoint, Selection, Target, Workspace};
-pub use policy::{every_other_block, KeepRule, Policy, PolicyDef, PolicyInfo, Reads, StepLimit};
+pub use policy::{
+    every_other_block, KeepRule, Policy, PolicyDef, PolicyInfo, Reads, Shape, StepLimit,
+    KEEP_RATE_FAMILY,
+};
 pub use request::PruneRequest;
 pub use schedule::{Keep, PruneStep, Pruning, ScheduleSpec};
 pub use schedule_file::ScheduleFile;

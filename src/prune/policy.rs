@@ -34,6 +34,35 @@ pub enum KeepRule {
     Threshold,
 }
 
+/// How a FLOPs target given without `--at` (and the default schedule) spreads the removal over
+/// the blocks: schedule families in order of preference, the first that reaches the target scaled
+/// to the weakest removal within it. A family is a removal profile of the schedule search
+/// (`search::families`: `uniform@late`, `falling`, ...) or `keep-rate@default`, the same keep rate
+/// at the policy's default blocks (the published Zero-TPrune and EViT schedules). Each policy's
+/// list is what the search found best for it, level by level, on calibration images
+/// (docs/pruning.md, "Default schedules").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape(pub &'static [&'static str]);
+
+impl Shape {
+    /// The same keep rate at the policy's default blocks.
+    pub const KEEP_RATE: Shape = Shape(&[KEEP_RATE_FAMILY]);
+
+    /// The families joined by `, else `.
+    pub fn describe(self) -> String {
+        self.0.join(", else ")
+    }
+}
+
+/// The family name of a constant keep rate at the policy's default blocks.
+pub const KEEP_RATE_FAMILY: &str = "keep-rate@default";
+
+impl serde::Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.describe())
+    }
+}
+
 /// The most patch tokens one step may remove, and the reason when it is less than all but one.
 #[derive(Clone, Copy, Debug)]
 pub struct StepLimit {
@@ -77,6 +106,11 @@ pub trait PolicyDef: Sync + 'static {
         every_other_block(depth)
     }
 
+    /// How `--flops F` without `--at`, and the default schedule, spread the removal.
+    fn default_shape(&self) -> Shape {
+        Shape::KEEP_RATE
+    }
+
     /// The options it reads (any other given option is an error).
     fn options(&self) -> &'static [Opt] {
         &[]
@@ -111,6 +145,12 @@ impl Policy {
     /// The dense model.
     pub fn none() -> Policy {
         Policy::all()[0]
+    }
+
+    /// The policy a schedule given without one uses (`--flops 0.65` alone): the one that held up
+    /// best on both image sets at every FLOPs level (docs/pruning.md, "Recommended").
+    pub fn recommended() -> Policy {
+        super::policies::RECOMMENDED
     }
 
     pub fn is_none(self) -> bool {
@@ -196,6 +236,8 @@ pub struct PolicyInfo {
     pub keep_rule: KeepRule,
     /// The blocks it prunes at by default, for the given depth.
     pub default_blocks: Vec<usize>,
+    /// How `flops` without `at` spreads the removal: families in order of preference.
+    pub default_shape: Shape,
     pub options: Vec<&'static str>,
 }
 
@@ -210,6 +252,7 @@ impl Policy {
             merges: d.merges(),
             keep_rule: d.keep_rule(),
             default_blocks: d.default_blocks(depth),
+            default_shape: d.default_shape(),
             options: d.options().iter().map(|o| o.name()).collect(),
         }
     }

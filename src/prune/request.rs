@@ -10,7 +10,8 @@ use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
-    /// A registered policy's name (`Policy::all`; default: none).
+    /// A registered policy's name (`Policy::all`; default: none, or the recommended policy when a
+    /// schedule is given).
     pub policy: Option<String>,
     /// Keep rates, `RATE@BLOCKS` groups joined with `;`, e.g. `0.7@3,6,9`.
     pub keep: Option<String>,
@@ -38,8 +39,18 @@ pub struct PruneRequest {
 }
 
 impl PruneRequest {
+    /// The policy named, else: with `threshold`, the threshold policy; with another schedule
+    /// (`keep`, `tokens`, `flops`), the recommended policy ([`Policy::recommended`]); with none,
+    /// the dense model.
     pub fn policy(&self) -> Result<Policy> {
-        self.policy.as_deref().unwrap_or("none").parse()
+        match &self.policy {
+            Some(name) => name.parse(),
+            None if self.threshold.is_some() => "threshold".parse(),
+            None if self.keep.is_some() || self.tokens.is_some() || self.flops.is_some() => {
+                Ok(Policy::recommended())
+            }
+            None => Ok(Policy::none()),
+        }
     }
 
     /// The request with a schedule file's settings filled in: its policy (another policy given

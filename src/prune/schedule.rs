@@ -3,7 +3,7 @@
 //! that is solved into keep rates. FLOPs of a schedule are counted exactly.
 
 use super::options::PruneOptions;
-use super::policy::{KeepRule, Policy};
+use super::policy::{KeepRule, Policy, KEEP_RATE_FAMILY};
 use crate::error::{Error, Result};
 use crate::model::{flops, ViTConfig};
 
@@ -249,13 +249,7 @@ impl Pruning {
                 &[(DEFAULT_THRESHOLD, policy.def().default_blocks(depth))],
                 patches,
             )?,
-            ScheduleSpec::Default => Self::solve_flops(
-                policy,
-                &options,
-                c,
-                DEFAULT_FLOPS,
-                &policy.def().default_blocks(depth),
-            )?,
+            ScheduleSpec::Default => Self::solve_default_shape(policy, &options, c, DEFAULT_FLOPS)?,
             ScheduleSpec::Keep(groups) => {
                 for (_, blocks) in groups {
                     for &b in blocks {
@@ -299,15 +293,18 @@ impl Pruning {
                 }
                 steps
             }
-            ScheduleSpec::Flops { target, blocks } => {
-                let blocks = match blocks {
-                    Some(b) => b.clone(),
-                    None => policy.def().default_blocks(depth),
-                };
-                for &b in &blocks {
+            ScheduleSpec::Flops {
+                target,
+                blocks: None,
+            } => Self::solve_default_shape(policy, &options, c, *target)?,
+            ScheduleSpec::Flops {
+                target,
+                blocks: Some(blocks),
+            } => {
+                for &b in blocks {
                     check_block(b, "at")?;
                 }
-                Self::solve_flops(policy, &options, c, *target, &blocks)?
+                Self::solve_flops(policy, &options, c, *target, blocks)?
             }
         };
         let pruning = mk(steps);
@@ -362,6 +359,30 @@ impl Pruning {
                 keep: Keep::Threshold(theta as f32),
             })
             .collect())
+    }
+
+    /// A FLOPs target in the policy's default shape: its keep rate at its default blocks, or the
+    /// first of its search families that reaches the target, scaled to it.
+    fn solve_default_shape(
+        policy: Policy,
+        options: &PruneOptions,
+        c: &ViTConfig,
+        target: f64,
+    ) -> Result<Vec<PruneStep>> {
+        let mut last = None;
+        for &family in policy.def().default_shape().0 {
+            let fitted = if family == KEEP_RATE_FAMILY {
+                let blocks = policy.def().default_blocks(c.depth);
+                Self::solve_flops(policy, options, c, target, &blocks)
+            } else {
+                super::search::fit_family(policy, options, c, target, family).map(|p| p.steps)
+            };
+            match fitted {
+                Ok(steps) => return Ok(steps),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::param("flops", format!("{policy} has no default shape"))))
     }
 
     /// The largest keep rate, in steps of 1/1000, whose schedule at `blocks` fits the target.

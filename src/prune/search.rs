@@ -132,14 +132,10 @@ impl Space<'_> {
         r
     }
 
-    /// The weakest scaling `t` of `profile` (removal `round(t * w_i)`) that fits the budget.
-    fn fit_profile(
-        &self,
-        profile: &[f64],
-        cost: &mut dyn FnMut(&Pruning) -> Result<f64>,
-    ) -> Result<Option<(Pruning, f64)>> {
+    /// The strongest valid scaling `t` of `profile` (removal `round(t * w_i)`), by 40 bisection
+    /// steps on `[0, N]`.
+    fn strongest_scaling(&self, profile: &[f64]) -> f64 {
         let at = |t: f64| -> Vec<usize> { profile.iter().map(|w| round(t * w)).collect() };
-        // The strongest valid scaling.
         let (mut lo, mut hi) = (0.0, self.patches() as f64);
         if self.schedule(&at(hi)).is_none() {
             for _ in 0..40 {
@@ -152,6 +148,17 @@ impl Space<'_> {
             }
             hi = lo;
         }
+        hi
+    }
+
+    /// The weakest scaling `t` of `profile` (removal `round(t * w_i)`) that fits the budget.
+    fn fit_profile(
+        &self,
+        profile: &[f64],
+        cost: &mut dyn FnMut(&Pruning) -> Result<f64>,
+    ) -> Result<Option<(Pruning, f64)>> {
+        let at = |t: f64| -> Vec<usize> { profile.iter().map(|w| round(t * w)).collect() };
+        let mut hi = self.strongest_scaling(profile);
         let Some(strongest) = self.schedule(&at(hi)) else {
             return Ok(None);
         };
@@ -363,6 +370,55 @@ impl Space<'_> {
         }
         Ok(best.expect("a family fits"))
     }
+}
+
+/// The schedule of `family` (one of [`families`]) scaled to the weakest removal within `target` x
+/// the dense FLOPs: how `--flops` spreads the removal for a policy whose default shape is a family.
+pub fn fit_family(
+    policy: Policy,
+    options: &PruneOptions,
+    c: &ViTConfig,
+    target: f64,
+    family: &str,
+) -> Result<Pruning> {
+    let (_, profile) = families(c.depth)
+        .into_iter()
+        .find(|(name, _)| *name == family)
+        .ok_or_else(|| Error::param("flops", format!("no schedule family '{family}'")))?;
+    let space = Space {
+        policy,
+        options: options.clone(),
+        config: c,
+        limit: target,
+        granularity: 1,
+        rounds: 0,
+    };
+    let mut cost = |p: &Pruning| Ok(flops_ratio(p, c));
+    if let Some((p, _)) = space.fit_profile(&profile, &mut cost)? {
+        return Ok(p);
+    }
+    let lowest = space
+        .schedule(
+            &profile
+                .iter()
+                .map(|w| round(space.strongest_scaling(&profile) * w))
+                .collect::<Vec<_>>(),
+        )
+        .map(|p| flops_ratio(&p, c));
+    let why = policy
+        .def()
+        .step_limit(c.num_patches(), options)
+        .why
+        .map(|w| format!("; {w}"))
+        .unwrap_or_default();
+    Err(Error::param(
+        "flops",
+        format!(
+            "the FLOPs target {target} is below what {policy} can reach with its default schedule \
+             ({family}): the lowest is {}{why}; name the blocks with --at for a constant keep rate",
+            lowest.map_or("none".to_string(), |l| format!("{l:.3} of dense")),
+        ),
+    ))
 }
 
 /// The FLOPs ratio of a schedule: the budget's measure for `--flops`.

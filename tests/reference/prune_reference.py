@@ -251,6 +251,247 @@ def rate_for_flops(model: ViT, policy: str, F_: float, blocks, protect: float = 
     raise ValueError(f"{policy}: no keep rate in (0,1] reaches {F_} x dense FLOPs at blocks {blocks}")
 
 
+# ----------------------------------------------------------------------------------------------
+# Schedule families (docs/pruning.md, "Schedule search"; src/prune/search.rs): the search's
+# starting points, and each policy's default shape for --flops without --blocks.
+
+def rnd(x):
+    """round half away from zero, for x >= 0"""
+    return max(0, math.floor(x + 0.5))
+
+
+def families(L):
+    return [
+        ("uniform@all", [1.0] * L),
+        ("uniform@late", [float(i >= L // 4) for i in range(L)]),
+        ("uniform@every-other", [float(i >= 2 and i + 1 < L and i % 2 == 0) for i in range(L)]),
+        ("rising", [(i + 1) / L for i in range(L)]),
+        ("falling", [(L - i) / L for i in range(L)]),
+        ("late-heavy", [((i + 1) / L) * ((i + 1) / L) for i in range(L)]),
+    ]
+
+
+class Space:
+    def __init__(self, model, policy, options, limit, rounds=2):
+        self.model, self.policy, self.options, self.limit, self.rounds = model, policy, options, limit, rounds
+        self.N, self.L = model.num_patches, model.L
+
+    def schedule(self, removal):
+        """the tokens list ((block, kept), ...) that removes removal[i] at block i, or None"""
+        n, tokens = self.N, []
+        for b, r in enumerate(removal):
+            if r == 0:
+                continue
+            k = n - r
+            if k < 1:
+                return None
+            tokens.append((b, k))
+            n = k
+        if not tokens:
+            return None
+        try:
+            self.policy_of(tokens)
+        except ValueError:
+            return None
+        return tuple(tokens)
+
+    def policy_of(self, tokens):
+        spec = ",".join(f"{b}:{k}" for b, k in tokens)
+        return policy_from_args(self.policy, ["--tokens", spec] + self.options, self.model)
+
+    def removal(self, tokens):
+        r, n = [0] * self.L, self.N
+        for b, k in tokens:
+            r[b] = n - k
+            n = k
+        return r
+
+    def cost(self, tokens):
+        steps = {b: ("count", k) for b, k in tokens}
+        prot = self.policy_of(tokens).protect
+        return schedule_flops(self.model, self.policy, steps, prot) / self.model.dense_flops()
+
+    def fit_profile(self, profile):
+        at = lambda t: [rnd(t * w) for w in profile]  # noqa: E731
+        lo, hi = 0.0, float(self.N)
+        if self.schedule(at(hi)) is None:
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                if self.schedule(at(mid)) is not None:
+                    lo = mid
+                else:
+                    hi = mid
+            hi = lo
+        strongest = self.schedule(at(hi))
+        if strongest is None:
+            return None
+        c = self.cost(strongest)
+        if c > self.limit:
+            return None
+        best, lo = (strongest, c), 0.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if at(mid) == at(hi) or at(mid) == at(lo):
+                break
+            p = self.schedule(at(mid))
+            if p is not None:
+                c = self.cost(p)
+                if c <= self.limit:
+                    hi, best = mid, (p, c)
+                else:
+                    lo = mid
+            else:
+                lo = mid
+        return best
+
+    def fit_keep_rate(self, blocks):
+        def at(milli):
+            try:
+                pol = policy_from_args(self.policy, ["--keep", f"{milli / 1000:g}@{','.join(map(str, blocks))}"]
+                                          + self.options, self.model)
+            except ValueError:
+                return None
+            cnt = simulate_counts(self.model, self.policy, pol.steps, pol.protect)
+            return self.schedule(self.removal([(b, cnt[b][1]) for b in sorted(cnt)]))
+        lo, hi = 0, 1000
+        if at(1) is not None:
+            hi = 1
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if at(mid) is not None:
+                    hi = mid
+                else:
+                    lo = mid
+        lowest = at(hi)
+        if lowest is None:
+            return None
+        c = self.cost(lowest)
+        if c > self.limit:
+            return None
+        best, lo, hi = (lowest, c), hi, 1001
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            p = at(mid)
+            if p is None:
+                hi = mid
+                continue
+            c = self.cost(p)
+            if c <= self.limit:
+                best, lo = (p, c), mid
+            else:
+                hi = mid
+        return best
+
+    def refit(self, removal):
+        last = max((i for i, r in enumerate(removal) if r > 0), default=None)
+        if last is None:
+            return None
+        p = self.schedule(removal)
+        if p is None:
+            return None
+        c = self.cost(p)
+        while c > self.limit:
+            removal[last] += 1
+            p = self.schedule(removal)
+            if p is None:
+                return None
+            c = self.cost(p)
+        while removal[last] > 1:
+            fewer = list(removal)
+            fewer[last] -= 1
+            q = self.schedule(fewer)
+            if q is None:
+                break
+            cq = self.cost(q)
+            if cq > self.limit:
+                break
+            removal, p, c = fewer, q, cq
+        return p, c
+
+    def search(self, score, report):
+        seen, best = [], None
+
+        def better(a, b):
+            return a["agree"] > b["agree"] or (a["agree"] == b["agree"] and a["kl"] < b["kl"])
+
+        def evaluate(how, p, c):
+            s = score(p)
+            cand = dict(how=how, tokens=p, cost=c, **s)
+            report(cand)
+            return cand
+
+        starts = []
+        for name, profile in families(self.L):
+            r = self.fit_profile(profile)
+            if r is not None:
+                starts.append((name, *r))
+        r = self.fit_keep_rate(default_blocks(self.policy, self.L))
+        if r is not None:
+            starts.append(("keep-rate@default", *r))
+        if not starts:
+            raise ValueError(f"no schedule of {self.policy} reaches {self.limit}")
+        for how, p, c in starts:
+            if p in seen:
+                continue
+            seen.append(p)
+            cand = evaluate(how, p, c)
+            if best is None or better(cand, best):
+                best = cand
+        step = max(1, rnd(0.02 * self.N))
+        for _ in range(self.rounds):
+            removal = self.removal(best["tokens"])
+            improved = False
+            for i in range(self.L - 1):
+                for frm, to in ((i + 1, i), (i, i + 1)):
+                    if removal[frm] < step:
+                        continue
+                    moved = list(removal)
+                    moved[frm] -= step
+                    moved[to] += step
+                    r = self.refit(moved)
+                    if r is None or r[0] in seen:
+                        continue
+                    seen.append(r[0])
+                    cand = evaluate(f"move {step} from {frm} to {to}", *r)
+                    if better(cand, best):
+                        improved, best = True, cand
+            if not improved:
+                break
+        return best
+
+
+# docs/pruning.md, "Default schedules": how --flops without --blocks spreads the removal, per policy:
+# the first of its families (the ones the search found best on the calibration images) that reaches
+# the target; keep-rate@default for the others.
+KEEP_RATE = "keep-rate@default"
+DEFAULT_SHAPE = {
+    "tome": ["uniform@late", "uniform@every-other", "falling"],
+    "tome-protect": ["uniform@late", "uniform@every-other", KEEP_RATE],
+    "pitome": ["late-heavy", "uniform@every-other", "falling"],
+    "wpr-merge": ["uniform@late", KEEP_RATE],
+    "zero-tprune": ["late-heavy", KEEP_RATE],
+}
+
+
+def flops_schedule(model: ViT, name: str, F_: float, protect: float):
+    """--flops F without --blocks: ([(block, kind, value)], description) in the policy's default shape."""
+    space = Space(model, name, ["--protect", repr(protect)], F_)
+    for family in DEFAULT_SHAPE.get(name, [KEEP_RATE]):
+        if family == KEEP_RATE:
+            blocks = default_blocks(name, model.L)
+            try:
+                R = rate_for_flops(model, name, F_, blocks, protect)
+            except ValueError:
+                continue
+            return [(b, "rate", R) for b in blocks], f"flops {F_:g} -> keep {R:g}@{','.join(map(str, blocks))}"
+        fit = space.fit_profile(dict(families(model.L))[family])
+        if fit is not None:
+            spec = ",".join(f"{b}:{k}" for b, k in fit[0])
+            return [(b, "count", k) for b, k in fit[0]], f"flops {F_:g} -> {family} {spec}"
+    raise ValueError(f"{name}: none of {DEFAULT_SHAPE.get(name, [KEEP_RATE])} reaches {F_} x dense FLOPs")
+
+
 def make_argparser():
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--keep", action="append", default=[])
@@ -292,13 +533,17 @@ def build_policy(name: str, args, model: ViT) -> Policy:
             add(b, "theta", v)
         desc.append(f"threshold {s}")
     if args.flops is not None:
-        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else default_blocks(name, model.L)
         if name == "threshold":
             raise ValueError("--flops with threshold: use the sweep (bisection on the threshold)")
-        R = rate_for_flops(model, name, args.flops, blocks, args.protect)
-        for b in blocks:
-            add(b, "rate", R)
-        desc.append(f"flops {args.flops:g} -> keep {R:g}@{','.join(map(str, blocks))}")
+        if args.blocks:
+            blocks = [int(b) for b in args.blocks.split(",")]
+            R = rate_for_flops(model, name, args.flops, blocks, args.protect)
+            fitted, how = [(b, "rate", R) for b in blocks], f"flops {args.flops:g} -> keep {R:g}@{args.blocks}"
+        else:
+            fitted, how = flops_schedule(model, name, args.flops, args.protect)
+        for b, kind, v in fitted:
+            add(b, kind, v)
+        desc.append(how)
     blocks = sorted(steps)
     if blocks != list(dict.fromkeys(blocks)) or any(not 0 <= b < model.L for b in blocks):
         raise ValueError(f"blocks {blocks} not inside the model (depth {model.L})")
@@ -876,7 +1121,7 @@ REAL_CASES = [
     ("tome", ["--flops", "0.65"]),
     ("tome-protect", ["--flops", "0.65"]),
     ("pitome", ["--flops", "0.65"]),
-    ("wpr-merge", ["--keep", "0.7@3,6,9"]),
+    ("wpr-merge", ["--flops", "0.65"]),
     ("threshold", ["--threshold", "1.0@3,6,9"]),
 ]
 

@@ -20,8 +20,8 @@ transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_de
       that src/prune/search.rs takes exactly the same steps.
   python3 tests/reference/quality.py report --configs CONFIGS.json [--split eval] [--json OUT] [--md OUT]
       Every configuration on each set's evaluation images: top-1, agreement with dense, and the
-      paired differences to dense and to ToMe (the `tome` configuration at the same target) with
-      their standard errors. CONFIGS.json: [{"name", "target", "policy", "args": [...]} or
+      paired differences to dense, to ToMe (the `tome` configuration at the same target) and to
+      the tuned ToMe (`tome-tuned`) with their standard errors. CONFIGS.json: [{"name", "target", "policy", "args": [...]} or
       {"name", "target", "schedule": FILE}].
 """
 import argparse
@@ -90,210 +90,7 @@ class Images:
 # ---------------------------------------------------------------------------------------------
 # The schedule search (docs/pruning.md, "Schedule search"; src/prune/search.rs does the same).
 
-def rnd(x):
-    """round half away from zero, for x >= 0"""
-    return max(0, math.floor(x + 0.5))
-
-
-def families(L):
-    return [
-        ("uniform@all", [1.0] * L),
-        ("uniform@late", [float(i >= L // 4) for i in range(L)]),
-        ("uniform@every-other", [float(i >= 2 and i + 1 < L and i % 2 == 0) for i in range(L)]),
-        ("rising", [(i + 1) / L for i in range(L)]),
-        ("falling", [(L - i) / L for i in range(L)]),
-        ("late-heavy", [((i + 1) / L) * ((i + 1) / L) for i in range(L)]),
-    ]
-
-
-class Space:
-    def __init__(self, model, policy, options, limit, rounds=2):
-        self.model, self.policy, self.options, self.limit, self.rounds = model, policy, options, limit, rounds
-        self.N, self.L = model.num_patches, model.L
-
-    def schedule(self, removal):
-        """the tokens list ((block, kept), ...) that removes removal[i] at block i, or None"""
-        n, tokens = self.N, []
-        for b, r in enumerate(removal):
-            if r == 0:
-                continue
-            k = n - r
-            if k < 1:
-                return None
-            tokens.append((b, k))
-            n = k
-        if not tokens:
-            return None
-        try:
-            self.policy_of(tokens)
-        except ValueError:
-            return None
-        return tuple(tokens)
-
-    def policy_of(self, tokens):
-        spec = ",".join(f"{b}:{k}" for b, k in tokens)
-        return pr.policy_from_args(self.policy, ["--tokens", spec] + self.options, self.model)
-
-    def removal(self, tokens):
-        r, n = [0] * self.L, self.N
-        for b, k in tokens:
-            r[b] = n - k
-            n = k
-        return r
-
-    def cost(self, tokens):
-        steps = {b: ("count", k) for b, k in tokens}
-        prot = self.policy_of(tokens).protect
-        return pr.schedule_flops(self.model, self.policy, steps, prot) / self.model.dense_flops()
-
-    def fit_profile(self, profile):
-        at = lambda t: [rnd(t * w) for w in profile]  # noqa: E731
-        lo, hi = 0.0, float(self.N)
-        if self.schedule(at(hi)) is None:
-            for _ in range(40):
-                mid = 0.5 * (lo + hi)
-                if self.schedule(at(mid)) is not None:
-                    lo = mid
-                else:
-                    hi = mid
-            hi = lo
-        strongest = self.schedule(at(hi))
-        if strongest is None:
-            return None
-        c = self.cost(strongest)
-        if c > self.limit:
-            return None
-        best, lo = (strongest, c), 0.0
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            if at(mid) == at(hi) or at(mid) == at(lo):
-                break
-            p = self.schedule(at(mid))
-            if p is not None:
-                c = self.cost(p)
-                if c <= self.limit:
-                    hi, best = mid, (p, c)
-                else:
-                    lo = mid
-            else:
-                lo = mid
-        return best
-
-    def fit_keep_rate(self, blocks):
-        def at(milli):
-            try:
-                pol = pr.policy_from_args(self.policy, ["--keep", f"{milli / 1000:g}@{','.join(map(str, blocks))}"]
-                                          + self.options, self.model)
-            except ValueError:
-                return None
-            cnt = pr.simulate_counts(self.model, self.policy, pol.steps, pol.protect)
-            return self.schedule(self.removal([(b, cnt[b][1]) for b in sorted(cnt)]))
-        lo, hi = 0, 1000
-        if at(1) is not None:
-            hi = 1
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if at(mid) is not None:
-                    hi = mid
-                else:
-                    lo = mid
-        lowest = at(hi)
-        if lowest is None:
-            return None
-        c = self.cost(lowest)
-        if c > self.limit:
-            return None
-        best, lo, hi = (lowest, c), hi, 1001
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            p = at(mid)
-            if p is None:
-                hi = mid
-                continue
-            c = self.cost(p)
-            if c <= self.limit:
-                best, lo = (p, c), mid
-            else:
-                hi = mid
-        return best
-
-    def refit(self, removal):
-        last = max((i for i, r in enumerate(removal) if r > 0), default=None)
-        if last is None:
-            return None
-        p = self.schedule(removal)
-        if p is None:
-            return None
-        c = self.cost(p)
-        while c > self.limit:
-            removal[last] += 1
-            p = self.schedule(removal)
-            if p is None:
-                return None
-            c = self.cost(p)
-        while removal[last] > 1:
-            fewer = list(removal)
-            fewer[last] -= 1
-            q = self.schedule(fewer)
-            if q is None:
-                break
-            cq = self.cost(q)
-            if cq > self.limit:
-                break
-            removal, p, c = fewer, q, cq
-        return p, c
-
-    def search(self, score, report):
-        seen, best = [], None
-
-        def better(a, b):
-            return a["agree"] > b["agree"] or (a["agree"] == b["agree"] and a["kl"] < b["kl"])
-
-        def evaluate(how, p, c):
-            s = score(p)
-            cand = dict(how=how, tokens=p, cost=c, **s)
-            report(cand)
-            return cand
-
-        starts = []
-        for name, profile in families(self.L):
-            r = self.fit_profile(profile)
-            if r is not None:
-                starts.append((name, *r))
-        r = self.fit_keep_rate(pr.default_blocks(self.policy, self.L))
-        if r is not None:
-            starts.append(("keep-rate@default", *r))
-        if not starts:
-            raise ValueError(f"no schedule of {self.policy} reaches {self.limit}")
-        for how, p, c in starts:
-            if p in seen:
-                continue
-            seen.append(p)
-            cand = evaluate(how, p, c)
-            if best is None or better(cand, best):
-                best = cand
-        step = max(1, rnd(0.02 * self.N))
-        for _ in range(self.rounds):
-            removal = self.removal(best["tokens"])
-            improved = False
-            for i in range(self.L - 1):
-                for frm, to in ((i + 1, i), (i, i + 1)):
-                    if removal[frm] < step:
-                        continue
-                    moved = list(removal)
-                    moved[frm] -= step
-                    moved[to] += step
-                    r = self.refit(moved)
-                    if r is None or r[0] in seen:
-                        continue
-                    seen.append(r[0])
-                    cand = evaluate(f"move {step} from {frm} to {to}", *r)
-                    if better(cand, best):
-                        improved, best = True, cand
-            if not improved:
-                break
-        return best
+rnd, families, Space = pr.rnd, pr.families, pr.Space
 
 
 def cmd_tune(a):
@@ -384,18 +181,21 @@ def cmd_report(a):
                        agreement=100 * float((top1 == imgs.dense_top1).mean()),
                        kl=pr.kl_to_dense(imgs.dense_lp, lp))
             row["vs_dense"], row["vs_dense_se"] = paired(ok, ok_dense)
-            tome = results.get(("tome", cfg["target"]))
-            if tome is not None and cfg["name"] != "tome":
-                row["vs_tome"], row["vs_tome_se"] = paired(ok, tome[0] == imgs.labels)
+            for base, key in (("tome", "vs_tome"), ("tome-tuned", "vs_tome_tuned")):
+                other = results.get((base, cfg["target"]))
+                if other is not None and cfg["name"] != base:
+                    row[key], row[key + "_se"] = paired(ok, other[0] == imgs.labels)
             rows.append(row)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
-    lines = ["| set | config | target | FLOPs | top-1 | vs dense | vs ToMe | agreement | KL |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | config | target | FLOPs | top-1 | vs dense | vs ToMe | vs tuned ToMe | agreement | KL |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def pm(r, key):
+        return f"{r[key]:+.2f} ± {r[key + '_se']:.2f}" if key in r else ""
     for r in rows:
-        vt = f"{r['vs_tome']:+.2f} ± {r['vs_tome_se']:.2f}" if "vs_tome" in r else ""
         lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['flops_ratio']:.3f} | "
-                     f"{r['top1']:.2f} | {r['vs_dense']:+.2f} ± {r['vs_dense_se']:.2f} | {vt} | "
+                     f"{r['top1']:.2f} | {pm(r, 'vs_dense')} | {pm(r, 'vs_tome')} | {pm(r, 'vs_tome_tuned')} | "
                      f"{r['agreement']:.2f} | {r['kl']:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -19,9 +19,9 @@ fn policies() -> PossibleValuesParser {
 #[derive(Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Token pruning")]
 pub struct PruneArgs {
-    /// Token pruning policy (default: none, the dense model). With a policy and no schedule:
-    /// --flops 0.8 at the policy's default blocks (2, 4, 6, 8, 10 for 12 blocks; every block for
-    /// the merging policies; threshold: 0.5 at those blocks).
+    /// Token pruning policy (default: none, the dense model; with a schedule such as --flops and
+    /// no policy: the recommended one, wpr-merge). With a policy and no schedule: --flops 0.8 in
+    /// the policy's default shape (threshold: 0.5 at blocks 2, 4, 6, 8, 10 for 12 blocks).
     #[arg(long, value_parser = policies(), ignore_case = true)]
     pub policy: Option<String>,
     /// A schedule file written by `zeroprune tune`: its policy, the tokens kept after each block,
@@ -35,8 +35,11 @@ pub struct PruneArgs {
     /// Exact patch-token counts: BLOCK:COUNT,..., e.g. 3:138,6:96,9:67.
     #[arg(long, group = "one_schedule")]
     pub tokens: Option<String>,
-    /// Target fraction of the dense FLOPs, e.g. 0.65: the same keep rate at each pruning block,
-    /// the largest that fits (blocks from --at, else the policy's default).
+    /// Target fraction of the dense FLOPs, e.g. 0.65, in the policy's default shape (the schedule
+    /// family that measured best for it: wpr-merge removes the same number at every block from a
+    /// quarter of the depth on, tome and tome-protect at every other block from 2, pitome at every
+    /// block; the others keep the same rate at 2, 4, 6, 8, 10); with --at, the same keep rate at
+    /// those blocks, the largest that fits.
     #[arg(long, group = "one_schedule")]
     pub flops: Option<f64>,
     /// Threshold policy: THETA@BLOCKS; patch tokens whose received attention, scaled so that

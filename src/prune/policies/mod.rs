@@ -28,3 +28,8 @@ pub static ALL: &[Policy] = &[
     Policy(&threshold::Threshold),
     Policy(&random::Random),
 ];
+
+/// What `--flops F` without `--policy` runs: chosen on the calibration images by agreement with
+/// dense (then KL) among the tuned policies, and confirmed on the held-out images of both sets
+/// (docs/pruning.md, "Recommended"; README, "Pruning quality").
+pub static RECOMMENDED: Policy = Policy(&tome_protect::TomeProtect);

@@ -8,7 +8,7 @@ use super::matching;
 use crate::error::Result;
 use crate::gpu::kernels::{MatchSplit, RoleSplit};
 use crate::gpu::Step;
-use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
+use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, Shape, StepLimit};
 
 pub struct Pitome;
 
@@ -50,6 +50,12 @@ impl PolicyDef for Pitome {
 
     fn default_blocks(&self, depth: usize) -> Vec<usize> {
         (0..depth).collect()
+    }
+
+    /// `--flops`: a late-heavy ramp, else every other block from 2, else a falling ramp: the best
+    /// families for its energy ranking on calibration images (docs/pruning.md, "Default schedules").
+    fn default_shape(&self) -> Shape {
+        Shape(&["late-heavy", "uniform@every-other", "falling"])
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {

@@ -5,7 +5,7 @@ use super::matching;
 use crate::error::Result;
 use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
-use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
+use crate::prune::{PolicyDef, PruneOptions, PrunePoint, Reads, Selection, Shape, StepLimit};
 
 pub struct Tome;
 
@@ -42,6 +42,14 @@ impl PolicyDef for Tome {
     /// A little at every block.
     fn default_blocks(&self, depth: usize) -> Vec<usize> {
         (0..depth).collect()
+    }
+
+    /// `--flops`: the same number merged at every block from a quarter of the depth on where that
+    /// reaches the target (80% of dense FLOPs on DeiT-Tiny), else at every other block from 2
+    /// (65%), else a falling ramp (50%): the best families of the schedule search on calibration
+    /// images, level by level (docs/pruning.md, "Default schedules").
+    fn default_shape(&self) -> Shape {
+        Shape(&["uniform@late", "uniform@every-other", "falling"])
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {

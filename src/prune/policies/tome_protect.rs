@@ -6,7 +6,9 @@ use super::{matching, wpr};
 use crate::error::Result;
 use crate::gpu::kernels::{MatchSplit, RoleSplit};
 use crate::gpu::Step;
-use crate::prune::{Opt, PolicyDef, PruneOptions, PrunePoint, Reads, Selection, StepLimit};
+use crate::prune::{
+    Opt, PolicyDef, PruneOptions, PrunePoint, Reads, Selection, Shape, StepLimit, KEEP_RATE_FAMILY,
+};
 
 pub struct TomeProtect;
 
@@ -44,6 +46,12 @@ impl PolicyDef for TomeProtect {
 
     fn default_blocks(&self, depth: usize) -> Vec<usize> {
         (0..depth).collect()
+    }
+
+    /// `--flops`: as ToMe, late then every other block; past those, the same keep rate at every
+    /// block (docs/pruning.md, "Default schedules").
+    fn default_shape(&self) -> Shape {
+        Shape(&["uniform@late", "uniform@every-other", KEEP_RATE_FAMILY])
     }
 
     fn options(&self) -> &'static [Opt] {

@@ -6,7 +6,7 @@ use super::{matching, wpr};
 use crate::error::Result;
 use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
-use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection};
+use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
 pub struct WprMerge;
 
@@ -29,6 +29,12 @@ impl PolicyDef for WprMerge {
 
     fn merges(&self) -> bool {
         true
+    }
+
+    /// `--flops`: the same number removed at every block from a quarter of the depth on, else the
+    /// same keep rate at 2, 4, 6, 8, 10 (docs/pruning.md, "Default schedules").
+    fn default_shape(&self) -> Shape {
+        Shape(&["uniform@late", KEEP_RATE_FAMILY])
     }
 
     fn options(&self) -> &'static [Opt] {

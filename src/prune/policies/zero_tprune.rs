@@ -6,7 +6,7 @@ use super::wpr;
 use crate::error::Result;
 use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
-use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection};
+use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
 pub struct ZeroTPrune;
 
@@ -32,6 +32,13 @@ impl PolicyDef for ZeroTPrune {
             keys: true,
             ..Reads::default()
         }
+    }
+
+    /// `--flops`: a late-heavy ramp where it reaches the target (80% of dense FLOPs on DeiT-Tiny),
+    /// else the published schedule, the same keep rate at 2, 4, 6, 8, 10 (docs/pruning.md,
+    /// "Default schedules").
+    fn default_shape(&self) -> Shape {
+        Shape(&["late-heavy", KEEP_RATE_FAMILY])
     }
 
     fn options(&self) -> &'static [Opt] {
