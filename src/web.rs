@@ -346,6 +346,7 @@ impl Session {
             gemm_kernel: choice.gemm.name(),
             fused_attention: choice.fused_attention,
             policies,
+            recommended: Policy::recommended().name(),
         };
         if session.max_batch() == 0 {
             return Err(JsError::new(&format!(
@@ -364,9 +365,10 @@ impl Session {
     }
 
     /// Adapter and model facts: `{adapter, maxBatch, parameters, imageSize, patchSize, grid, depth,
-    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, fusedAttention, policies}`;
-    /// `policies` lists every policy as `{name, help, reads, merges, keep_rule, default_blocks,
-    /// options}` (default blocks for this model's depth).
+    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, fusedAttention, policies,
+    /// recommended}`; `policies` lists every policy as `{name, help, reads, merges, keep_rule,
+    /// default_blocks, default_shape, options}` (default blocks for this model's depth), and
+    /// `recommended` names the policy a schedule without one runs.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> JsValue {
         self.info.clone()
@@ -507,6 +509,8 @@ struct SessionInfo {
     gemm_kernel: String,
     fused_attention: bool,
     policies: Vec<crate::prune::PolicyInfo>,
+    /// The policy a schedule without one runs (`Policy::recommended`), the page's first choice.
+    recommended: &'static str,
 }
 
 /// Median and spread of one set of timings.

@@ -98,7 +98,7 @@ async function loadModel(getBytes, source) {
     app.session = await Session.create(bytes, config);
     app.info = app.session.info;
     const i = app.info;
-    fillPolicies(i.policies);
+    fillPolicies(i.policies, i.recommended);
     $("model-status").textContent =
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
@@ -174,10 +174,10 @@ function setupImages() {
 // ---- pruning controls ----------------------------------------------------------------------------
 
 // The policy list comes from the library's registry: each entry has its name, help, keep rule and
-// default blocks for this model.
-function fillPolicies(policies) {
+// default blocks for this model. The first choice is the library's recommended policy.
+function fillPolicies(policies, recommended) {
   const select = $("policy");
-  const chosen = select.value || "zero-tprune";
+  const chosen = select.value || recommended;
   select.replaceChildren(...policies.map((p) => {
     const o = document.createElement("option");
     o.value = p.name;
@@ -185,7 +185,7 @@ function fillPolicies(policies) {
     o.title = p.help;
     return o;
   }));
-  select.value = policies.some((p) => p.name === chosen) ? chosen : "zero-tprune";
+  select.value = policies.some((p) => p.name === chosen) ? chosen : recommended;
   syncTarget();
 }
 
