@@ -346,7 +346,13 @@ impl Session {
             gemm_kernel: choice.gemm.name(),
             fused_attention: choice.fused_attention,
             policies,
-            recommended: Policy::recommended().name(),
+            recommended: Policy::recommended_levels()
+                .iter()
+                .map(|&(flops, p)| Recommended {
+                    flops,
+                    policy: p.name(),
+                })
+                .collect(),
         };
         if session.max_batch() == 0 {
             return Err(JsError::new(&format!(
@@ -368,7 +374,7 @@ impl Session {
     /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, fusedAttention, policies,
     /// recommended}`; `policies` lists every policy as `{name, help, reads, merges, keep_rule,
     /// default_blocks, default_shape, options}` (default blocks for this model's depth), and
-    /// `recommended` names the policy a schedule without one runs.
+    /// `recommended` lists `{flops, policy}`: the policy a FLOPs target without one runs, by level.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> JsValue {
         self.info.clone()
@@ -509,8 +515,16 @@ struct SessionInfo {
     gemm_kernel: String,
     fused_attention: bool,
     policies: Vec<crate::prune::PolicyInfo>,
-    /// The policy a schedule without one runs (`Policy::recommended`), the page's first choice.
-    recommended: &'static str,
+    /// The policy a FLOPs target without one runs, by level (`Policy::recommended`): the page's
+    /// first choice.
+    recommended: Vec<Recommended>,
+}
+
+/// The recommended policy at one FLOPs level.
+#[derive(Serialize)]
+struct Recommended {
+    flops: f64,
+    policy: &'static str,
 }
 
 /// Median and spread of one set of timings.

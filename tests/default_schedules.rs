@@ -171,21 +171,36 @@ fn zero_tprune_falls_back_to_its_published_schedule() {
 fn a_schedule_without_a_policy_runs_the_recommended_one() {
     let c = deit_tiny();
     let req = |r: PruneRequest| r.resolve(&c).unwrap();
-    let p = req(PruneRequest {
-        flops: Some(0.65),
-        ..Default::default()
-    });
-    assert_eq!(p.policy, Policy::recommended());
-    assert_eq!(
-        p,
-        flops(Policy::recommended(), 0.65, None),
-        "the recommended policy in its default shape"
-    );
+    // A FLOPs target: the policy measured best at the nearest level, in its default shape.
+    for (f, want) in [
+        (0.9, "tome-protect"),
+        (0.8, "tome-protect"),
+        (0.7, "wpr-merge"),
+        (0.65, "wpr-merge"),
+        (0.6, "wpr-merge"),
+        (0.5, "tome-protect"),
+        (0.45, "tome-protect"),
+    ] {
+        assert_eq!(Policy::recommended(Some(f)).name(), want, "{f}");
+        let p = req(PruneRequest {
+            flops: Some(f),
+            ..Default::default()
+        });
+        assert_eq!(p, flops(Policy::named(want).unwrap(), f, None), "{f}");
+    }
+    for (&(level, p), next) in Policy::recommended_levels()
+        .iter()
+        .zip(Policy::recommended_levels().iter().skip(1))
+    {
+        assert!(level > next.0 && !p.is_none());
+    }
+    // Token counts or keep rates: the policy among the best at every level.
     let p = req(PruneRequest {
         keep: Some("0.7@3,6,9".into()),
         ..Default::default()
     });
-    assert_eq!(p.policy, Policy::recommended());
+    assert_eq!(p.policy, Policy::recommended(None));
+    assert_eq!(p.policy.name(), "tome-protect");
     let p = req(PruneRequest {
         threshold: Some("1.0@3".into()),
         ..Default::default()

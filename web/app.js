@@ -98,7 +98,7 @@ async function loadModel(getBytes, source) {
     app.session = await Session.create(bytes, config);
     app.info = app.session.info;
     const i = app.info;
-    fillPolicies(i.policies, i.recommended);
+    fillPolicies(i.policies, recommendedAt(i.recommended, Number($("target").value)));
     $("model-status").textContent =
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
@@ -172,6 +172,11 @@ function setupImages() {
 }
 
 // ---- pruning controls ----------------------------------------------------------------------------
+
+// The library's recommended policy at the FLOPs level nearest to `flops`.
+function recommendedAt(levels, flops) {
+  return levels.reduce((a, b) => (Math.abs(b.flops - flops) < Math.abs(a.flops - flops) ? b : a)).policy;
+}
 
 // The policy list comes from the library's registry: each entry has its name, help, keep rule and
 // default blocks for this model. The first choice is the library's recommended policy.

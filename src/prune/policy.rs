@@ -147,9 +147,22 @@ impl Policy {
         Policy::all()[0]
     }
 
-    /// The policy a schedule given without one uses (`--flops 0.65` alone): the one that held up
-    /// best on both image sets at every FLOPs level (docs/pruning.md, "Recommended").
-    pub fn recommended() -> Policy {
+    /// The policy a schedule given without one runs. For a FLOPs target: the one recommended at
+    /// the nearest measured level (80%, 65% and 50% of dense: tome-protect, wpr-merge,
+    /// tome-protect); for other schedules: tome-protect, among the best at every level
+    /// (docs/pruning.md, "Recommended").
+    pub fn recommended(flops: Option<f64>) -> Policy {
+        let Some(f) = flops else {
+            return super::policies::RECOMMENDED_ANY;
+        };
+        super::policies::RECOMMENDED
+            .iter()
+            .min_by(|a, b| (a.0 - f).abs().total_cmp(&(b.0 - f).abs()))
+            .map_or(super::policies::RECOMMENDED_ANY, |&(_, p)| p)
+    }
+
+    /// The recommended policy per measured FLOPs level, highest level first.
+    pub fn recommended_levels() -> &'static [(f64, Policy)] {
         super::policies::RECOMMENDED
     }
 

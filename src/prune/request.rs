@@ -11,7 +11,7 @@ use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
     /// A registered policy's name (`Policy::all`; default: none, or the recommended policy when a
-    /// schedule is given).
+    /// schedule is given: `Policy::recommended`).
     pub policy: Option<String>,
     /// Keep rates, `RATE@BLOCKS` groups joined with `;`, e.g. `0.7@3,6,9`.
     pub keep: Option<String>,
@@ -40,15 +40,14 @@ pub struct PruneRequest {
 
 impl PruneRequest {
     /// The policy named, else: with `threshold`, the threshold policy; with another schedule
-    /// (`keep`, `tokens`, `flops`), the recommended policy ([`Policy::recommended`]); with none,
-    /// the dense model.
+    /// (`flops`, `keep`, `tokens`), the recommended policy ([`Policy::recommended`]: for a FLOPs
+    /// target, the one measured best at the nearest level); with none, the dense model.
     pub fn policy(&self) -> Result<Policy> {
         match &self.policy {
             Some(name) => name.parse(),
             None if self.threshold.is_some() => "threshold".parse(),
-            None if self.keep.is_some() || self.tokens.is_some() || self.flops.is_some() => {
-                Ok(Policy::recommended())
-            }
+            None if self.flops.is_some() => Ok(Policy::recommended(self.flops)),
+            None if self.keep.is_some() || self.tokens.is_some() => Ok(Policy::recommended(None)),
             None => Ok(Policy::none()),
         }
     }

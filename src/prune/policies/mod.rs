@@ -29,7 +29,15 @@ pub static ALL: &[Policy] = &[
     Policy(&random::Random),
 ];
 
-/// What `--flops F` without `--policy` runs: chosen on the calibration images by agreement with
-/// dense (then KL) among the tuned policies, and confirmed on the held-out images of both sets
-/// (docs/pruning.md, "Recommended"; README, "Pruning quality").
-pub static RECOMMENDED: Policy = Policy(&tome_protect::TomeProtect);
+/// What a FLOPs target without `--policy` runs, by the level it is nearest (fractions of the dense
+/// FLOPs): chosen on the 400 calibration images by agreement with dense (then KL), and confirmed
+/// on the held-out images of both image sets (docs/pruning.md, "Recommended").
+pub static RECOMMENDED: &[(f64, Policy)] = &[
+    (0.8, Policy(&tome_protect::TomeProtect)),
+    (0.65, Policy(&wpr_merge::WprMerge)),
+    (0.5, Policy(&tome_protect::TomeProtect)),
+];
+
+/// What a schedule of token counts or keep rates without `--policy` runs: the policy that was
+/// among the best at every level.
+pub static RECOMMENDED_ANY: Policy = Policy(&tome_protect::TomeProtect);
