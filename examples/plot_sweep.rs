@@ -1,6 +1,6 @@
-//! Re-plot saved sweep results: `cargo run --example plot_sweep -- RESULTS.json OUT.png [TITLE]`.
+//! Re-plot saved sweep results: `cargo run --example plot_sweep -- RESULTS.json OUT.png [TITLE] [FIELD]`.
 //! RESULTS.json is `zeroprune sweep --json` output (`{"rows": [...]}`) or a bare list of rows; each row
-//! needs `policy`, `gflops` and `top1` (percent). Rows of policy `none` are the dense point that
+//! needs `policy`, `gflops` and `top1` (percent), or the FIELD given instead (`agreement`, percent). Rows of policy `none` are the dense point that
 //! every line ends at. The README's plot of the reference's 1300-image sweep is drawn this way.
 
 use std::collections::BTreeMap;
@@ -10,14 +10,15 @@ use zeroprune::draw::{line_chart, Series};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [input, output, rest @ ..] = &args[..] else {
-        return Err("usage: plot_sweep RESULTS.json OUT.png [TITLE]".into());
+        return Err("usage: plot_sweep RESULTS.json OUT.png [TITLE] [FIELD]".into());
     };
+    let field = rest.get(1).map_or("top1", String::as_str);
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(input)?)?;
     let rows = v.get("rows").unwrap_or(&v).as_array().ok_or("no rows")?;
     let point = |r: &serde_json::Value| -> Option<(String, (f64, f64))> {
         Some((
             r["policy"].as_str()?.to_string(),
-            (r["gflops"].as_f64()?, r["top1"].as_f64()?),
+            (r["gflops"].as_f64()?, r[field].as_f64()?),
         ))
     };
     let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -41,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     line_chart(
         title,
         "GFLOPs per image",
-        "top-1 accuracy (%)",
+        if field == "top1" {
+            "top-1 accuracy (%)"
+        } else {
+            "agreement with dense (%)"
+        },
         &series,
         900,
         560,
