@@ -7,7 +7,8 @@
 use zeroprune::model::Preprocess;
 use zeroprune::prune::search::{families, fit_family};
 use zeroprune::prune::{
-    Policy, PruneOptions, PruneRequest, Pruning, ScheduleSpec, Shape, KEEP_RATE_FAMILY,
+    Policy, PruneOptions, PruneRequest, Pruning, ScheduleFile, ScheduleSpec, Shape,
+    KEEP_RATE_FAMILY,
 };
 use zeroprune::ViTConfig;
 
@@ -224,4 +225,28 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
     .resolve(&c)
     .unwrap_err();
     assert!(err.to_string().contains("takes no schedule"), "{err}");
+}
+
+#[test]
+fn the_shipped_schedules_resolve_within_their_budget() {
+    // docs/schedules/: what the quality study tuned, named deit-tiny-POLICY-LEVEL.json.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schedules");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = ScheduleFile::read(&path).unwrap();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let level: f64 = stem.rsplit('-').next().unwrap().parse().unwrap();
+        assert!(stem.contains(&file.policy), "{stem}");
+        let p = PruneRequest {
+            schedule: Some(file),
+            ..Default::default()
+        }
+        .resolve(&deit_tiny())
+        .unwrap();
+        let ratio = p.flops(&deit_tiny()) / zeroprune::model::flops::dense_flops(&deit_tiny());
+        assert!(ratio <= level + 1e-9, "{stem}: {ratio}");
+        n += 1;
+    }
+    assert!(n >= 12, "{n} schedules");
 }
