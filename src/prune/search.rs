@@ -82,6 +82,11 @@ fn round(x: f64) -> usize {
     (x + 0.5).floor().max(0.0) as usize
 }
 
+/// The removal of `profile` scaled by `t`: `round(t * w_i)` at every block.
+fn scaled(profile: &[f64], t: f64) -> Vec<usize> {
+    profile.iter().map(|w| round(t * w)).collect()
+}
+
 impl Space<'_> {
     fn patches(&self) -> usize {
         self.config.num_patches()
@@ -135,7 +140,7 @@ impl Space<'_> {
     /// The strongest valid scaling `t` of `profile` (removal `round(t * w_i)`), by 40 bisection
     /// steps on `[0, N]`.
     fn strongest_scaling(&self, profile: &[f64]) -> f64 {
-        let at = |t: f64| -> Vec<usize> { profile.iter().map(|w| round(t * w)).collect() };
+        let at = |t: f64| scaled(profile, t);
         let (mut lo, mut hi) = (0.0, self.patches() as f64);
         if self.schedule(&at(hi)).is_none() {
             for _ in 0..40 {
@@ -157,7 +162,7 @@ impl Space<'_> {
         profile: &[f64],
         cost: &mut dyn FnMut(&Pruning) -> Result<f64>,
     ) -> Result<Option<(Pruning, f64)>> {
-        let at = |t: f64| -> Vec<usize> { profile.iter().map(|w| round(t * w)).collect() };
+        let at = |t: f64| scaled(profile, t);
         let mut hi = self.strongest_scaling(profile);
         let Some(strongest) = self.schedule(&at(hi)) else {
             return Ok(None);
@@ -398,12 +403,7 @@ pub fn fit_family(
         return Ok(p);
     }
     let lowest = space
-        .schedule(
-            &profile
-                .iter()
-                .map(|w| round(space.strongest_scaling(&profile) * w))
-                .collect::<Vec<_>>(),
-        )
+        .schedule(&scaled(&profile, space.strongest_scaling(&profile)))
         .map(|p| flops_ratio(&p, c));
     let why = policy
         .def()
