@@ -101,7 +101,8 @@ pub trait PolicyDef: Sync + 'static {
         }
     }
 
-    /// The blocks it prunes at when the schedule names none.
+    /// The blocks of its constant keep rate (`keep-rate@default` in its default shape, and the
+    /// schedule search's starting point of that name).
     fn default_blocks(&self, depth: usize) -> Vec<usize> {
         every_other_block(depth)
     }
@@ -247,7 +248,7 @@ pub struct PolicyInfo {
     pub reads: Reads,
     pub merges: bool,
     pub keep_rule: KeepRule,
-    /// The blocks it prunes at by default, for the given depth.
+    /// The blocks of its constant keep rate, for the given depth.
     pub default_blocks: Vec<usize>,
     /// How `flops` without `at` spreads the removal: families in order of preference.
     pub default_shape: Shape,

@@ -21,8 +21,9 @@ fn policies() -> PossibleValuesParser {
 pub struct PruneArgs {
     /// Token pruning policy (default: none, the dense model; with a schedule and no policy: the
     /// recommended one, for --flops by the nearest measured level: tome-protect at 0.8 and 0.5,
-    /// wpr-merge at 0.65; tome-protect for --keep and --tokens). With a policy and no schedule: --flops 0.8 in
-    /// the policy's default shape (threshold: 0.5 at blocks 2, 4, 6, 8, 10 for 12 blocks).
+    /// wpr-merge at 0.65; tome-protect for --keep and --tokens). With a policy and no schedule:
+    /// --flops 0.8 in the policy's default shape (threshold: 0.5 at blocks 2, 4, 6, 8, 10 for 12
+    /// blocks).
     #[arg(long, value_parser = policies(), ignore_case = true)]
     pub policy: Option<String>,
     /// A schedule file written by `zeroprune tune`: its policy, the tokens kept after each block,
@@ -36,11 +37,12 @@ pub struct PruneArgs {
     /// Exact patch-token counts: BLOCK:COUNT,..., e.g. 3:138,6:96,9:67.
     #[arg(long, group = "one_schedule")]
     pub tokens: Option<String>,
-    /// Target fraction of the dense FLOPs, e.g. 0.65, in the policy's default shape (the schedule
-    /// family that measured best for it: wpr-merge removes the same number at every block from a
-    /// quarter of the depth on, tome and tome-protect at every other block from 2, pitome at every
-    /// block; the others keep the same rate at 2, 4, 6, 8, 10); with --at, the same keep rate at
-    /// those blocks, the largest that fits.
+    /// Target fraction of the dense FLOPs, e.g. 0.65, in the policy's default shape: the first of
+    /// its schedule families that reaches the target (for tome, tome-protect and wpr-merge the
+    /// same removal at every block from a quarter of the depth on, where that reaches it; the
+    /// published keep rate at 2, 4, 6, 8, 10 for zero-tprune below 80%, wpr, evit and random;
+    /// docs/pruning.md, "Default schedules"). With --at, the same keep rate at those blocks, the
+    /// largest that fits.
     #[arg(long, group = "one_schedule")]
     pub flops: Option<f64>,
     /// Threshold policy: THETA@BLOCKS; patch tokens whose received attention, scaled so that
