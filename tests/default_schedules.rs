@@ -207,6 +207,20 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
         ..Default::default()
     });
     assert_eq!(p.policy.name(), "threshold");
+    // An option the recommended policy does not read says which policy ran, and why.
+    let err = PruneRequest {
+        flops: Some(0.65),
+        sim: Some(0.3),
+        ..Default::default()
+    }
+    .resolve(&c)
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wpr-merge (the recommended policy")
+            && err.to_string().contains("zero-tprune"),
+        "{err}"
+    );
     // Nothing at all is the dense model; options alone still need a policy.
     assert!(req(PruneRequest::default()).is_dense());
     let err = PruneRequest {

@@ -189,7 +189,12 @@ impl PruneRequest {
             return Err(Error::param(
                 o.name(),
                 format!(
-                    "{policy} does not read --{}; it applies to {}",
+                    "{policy}{} does not read --{}; it applies to {}",
+                    if self.policy.is_none() {
+                        " (the recommended policy, run as no --policy was given)"
+                    } else {
+                        ""
+                    },
                     o.name(),
                     readers.join(", ")
                 ),
