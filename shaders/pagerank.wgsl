@@ -4,13 +4,17 @@
 const WG: u32 = 64u; // few SIMD chunks per barrier on CPU adapters (llvmpipe); was 256
 const PER: u32 = MAX_TOKENS / WG; // tokens owned by each thread
 
-// ---- wpr: one workgroup per (image, head); s <- A'^T s from s = 1/|S| until T steps or L1 change < eps ----
+// ---- wpr: one workgroup per (image, head); s <- A'^T s from s = 1/|S| until T steps or L1 change < eps.
+// A' (rows renormalised over the survivors, zero off them) is written once, transposed, to w_norm:
+// each iteration then reads row i of A'^T as vec4s, the order a CPU adapter vectorises. ----
 @group(0) @binding(0) var<storage, read> w_probs: array<f32>;
 @group(0) @binding(1) var<storage, read> w_alive: array<u32>;
 @group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
-@group(0) @binding(3) var<uniform> wp: WprParams;
+@group(0) @binding(3) var<storage, read_write> w_norm: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> wp: WprParams;
 
-var<workgroup> s: array<f32, MAX_TOKENS>;
+var<workgroup> s: array<vec4<f32>, MAX_TOKENS / 4u>;
+var<workgroup> fresh: array<f32, MAX_TOKENS>;
 var<workgroup> inv_row: array<f32, MAX_TOKENS>;
 var<workgroup> stop: u32;
 
@@ -18,51 +22,85 @@ var<workgroup> stop: u32;
 fn wpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let z = wid.x; // image * heads + head
     let n = wp.n;
+    let q = (n + 3u) / 4u; // vec4s per row of w_norm
     let b = z / wp.heads;
     let base = z * n * n;
+    let nbase = z * n * q;
     let alive = b * n;
 
-    // 1 / (row sum over surviving columns) for every surviving row; 0 for the others.
+    // `fresh` holds the survivor mask (1 or 0) until the iterations start.
     var alive_count = 0.0;
+    for (var i = lane; i < n; i += WG) {
+        let m = select(0.0, 1.0, w_alive[alive + i] != 0u);
+        fresh[i] = m;
+        alive_count += m;
+    }
+    workgroupBarrier();
+    // 1 / (row sum over surviving columns) for every surviving row; 0 for the others.
     for (var j = lane; j < n; j += WG) {
         var sum = 0.0;
-        let aj = w_alive[alive + j] != 0u;
-        if (aj) {
-            alive_count += 1.0;
-            for (var i = 0u; i < n; i++) {
-                if (w_alive[alive + i] != 0u) {
-                    sum += w_probs[base + j * n + i];
+        let row = base + j * n;
+        for (var i = 0u; i < n; i++) {
+            sum += w_probs[row + i] * fresh[i];
+        }
+        inv_row[j] = select(0.0, 1.0 / sum, fresh[j] != 0.0 && sum > 0.0);
+    }
+    let survivors = reduce_sum(lane, alive_count);
+    for (var j = lane; j < q * 4u; j += WG) {
+        s[j / 4u][j % 4u] = select(0.0, 1.0 / survivors, j < n && w_alive[alive + j] != 0u);
+    }
+    // w_norm[i, j] = A'[j, i]: zero where i or j is not a survivor, and in the padding j >= n.
+    for (var e = lane; e < n * q; e += WG) {
+        let i = e % n;
+        let j0 = (e / n) * 4u;
+        var v = vec4<f32>(0.0);
+        if (w_alive[alive + i] != 0u) {
+            for (var c = 0u; c < 4u; c++) {
+                let j = j0 + c;
+                if (j < n) {
+                    v[c] = w_probs[base + j * n + i] * inv_row[j];
                 }
             }
         }
-        inv_row[j] = select(0.0, 1.0 / sum, aj && sum > 0.0);
+        w_norm[nbase + e] = v;
     }
-    let survivors = reduce_sum(lane, alive_count);
-    for (var j = lane; j < n; j += WG) {
-        s[j] = select(0.0, 1.0 / survivors, w_alive[alive + j] != 0u);
-    }
+    storageBarrier();
     workgroupBarrier();
 
     for (var it = 0u; it < wp.iters; it++) {
-        var fresh: array<f32, PER>;
-        for (var r = 0u; r < PER; r++) {
-            let i = lane + r * WG;
-            var v = 0.0;
-            if (i < n && w_alive[alive + i] != 0u) {
-                for (var j = 0u; j < n; j++) {
-                    v += w_probs[base + j * n + i] * inv_row[j] * s[j];
-                }
+        // Four rows per lane share each load of s; rows past n read row n - 1 and are not kept.
+        for (var i0 = lane; i0 < n; i0 += 4u * WG) {
+            let i1 = min(i0 + WG, n - 1u);
+            let i2 = min(i0 + 2u * WG, n - 1u);
+            let i3 = min(i0 + 3u * WG, n - 1u);
+            var a0 = vec4<f32>(0.0);
+            var a1 = vec4<f32>(0.0);
+            var a2 = vec4<f32>(0.0);
+            var a3 = vec4<f32>(0.0);
+            for (var c = 0u; c < q; c++) {
+                let sc = s[c];
+                let col = nbase + c * n;
+                a0 += w_norm[col + i0] * sc;
+                a1 += w_norm[col + i1] * sc;
+                a2 += w_norm[col + i2] * sc;
+                a3 += w_norm[col + i3] * sc;
             }
-            fresh[r] = v;
+            fresh[i0] = (a0.x + a0.y) + (a0.z + a0.w);
+            if (i0 + WG < n) {
+                fresh[i0 + WG] = (a1.x + a1.y) + (a1.z + a1.w);
+            }
+            if (i0 + 2u * WG < n) {
+                fresh[i0 + 2u * WG] = (a2.x + a2.y) + (a2.z + a2.w);
+            }
+            if (i0 + 3u * WG < n) {
+                fresh[i0 + 3u * WG] = (a3.x + a3.y) + (a3.z + a3.w);
+            }
         }
         workgroupBarrier();
         var delta = 0.0;
-        for (var r = 0u; r < PER; r++) {
-            let i = lane + r * WG;
-            if (i < n) {
-                delta += abs(fresh[r] - s[i]);
-                s[i] = fresh[r];
-            }
+        for (var i = lane; i < n; i += WG) {
+            delta += abs(fresh[i] - s[i / 4u][i % 4u]);
+            s[i / 4u][i % 4u] = fresh[i];
         }
         let total = reduce_sum(lane, delta);
         if (lane == 0u) {
@@ -74,7 +112,7 @@ fn wpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     for (var i = lane; i < n; i += WG) {
-        w_out[z * n + i] = s[i];
+        w_out[z * n + i] = s[i / 4u][i % 4u];
     }
 }
 

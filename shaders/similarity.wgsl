@@ -11,7 +11,9 @@ fn item(wid: vec3<u32>, nwg: vec3<u32>, lane: u32) -> u32 {
 }
 
 // ---- head_mean_keys: metric[b, t, e] = 1/H sum_h K[b, t, h * dh + e] (ToMe's metric), reading
-// the keys through their view: token t of image b starts at off + b * img_stride + t * row_stride ----
+// the keys through their view: token t of image b starts at off + b * img_stride + t * row_stride.
+// Output rows are out_width = dh rounded up to a multiple of 4, zero past dh, so that the matching
+// kernels read them as vec4s; with one head this packs any view into that layout. ----
 @group(0) @binding(0) var<storage, read> mk_keys: array<f32>;
 @group(0) @binding(1) var<storage, read_write> mk_out: array<f32>;
 @group(0) @binding(2) var<uniform> mp: MeanParams;
@@ -27,8 +29,12 @@ fn head_mean_keys(
         return;
     }
     let dh = mp.width / mp.heads;
-    let row = e / dh; // b * n + t
-    let col = e % dh;
+    let row = e / mp.out_width; // b * n + t
+    let col = e % mp.out_width;
+    if (col >= dh) {
+        mk_out[e] = 0.0;
+        return;
+    }
     let base = mp.off + (row / mp.n) * mp.img_stride + (row % mp.n) * mp.row_stride + col;
     var s = 0.0;
     for (var h = 0u; h < mp.heads; h++) {
@@ -37,8 +43,9 @@ fn head_mean_keys(
     mk_out[e] = s / f32(mp.heads);
 }
 
-// ---- best_match: one thread per (image, token) ----
-@group(0) @binding(0) var<storage, read> bm_feat: array<f32>;
+// ---- best_match: one thread per (image, token). The features are read as vec4s: width, offset
+// and strides are multiples of 4 (the launcher checks), in the units of the view, f32 values. ----
+@group(0) @binding(0) var<storage, read> bm_feat: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> bm_flags: array<u32>;
 @group(0) @binding(2) var<storage, read_write> bm_keep_score: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bm_dst: array<u32>;
@@ -61,28 +68,33 @@ fn role(b: u32, t: u32) -> u32 {
 }
 
 fn feat_at(b: u32, t: u32) -> u32 {
-    return bp.off + b * bp.img_stride + t * bp.row_stride;
+    return (bp.off + b * bp.img_stride + t * bp.row_stride) / 4u;
 }
 
-// The length of the feature row at f (at least 1e-12).
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// The length of the feature row at f (at least 1e-12); f and width in vec4s.
 fn feat_norm(f: u32, width: u32) -> f32 {
-    var n = 0.0;
+    var n = vec4<f32>(0.0);
     for (var k = 0u; k < width; k++) {
-        n += bm_feat[f + k] * bm_feat[f + k];
+        let v = bm_feat[f + k];
+        n += v * v;
     }
-    return max(sqrt(n), 1e-12);
+    return max(sqrt(hsum(n)), 1e-12);
 }
 
 // Cosine similarity of the feature rows at fa (of length na) and ft.
 fn feat_cos(fa: u32, na: f32, ft: u32, width: u32) -> f32 {
-    var dot = 0.0;
-    var nt = 0.0;
+    var dot = vec4<f32>(0.0);
+    var nt = vec4<f32>(0.0);
     for (var k = 0u; k < width; k++) {
         let v = bm_feat[ft + k];
         dot += bm_feat[fa + k] * v;
         nt += v * v;
     }
-    return dot / (na * max(sqrt(nt), 1e-12));
+    return hsum(dot) / (na * max(sqrt(hsum(nt)), 1e-12));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -104,14 +116,15 @@ fn best_match(
         return;
     }
     let fa = feat_at(b, a);
-    let na = feat_norm(fa, bp.width);
+    let w4 = bp.width / 4u;
+    let na = feat_norm(fa, w4);
     var best = NEG;
     var best_t = NONE;
     for (var t = bp.prefix; t < bp.n; t++) {
         if (role(b, t) != 2u) {
             continue;
         }
-        let cos = feat_cos(fa, na, feat_at(b, t), bp.width);
+        let cos = feat_cos(fa, na, feat_at(b, t), w4);
         if (cos > best) {
             best = cos;
             best_t = t;
@@ -130,7 +143,7 @@ fn best_match(
 @group(0) @binding(2) var<uniform> ep: EnergyParams;
 
 fn en_at(b: u32, t: u32) -> u32 {
-    return ep.off + b * ep.img_stride + t * ep.row_stride;
+    return (ep.off + b * ep.img_stride + t * ep.row_stride) / 4u;
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -150,10 +163,10 @@ fn energy(
         return;
     }
     let fa = en_at(b, a);
-    let na = feat_norm(fa, ep.width);
+    let na = feat_norm(fa, ep.width / 4u);
     var sum = 0.0;
     for (var t = ep.prefix; t < ep.n; t++) {
-        let x = feat_cos(fa, na, en_at(b, t), ep.width) - ep.margin;
+        let x = feat_cos(fa, na, en_at(b, t), ep.width / 4u) - ep.margin;
         sum += select(ep.alpha * (exp(x) - 1.0), x, x > 0.0);
     }
     en_energy[e] = sum / f32(ep.n - ep.prefix);

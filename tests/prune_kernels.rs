@@ -454,8 +454,10 @@ async fn wpr_gpu(
     eps: f32,
 ) -> Vec<f32> {
     let out = out_f32(s.batch * s.heads * s.n);
+    // NaN scratch: a value the kernel reads without writing it first poisons the scores.
+    let matrix = up_f32(&vec![f32::NAN; zeroprune::gpu::Kernels::wpr_matrix_len(s)]);
     run([kernels()
-        .wpr("wpr", s, probs, alive, &out, iters, eps)
+        .wpr("wpr", s, probs, alive, &out, &matrix, iters, eps)
         .unwrap()]);
     read_f32(&out).await
 }
@@ -863,6 +865,7 @@ async fn combine_heads_band_falls_back_to_all_heads() {
 // Similarity: ToMe's metric and best matches
 
 /// `m[b, t, e] = 1/H sum_h K[b, t, h dh + e]`, K the middle third of each QKV row.
+/// Rows of `Features::vec4_width(dim / heads)` values: the head means, then exact zeros.
 fn head_mean_ref(qkv: &[f32], s: TokenShape, dim: usize) -> Vec<Want> {
     let dh = dim / s.heads;
     let mut out = Vec::new();
@@ -872,6 +875,7 @@ fn head_mean_ref(qkv: &[f32], s: TokenShape, dim: usize) -> Vec<Want> {
             let acc: f64 = (0..s.heads).map(|h| k[h * dh + e] as f64).sum();
             out.push(Want::Near(acc / s.heads as f64));
         }
+        out.extend((dh..Features::vec4_width(dh)).map(|_| Want::Exact(0.0)));
     }
     out
 }
@@ -962,6 +966,25 @@ fn duplicate_key(
     }
 }
 
+/// Packs any view into the vec4 layout the matching kernels read (head_mean_keys with one head).
+async fn pack(s: TokenShape, feat: &GpuTensor, lay: Lay) -> (GpuTensor, Lay) {
+    let width = Features::vec4_width(lay.width);
+    let packed = out_f32(s.batch * s.n * width);
+    let one_head = TokenShape { heads: 1, ..s };
+    run([kernels()
+        .head_mean_keys("pack", one_head, lay.on(feat), &packed)
+        .unwrap()]);
+    let packed_lay = Lay {
+        width,
+        off: 0,
+        row_stride: width,
+        img_stride: s.n * width,
+    };
+    (packed, packed_lay)
+}
+
+/// best_match on the view; a view that is not vec4-aligned must be refused with a message, then
+/// matched after packing (zero padding leaves every cosine as it was).
 async fn run_match(
     s: TokenShape,
     feat: &GpuTensor,
@@ -971,6 +994,15 @@ async fn run_match(
 ) -> (Vec<f32>, Vec<u32>) {
     let keep = out_f32(s.batch * s.n);
     let dst = out_u32(s.batch * s.n);
+    if !lay.on(feat).is_vec4() {
+        let err = kernels()
+            .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("multiples of 4"), "{err}");
+        let (packed, packed_lay) = pack(s, feat, lay).await;
+        return Box::pin(run_match(s, &packed, packed_lay, split, flags)).await;
+    }
     run([kernels()
         .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
         .unwrap()]);
@@ -1009,7 +1041,7 @@ async fn head_mean_keys_and_parity_match() {
             }
         }
         let qkv_t = up_f32(&qkv);
-        let dh = dim / s.heads;
+        let dh = Features::vec4_width(dim / s.heads);
         let metric = out_f32(s.batch * n * dh);
         // The keys are the middle third of each [B, n, 3D] qkv row.
         let keys = Features {
@@ -1062,23 +1094,31 @@ async fn head_mean_keys_and_parity_match() {
             }
         }
 
-        // The same match on a padded layout: an offset, gaps between rows and between images.
-        let padded = Lay {
-            width: dh,
-            off: 5,
-            row_stride: dh + 3,
-            img_stride: n * (dh + 3) + 7,
-        };
-        let mut buf = uniform(&mut r, 5 + s.batch * padded.img_stride, -9.0, 9.0);
-        for b in 0..s.batch {
-            for t in 0..n {
-                let at = padded.off + b * padded.img_stride + t * padded.row_stride;
-                buf[at..at + dh].copy_from_slice(lay.row(&got_metric, b, t));
+        // The same match on a padded layout: an offset, gaps between rows and between images,
+        // aligned (read as is) and not (refused, then packed).
+        for (off, gap, img_gap) in [(4, 4, 8), (5, 3, 7)] {
+            let padded = Lay {
+                width: dh,
+                off,
+                row_stride: dh + gap,
+                img_stride: n * (dh + gap) + img_gap,
+            };
+            let mut buf = uniform(&mut r, off + s.batch * padded.img_stride, -9.0, 9.0);
+            for b in 0..s.batch {
+                for t in 0..n {
+                    let at = padded.off + b * padded.img_stride + t * padded.row_stride;
+                    buf[at..at + dh].copy_from_slice(lay.row(&got_metric, b, t));
+                }
             }
+            let (keep2, dst2) = run_match(s, &up_f32(&buf), padded, MatchSplit::Parity, None).await;
+            check(
+                &format!("{what} padded layout {off}"),
+                &keep2,
+                &want_keep,
+                TOL,
+            );
+            check_u32(&format!("{what} padded layout {off}"), &dst2, &want_dst, n);
         }
-        let (keep2, dst2) = run_match(s, &up_f32(&buf), padded, MatchSplit::Parity, None).await;
-        check(&format!("{what} padded layout"), &keep2, &want_keep, TOL);
-        check_u32(&format!("{what} padded layout"), &dst2, &want_dst, n);
     }
 }
 
@@ -1228,8 +1268,19 @@ async fn energy_matches_cpu() {
             img_stride: n * 2 * dim,
         };
         let out = out_f32(s.batch * n);
+        let feat_t = up_f32(&feat);
+        let (feat_t, run_lay) = if lay.on(&feat_t).is_vec4() {
+            (feat_t, lay)
+        } else {
+            let err = kernels()
+                .energy("energy", s, lay.on(&feat_t), &out, (margin, 1.0))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("multiples of 4"), "{err}");
+            pack(s, &feat_t, lay).await
+        };
         run([kernels()
-            .energy("energy", s, lay.on(&up_f32(&feat)), &out, (margin, 1.0))
+            .energy("energy", s, run_lay.on(&feat_t), &out, (margin, 1.0))
             .unwrap()]);
         let what = format!("energy B{} n{n} D{dim} margin {margin}", s.batch);
         check(
@@ -1893,17 +1944,28 @@ async fn launchers_reject_unsupported_shapes() {
     let t = up_f32(&[0.0; 4]);
     let big = shape(1, MAX_PRUNE_TOKENS + 1, 1, 1);
     assert!(k.received_attention("x", big, &t, None, &t).is_err());
-    assert!(k.wpr("x", big, &t, &t, &t, 1, 0.0).is_err());
+    assert!(k.wpr("x", big, &t, &t, &t, &t, 1, 0.0).is_err());
+    // Scratch one value short of what PageRank needs.
+    let small = shape(2, 5, 3, 1);
+    let short = up_f32(&vec![
+        0.0;
+        zeroprune::gpu::Kernels::wpr_matrix_len(small) - 1
+    ]);
+    let err = k
+        .wpr("x", small, &t, &t, &t, &short, 1, 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pagerank matrix"), "{err}");
     assert!(k.select_topk("x", big, &t, &t, 1).is_err());
     assert!(k.select_threshold("x", big, &t, None, &t, 1.0).is_err());
     assert!(k
         .compact("x", 1, (MAX_PRUNE_TOKENS + 1, 1), &t, &t, &t, &t, &t)
         .is_err());
     let lay = Lay {
-        width: 1,
+        width: 4,
         off: 0,
-        row_stride: 1,
-        img_stride: 1,
+        row_stride: 4,
+        img_stride: 4,
     };
     assert!(k
         .best_match("x", big, lay.on(&t), MatchSplit::Parity, None, &t, &t)

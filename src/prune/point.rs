@@ -120,6 +120,11 @@ impl Workspace {
             .clone()
     }
 
+    /// Rows per image before the first step: what every `per_row` buffer is sized for.
+    pub fn rows_per_image(&self) -> usize {
+        self.rows
+    }
+
     /// `[B, rows]` 4-byte values called `name`: a score, flags, an index per row.
     pub fn rows(&self, name: &'static str) -> GpuTensor {
         self.per_row(name, 1)

@@ -34,7 +34,13 @@ pub static COMPACT: Family = Family {
     source: include_str!("../../../shaders/compact.wgsl"),
     libs: &[],
     params: &[CompactParams::DECL, GatherParams::DECL, CopyParams::DECL],
-    kernels: &[&ROWS.info, &GATHER.info, &COPY.info],
+    kernels: &[
+        &ROWS.info,
+        &GATHER.info,
+        &COPY.info,
+        &GATHER4.info,
+        &COPY4.info,
+    ],
 };
 
 pub static ROWS: Kernel<CompactParams> = Kernel::new(
@@ -61,6 +67,20 @@ pub static COPY: Kernel<CopyParams> = Kernel::new(
     &COMPACT,
     "copy",
     &[read("c_src"), write("c_dst")],
+    Phase::Compact,
+);
+
+pub static GATHER4: Kernel<GatherParams> = Kernel::new(
+    &COMPACT,
+    "gather_rows4",
+    &[read("g4_x"), read_u32("g4_src"), write("g4_out")],
+    Phase::Compact,
+);
+
+pub static COPY4: Kernel<CopyParams> = Kernel::new(
+    &COMPACT,
+    "copy4",
+    &[read("c4_src"), write("c4_dst")],
     Phase::Compact,
 );
 
@@ -98,7 +118,8 @@ impl Kernels {
         )
     }
 
-    /// `out[b, r, :] = x[b, src[b, r], :]` (zero where `src` is `u32::MAX`).
+    /// `out[b, r, :] = x[b, src[b, r], :]` (zero where `src` is `u32::MAX`); on vec4s when `d` is
+    /// a multiple of 4.
     pub fn gather_rows(
         &self,
         label: &str,
@@ -108,23 +129,33 @@ impl Kernels {
         src: &GpuTensor,
         out: &GpuTensor,
     ) -> Result<Step> {
-        let total = batch * n_out * d;
+        let (kernel, unit) = if d.is_multiple_of(4) {
+            (&GATHER4, 4)
+        } else {
+            (&GATHER, 1)
+        };
+        let total = batch * n_out * d / unit;
         let params = GatherParams {
             total: u(total, "rows")?,
             n_in: u(n_in, "tokens")?,
             n_out: u(n_out, "tokens")?,
-            d: u(d, "dim")?,
+            d: u(d / unit, "dim")?,
         };
         let grid = grid_for_items(total, 256);
-        self.launch(&GATHER, label, &[x, src, out], &params, grid)
+        self.launch(kernel, label, &[x, src, out], &params, grid)
     }
 
-    /// `dst[0..len) = src[0..len)`.
+    /// `dst[0..len) = src[0..len)`; on vec4s when `len` is a multiple of 4.
     pub fn copy(&self, label: &str, src: &GpuTensor, dst: &GpuTensor, len: usize) -> Result<Step> {
-        let params = CopyParams {
-            total: u(len, "copy length")?,
+        let (kernel, unit) = if len.is_multiple_of(4) {
+            (&COPY4, 4)
+        } else {
+            (&COPY, 1)
         };
-        let grid = grid_for_items(len, 256);
-        self.launch(&COPY, label, &[src, dst], &params, grid)
+        let params = CopyParams {
+            total: u(len / unit, "copy length")?,
+        };
+        let grid = grid_for_items(len / unit, 256);
+        self.launch(kernel, label, &[src, dst], &params, grid)
     }
 }

@@ -38,7 +38,12 @@ pub static PAGERANK: Family = Family {
 pub static WPR: Kernel<WprParams> = Kernel::new(
     &PAGERANK,
     "wpr",
-    &[read("w_probs"), read_u32("w_alive"), write("w_out")],
+    &[
+        read("w_probs"),
+        read_u32("w_alive"),
+        write("w_out"),
+        write("w_norm"),
+    ],
     Phase::Score,
 );
 
@@ -77,6 +82,7 @@ impl std::str::FromStr for HeadCombine {
 
 impl Kernels {
     /// Weighted PageRank per (image, head) on the rows flagged alive: `heads_out[b, h, i]`.
+    /// `matrix` is scratch for the renormalised attention, at least [`Kernels::wpr_matrix_len`].
     #[allow(clippy::too_many_arguments)]
     pub fn wpr(
         &self,
@@ -85,10 +91,18 @@ impl Kernels {
         probs: &GpuTensor,
         alive: &GpuTensor,
         heads_out: &GpuTensor,
+        matrix: &GpuTensor,
         iters: u32,
         eps: f32,
     ) -> Result<Step> {
         s.check()?;
+        let need = Self::wpr_matrix_len(s);
+        if matrix.len < need {
+            return Err(Error::param(
+                "pagerank matrix",
+                format!("scratch holds {} values, PageRank needs {need}", matrix.len),
+            ));
+        }
         let params = WprParams {
             n: s.n_u32()?,
             heads: s.heads_u32()?,
@@ -96,7 +110,19 @@ impl Kernels {
             eps,
         };
         let grid = grid_for_groups(s.batch * s.heads);
-        self.launch(&WPR, label, &[probs, alive, heads_out], &params, grid)
+        self.launch(
+            &WPR,
+            label,
+            &[probs, alive, heads_out, matrix],
+            &params,
+            grid,
+        )
+    }
+
+    /// Values in [`Kernels::wpr`]'s scratch: per (image, head), the `n x n` renormalised attention,
+    /// transposed, rows padded to a multiple of 4.
+    pub fn wpr_matrix_len(s: TokenShape) -> usize {
+        s.batch * s.heads * s.n * s.n.div_ceil(4) * 4
     }
 
     /// One score per alive token from the per-head scores; `-3e38` for the others.

@@ -2,14 +2,16 @@
 //! cosine similarity (split by position parity, by a flag, or by roles); PiToMe's energy.
 
 use super::{grid_for_items, u, TokenShape};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::kernel::{read, read_u32, write, write_u32, Family, Kernel, Params};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
     pub struct MeanParams {
-        /// batch * n * (width / heads)
+        /// batch * n * out_width
         total: u32,
+        /// width / heads, rounded up to a multiple of 4.
+        out_width: u32,
         n: u32,
         heads: u32,
         /// Key values per token, all heads.
@@ -107,6 +109,32 @@ pub struct Features<'a> {
 }
 
 impl<'a> Features<'a> {
+    /// `width` rounded up to what the matching kernels read: a multiple of 4 values.
+    pub fn vec4_width(width: usize) -> usize {
+        width.div_ceil(4) * 4
+    }
+
+    /// Whether `best_match` and `energy` can read this view as vec4s.
+    pub fn is_vec4(&self) -> bool {
+        [self.width, self.off, self.row_stride, self.img_stride]
+            .iter()
+            .all(|v| v.is_multiple_of(4))
+    }
+
+    fn check_vec4(&self, kernel: &str) -> Result<()> {
+        if self.is_vec4() {
+            return Ok(());
+        }
+        Err(Error::param(
+            "features",
+            format!(
+                "{kernel} reads features as vec4s: width {}, offset {}, strides {} and {} must be \
+                 multiples of 4 (pack them with head_mean_keys)",
+                self.width, self.off, self.row_stride, self.img_stride
+            ),
+        ))
+    }
+
     /// `width` values per token, tokens and images packed: `[B, n, width]`.
     pub fn packed(t: &'a GpuTensor, n: usize, width: usize) -> Self {
         Features {
@@ -120,7 +148,9 @@ impl<'a> Features<'a> {
 }
 
 impl Kernels {
-    /// ToMe's metric: the keys averaged over heads, `[B, n, width / heads]`.
+    /// ToMe's metric: the keys averaged over heads, `[B, n, w]` with `w` = `width / heads` rounded
+    /// up to a multiple of 4 ([`Features::vec4_width`]), zeros past `width / heads`. With one head,
+    /// a copy of any view into the layout `best_match` reads.
     pub fn head_mean_keys(
         &self,
         label: &str,
@@ -128,9 +158,11 @@ impl Kernels {
         keys: Features,
         out: &GpuTensor,
     ) -> Result<Step> {
-        let total = s.batch * s.n * (keys.width / s.heads.max(1));
+        let out_width = Features::vec4_width(keys.width / s.heads.max(1));
+        let total = s.batch * s.n * out_width;
         let params = MeanParams {
             total: u(total, "keys")?,
+            out_width: u(out_width, "key width")?,
             n: s.n_u32()?,
             heads: s.heads_u32()?,
             width: u(keys.width, "key width")?,
@@ -156,6 +188,7 @@ impl Kernels {
         dst: &GpuTensor,
     ) -> Result<Step> {
         s.check()?;
+        feat.check_vec4("best_match")?;
         let params = MatchParams {
             batch: s.batch_u32()?,
             n: s.n_u32()?,
@@ -193,6 +226,7 @@ impl Kernels {
         out: &GpuTensor,
         (margin, alpha): (f32, f32),
     ) -> Result<Step> {
+        feat.check_vec4("energy")?;
         let params = EnergyParams {
             batch: s.batch_u32()?,
             n: s.n_u32()?,

@@ -6,7 +6,8 @@ use crate::gpu::kernels::{Features, MatchSplit};
 use crate::gpu::{GpuTensor, Step};
 use crate::prune::{PrunePoint, Selection};
 
-/// ToMe's metric of every row: `[B, n, dh]`, the keys averaged over heads.
+/// ToMe's metric of every row: `[B, n, dh]` (rounded up to a multiple of 4 with zeros), the keys
+/// averaged over heads.
 pub fn metric(at: &PrunePoint, steps: &mut Vec<Step>) -> Result<GpuTensor> {
     let metric = at.work.per_row("head-mean keys", head_dim(at));
     steps.push(at.k.head_mean_keys(&at.label("metric"), at.shape, at.keys, &metric)?);
@@ -19,7 +20,7 @@ pub fn view<'a>(at: &PrunePoint, metric: &'a GpuTensor) -> Features<'a> {
 }
 
 fn head_dim(at: &PrunePoint) -> usize {
-    at.keys.width / at.shape.heads.max(1)
+    Features::vec4_width(at.keys.width / at.shape.heads.max(1))
 }
 
 /// Every source's most similar destination (cosine on `metric`), sources and destinations as

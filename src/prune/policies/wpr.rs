@@ -66,12 +66,18 @@ pub fn importance_scores(
     let (k, o) = (at.k, at.options);
     let head_scores = at.work.per_row("head scores", at.shape.heads);
     let score = at.work.rows("score");
+    // The most any step needs: the first step's row count, padded as the kernel pads it.
+    let matrix = at.work.per_row(
+        "pagerank matrix",
+        at.shape.heads * at.work.rows_per_image().div_ceil(4) * 4,
+    );
     steps.push(k.wpr(
         &at.label("pagerank"),
         at.shape,
         at.probs()?,
         alive,
         &head_scores,
+        &matrix,
         iterations(o, at.block, at.depth),
         o.eps,
     )?);

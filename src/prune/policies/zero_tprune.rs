@@ -4,7 +4,7 @@
 
 use super::wpr;
 use crate::error::Result;
-use crate::gpu::kernels::MatchSplit;
+use crate::gpu::kernels::{Features, MatchSplit, TokenShape};
 use crate::gpu::Step;
 use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
@@ -74,10 +74,21 @@ impl PolicyDef for ZeroTPrune {
         let match_score = at.work.rows("match score");
         let match_dst = at.work.rows("match destination");
         let survivors = at.work.rows("similarity survivors");
+        let packed;
+        let keys = if at.keys.is_vec4() {
+            at.keys
+        } else {
+            // A width the matching kernel cannot read as vec4s: one "head" is a packed copy.
+            let width = Features::vec4_width(at.keys.width);
+            packed = at.work.per_row("packed keys", width);
+            let one_head = TokenShape { heads: 1, ..s };
+            steps.push(k.head_mean_keys(&at.label("pack_keys"), one_head, at.keys, &packed)?);
+            Features::packed(&packed, s.n, width)
+        };
         steps.push(k.best_match(
             &at.label("similarity"),
             s,
-            at.keys,
+            keys,
             MatchSplit::Flags,
             Some(&important),
             &match_score,
