@@ -40,7 +40,7 @@ struct PipelineKey {
 }
 
 /// The kernels a program runs where several compute the same thing: measured per adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KernelChoice {
     /// The GEMM of every linear layer and attention product.
     pub gemm: GemmKernel,

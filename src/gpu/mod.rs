@@ -14,6 +14,8 @@ pub mod kernels;
 pub mod library;
 pub mod program;
 pub mod tune;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod tune_cache;
 
 pub use buffers::{read_buffer, GpuTensor};
 pub use context::{AdapterChoice, GpuContext};

@@ -21,10 +21,20 @@ async fn best_time(k: &Kernels, program: &Program) -> Result<f64> {
 impl Kernels {
     /// Measure the GEMM tile and the attention path on this adapter and keep the fastest (once
     /// per adapter and process): what every program built afterwards uses.
+    /// Natively, a choice measured by an earlier process on this adapter and build is read from
+    /// the disk cache instead ([`super::tune_cache`]).
     pub async fn tune(&self) -> Result<KernelChoice> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(choice) = super::tune_cache::lookup(self.gpu()) {
+            self.set_choice(choice);
+            return Ok(choice);
+        }
         self.tune_gemm().await?;
         self.tune_attention().await?;
-        Ok(self.choice())
+        let choice = self.choice();
+        #[cfg(not(target_arch = "wasm32"))]
+        super::tune_cache::store(self.gpu(), choice);
+        Ok(choice)
     }
 
     /// [`Kernels::tune`] for native callers.

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use zeroprune::gpu::{tune_cache, KernelChoice};
 use zeroprune::Result;
 
 use crate::common::{emit, open_gpu};
@@ -26,6 +27,10 @@ struct InfoOutput {
     limits: Limits,
     timestamp_queries: bool,
     adapter_features: Vec<String>,
+    /// The kernel-choice cache file (none where the machine has no cache folder).
+    kernel_cache: Option<String>,
+    /// What the cache holds for this adapter and build (none: the next session measures).
+    cached_choice: Option<KernelChoice>,
 }
 
 impl fmt::Display for InfoOutput {
@@ -51,7 +56,20 @@ impl fmt::Display for InfoOutput {
             f,
             "adapter features     {}",
             self.adapter_features.join(", ")
-        )
+        )?;
+        let cache = self.kernel_cache.as_deref().unwrap_or("none");
+        match &self.cached_choice {
+            Some(c) => writeln!(
+                f,
+                "kernel choice        {} GEMM, fused attention {} (cached in {cache})",
+                c.gemm.name(),
+                c.fused_attention
+            ),
+            None => writeln!(
+                f,
+                "kernel choice        not measured yet (the next session measures; cache {cache})"
+            ),
+        }
     }
 }
 
@@ -79,6 +97,8 @@ pub fn run(json: bool) -> Result<()> {
             .iter_names()
             .map(|(n, _)| n.to_string())
             .collect(),
+        kernel_cache: tune_cache::file().map(|p| p.display().to_string()),
+        cached_choice: tune_cache::lookup(&gpu),
     };
     emit(&out, json)
 }

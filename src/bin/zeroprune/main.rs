@@ -26,6 +26,12 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Measure the kernel choice (GEMM tile, fused or unfused attention) again instead of reading
+    /// it from the cache, and rewrite the cache. The first process on a machine measures (about a
+    /// second on a CPU adapter); the others read ~/.cache/zeroprune/kernel-choices.json
+    /// ($ZEROPRUNE_CACHE_DIR moves it; `zeroprune info` shows it).
+    #[arg(long, global = true)]
+    retune: bool,
 }
 
 #[derive(Args, Clone)]
@@ -69,6 +75,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    zeroprune::gpu::tune_cache::set_retune(cli.retune);
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Classify(args) => classify::run(&args),

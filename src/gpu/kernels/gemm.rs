@@ -78,7 +78,7 @@ pub fn gemm_rb_source(tm: u32, tn4: u32, a_vec4: bool, b_vec4: bool) -> String {
 }
 
 /// Which GEMM kernel runs a [`Gemm`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum GemmKernel {
     /// One invocation per output (the baseline).
     Naive,
