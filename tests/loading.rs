@@ -698,3 +698,35 @@ fn mixed_precision_weights() {
     assert_eq!(w.pos_embed, f32_model.pos_embed);
     assert_eq!(w.head.w, f32_model.head.w);
 }
+
+/// `random:NAME` models have the published shapes (timm's deit_*_patch16_224 parameter counts) and
+/// run; an unknown name lists the known ones.
+#[test]
+fn random_models_have_the_published_shapes() {
+    use zeroprune::model::random::random_model;
+    for (name, d, heads, params) in [
+        ("deit-tiny", 192, 3, 5_717_416),
+        ("deit-small", 384, 6, 22_050_664),
+    ] {
+        let w = random_model(name).unwrap();
+        let c = &w.config;
+        assert_eq!(
+            (c.embed_dim, c.num_heads, c.depth),
+            (d, heads, 12),
+            "{name}"
+        );
+        assert_eq!(w.parameter_count(), params, "{name}");
+        assert!(w.source.contains(name));
+    }
+    let w = random_model("deit-tiny").unwrap();
+    let mut s = Session::new(gpu(), &w).unwrap();
+    let out = s
+        .run(
+            &vec![0.2; s.image_len()],
+            &zeroprune::prune::Pruning::dense(),
+        )
+        .unwrap();
+    assert!(out.images[0].logits.iter().all(|v| v.is_finite()));
+    let err = random_model("deit-huge").unwrap_err().to_string();
+    assert!(err.contains("random:deit-base"), "{err}");
+}

@@ -9,6 +9,7 @@ mod config_json;
 pub mod flops;
 pub mod hook;
 mod names;
+pub mod random;
 pub mod vit;
 pub mod weights;
 

@@ -38,6 +38,8 @@ struct Cli {
 pub struct ModelArgs {
     /// Model folder (model.safetensors + config.json, timm or Hugging Face layout) or a bare .safetensors.
     /// Default: $ZEROPRUNE_MODEL, else DeiT-Tiny from the Hugging Face hub (downloaded once into its cache).
+    /// `random:deit-tiny`, `random:deit-small`, `random:deit-base`: seeded random weights of that shape
+    /// (for speed: bench needs no trained weights).
     #[arg(long, env = "ZEROPRUNE_MODEL")]
     model: Option<PathBuf>,
 }

@@ -11,6 +11,15 @@ use crate::ModelArgs;
 const DEFAULT_REPO: &str = "timm/deit_tiny_patch16_224.fb_in1k";
 
 pub fn load(args: &ModelArgs) -> Result<ModelWeights> {
+    // `random:deit-small`: seeded random weights of a published shape (speed needs no training).
+    if let Some(shape) = args
+        .model
+        .as_ref()
+        .and_then(|p| p.to_str())
+        .and_then(|s| s.strip_prefix("random:"))
+    {
+        return zeroprune::model::random::random_model(shape);
+    }
     let dir = match &args.model {
         Some(p) => p.clone(),
         None => default_model()?,
