@@ -70,7 +70,10 @@ fn the_first_process_measures_and_the_next_ones_read() {
     let written = entries(file);
     assert_eq!(written.len(), 1, "{written:?}");
     let (_, cached) = info(&cache);
-    assert_eq!(cached, written[0]["choice"], "info reads what classify wrote");
+    assert_eq!(
+        cached, written[0]["choice"],
+        "info reads what classify wrote"
+    );
     assert!(written[0]["what"].as_str().unwrap().contains("driver"));
 
     // A choice this build cannot have measured is not believed: measured again, entry replaced.
@@ -121,5 +124,8 @@ fn a_corrupt_or_unwritable_cache_is_a_note_not_an_error() {
     let blocked = dir.path().join("a-file");
     std::fs::write(&blocked, b"x").unwrap();
     let err = classify(&blocked, &image, &[]);
-    assert!(err.contains("could not write the kernel-choice cache"), "{err}");
+    assert!(
+        err.contains("could not write the kernel-choice cache"),
+        "{err}"
+    );
 }
