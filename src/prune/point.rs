@@ -112,7 +112,11 @@ impl Workspace {
 
     /// `[B, rows, per_row]` 4-byte values called `name`, zeroed at creation.
     pub fn per_row(&self, name: &'static str, per_row: usize) -> GpuTensor {
-        let len = self.batch * self.rows * per_row;
+        self.values(name, self.batch * self.rows * per_row)
+    }
+
+    /// `len` 4-byte values called `name`, zeroed at creation: scratch a kernel sizes itself.
+    pub fn values(&self, name: &'static str, len: usize) -> GpuTensor {
         self.buffers
             .borrow_mut()
             .entry((name, len))
@@ -120,7 +124,7 @@ impl Workspace {
             .clone()
     }
 
-    /// Rows per image before the first step: what every `per_row` buffer is sized for.
+    /// Rows per image before the first step: the most any step sees.
     pub fn rows_per_image(&self) -> usize {
         self.rows
     }

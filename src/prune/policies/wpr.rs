@@ -3,7 +3,8 @@
 //! Zero-TPrune's importance stage, and the `wpr` ablation on its own.
 
 use crate::error::Result;
-use crate::gpu::{GpuTensor, Step};
+use crate::gpu::kernels::TokenShape;
+use crate::gpu::{GpuTensor, Kernels, Step};
 use crate::prune::{Opt, PolicyDef, PruneOptions, PrunePoint, Reads, Selection};
 
 pub struct Wpr;
@@ -66,11 +67,14 @@ pub fn importance_scores(
     let (k, o) = (at.k, at.options);
     let head_scores = at.work.per_row("head scores", at.shape.heads);
     let score = at.work.rows("score");
-    // The most any step needs: the first step's row count, padded as the kernel pads it.
-    let matrix = at.work.per_row(
-        "pagerank matrix",
-        at.shape.heads * at.work.rows_per_image().div_ceil(4) * 4,
-    );
+    // Sized for the first step's row count, the most any step needs, so that all share it.
+    let first = TokenShape {
+        n: at.work.rows_per_image(),
+        ..at.shape
+    };
+    let matrix = at
+        .work
+        .values("pagerank matrix", Kernels::wpr_matrix_len(first));
     steps.push(k.wpr(
         &at.label("pagerank"),
         at.shape,
