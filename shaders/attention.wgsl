@@ -16,7 +16,8 @@ const KB: u32 = 4u; // keys per online-softmax step (4 measured best on llvmpipe
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> sizes: array<f32>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+alias T_out = f32; // f16 where the host stores the context as halves
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<T_out>>;
 @group(0) @binding(4) var<uniform> p: AttentionParams;
 
 @compute @workgroup_size(WG, 1, 1)
@@ -84,7 +85,7 @@ fn attention(
         let inv = 1.0 / l;
         let obase = (b * p.n + i) * (p.d / 4u) + head;
         for (var t = 0u; t < DH4; t++) {
-            out[obase + t] = acc[t] * inv;
+            out[obase + t] = vec4<T_out>(acc[t] * inv);
         }
     }
 }

@@ -1,7 +1,7 @@
 // What every GEMM kernel shares (the host appends this file to matmul.wgsl and gemm_rb.wgsl): the
 // epilogue switches and the epilogue
 //   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n])
-// It uses the including shader's bindings `bias`, `c` and `p`.
+// It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16) and `p`.
 
 override HAS_BIAS: bool = false;
 override GELU: bool = false;
@@ -30,7 +30,7 @@ fn store(c_base: u32, row: u32, col: u32, acc: f32) {
     }
     let i = c_base + row * p.c_rs + col;
     if ACCUMULATE {
-        v += c[i];
+        v += f32(c[i]);
     }
-    c[i] = v;
+    c[i] = T_c(v);
 }

@@ -17,29 +17,32 @@ const TN4: u32 = 1u;
 const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batches still split into several workgroups
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+alias T_c = f32; // the host may set any of T_a, T_b, T_c to f16 (storage only: sums stay f32)
+@group(0) @binding(3) var<storage, read_write> c: array<T_c>;
 @group(0) @binding(4) var<uniform> p: GemmParams;
 
 // @a-begin
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-fn la(i: u32) -> f32 { return a[i]; }
+alias T_a = f32;
+@group(0) @binding(0) var<storage, read> a: array<T_a>;
+fn la(i: u32) -> f32 { return f32(a[i]); }
 // Four values of A at i, i + s, i + 2s, i + 3s (four consecutive k of one row).
-fn la4(i: u32, s: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + s], a[i + 2u * s], a[i + 3u * s]); }
+fn la4(i: u32, s: u32) -> vec4<f32> { return vec4<f32>(vec4<T_a>(a[i], a[i + s], a[i + 2u * s], a[i + 3u * s])); }
 // @a-end
 
 // @b-begin
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-fn lb(i: u32) -> f32 { return b[i]; }
+alias T_b = f32;
+@group(0) @binding(1) var<storage, read> b: array<T_b>;
+fn lb(i: u32) -> f32 { return f32(b[i]); }
 // Four consecutive columns (col4 * 4 ..) of the B row starting at `row`; columns past n are clamped.
 fn lb4(row: u32, col4: u32) -> vec4<f32> {
     let c0 = col4 * 4u;
     let last = p.n - 1u;
-    return vec4<f32>(
+    return vec4<f32>(vec4<T_b>(
         b[row + min(c0, last) * p.b_ns],
         b[row + min(c0 + 1u, last) * p.b_ns],
         b[row + min(c0 + 2u, last) * p.b_ns],
         b[row + min(c0 + 3u, last) * p.b_ns],
-    );
+    ));
 }
 // @b-end
 

@@ -3,15 +3,17 @@
 // are one aligned vec4. B as vec4: b_ns = 1, offsets and strides multiples of 4 and n % 4 = 0.
 
 // @a-begin
-@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
-fn la(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn la4(i: u32, s: u32) -> vec4<f32> { return a[i >> 2u]; }
+alias T_a = f32;
+@group(0) @binding(0) var<storage, read> a: array<vec4<T_a>>;
+fn la(i: u32) -> f32 { return f32(a[i >> 2u][i & 3u]); }
+fn la4(i: u32, s: u32) -> vec4<f32> { return vec4<f32>(a[i >> 2u]); }
 // @a-end
 
 // @b-begin
-@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
-fn lb(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+alias T_b = f32;
+@group(0) @binding(1) var<storage, read> b: array<vec4<T_b>>;
+fn lb(i: u32) -> f32 { return f32(b[i >> 2u][i & 3u]); }
 fn lb4(row: u32, col4: u32) -> vec4<f32> {
-    return b[(row >> 2u) + min(col4, p.n / 4u - 1u)];
+    return vec4<f32>(b[(row >> 2u) + min(col4, p.n / 4u - 1u)]);
 }
 // @b-end

@@ -5,7 +5,8 @@
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+alias T_y = f32; // f16 where the host stores the normalised rows as halves
+@group(0) @binding(3) var<storage, read_write> y: array<T_y>;
 @group(0) @binding(4) var<uniform> p: LayerNormParams;
 
 const WG: u32 = 32u; // few barrier rounds: costly on CPU adapters (llvmpipe)
@@ -35,6 +36,6 @@ fn layernorm(
     }
     let rstd = inverseSqrt(reduce_sum(lane, q) / f32(p.d) + p.eps);
     for (var j = lane; j < p.d; j += WG) {
-        y[dst + j] = (x[src + j] - mean) * rstd * gamma[j] + beta[j];
+        y[dst + j] = T_y((x[src + j] - mean) * rstd * gamma[j] + beta[j]);
     }
 }

@@ -6,10 +6,14 @@
 // The epilogue switches and `store` are in gemm_common.wgsl, which the host appends; `GemmParams`
 // is generated from its Rust declaration (src/gpu/kernels/gemm.rs).
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+// A, B and C are stored as T_a, T_b, T_c: f32 as written, f16 where the host says so (sums stay f32).
+alias T_a = f32;
+alias T_b = f32;
+alias T_c = f32;
+@group(0) @binding(0) var<storage, read> a: array<T_a>;
+@group(0) @binding(1) var<storage, read> b: array<T_b>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<T_c>;
 @group(0) @binding(4) var<uniform> p: GemmParams;
 
 struct Bases { a: u32, b: u32, c: u32 }
@@ -51,7 +55,7 @@ fn gemm(
             let ak = idx % BK;
             var av = 0.0;
             if (m0 + am < p.m && k0 + ak < p.k) {
-                av = a[base.a + (m0 + am) * p.a_rs + (k0 + ak) * p.a_ks];
+                av = f32(a[base.a + (m0 + am) * p.a_rs + (k0 + ak) * p.a_ks]);
             }
             a_tile[ak * BM + am] = av;
             // B: n fastest.
@@ -59,7 +63,7 @@ fn gemm(
             let bn = idx % BN;
             var bv = 0.0;
             if (k0 + bk < p.k && n0 + bn < p.n) {
-                bv = b[base.b + (k0 + bk) * p.b_ks + (n0 + bn) * p.b_ns];
+                bv = f32(b[base.b + (k0 + bk) * p.b_ks + (n0 + bn) * p.b_ns]);
             }
             b_tile[bk * BN + bn] = bv;
         }
@@ -101,7 +105,7 @@ fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = bases(gid.z);
     var acc = 0.0;
     for (var k = 0u; k < p.k; k++) {
-        acc = fma(a[base.a + row * p.a_rs + k * p.a_ks], b[base.b + k * p.b_ks + col * p.b_ns], acc);
+        acc = fma(f32(a[base.a + row * p.a_rs + k * p.a_ks]), f32(b[base.b + k * p.b_ks + col * p.b_ns]), acc);
     }
     store(base.c, row, col, acc);
 }

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
+use crate::gpu::kernel::Elem;
 use crate::gpu::{read_buffer, GpuContext, KernelChoice, Kernels, Phase, Program, StepOutput};
 use crate::model::hook::Dense;
 use crate::model::vit::{Activations, VisionTransformer};
-use crate::model::{ModelWeights, ViTConfig};
+use crate::model::{ModelWeights, Precision, ViTConfig};
 use crate::prune::{PrunePlan, Pruning, TokenLayout};
 
 /// Top classes of one image.
@@ -123,14 +124,35 @@ pub struct Session {
 }
 
 impl Session {
-    /// Upload the weights; natively, also measure which kernels are fastest on this adapter (once
-    /// per process). In the browser, await [`Session::tune`] after this.
+    /// Measure which kernels are fastest on this adapter (read from the disk cache where an
+    /// earlier process measured them), then upload the weights in f32.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(gpu: &GpuContext, weights: &ModelWeights) -> Result<Self> {
-        let model = VisionTransformer::upload(gpu, weights);
-        gpu.check()?;
+        Self::with_precision(gpu, weights, Precision::F32)
+    }
+
+    /// [`Session::new`] with the weights and activations stored as `precision` says.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_precision(
+        gpu: &GpuContext,
+        weights: &ModelWeights,
+        precision: Precision,
+    ) -> Result<Self> {
+        pollster::block_on(Self::create(gpu, weights, precision))
+    }
+
+    /// Measure the kernels (GEMM tile, attention path, f16 against f32) on this adapter, once per
+    /// adapter and process, then upload the weights as `precision` resolves on it. Native and web.
+    pub async fn create(
+        gpu: &GpuContext,
+        weights: &ModelWeights,
+        precision: Precision,
+    ) -> Result<Self> {
         let kernels = Kernels::new(gpu);
-        #[cfg(not(target_arch = "wasm32"))]
-        kernels.tune_blocking()?;
+        kernels.tune().await?;
+        let storage = precision.storage(gpu, kernels.choice())?;
+        let model = VisionTransformer::upload(gpu, weights, storage);
+        gpu.check()?;
         Ok(Session {
             gpu: gpu.clone(),
             kernels,
@@ -140,10 +162,9 @@ impl Session {
         })
     }
 
-    /// Measure which GEMM tile and which attention path are fastest on this adapter (once per
-    /// adapter and process). `new` does this itself natively; the browser awaits it after `new`.
-    pub async fn tune(&self) -> Result<KernelChoice> {
-        self.kernels.tune().await
+    /// What the weights and GEMM-only activations are stored as (f32 or f16).
+    pub fn storage(&self) -> Elem {
+        self.model.storage
     }
 
     pub fn config(&self) -> &ViTConfig {
@@ -223,7 +244,7 @@ impl Session {
             ));
         }
         if !self.acts.contains_key(&batch) {
-            let acts = Activations::new(&self.gpu, c, batch)?;
+            let acts = Activations::new(&self.gpu, c, batch, self.model.storage)?;
             self.acts.insert(batch, acts);
         }
         let key = ProgramKey {

@@ -23,6 +23,7 @@ use wasm_bindgen::JsCast;
 use crate::error::Error;
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::model::weights::ConfigFiles;
+use crate::model::Precision;
 use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
 use crate::prune::{Policy, PruneRequest, Pruning};
 use crate::session::top_k;
@@ -301,13 +302,19 @@ impl Inner {
 
 #[wasm_bindgen]
 impl Session {
-    /// `Session.create(modelBytes, configJson?)`: open the page's WebGPU adapter, parse the
-    /// `model.safetensors` bytes (timm or Hugging Face layout) with the optional `config.json` text,
-    /// upload the weights and compile the kernels. Resolves to a Session.
+    /// `Session.create(modelBytes, configJson?, precision?)`: open the page's WebGPU adapter, parse
+    /// the `model.safetensors` bytes (timm or Hugging Face layout) with the optional `config.json`
+    /// text, measure the kernels, and upload the weights as `precision` says (`"f32"`, the
+    /// default, `"f16"` or `"auto"`). Resolves to a Session.
     pub async fn create(
         model_bytes: Vec<u8>,
         config_json: Option<String>,
+        precision: Option<String>,
     ) -> Result<Session, JsError> {
+        let precision: Precision = match precision.as_deref() {
+            None => Precision::default(),
+            Some(p) => p.parse().map_err(js_error)?,
+        };
         let weights = ModelWeights::from_bytes(
             "model.safetensors",
             &model_bytes,
@@ -323,9 +330,11 @@ impl Session {
             name: None,
         };
         let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
-        let session = crate::Session::new(&gpu, &weights).map_err(js_error)?;
-        // Pick the GEMM tile and the attention path by measuring them on this adapter.
-        let choice = session.tune().await.map_err(js_error)?;
+        // Picks the GEMM tile, the attention path and f16 or f32 by measuring them on this adapter.
+        let session = crate::Session::create(&gpu, &weights, precision)
+            .await
+            .map_err(js_error)?;
+        let choice = session.kernel_choice();
         let c = &weights.config;
         // The page lists the policies (and their default blocks) from the library's registry.
         let policies: Vec<_> = Policy::all().iter().map(|p| p.info(c.depth)).collect();
@@ -345,6 +354,7 @@ impl Session {
             dense_gflops: Pruning::dense().flops(c) / 1e9,
             gemm_kernel: choice.gemm.name(),
             fused_attention: choice.fused_attention,
+            storage: session.storage(),
             policies,
             recommended: Policy::recommended_levels()
                 .iter()
@@ -514,6 +524,8 @@ struct SessionInfo {
     dense_gflops: f64,
     gemm_kernel: String,
     fused_attention: bool,
+    /// What the weights are stored as: "f32" or "f16".
+    storage: crate::gpu::kernel::Elem,
     policies: Vec<crate::prune::PolicyInfo>,
     /// The policy a FLOPs target without one runs, by level (`Policy::recommended`): the page's
     /// first choice.

@@ -94,6 +94,47 @@ fn bench_kernels_compares_gemm_variants_with_the_cpu() {
 }
 
 #[test]
+fn bench_times_two_precisions_in_one_run() {
+    let out = zeroprune()
+        .args([
+            "bench",
+            "--json",
+            "--runs",
+            "1",
+            "--batch",
+            "1",
+            "--precisions",
+            "f32,f16",
+            "--policy",
+            "zero-tprune",
+            "--keep",
+            "0.5@0",
+            "--model",
+        ])
+        .arg(fixture("tiny-timm"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("shader-f16") {
+        eprintln!("skipped: the adapter has no shader-f16");
+        return;
+    }
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    let storage: Vec<&str> = rows
+        .iter()
+        .map(|r| r["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(storage, ["f32", "f32", "f16", "f16"]);
+    // The first precision is the baseline of the second; each precision has its own dense row.
+    assert_eq!(rows[0]["vs_first_precision"].as_f64().unwrap(), 1.0);
+    assert!(rows[2]["vs_first_precision"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[2]["speedup"].as_f64().unwrap(), 1.0);
+    assert_eq!(rows[3]["policy"], "zero-tprune");
+}
+
+#[test]
 fn bench_rejects_batch_zero() {
     let out = zeroprune()
         .args(["bench", "--batch", "0", "--model"])

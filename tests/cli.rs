@@ -559,3 +559,56 @@ fn tune_under_a_latency_budget_fills_every_gemm_tile() {
         assert_eq!((1 + kept) % 4, 0, "{step}");
     }
 }
+
+#[test]
+fn eval_compares_f16_storage_with_an_f32_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, "img0.png\t1\nimg1.png\t2\nimg2.png\t3\n").unwrap();
+    let eval = |extra: &[&str]| {
+        run(zeroprune()
+            .args(["eval", "--json", "--batch", "2", "--model"])
+            .arg(fixture("tiny-timm"))
+            .arg("--images")
+            .arg(dir.path())
+            .arg("--labels")
+            .arg(&labels)
+            .args(extra))
+    };
+    let (ok, out, err) = eval(&["--precision", "f16", "--reference-precision", "f32"]);
+    if err.contains("shader-f16") {
+        eprintln!("skipped: the adapter has no shader-f16");
+        return;
+    }
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["storage"], "f16");
+    assert_eq!(v["reference_storage"], "f32");
+    // No policy, yet the reference ran: agreement (with its standard error) and a speed ratio.
+    let agreement = v["agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&agreement));
+    assert!(v["agreement_se"].as_f64().is_some());
+    assert!(v["speedup"].as_f64().unwrap() > 0.0);
+    let preds = v["predictions"].as_array().unwrap();
+    let agree = preds
+        .iter()
+        .filter(|p| p["pred"] == p["dense_pred"])
+        .count();
+    assert!((agreement - agree as f64 / 3.0).abs() < 1e-9);
+    // The same precision as reference is no comparison.
+    let (ok, out, err) = eval(&["--precision", "f32", "--reference-precision", "f32"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["agreement"].is_null());
+}
+
+#[test]
+fn an_unknown_precision_names_the_choices() {
+    let (ok, _, err) = run(zeroprune()
+        .args(["classify", "--precision", "half", "--model"])
+        .arg(fixture("tiny-timm"))
+        .arg("x.png"));
+    assert!(!ok);
+    assert!(err.contains("--precision") && err.contains("f16"), "{err}");
+}

@@ -725,7 +725,7 @@ fn batch_larger_than_the_device_allows() {
 
     let huge = 10_000_000;
     assert!(huge > max);
-    let e = match Activations::new(gpu(), &config, huge) {
+    let e = match Activations::new(gpu(), &config, huge, zeroprune::gpu::kernel::Elem::F32) {
         Ok(_) => panic!("a batch of {huge} was allocated"),
         Err(e) => e,
     };
@@ -739,7 +739,12 @@ fn batch_larger_than_the_device_allows() {
     assert_mentions(&e, &[&huge.to_string(), &max.to_string(), limiting]);
 
     // Absurd batches fail the same way, without overflow.
-    let e = match Activations::new(gpu(), &config, usize::MAX) {
+    let e = match Activations::new(
+        gpu(),
+        &config,
+        usize::MAX,
+        zeroprune::gpu::kernel::Elem::F32,
+    ) {
         Ok(_) => panic!("a batch of usize::MAX was allocated"),
         Err(e) => e,
     };
@@ -748,7 +753,7 @@ fn batch_larger_than_the_device_allows() {
         "{e:?}"
     );
     // Batch 0 is a parameter error.
-    let e = match Activations::new(gpu(), &config, 0) {
+    let e = match Activations::new(gpu(), &config, 0, zeroprune::gpu::kernel::Elem::F32) {
         Ok(_) => panic!("a batch of 0 was allocated"),
         Err(e) => e,
     };

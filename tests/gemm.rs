@@ -7,15 +7,12 @@ mod common;
 use common::{gpu, kernels, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{gemm_rb_source, Gemm, GemmKernel, MatView};
 use zeroprune::gpu::GpuTensor;
 
 fn upload(data: &[f32]) -> GpuTensor {
     GpuTensor::from_slice(gpu(), "test input", data)
-}
-
-async fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read::<f32>(gpu()).await.expect("readback")
 }
 
 fn erf(x: f64) -> f64 {
@@ -75,12 +72,33 @@ struct Case {
     lens: (usize, usize, usize),
 }
 
+/// `x` as stored in `elem` (f16 rounds to nearest), back as f32.
+fn stored(x: f32, elem: Elem) -> f32 {
+    match elem {
+        Elem::F16 => half::f16::from_f32(x).to_f32(),
+        _ => x,
+    }
+}
+
 /// Run `case` with `kernel` and every epilogue combination; returns the worst relative error.
 async fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
+    check_as(seed, case, kernel, [Elem::F32; 3]).await
+}
+
+/// [`check`] with A, B and C stored as `elems`: the reference takes the stored (rounded) inputs
+/// and sums in f64; an f16 C adds its own rounding (half an f16 ulp, relative).
+async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) -> f64 {
     let mut r = StdRng::seed_from_u64(seed);
     let mut v = |n: usize| -> Vec<f32> { (0..n).map(|_| r.random_range(-1.0..1.0)).collect() };
     let (a, b, c0, bias) = (v(case.lens.0), v(case.lens.1), v(case.lens.2), v(case.n));
-    let (at, bt, biast) = (upload(&a), upload(&b), upload(&bias));
+    let gpu = gpu();
+    let at = GpuTensor::from_f32(gpu, "a", &a, elems[0]);
+    let bt = GpuTensor::from_f32(gpu, "b", &b, elems[1]);
+    let biast = upload(&bias);
+    let a: Vec<f32> = a.iter().map(|&x| stored(x, elems[0])).collect();
+    let b: Vec<f32> = b.iter().map(|&x| stored(x, elems[1])).collect();
+    let c0: Vec<f32> = c0.iter().map(|&x| stored(x, elems[2])).collect();
+    let tolerance = if elems[2] == Elem::F16 { 1e-3 } else { 2e-5 };
     let mut worst = 0.0f64;
     for (has_bias, gelu_on, acc, alpha) in [
         (false, false, false, 1.0f32),
@@ -89,7 +107,7 @@ async fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
         (true, false, true, 1.0),
         (false, true, true, 2.0),
     ] {
-        let ct = upload(&c0);
+        let ct = GpuTensor::from_f32(gpu, "c", &c0, elems[2]);
         let g = Gemm {
             outer: case.outer,
             heads: case.heads,
@@ -110,7 +128,7 @@ async fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
             )
             .unwrap();
         run([step]);
-        let got = read(&ct).await;
+        let got = ct.read_f32(gpu).await.expect("readback");
         let mut want: Vec<f64> = c0.iter().map(|&x| x as f64).collect();
         let mut written = vec![false; c0.len()];
         let mut scale = 1e-6f64;
@@ -148,8 +166,8 @@ async fn check(seed: u64, case: &Case, kernel: GemmKernel) -> f64 {
             }
         }
         assert!(
-            worst < 2e-5,
-            "{kernel} m{} n{} k{} bias {has_bias} gelu {gelu_on} acc {acc}: error {worst:e}",
+            worst < tolerance,
+            "{kernel} {elems:?} m{} n{} k{} bias {has_bias} gelu {gelu_on} acc {acc}: error {worst:e}",
             case.m,
             case.n,
             case.k
@@ -255,6 +273,38 @@ async fn gemm_variants_on_strided_and_batched_views() {
     }
 }
 
+async fn gemm_variants_with_f16_storage() {
+    if !gpu().has_f16() {
+        eprintln!("skipped: the adapter has no shader-f16");
+        return;
+    }
+    use Elem::{F16, F32};
+    // All three halves (fc1 into the hidden layer), f16 weights alone, and f16 A and C.
+    let combos = [[F16, F16, F16], [F32, F16, F32], [F16, F32, F16]];
+    let (b, n, h, dh) = (2, 23, 3, 8);
+    let d = h * dh;
+    let context = Case {
+        m: n,
+        n: dh,
+        k: n,
+        outer: b,
+        heads: h,
+        a: Lay(0, n, 1, h * n * n, n * n),
+        b: Lay(2 * d, 3 * d, 1, n * 3 * d, dh),
+        c: Lay(0, d, 1, n * d, dh),
+        lens: (b * h * n * n, b * n * 3 * d, b * n * d),
+    };
+    for kernel in all_kernels() {
+        for elems in combos {
+            // vec4 on both sides; scalar on both.
+            check_as(20, &linear(37, 20, 12), kernel, elems).await;
+            check_as(21, &linear(37, 19, 13), kernel, elems).await;
+        }
+        // Strided and batched (P.V into the f16 context).
+        check_as(22, &context, kernel, combos[2]).await;
+    }
+}
+
 // Native only: it measures with blocking waits / loads a model from disk.
 #[cfg(not(target_arch = "wasm32"))]
 async fn the_library_choice_is_tuned_and_used() {
@@ -278,7 +328,7 @@ async fn the_library_choice_is_tuned_and_used() {
         )
         .unwrap();
     run([step]);
-    let got = read(&ct).await;
+    let got = ct.read_f32(gpu()).await.expect("readback");
     for i in 0..50 {
         for j in 0..36 {
             let want: f32 = (0..20).map(|kk| a[i * 20 + kk] * b[kk * 36 + j]).sum();
@@ -323,13 +373,14 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
                 .unwrap();
             assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 80);
             assert_eq!(u.binding.as_ref().unwrap().binding, 4);
-            assert_eq!(src.contains("array<vec4<f32>>"), av || bv, "{what}");
+            assert_eq!(src.contains("array<vec4<T_"), av || bv, "{what}");
         }
     }
 }
 
 gpu_tests!(
     gemm_variants_on_linear_shapes,
+    gemm_variants_with_f16_storage,
     gemm_variants_on_strided_and_batched_views,
     every_generated_gemm_variant_validates_within_webgpu_limits,
 );

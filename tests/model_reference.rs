@@ -4,6 +4,8 @@
 mod common;
 
 use common::{fixture, gpu, max_rel_err, read_tensor};
+use zeroprune::gpu::kernel::Elem;
+use zeroprune::model::Precision;
 use zeroprune::prune::Pruning;
 use zeroprune::{ModelWeights, Session};
 
@@ -31,7 +33,23 @@ fn check(name: &str) {
         .logits();
     let classes = want.len() / shape[0];
     assert!(max_rel_err(&single, &want[classes..2 * classes]) < TOL);
+    // f16 storage (weights and GEMM-only activations as halves, f32 sums) against the same f32
+    // PyTorch logits: an f16 rounding per stored value, so a looser bound.
+    if gpu().has_f16() {
+        let mut half = Session::with_precision(gpu(), &weights, Precision::F16).unwrap();
+        assert_eq!(half.storage(), Elem::F16);
+        let got: Vec<f32> = half.run(&input, &Pruning::dense()).unwrap().logits();
+        let err = max_rel_err(&got, &want);
+        eprintln!("{name} f16: max relative error {err:.2e}");
+        assert!(
+            err < TOL_F16,
+            "{name}: f16 logits differ from PyTorch by {err}"
+        );
+    }
 }
+
+/// f16 storage against f32 PyTorch.
+const TOL_F16: f32 = 1e-2;
 
 #[test]
 fn timm_vit_matches_pytorch() {

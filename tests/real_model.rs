@@ -42,6 +42,26 @@ fn logits_match_numpy_on_the_same_input() {
 }
 
 #[test]
+fn f16_storage_matches_numpy_on_the_same_input() {
+    if !gpu().has_f16() {
+        eprintln!("skipped: the adapter has no shader-f16");
+        return;
+    }
+    let weights = deit_tiny();
+    let mut session =
+        Session::with_precision(gpu(), &weights, zeroprune::model::Precision::F16).unwrap();
+    let refs = fixture("deit-tiny-numpy-first8.safetensors");
+    let (_, input0) = read_tensor(&refs, "input0");
+    let (_, logits) = read_tensor(&refs, "logits");
+    let got = session.run(&input0, &Pruning::dense()).unwrap().logits();
+    let err = max_rel_err(&got, &logits[..1000]);
+    eprintln!("DeiT-Tiny with f16 storage: max relative logit error {err:.2e}");
+    assert!(err < 1e-2, "f16 logits differ from NumPy by {err}");
+    let top = |l: &[f32]| zeroprune::session::top_k(l, 1).top[0].0;
+    assert_eq!(top(&got), top(&logits[..1000]));
+}
+
+#[test]
 fn predictions_match_numpy_on_real_images() {
     let weights = deit_tiny();
     let mut session = Session::new(gpu(), &weights).unwrap();

@@ -120,6 +120,11 @@ impl GpuContext {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Whether shaders may use f16 (`enable f16;`): the device has `SHADER_F16`.
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     /// The largest single storage binding the device accepts, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         let l = self.device.limits();

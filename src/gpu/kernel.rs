@@ -76,12 +76,33 @@ pub enum Access {
     ReadWrite,
 }
 
-/// What a buffer slot holds (`vec4<f32>` views count as `F32`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// What a buffer slot or a tensor holds (`vec4<f32>` views count as `F32`). A slot is declared
+/// `F32` or `U32`; an `F32` slot whose WGSL type is the alias `T_<slot>` also takes an `F16` tensor
+/// (the library compiles that variant with the alias set to `f16`, see `Kernels::launch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Elem {
     F32,
     U32,
+    F16,
+}
+
+impl Elem {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::U32 => "u32",
+            Elem::F16 => "f16",
+        }
+    }
+
+    /// Bytes per value.
+    pub const fn size(self) -> usize {
+        match self {
+            Elem::F32 | Elem::U32 => 4,
+            Elem::F16 => 2,
+        }
+    }
 }
 
 /// One storage-buffer slot of a kernel: binding `i` of group 0 is the `i`-th slot, and the

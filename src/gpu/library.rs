@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernel::{Access, Kernel, KernelInfo, Params};
+use super::kernel::{Access, Elem, Kernel, KernelInfo, Params};
 use super::kernels::{attention, gemm};
 use super::{GpuContext, GpuTensor, Step};
 use crate::error::{Error, Result};
@@ -37,6 +37,30 @@ struct PipelineKey {
     variant: Variant,
     entry: &'static str,
     constants: Vec<(&'static str, bool)>,
+    /// The slots bound to f16 tensors: their `alias T_<slot> = f32;` becomes `f16`.
+    halves: Vec<&'static str>,
+}
+
+/// One compiled module: a family's generated variant, with its f16 slots.
+type ModuleKey = (&'static str, Variant, Vec<&'static str>);
+
+/// `source` with the element type of every slot in `halves` set to f16 (`enable f16;` first).
+/// A slot whose shader does not declare `alias T_<slot> = f32;` cannot take f16: an error.
+pub fn with_halves(source: String, entry: &str, halves: &[&str]) -> Result<String> {
+    if halves.is_empty() {
+        return Ok(source);
+    }
+    let mut s = format!("enable f16;\n{source}");
+    for slot in halves {
+        let alias = format!("alias T_{slot} = f32;");
+        if !s.contains(&alias) {
+            return Err(Error::Gpu(format!(
+                "kernel `{entry}` cannot take an f16 buffer for `{slot}` (its shader has no `{alias}`)"
+            )));
+        }
+        s = s.replace(&alias, &format!("alias T_{slot} = f16;"));
+    }
+    Ok(s)
 }
 
 /// The kernels a program runs where several compute the same thing: measured per adapter.
@@ -47,6 +71,10 @@ pub struct KernelChoice {
     /// Whether blocks whose attention probabilities nobody reads run the fused attention kernel
     /// (else scores GEMM, softmax, context GEMM).
     pub fused_attention: bool,
+    /// Whether f16 storage measured faster than f32 here (false where the adapter has no
+    /// shader-f16): what `--precision auto` follows.
+    #[serde(default)]
+    pub f16: bool,
 }
 
 impl KernelChoice {
@@ -60,6 +88,7 @@ impl KernelChoice {
                 GemmKernel::Tiled
             },
             fused_attention: true,
+            f16: false,
         }
     }
 }
@@ -68,7 +97,7 @@ impl KernelChoice {
 #[derive(Clone)]
 pub struct Kernels {
     gpu: GpuContext,
-    modules: Arc<Mutex<HashMap<(&'static str, Variant), wgpu::ShaderModule>>>,
+    modules: Arc<Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     choice: Arc<Mutex<KernelChoice>>,
     /// Bound where a kernel's optional input is absent.
@@ -128,6 +157,18 @@ impl Kernels {
         });
     }
 
+    /// Whether f16 storage measured faster than f32 on this adapter.
+    pub fn f16(&self) -> bool {
+        self.choice().f16
+    }
+
+    pub fn set_f16(&self, on: bool) {
+        self.set_choice(KernelChoice {
+            f16: on,
+            ..self.choice()
+        });
+    }
+
     fn pipeline(
         &self,
         key: PipelineKey,
@@ -137,12 +178,11 @@ impl Kernels {
             return Ok(p.clone());
         }
         let device = &self.gpu.device;
-        let module = self
-            .modules
-            .lock()
-            .unwrap()
-            .entry((key.family, key.variant))
-            .or_insert_with(|| {
+        let module_key = (key.family, key.variant, key.halves.clone());
+        let cached = self.modules.lock().unwrap().get(&module_key).cloned();
+        let module = match cached {
+            Some(m) => m,
+            None => {
                 let source = match key.variant {
                     Variant::Plain => family.wgsl(),
                     Variant::GemmBlocked {
@@ -155,12 +195,22 @@ impl Kernels {
                         attention::attention_source(head_dim as usize)
                     }
                 };
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                if !key.halves.is_empty() && !self.gpu.has_f16() {
+                    return Err(Error::Gpu(format!(
+                        "kernel `{}`: f16 buffers need the adapter's shader-f16 feature, which {} lacks",
+                        key.entry,
+                        self.gpu.describe()
+                    )));
+                }
+                let source = with_halves(source, key.entry, &key.halves)?;
+                let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(key.family),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
-                })
-            })
-            .clone();
+                });
+                self.modules.lock().unwrap().insert(module_key, m.clone());
+                m
+            }
+        };
         let constants: Vec<(&str, f64)> = key
             .constants
             .iter()
@@ -252,11 +302,24 @@ impl Kernels {
                 buffers.len()
             )));
         }
+        let mut halves = Vec::new();
+        for (slot, t) in info.slots.iter().zip(buffers) {
+            if t.elem == Elem::F16 {
+                if slot.elem != Elem::F32 {
+                    return Err(Error::Gpu(format!(
+                        "{label}: kernel `{}` slot `{}` holds u32 values, got an f16 buffer",
+                        info.entry, slot.name
+                    )));
+                }
+                halves.push(slot.name);
+            }
+        }
         let key = PipelineKey {
             family: info.family.name,
             variant,
             entry: info.entry,
             constants,
+            halves,
         };
         let pipeline = self.pipeline(key, info.family)?;
         // The parameter block, padded like its generated WGSL struct.

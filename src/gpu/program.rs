@@ -65,15 +65,18 @@ pub struct Program {
 pub struct StepOutput {
     pub label: String,
     pub phase: Phase,
-    /// `(slot name, element type, the whole buffer as 4-byte words)` for every buffer the step writes.
+    /// `(slot name, element type, the whole buffer as 4-byte words)` for every buffer the step
+    /// writes; an f16 buffer holds two values per word (and up to three padding values at its end).
     pub outputs: Vec<(&'static str, Elem, Vec<u32>)>,
 }
 
 impl StepOutput {
-    /// The words of output `slot` as f32 values.
+    /// Output `slot` as f32 values (f16 widened, padding included).
     pub fn f32(&self, slot: &str) -> Option<Vec<f32>> {
-        self.u32(slot)
-            .map(|w| w.iter().map(|&b| f32::from_bits(b)).collect())
+        self.outputs
+            .iter()
+            .find(|(n, _, _)| *n == slot)
+            .map(|(_, e, w)| super::buffers::words_to_f32(w, *e, usize::MAX))
     }
 
     pub fn u32(&self, slot: &str) -> Option<&[u32]> {
@@ -189,8 +192,15 @@ impl Program {
             let mut at = 0;
             let mut outputs = Vec::with_capacity(step.outputs.len());
             for (slot, t) in &step.outputs {
-                outputs.push((slot.name, slot.elem, words[at..at + t.len].to_vec()));
-                at += t.len;
+                // The tensor's own storage (an f32 slot may hold an f16 tensor).
+                let elem = if t.elem == Elem::F16 {
+                    t.elem
+                } else {
+                    slot.elem
+                };
+                let n = (t.bytes() / 4) as usize;
+                outputs.push((slot.name, elem, words[at..at + n].to_vec()));
+                at += n;
             }
             out.push(StepOutput {
                 label: step.label.clone(),

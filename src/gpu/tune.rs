@@ -1,8 +1,10 @@
-//! Per-adapter kernel choice by measurement: the GEMM tile, and fused against unfused attention.
+//! Per-adapter kernel choice by measurement: the GEMM tile, fused against unfused attention, and
+//! f16 against f32 storage (what `--precision auto` follows).
 //! Measured once per adapter and process, on transformer-sized shapes.
 
 use std::sync::Mutex;
 
+use super::kernel::Elem;
 use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
 use super::program::time_program;
 use super::{GpuTensor, KernelChoice, Kernels, Program};
@@ -31,6 +33,7 @@ impl Kernels {
         }
         self.tune_gemm().await?;
         self.tune_attention().await?;
+        self.tune_f16().await?;
         let choice = self.choice();
         #[cfg(not(target_arch = "wasm32"))]
         super::tune_cache::store(self.gpu(), choice);
@@ -142,6 +145,66 @@ impl Kernels {
         let on = best[1] <= best[0];
         TUNED.lock().unwrap().push((id, on));
         self.set_fused_attention(on);
+        Ok(on)
+    }
+
+    /// Time an MLP's two GEMMs (fc1 with GELU into the hidden layer, fc2 accumulating into the
+    /// residual; two DeiT-Tiny images) with f16 storage against f32, with the current GEMM kernel,
+    /// and record whether f16 is faster. False without shader-f16.
+    pub async fn tune_f16(&self) -> Result<bool> {
+        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        let id = self.gpu().describe();
+        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_f16(*f);
+            return Ok(*f);
+        }
+        let gpu = self.gpu();
+        let on = if gpu.has_f16() {
+            let (m, d, mlp) = (394, 192, 768);
+            let bias = GpuTensor::from_slice(gpu, "tune bias", &vec![0.0f32; mlp]);
+            let x = GpuTensor::zeros(gpu, "tune x", m * d);
+            let mlp_program = |elem: Elem| -> Result<Program> {
+                let t = |len: usize| GpuTensor::from_f32(gpu, "tune", &vec![0.01f32; len], elem);
+                let (xn, w1, w2, hidden) = (t(m * d), t(d * mlp), t(mlp * d), t(m * mlp));
+                let fc1 = Gemm {
+                    bias: Some(&bias),
+                    gelu: true,
+                    ..Gemm::new(m, mlp, d)
+                };
+                let fc2 = Gemm {
+                    accumulate: true,
+                    ..Gemm::new(m, d, mlp)
+                };
+                let rows = MatView::rows;
+                Ok(Program {
+                    steps: vec![
+                        self.gemm(
+                            "tune",
+                            rows(&xn, d),
+                            rows(&w1, mlp),
+                            rows(&hidden, mlp),
+                            fc1,
+                        )?,
+                        self.gemm("tune", rows(&hidden, mlp), rows(&w2, d), rows(&x, d), fc2)?,
+                    ],
+                })
+            };
+            let programs = [mlp_program(Elem::F32)?, mlp_program(Elem::F16)?];
+            let mut best = [f64::INFINITY; 2];
+            for p in &programs {
+                time_program(gpu, p).await?;
+            }
+            for _ in 0..3 {
+                for (t, p) in best.iter_mut().zip(&programs) {
+                    *t = t.min(time_program(gpu, p).await?);
+                }
+            }
+            best[1] < best[0]
+        } else {
+            false
+        };
+        TUNED.lock().unwrap().push((id, on));
+        self.set_f16(on);
         Ok(on)
     }
 }

@@ -9,9 +9,11 @@ mod config_json;
 pub mod flops;
 pub mod hook;
 mod names;
+pub mod precision;
 pub mod random;
 pub mod vit;
 pub mod weights;
 
 pub use config::{Interpolation, Preprocess, ViTConfig};
+pub use precision::Precision;
 pub use weights::{BlockWeights, ConfigFiles, LinearWeights, ModelWeights, NormWeights};

@@ -5,6 +5,7 @@ use super::hook::{TokenHook, TokenState};
 use super::weights::{LinearWeights, ModelWeights, NormWeights};
 use super::ViTConfig;
 use crate::error::{Error, Result};
+use crate::gpu::kernel::Elem;
 use crate::gpu::kernels::{Features, Gemm, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
@@ -17,9 +18,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights) -> Self {
+    /// The weight matrix stored as `storage` (f32 or f16); the bias always f32.
+    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights, storage: Elem) -> Self {
         Linear {
-            w: GpuTensor::from_slice(gpu, name, &l.w),
+            w: GpuTensor::from_f32(gpu, name, &l.w, storage),
             b: GpuTensor::from_slice(gpu, name, &l.b),
             inp: l.inp(),
             out: l.out(),
@@ -140,7 +142,9 @@ impl Activations {
             .unwrap_or((0, "none"))
     }
 
-    pub fn new(gpu: &GpuContext, c: &ViTConfig, batch: usize) -> Result<Self> {
+    /// The buffers of `batch` images; those that only feed a GEMM (normed rows, attention context,
+    /// MLP hidden, head input) are stored as `storage`, the rest as f32.
+    pub fn new(gpu: &GpuContext, c: &ViTConfig, batch: usize, storage: Elem) -> Result<Self> {
         if batch == 0 {
             return Err(Error::param("batch", "must be at least 1"));
         }
@@ -157,17 +161,20 @@ impl Activations {
         }
         let sizes: std::collections::HashMap<_, _> = Self::per_image(c).into_iter().collect();
         let t = |name: &'static str, label: &str| GpuTensor::zeros(gpu, label, batch * sizes[name]);
+        let h = |name: &'static str, label: &str| {
+            GpuTensor::zeros_of(gpu, label, batch * sizes[name], storage)
+        };
         Ok(Activations {
             batch,
             image: t("image", "image"),
             patches: t("patches", "patches"),
             x: t("tokens", "x"),
-            xn: t("tokens", "xn"),
+            xn: h("tokens", "xn"),
             qkv: t("qkv", "qkv"),
             probs: t("attention probabilities", "attention probabilities"),
-            attn: t("tokens", "attention output"),
-            hidden: t("mlp hidden", "mlp hidden"),
-            head_in: t("head input", "head input"),
+            attn: h("tokens", "attention output"),
+            hidden: h("mlp hidden", "mlp hidden"),
+            head_in: h("head input", "head input"),
             logits: t("logits", "logits"),
         })
     }
@@ -293,10 +300,12 @@ pub struct VisionTransformer {
     pub blocks: Vec<Block>,
     pub norm: LayerNorm,
     pub head: Linear,
+    /// How the linear weights (and the activations that feed them) are stored: f32 or f16.
+    pub storage: Elem,
 }
 
 impl VisionTransformer {
-    pub fn upload(gpu: &GpuContext, w: &ModelWeights) -> Self {
+    pub fn upload(gpu: &GpuContext, w: &ModelWeights, storage: Elem) -> Self {
         let eps = w.config.layer_norm_eps;
         let blocks = w
             .blocks
@@ -306,22 +315,23 @@ impl VisionTransformer {
                 let n = |s: &str| format!("block{i}.{s}");
                 Block {
                     norm1: LayerNorm::upload(gpu, &n("norm1"), &bw.norm1, eps),
-                    qkv: Linear::upload(gpu, &n("qkv"), &bw.qkv),
-                    proj: Linear::upload(gpu, &n("proj"), &bw.proj),
+                    qkv: Linear::upload(gpu, &n("qkv"), &bw.qkv, storage),
+                    proj: Linear::upload(gpu, &n("proj"), &bw.proj, storage),
                     norm2: LayerNorm::upload(gpu, &n("norm2"), &bw.norm2, eps),
-                    fc1: Linear::upload(gpu, &n("fc1"), &bw.fc1),
-                    fc2: Linear::upload(gpu, &n("fc2"), &bw.fc2),
+                    fc1: Linear::upload(gpu, &n("fc1"), &bw.fc1, storage),
+                    fc2: Linear::upload(gpu, &n("fc2"), &bw.fc2, storage),
                 }
             })
             .collect();
         VisionTransformer {
             config: w.config.clone(),
-            patch_embed: Linear::upload(gpu, "patch_embed", &w.patch),
+            patch_embed: Linear::upload(gpu, "patch_embed", &w.patch, storage),
             prefix_tokens: GpuTensor::from_slice(gpu, "prefix tokens", &w.prefix_tokens),
             pos_embed: GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed),
             blocks,
             norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
-            head: Linear::upload(gpu, "head", &w.head),
+            head: Linear::upload(gpu, "head", &w.head, storage),
+            storage,
         }
     }
 

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
 use zeroprune::gpu::{time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program};
+use zeroprune::model::Precision;
 use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::StepTime;
 use zeroprune::{Error, Mode, Result, Run, Session};
@@ -40,6 +42,11 @@ pub struct BenchArgs {
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
+    /// Time several storage precisions in the same run (e.g. f32,f16), one model copy each, every
+    /// row interleaved; `vs_first_precision` is each row's speed against the first one's. Default:
+    /// --precision alone.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    precisions: Vec<Precision>,
     #[command(flatten)]
     prune: PruneArgs,
 }
@@ -68,6 +75,9 @@ struct KernelFamily {
 #[derive(Serialize)]
 struct BenchRow {
     batch: usize,
+    /// What the weights were stored as (f32 or f16) and the --precision that chose it.
+    storage: Elem,
+    precision: Precision,
     policy: Policy,
     schedule: String,
     latency_ms: f64,
@@ -78,7 +88,10 @@ struct BenchRow {
     gflops_per_image: f64,
     achieved_gflops_per_s: f64,
     flops_ratio: f64,
+    /// Dense latency over this row's, same batch and precision.
     speedup: f64,
+    /// The same schedule's latency at the first precision over this row's (1 for the first).
+    vs_first_precision: f64,
     /// Share of the pass's GPU time in pruning steps (scoring, selection, compaction, merging).
     prune_overhead_share: f64,
     prune_overhead_source: &'static str,
@@ -101,6 +114,7 @@ impl fmt::Display for BenchOutput {
         writeln!(f, "adapter: {}", self.adapter)?;
         let header = [
             "batch",
+            "storage",
             "policy",
             "schedule",
             "latency_ms",
@@ -110,6 +124,7 @@ impl fmt::Display for BenchOutput {
             "achieved_gflops_per_s",
             "flops_ratio",
             "speedup",
+            "vs_first_precision",
             "prune_overhead_share",
             "dispatches",
         ];
@@ -124,6 +139,7 @@ impl fmt::Display for BenchOutput {
                 }
                 vec![
                     r.batch.to_string(),
+                    r.storage.name().to_string(),
                     r.policy.to_string(),
                     schedule,
                     format!("{:.2}", r.latency_ms),
@@ -133,6 +149,7 @@ impl fmt::Display for BenchOutput {
                     format!("{:.2}", r.achieved_gflops_per_s),
                     format!("{:.3}", r.flops_ratio),
                     format!("{:.2}", r.speedup),
+                    format!("{:.2}", r.vs_first_precision),
                     format!("{:.3}", r.prune_overhead_share),
                     r.dispatches.to_string(),
                 ]
@@ -142,8 +159,9 @@ impl fmt::Display for BenchOutput {
         for r in &self.results {
             writeln!(
                 f,
-                "\nbatch {} {} ({}): GEMM kernel {}, fused attention {}, times from {}",
+                "\nbatch {} {} {} ({}): GEMM kernel {}, fused attention {}, times from {}",
                 r.batch,
+                r.storage.name(),
                 r.policy,
                 r.schedule,
                 r.gemm_kernel,
@@ -270,72 +288,51 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         };
         add(request.resolve(c)?);
     }
-    let mut session = Session::new(&gpu, &weights)?;
+    let precisions = if args.precisions.is_empty() {
+        vec![args.model.precision]
+    } else {
+        args.precisions.clone()
+    };
+    let mut sessions = precisions
+        .iter()
+        .map(|&p| Session::with_precision(&gpu, &weights, p))
+        .collect::<Result<Vec<_>>>()?;
     let dense_flops = schedules[0].flops(c);
     let mut results = Vec::new();
     for &b in &args.batch {
         // A real image's statistics matter for threshold pruning; a constant input is fine for the rest.
-        let input = vec![0.1f32; b * session.image_len()];
-        // Warm-up (compiles the programs), then dense and pruned runs interleaved.
-        let mut times = vec![Vec::new(); schedules.len()];
-        for p in &schedules {
-            session.run(&input, p)?;
-        }
-        for _ in 0..args.runs.max(1) {
-            for (p, t) in schedules.iter().zip(&mut times) {
-                let s = Instant::now();
+        let input = vec![0.1f32; b * sessions[0].image_len()];
+        // Warm-up (compiles the programs), then every (precision, schedule) interleaved.
+        let mut times = vec![vec![Vec::new(); schedules.len()]; sessions.len()];
+        for session in &mut sessions {
+            for p in &schedules {
                 session.run(&input, p)?;
-                t.push(s.elapsed().as_secs_f64());
             }
         }
-        let stats: Vec<(f64, f64, f64)> = times.iter_mut().map(|t| median_spread(t)).collect();
-        let dense_latency = stats[0].0;
-        for (p, &(median, min, max)) in schedules.iter().zip(&stats) {
-            let flops = p.flops(c);
-            let gflops = flops / 1e9;
-            let profiled = session.run(&input, Run::new(p).mode(Mode::Profile))?;
-            let profile = profiled.profile.unwrap_or_default();
-            let total: f64 = profile.iter().map(|s| s.seconds).sum();
-            let in_phase = |phase: Phase| -> f64 {
-                profile
-                    .iter()
-                    .filter(|s| s.phase == phase)
-                    .map(|s| s.seconds)
-                    .sum()
-            };
-            let prune_seconds: f64 = Phase::PRUNING.iter().map(|&ph| in_phase(ph)).sum();
-            let choice = session.kernel_choice();
-            results.push(BenchRow {
-                batch: b,
-                policy: p.policy,
-                schedule: p.describe(),
-                latency_ms: median * 1e3,
-                min_ms: min * 1e3,
-                max_ms: max * 1e3,
-                spread_pct: 100.0 * (max - min) / median,
-                images_per_s: b as f64 / median,
-                gflops_per_image: gflops,
-                achieved_gflops_per_s: gflops * b as f64 / median,
-                flops_ratio: flops / dense_flops,
-                speedup: dense_latency / median,
-                prune_overhead_share: prune_seconds / total.max(1e-12),
-                prune_overhead_source: if gpu.has_timestamps() {
-                    "gpu timestamps"
-                } else {
-                    "cpu: each step submitted alone"
-                },
-                prune_gpu_ms: PruneTime {
-                    scoring: in_phase(Phase::Score) * 1e3,
-                    selection: in_phase(Phase::Select) * 1e3,
-                    compaction: in_phase(Phase::Compact) * 1e3,
-                    merging: in_phase(Phase::Merge) * 1e3,
-                },
-                dispatches: profile.len(),
-                submits: 1,
-                gemm_kernel: choice.gemm.name(),
-                fused_attention: choice.fused_attention,
-                kernels: families(&profile),
-            });
+        for _ in 0..args.runs.max(1) {
+            for (session, times) in sessions.iter_mut().zip(&mut times) {
+                for (p, t) in schedules.iter().zip(times.iter_mut()) {
+                    let s = Instant::now();
+                    session.run(&input, p)?;
+                    t.push(s.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let all: Vec<Vec<(f64, f64, f64)>> = times
+            .iter_mut()
+            .map(|ts| ts.iter_mut().map(|t| median_spread(t)).collect())
+            .collect();
+        for ((session, &precision), stats) in sessions.iter_mut().zip(&precisions).zip(&all) {
+            for (i, (p, &timing)) in schedules.iter().zip(stats).enumerate() {
+                let median = timing.0;
+                results.push(BenchRow {
+                    precision,
+                    speedup: stats[0].0 / median,
+                    vs_first_precision: all[0][i].0 / median,
+                    flops_ratio: p.flops(c) / dense_flops,
+                    ..bench_row(session, &input, p, b, timing)?
+                });
+            }
         }
     }
     emit(
@@ -345,6 +342,65 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         },
         args.json,
     )
+}
+
+/// One row of `bench` for schedule `p` at batch `b`, timed as `(median, min, max)` seconds: the
+/// throughput figures, and a profiled run for the pruning share and the per-kernel breakdown.
+/// The ratios between rows are the caller's.
+fn bench_row(
+    session: &mut Session,
+    input: &[f32],
+    p: &Pruning,
+    b: usize,
+    (median, min, max): (f64, f64, f64),
+) -> Result<BenchRow> {
+    let gflops = p.flops(session.config()) / 1e9;
+    let profiled = session.run(input, Run::new(p).mode(Mode::Profile))?;
+    let profile = profiled.profile.unwrap_or_default();
+    let total: f64 = profile.iter().map(|s| s.seconds).sum();
+    let in_phase = |phase: Phase| -> f64 {
+        profile
+            .iter()
+            .filter(|s| s.phase == phase)
+            .map(|s| s.seconds)
+            .sum()
+    };
+    let prune_seconds: f64 = Phase::PRUNING.iter().map(|&ph| in_phase(ph)).sum();
+    let choice = session.kernel_choice();
+    Ok(BenchRow {
+        batch: b,
+        storage: session.storage(),
+        precision: Precision::F32,
+        policy: p.policy,
+        schedule: p.describe(),
+        latency_ms: median * 1e3,
+        min_ms: min * 1e3,
+        max_ms: max * 1e3,
+        spread_pct: 100.0 * (max - min) / median,
+        images_per_s: b as f64 / median,
+        gflops_per_image: gflops,
+        achieved_gflops_per_s: gflops * b as f64 / median,
+        flops_ratio: 1.0,
+        speedup: 1.0,
+        vs_first_precision: 1.0,
+        prune_overhead_share: prune_seconds / total.max(1e-12),
+        prune_overhead_source: if session.gpu().has_timestamps() {
+            "gpu timestamps"
+        } else {
+            "cpu: each step submitted alone"
+        },
+        prune_gpu_ms: PruneTime {
+            scoring: in_phase(Phase::Score) * 1e3,
+            selection: in_phase(Phase::Select) * 1e3,
+            compaction: in_phase(Phase::Compact) * 1e3,
+            merging: in_phase(Phase::Merge) * 1e3,
+        },
+        dispatches: profile.len(),
+        submits: 1,
+        gemm_kernel: choice.gemm.name(),
+        fused_attention: choice.fused_attention,
+        kernels: families(&profile),
+    })
 }
 
 /// GPU time per kernel family (`qkv`, `fc1`, `attention`, `prune.pagerank`, ...): the step label
@@ -391,16 +447,20 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
         ("fc2", m, 192, 768),
     ];
     let mut rows = Vec::new();
-    let mut candidates = vec![GemmKernel::Naive];
-    candidates.extend_from_slice(GemmKernel::CANDIDATES);
+    // Every kernel with f32 storage, then the chosen one with f16 A and B where the adapter has it.
+    let mut candidates = vec![(GemmKernel::Naive, Elem::F32)];
+    candidates.extend(GemmKernel::CANDIDATES.iter().map(|&g| (g, Elem::F32)));
+    if gpu.has_f16() {
+        candidates.push((chosen, Elem::F16));
+    }
     for (name, m, n, kk) in shapes {
         let a_host: Vec<f32> = (0..m * kk).map(|i| (i % 7) as f32 * 0.01).collect();
         let b_host: Vec<f32> = (0..kk * n).map(|i| (i % 5) as f32 * 0.01).collect();
-        let a = GpuTensor::from_slice(gpu, "a", &a_host);
-        let b = GpuTensor::from_slice(gpu, "b", &b_host);
         let c = GpuTensor::zeros(gpu, "c", m * n);
         let mut naive_rate = None;
-        for &kernel in &candidates {
+        for &(kernel, elem) in &candidates {
+            let a = GpuTensor::from_f32(gpu, "a", &a_host, elem);
+            let b = GpuTensor::from_f32(gpu, "b", &b_host, elem);
             let g = Gemm {
                 kernel: Some(kernel),
                 ..Gemm::new(m, n, kk)
@@ -422,8 +482,13 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
             let naive = *naive_rate.get_or_insert(rate);
             rows.push(KernelRow {
                 kernel: format!(
-                    "gpu {kernel}{}",
-                    if kernel == chosen { " (chosen)" } else { "" }
+                    "gpu {kernel}{}{}",
+                    if elem == Elem::F16 { " f16" } else { "" },
+                    if kernel == chosen && elem == Elem::F32 {
+                        " (chosen)"
+                    } else {
+                        ""
+                    }
                 ),
                 shape: format!("{name} {m}x{n}x{kk}"),
                 ms: median * 1e3 / reps as f64,

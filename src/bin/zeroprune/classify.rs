@@ -7,7 +7,7 @@ use clap::Args;
 use serde::Serialize;
 use zeroprune::prune::{Policy, PruneStep};
 use zeroprune::session::top_k;
-use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
+use zeroprune::{preprocess, Error, Mode, Result, Run};
 
 use crate::common::{class_names, emit, open_gpu};
 use crate::prune_args::PruneArgs;
@@ -108,7 +108,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let pruning = args.prune.resolve(&weights.config)?;
     let names = class_names(&weights, args.labels.as_deref())?;
     let gpu = open_gpu()?;
-    let mut session = Session::new(&gpu, &weights)?;
+    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let batch = session.max_batch().clamp(1, 16);
     let mode = if args.trace.is_some() {
         Mode::Debug
@@ -155,20 +155,22 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
 }
 
 /// Every step's outputs as a safetensors file: `NNN.LABEL.SLOT` (the step's index, label and
-/// slot; later batches of images get later indices), F32 or U32 as the slot declares.
+/// slot; later batches of images get later indices), F32 or U32 as the slot declares, F16 where
+/// the model stores that buffer as halves (padded to whole 8-byte units).
 fn write_trace(file: &Path, trace: &[zeroprune::gpu::StepOutput]) -> Result<()> {
     use safetensors::tensor::{Dtype, TensorView};
     let mut tensors = Vec::new();
     for (i, step) in trace.iter().enumerate() {
         for (slot, elem, words) in &step.outputs {
-            let dtype = match elem {
-                zeroprune::gpu::kernel::Elem::F32 => Dtype::F32,
-                zeroprune::gpu::kernel::Elem::U32 => Dtype::U32,
+            let (dtype, len) = match elem {
+                zeroprune::gpu::kernel::Elem::F32 => (Dtype::F32, words.len()),
+                zeroprune::gpu::kernel::Elem::U32 => (Dtype::U32, words.len()),
+                zeroprune::gpu::kernel::Elem::F16 => (Dtype::F16, 2 * words.len()),
             };
             tensors.push((
                 format!("{i:03}.{}.{slot}", step.label),
                 dtype,
-                words.len(),
+                len,
                 bytemuck::cast_slice::<u32, u8>(words),
             ));
         }

@@ -108,6 +108,15 @@ pub fn labelled_images(
     Ok((items, paths))
 }
 
+/// The session of `weights` on `gpu`, stored as `--precision` says (kernels measured or cached).
+pub fn session(
+    gpu: &GpuContext,
+    weights: &ModelWeights,
+    model: &crate::ModelArgs,
+) -> Result<Session> {
+    Session::with_precision(gpu, weights, model.precision)
+}
+
 pub fn check_batch(session: &Session, batch: usize) -> Result<()> {
     if batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));

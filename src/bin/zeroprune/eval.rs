@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::gpu::kernel::Elem;
 use zeroprune::model::flops::dense_flops;
+use zeroprune::model::Precision;
 use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
@@ -38,6 +40,11 @@ pub struct EvalArgs {
     /// Print one JSON object (with every prediction).
     #[arg(long)]
     json: bool,
+    /// Precision of the dense reference that `agreement` and `speedup` compare against (default:
+    /// --precision). `--precision f16 --reference-precision f32` measures f16 against f32 on the
+    /// same batches, with or without a policy.
+    #[arg(long, value_enum)]
+    reference_precision: Option<Precision>,
     #[command(flatten)]
     prune: PruneArgs,
 }
@@ -60,6 +67,9 @@ struct EvalOutput {
     adapter: String,
     images: usize,
     batch: usize,
+    /// What the weights were stored as, and what the dense reference's were.
+    storage: Elem,
+    reference_storage: Elem,
     policy: Policy,
     schedule: String,
     top1: f64,
@@ -68,9 +78,12 @@ struct EvalOutput {
     dense_gflops_per_image: f64,
     images_per_s: f64,
     forward_images_per_s: f64,
-    /// With a policy: the share of images whose top-1 equals the dense model's.
+    /// With a policy (or another reference precision): the share of images whose top-1 equals
+    /// the dense reference's, and its standard error.
     #[serde(skip_serializing_if = "Option::is_none")]
     agreement: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement_se: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dense_top1: Option<f64>,
     /// With a policy: the dense model's forward images/s on the same batches, and the pruned
@@ -87,6 +100,7 @@ impl fmt::Display for EvalOutput {
         writeln!(f, "model      {}", self.model)?;
         writeln!(f, "adapter    {}", self.adapter)?;
         writeln!(f, "images     {}", self.images)?;
+        writeln!(f, "storage    {}", self.storage.name())?;
         if !self.policy.is_none() {
             writeln!(
                 f,
@@ -99,9 +113,11 @@ impl fmt::Display for EvalOutput {
         if let (Some(d), Some(a)) = (self.dense_top1, self.agreement) {
             writeln!(
                 f,
-                "dense      {:.2}% top-1; agreement with dense {:.2}%",
+                "dense {}  {:.2}% top-1; agreement with it {:.2}% (se {:.2})",
+                self.reference_storage.name(),
                 100.0 * d,
-                100.0 * a
+                100.0 * a,
+                100.0 * self.agreement_se.unwrap_or(0.0)
             )?;
         }
         writeln!(
@@ -119,7 +135,8 @@ impl fmt::Display for EvalOutput {
         if let (Some(d), Some(x)) = (self.dense_forward_images_per_s, self.speedup) {
             writeln!(
                 f,
-                "speedup    {x:.2}x over the dense forward ({d:.2} images/s) on the same batches"
+                "speedup    {x:.2}x over the dense {} forward ({d:.2} images/s) on the same batches",
+                self.reference_storage.name()
             )?;
         }
         Ok(())
@@ -140,9 +157,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (args.skip, args.limit),
     )?;
     let gpu = open_gpu()?;
-    let mut session = Session::new(&gpu, &weights)?;
+    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;
-    let pruned = !pruning.is_dense();
+    // The dense reference: this session, or a second copy of the model at another precision.
+    let mut reference = match args.reference_precision {
+        Some(p) if p.storage(&gpu, session.kernel_choice())? != session.storage() => {
+            Some(Session::with_precision(&gpu, &weights, p)?)
+        }
+        _ => None,
+    };
+    let pruned = !pruning.is_dense() || reference.is_some();
     let dense = Pruning::dense();
     let bar = progress(items.len(), "images");
     let (mut top1, mut top5, mut agree, mut dense_top1) = (0usize, 0usize, 0usize, 0usize);
@@ -153,7 +177,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if pruned {
         // Compile both programs on the first batch, so the forward timings compare like with like.
         let first = preprocess::load_batch(&paths[..args.batch.min(paths.len())], &c.preprocess)?;
-        session.run(&first, &dense)?;
+        reference
+            .as_mut()
+            .unwrap_or(&mut session)
+            .run(&first, &dense)?;
         session.run(&first, &pruning)?;
     }
     for (chunk, labels) in paths.chunks(args.batch).zip(items.chunks(args.batch)) {
@@ -161,7 +188,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         // With a policy, the dense model runs on the same batch for the agreement figure.
         let dense_pred: Vec<usize> = if pruned {
             let t = Instant::now();
-            let d = session.run(&input, &dense)?;
+            let d = reference
+                .as_mut()
+                .unwrap_or(&mut session)
+                .run(&input, &dense)?;
             dense_seconds += t.elapsed().as_secs_f64();
             d.images
                 .iter()
@@ -207,6 +237,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         adapter: gpu.describe(),
         images: items.len(),
         batch: args.batch,
+        storage: session.storage(),
+        reference_storage: reference.as_ref().unwrap_or(&session).storage(),
         policy: pruning.policy,
         schedule: pruning.describe(),
         top1: top1 as f64 / n,
@@ -216,6 +248,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         images_per_s: n / wall,
         forward_images_per_s: n / forward_seconds,
         agreement: pruned.then_some(agree as f64 / n),
+        agreement_se: pruned.then(|| {
+            let a = agree as f64 / n;
+            (a * (1.0 - a) / n).sqrt()
+        }),
         dense_top1: pruned.then_some(dense_top1 as f64 / n),
         dense_forward_images_per_s: pruned.then_some(n / dense_seconds),
         speedup: pruned.then_some(dense_seconds / forward_seconds),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use zeroprune::draw::token_panels;
 use zeroprune::prune::{Keep, Policy};
 use zeroprune::session::top_k;
-use zeroprune::{preprocess, Error, Result, Session};
+use zeroprune::{preprocess, Error, Result};
 
 use crate::common::{class_names, emit, open_gpu};
 use crate::prune_args::PruneArgs;
@@ -73,7 +73,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     let names = class_names(&weights, None)?;
     let input = preprocess::load_batch(std::slice::from_ref(&args.image), &c.preprocess)?;
     let gpu = open_gpu()?;
-    let mut session = Session::new(&gpu, &weights)?;
+    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let result = session
         .run(&input, &pruning)?
         .images

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use zeroprune::model::Precision;
 
 /// Run pretrained vision transformers (ViT / DeiT) on any WebGPU-class GPU, with zero-shot token pruning.
 ///
@@ -42,6 +43,12 @@ pub struct ModelArgs {
     /// (for speed: bench needs no trained weights).
     #[arg(long, env = "ZEROPRUNE_MODEL")]
     model: Option<PathBuf>,
+    /// How weights and activations are stored on the GPU. f32: the reference. f16: the linear
+    /// weights and the activations that only feed a GEMM as halves, sums in f32 (needs the
+    /// adapter's shader-f16; agrees with f32 on 99.9% of ImageNet images, see the README). auto:
+    /// f16 where the adapter has it and it measured faster there, else f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32, env = "ZEROPRUNE_PRECISION")]
+    precision: Precision,
 }
 
 #[derive(Subcommand)]

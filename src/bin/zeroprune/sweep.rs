@@ -162,7 +162,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     }
     let (items, paths) = labelled_images(&weights, &args.images, &args.labels, (0, args.limit))?;
     let gpu = open_gpu()?;
-    let mut session = Session::new(&gpu, &weights)?;
+    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;
 
     // The schedules, all resolved before any long work so a bad target fails at once.

@@ -195,7 +195,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         }
     }
     let gpu = open_gpu()?;
-    let mut session = Session::new(&gpu, &weights)?;
+    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;
 
     eprintln!("preprocessing {} calibration images", paths.len());

@@ -15,7 +15,7 @@ pub mod similarity;
 pub mod softmax;
 
 pub(crate) use super::library::u;
-pub use super::library::Variant;
+pub use super::library::{with_halves, Variant};
 pub use attention::{attention_source, AttentionBias};
 pub use gemm::{gemm_rb_source, Gemm, GemmKernel, MatView};
 pub use layernorm::RowView;
