@@ -9,9 +9,9 @@ alias T_y = f32; // f16 where the host stores the normalised rows as halves
 @group(0) @binding(3) var<storage, read_write> y: array<T_y>;
 @group(0) @binding(4) var<uniform> p: LayerNormParams;
 
-const WG: u32 = 32u; // few barrier rounds: costly on CPU adapters (llvmpipe)
+const WG: u32 = 32u; // few barrier rounds (costly on CPU adapters); the subgroup variant sets one subgroup
 
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn layernorm(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

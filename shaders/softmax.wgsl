@@ -7,10 +7,10 @@
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
 @group(0) @binding(3) var<uniform> p: SoftmaxParams;
 
-const WG: u32 = 32u; // one subgroup-sized workgroup per row: few barrier rounds (costly on CPU adapters)
+const WG: u32 = 32u; // few barrier rounds (costly on CPU adapters); the subgroup variant sets one subgroup
 
 // One workgroup per row; rows beyond 65535 spill into the y dimension of the dispatch.
-@compute @workgroup_size(32, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn softmax_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,

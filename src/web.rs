@@ -354,6 +354,7 @@ impl Session {
             dense_gflops: Pruning::dense().flops(c) / 1e9,
             gemm_kernel: choice.gemm.name(),
             fused_attention: choice.fused_attention,
+            subgroup_reductions: choice.subgroups && gpu.reduce_subgroup_width().is_some(),
             storage: session.storage(),
             policies,
             recommended: Policy::recommended_levels()
@@ -524,6 +525,7 @@ struct SessionInfo {
     dense_gflops: f64,
     gemm_kernel: String,
     fused_attention: bool,
+    subgroup_reductions: bool,
     /// What the weights are stored as: "f32" or "f16".
     storage: crate::gpu::kernel::Elem,
     policies: Vec<crate::prune::PolicyInfo>,

@@ -50,7 +50,8 @@ impl GpuContext {
             max_buffer_size: supported.max_buffer_size,
             ..wgpu::Limits::default()
         };
-        let optional = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let optional =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let required_features = adapter.features() & optional;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -123,6 +124,19 @@ impl GpuContext {
     /// Whether shaders may use f16 (`enable f16;`): the device has `SHADER_F16`.
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Whether shaders may use subgroup operations (`enable subgroups;`).
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The workgroup width of a subgroup row reduction: the adapter's smallest subgroup size, so
+    /// that a workgroup is always one whole subgroup; `None` without subgroups or for sizes the
+    /// kernels do not take (4 to 64, a power of two).
+    pub fn reduce_subgroup_width(&self) -> Option<u32> {
+        let w = self.info().subgroup_min_size;
+        (self.has_subgroups() && w.is_power_of_two() && (4..=64).contains(&w)).then_some(w)
     }
 
     /// The largest single storage binding the device accepts, in bytes.

@@ -169,6 +169,36 @@ impl Family {
         self.wgsl_with(self.source)
     }
 
+    /// The file with its reductions on subgroup operations and `WG` set to `width` invocations
+    /// (at most the adapter's smallest subgroup, so the workgroup is one subgroup). Only for
+    /// families whose workgroup reductions are all of [`REDUCE`] and whose `WG` is declared as
+    /// `const WG: u32 = 32u;`; `None` otherwise.
+    pub fn wgsl_subgroup(&self, width: u32) -> Option<String> {
+        const WG32: &str = "const WG: u32 = 32u;";
+        if !self.libs.contains(&REDUCE) || !self.source.contains(WG32) {
+            return None;
+        }
+        // Browsers want the extension enabled; naga (native) takes subgroup operations as they
+        // are and rejects the directive for now.
+        let enable = if cfg!(target_arch = "wasm32") {
+            "enable subgroups;\n"
+        } else {
+            ""
+        };
+        let mut s = format!("{enable}{}", prelude());
+        for p in self.params {
+            s += &p.wgsl();
+        }
+        for lib in self.libs {
+            s += if *lib == REDUCE { REDUCE_SUBGROUP } else { lib };
+        }
+        Some(
+            s + &self
+                .source
+                .replace(WG32, &format!("const WG: u32 = {width}u;")),
+        )
+    }
+
     /// Like [`Family::wgsl`] with another body: a generated variant of the file.
     pub fn wgsl_with(&self, body: &str) -> String {
         let mut s = prelude();
@@ -194,6 +224,9 @@ pub fn prelude() -> String {
 
 /// Workgroup reductions over `WG` invocations (the including file defines `WG`).
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+
+/// The same reductions on subgroup operations, for a workgroup of one subgroup.
+pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
 
 /// A kernel without its parameter type: what the library and the tests need to know of it.
 pub struct KernelInfo {

@@ -28,6 +28,9 @@ pub enum Variant {
     },
     /// The fused attention for heads of `head_dim` values.
     Attention { head_dim: u32 },
+    /// Row reductions on subgroup operations, one subgroup of `width` invocations per workgroup
+    /// (softmax, LayerNorm: [`super::kernel::Family::wgsl_subgroup`]).
+    Subgroup { width: u32 },
 }
 
 /// One compiled pipeline: a module, an entry point and its override constants.
@@ -75,6 +78,10 @@ pub struct KernelChoice {
     /// shader-f16): what `--precision auto` follows.
     #[serde(default)]
     pub f16: bool,
+    /// Whether softmax and LayerNorm reduce with subgroup operations, one subgroup per row
+    /// ([`GpuContext::reduce_subgroup_width`]), rather than through workgroup memory and barriers.
+    #[serde(default)]
+    pub subgroups: bool,
 }
 
 impl KernelChoice {
@@ -89,6 +96,7 @@ impl KernelChoice {
             },
             fused_attention: true,
             f16: false,
+            subgroups: false,
         }
     }
 }
@@ -157,6 +165,22 @@ impl Kernels {
         });
     }
 
+    /// The variant a row-reduction kernel (softmax, LayerNorm) runs as: subgroup reductions where
+    /// the choice says so and the adapter allows them, else the file as written.
+    pub(crate) fn row_reduce_variant(&self) -> Variant {
+        match self.gpu.reduce_subgroup_width() {
+            Some(width) if self.choice().subgroups => Variant::Subgroup { width },
+            _ => Variant::Plain,
+        }
+    }
+
+    pub fn set_subgroups(&self, on: bool) {
+        self.set_choice(KernelChoice {
+            subgroups: on,
+            ..self.choice()
+        });
+    }
+
     /// Whether f16 storage measured faster than f32 on this adapter.
     pub fn f16(&self) -> bool {
         self.choice().f16
@@ -193,6 +217,17 @@ impl Kernels {
                     } => gemm::gemm_rb_source(tm, tn4, a_vec4, b_vec4),
                     Variant::Attention { head_dim } => {
                         attention::attention_source(head_dim as usize)
+                    }
+                    Variant::Subgroup { width } => {
+                        if !self.gpu.has_subgroups() {
+                            return Err(Error::Gpu(format!(
+                                "kernel `{}`: subgroup reductions need the adapter's subgroup feature",
+                                key.entry
+                            )));
+                        }
+                        family.wgsl_subgroup(width).ok_or_else(|| {
+                            Error::Gpu(format!("kernel `{}` has no subgroup form", key.entry))
+                        })?
                     }
                 };
                 if !key.halves.is_empty() && !self.gpu.has_f16() {

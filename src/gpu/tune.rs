@@ -1,11 +1,12 @@
 //! Per-adapter kernel choice by measurement: the GEMM tile, fused against unfused attention, and
-//! f16 against f32 storage (what `--precision auto` follows).
+//! f16 against f32 storage (what `--precision auto` follows), and subgroup against workgroup
+//! reductions in softmax and LayerNorm.
 //! Measured once per adapter and process, on transformer-sized shapes.
 
 use std::sync::Mutex;
 
 use super::kernel::Elem;
-use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
+use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView, RowView};
 use super::program::time_program;
 use super::{GpuTensor, KernelChoice, Kernels, Program};
 use crate::error::Result;
@@ -34,6 +35,7 @@ impl Kernels {
         self.tune_gemm().await?;
         self.tune_attention().await?;
         self.tune_f16().await?;
+        self.tune_subgroups().await?;
         let choice = self.choice();
         #[cfg(not(target_arch = "wasm32"))]
         super::tune_cache::store(self.gpu(), choice);
@@ -205,6 +207,53 @@ impl Kernels {
         };
         TUNED.lock().unwrap().push((id, on));
         self.set_f16(on);
+        Ok(on)
+    }
+
+    /// Time softmax and LayerNorm (the rows of two DeiT-Tiny images' attention and tokens) with
+    /// subgroup reductions against workgroup ones, and keep the faster. False where the adapter
+    /// has no usable subgroups ([`GpuContext::reduce_subgroup_width`]).
+    pub async fn tune_subgroups(&self) -> Result<bool> {
+        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        let id = self.gpu().describe();
+        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
+            self.set_subgroups(*f);
+            return Ok(*f);
+        }
+        let gpu = self.gpu();
+        let on = if gpu.reduce_subgroup_width().is_some() {
+            let (b, n, h, d) = (2, 197, 3, 192);
+            let probs = GpuTensor::from_slice(gpu, "tune probs", &vec![0.01f32; b * h * n * n]);
+            let x = GpuTensor::from_slice(gpu, "tune x", &vec![0.01f32; b * n * d]);
+            let y = GpuTensor::zeros(gpu, "tune y", b * n * d);
+            let gamma = GpuTensor::from_slice(gpu, "tune gamma", &vec![1.0f32; d]);
+            let beta = GpuTensor::zeros(gpu, "tune beta", d);
+            let mut programs = Vec::new();
+            for on in [false, true] {
+                self.set_subgroups(on);
+                let rows = |t| RowView::dense(t, d);
+                programs.push(Program {
+                    steps: vec![
+                        self.softmax_rows("tune", &probs, b * h * n, n, n)?,
+                        self.layernorm("tune", rows(&x), rows(&y), b * n, d, &gamma, &beta, 1e-6)?,
+                    ],
+                });
+            }
+            let mut best = [f64::INFINITY; 2];
+            for p in &programs {
+                time_program(gpu, p).await?;
+            }
+            for _ in 0..3 {
+                for (t, p) in best.iter_mut().zip(&programs) {
+                    *t = t.min(time_program(gpu, p).await?);
+                }
+            }
+            best[1] < best[0]
+        } else {
+            false
+        };
+        TUNED.lock().unwrap().push((id, on));
+        self.set_subgroups(on);
         Ok(on)
     }
 }

@@ -93,6 +93,9 @@ fn key(what: &str) -> String {
         parts.push(f.source.as_bytes());
         parts.extend(f.libs.iter().map(|l| l.as_bytes()));
     }
+    // The generated variants' pieces that no family lists.
+    parts.push(super::kernel::REDUCE_SUBGROUP.as_bytes());
+    parts.push(super::kernels::gemm::GEMM_RB_VEC4.as_bytes());
     // Each part is followed by its length, so that moving text between parts changes the key.
     let h = parts.iter().fold(FNV_OFFSET, |h, p| {
         fnv1a(fnv1a(h, p), &(p.len() as u64).to_le_bytes())

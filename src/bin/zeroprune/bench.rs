@@ -100,6 +100,7 @@ struct BenchRow {
     submits: usize,
     gemm_kernel: String,
     fused_attention: bool,
+    subgroup_reductions: bool,
     kernels: Vec<KernelFamily>,
 }
 
@@ -159,13 +160,14 @@ impl fmt::Display for BenchOutput {
         for r in &self.results {
             writeln!(
                 f,
-                "\nbatch {} {} {} ({}): GEMM kernel {}, fused attention {}, times from {}",
+                "\nbatch {} {} {} ({}): GEMM kernel {}, fused attention {}, subgroup reductions {}, times from {}",
                 r.batch,
                 r.storage.name(),
                 r.policy,
                 r.schedule,
                 r.gemm_kernel,
                 r.fused_attention,
+                r.subgroup_reductions,
                 r.prune_overhead_source
             )?;
             let rows: Vec<Vec<String>> = r
@@ -399,6 +401,7 @@ fn bench_row(
         submits: 1,
         gemm_kernel: choice.gemm.name(),
         fused_attention: choice.fused_attention,
+        subgroup_reductions: choice.subgroups && session.gpu().reduce_subgroup_width().is_some(),
         kernels: families(&profile),
     })
 }

@@ -26,6 +26,11 @@ struct InfoOutput {
     driver_info: String,
     limits: Limits,
     timestamp_queries: bool,
+    shader_f16: bool,
+    /// The adapter's smallest and largest subgroup sizes, and the width subgroup reductions use
+    /// (none where they cannot be used).
+    subgroup_sizes: [u32; 2],
+    subgroup_reduce_width: Option<u32>,
     adapter_features: Vec<String>,
     /// The kernel-choice cache file (none where the machine has no cache folder).
     kernel_cache: Option<String>,
@@ -52,6 +57,15 @@ impl fmt::Display for InfoOutput {
             l.max_compute_workgroup_storage_size
         )?;
         writeln!(f, "timestamp queries    {}", self.timestamp_queries)?;
+        writeln!(f, "shader-f16           {}", self.shader_f16)?;
+        writeln!(
+            f,
+            "subgroups            sizes {}-{}, reductions {}",
+            self.subgroup_sizes[0],
+            self.subgroup_sizes[1],
+            self.subgroup_reduce_width
+                .map_or("not usable".into(), |w| format!("{w} wide"))
+        )?;
         writeln!(
             f,
             "adapter features     {}",
@@ -61,9 +75,11 @@ impl fmt::Display for InfoOutput {
         match &self.cached_choice {
             Some(c) => writeln!(
                 f,
-                "kernel choice        {} GEMM, fused attention {} (cached in {cache})",
+                "kernel choice        {} GEMM, fused attention {}, f16 faster {}, subgroup reductions {} (cached in {cache})",
                 c.gemm.name(),
-                c.fused_attention
+                c.fused_attention,
+                c.f16,
+                c.subgroups
             ),
             None => writeln!(
                 f,
@@ -91,6 +107,9 @@ pub fn run(json: bool) -> Result<()> {
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
         },
         timestamp_queries: gpu.has_timestamps(),
+        shader_f16: gpu.has_f16(),
+        subgroup_sizes: [i.subgroup_min_size, i.subgroup_max_size],
+        subgroup_reduce_width: gpu.reduce_subgroup_width(),
         adapter_features: gpu
             .adapter
             .features()

@@ -51,7 +51,7 @@ pub static GEMM_RB: Family = Family {
 pub static BLOCKED: Kernel<GemmParams> = Kernel::new(&GEMM_RB, "gemm_rb", SLOTS, Phase::Model);
 
 /// The vec4 load blocks spliced into the template where a view is aligned for them.
-const GEMM_RB_VEC4: &str = include_str!("../../../shaders/gemm_rb_vec4.wgsl");
+pub(crate) const GEMM_RB_VEC4: &str = include_str!("../../../shaders/gemm_rb_vec4.wgsl");
 
 /// The text between `// @{tag}-begin` and `// @{tag}-end`, markers included.
 fn section<'s>(src: &'s str, tag: &str) -> &'s str {

@@ -80,8 +80,10 @@ impl Kernels {
             out_gs: u(y.group_stride, "stride")?,
             out_rs: u(y.row_stride, "stride")?,
         };
-        self.launch(
+        self.launch_variant(
             &ROWS,
+            self.row_reduce_variant(),
+            vec![],
             label,
             &[x.t, gamma, beta, y.t],
             &params,

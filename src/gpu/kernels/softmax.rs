@@ -79,8 +79,10 @@ impl Kernels {
         };
         let sizes = bias.log_size.unwrap_or(&self.dummy);
         let counts = bias.valid.unwrap_or(&self.dummy);
-        self.launch(
+        self.launch_variant(
             &ROWS,
+            self.row_reduce_variant(),
+            vec![],
             label,
             &[x, sizes, counts],
             &params,
