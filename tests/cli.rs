@@ -22,6 +22,18 @@ fn run(c: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// `eval --json --batch 2` of the tiny fixture model on `images` with `labels`, plus `extra`.
+fn eval_tiny(images: &Path, labels: &Path, extra: &[&str]) -> (bool, String, String) {
+    run(zeroprune()
+        .args(["eval", "--json", "--batch", "2", "--model"])
+        .arg(fixture("tiny-timm"))
+        .arg("--images")
+        .arg(images)
+        .arg("--labels")
+        .arg(labels)
+        .args(extra))
+}
+
 /// Three small PNG images and a labels file for them.
 fn images(dir: &Path) -> Vec<std::path::PathBuf> {
     (0..3)
@@ -108,16 +120,7 @@ fn eval_skip_leaves_out_the_first_images_in_file_name_order() {
     let labels = dir.path().join("labels.tsv");
     // Listed out of order on purpose: --skip counts in file-name order.
     std::fs::write(&labels, "img2.png\t3\nimg0.png\t1\nimg1.png\t2\n").unwrap();
-    let eval = |extra: &[&str]| {
-        run(zeroprune()
-            .args(["eval", "--json", "--batch", "2", "--model"])
-            .arg(fixture("tiny-timm"))
-            .arg("--images")
-            .arg(dir.path())
-            .arg("--labels")
-            .arg(&labels)
-            .args(extra))
-    };
+    let eval = |extra: &[&str]| eval_tiny(dir.path(), &labels, extra);
     let (ok, out, err) = eval(&["--skip", "1"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -566,16 +569,7 @@ fn eval_compares_f16_storage_with_an_f32_reference() {
     images(dir.path());
     let labels = dir.path().join("labels.tsv");
     std::fs::write(&labels, "img0.png\t1\nimg1.png\t2\nimg2.png\t3\n").unwrap();
-    let eval = |extra: &[&str]| {
-        run(zeroprune()
-            .args(["eval", "--json", "--batch", "2", "--model"])
-            .arg(fixture("tiny-timm"))
-            .arg("--images")
-            .arg(dir.path())
-            .arg("--labels")
-            .arg(&labels)
-            .args(extra))
-    };
+    let eval = |extra: &[&str]| eval_tiny(dir.path(), &labels, extra);
     let (ok, out, err) = eval(&["--precision", "f16", "--reference-precision", "f32"]);
     if err.contains("shader-f16") {
         eprintln!("skipped: the adapter has no shader-f16");

@@ -190,6 +190,24 @@ fn linear(m: usize, n: usize, k: usize) -> Case {
     }
 }
 
+/// Context: P.V with P rows of odd length (2 images, 23 tokens, 3 heads of 8), written head by
+/// head into [B, N, D].
+fn context_case() -> Case {
+    let (b, n, h, dh) = (2, 23, 3, 8);
+    let d = h * dh;
+    Case {
+        m: n,
+        n: dh,
+        k: n,
+        outer: b,
+        heads: h,
+        a: Lay(0, n, 1, h * n * n, n * n),
+        b: Lay(2 * d, 3 * d, 1, n * 3 * d, dh),
+        c: Lay(0, d, 1, n * d, dh),
+        lens: (b * h * n * n, b * n * 3 * d, b * n * d),
+    }
+}
+
 fn all_kernels() -> Vec<GemmKernel> {
     let mut v = vec![GemmKernel::Naive];
     v.extend_from_slice(GemmKernel::CANDIDATES);
@@ -231,19 +249,7 @@ async fn gemm_variants_on_strided_and_batched_views() {
             lens: (b * n * 3 * d, b * n * 3 * d, b * h * n * n),
         };
         check(1, &scores, kernel).await;
-        // Context: P.V with P rows of odd length, written head by head into [B, N, D].
-        let context = Case {
-            m: n,
-            n: dh,
-            k: n,
-            outer: b,
-            heads: h,
-            a: Lay(0, n, 1, h * n * n, n * n),
-            b: Lay(2 * d, 3 * d, 1, n * 3 * d, dh),
-            c: Lay(0, d, 1, n * d, dh),
-            lens: (b * h * n * n, b * n * 3 * d, b * n * d),
-        };
-        check(2, &context, kernel).await;
+        check(2, &context_case(), kernel).await;
         // A transposed (column-major), an offset C with padded rows, an outer batch with broadcast B.
         let odd = Case {
             m: 17,
@@ -281,19 +287,7 @@ async fn gemm_variants_with_f16_storage() {
     use Elem::{F16, F32};
     // All three halves (fc1 into the hidden layer), f16 weights alone, and f16 A and C.
     let combos = [[F16, F16, F16], [F32, F16, F32], [F16, F32, F16]];
-    let (b, n, h, dh) = (2, 23, 3, 8);
-    let d = h * dh;
-    let context = Case {
-        m: n,
-        n: dh,
-        k: n,
-        outer: b,
-        heads: h,
-        a: Lay(0, n, 1, h * n * n, n * n),
-        b: Lay(2 * d, 3 * d, 1, n * 3 * d, dh),
-        c: Lay(0, d, 1, n * d, dh),
-        lens: (b * h * n * n, b * n * 3 * d, b * n * d),
-    };
+    let context = context_case();
     for kernel in all_kernels() {
         for elems in combos {
             // vec4 on both sides; scalar on both.

@@ -21,6 +21,21 @@ async fn best_time(k: &Kernels, program: &Program) -> Result<f64> {
     Ok(t)
 }
 
+/// The best of three timed runs of each of two programs after a warm-up of each, alternating the
+/// two so that other load on the device hits both alike.
+async fn best_of_two(gpu: &super::GpuContext, programs: [&Program; 2]) -> Result<[f64; 2]> {
+    for p in programs {
+        time_program(gpu, p).await?;
+    }
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..3 {
+        for (t, p) in best.iter_mut().zip(programs) {
+            *t = t.min(time_program(gpu, p).await?);
+        }
+    }
+    Ok(best)
+}
+
 impl Kernels {
     /// Measure the GEMM tile and the attention path on this adapter and keep the fastest (once
     /// per adapter and process): what every program built afterwards uses.
@@ -134,16 +149,7 @@ impl Kernels {
             0.125,
             AttentionBias::default(),
         )?);
-        let mut best = [f64::INFINITY; 2];
-        for p in [&unfused, &fused] {
-            time_program(gpu, p).await?;
-        }
-        // Alternate the two so that other load on the device hits both alike.
-        for _ in 0..3 {
-            for (t, p) in best.iter_mut().zip([&unfused, &fused]) {
-                *t = t.min(time_program(gpu, p).await?);
-            }
-        }
+        let best = best_of_two(gpu, [&unfused, &fused]).await?;
         let on = best[1] <= best[0];
         TUNED.lock().unwrap().push((id, on));
         self.set_fused_attention(on);
@@ -192,15 +198,7 @@ impl Kernels {
                 })
             };
             let programs = [mlp_program(Elem::F32)?, mlp_program(Elem::F16)?];
-            let mut best = [f64::INFINITY; 2];
-            for p in &programs {
-                time_program(gpu, p).await?;
-            }
-            for _ in 0..3 {
-                for (t, p) in best.iter_mut().zip(&programs) {
-                    *t = t.min(time_program(gpu, p).await?);
-                }
-            }
+            let best = best_of_two(gpu, [&programs[0], &programs[1]]).await?;
             best[1] < best[0]
         } else {
             false
@@ -239,15 +237,7 @@ impl Kernels {
                     ],
                 });
             }
-            let mut best = [f64::INFINITY; 2];
-            for p in &programs {
-                time_program(gpu, p).await?;
-            }
-            for _ in 0..3 {
-                for (t, p) in best.iter_mut().zip(&programs) {
-                    *t = t.min(time_program(gpu, p).await?);
-                }
-            }
+            let best = best_of_two(gpu, [&programs[0], &programs[1]]).await?;
             best[1] < best[0]
         } else {
             false
