@@ -95,7 +95,7 @@ async function loadModel(getBytes, source) {
     if (app.session) app.session.free();
     app.session = null;
     const t = performance.now();
-    app.session = await Session.create(bytes, config);
+    app.session = await Session.create(bytes, config, $("precision").value);
     app.info = app.session.info;
     const i = app.info;
     fillPolicies(i.policies, recommendedAt(i.recommended, Number($("target").value)));
@@ -103,7 +103,7 @@ async function loadModel(getBytes, source) {
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
       `${((performance.now() - t) / 1e3).toFixed(1)} s (kernels measured on this adapter: GEMM ` +
-      `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention).`;
+      `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).`;
     $("run").disabled = false;
     setState("ready");
   } catch (e) {
