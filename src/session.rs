@@ -180,6 +180,11 @@ impl Session {
         self.kernels.choice()
     }
 
+    /// Whether softmax and LayerNorm reduce on subgroups here (the choice, where the adapter allows).
+    pub fn subgroup_reductions(&self) -> bool {
+        self.kernels.subgroup_reductions()
+    }
+
     /// Force a kernel choice (benchmarks and tests; [`Session::new`] measures the best).
     pub fn set_kernel_choice(&mut self, choice: KernelChoice) {
         self.kernels.set_choice(choice);

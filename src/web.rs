@@ -354,7 +354,7 @@ impl Session {
             dense_gflops: Pruning::dense().flops(c) / 1e9,
             gemm_kernel: choice.gemm.name(),
             fused_attention: choice.fused_attention,
-            subgroup_reductions: choice.subgroups && gpu.reduce_subgroup_width().is_some(),
+            subgroup_reductions: session.subgroup_reductions(),
             storage: session.storage(),
             policies,
             recommended: Policy::recommended_levels()

@@ -185,28 +185,37 @@ impl Family {
         } else {
             ""
         };
-        let mut s = format!("{enable}{}", prelude());
-        for p in self.params {
-            s += &p.wgsl();
-        }
-        for lib in self.libs {
-            s += if *lib == REDUCE { REDUCE_SUBGROUP } else { lib };
-        }
+        let body = self
+            .source
+            .replace(WG32, &format!("const WG: u32 = {width}u;"));
         Some(
-            s + &self
-                .source
-                .replace(WG32, &format!("const WG: u32 = {width}u;")),
+            enable.to_string()
+                + &self.assemble(
+                    &body,
+                    |lib| {
+                        if lib == REDUCE {
+                            REDUCE_SUBGROUP
+                        } else {
+                            lib
+                        }
+                    },
+                ),
         )
     }
 
     /// Like [`Family::wgsl`] with another body: a generated variant of the file.
     pub fn wgsl_with(&self, body: &str) -> String {
+        self.assemble(body, |lib| lib)
+    }
+
+    /// The prelude, the parameter structs, each shared piece as `lib` maps it, then `body`.
+    fn assemble(&self, body: &str, lib: impl Fn(&'static str) -> &'static str) -> String {
         let mut s = prelude();
         for p in self.params {
             s += &p.wgsl();
         }
-        for lib in self.libs {
-            s += lib;
+        for l in self.libs {
+            s += lib(l);
         }
         s + body
     }

@@ -174,6 +174,11 @@ impl Kernels {
         }
     }
 
+    /// Whether softmax and LayerNorm run their subgroup form in programs built from now on.
+    pub fn subgroup_reductions(&self) -> bool {
+        matches!(self.row_reduce_variant(), Variant::Subgroup { .. })
+    }
+
     pub fn set_subgroups(&self, on: bool) {
         self.set_choice(KernelChoice {
             subgroups: on,

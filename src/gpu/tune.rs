@@ -21,6 +21,25 @@ async fn best_time(k: &Kernels, program: &Program) -> Result<f64> {
     Ok(t)
 }
 
+/// One measurement's result per adapter (keyed by [`super::GpuContext::describe`]), kept for the
+/// rest of the process.
+struct PerAdapter<T>(Mutex<Vec<(String, T)>>);
+
+impl<T: Copy> PerAdapter<T> {
+    const fn new() -> Self {
+        PerAdapter(Mutex::new(Vec::new()))
+    }
+
+    fn get(&self, id: &str) -> Option<T> {
+        let done = self.0.lock().unwrap();
+        done.iter().find(|(a, _)| a == id).map(|&(_, v)| v)
+    }
+
+    fn put(&self, id: String, v: T) {
+        self.0.lock().unwrap().push((id, v));
+    }
+}
+
 /// The best of three timed runs of each of two programs after a warm-up of each, alternating the
 /// two so that other load on the device hits both alike.
 async fn best_of_two(gpu: &super::GpuContext, programs: [&Program; 2]) -> Result<[f64; 2]> {
@@ -73,11 +92,11 @@ impl Kernels {
     /// QKV of two DeiT-Tiny images) and keep the fastest for this adapter; about a second on a CPU
     /// adapter, milliseconds on a GPU.
     pub async fn tune_gemm(&self) -> Result<GemmKernel> {
-        static TUNED: Mutex<Vec<(String, GemmKernel)>> = Mutex::new(Vec::new());
+        static TUNED: PerAdapter<GemmKernel> = PerAdapter::new();
         let id = self.gpu().describe();
-        if let Some((_, k)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
-            self.set_gemm_kernel(*k);
-            return Ok(*k);
+        if let Some(k) = TUNED.get(&id) {
+            self.set_gemm_kernel(k);
+            return Ok(k);
         }
         let gpu = self.gpu();
         let (m, n, kk) = (394, 576, 192);
@@ -102,7 +121,7 @@ impl Kernels {
                 best = (t, kernel);
             }
         }
-        TUNED.lock().unwrap().push((id, best.1));
+        TUNED.put(id, best.1);
         self.set_gemm_kernel(best.1);
         Ok(best.1)
     }
@@ -110,11 +129,11 @@ impl Kernels {
     /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
     /// DeiT-Tiny images (197 tokens, 3 heads of 64) and keep the faster for this adapter.
     pub async fn tune_attention(&self) -> Result<bool> {
-        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        static TUNED: PerAdapter<bool> = PerAdapter::new();
         let id = self.gpu().describe();
-        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
-            self.set_fused_attention(*f);
-            return Ok(*f);
+        if let Some(f) = TUNED.get(&id) {
+            self.set_fused_attention(f);
+            return Ok(f);
         }
         let gpu = self.gpu();
         let (b, n, h, dh) = (2, 197, 3, 64);
@@ -151,7 +170,7 @@ impl Kernels {
         )?);
         let best = best_of_two(gpu, [&unfused, &fused]).await?;
         let on = best[1] <= best[0];
-        TUNED.lock().unwrap().push((id, on));
+        TUNED.put(id, on);
         self.set_fused_attention(on);
         Ok(on)
     }
@@ -160,11 +179,11 @@ impl Kernels {
     /// residual; two DeiT-Tiny images) with f16 storage against f32, with the current GEMM kernel,
     /// and record whether f16 is faster. False without shader-f16.
     pub async fn tune_f16(&self) -> Result<bool> {
-        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        static TUNED: PerAdapter<bool> = PerAdapter::new();
         let id = self.gpu().describe();
-        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
-            self.set_f16(*f);
-            return Ok(*f);
+        if let Some(f) = TUNED.get(&id) {
+            self.set_f16(f);
+            return Ok(f);
         }
         let gpu = self.gpu();
         let on = if gpu.has_f16() {
@@ -203,7 +222,7 @@ impl Kernels {
         } else {
             false
         };
-        TUNED.lock().unwrap().push((id, on));
+        TUNED.put(id, on);
         self.set_f16(on);
         Ok(on)
     }
@@ -212,11 +231,11 @@ impl Kernels {
     /// subgroup reductions against workgroup ones, and keep the faster. False where the adapter
     /// has no usable subgroups ([`GpuContext::reduce_subgroup_width`]).
     pub async fn tune_subgroups(&self) -> Result<bool> {
-        static TUNED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+        static TUNED: PerAdapter<bool> = PerAdapter::new();
         let id = self.gpu().describe();
-        if let Some((_, f)) = TUNED.lock().unwrap().iter().find(|(a, _)| *a == id) {
-            self.set_subgroups(*f);
-            return Ok(*f);
+        if let Some(f) = TUNED.get(&id) {
+            self.set_subgroups(f);
+            return Ok(f);
         }
         let gpu = self.gpu();
         let on = if gpu.reduce_subgroup_width().is_some() {
@@ -242,7 +261,7 @@ impl Kernels {
         } else {
             false
         };
-        TUNED.lock().unwrap().push((id, on));
+        TUNED.put(id, on);
         self.set_subgroups(on);
         Ok(on)
     }

@@ -26,7 +26,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub const NAMES: &'static [&'static str] = &["f32", "f16", "auto"];
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Auto];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,15 +60,16 @@ impl Precision {
 impl std::str::FromStr for Precision {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f16" => Ok(Precision::F16),
-            "auto" => Ok(Precision::Auto),
-            _ => Err(Error::param(
-                "precision",
-                format!("`{s}` is not one of {}", Precision::NAMES.join(", ")),
-            )),
-        }
+        let names = Precision::ALL.map(Precision::name);
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                Error::param(
+                    "precision",
+                    format!("`{s}` is not one of {}", names.join(", ")),
+                )
+            })
     }
 }
 

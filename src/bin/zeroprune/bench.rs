@@ -328,11 +328,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             for (i, (p, &timing)) in schedules.iter().zip(stats).enumerate() {
                 let median = timing.0;
                 results.push(BenchRow {
-                    precision,
                     speedup: stats[0].0 / median,
                     vs_first_precision: all[0][i].0 / median,
                     flops_ratio: p.flops(c) / dense_flops,
-                    ..bench_row(session, &input, p, b, timing)?
+                    ..bench_row(session, precision, &input, p, b, timing)?
                 });
             }
         }
@@ -346,11 +345,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     )
 }
 
-/// One row of `bench` for schedule `p` at batch `b`, timed as `(median, min, max)` seconds: the
-/// throughput figures, and a profiled run for the pruning share and the per-kernel breakdown.
-/// The ratios between rows are the caller's.
+/// One row of `bench` for schedule `p` at batch `b` on the session `precision` chose, timed as
+/// `(median, min, max)` seconds: the throughput figures, and a profiled run for the pruning share
+/// and the per-kernel breakdown. The ratios between rows (set to 1 here) are the caller's.
 fn bench_row(
     session: &mut Session,
+    precision: Precision,
     input: &[f32],
     p: &Pruning,
     b: usize,
@@ -372,7 +372,7 @@ fn bench_row(
     Ok(BenchRow {
         batch: b,
         storage: session.storage(),
-        precision: Precision::F32,
+        precision,
         policy: p.policy,
         schedule: p.describe(),
         latency_ms: median * 1e3,
@@ -401,7 +401,7 @@ fn bench_row(
         submits: 1,
         gemm_kernel: choice.gemm.name(),
         fused_attention: choice.fused_attention,
-        subgroup_reductions: choice.subgroups && session.gpu().reduce_subgroup_width().is_some(),
+        subgroup_reductions: session.subgroup_reductions(),
         kernels: families(&profile),
     })
 }
@@ -460,10 +460,23 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
         let a_host: Vec<f32> = (0..m * kk).map(|i| (i % 7) as f32 * 0.01).collect();
         let b_host: Vec<f32> = (0..kk * n).map(|i| (i % 5) as f32 * 0.01).collect();
         let c = GpuTensor::zeros(gpu, "c", m * n);
+        // A and B as each storage the candidates take, uploaded once per shape.
+        let operands = |elem| {
+            (
+                GpuTensor::from_f32(gpu, "a", &a_host, elem),
+                GpuTensor::from_f32(gpu, "b", &b_host, elem),
+            )
+        };
+        let (f32_ops, f16_ops) = (
+            operands(Elem::F32),
+            gpu.has_f16().then(|| operands(Elem::F16)),
+        );
         let mut naive_rate = None;
         for &(kernel, elem) in &candidates {
-            let a = GpuTensor::from_f32(gpu, "a", &a_host, elem);
-            let b = GpuTensor::from_f32(gpu, "b", &b_host, elem);
+            let (a, b) = match (elem, &f16_ops) {
+                (Elem::F16, Some(ops)) => ops,
+                _ => &f32_ops,
+            };
             let g = Gemm {
                 kernel: Some(kernel),
                 ..Gemm::new(m, n, kk)
@@ -474,8 +487,8 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
             for _ in 0..reps {
                 p.push(k.gemm(
                     name,
-                    MatView::rows(&a, kk),
-                    MatView::rows(&b, n),
+                    MatView::rows(a, kk),
+                    MatView::rows(b, n),
                     MatView::rows(&c, n),
                     g,
                 )?);
