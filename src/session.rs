@@ -151,7 +151,7 @@ impl Session {
         let kernels = Kernels::new(gpu);
         kernels.tune().await?;
         let storage = precision.storage(gpu, kernels.choice())?;
-        let model = VisionTransformer::upload(gpu, weights, storage);
+        let model = VisionTransformer::upload(gpu, weights, storage)?;
         gpu.check()?;
         Ok(Session {
             gpu: gpu.clone(),

@@ -249,3 +249,22 @@ fn precision_parses_and_resolves() {
         assert!(msg.contains("shader-f16"), "{msg}");
     }
 }
+
+#[test]
+fn f16_refuses_a_weight_beyond_its_range_naming_the_layer() {
+    if skip_without_f16() {
+        return;
+    }
+    let mut w = random_model("deit-tiny").unwrap();
+    w.blocks[3].fc2.w[17] = 70000.0;
+    let err = match Session::with_precision(gpu(), &w, Precision::F16) {
+        Ok(_) => panic!("a weight of 70000 cannot be stored as f16"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("block3.fc2 weight") && err.contains("index 17") && err.contains("f32"),
+        "{err}"
+    );
+    // f32 takes it.
+    assert!(Session::with_precision(gpu(), &w, Precision::F32).is_ok());
+}

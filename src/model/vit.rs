@@ -9,6 +9,9 @@ use crate::gpu::kernel::Elem;
 use crate::gpu::kernels::{Features, Gemm, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
+/// The largest finite f16.
+const F16_MAX: f32 = 65504.0;
+
 /// `y = x . W + b` with `W` stored `[in, out]`.
 pub struct Linear {
     pub w: GpuTensor,
@@ -18,14 +21,25 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// The weight matrix stored as `storage` (f32 or f16); the bias always f32.
-    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights, storage: Elem) -> Self {
-        Linear {
+    /// The weight matrix stored as `storage` (f32 or f16); the bias always f32. A weight beyond
+    /// f16's range would turn into infinity, so f16 refuses it, naming the layer.
+    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights, storage: Elem) -> Result<Self> {
+        if storage == Elem::F16 {
+            if let Some((i, v)) = l.w.iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
+                return Err(Error::param(
+                    format!("{name} weight"),
+                    format!(
+                        "value {v} at index {i} is outside f16's range (+-{F16_MAX}); use --precision f32"
+                    ),
+                ));
+            }
+        }
+        Ok(Linear {
             w: GpuTensor::from_f32(gpu, name, &l.w, storage),
             b: GpuTensor::from_slice(gpu, name, &l.b),
             inp: l.inp(),
             out: l.out(),
-        }
+        })
     }
 
     /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`.
@@ -305,34 +319,36 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    pub fn upload(gpu: &GpuContext, w: &ModelWeights, storage: Elem) -> Self {
+    /// The weights on the GPU, the linear layers stored as `storage`.
+    pub fn upload(gpu: &GpuContext, w: &ModelWeights, storage: Elem) -> Result<Self> {
         let eps = w.config.layer_norm_eps;
+        let linear = |name: &str, l| Linear::upload(gpu, name, l, storage);
         let blocks = w
             .blocks
             .iter()
             .enumerate()
             .map(|(i, bw)| {
                 let n = |s: &str| format!("block{i}.{s}");
-                Block {
+                Ok(Block {
                     norm1: LayerNorm::upload(gpu, &n("norm1"), &bw.norm1, eps),
-                    qkv: Linear::upload(gpu, &n("qkv"), &bw.qkv, storage),
-                    proj: Linear::upload(gpu, &n("proj"), &bw.proj, storage),
+                    qkv: linear(&n("qkv"), &bw.qkv)?,
+                    proj: linear(&n("proj"), &bw.proj)?,
                     norm2: LayerNorm::upload(gpu, &n("norm2"), &bw.norm2, eps),
-                    fc1: Linear::upload(gpu, &n("fc1"), &bw.fc1, storage),
-                    fc2: Linear::upload(gpu, &n("fc2"), &bw.fc2, storage),
-                }
+                    fc1: linear(&n("fc1"), &bw.fc1)?,
+                    fc2: linear(&n("fc2"), &bw.fc2)?,
+                })
             })
-            .collect();
-        VisionTransformer {
+            .collect::<Result<_>>()?;
+        Ok(VisionTransformer {
             config: w.config.clone(),
-            patch_embed: Linear::upload(gpu, "patch_embed", &w.patch, storage),
+            patch_embed: linear("patch_embed", &w.patch)?,
             prefix_tokens: GpuTensor::from_slice(gpu, "prefix tokens", &w.prefix_tokens),
             pos_embed: GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed),
             blocks,
             norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
-            head: Linear::upload(gpu, "head", &w.head, storage),
+            head: linear("head", &w.head)?,
             storage,
-        }
+        })
     }
 
     /// Patch embedding: unfold, project into rows `prefix..` of every image, add prefix tokens and positions.
