@@ -29,8 +29,9 @@ done
 shared="${ZP_SHARED:-../shared}"
 out=bench/out/gpu
 mkdir -p "$out"
-bin=target/release/zeroprune
-if [ ! -x "$bin" ] || [ -n "$(find src shaders Cargo.toml -newer "$bin" -print -quit)" ]; then
+# ZP_BIN: a zeroprune binary built elsewhere (a GPU machine without cargo); else the release build.
+bin="${ZP_BIN:-target/release/zeroprune}"
+if [ -z "${ZP_BIN:-}" ] && { [ ! -x "$bin" ] || [ -n "$(find src shaders Cargo.toml -newer "$bin" -print -quit)" ]; }; then
   cargo build --release --quiet
 fi
 
@@ -73,7 +74,7 @@ for m in models:
         lines.append(
             f"| {r['batch']} | {r['policy']} | {r['latency_ms']:.2f} | {r['spread_pct']:.0f}% | "
             f"{r['images_per_s']:.1f} | {r['flops_ratio']:.3f} | {r['speedup']:.2f}x | "
-            f"{100 * r['prune_overhead_share']:.1f}% |")
+            f"{max(0.0, 100 * r['prune_overhead_share']):.1f}% |")
 k = json.load(open(os.path.join(out, "kernels.json")))
 lines.append("\n**Kernels** (`bench --kernels`)\n")
 lines.append("| kernel | shape | ms | GFLOP/s | vs baseline |")

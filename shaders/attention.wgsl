@@ -2,7 +2,8 @@
 //   O[b, i, h] = softmax_j(Q[b, i, h] . K[b, j, h] * scale (+ log size[b, j])) . V[b, j, h]
 // with an online softmax over blocks of KB keys, so no N x N matrix is written. Q, K and V are read
 // in place from the qkv rows [B, N, 3D]; O goes head by head into [B, N, D]. Keys past an image's
-// valid count (masked rows after threshold pruning) take no part, as in softmax.wgsl.
+// valid count (masked rows after threshold pruning) take no part, as in softmax.wgsl, and the
+// queries past it are not computed.
 //
 // Each invocation owns one query; the invocations of a workgroup share (image, head), so every K
 // and V value is uniform across the workgroup (one load, broadcast on CPU adapters). This file is
@@ -35,6 +36,9 @@ fn attention(
     var valid = p.n;
     if (p.masked == 1u) {
         valid = clamp(counts[b], 1u, p.n);
+    }
+    if (query >= valid) {
+        return; // a masked query: nothing reads its row
     }
     var q: array<vec4<f32>, DH4>;
     let qbase = img + i * row4 + head;

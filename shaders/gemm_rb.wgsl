@@ -19,7 +19,8 @@ const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batche
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 alias T_c = f32; // the host may set any of T_a, T_b, T_c to f16 (storage only: sums stay f32)
 @group(0) @binding(3) var<storage, read_write> c: array<T_c>;
-@group(0) @binding(4) var<uniform> p: GemmParams;
+@group(0) @binding(4) var<storage, read> live: array<u32>;
+@group(0) @binding(5) var<uniform> p: GemmParams;
 
 // @a-begin
 alias T_a = f32;
@@ -58,6 +59,9 @@ fn gemm_rb(
     let c_base = p.c_off + zo * p.c_zo + zi * p.c_zi;
     let col4 = wid.x * TN4;
     let m0 = (wid.y * WG + li) * TM;
+    if (!rows_live(wid.z, m0, TM)) {
+        return; // masked rows only
+    }
     // Rows past m repeat the last row (valid loads) and are not stored.
     var arow: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
@@ -91,7 +95,7 @@ fn gemm_rb(
     }
     for (var i = 0u; i < TM; i++) {
         let row = m0 + i;
-        if (row < p.m) {
+        if (row < p.m && row_live(wid.z, row)) {
             for (var j = 0u; j < TN4; j++) {
                 for (var e = 0u; e < 4u; e++) {
                     let col = (col4 + j) * 4u + e;

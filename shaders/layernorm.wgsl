@@ -1,13 +1,16 @@
 // LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) * gamma + beta.
 // Rows are addressed as (group, row-in-group) so the classifier can normalise only the CLS
 // (and distillation) rows of each image: row r is at off + (r / group) * group_stride + (r % group) * row_stride.
+// After threshold pruning only the first live[i] of every live_rows rows are normalised (the rest
+// are masked: nothing reads them); live_rows = 0: every row.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
 alias T_y = f32; // f16 where the host stores the normalised rows as halves
 @group(0) @binding(3) var<storage, read_write> y: array<T_y>;
-@group(0) @binding(4) var<uniform> p: LayerNormParams;
+@group(0) @binding(4) var<storage, read> live: array<u32>;
+@group(0) @binding(5) var<uniform> p: LayerNormParams;
 
 const WG: u32 = 32u; // few barrier rounds (costly on CPU adapters); the subgroup variant sets one subgroup
 
@@ -19,6 +22,10 @@ fn layernorm(
 ) {
     let r = wid.x + wid.y * nwg.x;
     if (r >= p.rows) {
+        return;
+    }
+    // Uniform: r comes from the workgroup id and `live` is read-only.
+    if (p.live_rows != 0u && r % p.live_rows >= live[r / p.live_rows]) {
         return;
     }
     let src = p.in_off + (r / p.group) * p.in_gs + (r % p.group) * p.in_rs;

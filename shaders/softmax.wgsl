@@ -1,6 +1,7 @@
 // Row softmax in place: the attention probabilities P[b, h, i, :] stay in their buffer for token scoring.
 // Token pruning adds two optional key-side terms: ToMe's proportional attention (log of each key's
-// token size added to its logit) and masked rows (keys past an image's valid count get probability 0).
+// token size added to its logit) and masked rows (keys past an image's valid count get probability 0;
+// the rows of masked queries are not computed, since nothing reads them).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> sizes: array<f32>;
@@ -25,6 +26,11 @@ fn softmax_rows(
     var valid = p.cols;
     if (p.masked == 1u) {
         valid = clamp(counts[image], 1u, p.cols);
+        // A masked query (attention is square: query i is row i of its head). Uniform: `row` comes
+        // from the workgroup id and `counts` is read-only.
+        if ((row % p.rows_per_image) % p.cols >= valid) {
+            return;
+        }
     }
     var m = NEG;
     for (var j = lane; j < valid; j += WG) {

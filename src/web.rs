@@ -353,6 +353,7 @@ impl Session {
             distilled: c.distilled,
             dense_gflops: Pruning::dense().flops(c) / 1e9,
             gemm_kernel: choice.gemm.name(),
+            gemm_kernel_small: choice.gemm_small.name(),
             fused_attention: choice.fused_attention,
             subgroup_reductions: session.subgroup_reductions(),
             storage: session.storage(),
@@ -382,7 +383,7 @@ impl Session {
     }
 
     /// Adapter and model facts: `{adapter, maxBatch, parameters, imageSize, patchSize, grid, depth,
-    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, fusedAttention, policies,
+    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, gemmKernelSmall, fusedAttention, policies,
     /// recommended}`; `policies` lists every policy as `{name, help, reads, merges, keep_rule,
     /// default_blocks, default_shape, options}` (default blocks for this model's depth), and
     /// `recommended` lists `{flops, policy}`: the policy a FLOPs target without one runs, by level.
@@ -524,6 +525,7 @@ struct SessionInfo {
     distilled: bool,
     dense_gflops: f64,
     gemm_kernel: String,
+    gemm_kernel_small: String,
     fused_attention: bool,
     subgroup_reductions: bool,
     /// What the weights are stored as: "f32" or "f16".

@@ -8,7 +8,9 @@ use common::{gpu, kernels, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
-use zeroprune::gpu::kernels::{gemm_rb_source, Gemm, GemmKernel, MatView};
+use zeroprune::gpu::kernels::{
+    gemm_rb_source, gemm_tiled_source, Gemm, GemmKernel, LiveRows, MatView,
+};
 use zeroprune::gpu::GpuTensor;
 
 fn upload(data: &[f32]) -> GpuTensor {
@@ -100,13 +102,20 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
     let c0: Vec<f32> = c0.iter().map(|&x| stored(x, elems[2])).collect();
     let tolerance = if elems[2] == Elem::F16 { 1e-3 } else { 2e-5 };
     let mut worst = 0.0f64;
-    for (has_bias, gelu_on, acc, alpha) in [
-        (false, false, false, 1.0f32),
-        (true, false, false, 0.5),
-        (true, true, false, 1.0),
-        (true, false, true, 1.0),
-        (false, true, true, 2.0),
-    ] {
+    // Every epilogue with f32 storage; with halves, the two that read or write C differently
+    // (each combination is a pipeline of its own, and compiling them is most of this test's time).
+    let epilogues: &[(bool, bool, bool, f32)] = if elems == [Elem::F32; 3] {
+        &[
+            (false, false, false, 1.0),
+            (true, false, false, 0.5),
+            (true, true, false, 1.0),
+            (true, false, true, 1.0),
+            (false, true, true, 2.0),
+        ]
+    } else {
+        &[(true, true, false, 1.0), (false, true, true, 2.0)]
+    };
+    for &(has_bias, gelu_on, acc, alpha) in epilogues {
         let ct = GpuTensor::from_f32(gpu, "c", &c0, elems[2]);
         let g = Gemm {
             outer: case.outer,
@@ -209,9 +218,7 @@ fn context_case() -> Case {
 }
 
 fn all_kernels() -> Vec<GemmKernel> {
-    let mut v = vec![GemmKernel::Naive];
-    v.extend_from_slice(GemmKernel::CANDIDATES);
-    v
+    GemmKernel::CANDIDATES.to_vec()
 }
 
 async fn gemm_variants_on_linear_shapes() {
@@ -299,6 +306,87 @@ async fn gemm_variants_with_f16_storage() {
     }
 }
 
+/// Threshold pruning's live rows: every kernel computes the first counts[i] rows of each item and
+/// leaves the others as they were, on a linear layer (items of `rows` rows stacked in M) and per
+/// (image, head) on attention-shaped products (items follow the outer index).
+async fn gemm_variants_skip_masked_rows() {
+    let (items, rows, n, k) = (3, 70, 12, 16);
+    let counts = [70u32, 1, 33];
+    let linear_case = linear(items * rows, n, k);
+    // Q.K^T-like: outer = images, heads = 2, one matrix of `rows` queries per (image, head).
+    let heads = 2;
+    let batched = Case {
+        m: rows,
+        n,
+        k,
+        outer: items,
+        heads,
+        a: Lay(0, k, 1, heads * rows * k, rows * k),
+        b: Lay(0, n, 1, 0, 0),
+        c: Lay(0, n, 1, heads * rows * n, rows * n),
+        lens: (items * heads * rows * k, k * n, items * heads * rows * n),
+    };
+    let mut r = StdRng::seed_from_u64(40);
+    let counts_t = GpuTensor::from_slice(gpu(), "counts", &counts[..]);
+    for kernel in all_kernels() {
+        for (case, what) in [(&linear_case, "linear"), (&batched, "batched")] {
+            let mut v =
+                |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0..1.0)).collect() };
+            let (a, b) = (v(case.lens.0), v(case.lens.1));
+            let c0 = vec![5.0f32; case.lens.2];
+            let (at, bt, ct) = (upload(&a), upload(&b), upload(&c0));
+            let g = Gemm {
+                outer: case.outer,
+                heads: case.heads,
+                kernel: Some(kernel),
+                live: Some(LiveRows {
+                    counts: &counts_t,
+                    rows,
+                }),
+                ..Gemm::new(case.m, case.n, case.k)
+            };
+            let step = kernels()
+                .gemm(
+                    "live rows",
+                    case.a.on(&at),
+                    case.b.on(&bt),
+                    case.c.on(&ct),
+                    g,
+                )
+                .unwrap();
+            run([step]);
+            let got = ct.read_f32(gpu()).await.expect("readback");
+            for z in 0..case.outer * case.heads {
+                for i in 0..case.m {
+                    // The item and the row in it.
+                    let flat = (z / case.heads) * case.m.div_ceil(rows) * rows + i;
+                    let live = flat % rows < counts[flat / rows] as usize;
+                    for j in 0..case.n {
+                        let idx = case.c.at(z, case.heads, i, j);
+                        if live {
+                            let want: f64 = (0..case.k)
+                                .map(|kk| {
+                                    a[case.a.at(z, case.heads, i, kk)] as f64
+                                        * b[case.b.at(z, case.heads, kk, j)] as f64
+                                })
+                                .sum();
+                            assert!(
+                                (got[idx] as f64 - want).abs() < 1e-4,
+                                "{kernel} {what}: live row {i} of matrix {z}"
+                            );
+                        } else {
+                            assert_eq!(
+                                got[idx], 5.0,
+                                "{kernel} {what}: masked row {i} of matrix {z} written"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Native only: it measures with blocking waits / loads a model from disk.
 #[cfg(not(target_arch = "wasm32"))]
 async fn the_library_choice_is_tuned_and_used() {
@@ -306,6 +394,11 @@ async fn the_library_choice_is_tuned_and_used() {
     let chosen = k.tune_gemm_blocking().unwrap();
     assert!(GemmKernel::CANDIDATES.contains(&chosen));
     assert_eq!(k.gemm_kernel(), chosen);
+    assert!(GemmKernel::CANDIDATES.contains(&k.choice().gemm_small));
+    // Products below the size-class boundary run the small products' choice.
+    let boundary = zeroprune::gpu::SMALL_GEMM_OUTPUTS;
+    assert_eq!(k.gemm_kernel_for(boundary), chosen);
+    assert_eq!(k.gemm_kernel_for(boundary - 1), k.choice().gemm_small);
     // The default (kernel: None) runs the chosen one and is correct.
     let case = linear(50, 36, 20);
     let mut r = StdRng::seed_from_u64(5);
@@ -359,21 +452,58 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
                 .global_variables
                 .iter()
                 .all(|(_, g)| g.space != naga::AddressSpace::WorkGroup));
-            // The parameter block is the 80-byte GemmParams, at binding 4 after A, B, bias, C.
+            // The parameter block is the 96-byte GemmParams (21 words, padded), at binding 5 after
+            // A, B, bias, C and the live-row counts.
             let (_, u) = module
                 .global_variables
                 .iter()
                 .find(|(_, g)| g.space == naga::AddressSpace::Uniform)
                 .unwrap();
-            assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 80);
-            assert_eq!(u.binding.as_ref().unwrap().binding, 4);
+            assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 96);
+            assert_eq!(u.binding.as_ref().unwrap().binding, 5);
             assert_eq!(src.contains("array<vec4<T_"), av || bv, "{what}");
         }
     }
 }
 
+async fn both_tiled_gemm_variants_validate_within_webgpu_limits() {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let limits = wgpu::Limits::default();
+    for wide in [false, true] {
+        let src = gemm_tiled_source(wide);
+        let what = format!("gemm_tiled wide {wide}");
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+        Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+        let ep = &module.entry_points[0];
+        let [x, y, z] = ep.workgroup_size;
+        assert_eq!(x * y * z, 256, "{what}");
+        // Both tiles (A padded) fit WebGPU's default workgroup memory.
+        let shared: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+            .sum();
+        assert!(
+            shared <= limits.max_compute_workgroup_storage_size,
+            "{what}: {shared} bytes"
+        );
+        assert!(shared > 8000, "{what}: {shared} bytes");
+        assert!(src.contains(if wide {
+            "const BM: u32 = 128u;"
+        } else {
+            "const BM: u32 = 64u;"
+        }));
+    }
+}
+
 gpu_tests!(
     gemm_variants_on_linear_shapes,
+    gemm_variants_skip_masked_rows,
+    both_tiled_gemm_variants_validate_within_webgpu_limits,
     gemm_variants_with_f16_storage,
     gemm_variants_on_strided_and_batched_views,
     every_generated_gemm_variant_validates_within_webgpu_limits,

@@ -618,6 +618,7 @@ impl Rows {
             group: self.group,
             group_stride: self.gs,
             row_stride: self.rs,
+            live: None,
         }
     }
 }
@@ -703,6 +704,49 @@ async fn layernorm_dense() {
             .await;
         }
     }
+}
+
+/// Threshold pruning's live rows: only the first counts[i] rows of each image are normalised; the
+/// masked ones keep what the output held.
+async fn layernorm_skips_masked_rows() {
+    let (images, n, d) = (3, 20, 24);
+    let counts = [20u32, 1, 7];
+    let mut r = rng(650);
+    let x = uniform(&mut r, images * n * d, RESIDUAL.0, RESIDUAL.1);
+    let y = uniform(&mut r, images * n * d, -9.0, 9.0);
+    let gamma = uniform(&mut r, d, 0.5, 1.5);
+    let beta = uniform(&mut r, d, -0.5, 0.5);
+    let (xt, yt, gt, bt) = (upload(&x), upload(&y), upload(&gamma), upload(&beta));
+    let ct = GpuTensor::from_slice(gpu(), "counts", &counts[..]);
+    let live = Some(zeroprune::gpu::kernels::LiveRows {
+        counts: &ct,
+        rows: n,
+    });
+    let dense = Rows::dense(d);
+    let step = kernels()
+        .layernorm(
+            "live",
+            dense.on(&xt).live(live),
+            dense.on(&yt),
+            images * n,
+            d,
+            &gt,
+            &bt,
+            1e-6,
+        )
+        .unwrap();
+    run([step]);
+    let all = layernorm_ref(&x, dense, &y, dense, images * n, d, &gamma, &beta, 1e-6);
+    let got = read(&yt).await;
+    let mut want = Expected::from_initial(&y);
+    for row in 0..images * n {
+        if row % n < counts[row / n] as usize {
+            for i in row * d..(row + 1) * d {
+                want.set(i, all.value[i]);
+            }
+        }
+    }
+    check("layernorm live rows", &got, &want, TOL);
 }
 
 async fn layernorm_grouped_classifier_rows() {
@@ -1092,6 +1136,7 @@ gpu_tests!(
     gemm_rejects_bad_shapes,
     softmax_rows,
     layernorm_dense,
+    layernorm_skips_masked_rows,
     layernorm_grouped_classifier_rows,
     im2col_and_add_prefix_pos,
     grid_spills_into_y,

@@ -145,8 +145,14 @@ fn every_f16_form_validates_in_naga() {
             .unwrap_or_else(|e| panic!("{} (f16): {}", family.name, e.emit_to_string(&half)));
         checked += 1;
     }
-    // matmul, gemm_rb, attention, layernorm.
-    assert_eq!(checked, 4);
+    // matmul, gemm_tiled, gemm_rb, attention, layernorm.
+    assert_eq!(checked, 5);
+    let wide = zeroprune::gpu::kernels::gemm_tiled_source(true);
+    let half = with_halves(wide, "gemm_tiled", &["a", "b", "c"]).unwrap();
+    let module = naga::front::wgsl::parse_str(&half).unwrap();
+    Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16)
+        .validate(&module)
+        .expect("the 128x128 tiled GEMM with f16 A, B and C");
     for (av, bv) in [(false, false), (true, true)] {
         let src = zeroprune::gpu::kernels::gemm_rb_source(4, 4, av, bv);
         let half = with_halves(src, "gemm_rb", &["a", "b", "c"]).unwrap();

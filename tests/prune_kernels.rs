@@ -1871,6 +1871,11 @@ fn softmax_biased_ref(
     for (row, logits) in x.chunks(n).enumerate() {
         let b = row / (s.heads * n);
         let valid = counts.map_or(n, |c| c[b] as usize);
+        if row % n >= valid {
+            // A masked query's row is not computed: it keeps what the buffer held.
+            out.extend(logits.iter().map(|&v| Want::Exact(v)));
+            continue;
+        }
         let v: Vec<f64> = (0..valid)
             .map(|j| logits[j] as f64 + sizes.map_or(0.0, |sz| (sz[b * n + j] as f64).ln()))
             .collect();
@@ -1929,6 +1934,10 @@ async fn softmax_biased_log_size_and_mask() {
             );
             check(&what, &got, &softmax_biased_ref(&x, s, *sz, *c), TOL);
             for (row, p) in got.chunks(s.n).enumerate() {
+                let b = row / (s.heads * s.n);
+                if c.is_some_and(|c| row % s.n >= c[b] as usize) {
+                    continue;
+                }
                 let sum: f64 = p.iter().map(|&v| v as f64).sum();
                 assert!((sum - 1.0).abs() < 1e-5, "{what}: row {row} sums to {sum}");
             }

@@ -26,6 +26,8 @@ pub enum Variant {
         a_vec4: bool,
         b_vec4: bool,
     },
+    /// The tiled GEMM with 128x128 tiles (`wide`) or 64x64.
+    GemmTiled { wide: bool },
     /// The fused attention for heads of `head_dim` values.
     Attention { head_dim: u32 },
     /// Row reductions on subgroup operations, one subgroup of `width` invocations per workgroup
@@ -69,8 +71,12 @@ pub fn with_halves(source: String, entry: &str, halves: &[&str]) -> Result<Strin
 /// The kernels a program runs where several compute the same thing: measured per adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KernelChoice {
-    /// The GEMM of every linear layer and attention product.
+    /// The GEMM of every linear layer and attention product with at least [`SMALL_GEMM_OUTPUTS`]
+    /// outputs.
     pub gemm: GemmKernel,
+    /// The GEMM of smaller products (one image's layers), where a GPU needs many small tiles to
+    /// keep busy.
+    pub gemm_small: GemmKernel,
     /// Whether blocks whose attention probabilities nobody reads run the fused attention kernel
     /// (else scores GEMM, softmax, context GEMM).
     pub fused_attention: bool,
@@ -88,11 +94,17 @@ impl KernelChoice {
     /// Before any measurement: the register-blocked GEMM on CPU adapters (where workgroup memory is
     /// ordinary cache and barriers are expensive), the tiled one on GPUs; fused attention.
     pub fn guess(gpu: &GpuContext) -> Self {
+        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
         KernelChoice {
-            gemm: if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            gemm: if cpu {
                 GemmKernel::Blocked { tm: 4, tn4: 4 }
             } else {
-                GemmKernel::Tiled
+                GemmKernel::Tiled { tm: 8 }
+            },
+            gemm_small: if cpu {
+                GemmKernel::Blocked { tm: 4, tn4: 4 }
+            } else {
+                GemmKernel::Tiled { tm: 4 }
             },
             fused_attention: true,
             f16: false,
@@ -100,6 +112,11 @@ impl KernelChoice {
         }
     }
 }
+
+/// Products with fewer outputs (`m * n * batch`) than this run [`KernelChoice::gemm_small`]: between
+/// the two shapes the choice is measured on (one DeiT-Tiny image's fc2, 197 x 192, and eight
+/// images' qkv, 1576 x 576), at their geometric mean.
+pub const SMALL_GEMM_OUTPUTS: usize = 185_000;
 
 /// Compiled pipelines, shared by every program of a device; cheap to clone.
 #[derive(Clone)]
@@ -141,14 +158,35 @@ impl Kernels {
         *self.choice.lock().unwrap() = choice;
     }
 
-    /// The GEMM kernel that runs a [`gemm::Gemm`] without `kernel` or `naive`.
+    /// The GEMM kernel that runs a large [`gemm::Gemm`] without `kernel` or `naive`.
     pub fn gemm_kernel(&self) -> GemmKernel {
         self.choice().gemm
     }
 
+    /// The GEMM kernel for a product with `outputs` values of C (all matrices of a batch).
+    pub fn gemm_kernel_for(&self, outputs: usize) -> GemmKernel {
+        let choice = self.choice();
+        if outputs < SMALL_GEMM_OUTPUTS {
+            choice.gemm_small
+        } else {
+            choice.gemm
+        }
+    }
+
+    /// Use `large` for products with at least [`SMALL_GEMM_OUTPUTS`] outputs, `small` below.
+    pub fn set_gemm_kernels(&self, large: GemmKernel, small: GemmKernel) {
+        self.set_choice(KernelChoice {
+            gemm: large,
+            gemm_small: small,
+            ..self.choice()
+        });
+    }
+
+    /// Use `gemm` for products of every size.
     pub fn set_gemm_kernel(&self, gemm: GemmKernel) {
         self.set_choice(KernelChoice {
             gemm,
+            gemm_small: gemm,
             ..self.choice()
         });
     }
@@ -220,6 +258,7 @@ impl Kernels {
                         a_vec4,
                         b_vec4,
                     } => gemm::gemm_rb_source(tm, tn4, a_vec4, b_vec4),
+                    Variant::GemmTiled { wide } => gemm::gemm_tiled_source(wide),
                     Variant::Attention { head_dim } => {
                         attention::attention_source(head_dim as usize)
                     }

@@ -247,6 +247,23 @@ pub async fn time_program(gpu: &GpuContext, program: &Program) -> Result<f64> {
     Ok(now_s() - start)
 }
 
+/// Seconds `program` takes on the GPU: the sum of its steps' timestamps where the adapter has
+/// timestamp queries (a fast GPU runs a small product in microseconds, less than a submission
+/// costs), else wall-clock seconds around one submit ([`time_program`]).
+pub async fn gpu_time(gpu: &GpuContext, program: &Program) -> Result<f64> {
+    if gpu.has_timestamps() {
+        Ok(program.profile(gpu).await?.iter().sum())
+    } else {
+        time_program(gpu, program).await
+    }
+}
+
+/// [`gpu_time`] for native callers.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_time_blocking(gpu: &GpuContext, program: &Program) -> Result<f64> {
+    pollster::block_on(gpu_time(gpu, program))
+}
+
 /// [`time_program`] for native callers.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn time_program_blocking(gpu: &GpuContext, program: &Program) -> Result<f64> {

@@ -7,16 +7,20 @@ use std::sync::Mutex;
 
 use super::kernel::Elem;
 use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView, RowView};
-use super::program::time_program;
+use super::program::gpu_time;
 use super::{GpuTensor, KernelChoice, Kernels, Program};
 use crate::error::Result;
 
-/// The best of three timed runs after a warm-up (other work may share the device).
-async fn best_time(k: &Kernels, program: &Program) -> Result<f64> {
-    time_program(k.gpu(), program).await?;
+/// The best of three timed runs after a warm-up (other work may share the device); a first run
+/// over `give_up` seconds ends it there (a candidate far slower than the best so far).
+async fn best_time(k: &Kernels, program: &Program, give_up: f64) -> Result<f64> {
+    gpu_time(k.gpu(), program).await?;
     let mut t = f64::INFINITY;
     for _ in 0..3 {
-        t = t.min(time_program(k.gpu(), program).await?);
+        t = t.min(gpu_time(k.gpu(), program).await?);
+        if t > give_up {
+            break;
+        }
     }
     Ok(t)
 }
@@ -44,12 +48,12 @@ impl<T: Copy> PerAdapter<T> {
 /// two so that other load on the device hits both alike.
 async fn best_of_two(gpu: &super::GpuContext, programs: [&Program; 2]) -> Result<[f64; 2]> {
     for p in programs {
-        time_program(gpu, p).await?;
+        gpu_time(gpu, p).await?;
     }
     let mut best = [f64::INFINITY; 2];
     for _ in 0..3 {
         for (t, p) in best.iter_mut().zip(programs) {
-            *t = t.min(time_program(gpu, p).await?);
+            *t = t.min(gpu_time(gpu, p).await?);
         }
     }
     Ok(best)
@@ -88,18 +92,28 @@ impl Kernels {
         pollster::block_on(self.tune_gemm())
     }
 
-    /// Time every [`GemmKernel::CANDIDATES`] on a transformer-sized product (394 x 576 x 192, the
-    /// QKV of two DeiT-Tiny images) and keep the fastest for this adapter; about a second on a CPU
-    /// adapter, milliseconds on a GPU.
+    /// Time every [`GemmKernel::CANDIDATES`] on two products and keep the fastest of each for
+    /// this adapter: eight DeiT-Tiny images' QKV (1576 x 576 x 192) for large products and one
+    /// image's fc2 (197 x 192 x 768) for small ones ([`super::SMALL_GEMM_OUTPUTS`]), where a GPU
+    /// needs smaller tiles to keep its cores busy. A few seconds on a CPU adapter, milliseconds on a
+    /// GPU. Returns the large products' kernel.
     pub async fn tune_gemm(&self) -> Result<GemmKernel> {
-        static TUNED: PerAdapter<GemmKernel> = PerAdapter::new();
+        static TUNED: PerAdapter<(GemmKernel, GemmKernel)> = PerAdapter::new();
         let id = self.gpu().describe();
-        if let Some(k) = TUNED.get(&id) {
-            self.set_gemm_kernel(k);
-            return Ok(k);
+        if let Some((large, small)) = TUNED.get(&id) {
+            self.set_gemm_kernels(large, small);
+            return Ok(large);
         }
+        let large = self.fastest_gemm(1576, 576, 192).await?;
+        let small = self.fastest_gemm(197, 192, 768).await?;
+        TUNED.put(id, (large, small));
+        self.set_gemm_kernels(large, small);
+        Ok(large)
+    }
+
+    /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product.
+    async fn fastest_gemm(&self, m: usize, n: usize, kk: usize) -> Result<GemmKernel> {
         let gpu = self.gpu();
-        let (m, n, kk) = (394, 576, 192);
         let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
         let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
         let c = GpuTensor::zeros(gpu, "tune c", m * n);
@@ -116,13 +130,11 @@ impl Kernels {
                 MatView::rows(&c, n),
                 g,
             )?;
-            let t = best_time(self, &Program { steps: vec![step] }).await?;
+            let t = best_time(self, &Program { steps: vec![step] }, 3.0 * best.0).await?;
             if t < best.0 {
                 best = (t, kernel);
             }
         }
-        TUNED.put(id, best.1);
-        self.set_gemm_kernel(best.1);
         Ok(best.1)
     }
 

@@ -50,9 +50,11 @@ pub fn file() -> Option<PathBuf> {
     dir().map(|d| d.join(FILE))
 }
 
+/// Entries stay JSON values until one is needed: an entry another version of zeroprune wrote (a
+/// different choice structure) neither breaks reading nor is lost when this one rewrites the file.
 #[derive(Serialize, Deserialize, Default)]
 struct CacheFile {
-    entries: Vec<Entry>,
+    entries: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -127,9 +129,13 @@ fn read(path: &Path) -> Option<CacheFile> {
     }
 }
 
+fn entry_key(e: &serde_json::Value) -> Option<&str> {
+    e.get("key")?.as_str()
+}
+
 /// A choice this build could have measured (a hand-edited file may say anything).
 fn plausible(c: &KernelChoice) -> bool {
-    GemmKernel::CANDIDATES.contains(&c.gemm)
+    GemmKernel::CANDIDATES.contains(&c.gemm) && GemmKernel::CANDIDATES.contains(&c.gemm_small)
 }
 
 /// The cached choice for this adapter and build, unless retuning or there is none.
@@ -140,7 +146,8 @@ pub fn lookup(gpu: &GpuContext) -> Option<KernelChoice> {
     let path = file()?;
     let k = key(&adapter_id(gpu));
     let file = read(&path)?;
-    let entry = file.entries.iter().find(|e| e.key == k)?;
+    let raw = file.entries.iter().find(|e| entry_key(e) == Some(&k))?;
+    let entry: Entry = serde_json::from_value(raw.clone()).ok()?;
     plausible(&entry.choice).then_some(entry.choice)
 }
 
@@ -162,12 +169,14 @@ fn write(dir: &Path, gpu: &GpuContext, choice: KernelChoice) -> std::io::Result<
     let what = adapter_id(gpu);
     let k = key(&what);
     let mut file = read(&path).unwrap_or_default();
-    file.entries.retain(|e| e.key != k);
-    file.entries.push(Entry {
+    file.entries.retain(|e| entry_key(e) != Some(&k));
+    let entry = Entry {
         key: k,
         what,
         choice,
-    });
+    };
+    file.entries
+        .push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
     let drop = file.entries.len().saturating_sub(MAX_ENTRIES);
     file.entries.drain(..drop);
     let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;

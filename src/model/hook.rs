@@ -41,6 +41,13 @@ pub trait TokenHook {
         false
     }
 
+    /// Where pruning masks rows instead of removing them (threshold pruning: the count differs per
+    /// image), the count of leading live rows of every image after block `block`'s pruning point.
+    /// Later kernels compute those rows only; nothing reads the others.
+    fn live_rows(&self, _block: usize) -> Option<&GpuTensor> {
+        None
+    }
+
     /// Runs after block `state.block`'s attention; appends its steps and returns the rows per
     /// image from here on.
     fn after_attention(

@@ -6,7 +6,7 @@ use super::weights::{LinearWeights, ModelWeights, NormWeights};
 use super::ViTConfig;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{Features, Gemm, MatView, RowView};
+use crate::gpu::kernels::{Features, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// The largest finite f16.
@@ -42,7 +42,8 @@ impl Linear {
         })
     }
 
-    /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`.
+    /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`, on the live rows only where
+    /// `live` says which.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -52,13 +53,14 @@ impl Linear {
         x: &GpuTensor,
         out: &GpuTensor,
         rows: usize,
-        gelu: bool,
-        accumulate: bool,
+        (gelu, accumulate): (bool, bool),
+        live: Option<LiveRows>,
     ) -> Result<()> {
         let g = Gemm {
             bias: Some(&self.b),
             gelu,
             accumulate,
+            live,
             ..Gemm::new(rows, self.out, self.inp)
         };
         p.push(k.gemm(
@@ -221,11 +223,28 @@ impl Block {
         let dh = d / h;
         let name = |s: &str| format!("block{index}.{s}");
         let dense = |t| RowView::dense(t, d);
+        // Rows masked by an earlier threshold step are skipped by every row-wise kernel.
+        let masked = hook.attention_bias(index).valid.cloned();
+        let live = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
 
-        self.norm1
-            .forward(k, p, &name("norm1"), dense(&a.x), dense(&a.xn), b * n)?;
-        self.qkv
-            .forward(k, p, &name("qkv"), &a.xn, &a.qkv, b * n, false, false)?;
+        self.norm1.forward(
+            k,
+            p,
+            &name("norm1"),
+            dense(&a.x).live(live),
+            dense(&a.xn),
+            b * n,
+        )?;
+        self.qkv.forward(
+            k,
+            p,
+            &name("qkv"),
+            &a.xn,
+            &a.qkv,
+            b * n,
+            (false, false),
+            live,
+        )?;
 
         let scale = 1.0 / (dh as f32).sqrt();
         let fused = k.fused_attention()
@@ -245,10 +264,13 @@ impl Block {
             let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
             let kt = q.at(d).strides(1, 3 * d);
             let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
+            // Per (image, head): the image's live rows are live queries.
+            let live_queries = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
             let scores = Gemm {
                 outer: b,
                 heads: h,
                 alpha: scale,
+                live: live_queries,
                 ..Gemm::new(n, n, dh)
             };
             p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
@@ -268,12 +290,21 @@ impl Block {
             let pv = Gemm {
                 outer: b,
                 heads: h,
+                live: live_queries,
                 ..Gemm::new(n, dh, n)
             };
             p.push(k.gemm(&name("context"), probs, v, out, pv)?);
         }
-        self.proj
-            .forward(k, p, &name("proj"), &a.attn, &a.x, b * n, false, true)?;
+        self.proj.forward(
+            k,
+            p,
+            &name("proj"),
+            &a.attn,
+            &a.x,
+            b * n,
+            (false, true),
+            live,
+        )?;
 
         // The pruning point: the probabilities where the unfused path wrote them; the keys are the
         // middle third of every qkv row.
@@ -295,12 +326,37 @@ impl Block {
             },
         };
         let n = hook.after_attention(k, p, &state)?;
-        self.norm2
-            .forward(k, p, &name("norm2"), dense(&a.x), dense(&a.xn), b * n)?;
-        self.fc1
-            .forward(k, p, &name("fc1"), &a.xn, &a.hidden, b * n, true, false)?;
-        self.fc2
-            .forward(k, p, &name("fc2"), &a.hidden, &a.x, b * n, false, true)?;
+        let masked = hook.live_rows(index).cloned();
+        let live = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
+        self.norm2.forward(
+            k,
+            p,
+            &name("norm2"),
+            dense(&a.x).live(live),
+            dense(&a.xn),
+            b * n,
+        )?;
+        let rows = b * n;
+        self.fc1.forward(
+            k,
+            p,
+            &name("fc1"),
+            &a.xn,
+            &a.hidden,
+            rows,
+            (true, false),
+            live,
+        )?;
+        self.fc2.forward(
+            k,
+            p,
+            &name("fc2"),
+            &a.hidden,
+            &a.x,
+            rows,
+            (false, true),
+            live,
+        )?;
         Ok(n)
     }
 }
@@ -407,6 +463,7 @@ impl VisionTransformer {
             group: pre,
             group_stride: tokens * d,
             row_stride: d,
+            live: None,
         };
         let rows_out = RowView {
             t: &a.head_in,
@@ -414,11 +471,20 @@ impl VisionTransformer {
             group: pre,
             group_stride: pre * d,
             row_stride: d,
+            live: None,
         };
         self.norm
             .forward(k, p, "norm", rows_in, rows_out, a.batch * pre)?;
-        self.head
-            .forward(k, p, "head", &a.head_in, &a.logits, a.batch, false, false)?;
+        self.head.forward(
+            k,
+            p,
+            "head",
+            &a.head_in,
+            &a.logits,
+            a.batch,
+            (false, false),
+            None,
+        )?;
         Ok(())
     }
 

@@ -171,6 +171,11 @@ impl TokenHook for PrunePlan {
         }
     }
 
+    fn live_rows(&self, block: usize) -> Option<&GpuTensor> {
+        let last = self.steps.iter().rev().find(|s| s.step.block <= block)?;
+        Self::masked_counts(last)
+    }
+
     fn needs_attention_probs(&self, block: usize) -> bool {
         self.steps.iter().any(|s| s.step.block == block)
             && self.pruning.policy.def().reads().attention

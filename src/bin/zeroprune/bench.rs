@@ -8,13 +8,15 @@ use clap::Args;
 use serde::Serialize;
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
-use zeroprune::gpu::{time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program};
+use zeroprune::gpu::{
+    gpu_time_blocking, time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program,
+};
 use zeroprune::model::Precision;
 use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::StepTime;
-use zeroprune::{Error, Mode, Result, Run, Session};
+use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
 
-use crate::common::{emit, open_gpu, table};
+use crate::common::{emit, folder_images, open_gpu, table};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -39,6 +41,11 @@ pub struct BenchArgs {
     /// comma-separated: every row of one run shares the same adapter state.
     #[arg(long, value_delimiter = ',')]
     policies: Vec<String>,
+    /// Real images as the input (the first of the folder by name, repeated to fill a batch). Without
+    /// it every image is a constant grey, which times fixed-count policies the same but leaves
+    /// threshold pruning (which keeps what the attention says) nothing real to keep.
+    #[arg(long, value_name = "DIR")]
+    images: Option<std::path::PathBuf>,
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
@@ -99,6 +106,8 @@ struct BenchRow {
     dispatches: usize,
     submits: usize,
     gemm_kernel: String,
+    /// The GEMM of products below `SMALL_GEMM_OUTPUTS` outputs.
+    gemm_kernel_small: String,
     fused_attention: bool,
     subgroup_reductions: bool,
     kernels: Vec<KernelFamily>,
@@ -160,12 +169,13 @@ impl fmt::Display for BenchOutput {
         for r in &self.results {
             writeln!(
                 f,
-                "\nbatch {} {} {} ({}): GEMM kernel {}, fused attention {}, subgroup reductions {}, times from {}",
+                "\nbatch {} {} {} ({}): GEMM kernel {} ({} for small products), fused attention {}, subgroup reductions {}, times from {}",
                 r.batch,
                 r.storage.name(),
                 r.policy,
                 r.schedule,
                 r.gemm_kernel,
+                r.gemm_kernel_small,
                 r.fused_attention,
                 r.subgroup_reductions,
                 r.prune_overhead_source
@@ -301,9 +311,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let dense_flops = schedules[0].flops(c);
     let mut results = Vec::new();
+    let images = match &args.images {
+        Some(dir) => {
+            let paths = folder_images(dir)?;
+            if paths.is_empty() {
+                return Err(Error::param(
+                    "--images",
+                    format!("{} has no images", dir.display()),
+                ));
+            }
+            let most = *args.batch.iter().max().unwrap_or(&1);
+            let take = &paths[..most.min(paths.len())];
+            Some(preprocess::load_batch(take, &c.preprocess)?)
+        }
+        None => None,
+    };
     for &b in &args.batch {
-        // A real image's statistics matter for threshold pruning; a constant input is fine for the rest.
-        let input = vec![0.1f32; b * sessions[0].image_len()];
+        let input = match &images {
+            // The first b images, repeated when the folder has fewer.
+            Some(all) => all
+                .iter()
+                .copied()
+                .cycle()
+                .take(b * sessions[0].image_len())
+                .collect(),
+            None => vec![0.1f32; b * sessions[0].image_len()],
+        };
         // Warm-up (compiles the programs), then every (precision, schedule) interleaved.
         let mut times = vec![vec![Vec::new(); schedules.len()]; sessions.len()];
         for session in &mut sessions {
@@ -330,8 +363,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 results.push(BenchRow {
                     speedup: stats[0].0 / median,
                     vs_first_precision: all[0][i].0 / median,
-                    flops_ratio: p.flops(c) / dense_flops,
-                    ..bench_row(session, precision, &input, p, b, timing)?
+                    ..bench_row(session, precision, &input, p, b, timing, dense_flops)?
                 });
             }
         }
@@ -355,9 +387,12 @@ fn bench_row(
     p: &Pruning,
     b: usize,
     (median, min, max): (f64, f64, f64),
+    dense_flops: f64,
 ) -> Result<BenchRow> {
-    let gflops = p.flops(session.config()) / 1e9;
     let profiled = session.run(input, Run::new(p).mode(Mode::Profile))?;
+    // Counted from the tokens each image kept (threshold pruning's counts differ per image).
+    let flops = profiled.images.iter().map(|i| i.flops).sum::<f64>() / b as f64;
+    let gflops = flops / 1e9;
     let profile = profiled.profile.unwrap_or_default();
     let total: f64 = profile.iter().map(|s| s.seconds).sum();
     let in_phase = |phase: Phase| -> f64 {
@@ -382,7 +417,7 @@ fn bench_row(
         images_per_s: b as f64 / median,
         gflops_per_image: gflops,
         achieved_gflops_per_s: gflops * b as f64 / median,
-        flops_ratio: 1.0,
+        flops_ratio: flops / dense_flops,
         speedup: 1.0,
         vs_first_precision: 1.0,
         prune_overhead_share: prune_seconds / total.max(1e-12),
@@ -400,6 +435,7 @@ fn bench_row(
         dispatches: profile.len(),
         submits: 1,
         gemm_kernel: choice.gemm.name(),
+        gemm_kernel_small: choice.gemm_small.name(),
         fused_attention: choice.fused_attention,
         subgroup_reductions: session.subgroup_reductions(),
         kernels: families(&profile),
@@ -438,25 +474,31 @@ fn families(steps: &[StepTime]) -> Vec<KernelFamily> {
     fam
 }
 
-/// The model's GEMM shapes at batch 8 (DeiT-Tiny: M = 8 x 197): every GPU GEMM kernel, the fused
-/// attention against the unfused one, and a CPU GEMM (`matrixmultiply`), all in the same run.
+/// DeiT-Tiny's GEMM shapes at batch 8 (M = 8 x 197) and batch 1 (one size class each, see
+/// `SMALL_GEMM_OUTPUTS`): every GPU GEMM kernel, the fused attention against the unfused one, and
+/// a CPU GEMM (`matrixmultiply`), all in the same run. GPU times from timestamps where the adapter
+/// has them.
 fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
     let k = Kernels::new(gpu);
-    let chosen = k.tune_gemm_blocking()?;
-    let m = 8 * 197;
-    let shapes = [
-        ("qkv", m, 576, 192),
-        ("fc1", m, 768, 192),
-        ("fc2", m, 192, 768),
-    ];
+    k.tune_gemm_blocking()?;
+    let shapes = [8 * 197, 197].into_iter().flat_map(|m| {
+        [
+            ("qkv", m, 576, 192),
+            ("fc1", m, 768, 192),
+            ("fc2", m, 192, 768),
+        ]
+    });
     let mut rows = Vec::new();
-    // Every kernel with f32 storage, then the chosen one with f16 A and B where the adapter has it.
-    let mut candidates = vec![(GemmKernel::Naive, Elem::F32)];
-    candidates.extend(GemmKernel::CANDIDATES.iter().map(|&g| (g, Elem::F32)));
-    if gpu.has_f16() {
-        candidates.push((chosen, Elem::F16));
-    }
     for (name, m, n, kk) in shapes {
+        // Every kernel with f32 storage, then the chosen one with f16 A and B where the adapter has it.
+        let chosen = k.gemm_kernel_for(m * n);
+        let mut candidates: Vec<_> = GemmKernel::CANDIDATES
+            .iter()
+            .map(|&g| (g, Elem::F32))
+            .collect();
+        if gpu.has_f16() {
+            candidates.push((chosen, Elem::F16));
+        }
         let a_host: Vec<f32> = (0..m * kk).map(|i| (i % 7) as f32 * 0.01).collect();
         let b_host: Vec<f32> = (0..kk * n).map(|i| (i % 5) as f32 * 0.01).collect();
         let c = GpuTensor::zeros(gpu, "c", m * n);
@@ -481,20 +523,21 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
                 kernel: Some(kernel),
                 ..Gemm::new(m, n, kk)
             };
-            // Several dispatches per submit so submission overhead does not dominate.
-            let mut p = Program::default();
-            let reps = 4;
-            for _ in 0..reps {
-                p.push(k.gemm(
+            let p = Program {
+                steps: vec![k.gemm(
                     name,
                     MatView::rows(a, kk),
                     MatView::rows(b, n),
                     MatView::rows(&c, n),
                     g,
-                )?);
-            }
-            let (median, _, _) = time(args.runs, || time_program_blocking(gpu, &p).map(|_| ()))?;
-            let rate = g.flops() * reps as f64 / median / 1e9;
+                )?],
+            };
+            gpu_time_blocking(gpu, &p)?;
+            let mut t = (0..args.runs.max(1))
+                .map(|_| gpu_time_blocking(gpu, &p))
+                .collect::<Result<Vec<_>>>()?;
+            let (seconds, _, _) = median_spread(&mut t);
+            let rate = g.flops() / seconds / 1e9;
             let naive = *naive_rate.get_or_insert(rate);
             rows.push(KernelRow {
                 kernel: format!(
@@ -507,7 +550,7 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
                     }
                 ),
                 shape: format!("{name} {m}x{n}x{kk}"),
-                ms: median * 1e3 / reps as f64,
+                ms: seconds * 1e3,
                 gflops_per_s: rate,
                 vs_baseline: rate / naive,
             });

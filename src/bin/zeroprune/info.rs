@@ -75,8 +75,9 @@ impl fmt::Display for InfoOutput {
         match &self.cached_choice {
             Some(c) => writeln!(
                 f,
-                "kernel choice        {} GEMM, fused attention {}, f16 faster {}, subgroup reductions {} (cached in {cache})",
+                "kernel choice        {} GEMM ({} for small products), fused attention {}, f16 faster {}, subgroup reductions {} (cached in {cache})",
                 c.gemm.name(),
+                c.gemm_small.name(),
                 c.fused_attention,
                 c.f16,
                 c.subgroups

@@ -12,7 +12,7 @@ use zeroprune::prune::search::{flops_ratio, Candidate, Score, Space};
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
 use zeroprune::{labels, preprocess, Error, Result, Session};
 
-use crate::common::{check_batch, emit, open_gpu, progress};
+use crate::common::{check_batch, emit, folder_images, open_gpu, progress};
 use crate::prune_args::OptionArgs;
 use crate::{model_source, ModelArgs};
 
@@ -103,23 +103,6 @@ impl fmt::Display for TuneOutput {
             self.written.display()
         )
     }
-}
-
-/// Image files of a folder, by name.
-fn folder_images(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
-                        .contains(&e.to_lowercase().as_str())
-                })
-        })
-        .collect();
-    paths.sort();
-    Ok(paths)
 }
 
 /// Mean over images of KL(dense || pruned) from their logits.

@@ -1,10 +1,12 @@
-//! `matmul.wgsl` (the tiled and the naive GEMM) and `gemm_rb.wgsl` (the register-blocked GEMM, a
-//! template the host specialises per tile and load width), with the epilogue of `gemm_common.wgsl`.
-//! One batched, strided interface serves the linear layers, Q.K^T and P.V per head, and the head.
+//! The GEMM kernels, each with the epilogue of `gemm_common.wgsl`: `matmul.wgsl` (the naive
+//! baseline), `gemm_tiled.wgsl` (workgroup-memory tiles for GPUs, 64x64 or 128x128) and
+//! `gemm_rb.wgsl` (register-blocked, no workgroup memory, for CPU adapters; a template the host
+//! specialises per tile and load width). One batched, strided interface serves the linear layers,
+//! Q.K^T and P.V per head, and the head; which kernel runs is measured per adapter and size.
 
 use super::{u, Variant, MAX_GROUPS};
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{read, write, Family, Kernel, Params};
+use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
@@ -15,10 +17,18 @@ crate::wgsl_params! {
         b_off: u32, b_ks: u32, b_ns: u32, b_zo: u32, b_zi: u32,
         c_off: u32, c_rs: u32, c_zo: u32, c_zi: u32,
         bias_off: u32, alpha: f32,
+        /// Rows per item for the live-row guard (0: every row is live; see gemm_common.wgsl).
+        live_rows: u32,
     }
 }
 
-const SLOTS: &[crate::gpu::kernel::Slot] = &[read("a"), read("b"), read("bias"), write("c")];
+const SLOTS: &[crate::gpu::kernel::Slot] = &[
+    read("a"),
+    read("b"),
+    read("bias"),
+    write("c"),
+    read_u32("live"),
+];
 
 pub static MATMUL: Family = Family {
     name: "matmul",
@@ -28,13 +38,41 @@ pub static MATMUL: Family = Family {
     ),
     libs: &[],
     params: &[GemmParams::DECL],
-    kernels: &[&TILED.info, &NAIVE.info],
+    kernels: &[&NAIVE.info],
 };
 
-/// 64x64 tiles through workgroup memory, 4x4 outputs per invocation.
-pub static TILED: Kernel<GemmParams> = Kernel::new(&MATMUL, "gemm", SLOTS, Phase::Model);
 /// One invocation per output: the baseline.
 pub static NAIVE: Kernel<GemmParams> = Kernel::new(&MATMUL, "gemm_naive", SLOTS, Phase::Model);
+
+/// The tiled template as written (64x64 tiles): a complete shader.
+pub static GEMM_TILED: Family = Family {
+    name: "gemm_tiled",
+    source: concat!(
+        include_str!("../../../shaders/gemm_tiled.wgsl"),
+        include_str!("../../../shaders/gemm_common.wgsl")
+    ),
+    libs: &[],
+    params: &[GemmParams::DECL],
+    kernels: &[&TILED.info],
+};
+
+/// Tiles of C through workgroup memory, 16x16 invocations of 4x4 (or 8x8) outputs each.
+pub static TILED: Kernel<GemmParams> = Kernel::new(&GEMM_TILED, "gemm_tiled", SLOTS, Phase::Model);
+
+/// The complete WGSL of the tiled GEMM with 64x64 tiles (4x4 per invocation, 16 k per slice) or,
+/// `wide`, 128x128 tiles (8x8 per invocation, 8 k per slice).
+pub fn gemm_tiled_source(wide: bool) -> String {
+    if !wide {
+        return GEMM_TILED.wgsl();
+    }
+    let body = GEMM_TILED
+        .source
+        .replace("const WIDE: bool = false;", "const WIDE: bool = true;")
+        .replace("const BM: u32 = 64u;", "const BM: u32 = 128u;")
+        .replace("const BN: u32 = 64u;", "const BN: u32 = 128u;")
+        .replace("const BK: u32 = 16u;", "const BK: u32 = 8u;");
+    GEMM_TILED.wgsl_with(&body)
+}
 
 /// The register-blocked template as written (4x4 tile, scalar loads): a complete shader.
 pub static GEMM_RB: Family = Family {
@@ -82,8 +120,9 @@ pub fn gemm_rb_source(tm: u32, tn4: u32, a_vec4: bool, b_vec4: bool) -> String {
 pub enum GemmKernel {
     /// One invocation per output (the baseline).
     Naive,
-    /// 64x64 tiles through workgroup memory, 4x4 outputs per invocation, scalar loads.
-    Tiled,
+    /// Tiles through workgroup memory, 16x16 invocations of `tm` x `tm` outputs each (`tm` 4:
+    /// 64x64 tiles; 8: 128x128).
+    Tiled { tm: u32 },
     /// Register-blocked, no workgroup memory: `tm` rows x `4 * tn4` columns per invocation, vec4
     /// loads where the views allow them.
     Blocked { tm: u32, tn4: u32 },
@@ -92,7 +131,9 @@ pub enum GemmKernel {
 impl GemmKernel {
     /// The candidates [`Kernels::tune_gemm`] measures.
     pub const CANDIDATES: &'static [GemmKernel] = &[
-        GemmKernel::Tiled,
+        GemmKernel::Naive,
+        GemmKernel::Tiled { tm: 4 },
+        GemmKernel::Tiled { tm: 8 },
         GemmKernel::Blocked { tm: 4, tn4: 2 },
         GemmKernel::Blocked { tm: 2, tn4: 4 },
         GemmKernel::Blocked { tm: 4, tn4: 4 },
@@ -101,7 +142,7 @@ impl GemmKernel {
     pub fn name(&self) -> String {
         match self {
             GemmKernel::Naive => "naive".into(),
-            GemmKernel::Tiled => "tiled64".into(),
+            GemmKernel::Tiled { tm } => format!("tiled{}", 16 * tm),
             GemmKernel::Blocked { tm, tn4 } => format!("blocked{tm}x{}", 4 * tn4),
         }
     }
@@ -115,7 +156,7 @@ impl GemmKernel {
     fn tile(&self) -> (usize, usize) {
         match *self {
             GemmKernel::Naive => (16, 16),
-            GemmKernel::Tiled => (64, 64),
+            GemmKernel::Tiled { tm } => (16 * tm as usize, 16 * tm as usize),
             GemmKernel::Blocked { tm, tn4 } => (16 * tm as usize, 4 * tn4 as usize),
         }
     }
@@ -201,6 +242,19 @@ pub struct Gemm<'a> {
     pub naive: bool,
     /// Force a kernel (benchmarks and tests); `None`: the library's choice for this adapter.
     pub kernel: Option<GemmKernel>,
+    /// Only the first `counts[item]` rows of every item are computed (threshold pruning's masked
+    /// rows): see [`LiveRows`].
+    pub live: Option<LiveRows<'a>>,
+}
+
+/// The live rows of a batch after threshold pruning: item `i` (an image) has `rows` rows, of
+/// which the first `counts[i]` are live; kernels given one skip the rest, which nothing reads.
+/// For a batched GEMM the items follow the outer index: matrix z's rows belong to item
+/// `(z / heads) * ceil(m / rows) + row / rows`.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveRows<'a> {
+    pub counts: &'a GpuTensor,
+    pub rows: usize,
 }
 
 impl Gemm<'_> {
@@ -217,6 +271,7 @@ impl Gemm<'_> {
             accumulate: false,
             naive: false,
             kernel: None,
+            live: None,
         }
     }
     pub fn flops(&self) -> f64 {
@@ -251,6 +306,7 @@ impl Kernels {
             c_zi: u(c.z_inner, "stride")?,
             bias_off: 0,
             alpha: g.alpha,
+            live_rows: u(g.live.map_or(0, |l| l.rows), "live rows")?,
         };
         let constants = vec![
             ("HAS_BIAS", g.bias.is_some()),
@@ -261,7 +317,7 @@ impl Kernels {
         let kernel = match (g.naive, g.kernel) {
             (true, _) => GemmKernel::Naive,
             (false, Some(k)) => k,
-            (false, None) => self.gemm_kernel(),
+            (false, None) => self.gemm_kernel_for(g.m * g.n * g.outer * g.heads.max(1)),
         };
         let (tile_m, tile_n) = kernel.tile();
         let groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
@@ -276,7 +332,7 @@ impl Kernels {
         }
         let (entry, variant) = match kernel {
             GemmKernel::Naive => (&NAIVE, Variant::Plain),
-            GemmKernel::Tiled => (&TILED, Variant::Plain),
+            GemmKernel::Tiled { tm } => (&TILED, Variant::GemmTiled { wide: tm == 8 }),
             GemmKernel::Blocked { tm, tn4 } => (
                 &BLOCKED,
                 Variant::GemmBlocked {
@@ -288,12 +344,13 @@ impl Kernels {
             ),
         };
         let bias = g.bias.unwrap_or(&self.dummy);
+        let live = g.live.map_or(&self.dummy, |l| l.counts);
         self.launch_variant(
             entry,
             variant,
             constants,
             label,
-            &[a.t, b.t, bias, c.t],
+            &[a.t, b.t, bias, c.t, live],
             &params,
             [groups[0] as u32, groups[1] as u32, z],
         )

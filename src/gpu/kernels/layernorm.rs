@@ -1,8 +1,8 @@
 //! `layernorm.wgsl`: LayerNorm over the last dimension, on rows addressed by (group, row in group).
 
-use super::{grid_for_groups, u};
+use super::{grid_for_groups, u, LiveRows};
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{read, write, Family, Kernel, Params, REDUCE};
+use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params, REDUCE};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
@@ -10,6 +10,8 @@ crate::wgsl_params! {
         rows: u32, d: u32, group: u32, eps: f32,
         in_off: u32, in_gs: u32, in_rs: u32,
         out_off: u32, out_gs: u32, out_rs: u32,
+        /// Rows per item for the live-row guard (0: every row; see [`super::LiveRows`]).
+        live_rows: u32,
     }
 }
 
@@ -24,7 +26,13 @@ pub static LAYERNORM: Family = Family {
 pub static ROWS: Kernel<LayerNormParams> = Kernel::new(
     &LAYERNORM,
     "layernorm",
-    &[read("x"), read("gamma"), read("beta"), write("y")],
+    &[
+        read("x"),
+        read("gamma"),
+        read("beta"),
+        write("y"),
+        read_u32("live"),
+    ],
     Phase::Model,
 );
 
@@ -36,6 +44,9 @@ pub struct RowView<'a> {
     pub group: usize,
     pub group_stride: usize,
     pub row_stride: usize,
+    /// Only these rows are normalised (threshold pruning's masked rows are skipped); on the
+    /// input view.
+    pub live: Option<LiveRows<'a>>,
 }
 
 impl<'a> RowView<'a> {
@@ -47,7 +58,13 @@ impl<'a> RowView<'a> {
             group: 1,
             group_stride: d,
             row_stride: d,
+            live: None,
         }
+    }
+
+    /// The same rows, of which only the live ones are normalised.
+    pub fn live(self, live: Option<LiveRows<'a>>) -> Self {
+        RowView { live, ..self }
     }
 }
 
@@ -79,13 +96,15 @@ impl Kernels {
             out_off: u(y.off, "offset")?,
             out_gs: u(y.group_stride, "stride")?,
             out_rs: u(y.row_stride, "stride")?,
+            live_rows: u(x.live.map_or(0, |l| l.rows), "live rows")?,
         };
+        let live = x.live.map_or(&self.dummy, |l| l.counts);
         self.launch_variant(
             &ROWS,
             self.row_reduce_variant(),
             vec![],
             label,
-            &[x.t, gamma, beta, y.t],
+            &[x.t, gamma, beta, y.t, live],
             &params,
             grid_for_groups(rows),
         )

@@ -17,7 +17,7 @@ pub mod softmax;
 pub(crate) use super::library::u;
 pub use super::library::{with_halves, Variant};
 pub use attention::{attention_source, AttentionBias};
-pub use gemm::{gemm_rb_source, Gemm, GemmKernel, MatView};
+pub use gemm::{gemm_rb_source, gemm_tiled_source, Gemm, GemmKernel, LiveRows, MatView};
 pub use layernorm::RowView;
 pub use pagerank::HeadCombine;
 pub use select::RoleSplit;
@@ -38,6 +38,7 @@ pub const MAX_GROUPS: u32 = 65535;
 /// Every WGSL family, as the tests validate them.
 pub static FAMILIES: &[&Family] = &[
     &gemm::MATMUL,
+    &gemm::GEMM_TILED,
     &gemm::GEMM_RB,
     &attention::ATTENTION,
     &softmax::SOFTMAX,
