@@ -143,3 +143,40 @@ fn copy4(
         c4_dst[e] = c4_src[e];
     }
 }
+
+// ---- live_row_map: after threshold pruning, image b keeps its first count[b] of n rows. The live
+// rows of the whole batch, packed in order: map[0] = their number, map[1 + r] = the batch row of
+// packed row r. Row-wise kernels then run over the packed rows, so masked rows cost nothing
+// however they fall between images. ----
+@group(0) @binding(0) var<storage, read> lm_count: array<u32>;
+@group(0) @binding(1) var<storage, read_write> lm_map: array<u32>;
+@group(0) @binding(2) var<uniform> lm: MapParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn live_row_map(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let e = (wid.x + wid.y * nwg.x) * WG + lane; // a batch row
+    if (e >= lm.batch * lm.n) {
+        return;
+    }
+    let b = e / lm.n;
+    let i = e % lm.n;
+    // Live rows of the images before this one (a batch holds few images).
+    var before = 0u;
+    for (var c = 0u; c < b; c++) {
+        before += min(lm_count[c], lm.n);
+    }
+    if (i < min(lm_count[b], lm.n)) {
+        lm_map[1u + before + i] = e;
+    }
+    if (e == 0u) {
+        var total = 0u;
+        for (var c = 0u; c < lm.batch; c++) {
+            total += min(lm_count[c], lm.n);
+        }
+        lm_map[0] = total;
+    }
+}

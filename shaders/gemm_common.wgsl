@@ -16,39 +16,62 @@ fn bases(z: u32) -> Bases {
     );
 }
 
-// Threshold pruning leaves each item (image) with a count of live rows, the first ones; the rest
-// are masked and nothing reads them, so no GEMM computes them. Row `row` of matrix z belongs to
-// item (z / heads) * ceil(m / live_rows) + row / live_rows, at row row % live_rows of it.
-// live_rows = 0: every row is live. `live` is bound by the including shader.
+// Threshold pruning keeps a count of live rows per image, the first ones; the rest are masked and
+// nothing reads them, so no GEMM computes them. Two forms (`live` is bound by the including shader):
+//  live_mode 1, one matrix per image and head (attention): matrix z belongs to image z / heads,
+//    whose first live[z / heads] rows are live; with live_cols the columns are that image's keys
+//    and only as many are computed (scores), with live_k the sum runs over them alone (context);
+//  live_mode 2, packed rows (the linear layers): live[0] of the m rows are live, and row r stands
+//    for row live[1 + r] of A and C, so the live rows of every image are contiguous.
+// live_mode 0: every row is live.
+fn image_live(z: u32) -> u32 {
+    return live[z / p.heads];
+}
+
 fn row_live(z: u32, row: u32) -> bool {
-    if (p.live_rows == 0u) {
-        return true;
+    if (p.live_mode == 1u) {
+        return row < image_live(z);
     }
-    let item = (z / p.heads) * ((p.m + p.live_rows - 1u) / p.live_rows) + row / p.live_rows;
-    return row % p.live_rows < live[item];
+    if (p.live_mode == 2u) {
+        return row < live[0];
+    }
+    return true;
 }
 
-// Whether any of rows m0 .. m0 + rows of matrix z is live: live rows come first in every item,
-// so the first row of each item the range touches decides for that item. Uniform across a
-// workgroup when m0 is (`live` is read-only).
-fn rows_live(z: u32, m0: u32, rows: u32) -> bool {
-    if (p.live_rows == 0u) {
-        return true;
-    }
-    let end = min(m0 + rows, p.m);
-    var r = m0;
-    while (r < end) {
-        if (row_live(z, r)) {
-            return true;
-        }
-        r = r - r % p.live_rows + p.live_rows;
-    }
-    return false;
+// Whether any of rows m0.. of matrix z is live (live rows come first). Uniform across a workgroup
+// when m0 is: `live` is read-only.
+fn rows_live(z: u32, m0: u32) -> bool {
+    return row_live(z, m0);
 }
 
-override HAS_BIAS: bool = false;
-override GELU: bool = false;
-override ACCUMULATE: bool = false;
+// Columns of matrix z to compute, and the end of its sum over k.
+fn n_end(z: u32) -> u32 {
+    if (p.live_mode == 1u && p.live_cols == 1u) {
+        return min(p.n, image_live(z));
+    }
+    return p.n;
+}
+
+fn k_end(z: u32) -> u32 {
+    if (p.live_mode == 1u && p.live_k == 1u) {
+        return min(p.k, image_live(z));
+    }
+    return p.k;
+}
+
+// The row of A and C that row `row` of the product stands for.
+fn data_row(row: u32) -> u32 {
+    if (p.live_mode == 2u) {
+        return min(live[1u + row], p.m - 1u);
+    }
+    return row;
+}
+
+// The epilogue switches, bits of p.epilogue. Parameters rather than override constants: one
+// pipeline serves every layer, and a uniform branch per output costs nothing measurable.
+const HAS_BIAS: u32 = 1u;
+const GELU: u32 = 2u;
+const ACCUMULATE: u32 = 4u;
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
 fn erf(x: f32) -> f32 {
@@ -65,14 +88,14 @@ fn gelu(x: f32) -> f32 {
 
 fn store(c_base: u32, row: u32, col: u32, acc: f32) {
     var v = p.alpha * acc;
-    if HAS_BIAS {
+    if ((p.epilogue & HAS_BIAS) != 0u) {
         v += bias[p.bias_off + col];
     }
-    if GELU {
+    if ((p.epilogue & GELU) != 0u) {
         v = gelu(v);
     }
     let i = c_base + row * p.c_rs + col;
-    if ACCUMULATE {
+    if ((p.epilogue & ACCUMULATE) != 0u) {
         v += f32(c[i]);
     }
     c[i] = T_c(v);

@@ -59,16 +59,18 @@ fn gemm_rb(
     let c_base = p.c_off + zo * p.c_zo + zi * p.c_zi;
     let col4 = wid.x * TN4;
     let m0 = (wid.y * WG + li) * TM;
-    if (!rows_live(wid.z, m0, TM)) {
-        return; // masked rows only
+    let nend = n_end(wid.z);
+    let kend = k_end(wid.z);
+    if (!rows_live(wid.z, m0) || col4 * 4u >= nend) {
+        return; // masked rows or keys only
     }
     // Rows past m repeat the last row (valid loads) and are not stored.
     var arow: array<u32, TM>;
     for (var i = 0u; i < TM; i++) {
-        arow[i] = a_base + min(m0 + i, p.m - 1u) * p.a_rs;
+        arow[i] = a_base + data_row(min(m0 + i, p.m - 1u)) * p.a_rs;
     }
     var acc: array<array<vec4<f32>, TN4>, TM>;
-    let k4 = p.k & ~3u;
+    let k4 = kend & ~3u;
     for (var k = 0u; k < k4; k += 4u) {
         var av: array<vec4<f32>, TM>;
         for (var i = 0u; i < TM; i++) {
@@ -84,7 +86,7 @@ fn gemm_rb(
             }
         }
     }
-    for (var k = k4; k < p.k; k++) {
+    for (var k = k4; k < kend; k++) {
         let brow = b_base + k * p.b_ks;
         for (var j = 0u; j < TN4; j++) {
             let bv = lb4(brow, col4 + j);
@@ -96,11 +98,12 @@ fn gemm_rb(
     for (var i = 0u; i < TM; i++) {
         let row = m0 + i;
         if (row < p.m && row_live(wid.z, row)) {
+            let r = data_row(row);
             for (var j = 0u; j < TN4; j++) {
                 for (var e = 0u; e < 4u; e++) {
                     let col = (col4 + j) * 4u + e;
-                    if (col < p.n) {
-                        store(c_base, row, col, acc[i][j][e]);
+                    if (col < nend) {
+                        store(c_base, r, col, acc[i][j][e]);
                     }
                 }
             }

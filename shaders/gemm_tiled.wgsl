@@ -50,21 +50,21 @@ fn b_pos(e: u32) -> vec2<u32> {
     return vec2<u32>(e % BK, e / BK);
 }
 
-fn load_a(base: u32, m0: u32, k0: u32, e: u32) -> f32 {
+fn load_a(base: u32, m0: u32, k0: u32, kend: u32, e: u32) -> f32 {
     let mk = a_pos(e);
     let m = m0 + mk.x;
     let k = k0 + mk.y;
-    if (m < p.m && k < p.k) {
-        return f32(a[base + m * p.a_rs + k * p.a_ks]);
+    if (m < p.m && k < kend) {
+        return f32(a[base + data_row(m) * p.a_rs + k * p.a_ks]);
     }
     return 0.0;
 }
 
-fn load_b(base: u32, n0: u32, k0: u32, e: u32) -> f32 {
+fn load_b(base: u32, n0: u32, k0: u32, kend: u32, e: u32) -> f32 {
     let kn = b_pos(e);
     let k = k0 + kn.x;
     let n = n0 + kn.y;
-    if (k < p.k && n < p.n) {
+    if (k < kend && n < p.n) {
         return f32(b[base + k * p.b_ks + n * p.b_ns]);
     }
     return 0.0;
@@ -92,9 +92,10 @@ fn fma_block(c: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
 
 fn store_row(z: u32, c_base: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row < p.m && row_live(z, row)) {
+        let r = data_row(row);
         for (var e = 0u; e < 4u; e++) {
-            if (col + e < p.n) {
-                store(c_base, row, col + e, v[e]);
+            if (col + e < n_end(z)) {
+                store(c_base, r, col + e, v[e]);
             }
         }
     }
@@ -116,26 +117,27 @@ fn gemm_tiled(
     let base = bases(wid.z);
     let m0 = wid.y * BM;
     let n0 = wid.x * BN;
-    if (!rows_live(wid.z, m0, BM)) {
-        return; // a tile of masked rows only (uniform: the whole workgroup leaves)
+    if (!rows_live(wid.z, m0) || n0 >= n_end(wid.z)) {
+        return; // masked rows or keys only (uniform: the whole workgroup leaves)
     }
+    let kend = k_end(wid.z);
     var ra = vec4<f32>(
-        load_a(base.a, m0, 0u, li),
-        load_a(base.a, m0, 0u, li + 256u),
-        load_a(base.a, m0, 0u, li + 512u),
-        load_a(base.a, m0, 0u, li + 768u),
+        load_a(base.a, m0, 0u, kend, li),
+        load_a(base.a, m0, 0u, kend, li + 256u),
+        load_a(base.a, m0, 0u, kend, li + 512u),
+        load_a(base.a, m0, 0u, kend, li + 768u),
     );
     var rb = vec4<f32>(
-        load_b(base.b, n0, 0u, li),
-        load_b(base.b, n0, 0u, li + 256u),
-        load_b(base.b, n0, 0u, li + 512u),
-        load_b(base.b, n0, 0u, li + 768u),
+        load_b(base.b, n0, 0u, kend, li),
+        load_b(base.b, n0, 0u, kend, li + 256u),
+        load_b(base.b, n0, 0u, kend, li + 512u),
+        load_b(base.b, n0, 0u, kend, li + 768u),
     );
     var c00 = mat4x4<f32>();
     var c01 = mat4x4<f32>();
     var c10 = mat4x4<f32>();
     var c11 = mat4x4<f32>();
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = 0u; k0 < kend; k0 += BK) {
         put_a(li, ra.x);
         put_a(li + 256u, ra.y);
         put_a(li + 512u, ra.z);
@@ -146,18 +148,18 @@ fn gemm_tiled(
         put_b(li + 768u, rb.w);
         workgroupBarrier();
         let k1 = k0 + BK;
-        if (k1 < p.k) {
+        if (k1 < kend) {
             ra = vec4<f32>(
-                load_a(base.a, m0, k1, li),
-                load_a(base.a, m0, k1, li + 256u),
-                load_a(base.a, m0, k1, li + 512u),
-                load_a(base.a, m0, k1, li + 768u),
+                load_a(base.a, m0, k1, kend, li),
+                load_a(base.a, m0, k1, kend, li + 256u),
+                load_a(base.a, m0, k1, kend, li + 512u),
+                load_a(base.a, m0, k1, kend, li + 768u),
             );
             rb = vec4<f32>(
-                load_b(base.b, n0, k1, li),
-                load_b(base.b, n0, k1, li + 256u),
-                load_b(base.b, n0, k1, li + 512u),
-                load_b(base.b, n0, k1, li + 768u),
+                load_b(base.b, n0, k1, kend, li),
+                load_b(base.b, n0, k1, kend, li + 256u),
+                load_b(base.b, n0, k1, kend, li + 512u),
+                load_b(base.b, n0, k1, kend, li + 768u),
             );
         }
         for (var kk = 0u; kk < BK; kk++) {

@@ -1,8 +1,9 @@
 // LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) * gamma + beta.
 // Rows are addressed as (group, row-in-group) so the classifier can normalise only the CLS
 // (and distillation) rows of each image: row r is at off + (r / group) * group_stride + (r % group) * row_stride.
-// After threshold pruning only the first live[i] of every live_rows rows are normalised (the rest
-// are masked: nothing reads them); live_rows = 0: every row.
+// After threshold pruning (live_map = 1) only the live rows are normalised, packed: live[0] of the
+// rows are live and row r stands for row live[1 + r] (see gemm_common.wgsl); masked rows are not
+// read by anything.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -20,13 +21,16 @@ fn layernorm(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let r = wid.x + wid.y * nwg.x;
+    var r = wid.x + wid.y * nwg.x;
     if (r >= p.rows) {
         return;
     }
-    // Uniform: r comes from the workgroup id and `live` is read-only.
-    if (p.live_rows != 0u && r % p.live_rows >= live[r / p.live_rows]) {
-        return;
+    if (p.live_map == 1u) {
+        // Uniform: r comes from the workgroup id and `live` is read-only.
+        if (r >= live[0]) {
+            return;
+        }
+        r = min(live[1u + r], p.rows - 1u);
     }
     let src = p.in_off + (r / p.group) * p.in_gs + (r % p.group) * p.in_rs;
     let dst = p.out_off + (r / p.group) * p.out_gs + (r % p.group) * p.out_rs;

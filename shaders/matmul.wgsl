@@ -22,13 +22,14 @@ alias T_c = f32;
 fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y;
     let col = gid.x;
-    if (row >= p.m || col >= p.n || !row_live(gid.z, row)) {
+    if (row >= p.m || col >= n_end(gid.z) || !row_live(gid.z, row)) {
         return;
     }
     let base = bases(gid.z);
+    let r = data_row(row);
     var acc = 0.0;
-    for (var k = 0u; k < p.k; k++) {
-        acc = fma(f32(a[base.a + row * p.a_rs + k * p.a_ks]), f32(b[base.b + k * p.b_ks + col * p.b_ns]), acc);
+    for (var k = 0u; k < k_end(gid.z); k++) {
+        acc = fma(f32(a[base.a + r * p.a_rs + k * p.a_ks]), f32(b[base.b + k * p.b_ks + col * p.b_ns]), acc);
     }
-    store(base.c, row, col, acc);
+    store(base.c, r, col, acc);
 }

@@ -102,20 +102,15 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
     let c0: Vec<f32> = c0.iter().map(|&x| stored(x, elems[2])).collect();
     let tolerance = if elems[2] == Elem::F16 { 1e-3 } else { 2e-5 };
     let mut worst = 0.0f64;
-    // Every epilogue with f32 storage; with halves, the two that read or write C differently
-    // (each combination is a pipeline of its own, and compiling them is most of this test's time).
-    let epilogues: &[(bool, bool, bool, f32)] = if elems == [Elem::F32; 3] {
-        &[
-            (false, false, false, 1.0),
-            (true, false, false, 0.5),
-            (true, true, false, 1.0),
-            (true, false, true, 1.0),
-            (false, true, true, 2.0),
-        ]
-    } else {
-        &[(true, true, false, 1.0), (false, true, true, 2.0)]
-    };
-    for &(has_bias, gelu_on, acc, alpha) in epilogues {
+    // Every epilogue (parameters of one pipeline, so they cost no compiles).
+    let epilogues = [
+        (false, false, false, 1.0f32),
+        (true, false, false, 0.5),
+        (true, true, false, 1.0),
+        (true, false, true, 1.0),
+        (false, true, true, 2.0),
+    ];
+    for (has_bias, gelu_on, acc, alpha) in epilogues {
         let ct = GpuTensor::from_f32(gpu, "c", &c0, elems[2]);
         let g = Gemm {
             outer: case.outer,
@@ -221,6 +216,10 @@ fn all_kernels() -> Vec<GemmKernel> {
     GemmKernel::CANDIDATES.to_vec()
 }
 
+/// The register-blocked tile tested with every f16 storage: the conversions are the template's, the
+/// same for every tile, and each storage is a module of its own to compile.
+const FULL_BLOCKED: GemmKernel = GemmKernel::Blocked { tm: 4, tn4: 4 };
+
 async fn gemm_variants_on_linear_shapes() {
     // (both vec4), (both scalar: odd k and n), (A scalar, B vec4), (A vec4, B scalar), tiny, one row.
     let shapes = [
@@ -295,7 +294,10 @@ async fn gemm_variants_with_f16_storage() {
     // All three halves (fc1 into the hidden layer), f16 weights alone, and f16 A and C.
     let combos = [[F16, F16, F16], [F32, F16, F32], [F16, F32, F16]];
     let context = context_case();
-    for kernel in all_kernels() {
+    let kernels = all_kernels()
+        .into_iter()
+        .filter(|k| !matches!(k, GemmKernel::Blocked { .. }) || *k == FULL_BLOCKED);
+    for kernel in kernels {
         for elems in combos {
             // vec4 on both sides; scalar on both.
             check_as(20, &linear(37, 20, 12), kernel, elems).await;
@@ -306,30 +308,70 @@ async fn gemm_variants_with_f16_storage() {
     }
 }
 
-/// Threshold pruning's live rows: every kernel computes the first counts[i] rows of each item and
-/// leaves the others as they were, on a linear layer (items of `rows` rows stacked in M) and per
-/// (image, head) on attention-shaped products (items follow the outer index).
+/// Threshold pruning's live rows: every kernel computes the first counts[i] rows of each image and
+/// leaves the others as they were: on a linear layer over the packed live rows (the map from
+/// `live_row_map`, checked too), and per (image, head) on attention-shaped products (items follow
+/// the outer index).
 async fn gemm_variants_skip_masked_rows() {
     let (items, rows, n, k) = (3, 70, 12, 16);
     let counts = [70u32, 1, 33];
+    let counts_t = GpuTensor::from_slice(gpu(), "counts", &counts[..]);
+    let map_t = GpuTensor::zeros(gpu(), "map", 1 + items * rows);
+    run([kernels()
+        .live_row_map("map", (items, rows), &counts_t, &map_t)
+        .unwrap()]);
+    let map: Vec<u32> = map_t.read(gpu()).await.expect("readback");
+    let live_rows: Vec<u32> = (0..items * rows)
+        .filter(|&r| r % rows < counts[r / rows] as usize)
+        .map(|r| r as u32)
+        .collect();
+    assert_eq!(map[0] as usize, live_rows.len());
+    assert_eq!(&map[1..1 + live_rows.len()], &live_rows[..]);
+
     let linear_case = linear(items * rows, n, k);
-    // Q.K^T-like: outer = images, heads = 2, one matrix of `rows` queries per (image, head).
+    // Attention-shaped: outer = images, heads = 2, one matrix of `rows` queries per (image, head);
+    // the scores have the image's keys as columns, the context sums over them.
     let heads = 2;
-    let batched = Case {
-        m: rows,
+    let per_image = |m: usize, n: usize, k: usize| Case {
+        m,
         n,
         k,
         outer: items,
         heads,
-        a: Lay(0, k, 1, heads * rows * k, rows * k),
-        b: Lay(0, n, 1, 0, 0),
-        c: Lay(0, n, 1, heads * rows * n, rows * n),
-        lens: (items * heads * rows * k, k * n, items * heads * rows * n),
+        a: Lay(0, k, 1, heads * m * k, m * k),
+        b: Lay(0, n, 1, heads * k * n, k * n),
+        c: Lay(0, n, 1, heads * m * n, m * n),
+        lens: (
+            items * heads * m * k,
+            items * heads * k * n,
+            items * heads * m * n,
+        ),
+    };
+    let (rows_only, scores, context) = (
+        per_image(rows, n, k),
+        per_image(rows, rows, k),
+        per_image(rows, n, rows),
+    );
+    let image = |key_cols, key_sum| LiveRows::PerImage {
+        counts: &counts_t,
+        key_cols,
+        key_sum,
     };
     let mut r = StdRng::seed_from_u64(40);
-    let counts_t = GpuTensor::from_slice(gpu(), "counts", &counts[..]);
     for kernel in all_kernels() {
-        for (case, what) in [(&linear_case, "linear"), (&batched, "batched")] {
+        let cases = [
+            (&linear_case, LiveRows::Packed { map: &map_t }, "packed"),
+            (&rows_only, image(false, false), "per image"),
+            (&scores, image(true, false), "per image, key columns"),
+            (&context, image(false, true), "per image, key sum"),
+        ];
+        for (case, live, what) in cases {
+            let (key_cols, key_sum) = match live {
+                LiveRows::PerImage {
+                    key_cols, key_sum, ..
+                } => (key_cols, key_sum),
+                LiveRows::Packed { .. } => (false, false),
+            };
             let mut v =
                 |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0..1.0)).collect() };
             let (a, b) = (v(case.lens.0), v(case.lens.1));
@@ -339,10 +381,7 @@ async fn gemm_variants_skip_masked_rows() {
                 outer: case.outer,
                 heads: case.heads,
                 kernel: Some(kernel),
-                live: Some(LiveRows {
-                    counts: &counts_t,
-                    rows,
-                }),
+                live: Some(live),
                 ..Gemm::new(case.m, case.n, case.k)
             };
             let step = kernels()
@@ -358,13 +397,15 @@ async fn gemm_variants_skip_masked_rows() {
             let got = ct.read_f32(gpu()).await.expect("readback");
             for z in 0..case.outer * case.heads {
                 for i in 0..case.m {
-                    // The item and the row in it.
-                    let flat = (z / case.heads) * case.m.div_ceil(rows) * rows + i;
-                    let live = flat % rows < counts[flat / rows] as usize;
+                    // The image and the row in it: both layouts put image-major rows in order.
+                    let flat = (z / case.heads) * rows + i;
+                    let count = counts[flat / rows] as usize;
+                    let live_row = flat % rows < count;
                     for j in 0..case.n {
                         let idx = case.c.at(z, case.heads, i, j);
-                        if live {
-                            let want: f64 = (0..case.k)
+                        if live_row && !(key_cols && j >= count) {
+                            let terms = if key_sum { count } else { case.k };
+                            let want: f64 = (0..terms)
                                 .map(|kk| {
                                     a[case.a.at(z, case.heads, i, kk)] as f64
                                         * b[case.b.at(z, case.heads, kk, j)] as f64
@@ -372,12 +413,12 @@ async fn gemm_variants_skip_masked_rows() {
                                 .sum();
                             assert!(
                                 (got[idx] as f64 - want).abs() < 1e-4,
-                                "{kernel} {what}: live row {i} of matrix {z}"
+                                "{kernel} {what}: live row {i} column {j} of matrix {z}"
                             );
                         } else {
                             assert_eq!(
                                 got[idx], 5.0,
-                                "{kernel} {what}: masked row {i} of matrix {z} written"
+                                "{kernel} {what}: masked row {i} or column {j} of matrix {z} written"
                             );
                         }
                     }

@@ -706,8 +706,8 @@ async fn layernorm_dense() {
     }
 }
 
-/// Threshold pruning's live rows: only the first counts[i] rows of each image are normalised; the
-/// masked ones keep what the output held.
+/// Threshold pruning's live rows (packed through `live_row_map`): only the first counts[i] rows of
+/// each image are normalised; the masked ones keep what the output held.
 async fn layernorm_skips_masked_rows() {
     let (images, n, d) = (3, 20, 24);
     let counts = [20u32, 1, 7];
@@ -718,15 +718,13 @@ async fn layernorm_skips_masked_rows() {
     let beta = uniform(&mut r, d, -0.5, 0.5);
     let (xt, yt, gt, bt) = (upload(&x), upload(&y), upload(&gamma), upload(&beta));
     let ct = GpuTensor::from_slice(gpu(), "counts", &counts[..]);
-    let live = Some(zeroprune::gpu::kernels::LiveRows {
-        counts: &ct,
-        rows: n,
-    });
+    let map = GpuTensor::zeros(gpu(), "live rows", 1 + images * n);
     let dense = Rows::dense(d);
-    let step = kernels()
+    let k = kernels();
+    let norm = k
         .layernorm(
             "live",
-            dense.on(&xt).live(live),
+            dense.on(&xt).live(Some(&map)),
             dense.on(&yt),
             images * n,
             d,
@@ -735,7 +733,7 @@ async fn layernorm_skips_masked_rows() {
             1e-6,
         )
         .unwrap();
-    run([step]);
+    run([k.live_row_map("map", (images, n), &ct, &map).unwrap(), norm]);
     let all = layernorm_ref(&x, dense, &y, dense, images * n, d, &gamma, &beta, 1e-6);
     let got = read(&yt).await;
     let mut want = Expected::from_initial(&y);

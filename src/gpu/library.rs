@@ -35,13 +35,12 @@ pub enum Variant {
     Subgroup { width: u32 },
 }
 
-/// One compiled pipeline: a module, an entry point and its override constants.
+/// One compiled pipeline: a module and an entry point.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PipelineKey {
     family: &'static str,
     variant: Variant,
     entry: &'static str,
-    constants: Vec<(&'static str, bool)>,
     /// The slots bound to f16 tensors: their `alias T_<slot> = f32;` becomes `f16`.
     halves: Vec<&'static str>,
 }
@@ -290,18 +289,13 @@ impl Kernels {
                 m
             }
         };
-        let constants: Vec<(&str, f64)> = key
-            .constants
-            .iter()
-            .map(|&(name, on)| (name, if on { 1.0 } else { 0.0 }))
-            .collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key.entry),
             layout: None,
             module: &module,
             entry_point: Some(key.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
+                constants: &[],
                 // Every kernel writes its workgroup memory before reading it.
                 zero_initialize_workgroup_memory: false,
             },
@@ -321,39 +315,22 @@ impl Kernels {
         params: &P,
         workgroups: [u32; 3],
     ) -> Result<Step> {
-        self.launch_variant(
-            kernel,
-            Variant::Plain,
-            vec![],
-            label,
-            buffers,
-            params,
-            workgroups,
-        )
+        self.launch_variant(kernel, Variant::Plain, label, buffers, params, workgroups)
     }
 
-    /// [`Kernels::launch`] of a generated variant, with override constants.
+    /// [`Kernels::launch`] of a generated variant.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn launch_variant<P: Params>(
         &self,
         kernel: &'static Kernel<P>,
         variant: Variant,
-        constants: Vec<(&'static str, bool)>,
         label: &str,
         buffers: &[&GpuTensor],
         params: &P,
         workgroups: [u32; 3],
     ) -> Result<Step> {
         let bytes = bytemuck::bytes_of(params);
-        self.bind(
-            &kernel.info,
-            variant,
-            constants,
-            label,
-            buffers,
-            bytes,
-            workgroups,
-        )
+        self.bind(&kernel.info, variant, label, buffers, bytes, workgroups)
     }
 
     /// The one (non-generic) body of every launch: pipeline, parameter block, bind group, step.
@@ -362,7 +339,6 @@ impl Kernels {
         &self,
         info: &'static KernelInfo,
         variant: Variant,
-        constants: Vec<(&'static str, bool)>,
         label: &str,
         buffers: &[&GpuTensor],
         params: &[u8],
@@ -397,7 +373,6 @@ impl Kernels {
             family: info.family.name,
             variant,
             entry: info.entry,
-            constants,
             halves,
         };
         let pipeline = self.pipeline(key, info.family)?;

@@ -28,6 +28,16 @@ pub struct TokenState<'a> {
     pub keys: Features<'a>,
 }
 
+/// The live rows of a batch whose pruning masks rows: every image keeps its first `counts[b]`.
+#[derive(Clone, Debug)]
+pub struct MaskedRows {
+    /// `[B]` live rows per image.
+    pub counts: GpuTensor,
+    /// The live rows of the whole batch, packed (`Kernels::live_row_map`): what row-wise kernels
+    /// (LayerNorm, the linear layers) run over.
+    pub map: GpuTensor,
+}
+
 /// What a model asks of token pruning at each block.
 pub trait TokenHook {
     /// Key-side terms of block `block`'s attention softmax.
@@ -42,9 +52,9 @@ pub trait TokenHook {
     }
 
     /// Where pruning masks rows instead of removing them (threshold pruning: the count differs per
-    /// image), the count of leading live rows of every image after block `block`'s pruning point.
-    /// Later kernels compute those rows only; nothing reads the others.
-    fn live_rows(&self, _block: usize) -> Option<&GpuTensor> {
+    /// image), the rows still live after block `block`'s pruning point. Later kernels compute
+    /// those rows only; nothing reads the others.
+    fn live_rows(&self, _block: usize) -> Option<&MaskedRows> {
         None
     }
 

@@ -223,15 +223,19 @@ impl Block {
         let dh = d / h;
         let name = |s: &str| format!("block{index}.{s}");
         let dense = |t| RowView::dense(t, d);
-        // Rows masked by an earlier threshold step are skipped by every row-wise kernel.
-        let masked = hook.attention_bias(index).valid.cloned();
-        let live = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
+        // Rows masked by an earlier threshold step: row-wise kernels run over the packed live rows,
+        // attention per (image, head) over each image's live queries.
+        let masked = index
+            .checked_sub(1)
+            .and_then(|i| hook.live_rows(i))
+            .cloned();
+        let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
 
         self.norm1.forward(
             k,
             p,
             &name("norm1"),
-            dense(&a.x).live(live),
+            dense(&a.x).live(masked.as_ref().map(|m| &m.map)),
             dense(&a.xn),
             b * n,
         )?;
@@ -264,13 +268,19 @@ impl Block {
             let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
             let kt = q.at(d).strides(1, 3 * d);
             let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
-            // Per (image, head): the image's live rows are live queries.
-            let live_queries = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
+            // Per (image, head): the image's live rows are its live queries and keys.
+            let live_keys = |key_cols, key_sum| {
+                masked.as_ref().map(|m| LiveRows::PerImage {
+                    counts: &m.counts,
+                    key_cols,
+                    key_sum,
+                })
+            };
             let scores = Gemm {
                 outer: b,
                 heads: h,
                 alpha: scale,
-                live: live_queries,
+                live: live_keys(true, false),
                 ..Gemm::new(n, n, dh)
             };
             p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
@@ -290,7 +300,7 @@ impl Block {
             let pv = Gemm {
                 outer: b,
                 heads: h,
-                live: live_queries,
+                live: live_keys(false, true),
                 ..Gemm::new(n, dh, n)
             };
             p.push(k.gemm(&name("context"), probs, v, out, pv)?);
@@ -327,12 +337,12 @@ impl Block {
         };
         let n = hook.after_attention(k, p, &state)?;
         let masked = hook.live_rows(index).cloned();
-        let live = masked.as_ref().map(|counts| LiveRows { counts, rows: n });
+        let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
         self.norm2.forward(
             k,
             p,
             &name("norm2"),
-            dense(&a.x).live(live),
+            dense(&a.x).live(masked.as_ref().map(|m| &m.map)),
             dense(&a.xn),
             b * n,
         )?;

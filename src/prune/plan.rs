@@ -8,7 +8,7 @@ use super::schedule::{Keep, PruneStep, Pruning};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{AttentionBias, TokenShape};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
-use crate::model::hook::{TokenHook, TokenState};
+use crate::model::hook::{MaskedRows, TokenHook, TokenState};
 
 /// The token rows a model starts its blocks with.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +36,9 @@ pub struct StepBuffers {
     pub count: GpuTensor,
     /// `[B, rows_out]` token sizes, for merging policies.
     pub sizes: Option<GpuTensor>,
+    /// For a step that masks rows (threshold pruning): its counts and the packed map of the live
+    /// rows, which later row-wise kernels run over.
+    pub masked: Option<MaskedRows>,
 }
 
 /// A pruning schedule on the GPU for one batch size.
@@ -59,14 +62,19 @@ impl PrunePlan {
             .iter()
             .map(|step| {
                 let rows_out = layout.protected + step.tokens_out();
+                let count = z("prune counts", batch);
                 StepBuffers {
                     step: *step,
                     rows_in: layout.protected + step.tokens_in,
                     rows_out,
                     src: z("prune source rows", batch * rows_out),
                     kept: z("prune kept tokens", batch * rows_out),
-                    count: z("prune counts", batch),
                     sizes: merges.then(|| z("token sizes", batch * rows_out)),
+                    masked: matches!(step.keep, Keep::Threshold(_)).then(|| MaskedRows {
+                        counts: count.clone(),
+                        map: z("live rows", 1 + batch * rows_out),
+                    }),
+                    count,
                 }
             })
             .collect();
@@ -86,7 +94,7 @@ impl PrunePlan {
 
     /// The valid-row counts a masked (threshold) step left, which later blocks respect.
     fn masked_counts(step: &StepBuffers) -> Option<&GpuTensor> {
-        matches!(step.step.keep, Keep::Threshold(_)).then_some(&step.count)
+        step.masked.as_ref().map(|m| &m.counts)
     }
 
     /// Carry out `selection`: compact the surviving rows (original indices and counts along), then
@@ -158,6 +166,14 @@ impl PrunePlan {
         }
         let len = batch * out.rows_out * width;
         p.push(k.copy(&at.label("copy"), &rows, at.tokens, len)?);
+        if let Some(masked) = &out.masked {
+            p.push(k.live_row_map(
+                &at.label("live_rows"),
+                (batch, out.rows_out),
+                &masked.counts,
+                &masked.map,
+            )?);
+        }
         Ok(())
     }
 }
@@ -171,9 +187,9 @@ impl TokenHook for PrunePlan {
         }
     }
 
-    fn live_rows(&self, block: usize) -> Option<&GpuTensor> {
+    fn live_rows(&self, block: usize) -> Option<&MaskedRows> {
         let last = self.steps.iter().rev().find(|s| s.step.block <= block)?;
-        Self::masked_counts(last)
+        last.masked.as_ref()
     }
 
     fn needs_attention_probs(&self, block: usize) -> bool {

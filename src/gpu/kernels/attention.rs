@@ -105,7 +105,6 @@ impl Kernels {
             Variant::Attention {
                 head_dim: u(d / heads, "head dim")?,
             },
-            vec![],
             label,
             &[qkv, sizes, counts, out],
             &params,

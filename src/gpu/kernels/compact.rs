@@ -1,5 +1,6 @@
 //! `compact.wgsl`: stable compaction of the flagged rows (a prefix sum per image), carrying each
-//! survivor's original token index; the row gather; a plain copy.
+//! survivor's original token index; the row gather; a plain copy; the packed map of a masked
+//! batch's live rows.
 
 use super::{grid_for_groups, grid_for_items, u, MAX_TOKENS};
 use crate::error::{Error, Result};
@@ -10,6 +11,13 @@ crate::wgsl_params! {
     pub struct CompactParams {
         n_in: u32,
         n_out: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct MapParams {
+        batch: u32,
+        n: u32,
     }
 }
 
@@ -33,15 +41,28 @@ pub static COMPACT: Family = Family {
     name: "compact",
     source: include_str!("../../../shaders/compact.wgsl"),
     libs: &[],
-    params: &[CompactParams::DECL, GatherParams::DECL, CopyParams::DECL],
+    params: &[
+        CompactParams::DECL,
+        GatherParams::DECL,
+        CopyParams::DECL,
+        MapParams::DECL,
+    ],
     kernels: &[
         &ROWS.info,
         &GATHER.info,
         &COPY.info,
         &GATHER4.info,
         &COPY4.info,
+        &LIVE_MAP.info,
     ],
 };
+
+pub static LIVE_MAP: Kernel<MapParams> = Kernel::new(
+    &COMPACT,
+    "live_row_map",
+    &[read_u32("lm_count"), write_u32("lm_map")],
+    Phase::Compact,
+);
 
 pub static ROWS: Kernel<CompactParams> = Kernel::new(
     &COMPACT,
@@ -85,6 +106,35 @@ pub static COPY4: Kernel<CopyParams> = Kernel::new(
 );
 
 impl Kernels {
+    /// The live rows of a masked batch packed in order (image b keeps its first `count[b]` of `n`
+    /// rows): `map[0]` live rows, `map[1 + r]` the batch row of packed row `r`. `map` holds
+    /// `1 + batch * n` values.
+    pub fn live_row_map(
+        &self,
+        label: &str,
+        (batch, n): (usize, usize),
+        count: &GpuTensor,
+        map: &GpuTensor,
+    ) -> Result<Step> {
+        if map.len < 1 + batch * n {
+            return Err(Error::param(
+                "live row map",
+                format!("holds {} values, needs {}", map.len, 1 + batch * n),
+            ));
+        }
+        let params = MapParams {
+            batch: u(batch, "batch")?,
+            n: u(n, "tokens")?,
+        };
+        self.launch(
+            &LIVE_MAP,
+            label,
+            &[count, map],
+            &params,
+            grid_for_items(batch * n, 256),
+        )
+    }
+
     /// Stable compaction of flagged rows: `src[b, r]` (input row), `orig_out[b, r]` (carried from
     /// `orig_in`), `count[b]`; slots past the count hold `u32::MAX`.
     #[allow(clippy::too_many_arguments)]

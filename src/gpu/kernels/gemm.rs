@@ -17,8 +17,14 @@ crate::wgsl_params! {
         b_off: u32, b_ks: u32, b_ns: u32, b_zo: u32, b_zi: u32,
         c_off: u32, c_rs: u32, c_zo: u32, c_zi: u32,
         bias_off: u32, alpha: f32,
-        /// Rows per item for the live-row guard (0: every row is live; see gemm_common.wgsl).
-        live_rows: u32,
+        /// Bits: 1 add the bias, 2 GELU, 4 accumulate into C (gemm_common.wgsl).
+        epilogue: u32,
+        /// 0: every row is live; 1: one matrix per image and head, its image's count of live rows
+        /// (and keys, in the columns with `live_cols` or the sum with `live_k`); 2: packed rows
+        /// through a map. See [`LiveRows`] and gemm_common.wgsl.
+        live_mode: u32,
+        live_cols: u32,
+        live_k: u32,
     }
 }
 
@@ -247,14 +253,38 @@ pub struct Gemm<'a> {
     pub live: Option<LiveRows<'a>>,
 }
 
-/// The live rows of a batch after threshold pruning: item `i` (an image) has `rows` rows, of
-/// which the first `counts[i]` are live; kernels given one skip the rest, which nothing reads.
-/// For a batched GEMM the items follow the outer index: matrix z's rows belong to item
-/// `(z / heads) * ceil(m / rows) + row / rows`.
+/// The live rows of a batch after threshold pruning, which kernels given them compute alone
+/// (nothing reads the others): each image keeps its first `counts[i]` rows.
 #[derive(Clone, Copy, Debug)]
-pub struct LiveRows<'a> {
-    pub counts: &'a GpuTensor,
-    pub rows: usize,
+pub enum LiveRows<'a> {
+    /// One matrix per image and head (attention): matrix z belongs to image `z / heads`, whose
+    /// first `counts[z / heads]` rows (queries) are live. Where the image's tokens also index the
+    /// columns (`key_cols`: the scores Q.K^T) or the sum (`key_sum`: the context P.V), only the live
+    /// ones are computed or summed.
+    PerImage {
+        counts: &'a GpuTensor,
+        key_cols: bool,
+        key_sum: bool,
+    },
+    /// Packed rows (linear layers over the whole batch): `map[0]` rows are live and row `r` stands
+    /// for row `map[1 + r]` of A and C (`Kernels::live_row_map`), so the live rows of all images
+    /// are contiguous and whole tiles past them are skipped.
+    Packed { map: &'a GpuTensor },
+}
+
+impl<'a> LiveRows<'a> {
+    /// `(live_mode, live_cols, live_k, buffer)` as the kernels take them.
+    fn params(live: Option<Self>) -> (u32, u32, u32, Option<&'a GpuTensor>) {
+        match live {
+            None => (0, 0, 0, None),
+            Some(LiveRows::PerImage {
+                counts,
+                key_cols,
+                key_sum,
+            }) => (1, key_cols as u32, key_sum as u32, Some(counts)),
+            Some(LiveRows::Packed { map }) => (2, 0, 0, Some(map)),
+        }
+    }
 }
 
 impl Gemm<'_> {
@@ -285,6 +315,7 @@ impl Kernels {
         if c.col_stride != 1 {
             return Err(Error::param("gemm output", "columns must be contiguous"));
         }
+        let (live_mode, live_cols, live_k, live) = LiveRows::params(g.live);
         let params = GemmParams {
             m: u(g.m, "gemm m")?,
             n: u(g.n, "gemm n")?,
@@ -306,13 +337,11 @@ impl Kernels {
             c_zi: u(c.z_inner, "stride")?,
             bias_off: 0,
             alpha: g.alpha,
-            live_rows: u(g.live.map_or(0, |l| l.rows), "live rows")?,
+            epilogue: g.bias.is_some() as u32 | (g.gelu as u32) << 1 | (g.accumulate as u32) << 2,
+            live_mode,
+            live_cols,
+            live_k,
         };
-        let constants = vec![
-            ("HAS_BIAS", g.bias.is_some()),
-            ("GELU", g.gelu),
-            ("ACCUMULATE", g.accumulate),
-        ];
         let z = u(g.outer * g.heads.max(1), "gemm batch")?;
         let kernel = match (g.naive, g.kernel) {
             (true, _) => GemmKernel::Naive,
@@ -344,11 +373,10 @@ impl Kernels {
             ),
         };
         let bias = g.bias.unwrap_or(&self.dummy);
-        let live = g.live.map_or(&self.dummy, |l| l.counts);
+        let live = live.unwrap_or(&self.dummy);
         self.launch_variant(
             entry,
             variant,
-            constants,
             label,
             &[a.t, b.t, bias, c.t, live],
             &params,

@@ -1,6 +1,6 @@
 //! `layernorm.wgsl`: LayerNorm over the last dimension, on rows addressed by (group, row in group).
 
-use super::{grid_for_groups, u, LiveRows};
+use super::{grid_for_groups, u};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params, REDUCE};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
@@ -10,8 +10,8 @@ crate::wgsl_params! {
         rows: u32, d: u32, group: u32, eps: f32,
         in_off: u32, in_gs: u32, in_rs: u32,
         out_off: u32, out_gs: u32, out_rs: u32,
-        /// Rows per item for the live-row guard (0: every row; see [`super::LiveRows`]).
-        live_rows: u32,
+        /// 1: only the packed live rows of the map bound to `live` (see [`super::LiveRows::Packed`]).
+        live_map: u32,
     }
 }
 
@@ -44,9 +44,9 @@ pub struct RowView<'a> {
     pub group: usize,
     pub group_stride: usize,
     pub row_stride: usize,
-    /// Only these rows are normalised (threshold pruning's masked rows are skipped); on the
-    /// input view.
-    pub live: Option<LiveRows<'a>>,
+    /// Only the live rows of this packed map are normalised (threshold pruning's masked rows are
+    /// skipped: [`super::LiveRows::Packed`]); on the input view of consecutive rows.
+    pub live: Option<&'a GpuTensor>,
 }
 
 impl<'a> RowView<'a> {
@@ -62,8 +62,8 @@ impl<'a> RowView<'a> {
         }
     }
 
-    /// The same rows, of which only the live ones are normalised.
-    pub fn live(self, live: Option<LiveRows<'a>>) -> Self {
+    /// The same rows, of which only the live ones (a packed map) are normalised.
+    pub fn live(self, live: Option<&'a GpuTensor>) -> Self {
         RowView { live, ..self }
     }
 }
@@ -96,13 +96,18 @@ impl Kernels {
             out_off: u(y.off, "offset")?,
             out_gs: u(y.group_stride, "stride")?,
             out_rs: u(y.row_stride, "stride")?,
-            live_rows: u(x.live.map_or(0, |l| l.rows), "live rows")?,
+            live_map: x.live.is_some() as u32,
         };
-        let live = x.live.map_or(&self.dummy, |l| l.counts);
+        if x.live.is_some() && (x.group, y.group) != (1, 1) {
+            return Err(Error::param(
+                "layernorm",
+                "live rows need consecutive rows (group 1)",
+            ));
+        }
+        let live = x.live.unwrap_or(&self.dummy);
         self.launch_variant(
             &ROWS,
             self.row_reduce_variant(),
-            vec![],
             label,
             &[x.t, gamma, beta, y.t, live],
             &params,

@@ -82,7 +82,6 @@ impl Kernels {
         self.launch_variant(
             &ROWS,
             self.row_reduce_variant(),
-            vec![],
             label,
             &[x, sizes, counts],
             &params,
