@@ -3,7 +3,9 @@
 # (the recommended policy, wpr-merge, and zero-tprune and tome beside it, in one run per model), for
 # DeiT-Tiny (the trained weights in ../shared when present) and random weights of DeiT-Small and
 # DeiT-Base shapes (speed needs no trained weights), then `bench --kernels`.
-# Writes bench/out/gpu/<model>.json, kernels.json and table.md; prints the table.
+# With real photos (ZP_IMAGES, default ../shared/data/imagenet-samples-400), also threshold pruning on
+# DeiT-Tiny (its kept counts follow the image). Writes bench/out/gpu/<model>.json, threshold.json,
+# kernels.json and table.md; prints the table.
 #
 #   bench/gpu.sh [--batches 1,8,16,32,64] [--runs 10] [--models tiny,small,base] [--quick]
 #
@@ -56,33 +58,15 @@ for m in "${model_list[@]}"; do
   "$bin" bench --model "$path" --batch "$batches" --runs "$runs" \
     --policy wpr-merge --flops 0.65 --policies zero-tprune,tome --json > "$out/$m.json"
 done
+images="${ZP_IMAGES:-$shared/data/imagenet-samples-400}"
+rm -f "$out/threshold.json"
+if [ -d "$images" ] && [[ ",$models," == *",tiny,"* ]]; then
+  echo "== threshold pruning on real photos ($images)" >&2
+  "$bin" bench --model "$(model_path tiny)" --images "$images" --batch "$batches" --runs "$runs" \
+    --policy threshold --threshold 0.65@2,4,6,8,10 --json > "$out/threshold.json"
+fi
 echo "== bench --kernels" >&2
 "$bin" bench --kernels --json > "$out/kernels.json"
 
-python3 - "$out" "${model_list[@]}" <<'PY'
-import json, sys, os
-out, models = sys.argv[1], sys.argv[2:]
-lines = []
-adapter = None
-for m in models:
-    d = json.load(open(os.path.join(out, f"{m}.json")))
-    adapter = d["adapter"]
-    lines.append(f"\n**DeiT-{m.capitalize()}**\n")
-    lines.append("| batch | policy | latency ms | spread | images/s | FLOPs ratio | speedup | pruning share |")
-    lines.append("|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in d["results"]:
-        lines.append(
-            f"| {r['batch']} | {r['policy']} | {r['latency_ms']:.2f} | {r['spread_pct']:.0f}% | "
-            f"{r['images_per_s']:.1f} | {r['flops_ratio']:.3f} | {r['speedup']:.2f}x | "
-            f"{max(0.0, 100 * r['prune_overhead_share']):.1f}% |")
-k = json.load(open(os.path.join(out, "kernels.json")))
-lines.append("\n**Kernels** (`bench --kernels`)\n")
-lines.append("| kernel | shape | ms | GFLOP/s | vs baseline |")
-lines.append("|---|---|---:|---:|---:|")
-for r in k["results"]:
-    lines.append(f"| {r['kernel']} | {r['shape']} | {r['ms']:.3f} | {r['gflops_per_s']:.1f} | {r['vs_baseline']:.2f}x |")
-text = f"Adapter: {adapter}\n" + "\n".join(lines) + "\n"
-open(os.path.join(out, "table.md"), "w").write(text)
-print(text)
-PY
+python3 bench/gpu_table.py "$out" "${model_list[@]}"
 echo "wrote $out/table.md" >&2

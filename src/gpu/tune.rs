@@ -11,10 +11,9 @@ use super::program::gpu_time;
 use super::{GpuTensor, KernelChoice, Kernels, Program};
 use crate::error::Result;
 
-/// The best of three timed runs after a warm-up (other work may share the device); a first run
-/// over `give_up` seconds ends it there (a candidate far slower than the best so far).
+/// The best of three timed runs (other work may share the device); a first run over `give_up`
+/// seconds ends it there (a candidate far slower than the best so far).
 async fn best_time(k: &Kernels, program: &Program, give_up: f64) -> Result<f64> {
-    gpu_time(k.gpu(), program).await?;
     let mut t = f64::INFINITY;
     for _ in 0..3 {
         t = t.min(gpu_time(k.gpu(), program).await?);
@@ -93,10 +92,10 @@ impl Kernels {
     }
 
     /// Time every [`GemmKernel::CANDIDATES`] on two products and keep the fastest of each for
-    /// this adapter: eight DeiT-Tiny images' QKV (1576 x 576 x 192) for large products and one
+    /// this adapter: four DeiT-Tiny images' QKV (788 x 576 x 192) for large products and one
     /// image's fc2 (197 x 192 x 768) for small ones ([`super::SMALL_GEMM_OUTPUTS`]), where a GPU
-    /// needs smaller tiles to keep its cores busy. A few seconds on a CPU adapter, milliseconds on a
-    /// GPU. Returns the large products' kernel.
+    /// needs smaller tiles to keep its cores busy. About two seconds on a CPU adapter, milliseconds
+    /// on a GPU. Returns the large products' kernel.
     pub async fn tune_gemm(&self) -> Result<GemmKernel> {
         static TUNED: PerAdapter<(GemmKernel, GemmKernel)> = PerAdapter::new();
         let id = self.gpu().describe();
@@ -104,21 +103,25 @@ impl Kernels {
             self.set_gemm_kernels(large, small);
             return Ok(large);
         }
-        let large = self.fastest_gemm(1576, 576, 192).await?;
+        let large = self.fastest_gemm(788, 576, 192).await?;
         let small = self.fastest_gemm(197, 192, 768).await?;
         TUNED.put(id, (large, small));
         self.set_gemm_kernels(large, small);
         Ok(large)
     }
 
-    /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product.
+    /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product. The current guess
+    /// goes first, so that candidates far slower than it stop after one run.
     async fn fastest_gemm(&self, m: usize, n: usize, kk: usize) -> Result<GemmKernel> {
         let gpu = self.gpu();
         let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
         let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
         let c = GpuTensor::zeros(gpu, "tune c", m * n);
-        let mut best = (f64::INFINITY, self.gemm_kernel());
-        for &kernel in GemmKernel::CANDIDATES {
+        let guess = self.gemm_kernel_for(m * n);
+        let mut order = vec![guess];
+        order.extend(GemmKernel::CANDIDATES.iter().filter(|&&k| k != guess));
+        let mut best = (f64::INFINITY, guess);
+        for kernel in order {
             let g = Gemm {
                 kernel: Some(kernel),
                 ..Gemm::new(m, n, kk)
@@ -130,7 +133,7 @@ impl Kernels {
                 MatView::rows(&c, n),
                 g,
             )?;
-            let t = best_time(self, &Program { steps: vec![step] }, 3.0 * best.0).await?;
+            let t = best_time(self, &Program { steps: vec![step] }, 2.0 * best.0).await?;
             if t < best.0 {
                 best = (t, kernel);
             }

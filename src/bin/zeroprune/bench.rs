@@ -95,9 +95,11 @@ struct BenchRow {
     gflops_per_image: f64,
     achieved_gflops_per_s: f64,
     flops_ratio: f64,
-    /// Dense latency over this row's, same batch and precision.
+    /// Dense latency over this row's, same batch and precision: the median over rounds of the
+    /// ratio within a round (each round plays every row once, back to back).
     speedup: f64,
-    /// The same schedule's latency at the first precision over this row's (1 for the first).
+    /// The same schedule's latency at the first precision over this row's (1 for the first),
+    /// paired by round like `speedup`.
     vs_first_precision: f64,
     /// Share of the pass's GPU time in pruning steps (scoring, selection, compaction, merging).
     prune_overhead_share: f64,
@@ -338,7 +340,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             None => vec![0.1f32; b * sessions[0].image_len()],
         };
         // Warm-up (compiles the programs), then every (precision, schedule) interleaved.
-        let mut times = vec![vec![Vec::new(); schedules.len()]; sessions.len()];
+        let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); schedules.len()]; sessions.len()];
         for session in &mut sessions {
             for p in &schedules {
                 session.run(&input, p)?;
@@ -353,16 +355,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
-        let all: Vec<Vec<(f64, f64, f64)>> = times
-            .iter_mut()
-            .map(|ts| ts.iter_mut().map(|t| median_spread(t)).collect())
-            .collect();
-        for ((session, &precision), stats) in sessions.iter_mut().zip(&precisions).zip(&all) {
-            for (i, (p, &timing)) in schedules.iter().zip(stats).enumerate() {
-                let median = timing.0;
+        // Ratios pair the runs of one round (played back to back, so the same load on the
+        // machine hits both): the median of the per-round ratios.
+        let paired = |num: &[f64], den: &[f64]| {
+            let mut r: Vec<f64> = num.iter().zip(den).map(|(a, b)| a / b).collect();
+            median_spread(&mut r).0
+        };
+        for (si, (session, &precision)) in sessions.iter_mut().zip(&precisions).enumerate() {
+            for (i, p) in schedules.iter().enumerate() {
+                let (own, dense, first) = (&times[si][i], &times[si][0], &times[0][i]);
+                let timing = median_spread(&mut own.clone());
                 results.push(BenchRow {
-                    speedup: stats[0].0 / median,
-                    vs_first_precision: all[0][i].0 / median,
+                    speedup: paired(dense, own),
+                    vs_first_precision: paired(first, own),
                     ..bench_row(session, precision, &input, p, b, timing, dense_flops)?
                 });
             }

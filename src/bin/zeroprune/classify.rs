@@ -9,7 +9,7 @@ use zeroprune::prune::{Policy, PruneStep};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Mode, Result, Run};
 
-use crate::common::{class_names, emit, open_gpu};
+use crate::common::{class_names, emit, open_gpu_while};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -104,10 +104,12 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     if args.top == 0 {
         return Err(Error::param("--top", "must be at least 1"));
     }
-    let weights = model_source::load(&args.model)?;
-    let pruning = args.prune.resolve(&weights.config)?;
-    let names = class_names(&weights, args.labels.as_deref())?;
-    let gpu = open_gpu()?;
+    let (gpu, (weights, pruning, names)) = open_gpu_while(|| {
+        let weights = model_source::load(&args.model)?;
+        let pruning = args.prune.resolve(&weights.config)?;
+        let names = class_names(&weights, args.labels.as_deref())?;
+        Ok((weights, pruning, names))
+    })?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let batch = session.max_batch().clamp(1, 16);
     let mode = if args.trace.is_some() {

@@ -11,6 +11,19 @@ pub fn open_gpu() -> Result<GpuContext> {
     GpuContext::new_blocking(&AdapterChoice::from_env())
 }
 
+/// Open the GPU on a second thread while `work` (loading the model, say) runs on this one: the two
+/// take about as long as each other on a one-image command.
+pub fn open_gpu_while<T: Send>(work: impl FnOnce() -> Result<T>) -> Result<(GpuContext, T)> {
+    std::thread::scope(|s| {
+        let gpu = s.spawn(open_gpu);
+        let out = work();
+        let gpu = gpu
+            .join()
+            .map_err(|_| Error::Gpu("opening the GPU failed on its thread".into()))?;
+        Ok((gpu?, out?))
+    })
+}
+
 /// Print `out` as pretty JSON, or as its text form. A closed pipe (`zeroprune ... | head`) ends
 /// the output quietly.
 pub fn emit<T: Serialize + std::fmt::Display>(out: &T, json: bool) -> Result<()> {

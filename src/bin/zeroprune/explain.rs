@@ -11,7 +11,7 @@ use zeroprune::prune::{Keep, Policy};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result};
 
-use crate::common::{class_names, emit, open_gpu};
+use crate::common::{class_names, emit, open_gpu_while};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -61,18 +61,21 @@ impl fmt::Display for ExplainOutput {
 }
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
-    let weights = model_source::load(&args.model)?;
+    let (gpu, (weights, pruning, names, input)) = open_gpu_while(|| {
+        let weights = model_source::load(&args.model)?;
+        let c = &weights.config;
+        let pruning = args.prune.resolve(c)?;
+        if pruning.is_dense() {
+            return Err(Error::param(
+                "policy",
+                "explain shows what a pruning policy keeps: give one, e.g. --policy zero-tprune",
+            ));
+        }
+        let names = class_names(&weights, None)?;
+        let input = preprocess::load_batch(std::slice::from_ref(&args.image), &c.preprocess)?;
+        Ok((weights, pruning, names, input))
+    })?;
     let c = &weights.config;
-    let pruning = args.prune.resolve(c)?;
-    if pruning.is_dense() {
-        return Err(Error::param(
-            "policy",
-            "explain shows what a pruning policy keeps: give one, e.g. --policy zero-tprune",
-        ));
-    }
-    let names = class_names(&weights, None)?;
-    let input = preprocess::load_batch(std::slice::from_ref(&args.image), &c.preprocess)?;
-    let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let result = session
         .run(&input, &pruning)?
