@@ -11,19 +11,6 @@ use super::program::gpu_time;
 use super::{GpuTensor, KernelChoice, Kernels, Program};
 use crate::error::Result;
 
-/// The best of three timed runs (other work may share the device); a first run over `give_up`
-/// seconds ends it there (a candidate far slower than the best so far).
-async fn best_time(k: &Kernels, program: &Program, give_up: f64) -> Result<f64> {
-    let mut t = f64::INFINITY;
-    for _ in 0..3 {
-        t = t.min(gpu_time(k.gpu(), program).await?);
-        if t > give_up {
-            break;
-        }
-    }
-    Ok(t)
-}
-
 /// One measurement's result per adapter (keyed by [`super::GpuContext::describe`]), kept for the
 /// rest of the process.
 struct PerAdapter<T>(Mutex<Vec<(String, T)>>);
@@ -110,35 +97,45 @@ impl Kernels {
         Ok(large)
     }
 
-    /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product. The current guess
-    /// goes first, so that candidates far slower than it stop after one run.
+    /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product: three rounds that
+    /// time every candidate in turn (so that a change of load on the device hits them alike),
+    /// keeping each one's best; after the first, candidates over twice the best are dropped.
     async fn fastest_gemm(&self, m: usize, n: usize, kk: usize) -> Result<GemmKernel> {
         let gpu = self.gpu();
         let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
         let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
         let c = GpuTensor::zeros(gpu, "tune c", m * n);
-        let guess = self.gemm_kernel_for(m * n);
-        let mut order = vec![guess];
-        order.extend(GemmKernel::CANDIDATES.iter().filter(|&&k| k != guess));
-        let mut best = (f64::INFINITY, guess);
-        for kernel in order {
-            let g = Gemm {
-                kernel: Some(kernel),
-                ..Gemm::new(m, n, kk)
-            };
-            let step = self.gemm(
-                "tune",
-                MatView::rows(&a, kk),
-                MatView::rows(&b, n),
-                MatView::rows(&c, n),
-                g,
-            )?;
-            let t = best_time(self, &Program { steps: vec![step] }, 2.0 * best.0).await?;
-            if t < best.0 {
-                best = (t, kernel);
+        let mut candidates = GemmKernel::CANDIDATES
+            .iter()
+            .map(|&kernel| {
+                let g = Gemm {
+                    kernel: Some(kernel),
+                    ..Gemm::new(m, n, kk)
+                };
+                let step = self.gemm(
+                    "tune",
+                    MatView::rows(&a, kk),
+                    MatView::rows(&b, n),
+                    MatView::rows(&c, n),
+                    g,
+                )?;
+                Ok((kernel, Program { steps: vec![step] }, f64::INFINITY))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for round in 0..3 {
+            for (_, program, best) in candidates.iter_mut() {
+                *best = best.min(gpu_time(gpu, program).await?);
+            }
+            if round == 0 {
+                let fastest = candidates.iter().map(|c| c.2).fold(f64::INFINITY, f64::min);
+                candidates.retain(|c| c.2 <= 2.0 * fastest);
             }
         }
-        Ok(best.1)
+        let best = candidates
+            .iter()
+            .min_by(|x, y| x.2.total_cmp(&y.2))
+            .map(|c| c.0);
+        Ok(best.unwrap_or_else(|| self.gemm_kernel_for(m * n)))
     }
 
     /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
