@@ -61,8 +61,8 @@ fn gemm_rb(
     let m0 = (wid.y * WG + li) * TM;
     let nend = n_end(wid.z);
     let kend = k_end(wid.z);
-    if (!rows_live(wid.z, m0) || col4 * 4u >= nend) {
-        return; // masked rows or keys only
+    if (m0 >= p.m || !rows_live(wid.z, m0) || col4 * 4u >= nend) {
+        return; // rows past m, masked rows or keys only: no barriers here, so each invocation may leave
     }
     // Rows past m repeat the last row (valid loads) and are not stored.
     var arow: array<u32, TM>;

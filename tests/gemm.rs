@@ -436,6 +436,7 @@ async fn the_library_choice_is_tuned_and_used() {
     assert!(GemmKernel::CANDIDATES.contains(&chosen));
     assert_eq!(k.gemm_kernel(), chosen);
     assert!(GemmKernel::CANDIDATES.contains(&k.choice().gemm_small));
+    assert!(k.choice().gemm_small.fits_small_products());
     // Products below the size-class boundary run the small products' choice.
     let boundary = zeroprune::gpu::SMALL_GEMM_OUTPUTS;
     assert_eq!(k.gemm_kernel_for(boundary), chosen);

@@ -80,8 +80,8 @@ impl Kernels {
 
     /// Time every [`GemmKernel::CANDIDATES`] on two products and keep the fastest of each for
     /// this adapter: four DeiT-Tiny images' QKV (788 x 576 x 192) for large products and one
-    /// image's fc2 (197 x 192 x 768) for small ones ([`super::SMALL_GEMM_OUTPUTS`]), where a GPU
-    /// needs smaller tiles to keep its cores busy. About two seconds on a CPU adapter, milliseconds
+    /// image's fc2 (197 x 192 x 768) for small ones ([`super::SMALL_GEMM_OUTPUTS`]), among the
+    /// kernels whose tiles have at most 64 rows ([`GemmKernel::fits_small_products`]). About two seconds on a CPU adapter, milliseconds
     /// on a GPU. Returns the large products' kernel.
     pub async fn tune_gemm(&self) -> Result<GemmKernel> {
         static TUNED: PerAdapter<(GemmKernel, GemmKernel)> = PerAdapter::new();
@@ -90,8 +90,10 @@ impl Kernels {
             self.set_gemm_kernels(large, small);
             return Ok(large);
         }
-        let large = self.fastest_gemm(788, 576, 192).await?;
-        let small = self.fastest_gemm(197, 192, 768).await?;
+        let large = self.fastest_gemm(788, 576, 192, |_| true).await?;
+        let small = self
+            .fastest_gemm(197, 192, 768, GemmKernel::fits_small_products)
+            .await?;
         TUNED.put(id, (large, small));
         self.set_gemm_kernels(large, small);
         Ok(large)
@@ -100,13 +102,20 @@ impl Kernels {
     /// The fastest of [`GemmKernel::CANDIDATES`] on an `m x n x k` product: three rounds that
     /// time every candidate in turn (so that a change of load on the device hits them alike),
     /// keeping each one's best; after the first, candidates over twice the best are dropped.
-    async fn fastest_gemm(&self, m: usize, n: usize, kk: usize) -> Result<GemmKernel> {
+    async fn fastest_gemm(
+        &self,
+        m: usize,
+        n: usize,
+        kk: usize,
+        eligible: impl Fn(&GemmKernel) -> bool,
+    ) -> Result<GemmKernel> {
         let gpu = self.gpu();
         let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
         let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
         let c = GpuTensor::zeros(gpu, "tune c", m * n);
         let mut candidates = GemmKernel::CANDIDATES
             .iter()
+            .filter(|k| eligible(k))
             .map(|&kernel| {
                 let g = Gemm {
                     kernel: Some(kernel),

@@ -135,7 +135,9 @@ fn entry_key(e: &serde_json::Value) -> Option<&str> {
 
 /// A choice this build could have measured (a hand-edited file may say anything).
 fn plausible(c: &KernelChoice) -> bool {
-    GemmKernel::CANDIDATES.contains(&c.gemm) && GemmKernel::CANDIDATES.contains(&c.gemm_small)
+    GemmKernel::CANDIDATES.contains(&c.gemm)
+        && GemmKernel::CANDIDATES.contains(&c.gemm_small)
+        && c.gemm_small.fits_small_products()
 }
 
 /// The cached choice for this adapter and build, unless retuning or there is none.

@@ -158,6 +158,13 @@ impl GemmKernel {
         self.tile().0
     }
 
+    /// Whether the kernel is a candidate for small products (at most 64 rows per tile): those are
+    /// a few images' rows, which pruning shortens, and a larger tile would spend most of its last
+    /// row of tiles on nothing (a GPU also wants many small tiles there to keep busy).
+    pub fn fits_small_products(&self) -> bool {
+        self.tile_rows() <= 64
+    }
+
     /// Rows x columns of C one workgroup computes.
     fn tile(&self) -> (usize, usize) {
         match *self {
