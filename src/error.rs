@@ -70,6 +70,13 @@ pub enum Error {
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
 
+    #[error("the GPU ran out of memory {0}; a smaller batch needs less")]
+    OutOfMemory(String),
+
+    /// A forward pass produced NaN or infinity: the weights or the input overflowed.
+    #[error("{0}")]
+    NonFinite(String),
+
     #[error("model download failed: {0}")]
     Download(String),
 }

@@ -17,7 +17,7 @@ fn labels_error(file: &str, line: usize, reason: impl Into<String>) -> Error {
 
 /// Reads a UTF-8 text file, without the byte-order mark some Windows editors add.
 fn read_text(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::limits::read_text(path, "a labels file")?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
         None => text,

@@ -10,7 +10,7 @@
 //!   pruning point every model exposes;
 //! - [`prune`]: policies (one file each), schedules, and the code that carries a selection out;
 //! - [`session`]: the scheduler that owns compiled programs and runs batches of images;
-//! - [`preprocess`], [`labels`]: images in, class names out;
+//! - [`preprocess`], [`labels`]: images in, class names out; [`limits`]: what input may allocate;
 //! - `draw` (feature `cli`): the command line's PNG charts and token panels;
 //! - `web` (wasm32 only): the browser's entry points, a thin wasm-bindgen face on [`Session`].
 
@@ -21,6 +21,7 @@ pub mod error;
 pub mod gpu;
 mod json;
 pub mod labels;
+pub mod limits;
 pub mod model;
 pub mod preprocess;
 pub mod prune;

@@ -177,7 +177,8 @@ fn bad_arguments_give_clear_errors() {
         .arg(&imgs[0]));
     assert!(!ok);
     assert!(err.contains("--top"), "{err}");
-    // A batch beyond what the device holds names the largest that fits.
+    // A batch over the stated limit is refused before anything is allocated (a batch beyond a
+    // small device's buffers, naming the largest that fits: tests/errors.rs and device_faults.rs).
     std::fs::write(&labels, "img0.png\t1\n").unwrap();
     let (ok, _, err) = run(zeroprune()
         .args(["eval", "--batch", "100000000", "--model"])
@@ -187,7 +188,7 @@ fn bad_arguments_give_clear_errors() {
         .arg("--labels")
         .arg(&labels));
     assert!(!ok);
-    assert!(err.contains("largest batch"), "{err}");
+    assert!(err.contains("--batch") && err.contains("over the limit of 4096"), "{err}");
 }
 
 #[test]
@@ -605,4 +606,52 @@ fn an_unknown_precision_names_the_choices() {
         .arg("x.png"));
     assert!(!ok);
     assert!(err.contains("--precision") && err.contains("f16"), "{err}");
+}
+
+#[test]
+fn hostile_arguments_name_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    // --limit 0 is about --limit, not about the labels.
+    let labels = dir.path().join("labels.tsv");
+    std::fs::write(&labels, "img0.png\t1\n").unwrap();
+    let (ok, _, err) = eval_tiny(dir.path(), &labels, &["--limit", "0"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--limit") && !err.contains("--labels"),
+        "{err}"
+    );
+    // A backend name that is none: the message names the variable and the choices.
+    let (ok, _, err) = run(zeroprune()
+        .env("WGPU_BACKEND", "bogus")
+        .args(["classify", "--model"])
+        .arg(fixture("tiny-timm"))
+        .arg(&imgs[0]));
+    assert!(!ok);
+    assert!(
+        err.contains("WGPU_BACKEND=\"bogus\"") && err.contains("vulkan"),
+        "{err}"
+    );
+    assert!(!err.contains("Backends(0x0)"), "{err}");
+    // An empty schedule is not a dense run.
+    let (ok, _, err) = run(zeroprune()
+        .args([
+            "classify",
+            "--policy",
+            "zero-tprune",
+            "--keep",
+            "",
+            "--model",
+        ])
+        .arg(fixture("tiny-timm"))
+        .arg(&imgs[0]));
+    assert!(!ok);
+    assert!(err.contains("keep") && err.contains("empty"), "{err}");
+    // A directory or a FIFO as an image.
+    let (ok, _, err) = run(zeroprune()
+        .args(["classify", "--model"])
+        .arg(fixture("tiny-timm"))
+        .arg(dir.path()));
+    assert!(!ok);
+    assert!(err.contains("regular file"), "{err}");
 }

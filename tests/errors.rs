@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::{fixture, gpu};
 use safetensors::tensor::Dtype;
 use serde_json::{json, Value};
@@ -19,77 +17,10 @@ use zeroprune::{Error, ModelWeights, Session};
 // ------------------------------------------------------------------------------------------------
 // Helpers: tensors as a name -> (dtype, shape, bytes) map, model folders in temporary directories.
 
-use common::{read_tensors, serialize, Tensors};
-
-fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
-    values.into_iter().flat_map(f32::to_le_bytes).collect()
-}
-
-/// A copy of fixture `name` (model.safetensors and its JSON files) with the tensors edited by `edit`.
-fn broken_model(name: &str, edit: impl FnOnce(&mut Tensors)) -> TempDir {
-    let src = fixture(name);
-    let dir = TempDir::new().unwrap();
-    for f in ["config.json", "preprocessor_config.json"] {
-        if src.join(f).is_file() {
-            std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
-        }
-    }
-    let mut tensors = read_tensors(&src.join("model.safetensors"));
-    edit(&mut tensors);
-    std::fs::write(dir.path().join("model.safetensors"), serialize(&tensors)).unwrap();
-    dir
-}
-
-/// A copy of fixture `name` with `file` (config.json or preprocessor_config.json) edited by `edit`.
-fn with_json(name: &str, file: &str, edit: impl FnOnce(&mut Value)) -> TempDir {
-    let dir = broken_model(name, |_| {});
-    let path = dir.path().join(file);
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut v);
-    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    dir
-}
-
-/// A copy of fixture `name` whose `file` holds exactly `text`.
-fn with_text(name: &str, file: &str, text: &str) -> TempDir {
-    let dir = broken_model(name, |_| {});
-    std::fs::write(dir.path().join(file), text).unwrap();
-    dir
-}
-
-/// A single file with these bytes, in its own temporary folder.
-fn file_with(bytes: &[u8], file_name: &str) -> (TempDir, PathBuf) {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join(file_name);
-    std::fs::write(&path, bytes).unwrap();
-    (dir, path)
-}
-
-/// `ModelWeights::load` must fail: the error.
-fn load_err(path: &Path) -> Error {
-    match ModelWeights::load(path) {
-        Ok(w) => panic!(
-            "{} loaded ({:?}) but should have been rejected",
-            path.display(),
-            w.config
-        ),
-        Err(e) => {
-            eprintln!("{}: {e}", path.display());
-            e
-        }
-    }
-}
-
-/// The Display text of `e` contains every one of `parts`.
-fn assert_mentions(e: &Error, parts: &[&str]) {
-    let msg = e.to_string();
-    for p in parts {
-        assert!(
-            msg.contains(p),
-            "message {msg:?} should mention {p:?} ({e:?})"
-        );
-    }
-}
+use common::{
+    assert_mentions, broken_model, f32_bytes, file_with, load_err, serialize, with_json, with_text,
+    Tensors,
+};
 
 fn model_file(dir: &TempDir) -> String {
     dir.path().join("model.safetensors").display().to_string()

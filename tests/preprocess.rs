@@ -55,7 +55,7 @@ fn output_is_chw_in_order() {
         Rgb([i, 100 + i, 200 + i])
     });
     let size = (2, 3);
-    let out = preprocess(&img, &raw(size, 1.0, Interpolation::Bicubic));
+    let out = preprocess(&img, &raw(size, 1.0, Interpolation::Bicubic)).unwrap();
     assert_eq!(out.len(), 3 * 2 * 3);
     for c in 0..3 {
         for y in 0..2 {
@@ -70,7 +70,7 @@ fn output_is_chw_in_order() {
 #[test]
 fn normalises_a_constant_colour_exactly() {
     let img = RgbImage::from_pixel(300, 200, Rgb([255, 0, 128]));
-    let out = preprocess(&img, &Preprocess::imagenet(224));
+    let out = preprocess(&img, &Preprocess::imagenet(224)).unwrap();
     assert_eq!(out.len(), 3 * 224 * 224);
     // (255/255 - 0.485) / 0.229, (0 - 0.456) / 0.224, (128/255 - 0.406) / 0.225
     let expected = [2.248_908_3f32, -2.035_714_3, 0.426_492_4];
@@ -93,7 +93,7 @@ fn gradient(w: u32, h: u32) -> RgbImage {
 /// Crop offsets from a `side x side` image (no resize) to 224: torchvision's `int(round(x / 2))`.
 fn crop_offset(side: u32, crop_pct: f32) -> (u8, u8) {
     let p = raw((224, 224), crop_pct, Interpolation::Bicubic);
-    let out = preprocess(&gradient(side, side), &p);
+    let out = preprocess(&gradient(side, side), &p).unwrap();
     (
         value(&out, (224, 224), 0, 0, 0),
         value(&out, (224, 224), 1, 0, 0),
@@ -114,7 +114,7 @@ fn center_crop_rounds_half_to_even() {
 #[test]
 fn whole_crop_matches_the_gradient() {
     let p = raw((224, 224), 0.985, Interpolation::Bicubic);
-    let out = preprocess(&gradient(227, 227), &p);
+    let out = preprocess(&gradient(227, 227), &p).unwrap();
     for y in 0..224 {
         for x in 0..224 {
             assert_eq!(value(&out, (224, 224), 0, x, y), x as u8 + 2);
@@ -126,7 +126,7 @@ fn whole_crop_matches_the_gradient() {
 
 /// Checks a nearest-neighbour preprocess of `img` against the expected resized size and crop.
 fn check_nearest(img: &RgbImage, p: &Preprocess, resized: (u32, u32), top_left: (u32, u32)) {
-    let out = preprocess(img, p);
+    let out = preprocess(img, p).unwrap();
     let (h, w) = p.input_size;
     assert_eq!(out.len(), 3 * h * w);
     let (sx, sy) = (
@@ -197,7 +197,7 @@ fn interpolations_give_sensible_values() {
         Interpolation::Bicubic,
         Interpolation::Lanczos,
     ] {
-        let out = preprocess(&img, &raw((224, 224), 0.875, interpolation));
+        let out = preprocess(&img, &raw((224, 224), 0.875, interpolation)).unwrap();
         assert_eq!(out.len(), 3 * 224 * 224);
         assert!(
             out.iter().all(|v| (0.0..=1.0).contains(v)),
@@ -214,7 +214,7 @@ fn small_images_are_padded_with_black_like_torchvision() {
     // then is smaller than the 6x4 crop.
     let img = RgbImage::from_pixel(3, 2, Rgb([255, 255, 255]));
     let size = (4, 6);
-    let out = preprocess(&img, &raw(size, 2.0, Interpolation::Bicubic));
+    let out = preprocess(&img, &raw(size, 2.0, Interpolation::Bicubic)).unwrap();
     // torchvision pads left (6-3)//2 = 1, top (4-2)//2 = 1.
     for y in 0..4 {
         for x in 0..6 {
@@ -257,7 +257,7 @@ fn resampling_is_bit_exact_with_pillow() {
         ((300, 1000), Interpolation::Lanczos, 19187228, 921133854),
     ];
     for ((w, h), interpolation, sum, weighted) in expected {
-        let out = preprocess(&synthetic(w, h), &raw((224, 224), 0.875, interpolation));
+        let out = preprocess(&synthetic(w, h), &raw((224, 224), 0.875, interpolation)).unwrap();
         let values: Vec<u64> = out.iter().map(|v| (v * 255.0).round() as u64).collect();
         let got_sum: u64 = values.iter().sum();
         let got_weighted: u64 = values
@@ -313,7 +313,7 @@ fn rgba_buffers_match_rgb_images() {
     let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     let p = Preprocess::imagenet(224);
     let from_rgba = preprocess_rgba(300, 200, &rgba, &p).unwrap();
-    assert_eq!(from_rgba, preprocess(&img, &p));
+    assert_eq!(from_rgba, preprocess(&img, &p).unwrap());
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn matches_pil_on_an_imagenet_image() {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
 
-    let got = preprocess(&load_image(&image).unwrap(), &Preprocess::imagenet(224));
+    let got = preprocess(&load_image(&image).unwrap(), &Preprocess::imagenet(224)).unwrap();
     assert_eq!(got.len(), want.len());
     let diffs: Vec<f32> = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).collect();
     let max = diffs.iter().copied().fold(0.0, f32::max);

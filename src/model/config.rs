@@ -28,6 +28,23 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
+    /// Why this preprocessing cannot run, if it cannot: the resize before the crop,
+    /// `floor(size / crop_pct)`, must stay within [`crate::limits::MAX_RESIZE_SIDE`].
+    pub fn problem(&self) -> Option<String> {
+        let (h, w) = self.input_size;
+        let side = h.max(w) as f64 / self.crop_pct as f64;
+        let max = crate::limits::MAX_RESIZE_SIDE;
+        // Written so that a NaN side (crop_pct NaN) is a problem too.
+        let fits = side <= max as f64;
+        (!fits).then(|| {
+            format!(
+                "crop_pct {} resizes a {h}x{w} input's shorter side to {side:.0} pixels before the \
+                 crop, over the limit of {max}",
+                self.crop_pct
+            )
+        })
+    }
+
     /// timm's ImageNet defaults: bicubic, crop_pct 0.875, ImageNet mean/std.
     pub fn imagenet(size: usize) -> Self {
         Preprocess {

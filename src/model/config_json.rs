@@ -458,6 +458,29 @@ impl Stated {
                     ),
                 )
             })?;
+        if w.in_chans != 3 {
+            return Err(Error::config(
+                file,
+                format!(
+                    "the weights take {} input channels (tensor `{}`); only RGB models (3 channels) \
+                     are supported, since every image is preprocessed to RGB",
+                    w.in_chans, n.patch_embed.weight
+                ),
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite()
+            && self.layer_norm_eps > 0.0
+            && self.layer_norm_eps < 1.0)
+        {
+            return Err(Error::config(
+                file,
+                format!(
+                    "layer_norm_eps {} must be a small positive number (it keeps LayerNorm's \
+                     division away from zero)",
+                    self.layer_norm_eps
+                ),
+            ));
+        }
         if num_heads == 0 || !w.embed_dim.is_multiple_of(num_heads) {
             return Err(Error::config(
                 file,
@@ -480,9 +503,15 @@ impl Stated {
             layer_norm_eps: self.layer_norm_eps,
             // Names for another class count are dropped, not an error: the classifier decides.
             class_names: self.class_names.filter(|c| c.len() == w.num_classes),
-            preprocess: Preprocess {
-                input_size: image_size,
-                ..self.preprocess
+            preprocess: {
+                let p = Preprocess {
+                    input_size: image_size,
+                    ..self.preprocess
+                };
+                if let Some(problem) = p.problem() {
+                    return Err(Error::config(file, problem));
+                }
+                p
             },
         })
     }

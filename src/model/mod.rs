@@ -11,6 +11,7 @@ pub mod hook;
 mod names;
 pub mod precision;
 pub mod random;
+pub mod safetensors_check;
 pub mod vit;
 pub mod weights;
 

@@ -12,6 +12,18 @@ use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 /// The largest finite f16.
 const F16_MAX: f32 = 65504.0;
 
+/// A weight must fit one storage binding of the device; say which does not, before allocating it.
+fn fits(gpu: &GpuContext, name: &str, bytes: usize) -> Result<()> {
+    let max = gpu.max_binding_bytes();
+    if bytes as u64 > max {
+        return Err(Error::param(
+            name,
+            format!("{bytes} bytes do not fit the device's largest storage binding of {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// `y = x . W + b` with `W` stored `[in, out]`.
 pub struct Linear {
     pub w: GpuTensor,
@@ -24,6 +36,7 @@ impl Linear {
     /// The weight matrix stored as `storage` (f32 or f16); the bias always f32. A weight beyond
     /// f16's range would turn into infinity, so f16 refuses it, naming the layer.
     fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights, storage: Elem) -> Result<Self> {
+        fits(gpu, &format!("{name} weight"), l.w.len() * storage.size())?;
         if storage == Elem::F16 {
             if let Some((i, v)) = l.w.iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
                 return Err(Error::param(
@@ -409,7 +422,10 @@ impl VisionTransformer {
             config: w.config.clone(),
             patch_embed: linear("patch_embed", &w.patch)?,
             prefix_tokens: GpuTensor::from_slice(gpu, "prefix tokens", &w.prefix_tokens),
-            pos_embed: GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed),
+            pos_embed: {
+                fits(gpu, "pos_embed", 4 * w.pos_embed.len())?;
+                GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed)
+            },
             blocks,
             norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
             head: linear("head", &w.head)?,

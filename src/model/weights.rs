@@ -77,6 +77,14 @@ impl<'a> Tensors<'a> {
                 })
             }
         };
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Safetensors {
+                file: self.file.clone(),
+                reason: format!(
+                    "tensor `{name}` holds {v} at index {i}: weights must be finite numbers"
+                ),
+            });
+        }
         self.used.insert(name.to_string());
         Ok(values)
     }
@@ -284,17 +292,15 @@ impl ModelWeights {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &Path) -> Result<Self> {
         let read_text = |p: &Path| -> Result<Option<String>> {
-            if p.is_file() {
-                std::fs::read_to_string(p)
-                    .map(Some)
-                    .map_err(|e| Error::io(p, e))
+            if p.exists() {
+                crate::limits::read_text(p, "a config file").map(Some)
             } else {
                 Ok(None)
             }
         };
         let (file, config, preprocessor) = if path.is_dir() {
             let file = path.join("model.safetensors");
-            if !file.is_file() {
+            if !file.exists() {
                 let hint = if path.join("model.safetensors.index.json").is_file() {
                     "sharded checkpoints are not supported; merge the shards into one model.safetensors"
                 } else if path.join("pytorch_model.bin").is_file() {
@@ -315,7 +321,11 @@ impl ModelWeights {
         } else {
             (path.to_path_buf(), None, None)
         };
-        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let bytes = crate::limits::read_file(
+            &file,
+            crate::limits::MAX_MODEL_FILE_BYTES,
+            "a safetensors model file",
+        )?;
         Self::from_bytes(
             &file.display().to_string(),
             &bytes,
@@ -328,6 +338,7 @@ impl ModelWeights {
 
     /// Parse safetensors bytes plus optional config texts. `name` is used in messages.
     pub fn from_bytes(name: &str, bytes: &[u8], files: ConfigFiles) -> Result<Self> {
+        super::safetensors_check::check(name, bytes)?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
             file: name.into(),
             reason: e.to_string(),
@@ -418,11 +429,12 @@ pub(super) struct Inferred {
     pub(super) distilled: bool,
 }
 
-/// The output size of a linear weight `[out, in]`; anything but a non-empty 2-d tensor is an error.
+/// The output size of a linear weight `[out, in]`; anything but a 2-d tensor is an error (a zero
+/// size is reported by the caller, which knows what the rows are).
 fn first_dim(t: &Tensors, name: &str, inp: usize) -> Result<usize> {
     let s = t.shape(name)?;
     match s.as_slice() {
-        [out, _] if *out > 0 => Ok(*out),
+        [out, _] => Ok(*out),
         _ => Err(Error::TensorShape {
             file: t.file.clone(),
             name: name.into(),
@@ -436,6 +448,16 @@ impl Inferred {
     fn from_shapes(t: &Tensors, n: &ModelNames) -> Result<Self> {
         let file = &t.file;
         let embed_dim = *t.shape(&n.cls_token)?.last().unwrap_or(&0);
+        if embed_dim == 0 {
+            return Err(Error::UnknownLayout {
+                file: file.clone(),
+                reason: format!(
+                    "tensor `{}` has shape {:?}: a model needs a width of at least 1",
+                    n.cls_token,
+                    t.shape(&n.cls_token)?
+                ),
+            });
+        }
         let patch = &n.patch_embed.weight;
         let pw = t.shape(patch)?;
         if pw.len() != 4 || pw[2] != pw[3] || pw[0] != embed_dim || pw[1] == 0 || pw[2] == 0 {
@@ -474,6 +496,22 @@ impl Inferred {
                 ),
             });
         }
+        let num_classes = first_dim(t, head, embed_dim)?;
+        for (value, tensor, what) in [
+            (tokens, &n.pos_embed, "positions"),
+            (mlp_dim, &n.block(0).fc1.weight, "MLP units"),
+            (num_classes, head, "classes"),
+        ] {
+            if value == 0 {
+                return Err(Error::UnknownLayout {
+                    file: file.clone(),
+                    reason: format!(
+                        "tensor `{tensor}` has shape {:?}: no {what} (a model needs at least one)",
+                        t.shape(tensor)?
+                    ),
+                });
+            }
+        }
         Ok(Inferred {
             embed_dim,
             in_chans: pw[1],
@@ -481,7 +519,7 @@ impl Inferred {
             depth,
             tokens,
             mlp_dim,
-            num_classes: first_dim(t, head, embed_dim)?,
+            num_classes,
             distilled: n.dist_token.is_some(),
         })
     }

@@ -98,6 +98,18 @@ impl PruneOptions {
         if self.iters == Some(0) {
             return Err(Error::param("iters", "PageRank needs at least 1 iteration"));
         }
+        if let Some(t) = self
+            .iters
+            .filter(|&t| t > crate::limits::MAX_PAGERANK_ITERS)
+        {
+            return Err(Error::param(
+                "iters",
+                format!(
+                    "{t} is over the limit of {} (PageRank converges in tens)",
+                    crate::limits::MAX_PAGERANK_ITERS
+                ),
+            ));
+        }
         if !(0.0..1.0).contains(&self.protect) {
             return Err(Error::param(
                 "protect",

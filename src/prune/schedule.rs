@@ -47,8 +47,14 @@ fn parse_blocks(s: &str, what: &'static str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// `R@I,J;R2@K` groups.
+/// `R@I,J;R2@K` groups; at least one.
 fn parse_rate_groups(s: &str, what: &'static str) -> Result<Vec<(f64, Vec<usize>)>> {
+    if s.trim().is_empty() {
+        return Err(Error::param(
+            what,
+            "is empty; give value@blocks, e.g. 0.7@3,6,9",
+        ));
+    }
     s.split(';')
         .filter(|g| !g.trim().is_empty())
         .map(|g| {
@@ -84,6 +90,12 @@ impl ScheduleSpec {
 
     /// `--tokens 3:138,6:96`.
     pub fn parse_tokens(s: &str) -> Result<Self> {
+        if s.trim().is_empty() {
+            return Err(Error::param(
+                "tokens",
+                "is empty; give block:tokens pairs, e.g. 3:138,6:96",
+            ));
+        }
         let steps =
             s.split(',')
                 .map(|item| {

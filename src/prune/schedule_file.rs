@@ -97,7 +97,7 @@ impl ScheduleFile {
     /// Read a schedule file.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, "a schedule file")?;
         Self::parse(&text, &path.display().to_string())
     }
 

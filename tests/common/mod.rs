@@ -161,3 +161,81 @@ pub fn serialize(tensors: &Tensors) -> Vec<u8> {
         .collect();
     safetensors::tensor::serialize(views, None).unwrap()
 }
+
+// ------------------------------------------------------------------------------------------------
+// Broken models and files for the bad-input tests.
+
+pub fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
+    values.into_iter().flat_map(f32::to_le_bytes).collect()
+}
+
+/// A copy of fixture `name` (model.safetensors and its JSON files) with the tensors edited by `edit`.
+pub fn broken_model(name: &str, edit: impl FnOnce(&mut Tensors)) -> tempfile::TempDir {
+    let src = fixture(name);
+    let dir = tempfile::TempDir::new().unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        if src.join(f).is_file() {
+            std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        }
+    }
+    let mut tensors = read_tensors(&src.join("model.safetensors"));
+    edit(&mut tensors);
+    std::fs::write(dir.path().join("model.safetensors"), serialize(&tensors)).unwrap();
+    dir
+}
+
+/// A copy of fixture `name` with `file` (config.json or preprocessor_config.json) edited by `edit`.
+pub fn with_json(
+    name: &str,
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> tempfile::TempDir {
+    let dir = broken_model(name, |_| {});
+    let path = dir.path().join(file);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    dir
+}
+
+/// A copy of fixture `name` whose `file` holds exactly `text`.
+pub fn with_text(name: &str, file: &str, text: &str) -> tempfile::TempDir {
+    let dir = broken_model(name, |_| {});
+    std::fs::write(dir.path().join(file), text).unwrap();
+    dir
+}
+
+/// A single file with these bytes, in its own temporary folder.
+pub fn file_with(bytes: &[u8], file_name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+/// `ModelWeights::load` must fail: the error.
+pub fn load_err(path: &std::path::Path) -> zeroprune::Error {
+    match zeroprune::ModelWeights::load(path) {
+        Ok(w) => panic!(
+            "{} loaded ({:?}) but should have been rejected",
+            path.display(),
+            w.config
+        ),
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            e
+        }
+    }
+}
+
+/// The Display text of `e` contains every one of `parts`.
+pub fn assert_mentions(e: &zeroprune::Error, parts: &[&str]) {
+    let msg = e.to_string();
+    for p in parts {
+        assert!(
+            msg.contains(p),
+            "message {msg:?} should mention {p:?} ({e:?})"
+        );
+    }
+}

@@ -78,6 +78,12 @@ pub fn labelled_images(
     labels_file: &Path,
     (skip, limit): (usize, Option<usize>),
 ) -> Result<(Labelled, Vec<PathBuf>)> {
+    if limit == Some(0) {
+        return Err(Error::param(
+            "--limit",
+            "must be at least 1 (leave it out for every image)",
+        ));
+    }
     let mut items = labels::read_labels(labels_file)?;
     items.sort();
     let listed = items.len();
@@ -133,6 +139,15 @@ pub fn session(
 pub fn check_batch(session: &Session, batch: usize) -> Result<()> {
     if batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));
+    }
+    if batch > zeroprune::limits::MAX_BATCH {
+        return Err(Error::param(
+            "--batch",
+            format!(
+                "{batch} is over the limit of {}",
+                zeroprune::limits::MAX_BATCH
+            ),
+        ));
     }
     let max = session.max_batch();
     if batch > max {
