@@ -54,7 +54,7 @@ IFS=, read -ra model_list <<< "$models"
 for m in "${model_list[@]}"; do
   path=$(model_path "$m")
   echo "== $m ($path): batches $batches, $runs runs" >&2
-  # A batch that does not fit the device is reported by bench itself; the others still run.
+  # A batch that does not fit the device is an error naming the largest that does.
   "$bin" bench --model "$path" --batch "$batches" --runs "$runs" \
     --policy wpr-merge --flops 0.65 --policies zero-tprune,tome --json > "$out/$m.json"
 done

@@ -112,15 +112,26 @@ struct Compiled {
     /// Logits, then every step's kept-token buffer, one after another.
     staging: wgpu::Buffer,
     staging_bytes: u64,
+    /// When it last ran ([`Session::clock`]).
+    last_used: u64,
 }
+
+/// Programs a session keeps compiled (with their pruning buffers), and batch sizes whose
+/// activations it keeps: past these the least recently used go, so that a long-running process
+/// that sees many batch sizes and schedules stays within bounded GPU memory.
+pub const KEEP_PROGRAMS: usize = 16;
+pub const KEEP_BATCH_SIZES: usize = 4;
 
 /// A model ready to run on one device.
 pub struct Session {
     gpu: GpuContext,
     kernels: Kernels,
     model: VisionTransformer,
-    acts: HashMap<usize, Activations>,
+    /// Activations per batch size, with when they were last used.
+    acts: HashMap<usize, (Activations, u64)>,
     programs: HashMap<ProgramKey, Compiled>,
+    /// Counts runs: the recency of programs and activations.
+    clock: u64,
 }
 
 impl Session {
@@ -151,14 +162,18 @@ impl Session {
         let kernels = Kernels::new(gpu);
         kernels.tune().await?;
         let storage = precision.storage(gpu, kernels.choice())?;
-        let model = VisionTransformer::upload(gpu, weights, storage)?;
-        gpu.check()?;
+        let model = gpu
+            .scoped("uploading the model", || {
+                VisionTransformer::upload(gpu, weights, storage)
+            })
+            .await?;
         Ok(Session {
             gpu: gpu.clone(),
             kernels,
             model,
             acts: HashMap::new(),
             programs: HashMap::new(),
+            clock: 0,
         })
     }
 
@@ -241,27 +256,27 @@ impl Session {
 
     /// The program for `(batch, pruning, current kernel choice)`, compiled on first use.
     fn compiled(&mut self, batch: usize, pruning: &Pruning) -> Result<(&Compiled, &Activations)> {
-        let c = &self.model.config;
-        if !pruning.is_dense() && pruning.steps.iter().any(|s| s.block >= c.depth) {
+        let depth = self.model.config.depth;
+        if !pruning.is_dense() && pruning.steps.iter().any(|s| s.block >= depth) {
             return Err(Error::param(
                 "pruning",
                 "the schedule was resolved for a deeper model",
             ));
         }
+        self.clock += 1;
+        let now = self.clock;
         if !self.acts.contains_key(&batch) {
-            let acts = Activations::new(&self.gpu, c, batch, self.model.storage)?;
-            self.acts.insert(batch, acts);
+            let acts = Activations::new(&self.gpu, &self.model.config, batch, self.model.storage)?;
+            self.acts.insert(batch, (acts, now));
+            self.evict_batches(batch);
         }
-        let key = ProgramKey {
-            batch,
-            pruning: pruning.clone(),
-            kernels: self.kernels.choice(),
-        };
+        let key = self.key(batch, pruning);
         if !self.programs.contains_key(&key) {
-            let acts = &self.acts[&batch];
+            let acts = &self.acts[&batch].0;
             let (program, prune) = if pruning.is_dense() {
                 (self.model.forward(&self.kernels, acts, &mut Dense)?, None)
             } else {
+                let c = &self.model.config;
                 let layout = TokenLayout {
                     batch,
                     rows: c.num_tokens(),
@@ -288,10 +303,69 @@ impl Session {
                     prune,
                     staging,
                     staging_bytes,
+                    last_used: now,
                 },
             );
+            self.evict_programs(&key);
         }
-        Ok((&self.programs[&key], &self.acts[&batch]))
+        if let Some(p) = self.programs.get_mut(&key) {
+            p.last_used = now;
+        }
+        if let Some(a) = self.acts.get_mut(&batch) {
+            a.1 = now;
+        }
+        Ok((&self.programs[&key], &self.acts[&batch].0))
+    }
+
+    fn key(&self, batch: usize, pruning: &Pruning) -> ProgramKey {
+        ProgramKey {
+            batch,
+            pruning: pruning.clone(),
+            kernels: self.kernels.choice(),
+        }
+    }
+
+    /// Drop everything built for `batch` (after a failure while building it).
+    fn forget(&mut self, batch: usize) {
+        self.acts.remove(&batch);
+        self.programs.retain(|k, _| k.batch != batch);
+    }
+
+    /// Drop the least recently used programs past [`KEEP_PROGRAMS`], never `keep`.
+    fn evict_programs(&mut self, keep: &ProgramKey) {
+        while self.programs.len() > KEEP_PROGRAMS {
+            let oldest = self
+                .programs
+                .iter()
+                .filter(|(k, _)| *k != keep)
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.programs.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    /// Drop the least recently used batch sizes' activations (and their programs) past
+    /// [`KEEP_BATCH_SIZES`], never `keep`'s.
+    fn evict_batches(&mut self, keep: usize) {
+        while self.acts.len() > KEEP_BATCH_SIZES {
+            let oldest = self
+                .acts
+                .iter()
+                .filter(|(&b, _)| b != keep)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(&b, _)| b);
+            let Some(b) = oldest else { break };
+            self.acts.remove(&b);
+            self.programs.retain(|k, _| k.batch != b);
+        }
+    }
+
+    /// Programs compiled and batch sizes with activations right now (both bounded).
+    pub fn cached(&self) -> (usize, usize) {
+        (self.programs.len(), self.acts.len())
     }
 
     /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) with a pruning schedule
@@ -305,9 +379,23 @@ impl Session {
     ) -> Result<RunOutput> {
         let run = run.into();
         let batch = self.check_images(images)?;
-        let c = self.model.config.clone();
         let gpu = self.gpu.clone();
-        let (compiled, acts) = self.compiled(batch, run.pruning)?;
+        // Buffers and programs for this batch: an allocation or validation failure is reported
+        // and leaves nothing half-built behind, so the session stays usable.
+        let prepared = gpu
+            .scoped(&format!("preparing a batch of {batch}"), || {
+                self.compiled(batch, run.pruning).map(|_| ())
+            })
+            .await;
+        if let Err(e) = prepared {
+            self.forget(batch);
+            return Err(e);
+        }
+        let c = &self.model.config;
+        let (compiled, acts) = (
+            &self.programs[&self.key(batch, run.pruning)],
+            &self.acts[&batch].0,
+        );
         gpu.queue
             .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
         let program = &compiled.program;
@@ -346,7 +434,11 @@ impl Session {
             encoder.copy_buffer_to_buffer(&s.kept.buffer, 0, &compiled.staging, at, s.kept.bytes());
             at += s.kept.bytes();
         }
-        gpu.queue.submit([encoder.finish()]);
+        gpu.scoped("running the forward pass", || {
+            gpu.queue.submit([encoder.finish()]);
+            Ok(())
+        })
+        .await?;
         let words: Vec<u32> = read_buffer(&gpu, &compiled.staging, compiled.staging_bytes).await?;
         let (logits, kept) = words.split_at(acts.logits.len);
         let prefix = c.num_prefix_tokens() as u32;
@@ -358,6 +450,20 @@ impl Session {
                 flops: 0.0,
             })
             .collect();
+        // A NaN or an infinity is no answer: say so rather than print "NaN%".
+        for (i, image) in images.iter().enumerate() {
+            if let Some(v) = image.logits.iter().find(|v| !v.is_finite()) {
+                let hint = if self.model.storage == Elem::F16 {
+                    "; f16 storage overflows past 65504: try --precision f32"
+                } else {
+                    ""
+                };
+                return Err(Error::NonFinite(format!(
+                    "the model's output for image {i} of the batch is not finite ({v}): an activation \
+                     overflowed{hint}"
+                )));
+            }
+        }
         let mut at = 0;
         for s in steps {
             for (b, image) in images.iter_mut().enumerate() {
@@ -375,7 +481,7 @@ impl Session {
         }
         for image in &mut images {
             let counts: Vec<usize> = image.kept.iter().map(Vec::len).collect();
-            image.flops = run.pruning.flops_with(&c, &counts);
+            image.flops = run.pruning.flops_with(c, &counts);
         }
         Ok(RunOutput {
             images,

@@ -144,3 +144,48 @@ fn bench_rejects_batch_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
 }
+
+#[test]
+fn bench_rejects_zero_runs_and_a_batch_past_the_limit_before_allocating() {
+    for (args, named) in [
+        (vec!["--runs", "0"], "--runs"),
+        (vec!["--batch", "100000"], "--batch"),
+        (vec!["--batch", "1,100000000"], "--batch"),
+        (vec!["--soak", "0"], "--soak"),
+        (vec!["--soak", "50"], "at least 108"),
+    ] {
+        let out = zeroprune()
+            .arg("bench")
+            .args(&args)
+            .arg("--model")
+            .arg(fixture("tiny-timm"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_short_soak_stays_bounded() {
+    // Six batch sizes times up to six schedules, more than a session keeps: programs and activations
+    // are evicted and rebuilt, and GPU memory and RSS must not grow after the warm-up.
+    let v = json(
+        zeroprune()
+            .args(["bench", "--soak", "144", "--json", "--model"])
+            .arg(fixture("tiny-timm")),
+    );
+    assert_eq!(v["forwards"], 144);
+    let samples = v["samples"].as_array().unwrap();
+    assert!(samples.len() >= 10, "{v}");
+    for s in samples {
+        assert!(s["programs"].as_u64().unwrap() <= zeroprune::session::KEEP_PROGRAMS as u64);
+        assert!(s["batch_sizes"].as_u64().unwrap() <= zeroprune::session::KEEP_BATCH_SIZES as u64);
+        assert!(s["gpu_mb"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    // Rounds of 6 batch sizes x 6 schedules; four of them.
+    assert_eq!(v["round"], 36, "{v}");
+    assert_eq!(v["round_peaks"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["bounded"], true, "{v:#}");
+}

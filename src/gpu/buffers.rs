@@ -162,14 +162,19 @@ pub async fn read_buffer<T: bytemuck::Pod>(
     let mapped = rx
         .await
         .map_err(|_| Error::Gpu("readback was cancelled".into()))?;
-    gpu.check()?;
-    mapped.map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
-    let out = {
-        let view = staging
-            .get_mapped_range(0..bytes)
-            .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e:?}")))?;
-        bytemuck::pod_collect_to_vec(&view[..])
+    // Read and unmap before reporting any earlier error, so that the buffer is ready for the
+    // next run whatever happened.
+    let out = match mapped {
+        Ok(()) => {
+            let out = staging
+                .get_mapped_range(0..bytes)
+                .map(|view| bytemuck::pod_collect_to_vec(&view[..]))
+                .map_err(|e| Error::Gpu(format!("reading the mapped buffer: {e:?}")));
+            staging.unmap();
+            out
+        }
+        Err(e) => Err(Error::Gpu(format!("mapping the readback buffer: {e}"))),
     };
-    staging.unmap();
-    Ok(out)
+    gpu.check()?;
+    out
 }

@@ -38,16 +38,34 @@ impl GpuContext {
     /// Open the adapter chosen by `choice`, with WebGPU's default limits except for larger buffers where
     /// the adapter allows them (so big batches fit), and timestamp queries where present.
     pub async fn new(choice: &AdapterChoice) -> Result<Self> {
+        Self::with_max_buffer(choice, None).await
+    }
+
+    /// [`GpuContext::new`] with the largest buffer (and storage binding) capped at `max_buffer`
+    /// bytes: how a device smaller than this one behaves (tests use it), or a budget for this
+    /// process's share of a GPU.
+    pub async fn with_max_buffer(choice: &AdapterChoice, max_buffer: Option<u64>) -> Result<Self> {
         let backends = choice.backends.unwrap_or(wgpu::Backends::all());
+        if backends.is_empty() {
+            #[cfg(not(target_arch = "wasm32"))]
+            let given = std::env::var("WGPU_BACKEND").unwrap_or_default();
+            #[cfg(target_arch = "wasm32")]
+            let given = String::new();
+            return Err(Error::NoAdapter(format!(
+                "WGPU_BACKEND={given:?} names no backend; use vulkan, metal, dx12, gl or webgpu \
+                 (comma-separated), or leave it unset for any"
+            )));
+        }
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = backends;
         let instance = wgpu::Instance::new(desc);
         let adapter = pick_adapter(&instance, backends, choice.name.as_deref()).await?;
 
         let supported = adapter.limits();
+        let cap = max_buffer.unwrap_or(u64::MAX);
         let required_limits = wgpu::Limits {
-            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
-            max_buffer_size: supported.max_buffer_size,
+            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size.min(cap),
+            max_buffer_size: supported.max_buffer_size.min(cap),
             ..wgpu::Limits::default()
         };
         let optional =
@@ -74,9 +92,17 @@ impl GpuContext {
         let sink = failure.clone();
         device.set_device_lost_callback(move |reason, msg| {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                *slot = Some(Error::DeviceLost(format!("{reason:?}: {msg}")));
-            }
+            // Destroyed too: a device destroyed under a session (`device.destroy()`, or the
+            // browser's `simulateDeviceLoss`) is as unusable as one the driver lost.
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "the device was destroyed".to_string(),
+                _ => format!("{reason:?}"),
+            };
+            *slot = Some(Error::DeviceLost(if msg.is_empty() {
+                why
+            } else {
+                format!("{why}: {msg}")
+            }));
         });
         Ok(GpuContext {
             adapter,
@@ -86,10 +112,43 @@ impl GpuContext {
         })
     }
 
+    /// Run `work` (which creates buffers, pipelines or bind groups, or submits) inside wgpu's
+    /// out-of-memory and validation error scopes: what it caused comes back as an error naming
+    /// `what`, instead of surfacing later or as an uncaptured error.
+    pub async fn scoped<T>(&self, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = work();
+        let invalid = invalid.pop().await;
+        let oom = oom.pop().await;
+        // On a lost device everything fails validation: say what happened, not what it broke.
+        if let Some(lost) = self.lost() {
+            return Err(lost);
+        }
+        if let Some(e) = oom {
+            return Err(Error::OutOfMemory(format!("{what}: {e}")));
+        }
+        if let Some(e) = invalid {
+            return Err(Error::Gpu(format!("{what}: {e}")));
+        }
+        let out = out?;
+        self.check()?;
+        Ok(out)
+    }
+
     /// `new` for native callers: blocks on the future.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(choice: &AdapterChoice) -> Result<Self> {
         pollster::block_on(Self::new(choice))
+    }
+
+    /// The device's loss, if it is lost.
+    fn lost(&self) -> Option<Error> {
+        let slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(Error::DeviceLost(msg)) => Some(Error::DeviceLost(msg.clone())),
+            _ => None,
+        }
     }
 
     /// Return (and clear) the first GPU error seen since the last check.
@@ -137,6 +196,16 @@ impl GpuContext {
     pub fn reduce_subgroup_width(&self) -> Option<u32> {
         let w = self.info().subgroup_min_size;
         (self.has_subgroups() && w.is_power_of_two() && (4..=64).contains(&w)).then_some(w)
+    }
+
+    /// GPU buffers alive on this device and their bytes, from wgpu's counters (zero where the
+    /// backend keeps none, as in the browser).
+    pub fn buffer_memory(&self) -> (usize, u64) {
+        let hal = self.device.get_internal_counters().hal;
+        (
+            hal.buffers.read().max(0) as usize,
+            hal.buffer_memory.read().max(0) as u64,
+        )
     }
 
     /// The largest single storage binding the device accepts, in bytes.

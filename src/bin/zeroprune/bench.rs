@@ -16,7 +16,7 @@ use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::StepTime;
 use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
 
-use crate::common::{emit, folder_images, open_gpu, table};
+use crate::common::{check_batch, emit, folder_images, open_gpu, table};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// tiles) on the model's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
     #[arg(long)]
     kernels: bool,
+    /// A soak test instead: N forward passes over changing batch sizes and policies, sampling GPU
+    /// buffer memory and the process's resident memory; after the warm-up both must stop growing.
+    #[arg(long, value_name = "N")]
+    soak: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -272,11 +276,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.batch.contains(&0) {
         return Err(Error::param("--batch", "batch sizes must be at least 1"));
     }
+    if args.runs == 0 {
+        return Err(Error::param("--runs", "must be at least 1"));
+    }
     let gpu = open_gpu()?;
     if args.kernels {
         return kernels(&gpu, args);
     }
     let weights = model_source::load(&args.model)?;
+    if let Some(n) = args.soak {
+        if n == 0 {
+            return Err(Error::param("--soak", "must be at least 1 forward pass"));
+        }
+        let mut session = Session::with_precision(&gpu, &weights, args.model.precision)?;
+        return crate::soak::run(&gpu, &weights, &mut session, n, args.json);
+    }
     let c = &weights.config;
     // Dense first, then the schedule given, every --policies entry under the same schedule, and
     // every --schedules file.
@@ -311,6 +325,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .iter()
         .map(|&p| Session::with_precision(&gpu, &weights, p))
         .collect::<Result<Vec<_>>>()?;
+    // Every batch must fit before any input is allocated for it.
+    for &b in &args.batch {
+        check_batch(&sessions[0], b)?;
+    }
     let dense_flops = schedules[0].flops(c);
     let mut results = Vec::new();
     let images = match &args.images {

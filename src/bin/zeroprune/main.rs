@@ -9,6 +9,7 @@ mod explain;
 mod info;
 mod model_source;
 mod prune_args;
+mod soak;
 mod sweep;
 mod tune;
 
