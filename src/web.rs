@@ -38,6 +38,25 @@ fn js_error(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// `limits()`: what the library refuses, so that a page can check a file's size before reading it:
+/// `{maxImageFileBytes, maxImagePixels, maxModelFileBytes}` (the last for the browser build).
+#[wasm_bindgen]
+pub fn limits() -> JsValue {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Limits {
+        max_image_file_bytes: u64,
+        max_image_pixels: u64,
+        max_model_file_bytes: u64,
+    }
+    to_js(&Limits {
+        max_image_file_bytes: crate::limits::MAX_IMAGE_FILE_BYTES,
+        max_image_pixels: crate::limits::MAX_IMAGE_PIXELS,
+        max_model_file_bytes: crate::limits::MAX_BROWSER_MODEL_BYTES,
+    })
+    .unwrap_or(JsValue::NULL)
+}
+
 /// Milliseconds on the clock the kernel tuning uses (the page's `performance.now()`).
 fn now_ms() -> f64 {
     crate::gpu::program::now_s() * 1e3
@@ -147,17 +166,26 @@ fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, J
         return preprocess_rgba(data.width(), data.height(), &rgba, &c.preprocess)
             .map_err(js_error);
     }
-    let bytes = if let Some(a) = image.dyn_ref::<js_sys::Uint8Array>() {
-        a.to_vec()
+    let array = if let Some(a) = image.dyn_ref::<js_sys::Uint8Array>() {
+        a.clone()
     } else if image.is_instance_of::<js_sys::ArrayBuffer>() {
-        js_sys::Uint8Array::new(image).to_vec()
+        js_sys::Uint8Array::new(image)
     } else {
         return Err(JsError::new(
             "image must be a Uint8Array or ArrayBuffer holding an encoded image, or an ImageData",
         ));
     };
+    // Checked before the bytes are copied into the wasm memory.
+    let max = crate::limits::MAX_IMAGE_FILE_BYTES;
+    if array.length() as u64 > max {
+        return Err(JsError::new(&format!(
+            "{name}: {} bytes is over the limit of {max} bytes for an image file",
+            array.length()
+        )));
+    }
+    let bytes = array.to_vec();
     let rgb = decode_image(&bytes, name).map_err(js_error)?;
-    Ok(preprocess(&rgb, &c.preprocess))
+    preprocess(&rgb, &c.preprocess).map_err(js_error)
 }
 
 #[derive(Serialize)]
@@ -311,6 +339,14 @@ impl Session {
         config_json: Option<String>,
         precision: Option<String>,
     ) -> Result<Session, JsError> {
+        let max = crate::limits::MAX_BROWSER_MODEL_BYTES;
+        if model_bytes.len() as u64 > max {
+            return Err(JsError::new(&format!(
+                "model.safetensors: {} bytes is over the browser's limit of {max} bytes \
+                 (a wasm32 page has 4 GiB of memory); use the native binary for this model",
+                model_bytes.len()
+            )));
+        }
         let precision: Precision = match precision.as_deref() {
             None => Precision::default(),
             Some(p) => p.parse().map_err(js_error)?,
@@ -408,6 +444,19 @@ impl Session {
             inner.borrow_mut().replace(state);
             result.map_err(JsValue::from)
         })
+    }
+
+    /// `session.simulateDeviceLoss()`: destroy this session's GPU device, as a driver reset or a
+    /// removed GPU would. Every later call rejects with "GPU device lost"; create a new Session to go
+    /// on. For testing how a page handles the loss.
+    #[wasm_bindgen(js_name = simulateDeviceLoss)]
+    pub fn simulate_device_loss(&self) -> Result<(), JsError> {
+        let inner = self.inner.borrow();
+        let state = inner.as_ref().ok_or_else(|| {
+            JsError::new("the session is busy with another call: await it before starting the next")
+        })?;
+        state.session.gpu().device.destroy();
+        Ok(())
     }
 
     /// `session.bench(options?)`: the forward pass alone on a synthetic batch, dense and pruned,

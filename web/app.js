@@ -1,6 +1,6 @@
 // The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
 // is the same Rust code as the native binary.
-import init, { Session } from "./pkg/zeroprune.js";
+import init, { Session, limits } from "./pkg/zeroprune.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -20,7 +20,7 @@ const NEEDED_LIMITS = {
 };
 
 // State the end-to-end test reads: window.zeroprune.{state, info, last, error}.
-const app = { session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
+const app = { limits: null, reload: null, session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
 window.zeroprune = app;
 let busy = false;
 let rerun = false;
@@ -66,6 +66,7 @@ async function fetchBytes(url, onProgress) {
   const resp = await fetch(url);
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
   const total = Number(resp.headers.get("content-length")) || 0;
+  tooBig(url, total, app.limits.maxModelFileBytes, "a model file in the browser");
   if (!resp.body || !total) return new Uint8Array(await resp.arrayBuffer());
   const out = new Uint8Array(total);
   const reader = resp.body.getReader();
@@ -80,8 +81,18 @@ async function fetchBytes(url, onProgress) {
   return out.subarray(0, at);
 }
 
+// A file over the library's limit is refused before it is read (the wasm memory is 4 GiB in all).
+function tooBig(name, bytes, max, what) {
+  if (bytes > max) {
+    const mb = (n) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+    throw new Error(`${name}: ${mb(bytes)} is over the limit of ${mb(max)} for ${what}`);
+  }
+}
+
 async function loadModel(getBytes, source) {
   if (busy) return;
+  app.reload = () => loadModel(getBytes, source);
+  let loaded = false;
   busy = true;
   setState("loading");
   const progress = $("model-progress");
@@ -92,10 +103,11 @@ async function loadModel(getBytes, source) {
   try {
     const [bytes, config] = await getBytes((f) => (progress.value = f));
     $("model-status").textContent = `Uploading ${(bytes.length / 1e6).toFixed(1)} MB of weights to the GPU…`;
-    if (app.session) app.session.free();
-    app.session = null;
     const t = performance.now();
-    app.session = await Session.create(bytes, config, $("precision").value);
+    // The old session stays until the new one is made: a bad file leaves the page working.
+    const next = await Session.create(bytes, config, $("precision").value);
+    if (app.session) app.session.free();
+    app.session = next;
     app.info = app.session.info;
     const i = app.info;
     fillPolicies(i.policies, recommendedAt(i.recommended, Number($("target").value)));
@@ -106,13 +118,15 @@ async function loadModel(getBytes, source) {
       `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).`;
     $("run").disabled = false;
     setState("ready");
+    loaded = true;
   } catch (e) {
     showError($("model-status"), e);
   } finally {
     progress.hidden = true;
     busy = false;
   }
-  if (app.session && app.image) classify();
+  // Only a new model reruns the image (after a failed load, the error stays on screen).
+  if (loaded && app.image) classify();
 }
 
 function loadFromUrl(base) {
@@ -131,6 +145,12 @@ function loadFromFiles(files) {
   const config = list.find((f) => f.name.endsWith(".json"));
   if (!weights) {
     showError($("model-status"), new Error("pick a .safetensors file (and optionally its config.json)"));
+    return;
+  }
+  try {
+    tooBig(weights.name, weights.size, app.limits.maxModelFileBytes, "a model file in the browser");
+  } catch (e) {
+    showError($("model-status"), e);
     return;
   }
   return loadModel(async () => [
@@ -160,7 +180,16 @@ function setupImages() {
     box.appendChild(b);
   }
   const drop = $("drop");
-  const take = async (file) => file && setImage(new Uint8Array(await file.arrayBuffer()), file.name);
+  const take = async (file) => {
+    if (!file) return;
+    try {
+      tooBig(file.name, file.size, app.limits.maxImageFileBytes, "an image file");
+    } catch (e) {
+      showError($("run-status"), e);
+      return;
+    }
+    setImage(new Uint8Array(await file.arrayBuffer()), file.name);
+  };
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
@@ -253,6 +282,7 @@ async function classify() {
     setState("done");
   } catch (e) {
     showError($("run-status"), e);
+    if (/GPU device lost/.test(app.error)) deviceLost();
   } finally {
     busy = false;
   }
@@ -322,6 +352,18 @@ function showError(el, e) {
   setState("error");
 }
 
+// The GPU device is gone (a driver reset, a removed GPU, the tab's GPU process restarted): the
+// session cannot run again. Say so, and offer to load the model again on a new device.
+function deviceLost() {
+  try { app.session?.free(); } catch { /* already unusable */ }
+  app.session = null;
+  $("run").disabled = true;
+  const el = $("run-status");
+  el.innerHTML += ` <button id="reload-model" type="button">Load the model again</button>`;
+  $("model-status").textContent = "The GPU device was lost; the model must be loaded again.";
+  $("reload-model").onclick = () => app.reload && app.reload();
+}
+
 function escapeHtml(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 }
@@ -353,6 +395,7 @@ async function main() {
       ${escapeHtml(e.message || e)}. Build it with <code>scripts/build-web.sh</code>.`);
     return;
   }
+  app.limits = limits();
   setState("idle");
   // A model folder served beside the page (web/serve.py serves ../shared/models) loads at once.
   const local = await fetch(LOCAL_MODEL + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);

@@ -47,7 +47,17 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
         .ok_or_else(|| image_error(name, "not a JPEG, PNG, WebP, BMP or GIF image"))?;
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
-        .map_err(|e| image_error(name, format!("cannot read the {format:?} header: {e}")))?;
+        .map_err(|e| match e {
+            // On wasm32 a decoder refuses a huge header itself (its buffer size overflows 32 bits).
+            image::ImageError::Limits(_) => image_error(
+                name,
+                format!(
+                    "the size in the {format:?} header is over the limit of {} pixels",
+                    limits::MAX_IMAGE_PIXELS
+                ),
+            ),
+            e => image_error(name, format!("cannot read the {format:?} header: {e}")),
+        })?;
     if w as u64 * h as u64 > limits::MAX_IMAGE_PIXELS {
         return Err(image_error(
             name,

@@ -170,6 +170,7 @@ pub fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
 }
 
 /// A copy of fixture `name` (model.safetensors and its JSON files) with the tensors edited by `edit`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn broken_model(name: &str, edit: impl FnOnce(&mut Tensors)) -> tempfile::TempDir {
     let src = fixture(name);
     let dir = tempfile::TempDir::new().unwrap();
@@ -185,6 +186,7 @@ pub fn broken_model(name: &str, edit: impl FnOnce(&mut Tensors)) -> tempfile::Te
 }
 
 /// A copy of fixture `name` with `file` (config.json or preprocessor_config.json) edited by `edit`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn with_json(
     name: &str,
     file: &str,
@@ -200,6 +202,7 @@ pub fn with_json(
 }
 
 /// A copy of fixture `name` whose `file` holds exactly `text`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn with_text(name: &str, file: &str, text: &str) -> tempfile::TempDir {
     let dir = broken_model(name, |_| {});
     std::fs::write(dir.path().join(file), text).unwrap();
@@ -207,6 +210,7 @@ pub fn with_text(name: &str, file: &str, text: &str) -> tempfile::TempDir {
 }
 
 /// A single file with these bytes, in its own temporary folder.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn file_with(bytes: &[u8], file_name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join(file_name);
@@ -215,6 +219,7 @@ pub fn file_with(bytes: &[u8], file_name: &str) -> (tempfile::TempDir, PathBuf) 
 }
 
 /// `ModelWeights::load` must fail: the error.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_err(path: &std::path::Path) -> zeroprune::Error {
     match zeroprune::ModelWeights::load(path) {
         Ok(w) => panic!(

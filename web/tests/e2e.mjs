@@ -1,13 +1,16 @@
 // End-to-end test of the demo page: serve web/ on 127.0.0.1, open it in headless Chromium (WebGPU on
 // SwiftShader), let it load DeiT-Tiny from ../shared/models, classify real ImageNet images through
 // the page's file picker, and check that the top-1 classes (dense and pruned) and the kept-token sets
-// of every pruning step equal the native binary's on the same images. Saves a screenshot.
+// of every pruning step equal the native binary's on the same images. Saves a screenshot. Then the
+// hostile part: a non-image, a huge PNG header, a non-model file and a lost GPU device each give the
+// page a message, and the page recovers.
 //
 //   node web/tests/e2e.mjs [--images 3] [--bin $CARGO_TARGET_DIR/release/zeroprune] [--out web/tests/out]
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { deflateSync } from "node:zlib";
 import { launch } from "./chromium.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -93,6 +96,82 @@ async function unsupported(browser, url) {
   }
 }
 
+// A PNG whose header says width x height, with one row of data: tiny, but a huge picture.
+function pngHeader(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const row = Buffer.alloc(1 + 3 * 16);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(row)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+// Bad input and a lost device give the page a message, and the page recovers.
+async function hostile(page) {
+  // Run `action`, then wait until the page shows an error matching `pattern`.
+  const expectError = async (what, action, pattern) => {
+    await page.evaluate(() => { window.zeroprune.error = null; });
+    await action();
+    await page.waitForFunction(() => window.zeroprune.error, null, { timeout: TIMEOUT, polling: 100 });
+    const err = await page.evaluate(() => window.zeroprune.error);
+    check(pattern.test(err), `${what}: "${err}"`);
+  };
+  // A good image first (the last one was not an image).
+  await page.evaluate(() => { window.zeroprune.last = null; });
+  await page.click(".samples button");
+  await page.waitForFunction(() => window.zeroprune.last && window.zeroprune.state === "done", null, { timeout: TIMEOUT, polling: 200 });
+  // A lost device: the run fails with a message and a button that loads the model again.
+  await expectError("a lost GPU device", async () => {
+    await page.evaluate(() => window.zeroprune.session.simulateDeviceLoss());
+    await page.click("#run");
+  }, /GPU device lost/);
+  const button = await page.$("#reload-model");
+  check(button !== null, "after the loss the page offers to load the model again");
+  if (button) {
+    await page.evaluate(() => { window.zeroprune.last = null; });
+    await button.click();
+    await page.waitForFunction(() => window.zeroprune.last, null, { timeout: TIMEOUT, polling: 200 });
+    const top = await page.evaluate(() => window.zeroprune.last.top[0].label);
+    check(typeof top === "string", `on a new device the page classifies again (${top})`);
+  }
+  // A picture over the pixel limit is refused from its header, before decoding.
+  await expectError("a 50000x50000 PNG",
+    () => page.setInputFiles("#image-file", { name: "huge.png", mimeType: "image/png", buffer: pngHeader(50000, 50000) }),
+    /huge\.png.*over the limit of 40000000 pixels/);
+  // A file that is not a model: a message naming it; the model loaded before keeps working.
+  await expectError("a model file that is not safetensors",
+    () => page.setInputFiles("#model-files", { name: "model.safetensors", mimeType: "application/octet-stream", buffer: Buffer.from("not a model at all") }),
+    /model\.safetensors.*not a valid safetensors file/);
+  const still = await page.evaluate(async () => {
+    const bytes = new Uint8Array(await (await fetch("samples/cat.jpg")).arrayBuffer());
+    return (await window.zeroprune.session.classify(bytes, { policy: "none", top: 1 })).top[0].label;
+  });
+  check(typeof still === "string", `after the bad model file the loaded model still runs (${still})`);
+}
+
 async function main() {
   const images = readdirSync(imageDir).sort().slice(0, count).map((f) => join(imageDir, f));
   console.log(`native: ${bin} on ${images.length} images`);
@@ -167,6 +246,7 @@ async function main() {
     await waitState(page, ["error"], "a bad image");
     const err = await page.evaluate(() => window.zeroprune.error);
     check(/not a JPEG, PNG, WebP, BMP or GIF/.test(err), `a non-image file is refused with a message: "${err}"`);
+    await hostile(page);
     writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length }, null, 2));
   } finally {
     await browser.close();
