@@ -188,7 +188,10 @@ fn bad_arguments_give_clear_errors() {
         .arg("--labels")
         .arg(&labels));
     assert!(!ok);
-    assert!(err.contains("--batch") && err.contains("over the limit of 4096"), "{err}");
+    assert!(
+        err.contains("--batch") && err.contains("over the limit of 4096"),
+        "{err}"
+    );
 }
 
 #[test]
