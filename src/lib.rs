@@ -26,6 +26,7 @@ pub mod model;
 pub mod preprocess;
 pub mod prune;
 pub mod session;
+pub mod text;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

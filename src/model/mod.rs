@@ -4,6 +4,7 @@
 //! Loading: `config_json` types each layout's config files, `names` spells every tensor name of each
 //! layout, `weights` has each layer load its own host weights; `vit` uploads them and runs the graph.
 
+pub mod bert;
 pub mod config;
 mod config_json;
 pub mod flops;

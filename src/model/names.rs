@@ -19,7 +19,7 @@ pub struct LayerNames {
 }
 
 impl LayerNames {
-    fn new(base: impl std::fmt::Display) -> Self {
+    pub(super) fn new(base: impl std::fmt::Display) -> Self {
         LayerNames {
             weight: format!("{base}.weight"),
             bias: format!("{base}.bias"),

@@ -14,25 +14,52 @@ use super::names::{BlockNames, LayerNames, ModelNames, QkvNames};
 use crate::error::{Error, Result};
 
 /// The tensors of a safetensors file, read as f32; remembers which were read.
-struct Tensors<'a> {
-    st: SafeTensors<'a>,
-    file: String,
+pub(super) struct Tensors<'a> {
+    pub(super) st: SafeTensors<'a>,
+    pub(super) file: String,
     used: BTreeSet<String>,
 }
 
 impl<'a> Tensors<'a> {
-    fn has(&self, name: &str) -> bool {
+    /// The tensors of safetensors `bytes`, their layout checked first; `file` names them in errors.
+    pub(super) fn open(file: &str, bytes: &'a [u8]) -> Result<Self> {
+        super::safetensors_check::check(file, bytes)?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
+            file: file.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Tensors {
+            st,
+            file: file.into(),
+            used: BTreeSet::new(),
+        })
+    }
+
+    /// Names no loader has read, sorted.
+    pub(super) fn unused(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .st
+            .names()
+            .into_iter()
+            .filter(|s| !self.used.contains(*s))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub(super) fn has(&self, name: &str) -> bool {
         self.st.tensor(name).is_ok()
     }
 
-    fn missing(&self, name: &str) -> Error {
+    pub(super) fn missing(&self, name: &str) -> Error {
         Error::MissingTensor {
             file: self.file.clone(),
             name: name.into(),
         }
     }
 
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+    pub(super) fn shape(&self, name: &str) -> Result<Vec<usize>> {
         self.st
             .tensor(name)
             .map(|t| t.shape().to_vec())
@@ -40,7 +67,7 @@ impl<'a> Tensors<'a> {
     }
 
     /// The tensor `name` as f32, checked against `expected` (leading 1s of the stored shape are ignored).
-    fn get(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    pub(super) fn get(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let view = self.st.tensor(name).map_err(|_| self.missing(name))?;
         let got = view.shape().to_vec();
         let squeeze = |s: &[usize]| -> Vec<usize> {
@@ -135,7 +162,7 @@ pub struct LinearWeights {
 
 impl LinearWeights {
     /// PyTorch's `[out, in]` weight and `[out]` bias.
-    fn load(t: &mut Tensors, n: &LayerNames, out: usize, inp: usize) -> Result<Self> {
+    pub(super) fn load(t: &mut Tensors, n: &LayerNames, out: usize, inp: usize) -> Result<Self> {
         let w = t.get(&n.weight, &[out, inp])?;
         Ok(LinearWeights {
             w: transpose(&w, out, inp),
@@ -213,7 +240,7 @@ pub struct NormWeights {
 }
 
 impl NormWeights {
-    fn load(t: &mut Tensors, n: &LayerNames, d: usize) -> Result<Self> {
+    pub(super) fn load(t: &mut Tensors, n: &LayerNames, d: usize) -> Result<Self> {
         Ok(NormWeights {
             w: t.get(&n.weight, &[d])?,
             b: t.get(&n.bias, &[d])?,
@@ -235,7 +262,7 @@ pub struct BlockWeights {
 
 impl BlockWeights {
     /// Block weights of width `d` and MLP width `mlp`.
-    fn load(t: &mut Tensors, n: &BlockNames, d: usize, mlp: usize) -> Result<Self> {
+    pub(super) fn load(t: &mut Tensors, n: &BlockNames, d: usize, mlp: usize) -> Result<Self> {
         let norm1 = NormWeights::load(t, &n.norm1, d)?;
         let qkv = match &n.qkv {
             QkvNames::Fused(qkv) => LinearWeights::load_optional_bias(t, qkv, 3 * d, d)?,
@@ -338,16 +365,7 @@ impl ModelWeights {
 
     /// Parse safetensors bytes plus optional config texts. `name` is used in messages.
     pub fn from_bytes(name: &str, bytes: &[u8], files: ConfigFiles) -> Result<Self> {
-        super::safetensors_check::check(name, bytes)?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
-            file: name.into(),
-            reason: e.to_string(),
-        })?;
-        let mut t = Tensors {
-            st,
-            file: name.into(),
-            used: BTreeSet::new(),
-        };
+        let mut t = Tensors::open(name, bytes)?;
         let names = ModelNames::detect(name, &t.st.names())?;
         let inferred = Inferred::from_shapes(&t, &names)?;
         let config = read_config(&files, name, &names, &inferred)?;

@@ -1,0 +1,481 @@
+//! BERT-family text encoders in the Hugging Face layout: the config (`config.json`, plus the
+//! sentence-transformers files when the folder is one) and the weights, each tensor name spelled
+//! here once. Post-LayerNorm blocks reuse the ViT's [`BlockWeights`]: the same six layers, read
+//! from BERT's names (`norm1` is the LayerNorm after attention, `norm2` the one after the MLP).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::names::{BlockNames, LayerNames, QkvNames};
+use super::weights::{BlockWeights, LinearWeights, NormWeights, Tensors};
+use crate::error::{Error, Result};
+
+/// How token states become one embedding per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The mean over the text's tokens (sentence-transformers' default).
+    Mean,
+    /// The [CLS] token's state.
+    Cls,
+}
+
+/// The shape and text settings of a BERT encoder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_positions: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    /// Texts are cut to this many tokens, [CLS] and [SEP] included: sentence-transformers'
+    /// `max_seq_length` where the folder has one, else the model's positions.
+    pub max_tokens: usize,
+    pub pooling: Pooling,
+    /// L2-normalise the pooled embedding (a sentence-transformers `Normalize` module).
+    pub normalize: bool,
+    /// A sequence classifier's labels (`id2label`), in class order; empty without a classifier.
+    pub labels: Vec<String>,
+}
+
+/// `config.json` of a BERT model, as Hugging Face writes it; unknown fields are ignored.
+#[derive(Deserialize)]
+struct HfBertConfig {
+    model_type: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    #[serde(default = "default_positions")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default)]
+    id2label: BTreeMap<String, String>,
+}
+
+fn default_positions() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+/// sentence-transformers' `modules.json` entry.
+#[derive(Deserialize)]
+struct Module {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: String,
+}
+
+/// sentence-transformers' `1_Pooling/config.json` (the fields zeroprune reads).
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+/// The text files of a text model folder, as read (`None` where absent).
+#[derive(Default)]
+pub struct TextModelFiles<'a> {
+    /// `config.json` (required).
+    pub config: Option<&'a str>,
+    /// sentence-transformers: `modules.json`, the pooling module's `config.json`, `sentence_bert_config.json`.
+    pub modules: Option<&'a str>,
+    pub pooling: Option<&'a str>,
+    pub sentence_bert: Option<&'a str>,
+}
+
+impl BertConfig {
+    /// Whether a `config.json` text describes a BERT-family model (`model_type` bert, or a
+    /// `Bert*` architecture).
+    pub fn is_bert(config: &str) -> bool {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(config) else {
+            return false;
+        };
+        let bert_type = v["model_type"].as_str().is_some_and(|t| t == "bert");
+        let bert_arch = v["architectures"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().is_some_and(|s| s.starts_with("Bert")))
+        });
+        bert_type || bert_arch
+    }
+
+    /// The config from a folder's files; `dir` names them in errors.
+    pub fn read(files: &TextModelFiles, dir: &str) -> Result<Self> {
+        let file = format!("{dir}/config.json");
+        let text = files
+            .config
+            .ok_or_else(|| Error::config(&file, "a text model needs its config.json"))?;
+        let c: HfBertConfig = crate::json::parse(text, &file)?;
+        if let Some(t) = c.model_type.as_deref().filter(|t| *t != "bert") {
+            return Err(Error::config(
+                &file,
+                format!("model_type {t:?} is not a BERT-family encoder"),
+            ));
+        }
+        let positive = [
+            ("vocab_size", c.vocab_size),
+            ("hidden_size", c.hidden_size),
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("num_attention_heads", c.num_attention_heads),
+            ("intermediate_size", c.intermediate_size),
+            ("max_position_embeddings", c.max_position_embeddings),
+            ("type_vocab_size", c.type_vocab_size),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(Error::config(&file, format!("{field} must be at least 1")));
+            }
+        }
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+            return Err(Error::config(
+                &file,
+                format!(
+                    "hidden_size {} is not divisible by {} attention heads",
+                    c.hidden_size, c.num_attention_heads
+                ),
+            ));
+        }
+        if !(c.layer_norm_eps > 0.0 && c.layer_norm_eps < 1.0) {
+            return Err(Error::config(
+                &file,
+                format!("layer_norm_eps {} must be in (0, 1)", c.layer_norm_eps),
+            ));
+        }
+        if c.hidden_act != "gelu" {
+            return Err(Error::config(
+                &file,
+                format!(
+                    "hidden_act {:?}: only \"gelu\" (exact, erf) is implemented",
+                    c.hidden_act
+                ),
+            ));
+        }
+        let labels = labels_of(&c.id2label, &file)?;
+
+        // sentence-transformers: pooling and normalisation from modules.json, the cut from
+        // sentence_bert_config.json. Without them: mean pooling, no normalisation.
+        let mut pooling = Pooling::Mean;
+        let mut normalize = false;
+        if let Some(modules) = files.modules {
+            let mfile = format!("{dir}/modules.json");
+            let modules: Vec<Module> = crate::json::parse(modules, &mfile)?;
+            normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
+            if let Some(m) = modules.iter().find(|m| m.kind.ends_with(".Pooling")) {
+                let pfile = format!("{dir}/{}/config.json", m.path);
+                let text = files.pooling.ok_or_else(|| {
+                    Error::config(
+                        &pfile,
+                        "modules.json names a pooling module, but its config.json is missing",
+                    )
+                })?;
+                let p: PoolingConfig = crate::json::parse(text, &pfile)?;
+                pooling = match (p.pooling_mode_mean_tokens, p.pooling_mode_cls_token) {
+                    (true, false) => Pooling::Mean,
+                    (false, true) => Pooling::Cls,
+                    _ => {
+                        return Err(Error::config(
+                            &pfile,
+                            "exactly one of pooling_mode_mean_tokens and pooling_mode_cls_token must be true \
+                             (max and mean-sqrt-len pooling are not implemented)",
+                        ))
+                    }
+                };
+                if p.pooling_mode_max_tokens || p.pooling_mode_mean_sqrt_len_tokens {
+                    return Err(Error::config(
+                        &pfile,
+                        "max and mean-sqrt-len pooling are not implemented",
+                    ));
+                }
+            }
+        }
+        let mut max_tokens = c.max_position_embeddings;
+        if let Some(text) = files.sentence_bert {
+            let sfile = format!("{dir}/sentence_bert_config.json");
+            let s: SentenceBertConfig = crate::json::parse(text, &sfile)?;
+            if let Some(m) = s.max_seq_length {
+                if m < 2 {
+                    return Err(Error::config(
+                        &sfile,
+                        "max_seq_length must leave room for [CLS] and [SEP] (at least 2)",
+                    ));
+                }
+                max_tokens = m.min(c.max_position_embeddings);
+            }
+        }
+        Ok(BertConfig {
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden_size,
+            num_layers: c.num_hidden_layers,
+            num_heads: c.num_attention_heads,
+            intermediate_size: c.intermediate_size,
+            max_positions: c.max_position_embeddings,
+            type_vocab_size: c.type_vocab_size,
+            layer_norm_eps: c.layer_norm_eps as f32,
+            max_tokens,
+            pooling,
+            normalize,
+            labels,
+        })
+    }
+}
+
+/// `id2label` as a list in class order: the keys must be 0..n without a gap.
+fn labels_of(id2label: &BTreeMap<String, String>, file: &str) -> Result<Vec<String>> {
+    let mut labels = vec![None; id2label.len()];
+    for (k, v) in id2label {
+        let i: usize = k.parse().map_err(|_| {
+            Error::config(file, format!("id2label: key {k:?} is not a class index"))
+        })?;
+        let slot = labels.get_mut(i).ok_or_else(|| {
+            Error::config(
+                file,
+                format!(
+                    "id2label: class {i} is beyond the {} labels",
+                    id2label.len()
+                ),
+            )
+        })?;
+        *slot = Some(v.clone());
+    }
+    Ok(labels.into_iter().flatten().collect())
+}
+
+/// Every tensor name of a BERT checkpoint; `prefix` is `bert.` in task models, empty in `BertModel`.
+struct BertNames {
+    prefix: String,
+}
+
+impl BertNames {
+    fn detect(names: &[&str]) -> Self {
+        let prefixed = names.iter().any(|n| n.starts_with("bert.embeddings."));
+        BertNames {
+            prefix: if prefixed {
+                "bert.".into()
+            } else {
+                String::new()
+            },
+        }
+    }
+
+    fn n(&self, s: &str) -> String {
+        format!("{}{s}", self.prefix)
+    }
+
+    fn layer(&self, s: &str) -> LayerNames {
+        LayerNames::new(self.n(s))
+    }
+
+    fn block(&self, i: usize) -> BlockNames {
+        let l = |s: &str| self.layer(&format!("encoder.layer.{i}.{s}"));
+        BlockNames {
+            norm1: l("attention.output.LayerNorm"),
+            qkv: QkvNames::Separate([
+                l("attention.self.query"),
+                l("attention.self.key"),
+                l("attention.self.value"),
+            ]),
+            proj: l("attention.output.dense"),
+            norm2: l("output.LayerNorm"),
+            fc1: l("intermediate.dense"),
+            fc2: l("output.dense"),
+        }
+    }
+
+    /// Tensors a text encoder does not read: position ids kept as a buffer, and the pooler of a
+    /// model used for embeddings.
+    fn not_needed(&self, name: &str, classifier: bool) -> bool {
+        name.ends_with("embeddings.position_ids")
+            || (!classifier && name.starts_with(&self.n("pooler.")))
+    }
+}
+
+/// A sequence classifier's head: `tanh(pooler(x[CLS]))`, then the classifier.
+#[derive(Debug, Clone)]
+pub struct ClassifierWeights {
+    pub pooler: LinearWeights,
+    pub classifier: LinearWeights,
+}
+
+/// A BERT encoder on the host.
+#[derive(Debug, Clone)]
+pub struct BertWeights {
+    pub config: BertConfig,
+    /// `[vocab, D]`, `[positions, D]`, `[types, D]`.
+    pub word_embeddings: Vec<f32>,
+    pub position_embeddings: Vec<f32>,
+    pub token_type_embeddings: Vec<f32>,
+    pub embeddings_norm: NormWeights,
+    /// Per layer: `norm1` follows attention, `norm2` the MLP (post-LayerNorm).
+    pub layers: Vec<BlockWeights>,
+    pub classifier: Option<ClassifierWeights>,
+    /// Where the model was read from, for messages.
+    pub source: String,
+}
+
+impl BertWeights {
+    /// Parse safetensors `bytes` (named `name` in messages) with the folder's text files.
+    pub fn from_bytes(name: &str, bytes: &[u8], files: &TextModelFiles, dir: &str) -> Result<Self> {
+        let mut config = BertConfig::read(files, dir)?;
+        let mut t = Tensors::open(name, bytes)?;
+        let names = BertNames::detect(&t.st.names());
+        let (v, d, m) = (
+            config.vocab_size,
+            config.hidden_size,
+            config.intermediate_size,
+        );
+        let word = names.n("embeddings.word_embeddings.weight");
+        // The vocabulary is the embedding matrix's rows: the config must agree.
+        let shape = t.shape(&word)?;
+        if shape.len() != 2 || shape[1] != d || shape[0] != v {
+            return Err(Error::TensorShape {
+                file: t.file.clone(),
+                name: word,
+                got: shape,
+                expected: vec![v, d],
+            });
+        }
+        let word_embeddings = t.get(&word, &[v, d])?;
+        let position_embeddings = t.get(
+            &names.n("embeddings.position_embeddings.weight"),
+            &[config.max_positions, d],
+        )?;
+        let token_type_embeddings = t.get(
+            &names.n("embeddings.token_type_embeddings.weight"),
+            &[config.type_vocab_size, d],
+        )?;
+        let embeddings_norm = NormWeights::load(&mut t, &names.layer("embeddings.LayerNorm"), d)?;
+        let layers = (0..config.num_layers)
+            .map(|i| BlockWeights::load(&mut t, &names.block(i), d, m))
+            .collect::<Result<Vec<_>>>()?;
+        let classifier = if t.has("classifier.weight") {
+            let classes = t.shape("classifier.weight")?.first().copied().unwrap_or(0);
+            if classes == 0 {
+                return Err(Error::UnknownLayout {
+                    file: t.file.clone(),
+                    reason: "tensor `classifier.weight` has no classes".into(),
+                });
+            }
+            if config.labels.len() != classes {
+                config.labels = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+            }
+            Some(ClassifierWeights {
+                pooler: LinearWeights::load(&mut t, &names.layer("pooler.dense"), d, d)?,
+                classifier: LinearWeights::load(
+                    &mut t,
+                    &LayerNames::new("classifier"),
+                    classes,
+                    d,
+                )?,
+            })
+        } else {
+            config.labels.clear();
+            None
+        };
+        let unused: Vec<String> = t
+            .unused()
+            .into_iter()
+            .filter(|s| !names.not_needed(s, classifier.is_some()))
+            .collect();
+        if !unused.is_empty() {
+            return Err(Error::UnknownLayout {
+                file: t.file.clone(),
+                reason: format!(
+                    "{} tensors a BERT encoder of {} layers does not use (e.g. {:?}): the architecture \
+                     or the config's num_hidden_layers differs",
+                    unused.len(),
+                    config.num_layers,
+                    &unused[..unused.len().min(4)]
+                ),
+            });
+        }
+        Ok(BertWeights {
+            config,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm,
+            layers,
+            classifier,
+            source: name.to_string(),
+        })
+    }
+
+    /// Load a text model folder: `model.safetensors`, `config.json`, and the sentence-transformers
+    /// files where present.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(dir: &std::path::Path) -> Result<Self> {
+        use crate::limits;
+        let text = |rel: &str| -> Result<Option<String>> {
+            let p = dir.join(rel);
+            if p.exists() {
+                limits::read_text(&p, "a config file").map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let config = text("config.json")?;
+        let modules = text("modules.json")?;
+        // The pooling module's folder, as modules.json names it.
+        let pooling_dir = modules
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<Vec<serde_json::Value>>(m).ok())
+            .and_then(|ms| {
+                ms.iter()
+                    .find(|m| m["type"].as_str().is_some_and(|t| t.ends_with(".Pooling")))
+                    .and_then(|m| m["path"].as_str().map(str::to_string))
+            });
+        let pooling = match &pooling_dir {
+            Some(p) => text(&format!("{p}/config.json"))?,
+            None => None,
+        };
+        let sentence_bert = text("sentence_bert_config.json")?;
+        let model = dir.join("model.safetensors");
+        let bytes = limits::read_file(
+            &model,
+            limits::MAX_MODEL_FILE_BYTES,
+            "a safetensors model file",
+        )?;
+        let files = TextModelFiles {
+            config: config.as_deref(),
+            modules: modules.as_deref(),
+            pooling: pooling.as_deref(),
+            sentence_bert: sentence_bert.as_deref(),
+        };
+        Self::from_bytes(
+            &model.display().to_string(),
+            &bytes,
+            &files,
+            &dir.display().to_string(),
+        )
+    }
+}
