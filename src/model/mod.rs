@@ -13,6 +13,7 @@ mod names;
 pub mod precision;
 pub mod random;
 pub mod safetensors_check;
+pub mod text_encoder;
 pub mod vit;
 pub mod weights;
 

@@ -13,7 +13,7 @@ use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 const F16_MAX: f32 = 65504.0;
 
 /// A weight must fit one storage binding of the device; say which does not, before allocating it.
-fn fits(gpu: &GpuContext, name: &str, bytes: usize) -> Result<()> {
+pub(super) fn fits(gpu: &GpuContext, name: &str, bytes: usize) -> Result<()> {
     let max = gpu.max_binding_bytes();
     if bytes as u64 > max {
         return Err(Error::param(
@@ -35,7 +35,12 @@ pub struct Linear {
 impl Linear {
     /// The weight matrix stored as `storage` (f32 or f16); the bias always f32. A weight beyond
     /// f16's range would turn into infinity, so f16 refuses it, naming the layer.
-    fn upload(gpu: &GpuContext, name: &str, l: &LinearWeights, storage: Elem) -> Result<Self> {
+    pub(super) fn upload(
+        gpu: &GpuContext,
+        name: &str,
+        l: &LinearWeights,
+        storage: Elem,
+    ) -> Result<Self> {
         fits(gpu, &format!("{name} weight"), l.w.len() * storage.size())?;
         if storage == Elem::F16 {
             if let Some((i, v)) = l.w.iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
@@ -58,7 +63,7 @@ impl Linear {
     /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`, on the live rows only where
     /// `live` says which.
     #[allow(clippy::too_many_arguments)]
-    fn forward(
+    pub(super) fn forward(
         &self,
         k: &Kernels,
         p: &mut Program,
@@ -94,7 +99,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn upload(gpu: &GpuContext, name: &str, n: &NormWeights, eps: f32) -> Self {
+    pub(super) fn upload(gpu: &GpuContext, name: &str, n: &NormWeights, eps: f32) -> Self {
         LayerNorm {
             w: GpuTensor::from_slice(gpu, name, &n.w),
             b: GpuTensor::from_slice(gpu, name, &n.b),
@@ -102,7 +107,7 @@ impl LayerNorm {
         }
     }
 
-    fn forward(
+    pub(super) fn forward(
         &self,
         k: &Kernels,
         p: &mut Program,

@@ -1,0 +1,246 @@
+//! A BERT encoder's forward pass as plain code, beside the ViT's (`vit.rs`), on the same kernels.
+//! Post-LayerNorm blocks: `x = LN1(x + proj(attn(x)))`, then `x = LN2(x + fc2(gelu(fc1(x))))`.
+//!
+//! A batch of texts is padded to its longest: row `t` of text `b` is real while `t < counts[b]`.
+//! The attention reads those counts: padded keys get probability 0 and padded queries are not
+//! computed (the same masked rows threshold pruning leaves), so padding never changes a real token.
+//! The embedding lookup (`word + position + type`) is done on the host while laying out the batch:
+//! it is a gather of `tokens x D` values, which the upload costs anyway.
+
+use super::bert::{BertConfig, BertWeights};
+use super::vit::{fits, LayerNorm, Linear};
+use crate::error::{Error, Result};
+use crate::gpu::kernel::Elem;
+use crate::gpu::kernels::{AttentionBias, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
+
+/// Buffers of one (batch, tokens) shape, allocated once and reused.
+pub struct TextActivations {
+    pub batch: usize,
+    /// Rows per text: the longest text of the batch.
+    pub tokens: usize,
+    /// `[B, T, D]`: the residual stream; after the last layer, the output states.
+    pub x: GpuTensor,
+    /// `[B, T, D]`: the other half of each post-LayerNorm step.
+    pub y: GpuTensor,
+    pub qkv: GpuTensor,
+    /// `[B, H, T, T]`.
+    pub probs: GpuTensor,
+    pub attn: GpuTensor,
+    pub hidden: GpuTensor,
+    /// `[B]` u32: each text's token count.
+    pub counts: GpuTensor,
+}
+
+impl TextActivations {
+    /// Values per text of each buffer at `tokens` rows.
+    fn per_text(c: &BertConfig, tokens: usize) -> [(&'static str, usize); 5] {
+        let (n, d) = (tokens, c.hidden_size);
+        [
+            ("tokens", n * d),
+            ("qkv", n * 3 * d),
+            ("attention probabilities", c.num_heads * n * n),
+            ("mlp hidden", n * c.intermediate_size),
+            ("attention output", n * d),
+        ]
+    }
+
+    /// The largest batch of `tokens`-row texts whose every buffer fits one binding of `max_bytes`.
+    pub fn max_batch(c: &BertConfig, tokens: usize, max_bytes: u64) -> usize {
+        Self::per_text(c, tokens)
+            .iter()
+            .map(|(_, v)| (max_bytes / (4 * (*v).max(1) as u64)) as usize)
+            .min()
+            .unwrap_or(0)
+    }
+
+    pub fn new(gpu: &GpuContext, c: &BertConfig, batch: usize, tokens: usize) -> Result<Self> {
+        let max = Self::max_batch(c, tokens, gpu.max_binding_bytes());
+        if batch == 0 || tokens == 0 {
+            return Err(Error::param("texts", "a batch needs at least one text"));
+        }
+        if batch > max {
+            return Err(Error::BatchTooLarge {
+                batch,
+                max,
+                reason: format!(
+                    "texts of {tokens} tokens would exceed the device's {} byte storage binding limit",
+                    gpu.max_binding_bytes()
+                ),
+            });
+        }
+        let sizes = Self::per_text(c, tokens);
+        let z = |i: usize, label: &str| GpuTensor::zeros(gpu, label, batch * sizes[i].1);
+        Ok(TextActivations {
+            batch,
+            tokens,
+            x: z(0, "x"),
+            y: z(0, "y"),
+            qkv: z(1, "qkv"),
+            probs: z(2, "attention probabilities"),
+            hidden: z(3, "mlp hidden"),
+            attn: z(4, "attention output"),
+            counts: GpuTensor::from_slice(gpu, "token counts", &vec![0u32; batch]),
+        })
+    }
+}
+
+/// One post-LayerNorm layer.
+pub struct TextLayer {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub norm1: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub norm2: LayerNorm,
+}
+
+/// A BERT encoder with its weights on the GPU (f32).
+pub struct TextEncoder {
+    pub config: BertConfig,
+    /// The LayerNorm over the summed embeddings.
+    pub embeddings_norm: LayerNorm,
+    pub layers: Vec<TextLayer>,
+}
+
+impl TextEncoder {
+    pub fn upload(gpu: &GpuContext, w: &BertWeights) -> Result<Self> {
+        let eps = w.config.layer_norm_eps;
+        let linear = |name: &str, l| Linear::upload(gpu, name, l, Elem::F32);
+        fits(gpu, "word embeddings", 4 * w.word_embeddings.len())?;
+        let layers = w
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let n = |s: &str| format!("layer{i}.{s}");
+                Ok(TextLayer {
+                    qkv: linear(&n("qkv"), &l.qkv)?,
+                    proj: linear(&n("proj"), &l.proj)?,
+                    norm1: LayerNorm::upload(gpu, &n("norm1"), &l.norm1, eps),
+                    fc1: linear(&n("fc1"), &l.fc1)?,
+                    fc2: linear(&n("fc2"), &l.fc2)?,
+                    norm2: LayerNorm::upload(gpu, &n("norm2"), &l.norm2, eps),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(TextEncoder {
+            config: w.config.clone(),
+            embeddings_norm: LayerNorm::upload(gpu, "embeddings.norm", &w.embeddings_norm, eps),
+            layers,
+        })
+    }
+
+    /// The forward pass over the summed embeddings in `a.y` (written by the caller); the output
+    /// states end in `a.x`.
+    pub fn forward(&self, k: &Kernels, a: &TextActivations) -> Result<Program> {
+        let c = &self.config;
+        let (b, n, d, h) = (a.batch, a.tokens, c.hidden_size, c.num_heads);
+        let rows = b * n;
+        let dense = |t| RowView::dense(t, d);
+        let mut p = Program::default();
+        self.embeddings_norm.forward(
+            k,
+            &mut p,
+            "embeddings.norm",
+            dense(&a.y),
+            dense(&a.x),
+            rows,
+        )?;
+        let valid = AttentionBias {
+            log_size: None,
+            valid: Some(&a.counts),
+        };
+        let dh = d / h;
+        let scale = 1.0 / (dh as f32).sqrt();
+        for (i, l) in self.layers.iter().enumerate() {
+            let name = |s: &str| format!("layer{i}.{s}");
+            let p = &mut p;
+            l.qkv
+                .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), None)?;
+            if k.fused_attention() && Kernels::attention_fits(d, h) {
+                p.push(k.attention(
+                    &name("attention"),
+                    &a.qkv,
+                    &a.attn,
+                    (b, n, d, h),
+                    scale,
+                    valid,
+                )?);
+            } else {
+                let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
+                let kt = q.at(d).strides(1, 3 * d);
+                let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
+                let live = |key_cols, key_sum| {
+                    Some(LiveRows::PerImage {
+                        counts: &a.counts,
+                        key_cols,
+                        key_sum,
+                    })
+                };
+                let scores = Gemm {
+                    outer: b,
+                    heads: h,
+                    alpha: scale,
+                    live: live(true, false),
+                    ..Gemm::new(n, n, dh)
+                };
+                p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
+                p.push(k.softmax_biased(
+                    &name("softmax"),
+                    &a.probs,
+                    b * h * n,
+                    n,
+                    n,
+                    h * n,
+                    valid,
+                )?);
+                let v = q.at(2 * d);
+                let out = MatView::rows(&a.attn, d).batched(n * d, dh);
+                let pv = Gemm {
+                    outer: b,
+                    heads: h,
+                    live: live(false, true),
+                    ..Gemm::new(n, dh, n)
+                };
+                p.push(k.gemm(&name("context"), probs, v, out, pv)?);
+            }
+            // x += proj(attn); y = LN1(x); y += fc2(gelu(fc1(y))); x = LN2(y).
+            l.proj.forward(
+                k,
+                p,
+                &name("proj"),
+                &a.attn,
+                &a.x,
+                rows,
+                (false, true),
+                None,
+            )?;
+            l.norm1
+                .forward(k, p, &name("norm1"), dense(&a.x), dense(&a.y), rows)?;
+            l.fc1.forward(
+                k,
+                p,
+                &name("fc1"),
+                &a.y,
+                &a.hidden,
+                rows,
+                (true, false),
+                None,
+            )?;
+            l.fc2.forward(
+                k,
+                p,
+                &name("fc2"),
+                &a.hidden,
+                &a.y,
+                rows,
+                (false, true),
+                None,
+            )?;
+            l.norm2
+                .forward(k, p, &name("norm2"), dense(&a.y), dense(&a.x), rows)?;
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,146 @@
+//! The BERT forward pass on the GPU against the NumPy reference (`tests/reference/numpy_bert.py`):
+//! the output states of every real token, the pooled embeddings (cosine >= 0.99999) and a
+//! classifier's logits, for padded batches of texts of different lengths: the tiny BERTs and
+//! all-MiniLM-L6-v2 on real sentences.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fixture, gpu, read_tensor, shared};
+use zeroprune::model::bert::BertWeights;
+use zeroprune::text::{Encoded, TextSession, TextTokenizer};
+
+fn sentences(which: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v[which]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn encode(dir: &Path, w: &BertWeights, texts: &[String]) -> Encoded {
+    let t = TextTokenizer::load(
+        &dir.join("tokenizer.json"),
+        w.config.max_tokens,
+        w.config.vocab_size,
+    )
+    .unwrap();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    t.encode(&refs).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Run `dir`'s model on the tiny sentences and compare everything with its reference.
+fn check_tiny(name: &str) -> Vec<zeroprune::text::TextOutput> {
+    let dir = fixture(name);
+    let w = BertWeights::load(&dir).unwrap();
+    let enc = encode(&dir, &w, &sentences("tiny"));
+    let mut s = TextSession::new(gpu(), &w).expect("session");
+    let out = s.run(&enc).expect("runs");
+    let reference = dir.join("reference.safetensors");
+    let (shape, hidden) = read_tensor(&reference, "hidden");
+    let (_, emb) = read_tensor(&reference, "embeddings");
+    let (t, d) = (shape[1], shape[2]);
+    for (b, o) in out.iter().enumerate() {
+        let n = enc.ids[b].len();
+        let want = &hidden[b * t * d..][..n * d];
+        let err = o
+            .states
+            .iter()
+            .zip(want)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err < 1e-4, "{name} text {b}: states differ by {err}");
+        let cos = cosine(&o.embedding, &emb[b * d..][..d]);
+        eprintln!(
+            "{name} text {b}: {n} tokens, states within {err:.2e}, cosine 1 - {:.1e}",
+            1.0 - cos
+        );
+        assert!(cos >= 0.99999, "{name} text {b}: cosine {cos}");
+    }
+    out
+}
+
+#[test]
+fn tiny_bert_matches_the_reference_in_a_padded_batch() {
+    let out = check_tiny("tiny-bert");
+    // Without a Normalize module the mean is not normalised.
+    let norm: f32 = out[0].embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() > 1e-3, "norm {norm}");
+}
+
+#[test]
+fn a_sentence_transformers_folder_cuts_and_normalises_like_the_reference() {
+    let out = check_tiny("tiny-bert-st");
+    for o in &out {
+        assert_eq!(o.states.len(), 12 * 32);
+        let norm: f32 = o.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+}
+
+#[test]
+fn a_sequence_classifier_gives_the_reference_logits() {
+    let out = check_tiny("tiny-bert-cls");
+    let (_, logits) = read_tensor(&fixture("tiny-bert-cls/reference.safetensors"), "logits");
+    for (b, o) in out.iter().enumerate() {
+        for (x, y) in o.logits.iter().zip(&logits[b * 2..][..2]) {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "text {b}: {:?} vs {:?}",
+                o.logits,
+                &logits[b * 2..][..2]
+            );
+        }
+    }
+}
+
+#[test]
+fn padding_never_changes_a_text() {
+    // Each text alone gives what it gives in the padded batch.
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let texts = sentences("tiny");
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    let batch = s.run(&encode(&dir, &w, &texts)).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = s
+            .run(&encode(&dir, &w, std::slice::from_ref(text)))
+            .unwrap();
+        let err = alone[0]
+            .states
+            .iter()
+            .zip(&batch[i].states)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err < 1e-5, "text {i}: alone and batched differ by {err}");
+    }
+}
+
+#[test]
+fn minilm_embeds_real_sentences_like_the_reference() {
+    let dir = shared().join("models/all-minilm-l6-v2");
+    let w = BertWeights::load(&dir).unwrap();
+    let enc = encode(&dir, &w, &sentences("minilm"));
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    let out = s.run(&enc).unwrap();
+    let (_, emb) = read_tensor(&fixture("text/minilm-reference.safetensors"), "embeddings");
+    let d = 384;
+    for (b, o) in out.iter().enumerate() {
+        let cos = cosine(&o.embedding, &emb[b * d..][..d]);
+        eprintln!(
+            "MiniLM sentence {b}: {} tokens, cosine 1 - {:.1e}",
+            enc.ids[b].len(),
+            1.0 - cos
+        );
+        assert!(cos >= 0.99999, "sentence {b}: cosine {cos}");
+    }
+}
