@@ -4,6 +4,7 @@
 mod bench;
 mod classify;
 mod common;
+mod embed;
 mod eval;
 mod explain;
 mod info;
@@ -81,6 +82,11 @@ enum Command {
     /// Draw what a pruning policy keeps: the image as the model sees it, then one panel per pruning
     /// step with the dropped patches darkened (PNG).
     Explain(explain::ExplainArgs),
+    /// Embed texts with a BERT-family encoder (e.g. all-MiniLM-L6-v2): one vector per text, pooled
+    /// and normalised as the model folder says. Texts are cut to the model's length (with a warning).
+    Embed(embed::EmbedArgs),
+    /// The cosine similarity of two texts' embeddings.
+    Similarity(embed::SimilarityArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +100,8 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(&args),
         Command::Tune(args) => tune::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Embed(args) => embed::run_embed(&args),
+        Command::Similarity(args) => embed::run_similarity(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

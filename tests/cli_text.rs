@@ -1,0 +1,136 @@
+//! `zeroprune embed` and `zeroprune similarity` end to end on the tiny sentence-transformers
+//! fixture: the JSON fields, input order, the cut warning, and bad text input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{fixture, read_tensor};
+
+fn zeroprune() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
+    c.env_remove("ZEROPRUNE_MODEL");
+    c
+}
+
+fn sentences() -> Vec<String> {
+    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["tiny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn embed_json_gives_one_embedding_per_text_in_input_order() {
+    let texts = sentences();
+    let dir = tempfile::tempdir().unwrap();
+    // Two texts as arguments, two from a file (with a blank line and CRLF endings).
+    let file = dir.path().join("texts.txt");
+    std::fs::write(&file, format!("{}\r\n\n{}\n", texts[2], texts[3])).unwrap();
+    let out = zeroprune()
+        .args(["embed", "--json", "--batch", "3", "--model"])
+        .arg(fixture("tiny-bert-st"))
+        .args(&texts[..2])
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Every tiny text is longer than the folder's 12 tokens.
+    assert!(
+        stderr.contains("text 4 was cut to the model's 12 tokens"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dim"], 32);
+    assert_eq!(v["tokens"], serde_json::json!([12, 12, 12, 12]));
+    assert_eq!(v["truncated"], serde_json::json!([true, true, true, true]));
+    let gflops = v["gflops_per_text"].as_array().unwrap();
+    assert!(gflops.iter().all(|g| g.as_f64().unwrap() > 0.0));
+    let (_, want) = read_tensor(&fixture("tiny-bert-st/reference.safetensors"), "embeddings");
+    let got = v["embeddings"].as_array().unwrap();
+    assert_eq!(got.len(), 4);
+    for (i, e) in got.iter().enumerate() {
+        let e: Vec<f64> = e
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let dot: f64 = e
+            .iter()
+            .zip(&want[i * 32..][..32])
+            .map(|(a, b)| a * *b as f64)
+            .sum();
+        assert!(dot > 0.99999, "text {i}: cosine {dot}");
+    }
+}
+
+#[test]
+fn similarity_prints_the_cosine() {
+    let texts = sentences();
+    let out = zeroprune()
+        .args(["similarity", "--json", "--model"])
+        .arg(fixture("tiny-bert"))
+        .args([&texts[0], &texts[0]])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((v["cosine"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{v}");
+}
+
+#[test]
+fn bad_text_input_names_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = zeroprune().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let model = fixture("tiny-bert");
+    // Invalid UTF-8 on line 2.
+    let file = dir.path().join("bad.txt");
+    std::fs::write(&file, b"fine\nnot \xff utf-8\n").unwrap();
+    let err = run(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--file".as_ref(),
+        file.as_os_str(),
+    ]);
+    assert!(
+        err.contains("bad.txt line 2") && err.contains("not UTF-8"),
+        "{err}"
+    );
+    // An empty text.
+    let err = run(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "fine".as_ref(),
+        "  ".as_ref(),
+    ]);
+    assert!(err.contains("text 2") && err.contains("empty"), "{err}");
+    // No text at all.
+    let err = run(&["embed".as_ref(), "--model".as_ref(), model.as_os_str()]);
+    assert!(err.contains("--file"), "{err}");
+    // A folder without tokenizer.json.
+    let copy = common::with_json("tiny-bert", "config.json", |_| {});
+    let err = run(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        copy.path().as_os_str(),
+        "x".as_ref(),
+    ]);
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
