@@ -134,3 +134,85 @@ fn bad_text_input_names_the_culprit() {
     ]);
     assert!(err.contains("tokenizer.json"), "{err}");
 }
+
+/// A `split<TAB>label<TAB>sentence` file of the tiny sentences, labelled by `label(i)`.
+fn labelled_file(dir: &std::path::Path, label: impl Fn(usize) -> usize) -> std::path::PathBuf {
+    let mut text = String::from("split\tlabel\tsentence\n");
+    for (i, s) in sentences().iter().enumerate() {
+        text += &format!("test\t{}\t{s}\n", label(i));
+        text += &format!("train\t0\t{s}\n");
+    }
+    let path = dir.join("texts.tsv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn eval_on_texts_uses_the_model_classifier_or_a_head() {
+    let dir = tempfile::tempdir().unwrap();
+    // Labels = the reference classifier's argmax: the runtime must agree on every text.
+    let (_, logits) = read_tensor(&fixture("tiny-bert-cls/reference.safetensors"), "logits");
+    let argmax = |i: usize| (logits[2 * i + 1] > logits[2 * i]) as usize;
+    let eval = |file: &std::path::Path, model: &str, extra: &[&str]| {
+        let out = zeroprune()
+            .args(["eval", "--json", "--batch", "3", "--model"])
+            .arg(fixture(model))
+            .arg("--texts")
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, err) = eval(&labelled_file(dir.path(), argmax), "tiny-bert-cls", &[]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["texts"], 4);
+    assert_eq!(v["accuracy"], 1.0, "{v}");
+    // The other labels: every prediction is wrong.
+    let (_, stdout, _) = eval(
+        &labelled_file(dir.path(), |i| 1 - argmax(i)),
+        "tiny-bert-cls",
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["accuracy"], 0.0, "{v}");
+    // A model without a classifier needs --head.
+    let file = labelled_file(dir.path(), argmax);
+    let (ok, _, err) = eval(&file, "tiny-bert", &[]);
+    assert!(!ok && err.contains("--head"), "{err}");
+    // A head of the wrong width names the file and the tensor.
+    let head = dir.path().join("head.safetensors");
+    let views = [
+        ("weight", vec![2usize, 16], vec![0u8; 2 * 16 * 4]),
+        ("bias", vec![2], vec![0u8; 8]),
+    ];
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = views
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(&head, safetensors::serialize(views, None).unwrap()).unwrap();
+    let (ok, _, err) = eval(&file, "tiny-bert", &["--head", head.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("head.safetensors") && err.contains("weight"),
+        "{err}"
+    );
+    // A malformed line names the file and the line.
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "split\tlabel\tsentence\ntest\tpositive\tgood\n").unwrap();
+    let (ok, _, err) = eval(&bad, "tiny-bert-cls", &[]);
+    assert!(
+        !ok && err.contains("bad.tsv") && err.contains("line 2"),
+        "{err}"
+    );
+}

@@ -237,6 +237,35 @@ impl TextSession {
     pub fn run(&mut self, enc: &Encoded) -> Result<Vec<TextOutput>> {
         pollster::block_on(self.run_async(enc))
     }
+
+    /// Run many texts in batches of at most `batch`, texts of similar length together (a batch
+    /// pads to its longest, so sorting by length wastes little on padding); the outputs come back
+    /// in input order. `done` is called with the texts finished after each batch.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_all(
+        &mut self,
+        enc: &Encoded,
+        batch: usize,
+        mut done: impl FnMut(usize),
+    ) -> Result<Vec<TextOutput>> {
+        let mut order: Vec<usize> = (0..enc.ids.len()).collect();
+        order.sort_by_key(|&i| enc.ids[i].len());
+        let mut out: Vec<Option<TextOutput>> = vec![None; enc.ids.len()];
+        for chunk in order.chunks(batch.max(1)) {
+            let part = Encoded {
+                ids: chunk.iter().map(|&i| enc.ids[i].clone()).collect(),
+                truncated: chunk.iter().map(|&i| enc.truncated[i]).collect(),
+            };
+            for (&i, o) in chunk.iter().zip(self.run(&part)?) {
+                out[i] = Some(o);
+            }
+            done(chunk.len());
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every text ran"))
+            .collect())
+    }
 }
 
 /// One text's embedding from its `[tokens, D]` states: the mean or the [CLS] row, normalised

@@ -23,7 +23,7 @@ pub struct EmbedArgs {
     /// A UTF-8 file with one text per line (blank lines are skipped), after the TEXT arguments.
     #[arg(long)]
     file: Option<PathBuf>,
-    /// Texts per forward pass (each batch pads to its longest text).
+    /// Texts per forward pass (texts of similar length run together; a batch pads to its longest).
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Print one JSON object: model, embeddings (one array per text, in input order), tokens per
@@ -171,16 +171,11 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
         }
     }
     let bar = progress(texts.len(), "texts");
-    let mut embeddings = Vec::with_capacity(texts.len());
-    for start in (0..texts.len()).step_by(args.batch) {
-        let end = (start + args.batch).min(texts.len());
-        let part = zeroprune::text::Encoded {
-            ids: enc.ids[start..end].to_vec(),
-            truncated: enc.truncated[start..end].to_vec(),
-        };
-        embeddings.extend(session.run(&part)?.into_iter().map(|o| o.embedding));
-        bar.inc((end - start) as u64);
-    }
+    let embeddings: Vec<Vec<f32>> = session
+        .run_all(&enc, args.batch, |n| bar.inc(n as u64))?
+        .into_iter()
+        .map(|o| o.embedding)
+        .collect();
     bar.finish_and_clear();
     let tokens = enc.lengths();
     emit(

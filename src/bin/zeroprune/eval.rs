@@ -23,11 +23,22 @@ pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Folder of images.
-    #[arg(long)]
-    images: PathBuf,
+    #[arg(long, required_unless_present = "texts")]
+    images: Option<PathBuf>,
     /// `name<TAB>class-index` lines, one per image.
-    #[arg(long)]
-    labels: PathBuf,
+    #[arg(long, required_unless_present = "texts")]
+    labels: Option<PathBuf>,
+    /// Text models instead: a `split<TAB>label<TAB>sentence` file (e.g.
+    /// ../shared/data/sentence-polarity/sentences.tsv); --model is then a BERT-family folder.
+    #[arg(long, conflicts_with_all = ["images", "labels"])]
+    texts: Option<PathBuf>,
+    /// With --texts: the split to evaluate.
+    #[arg(long, default_value = "test", requires = "texts")]
+    split: String,
+    /// With --texts: a linear head (safetensors, `weight [C, D]`, `bias [C]`) on the pooled
+    /// embedding, instead of the model's own classifier (bench/fit_text_head.py fits one).
+    #[arg(long, requires = "texts")]
+    head: Option<PathBuf>,
     /// Evaluate only the first N images (in file-name order, after --skip).
     #[arg(long)]
     limit: Option<usize>,
@@ -147,15 +158,39 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));
     }
+    if let Some(texts) = &args.texts {
+        let model = args.model.model.as_deref().ok_or_else(|| {
+            Error::param(
+                "--model",
+                "a text evaluation needs a BERT-family model folder",
+            )
+        })?;
+        if args.prune.request()? != Default::default() {
+            return Err(Error::param(
+                "--policy",
+                "pruning on text models is not implemented yet (issue 13): run them dense",
+            ));
+        }
+        return crate::eval_text::run(
+            model,
+            texts,
+            &args.split,
+            args.head.as_deref(),
+            (args.skip, args.limit),
+            args.batch,
+            args.json,
+        );
+    }
+    let (Some(images), Some(labels)) = (&args.images, &args.labels) else {
+        return Err(Error::param(
+            "--images",
+            "give --images and --labels, or --texts",
+        ));
+    };
     let weights = model_source::load(&args.model)?;
     let c = &weights.config;
     let pruning = args.prune.resolve(c)?;
-    let (items, paths) = labelled_images(
-        &weights,
-        &args.images,
-        &args.labels,
-        (args.skip, args.limit),
-    )?;
+    let (items, paths) = labelled_images(&weights, images, labels, (args.skip, args.limit))?;
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;

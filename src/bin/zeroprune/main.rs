@@ -6,6 +6,7 @@ mod classify;
 mod common;
 mod embed;
 mod eval;
+mod eval_text;
 mod explain;
 mod info;
 mod model_source;
