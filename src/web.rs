@@ -29,6 +29,10 @@ use crate::prune::{Policy, PruneRequest, Pruning};
 use crate::session::top_k;
 use crate::{labels, ModelWeights, ViTConfig};
 
+mod text;
+
+pub use text::TextModel;
+
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();

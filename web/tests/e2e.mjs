@@ -7,7 +7,7 @@
 //
 //   node web/tests/e2e.mjs [--images 3] [--bin $CARGO_TARGET_DIR/release/zeroprune] [--out web/tests/out]
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deflateSync } from "node:zlib";
@@ -172,6 +172,45 @@ async function hostile(page) {
   check(typeof still === "string", `after the bad model file the loaded model still runs (${still})`);
 }
 
+// The wasm API for text models: all-MiniLM-L6-v2 loaded from the served folder embeds real sentences
+// as `zeroprune embed --json` does (same tokens, cosine >= 0.9999 on another GPU).
+async function textModel(page) {
+  const texts = JSON.parse(readFileSync(join(repo, "tests/fixtures/text/sentences.json"), "utf8")).minilm.slice(0, 3);
+  const r = spawnSync(bin, ["embed", "--json", "--model", join(shared, "models/all-minilm-l6-v2"), ...texts], {
+    env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`${bin} embed failed (${r.status}): ${r.stderr || r.error}`);
+  const native = JSON.parse(r.stdout);
+  const web = await page.evaluate(async (texts) => {
+    const { TextModel } = await import("./pkg/zeroprune.js");
+    const dir = "models/all-minilm-l6-v2/";
+    const text = async (f) => { const resp = await fetch(dir + f); return resp.ok ? resp.text() : undefined; };
+    const bytes = new Uint8Array(await (await fetch(dir + "model.safetensors")).arrayBuffer());
+    const m = await TextModel.create(bytes, await text("config.json"), await text("tokenizer.json"), {
+      modules: await text("modules.json"),
+      pooling: await text("1_Pooling/config.json"),
+      sentenceBert: await text("sentence_bert_config.json"),
+    });
+    const out = await m.embed(texts);
+    let empty = null;
+    try { await m.embed(["fine", "   "]); } catch (e) { empty = e.message; }
+    return { ...out, info: m.info, empty };
+  }, texts);
+  check(JSON.stringify(web.tokens) === JSON.stringify(native.tokens),
+    `text model in the browser: tokens ${web.tokens.join(",")} equal native ${native.tokens.join(",")}`);
+  const cos = web.embeddings.map((e, i) => {
+    const n = native.embeddings[i];
+    const dot = e.reduce((s, x, j) => s + x * n[j], 0);
+    const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+    return dot / (norm(e) * norm(n));
+  });
+  check(cos.every((c) => c >= 0.9999), `text embeddings equal native: cosine ${cos.map((c) => c.toFixed(7)).join(", ")} ` +
+    `(${web.info.layers} layers, ${web.latencyMs.toFixed(0)} ms for ${texts.length} texts)`);
+  check(/text 2 is empty/.test(web.empty || ""), `an empty text is refused: "${web.empty}"`);
+}
+
 async function main() {
   const images = readdirSync(imageDir).sort().slice(0, count).map((f) => join(imageDir, f));
   console.log(`native: ${bin} on ${images.length} images`);
@@ -247,6 +286,7 @@ async function main() {
     const err = await page.evaluate(() => window.zeroprune.error);
     check(/not a JPEG, PNG, WebP, BMP or GIF/.test(err), `a non-image file is refused with a message: "${err}"`);
     await hostile(page);
+    await textModel(page);
     writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length }, null, 2));
   } finally {
     await browser.close();
