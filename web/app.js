@@ -1,6 +1,6 @@
 // The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
 // is the same Rust code as the native binary.
-import init, { Session, limits } from "./pkg/zeroprune.js";
+import init, { Session, TextModel, limits } from "./pkg/zeroprune.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -22,6 +22,9 @@ const NEEDED_LIMITS = {
 // State the end-to-end test reads: window.zeroprune.{state, info, last, error}.
 const app = { limits: null, reload: null, session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
 window.zeroprune = app;
+// The text panel's state, which the end-to-end test reads: {state, result, error}.
+app.text = { model: null, state: "idle", result: null, error: null };
+const TEXT_MODELS = ["models/all-minilm-l6-v2/", "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main/"];
 let busy = false;
 let rerun = false;
 
@@ -368,6 +371,57 @@ function escapeHtml(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 }
 
+// ---- text ----------------------------------------------------------------------------------------
+
+// The sentence encoder's folder: beside the page where served, else the hub.
+async function loadTextModel(status) {
+  let dir = TEXT_MODELS[1];
+  const local = await fetch(TEXT_MODELS[0] + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);
+  if (local) dir = TEXT_MODELS[0];
+  const text = async (f, required) => {
+    const r = await fetch(dir + f).catch(() => null);
+    if (r && r.ok) return r.text();
+    if (required) throw new Error(`${dir}${f}: ${r ? "HTTP " + r.status : "unreachable"}`);
+    return undefined;
+  };
+  status.textContent = `Loading the text model from ${dir}…`;
+  const bytes = await fetchBytes(dir + "model.safetensors", () => {});
+  return TextModel.create(bytes, await text("config.json", true), await text("tokenizer.json", true), {
+    modules: await text("modules.json"),
+    pooling: await text("1_Pooling/config.json"),
+    sentenceBert: await text("sentence_bert_config.json"),
+  });
+}
+
+async function compareTexts() {
+  const status = $("text-status");
+  if (app.text.state === "running") return;
+  app.text.state = "running";
+  app.text.error = null;
+  $("text-run").disabled = true;
+  try {
+    if (!app.text.model) app.text.model = await loadTextModel(status);
+    const texts = [$("text-a").value, $("text-b").value];
+    status.textContent = "Running…";
+    const r = await app.text.model.embed(texts);
+    const [a, b] = r.embeddings;
+    const dot = a.reduce((s, x, i) => s + x * b[i], 0);
+    const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+    const cosine = dot / (norm(a) * norm(b));
+    app.text.result = { cosine, tokens: r.tokens, truncated: r.truncated, latencyMs: r.latencyMs, gflops: r.gflopsPerText };
+    status.innerHTML = `Cosine similarity <strong>${cosine.toFixed(4)}</strong> · ${r.tokens[0]} and ${r.tokens[1]} tokens` +
+      `${r.truncated.some(Boolean) ? " (cut to the model's length)" : ""} · ${r.latencyMs.toFixed(0)} ms · ` +
+      `${(r.gflopsPerText[0] + r.gflopsPerText[1]).toFixed(2)} GFLOPs`;
+    app.text.state = "done";
+  } catch (e) {
+    app.text.error = e && e.message ? e.message : String(e);
+    status.innerHTML = `<span class="error">Error: ${escapeHtml(app.text.error)}</span>`;
+    app.text.state = "error";
+  } finally {
+    $("text-run").disabled = false;
+  }
+}
+
 // ---- start ---------------------------------------------------------------------------------------
 
 async function main() {
@@ -380,6 +434,7 @@ async function main() {
   $("run").addEventListener("click", classify);
   $("url-form").addEventListener("submit", (e) => { e.preventDefault(); loadFromUrl($("model-url").value.trim()); });
   $("model-files").addEventListener("change", (e) => loadFromFiles(e.target.files));
+  $("text-run").addEventListener("click", compareTexts);
 
   const adapter = await checkWebGpu();
   if (!adapter) {

@@ -209,6 +209,22 @@ async function textModel(page) {
   check(cos.every((c) => c >= 0.9999), `text embeddings equal native: cosine ${cos.map((c) => c.toFixed(7)).join(", ")} ` +
     `(${web.info.layers} layers, ${web.latencyMs.toFixed(0)} ms for ${texts.length} texts)`);
   check(/text 2 is empty/.test(web.empty || ""), `an empty text is refused: "${web.empty}"`);
+
+  // The page's text panel: two sentences, their cosine as `zeroprune similarity --json` gives it.
+  const [a, b] = texts;
+  const sim = spawnSync(bin, ["similarity", "--json", "--model", join(shared, "models/all-minilm-l6-v2"), a, b], {
+    env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+    encoding: "utf8",
+  });
+  if (sim.status !== 0) throw new Error(`${bin} similarity failed: ${sim.stderr}`);
+  const nativeCos = JSON.parse(sim.stdout).cosine;
+  await page.fill("#text-a", a);
+  await page.fill("#text-b", b);
+  await page.click("#text-run");
+  await page.waitForFunction(() => ["done", "error"].includes(window.zeroprune.text.state), null, { timeout: TIMEOUT, polling: 200 });
+  const panel = await page.evaluate(() => ({ ...window.zeroprune.text, model: null, status: document.getElementById("text-status").innerText }));
+  check(panel.state === "done" && Math.abs(panel.result.cosine - nativeCos) < 1e-4,
+    `text panel: "${panel.status}" (native cosine ${nativeCos.toFixed(4)})${panel.error ? " " + panel.error : ""}`);
 }
 
 async function main() {
