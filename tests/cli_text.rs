@@ -216,3 +216,44 @@ fn eval_on_texts_uses_the_model_classifier_or_a_head() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_on_texts_times_ragged_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = labelled_file(dir.path(), |_| 0);
+    let out = zeroprune()
+        .args([
+            "bench", "--json", "--batch", "1,3", "--runs", "1", "--model",
+        ])
+        .arg(fixture("tiny-bert"))
+        .arg("--texts")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // The first text alone has no padding; the first three (13, 31 and 64 tokens) do.
+    assert_eq!(rows[0]["padding_share"], 0.0);
+    assert_eq!(rows[1]["tokens_max"], 64);
+    let share = rows[1]["padding_share"].as_f64().unwrap();
+    assert!((share - (1.0 - 108.0 / 192.0)).abs() < 1e-9, "{share}");
+    assert!(rows
+        .iter()
+        .all(|r| r["texts_per_s"].as_f64().unwrap() > 0.0));
+    // More texts than the file holds is an error naming it.
+    let out = zeroprune()
+        .args(["bench", "--batch", "9", "--model"])
+        .arg(fixture("tiny-bert"))
+        .arg("--texts")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than --batch 9"));
+}

@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// threshold pruning (which keeps what the attention says) nothing real to keep.
     #[arg(long, value_name = "DIR")]
     images: Option<std::path::PathBuf>,
+    /// A text encoder instead (--model is then a BERT-family folder): batches of the first
+    /// sentences of this file's test split (`split<TAB>label<TAB>sentence`, or one text per line),
+    /// ragged as they come; dense for now.
+    #[arg(long, value_name = "FILE")]
+    texts: Option<std::path::PathBuf>,
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
@@ -278,6 +283,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if args.runs == 0 {
         return Err(Error::param("--runs", "must be at least 1"));
+    }
+    if let Some(texts) = &args.texts {
+        let model = args.model.model.as_deref().ok_or_else(|| {
+            Error::param(
+                "--model",
+                "a text benchmark needs a BERT-family model folder",
+            )
+        })?;
+        return crate::bench_text::run(model, texts, &args.batch, args.runs, args.json);
     }
     let gpu = open_gpu()?;
     if args.kernels {

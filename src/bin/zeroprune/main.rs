@@ -2,6 +2,7 @@
 //! command, each with its arguments and its typed output (text table or `--json`).
 
 mod bench;
+mod bench_text;
 mod classify;
 mod common;
 mod embed;
