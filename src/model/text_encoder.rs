@@ -8,10 +8,10 @@
 //! it is a gather of `tokens x D` values, which the upload costs anyway.
 
 use super::bert::{BertConfig, BertWeights};
-use super::vit::{fits, LayerNorm, Linear};
+use super::vit::{attention_steps, fits, LayerNorm, Linear};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{AttentionBias, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::kernels::{AttentionBias, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// Buffers of one (batch, tokens) shape, allocated once and reused.
@@ -151,60 +151,21 @@ impl TextEncoder {
             log_size: None,
             valid: Some(&a.counts),
         };
-        let dh = d / h;
-        let scale = 1.0 / (dh as f32).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
             let name = |s: &str| format!("layer{i}.{s}");
             let p = &mut p;
             l.qkv
                 .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), None)?;
-            if k.fused_attention() && Kernels::attention_fits(d, h) {
-                p.push(k.attention(
-                    &name("attention"),
-                    &a.qkv,
-                    &a.attn,
-                    (b, n, d, h),
-                    scale,
-                    valid,
-                )?);
-            } else {
-                let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
-                let kt = q.at(d).strides(1, 3 * d);
-                let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
-                let live = |key_cols, key_sum| {
-                    Some(LiveRows::PerImage {
-                        counts: &a.counts,
-                        key_cols,
-                        key_sum,
-                    })
-                };
-                let scores = Gemm {
-                    outer: b,
-                    heads: h,
-                    alpha: scale,
-                    live: live(true, false),
-                    ..Gemm::new(n, n, dh)
-                };
-                p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
-                p.push(k.softmax_biased(
-                    &name("softmax"),
-                    &a.probs,
-                    b * h * n,
-                    n,
-                    n,
-                    h * n,
-                    valid,
-                )?);
-                let v = q.at(2 * d);
-                let out = MatView::rows(&a.attn, d).batched(n * d, dh);
-                let pv = Gemm {
-                    outer: b,
-                    heads: h,
-                    live: live(false, true),
-                    ..Gemm::new(n, dh, n)
-                };
-                p.push(k.gemm(&name("context"), probs, v, out, pv)?);
-            }
+            attention_steps(
+                k,
+                p,
+                &name(""),
+                (&a.qkv, &a.probs, &a.attn),
+                (b, n, d, h),
+                k.fused_attention() && Kernels::attention_fits(d, h),
+                valid,
+                Some(&a.counts),
+            )?;
             // x += proj(attn); y = LN1(x); y += fc2(gelu(fc1(y))); x = LN2(y).
             l.proj.forward(
                 k,

@@ -6,7 +6,7 @@ use super::weights::{LinearWeights, ModelWeights, NormWeights};
 use super::ViTConfig;
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{Features, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::kernels::{AttentionBias, Features, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// The largest finite f16.
@@ -214,6 +214,63 @@ impl Activations {
     }
 }
 
+/// Attention over the `[B, N, 3D]` qkv rows into `attn` `[B, N, D]`, with `label` before each step's
+/// name: fused, or scores, softmax (the probabilities kept in `probs` for token scoring) and
+/// context. `bias` holds the key-side terms of the softmax; `counts`, each image's valid rows,
+/// stops the unfused GEMMs at its live queries and keys.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention_steps(
+    k: &Kernels,
+    p: &mut Program,
+    label: &str,
+    (qkv, probs_t, attn): (&GpuTensor, &GpuTensor, &GpuTensor),
+    (b, n, d, h): (usize, usize, usize, usize),
+    fused: bool,
+    bias: AttentionBias,
+    counts: Option<&GpuTensor>,
+) -> Result<()> {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let name = |s: &str| format!("{label}{s}");
+    if fused {
+        p.push(k.attention(&name("attention"), qkv, attn, (b, n, d, h), scale, bias)?);
+        return Ok(());
+    }
+    // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
+    let q = MatView::rows(qkv, 3 * d).batched(n * 3 * d, dh);
+    let kt = q.at(d).strides(1, 3 * d);
+    let probs = MatView::rows(probs_t, n).batched(h * n * n, n * n);
+    // Per (image, head): the image's live rows are its live queries and keys.
+    let live_keys = |key_cols, key_sum| {
+        counts.map(|counts| LiveRows::PerImage {
+            counts,
+            key_cols,
+            key_sum,
+        })
+    };
+    let scores = Gemm {
+        outer: b,
+        heads: h,
+        alpha: scale,
+        live: live_keys(true, false),
+        ..Gemm::new(n, n, dh)
+    };
+    p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
+    p.push(k.softmax_biased(&name("softmax"), probs_t, b * h * n, n, n, h * n, bias)?);
+
+    // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
+    let v = q.at(2 * d);
+    let out = MatView::rows(attn, d).batched(n * d, dh);
+    let pv = Gemm {
+        outer: b,
+        heads: h,
+        live: live_keys(false, true),
+        ..Gemm::new(n, dh, n)
+    };
+    p.push(k.gemm(&name("context"), probs, v, out, pv)?);
+    Ok(())
+}
+
 /// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.
 pub struct Block {
     pub norm1: LayerNorm,
@@ -238,7 +295,6 @@ impl Block {
         hook: &mut dyn TokenHook,
     ) -> Result<usize> {
         let (b, n, d, h) = (a.batch, tokens, c.embed_dim, c.num_heads);
-        let dh = d / h;
         let name = |s: &str| format!("block{index}.{s}");
         let dense = |t| RowView::dense(t, d);
         // Rows masked by an earlier threshold step: row-wise kernels run over the packed live rows,
@@ -268,61 +324,19 @@ impl Block {
             live,
         )?;
 
-        let scale = 1.0 / (dh as f32).sqrt();
         let fused = k.fused_attention()
             && !hook.needs_attention_probs(index)
             && Kernels::attention_fits(d, h);
-        if fused {
-            p.push(k.attention(
-                &name("attention"),
-                &a.qkv,
-                &a.attn,
-                (b, n, d, h),
-                scale,
-                hook.attention_bias(index),
-            )?);
-        } else {
-            // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
-            let q = MatView::rows(&a.qkv, 3 * d).batched(n * 3 * d, dh);
-            let kt = q.at(d).strides(1, 3 * d);
-            let probs = MatView::rows(&a.probs, n).batched(h * n * n, n * n);
-            // Per (image, head): the image's live rows are its live queries and keys.
-            let live_keys = |key_cols, key_sum| {
-                masked.as_ref().map(|m| LiveRows::PerImage {
-                    counts: &m.counts,
-                    key_cols,
-                    key_sum,
-                })
-            };
-            let scores = Gemm {
-                outer: b,
-                heads: h,
-                alpha: scale,
-                live: live_keys(true, false),
-                ..Gemm::new(n, n, dh)
-            };
-            p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
-            p.push(k.softmax_biased(
-                &name("softmax"),
-                &a.probs,
-                b * h * n,
-                n,
-                n,
-                h * n,
-                hook.attention_bias(index),
-            )?);
-
-            // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
-            let v = q.at(2 * d);
-            let out = MatView::rows(&a.attn, d).batched(n * d, dh);
-            let pv = Gemm {
-                outer: b,
-                heads: h,
-                live: live_keys(false, true),
-                ..Gemm::new(n, dh, n)
-            };
-            p.push(k.gemm(&name("context"), probs, v, out, pv)?);
-        }
+        attention_steps(
+            k,
+            p,
+            &name(""),
+            (&a.qkv, &a.probs, &a.attn),
+            (b, n, d, h),
+            fused,
+            hook.attention_bias(index),
+            masked.as_ref().map(|m| &m.counts),
+        )?;
         self.proj.forward(
             k,
             p,

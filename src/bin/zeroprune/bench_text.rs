@@ -8,11 +8,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{Encoded, TextSession, TextTokenizer};
+use zeroprune::text::{Encoded, TextSession};
 use zeroprune::{Error, Result};
 
-use crate::common::{emit, open_gpu_while};
+use crate::common::{emit, open_text_model};
 
 #[derive(Serialize)]
 struct TextBenchRow {
@@ -105,15 +104,7 @@ pub fn run(model: &Path, texts: &Path, batches: &[usize], runs: usize, json: boo
             ),
         ));
     }
-    let (gpu, (weights, tokenizer)) = open_gpu_while(|| {
-        let w = BertWeights::load(model)?;
-        let t = TextTokenizer::load(
-            &model.join("tokenizer.json"),
-            w.config.max_tokens,
-            w.config.vocab_size,
-        )?;
-        Ok((w, t))
-    })?;
+    let (gpu, weights, tokenizer) = open_text_model(model)?;
     let c = weights.config.clone();
     let mut session = TextSession::new(&gpu, &weights)?;
     let mut rows = Vec::new();

@@ -11,6 +11,26 @@ pub fn open_gpu() -> Result<GpuContext> {
     GpuContext::new_blocking(&AdapterChoice::from_env())
 }
 
+/// A BERT-family folder's weights and its `tokenizer.json`, loaded while the GPU opens.
+pub fn open_text_model(
+    model: &std::path::Path,
+) -> Result<(
+    GpuContext,
+    zeroprune::model::bert::BertWeights,
+    zeroprune::text::TextTokenizer,
+)> {
+    let (gpu, (weights, tokenizer)) = open_gpu_while(|| {
+        let w = zeroprune::model::bert::BertWeights::load(model)?;
+        let t = zeroprune::text::TextTokenizer::load(
+            &model.join("tokenizer.json"),
+            w.config.max_tokens,
+            w.config.vocab_size,
+        )?;
+        Ok((w, t))
+    })?;
+    Ok((gpu, weights, tokenizer))
+}
+
 /// Open the GPU on a second thread while `work` (loading the model, say) runs on this one: the two
 /// take about as long as each other on a one-image command.
 pub fn open_gpu_while<T: Send>(work: impl FnOnce() -> Result<T>) -> Result<(GpuContext, T)> {

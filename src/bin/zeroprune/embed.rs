@@ -10,7 +10,7 @@ use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::text::{TextSession, TextTokenizer};
 use zeroprune::{Error, Result};
 
-use crate::common::{emit, open_gpu_while, progress};
+use crate::common::{emit, open_text_model, progress};
 
 #[derive(Args)]
 pub struct EmbedArgs {
@@ -130,15 +130,7 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
 
 /// The model, its tokenizer and a session on the GPU.
 fn open(model: &Path) -> Result<(BertWeights, TextTokenizer, TextSession, String)> {
-    let (gpu, (weights, tokenizer)) = open_gpu_while(|| {
-        let w = BertWeights::load(model)?;
-        let t = TextTokenizer::load(
-            &model.join("tokenizer.json"),
-            w.config.max_tokens,
-            w.config.vocab_size,
-        )?;
-        Ok((w, t))
-    })?;
+    let (gpu, weights, tokenizer) = open_text_model(model)?;
     let session = TextSession::new(&gpu, &weights)?;
     Ok((weights, tokenizer, session, gpu.describe()))
 }

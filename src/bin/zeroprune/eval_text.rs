@@ -8,11 +8,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{TextSession, TextTokenizer};
+use zeroprune::text::TextSession;
 use zeroprune::{Error, Result};
 
-use crate::common::{emit, open_gpu_while, progress};
+use crate::common::{emit, open_text_model, progress};
 
 /// One labelled text of the file.
 struct Labelled {
@@ -206,15 +205,7 @@ pub fn run(
     if items.is_empty() {
         return Err(Error::param("--skip", "leaves no text"));
     }
-    let (gpu, (weights, tokenizer)) = open_gpu_while(|| {
-        let w = BertWeights::load(model)?;
-        let t = TextTokenizer::load(
-            &model.join("tokenizer.json"),
-            w.config.max_tokens,
-            w.config.vocab_size,
-        )?;
-        Ok((w, t))
-    })?;
+    let (gpu, weights, tokenizer) = open_text_model(model)?;
     let c = weights.config.clone();
     let head_file = match head {
         Some(p) => Some(Head::load(p, c.hidden_size)?),
