@@ -61,6 +61,18 @@ pub fn limits() -> JsValue {
     .unwrap_or(JsValue::NULL)
 }
 
+/// A model file must fit the browser's limit, checked before it is parsed.
+fn check_model_bytes(len: usize) -> Result<(), JsError> {
+    let max = crate::limits::MAX_BROWSER_MODEL_BYTES;
+    if len as u64 > max {
+        return Err(JsError::new(&format!(
+            "model.safetensors: {len} bytes is over the browser's limit of {max} bytes \
+             (a wasm32 page has 4 GiB of memory); use the native binary for this model"
+        )));
+    }
+    Ok(())
+}
+
 /// Milliseconds on the clock the kernel tuning uses (the page's `performance.now()`).
 fn now_ms() -> f64 {
     crate::gpu::program::now_s() * 1e3
@@ -343,14 +355,7 @@ impl Session {
         config_json: Option<String>,
         precision: Option<String>,
     ) -> Result<Session, JsError> {
-        let max = crate::limits::MAX_BROWSER_MODEL_BYTES;
-        if model_bytes.len() as u64 > max {
-            return Err(JsError::new(&format!(
-                "model.safetensors: {} bytes is over the browser's limit of {max} bytes \
-                 (a wasm32 page has 4 GiB of memory); use the native binary for this model",
-                model_bytes.len()
-            )));
-        }
+        check_model_bytes(model_bytes.len())?;
         let precision: Precision = match precision.as_deref() {
             None => Precision::default(),
             Some(p) => p.parse().map_err(js_error)?,

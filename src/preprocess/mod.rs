@@ -26,6 +26,20 @@ const FORMATS: [ImageFormat; 5] = [
     ImageFormat::Gif,
 ];
 
+/// A `w x h` picture must stay within [`limits::MAX_IMAGE_PIXELS`].
+fn check_pixels(name: &str, w: u32, h: u32) -> Result<()> {
+    if w as u64 * h as u64 > limits::MAX_IMAGE_PIXELS {
+        return Err(image_error(
+            name,
+            format!(
+                "{w}x{h} pixels is over the limit of {} pixels",
+                limits::MAX_IMAGE_PIXELS
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn image_error(name: &str, reason: impl Into<String>) -> Error {
     Error::Image {
         name: name.to_string(),
@@ -58,15 +72,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
             ),
             e => image_error(name, format!("cannot read the {format:?} header: {e}")),
         })?;
-    if w as u64 * h as u64 > limits::MAX_IMAGE_PIXELS {
-        return Err(image_error(
-            name,
-            format!(
-                "{w}x{h} pixels is over the limit of {} pixels",
-                limits::MAX_IMAGE_PIXELS
-            ),
-        ));
-    }
+    check_pixels(name, w, h)?;
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(image_error(
             name,
@@ -130,15 +136,7 @@ pub fn preprocess_rgba(width: u32, height: u32, rgba: &[u8], p: &Preprocess) -> 
     if width == 0 || height == 0 {
         return Err(image_error(NAME, format!("empty image ({width}x{height})")));
     }
-    if width as u64 * height as u64 > limits::MAX_IMAGE_PIXELS {
-        return Err(image_error(
-            NAME,
-            format!(
-                "{width}x{height} pixels is over the limit of {} pixels",
-                limits::MAX_IMAGE_PIXELS
-            ),
-        ));
-    }
+    check_pixels(NAME, width, height)?;
     let expected = width as usize * height as usize * 4;
     if rgba.len() != expected {
         return Err(image_error(

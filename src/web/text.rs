@@ -15,7 +15,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use super::{js_error, now_ms, to_js};
+use super::{check_model_bytes, js_error, now_ms, to_js};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::model::bert::{BertWeights, TextModelFiles};
 use crate::text::{TextSession, TextTokenizer};
@@ -80,13 +80,7 @@ impl TextModel {
         tokenizer_json: String,
         files: JsValue,
     ) -> Result<TextModel, JsError> {
-        let max = crate::limits::MAX_BROWSER_MODEL_BYTES;
-        if model_bytes.len() as u64 > max {
-            return Err(JsError::new(&format!(
-                "model.safetensors: {} bytes is over the browser's limit of {max} bytes",
-                model_bytes.len()
-            )));
-        }
+        check_model_bytes(model_bytes.len())?;
         let extra: ExtraFiles = if files.is_undefined() || files.is_null() {
             ExtraFiles::default()
         } else {
