@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixture, read_tensor};
+use common::{fixture, read_tensor, text_sentences};
 
 fn zeroprune() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
@@ -13,20 +13,9 @@ fn zeroprune() -> Command {
     c
 }
 
-fn sentences() -> Vec<String> {
-    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["tiny"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn embed_json_gives_one_embedding_per_text_in_input_order() {
-    let texts = sentences();
+    let texts = text_sentences("tiny");
     let dir = tempfile::tempdir().unwrap();
     // Two texts as arguments, two from a file (with a blank line and CRLF endings).
     let file = dir.path().join("texts.txt");
@@ -73,7 +62,7 @@ fn embed_json_gives_one_embedding_per_text_in_input_order() {
 
 #[test]
 fn similarity_prints_the_cosine() {
-    let texts = sentences();
+    let texts = text_sentences("tiny");
     let out = zeroprune()
         .args(["similarity", "--json", "--model"])
         .arg(fixture("tiny-bert"))
@@ -138,7 +127,7 @@ fn bad_text_input_names_the_culprit() {
 /// A `split<TAB>label<TAB>sentence` file of the tiny sentences, labelled by `label(i)`.
 fn labelled_file(dir: &std::path::Path, label: impl Fn(usize) -> usize) -> std::path::PathBuf {
     let mut text = String::from("split\tlabel\tsentence\n");
-    for (i, s) in sentences().iter().enumerate() {
+    for (i, s) in text_sentences("tiny").iter().enumerate() {
         text += &format!("test\t{}\t{s}\n", label(i));
         text += &format!("train\t0\t{s}\n");
     }

@@ -7,27 +7,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_mentions, fixture, shared, with_json};
+use common::{assert_mentions, fixture, read_tensor_i32, shared, text_sentences, with_json};
 use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::text::TextTokenizer;
 
-/// An i32 tensor of a reference file, as rows of `shape[1]`.
-fn read_i32(path: &Path, name: &str) -> (Vec<usize>, Vec<i32>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
-}
-
 /// The reference's ids per text, padding removed.
 fn reference_ids(path: &Path) -> Vec<Vec<u32>> {
-    let (shape, ids) = read_i32(path, "ids");
-    let (_, lengths) = read_i32(path, "lengths");
+    let (shape, ids) = read_tensor_i32(path, "ids");
+    let (_, lengths) = read_tensor_i32(path, "lengths");
     (0..shape[0])
         .map(|i| {
             ids[i * shape[1]..i * shape[1] + lengths[i] as usize]
@@ -35,17 +22,6 @@ fn reference_ids(path: &Path) -> Vec<Vec<u32>> {
                 .map(|&x| x as u32)
                 .collect()
         })
-        .collect()
-}
-
-fn sentences(which: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v[which]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
         .collect()
 }
 
@@ -80,7 +56,7 @@ fn a_plain_bert_loads_and_tokenizes_like_the_reference() {
     assert_eq!(w.layers.len(), 2);
     // q, k and v side by side, as the ViT's qkv.
     assert_eq!(w.layers[0].qkv.w.len(), 32 * 96);
-    let texts = sentences("tiny");
+    let texts = text_sentences("tiny");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer(&dir, &w).encode(&refs).unwrap();
     assert_eq!(enc.ids, reference_ids(&dir.join("reference.safetensors")));
@@ -97,7 +73,7 @@ fn a_sentence_transformers_folder_sets_the_cut_pooling_and_normalisation() {
         (w.config.max_tokens, w.config.pooling, w.config.normalize),
         (12, Pooling::Mean, true)
     );
-    let texts = sentences("tiny");
+    let texts = text_sentences("tiny");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer(&dir, &w).encode(&refs).unwrap();
     assert_eq!(enc.ids, reference_ids(&dir.join("reference.safetensors")));
@@ -129,7 +105,7 @@ fn minilm_tokenizes_real_sentences_like_the_reference() {
         (6, 384, 12, 30522, 256)
     );
     assert!(c.normalize && c.pooling == Pooling::Mean);
-    let texts = sentences("minilm");
+    let texts = text_sentences("minilm");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer(&dir, &w).encode(&refs).unwrap();
     assert_eq!(

@@ -7,20 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixture, gpu, read_tensor, shared};
+use common::{fixture, gpu, read_tensor, shared, text_sentences};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::text::{Encoded, TextSession, TextTokenizer};
-
-fn sentences(which: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v[which]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
 
 fn encode(dir: &Path, w: &BertWeights, texts: &[String]) -> Encoded {
     let t = TextTokenizer::load(
@@ -44,7 +33,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn check_tiny(name: &str) -> Vec<zeroprune::text::TextOutput> {
     let dir = fixture(name);
     let w = BertWeights::load(&dir).unwrap();
-    let enc = encode(&dir, &w, &sentences("tiny"));
+    let enc = encode(&dir, &w, &text_sentences("tiny"));
     let mut s = TextSession::new(gpu(), &w).expect("session");
     let out = s.run(&enc).expect("runs");
     let reference = dir.join("reference.safetensors");
@@ -109,7 +98,7 @@ fn padding_never_changes_a_text() {
     // Each text alone gives what it gives in the padded batch.
     let dir = fixture("tiny-bert");
     let w = BertWeights::load(&dir).unwrap();
-    let texts = sentences("tiny");
+    let texts = text_sentences("tiny");
     let mut s = TextSession::new(gpu(), &w).unwrap();
     let batch = s.run(&encode(&dir, &w, &texts)).unwrap();
     for (i, text) in texts.iter().enumerate() {
@@ -129,7 +118,7 @@ fn padding_never_changes_a_text() {
 fn minilm_embeds_real_sentences_like_the_reference() {
     let dir = shared().join("models/all-minilm-l6-v2");
     let w = BertWeights::load(&dir).unwrap();
-    let enc = encode(&dir, &w, &sentences("minilm"));
+    let enc = encode(&dir, &w, &text_sentences("minilm"));
     let mut s = TextSession::new(gpu(), &w).unwrap();
     let out = s.run(&enc).unwrap();
     let (_, emb) = read_tensor(&fixture("text/minilm-reference.safetensors"), "embeddings");

@@ -123,6 +123,24 @@ pub fn read_tensor(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>)
     (t.shape().to_vec(), v)
 }
 
+/// An i32 tensor from a safetensors file (token ids, lengths).
+pub fn read_tensor_i32(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<i32>) {
+    let (shape, v) = read_tensor(path, name);
+    (shape, v.iter().map(|x| x.to_bits() as i32).collect())
+}
+
+/// The real sentences of the text fixtures (`tests/fixtures/text/sentences.json`): `tiny` or `minilm`.
+pub fn text_sentences(which: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixture("text/sentences.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v[which]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Largest |a - b| relative to the largest |b| (and at least 1e-6).
 pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
