@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::{fixture, gpu, read_tensor, shared, text_sentences};
 use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{Encoded, TextSession, TextTokenizer};
+use zeroprune::text::{Encoded, TextPruning, TextSession, TextTokenizer};
 
 fn encode(dir: &Path, w: &BertWeights, texts: &[String]) -> Encoded {
     let t = TextTokenizer::load(
@@ -35,7 +35,7 @@ fn check_tiny(name: &str) -> Vec<zeroprune::text::TextOutput> {
     let w = BertWeights::load(&dir).unwrap();
     let enc = encode(&dir, &w, &text_sentences("tiny"));
     let mut s = TextSession::new(gpu(), &w).expect("session");
-    let out = s.run(&enc).expect("runs");
+    let out = s.run(&enc, &mut TextPruning::dense()).expect("runs");
     let reference = dir.join("reference.safetensors");
     let (shape, hidden) = read_tensor(&reference, "hidden");
     let (_, emb) = read_tensor(&reference, "embeddings");
@@ -100,10 +100,15 @@ fn padding_never_changes_a_text() {
     let w = BertWeights::load(&dir).unwrap();
     let texts = text_sentences("tiny");
     let mut s = TextSession::new(gpu(), &w).unwrap();
-    let batch = s.run(&encode(&dir, &w, &texts)).unwrap();
+    let batch = s
+        .run(&encode(&dir, &w, &texts), &mut TextPruning::dense())
+        .unwrap();
     for (i, text) in texts.iter().enumerate() {
         let alone = s
-            .run(&encode(&dir, &w, std::slice::from_ref(text)))
+            .run(
+                &encode(&dir, &w, std::slice::from_ref(text)),
+                &mut TextPruning::dense(),
+            )
             .unwrap();
         let err = alone[0]
             .states
@@ -120,7 +125,7 @@ fn minilm_embeds_real_sentences_like_the_reference() {
     let w = BertWeights::load(&dir).unwrap();
     let enc = encode(&dir, &w, &text_sentences("minilm"));
     let mut s = TextSession::new(gpu(), &w).unwrap();
-    let out = s.run(&enc).unwrap();
+    let out = s.run(&enc, &mut TextPruning::dense()).unwrap();
     let (_, emb) = read_tensor(&fixture("text/minilm-reference.safetensors"), "embeddings");
     let d = 384;
     for (b, o) in out.iter().enumerate() {

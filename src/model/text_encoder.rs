@@ -8,11 +8,17 @@
 //! it is a gather of `tokens x D` values, which the upload costs anyway.
 
 use super::bert::{BertConfig, BertWeights};
+use super::hook::{TokenHook, TokenState};
 use super::vit::{attention_steps, fits, LayerNorm, Linear};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{AttentionBias, RowView};
+use crate::gpu::kernels::{AttentionBias, Features, LiveRows, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
+
+/// Leading rows of every text that pruning never touches: the host lays a text out as
+/// `[CLS, SEP, tokens...]` (positions are added on the host, so the order is free), which puts
+/// both special tokens in front, where the pruning point protects rows.
+pub const PROTECTED_ROWS: usize = 2;
 
 /// Buffers of one (batch, tokens) shape, allocated once and reused.
 pub struct TextActivations {
@@ -132,11 +138,19 @@ impl TextEncoder {
     }
 
     /// The forward pass over the summed embeddings in `a.y` (written by the caller); the output
-    /// states end in `a.x`.
-    pub fn forward(&self, k: &Kernels, a: &TextActivations) -> Result<Program> {
+    /// states end in `a.x`, `[B, n, D]` with `n` the rows the hook leaves (the returned count).
+    /// The pruning point of a layer is after `y = LN1(x + proj(attn))`: the residual stream of
+    /// a post-LayerNorm block, which the MLP then reads (rows of every text: the two protected
+    /// rows, [CLS] and [SEP], first).
+    pub fn forward(
+        &self,
+        k: &Kernels,
+        a: &TextActivations,
+        hook: &mut dyn TokenHook,
+    ) -> Result<(Program, usize)> {
         let c = &self.config;
-        let (b, n, d, h) = (a.batch, a.tokens, c.hidden_size, c.num_heads);
-        let rows = b * n;
+        let (b, d, h) = (a.batch, c.hidden_size, c.num_heads);
+        let mut n = a.tokens;
         let dense = |t| RowView::dense(t, d);
         let mut p = Program::default();
         self.embeddings_norm.forward(
@@ -145,28 +159,39 @@ impl TextEncoder {
             "embeddings.norm",
             dense(&a.y),
             dense(&a.x),
-            rows,
+            b * n,
         )?;
-        let valid = AttentionBias {
-            log_size: None,
-            valid: Some(&a.counts),
-        };
         for (i, l) in self.layers.iter().enumerate() {
             let name = |s: &str| format!("layer{i}.{s}");
             let p = &mut p;
+            // Rows masked by an earlier threshold step: row-wise kernels run over the packed live
+            // rows. Before any, the padding counts mask the attention (padded rows are computed
+            // by the row-wise kernels, finite and never read).
+            let masked = i.checked_sub(1).and_then(|i| hook.live_rows(i)).cloned();
+            let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
+            let live_map = masked.as_ref().map(|m| &m.map);
+            let rows = b * n;
             l.qkv
-                .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), None)?;
+                .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), live)?;
+            let bias = hook.attention_bias(i);
+            let valid = bias.valid.unwrap_or(&a.counts);
+            let fused = k.fused_attention()
+                && !hook.needs_attention_probs(i)
+                && Kernels::attention_fits(d, h);
             attention_steps(
                 k,
                 p,
                 &name(""),
                 (&a.qkv, &a.probs, &a.attn),
                 (b, n, d, h),
-                k.fused_attention() && Kernels::attention_fits(d, h),
-                valid,
-                Some(&a.counts),
+                fused,
+                AttentionBias {
+                    log_size: bias.log_size,
+                    valid: Some(valid),
+                },
+                Some(valid),
             )?;
-            // x += proj(attn); y = LN1(x); y += fc2(gelu(fc1(y))); x = LN2(y).
+            // x += proj(attn); y = LN1(x): the pruning point; y += fc2(gelu(fc1(y))); x = LN2(y).
             l.proj.forward(
                 k,
                 p,
@@ -175,10 +200,38 @@ impl TextEncoder {
                 &a.x,
                 rows,
                 (false, true),
-                None,
+                live,
             )?;
-            l.norm1
-                .forward(k, p, &name("norm1"), dense(&a.x), dense(&a.y), rows)?;
+            l.norm1.forward(
+                k,
+                p,
+                &name("norm1"),
+                dense(&a.x).live(live_map),
+                dense(&a.y),
+                rows,
+            )?;
+            let state = TokenState {
+                block: i,
+                batch: b,
+                rows: n,
+                protected: PROTECTED_ROWS,
+                heads: h,
+                tokens: &a.y,
+                width: d,
+                probs: (!fused).then_some(&a.probs),
+                keys: Features {
+                    t: &a.qkv,
+                    width: d,
+                    off: d,
+                    row_stride: 3 * d,
+                    img_stride: n * 3 * d,
+                },
+            };
+            n = hook.after_attention(k, p, &state)?;
+            let masked = hook.live_rows(i).cloned();
+            let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
+            let live_map = masked.as_ref().map(|m| &m.map);
+            let rows = b * n;
             l.fc1.forward(
                 k,
                 p,
@@ -187,7 +240,7 @@ impl TextEncoder {
                 &a.hidden,
                 rows,
                 (true, false),
-                None,
+                live,
             )?;
             l.fc2.forward(
                 k,
@@ -197,11 +250,17 @@ impl TextEncoder {
                 &a.y,
                 rows,
                 (false, true),
-                None,
+                live,
             )?;
-            l.norm2
-                .forward(k, p, &name("norm2"), dense(&a.y), dense(&a.x), rows)?;
+            l.norm2.forward(
+                k,
+                p,
+                &name("norm2"),
+                dense(&a.y).live(live_map),
+                dense(&a.x),
+                rows,
+            )?;
         }
-        Ok(p)
+        Ok((p, n))
     }
 }

@@ -2,8 +2,10 @@
 //! them ([`session`]). The encoders themselves are model families beside the ViT (`model::bert`,
 //! `model::text_encoder`).
 
+pub mod pruning;
 pub mod session;
 pub mod tokenize;
 
-pub use session::{TextOutput, TextSession};
+pub use pruning::{read_thresholds, TextPruning};
+pub use session::{text_position, TextOutput, TextSession};
 pub use tokenize::{Encoded, TextTokenizer};

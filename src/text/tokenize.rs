@@ -99,4 +99,16 @@ impl TextTokenizer {
         }
         Ok(out)
     }
+
+    /// The vocabulary entry of every id (`[CLS]`, `great`, `##ly`, ...): what the kept-token
+    /// views shade.
+    pub fn pieces(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&id| {
+                self.inner
+                    .id_to_token(id)
+                    .unwrap_or_else(|| format!("[{id}]"))
+            })
+            .collect()
+    }
 }

@@ -7,6 +7,10 @@
 //!   { modules, pooling, sentenceBert });  // the sentence-transformers files' texts, where present
 //! const r = await m.embed(["a triumph", "a dull film"]);
 //! r.embeddings[0]; r.tokens; r.truncated; r.gflopsPerText; r.latencyMs;
+//! // Pruned: the same request as the CLI's flags, plus per-layer `thresholds`.
+//! const p = await m.embed(texts, { policy: "tome", flops: 0.65 });
+//! p.kept[0][1];   // text 0, step 1: the positions of the tokens kept
+//! p.pieces[0];    // text 0's tokens ("[CLS]", "a", "triumph", "[SEP]")
 //! ```
 
 use std::cell::RefCell;
@@ -18,7 +22,8 @@ use wasm_bindgen::prelude::*;
 use super::{check_model_bytes, js_error, now_ms, to_js};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::model::bert::{BertWeights, TextModelFiles};
-use crate::text::{TextSession, TextTokenizer};
+use crate::prune::PruneRequest;
+use crate::text::{TextPruning, TextSession, TextTokenizer};
 
 /// The sentence-transformers files of a folder, as texts (all optional).
 #[derive(Deserialize, Default)]
@@ -54,6 +59,48 @@ struct EmbedResult {
     logits: Vec<Vec<f32>>,
     /// Wall time of the forward pass (upload, GPU work, readback), in ms.
     latency_ms: f64,
+    /// `dense`, or the policy and its schedule.
+    policy: String,
+    /// Each text's tokens.
+    pieces: Vec<Vec<String>>,
+    /// Per text and pruning step, the positions of the tokens kept ([CLS] and [SEP] always stay).
+    kept: Vec<Vec<Vec<u32>>>,
+    dense_gflops_per_text: Vec<f64>,
+}
+
+/// The pruning options of `embed`: a pruning request as `classify` takes it, plus `thresholds`
+/// (one per layer, for the threshold policy).
+fn text_pruning(
+    options: JsValue,
+    c: &crate::model::bert::BertConfig,
+) -> Result<TextPruning, JsError> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(TextPruning::dense());
+    }
+    let mut map = match serde_wasm_bindgen::from_value::<serde_json::Value>(options) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(_) => {
+            return Err(JsError::new(
+                "options must be an object, e.g. {policy: \"tome\", flops: 0.65}",
+            ))
+        }
+        Err(e) => return Err(JsError::new(&format!("options: {e}"))),
+    };
+    map.retain(|_, v| !v.is_null());
+    let thresholds = match map.remove("thresholds") {
+        None => None,
+        Some(v) => Some(
+            crate::text::pruning::parse_thresholds(
+                &v.to_string(),
+                "options.thresholds",
+                c.num_layers,
+            )
+            .map_err(js_error)?,
+        ),
+    };
+    let request: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| JsError::new(&format!("options: {e}")))?;
+    TextPruning::new(request, thresholds, c).map_err(js_error)
 }
 
 struct Inner {
@@ -136,9 +183,12 @@ impl TextModel {
         self.info.clone()
     }
 
-    /// `textModel.embed(texts)`: one padded batch. Resolves to `{embeddings, tokens, truncated,
-    /// gflopsPerText, logits, latencyMs}`, in input order.
-    pub fn embed(&self, texts: JsValue) -> js_sys::Promise {
+    /// `textModel.embed(texts, options?)`: dense, one padded batch; with a pruning request in
+    /// `options` (`{policy, flops, keep, threshold, thresholds, at, sim, heads, iters, seed,
+    /// protect}`), texts of equal length together. Resolves to `{embeddings, tokens, truncated,
+    /// gflopsPerText, denseGflopsPerText, logits, latencyMs, policy, pieces, kept}`, in input
+    /// order. The threshold policy with a FLOPs target calibrates on the texts given.
+    pub fn embed(&self, texts: JsValue, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let texts: Vec<String> = serde_wasm_bindgen::from_value(texts)
@@ -148,32 +198,58 @@ impl TextModel {
                     "the model is busy with another call: await it before starting the next",
                 )
             })?;
-            let result = embed(&mut state, &texts).await;
+            let result = match text_pruning(options, state.session.config()) {
+                Ok(mut pruning) => embed(&mut state, &texts, &mut pruning).await,
+                Err(e) => Err(e),
+            };
             inner.borrow_mut().replace(state);
             result.map_err(JsValue::from)
         })
     }
 }
 
-async fn embed(state: &mut Inner, texts: &[String]) -> Result<JsValue, JsError> {
+async fn embed(
+    state: &mut Inner,
+    texts: &[String],
+    pruning: &mut TextPruning,
+) -> Result<JsValue, JsError> {
     if texts.is_empty() {
         return Err(JsError::new("texts is empty: give at least one text"));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = state.tokenizer.encode(&refs).map_err(js_error)?;
+    if pruning.needs_calibration().map_err(js_error)? {
+        state
+            .session
+            .calibrate_async(&enc, pruning, texts.len(), |_| {})
+            .await
+            .map_err(js_error)?;
+    }
     let t = now_ms();
-    let out = state.session.run_async(&enc).await.map_err(js_error)?;
+    let out = state
+        .session
+        .run_async(&enc, pruning)
+        .await
+        .map_err(js_error)?;
     let latency_ms = now_ms() - t;
     let c = state.session.config();
     let tokens = enc.lengths();
     to_js(&EmbedResult {
-        gflops_per_text: tokens
+        gflops_per_text: out.iter().map(|o| o.flops / 1e9).collect(),
+        dense_gflops_per_text: tokens
             .iter()
             .map(|&n| TextSession::flops(c, n) / 1e9)
             .collect(),
         tokens,
-        truncated: enc.truncated,
+        truncated: enc.truncated.clone(),
         logits: out.iter().map(|o| o.logits.clone()).collect(),
+        policy: pruning.describe(),
+        pieces: enc
+            .ids
+            .iter()
+            .map(|ids| state.tokenizer.pieces(ids))
+            .collect(),
+        kept: out.iter().map(|o| o.kept.clone()).collect(),
         embeddings: out.into_iter().map(|o| o.embedding).collect(),
         latency_ms,
     })

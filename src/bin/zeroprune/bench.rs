@@ -17,7 +17,7 @@ use zeroprune::session::StepTime;
 use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
 
 use crate::common::{check_batch, emit, folder_images, open_gpu, table};
-use crate::prune_args::PruneArgs;
+use crate::prune_args::{PruneArgs, TextPruneArgs};
 use crate::{model_source, ModelArgs};
 
 #[derive(Args)]
@@ -52,9 +52,12 @@ pub struct BenchArgs {
     images: Option<std::path::PathBuf>,
     /// A text encoder instead (--model is then a BERT-family folder): batches of the first
     /// sentences of this file's test split (`split<TAB>label<TAB>sentence`, or one text per line),
-    /// ragged as they come; dense for now.
+    /// ragged as they come; dense and pruned (--policy, --policies) in one run.
     #[arg(long, value_name = "FILE")]
     texts: Option<std::path::PathBuf>,
+    /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedules"])]
+    thresholds: Option<std::path::PathBuf>,
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
@@ -291,7 +294,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "a text benchmark needs a BERT-family model folder",
             )
         })?;
-        return crate::bench_text::run(model, texts, &args.batch, args.runs, args.json);
+        return crate::bench_text::run(&crate::bench_text::TextBench {
+            model,
+            texts,
+            batches: &args.batch,
+            runs: args.runs,
+            json: args.json,
+            prune: TextPruneArgs {
+                prune: args.prune.clone(),
+                thresholds: args.thresholds.clone(),
+            },
+            policies: &args.policies,
+        });
     }
     let gpu = open_gpu()?;
     if args.kernels {

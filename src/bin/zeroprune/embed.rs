@@ -1,5 +1,5 @@
 //! `zeroprune embed` and `zeroprune similarity`: text encoders (BERT family) from a model folder
-//! with its `tokenizer.json`, dense for now (pruning on text is the next part of issue 13).
+//! with its `tokenizer.json`, dense or with a pruning policy (then `similarity` shows both).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 use zeroprune::model::bert::{BertWeights, Pooling};
-use zeroprune::text::{TextSession, TextTokenizer};
+use zeroprune::text::{Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
 use zeroprune::{Error, Result};
 
-use crate::common::{emit, open_text_model, progress};
+use crate::common::{calibrate_text, emit, open_text_model, progress};
+use crate::prune_args::TextPruneArgs;
 
 #[derive(Args)]
 pub struct EmbedArgs {
@@ -27,9 +28,12 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Print one JSON object: model, embeddings (one array per text, in input order), tokens per
-    /// text (after the cut), truncated, gflops_per_text.
+    /// text (after the cut), truncated, gflops_per_text; with a policy also policy, pieces (the
+    /// tokens of each text) and kept (per text and step, the positions of the tokens kept).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    prune: TextPruneArgs,
 }
 
 #[derive(Args)]
@@ -42,6 +46,9 @@ pub struct SimilarityArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// With a policy, the similarity is computed dense and pruned, side by side.
+    #[command(flatten)]
+    prune: TextPruneArgs,
 }
 
 #[derive(Serialize)]
@@ -57,6 +64,15 @@ struct EmbedOutput {
     truncated: Vec<bool>,
     gflops_per_text: Vec<f64>,
     embeddings: Vec<Vec<f32>>,
+    /// With a policy: the request, each text's tokens, and per text and step the positions kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense_gflops_per_text: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pieces: Option<Vec<Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<Vec<Vec<Vec<u32>>>>,
 }
 
 impl fmt::Display for EmbedOutput {
@@ -69,6 +85,9 @@ impl fmt::Display for EmbedOutput {
             self.pooling,
             if self.normalized { ", normalised" } else { "" }
         )?;
+        if let Some(p) = &self.policy {
+            writeln!(f, "pruning: {p}")?;
+        }
         for (i, e) in self.embeddings.iter().enumerate() {
             let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:+.4}")).collect();
             writeln!(
@@ -80,9 +99,39 @@ impl fmt::Display for EmbedOutput {
                 self.gflops_per_text[i],
                 head.join(", ")
             )?;
+            if let (Some(pieces), Some(kept)) = (&self.pieces, &self.kept) {
+                for (s, k) in kept[i].iter().enumerate() {
+                    writeln!(f, "    step {s}: {}", shade(&pieces[i], k))?;
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// A text's tokens with the pruned ones in brackets: `[CLS] a (very) good film [SEP]`.
+fn shade(pieces: &[String], kept: &[u32]) -> String {
+    let n = pieces.len();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 0 || i + 1 == n || kept.contains(&(i as u32)) {
+                p.clone()
+            } else {
+                format!("({p})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Serialize)]
+struct Side {
+    cosine: f64,
+    gflops: [f64; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<[Vec<Vec<u32>>; 2]>,
 }
 
 #[derive(Serialize)]
@@ -90,6 +139,13 @@ struct SimilarityOutput {
     model: String,
     cosine: f64,
     tokens: [usize; 2],
+    pieces: [Vec<String>; 2],
+    dense: Side,
+    /// With a policy: the request and the pruned side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pruned: Option<Side>,
 }
 
 impl fmt::Display for SimilarityOutput {
@@ -97,8 +153,31 @@ impl fmt::Display for SimilarityOutput {
         writeln!(
             f,
             "cosine similarity {:.4} ({} and {} tokens; {})",
-            self.cosine, self.tokens[0], self.tokens[1], self.model
-        )
+            self.dense.cosine, self.tokens[0], self.tokens[1], self.model
+        )?;
+        if let (Some(p), Some(side)) = (&self.policy, &self.pruned) {
+            let dense: f64 = self.dense.gflops.iter().sum();
+            let pruned: f64 = side.gflops.iter().sum();
+            writeln!(
+                f,
+                "pruned ({p}): {:.4} at {:.0}% of the dense FLOPs",
+                side.cosine,
+                100.0 * pruned / dense
+            )?;
+            if let Some(kept) = &side.kept {
+                for (t, k) in kept.iter().enumerate() {
+                    for (s, k) in k.iter().enumerate() {
+                        writeln!(
+                            f,
+                            "  text {} step {s}: {}",
+                            t + 1,
+                            shade(&self.pieces[t], k)
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -135,6 +214,18 @@ fn open(model: &Path) -> Result<(BertWeights, TextTokenizer, TextSession, String
     Ok((weights, tokenizer, session, gpu.describe()))
 }
 
+/// Warn about every text the tokenizer cut.
+fn warn_cut(enc: &Encoded, max_tokens: usize) {
+    for (i, cut) in enc.truncated.iter().enumerate() {
+        if *cut {
+            eprintln!(
+                "warning: text {} was cut to the model's {max_tokens} tokens",
+                i + 1
+            );
+        }
+    }
+}
+
 pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));
@@ -151,25 +242,22 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     }
     let (weights, tokenizer, mut session, adapter) = open(&args.model)?;
     let c = weights.config.clone();
+    let mut pruning = args.prune.resolve(&c)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs)?;
-    for (i, cut) in enc.truncated.iter().enumerate() {
-        if *cut {
-            eprintln!(
-                "warning: text {} was cut to the model's {} tokens",
-                i + 1,
-                c.max_tokens
-            );
-        }
-    }
+    warn_cut(&enc, c.max_tokens);
+    calibrate_text(
+        &mut session,
+        &enc,
+        &mut pruning,
+        args.batch,
+        "the texts given",
+    )?;
     let bar = progress(texts.len(), "texts");
-    let embeddings: Vec<Vec<f32>> = session
-        .run_all(&enc, args.batch, |n| bar.inc(n as u64))?
-        .into_iter()
-        .map(|o| o.embedding)
-        .collect();
+    let out = session.run_all(&enc, &mut pruning, args.batch, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let tokens = enc.lengths();
+    let pruned = !pruning.is_dense()?;
     emit(
         &EmbedOutput {
             model: weights.source.clone(),
@@ -178,31 +266,60 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
             pooling: c.pooling,
             normalized: c.normalize,
             max_tokens: c.max_tokens,
-            gflops_per_text: tokens
-                .iter()
-                .map(|&n| TextSession::flops(&c, n) / 1e9)
-                .collect(),
-            tokens,
+            gflops_per_text: out.iter().map(|o| o.flops / 1e9).collect(),
             truncated: enc.truncated.clone(),
-            embeddings,
+            policy: pruned.then(|| pruning.describe()),
+            dense_gflops_per_text: pruned.then(|| {
+                tokens
+                    .iter()
+                    .map(|&n| TextSession::flops(&c, n) / 1e9)
+                    .collect()
+            }),
+            pieces: pruned.then(|| enc.ids.iter().map(|ids| tokenizer.pieces(ids)).collect()),
+            kept: pruned.then(|| out.iter().map(|o| o.kept.clone()).collect()),
+            embeddings: out.into_iter().map(|o| o.embedding).collect(),
+            tokens,
         },
         args.json,
     )
 }
 
-pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
-    let (weights, tokenizer, mut session, _) = open(&args.model)?;
-    let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
-    let out = session.run(&enc)?;
-    let (a, b) = (&out[0].embedding, &out[1].embedding);
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b)).max(1e-30)
+}
+
+fn side(out: &[TextOutput], pruned: bool) -> Side {
+    Side {
+        cosine: cosine(&out[0].embedding, &out[1].embedding),
+        gflops: [out[0].flops / 1e9, out[1].flops / 1e9],
+        kept: pruned.then(|| [out[0].kept.clone(), out[1].kept.clone()]),
+    }
+}
+
+pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
+    let (weights, tokenizer, mut session, _) = open(&args.model)?;
+    let mut pruning = args.prune.resolve(&weights.config)?;
+    let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
+    warn_cut(&enc, weights.config.max_tokens);
+    let dense = session.run(&enc, &mut TextPruning::dense())?;
+    let pruned = if pruning.is_dense()? {
+        None
+    } else {
+        calibrate_text(&mut session, &enc, &mut pruning, 2, "the two texts")?;
+        Some(side(&session.run(&enc, &mut pruning)?, true))
+    };
     let lengths = enc.lengths();
     emit(
         &SimilarityOutput {
             model: weights.source.clone(),
-            cosine: dot / (norm(a) * norm(b)).max(1e-30),
+            cosine: cosine(&dense[0].embedding, &dense[1].embedding),
             tokens: [lengths[0], lengths[1]],
+            pieces: [tokenizer.pieces(&enc.ids[0]), tokenizer.pieces(&enc.ids[1])],
+            dense: side(&dense, false),
+            policy: pruned.as_ref().map(|_| pruning.describe()),
+            pruned,
         },
         args.json,
     )

@@ -15,7 +15,7 @@ use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
 
 use crate::common::{check_batch, emit, labelled_images, open_gpu, progress};
-use crate::prune_args::PruneArgs;
+use crate::prune_args::{PruneArgs, TextPruneArgs};
 use crate::{model_source, ModelArgs};
 
 #[derive(Args)]
@@ -39,6 +39,16 @@ pub struct EvalArgs {
     /// embedding, instead of the model's own classifier (bench/fit_text_head.py fits one).
     #[arg(long, requires = "texts")]
     head: Option<PathBuf>,
+    /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
+    thresholds: Option<PathBuf>,
+    /// With --texts, the threshold policy with --flops: the split its thresholds are calibrated
+    /// on (never the one evaluated).
+    #[arg(long, default_value = "train", requires = "texts")]
+    calibration_split: String,
+    /// With --texts: how many texts of the calibration split the calibration runs on.
+    #[arg(long, default_value_t = 200, requires = "texts")]
+    calibration_limit: usize,
     /// Evaluate only the first N images (in file-name order, after --skip).
     #[arg(long)]
     limit: Option<usize>,
@@ -165,21 +175,21 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 "a text evaluation needs a BERT-family model folder",
             )
         })?;
-        if args.prune.request()? != Default::default() {
-            return Err(Error::param(
-                "--policy",
-                "pruning on text models is not implemented yet (issue 13): run them dense",
-            ));
-        }
-        return crate::eval_text::run(
+        return crate::eval_text::run(&crate::eval_text::TextEval {
             model,
             texts,
-            &args.split,
-            args.head.as_deref(),
-            (args.skip, args.limit),
-            args.batch,
-            args.json,
-        );
+            split: &args.split,
+            head: args.head.as_deref(),
+            skip: args.skip,
+            limit: args.limit,
+            batch: args.batch,
+            json: args.json,
+            prune: TextPruneArgs {
+                prune: args.prune.clone(),
+                thresholds: args.thresholds.clone(),
+            },
+            calibration: (&args.calibration_split, args.calibration_limit),
+        });
     }
     let (Some(images), Some(labels)) = (&args.images, &args.labels) else {
         return Err(Error::param(

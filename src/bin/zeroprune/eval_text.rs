@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use zeroprune::text::TextSession;
+use zeroprune::text::{TextOutput, TextPruning, TextSession};
 use zeroprune::{Error, Result};
 
-use crate::common::{emit, open_text_model, progress};
+use crate::common::{calibrate_text, emit, open_text_model, progress};
+use crate::prune_args::TextPruneArgs;
 
 /// One labelled text of the file.
 struct Labelled {
@@ -149,6 +150,41 @@ struct TextPrediction {
     line: usize,
     label: usize,
     pred: usize,
+    tokens: usize,
+    /// With a policy: the dense prediction, the cosine of the pruned embedding to the dense one,
+    /// and the tokens kept after each step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense_pred: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cosine: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_kept: Option<Vec<usize>>,
+}
+
+/// Mean and standard error of the mean.
+fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
+}
+
+#[derive(Serialize)]
+struct Versus {
+    dense_accuracy: f64,
+    /// Pruned minus dense accuracy, and its paired standard error (same texts).
+    accuracy_delta: f64,
+    accuracy_delta_se: f64,
+    /// Share of texts whose prediction equals the dense one.
+    agreement: f64,
+    agreement_se: f64,
+    /// Mean cosine of each pruned embedding to the dense one.
+    mean_cosine: f64,
+    mean_cosine_se: f64,
+    dense_gflops_per_text: f64,
+    /// Mean pruned FLOPs over mean dense FLOPs.
+    flops_ratio: f64,
+    dense_texts_per_s: f64,
 }
 
 #[derive(Serialize)]
@@ -159,11 +195,15 @@ struct TextEvalOutput {
     split: String,
     /// The head that classified: the model's own classifier or the --head file.
     head: String,
+    policy: String,
     accuracy: f64,
     /// Standard error of the accuracy (binomial).
     accuracy_se: f64,
     gflops_per_text: f64,
     texts_per_s: f64,
+    /// With a policy: against the dense model on the same texts.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    versus_dense: Option<Versus>,
     predictions: Vec<TextPrediction>,
 }
 
@@ -172,42 +212,68 @@ impl fmt::Display for TextEvalOutput {
         writeln!(f, "model: {}  adapter: {}", self.model, self.adapter)?;
         writeln!(
             f,
-            "{} texts of split {}, head {}: accuracy {:.2}% (+-{:.2}), {:.3} GFLOPs per text, {:.1} texts/s",
+            "{} texts of split {}, head {}, {}: accuracy {:.2}% (+-{:.2}), {:.3} GFLOPs per text, {:.1} texts/s",
             self.texts,
             self.split,
             self.head,
+            self.policy,
             100.0 * self.accuracy,
             100.0 * self.accuracy_se,
             self.gflops_per_text,
             self.texts_per_s
-        )
+        )?;
+        if let Some(v) = &self.versus_dense {
+            writeln!(
+                f,
+                "dense: {:.2}%; pruned - dense {:+.2} (se {:.2}); agreement {:.2}% (se {:.2}); \
+                 mean cosine {:.4}; {:.1}% of the dense FLOPs ({:.3} GFLOPs); dense {:.1} texts/s",
+                100.0 * v.dense_accuracy,
+                100.0 * v.accuracy_delta,
+                100.0 * v.accuracy_delta_se,
+                100.0 * v.agreement,
+                100.0 * v.agreement_se,
+                v.mean_cosine,
+                100.0 * v.flops_ratio,
+                v.dense_gflops_per_text,
+                v.dense_texts_per_s
+            )?;
+        }
+        Ok(())
     }
 }
 
+/// How a text evaluation runs.
+pub struct TextEval<'a> {
+    pub model: &'a Path,
+    pub texts: &'a Path,
+    pub split: &'a str,
+    pub head: Option<&'a Path>,
+    pub skip: usize,
+    pub limit: Option<usize>,
+    pub batch: usize,
+    pub json: bool,
+    pub prune: TextPruneArgs,
+    /// Where the threshold policy's FLOPs target is calibrated: a split and how many of its texts.
+    pub calibration: (&'a str, usize),
+}
+
 /// Run the text evaluation (`zeroprune eval --texts`).
-pub fn run(
-    model: &Path,
-    texts: &Path,
-    split: &str,
-    head: Option<&Path>,
-    (skip, limit): (usize, Option<usize>),
-    batch: usize,
-    json: bool,
-) -> Result<()> {
-    if limit == Some(0) {
+pub fn run(e: &TextEval) -> Result<()> {
+    if e.limit == Some(0) {
         return Err(Error::param("--limit", "must be at least 1"));
     }
-    let mut items = read_labelled(texts, split)?;
-    items.drain(..skip.min(items.len()));
-    if let Some(n) = limit {
+    let mut items = read_labelled(e.texts, e.split)?;
+    items.drain(..e.skip.min(items.len()));
+    if let Some(n) = e.limit {
         items.truncate(n);
     }
     if items.is_empty() {
         return Err(Error::param("--skip", "leaves no text"));
     }
-    let (gpu, weights, tokenizer) = open_text_model(model)?;
+    let (gpu, weights, tokenizer) = open_text_model(e.model)?;
     let c = weights.config.clone();
-    let head_file = match head {
+    let mut pruning = e.prune.resolve(&c)?;
+    let head_file = match e.head {
         Some(p) => Some(Head::load(p, c.hidden_size)?),
         None if weights.classifier.is_some() => None,
         None => {
@@ -215,12 +281,32 @@ pub fn run(
                 "--head",
                 format!(
                     "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
-                    model.display()
+                    e.model.display()
                 ),
             ))
         }
     };
     let mut session = TextSession::new(&gpu, &weights)?;
+    if pruning.needs_calibration()? {
+        let (split, n) = e.calibration;
+        if split == e.split {
+            return Err(Error::param(
+                "--calibration-split",
+                "calibrating on the split evaluated would tune on the test data; name another",
+            ));
+        }
+        let mut cal = read_labelled(e.texts, split)?;
+        cal.truncate(n);
+        let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
+        let enc = tokenizer.encode(&refs)?;
+        calibrate_text(
+            &mut session,
+            &enc,
+            &mut pruning,
+            e.batch,
+            &format!("split {split}"),
+        )?;
+    }
     let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
     let enc = tokenizer.encode(&refs)?;
     let cut = enc.truncated.iter().filter(|&&t| t).count();
@@ -230,49 +316,101 @@ pub fn run(
             c.max_tokens
         );
     }
-    let bar = progress(items.len(), "texts");
-    let t = Instant::now();
-    let outputs = session.run_all(&enc, batch, |n| bar.inc(n as u64))?;
-    let seconds = t.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let pruned = !pruning.is_dense()?;
+    let mut timed = |p: &mut TextPruning, what: &str| -> Result<(Vec<TextOutput>, f64)> {
+        let bar = progress(items.len(), what);
+        let t = Instant::now();
+        let out = session.run_all(&enc, p, e.batch, |n| bar.inc(n as u64))?;
+        let seconds = t.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        Ok((out, seconds))
+    };
+    let dense = if pruned {
+        Some(timed(&mut TextPruning::dense(), "texts (dense)")?)
+    } else {
+        None
+    };
+    let (outputs, seconds) = timed(&mut pruning, "texts")?;
+    let predict = |o: &TextOutput| match &head_file {
+        Some(h) => argmax(&h.logits(&o.embedding)),
+        None => argmax(&o.logits),
+    };
     let predictions: Vec<TextPrediction> = items
         .iter()
         .zip(&outputs)
-        .map(|(item, o)| {
-            let logits = match &head_file {
-                Some(h) => h.logits(&o.embedding),
-                None => o.logits.clone(),
-            };
+        .enumerate()
+        .map(|(i, (item, o))| {
+            let d = dense.as_ref().map(|(d, _)| &d[i]);
             TextPrediction {
                 line: item.line,
                 label: item.label,
-                pred: argmax(&logits),
+                pred: predict(o),
+                tokens: o.tokens,
+                dense_pred: d.map(predict),
+                cosine: d.map(|d| cosine(&o.embedding, &d.embedding)),
+                tokens_kept: pruned.then(|| o.kept.iter().map(Vec::len).collect()),
             }
         })
         .collect();
     let n = predictions.len() as f64;
-    let accuracy = predictions.iter().filter(|p| p.pred == p.label).count() as f64 / n;
-    let flops: f64 = enc
-        .lengths()
+    let correct: Vec<f64> = predictions
         .iter()
-        .map(|&l| TextSession::flops(&c, l))
-        .sum::<f64>()
-        / n;
+        .map(|p| (p.pred == p.label) as u8 as f64)
+        .collect();
+    let accuracy = correct.iter().sum::<f64>() / n;
+    let flops = outputs.iter().map(|o| o.flops).sum::<f64>() / n;
+    let versus_dense = dense.as_ref().map(|(d, dense_seconds)| {
+        let dense_flops = d.iter().map(|o| o.flops).sum::<f64>() / n;
+        let delta: Vec<f64> = predictions
+            .iter()
+            .map(|p| {
+                (p.pred == p.label) as u8 as f64 - (p.dense_pred == Some(p.label)) as u8 as f64
+            })
+            .collect();
+        let agree: Vec<f64> = predictions
+            .iter()
+            .map(|p| (Some(p.pred) == p.dense_pred) as u8 as f64)
+            .collect();
+        let cos: Vec<f64> = predictions.iter().filter_map(|p| p.cosine).collect();
+        let (accuracy_delta, accuracy_delta_se) = mean_se(&delta);
+        let (agreement, agreement_se) = mean_se(&agree);
+        let (mean_cosine, mean_cosine_se) = mean_se(&cos);
+        Versus {
+            dense_accuracy: accuracy - accuracy_delta,
+            accuracy_delta,
+            accuracy_delta_se,
+            agreement,
+            agreement_se,
+            mean_cosine,
+            mean_cosine_se,
+            dense_gflops_per_text: dense_flops / 1e9,
+            flops_ratio: flops / dense_flops,
+            dense_texts_per_s: n / dense_seconds,
+        }
+    });
     emit(
         &TextEvalOutput {
             model: weights.source.clone(),
             adapter: gpu.describe(),
             texts: predictions.len(),
-            split: split.to_string(),
-            head: head.map_or("the model's classifier".to_string(), |p| {
+            split: e.split.to_string(),
+            head: e.head.map_or("the model's classifier".to_string(), |p| {
                 p.display().to_string()
             }),
+            policy: pruning.describe(),
             accuracy,
             accuracy_se: (accuracy * (1.0 - accuracy) / n).sqrt(),
             gflops_per_text: flops / 1e9,
             texts_per_s: n / seconds,
+            versus_dense,
             predictions,
         },
-        json,
+        e.json,
     )
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b)).max(1e-30)
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
+use zeroprune::model::bert::BertConfig;
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
+use zeroprune::text::{read_thresholds, TextPruning};
 use zeroprune::{Result, ViTConfig};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
@@ -108,5 +110,31 @@ impl PruneArgs {
     /// The schedule for this model, with every limit checked.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
         self.request()?.resolve(c)
+    }
+}
+
+/// The pruning options of the text commands: the same policies and schedules (counted in the
+/// text's tokens, [CLS] and [SEP] never pruned), and per-layer thresholds from a file.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Token pruning")]
+pub struct TextPruneArgs {
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Threshold policy: per-layer thresholds from a JSON file, an array with one value per layer
+    /// (or {"thresholds": [...]}), in --threshold's units; 0 skips a layer. With --flops, they
+    /// are scaled together to meet the target (calibrated on texts first).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
+    pub thresholds: Option<PathBuf>,
+}
+
+impl TextPruneArgs {
+    /// The request for this text model, checked.
+    pub fn resolve(&self, c: &BertConfig) -> Result<TextPruning> {
+        let thresholds = self
+            .thresholds
+            .as_deref()
+            .map(|p| read_thresholds(p, c.num_layers))
+            .transpose()?;
+        TextPruning::new(self.prune.request()?, thresholds, c)
     }
 }

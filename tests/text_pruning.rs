@@ -1,0 +1,168 @@
+//! Pruning on text beyond the reference cases: a text's result does not depend on the texts
+//! beside it, per-layer thresholds from a file, FLOPs targets (keep rates per length, thresholds
+//! by calibration), and the requests text refuses.
+
+mod common;
+
+use common::{fixture, gpu};
+use zeroprune::model::bert::BertWeights;
+use zeroprune::prune::PruneRequest;
+use zeroprune::text::{Encoded, TextPruning, TextSession, TextTokenizer};
+
+fn model() -> (BertWeights, TextTokenizer) {
+    let dir = fixture("tiny-bert-prune");
+    let w = BertWeights::load(&dir).unwrap();
+    let t = TextTokenizer::load(
+        &dir.join("tokenizer.json"),
+        w.config.max_tokens,
+        w.config.vocab_size,
+    )
+    .unwrap();
+    (w, t)
+}
+
+fn texts() -> Vec<String> {
+    let text = std::fs::read_to_string(common::repo().join("tests/fixtures/text/prune-texts.json"))
+        .unwrap();
+    let all: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
+    all["tiny"].clone()
+}
+
+fn request(policy: &str) -> PruneRequest {
+    PruneRequest {
+        policy: Some(policy.into()),
+        ..Default::default()
+    }
+}
+
+fn encode(t: &TextTokenizer, texts: &[String]) -> Encoded {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    t.encode(&refs).unwrap()
+}
+
+#[test]
+fn a_pruned_text_is_the_same_alone_and_in_a_batch() {
+    let (w, t) = model();
+    let all = texts();
+    // Texts of equal length run as one batch; the others beside them in the call.
+    let batch = vec![
+        all[1].clone(),
+        all[3].clone(),
+        all[1].clone(),
+        all[1].clone(),
+    ];
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    for (policy, schedule) in [
+        ("zero-tprune", "keep"),
+        ("tome", "keep"),
+        ("threshold", "threshold"),
+    ] {
+        let mut r = request(policy);
+        match schedule {
+            "keep" => r.keep = Some("0.6@0,1,2".into()),
+            _ => r.threshold = Some("0.8@0;1.2@2,3".into()),
+        }
+        let mut p = TextPruning::new(r, None, &w.config).unwrap();
+        let together = s.run(&encode(&t, &batch), &mut p).unwrap();
+        for (i, text) in batch.iter().enumerate() {
+            let alone = s
+                .run(&encode(&t, std::slice::from_ref(text)), &mut p)
+                .unwrap();
+            assert_eq!(alone[0].kept, together[i].kept, "{policy}: text {i}");
+            let err = alone[0]
+                .embedding
+                .iter()
+                .zip(&together[i].embedding)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-5, "{policy}: text {i} differs by {err}");
+        }
+    }
+}
+
+#[test]
+fn per_layer_thresholds_from_a_file_run_as_the_same_schedule() {
+    let (w, t) = model();
+    let enc = encode(&t, &texts());
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    let file = zeroprune::text::pruning::parse_thresholds("[0, 1.0, 0, 0.5]", "t.json", 4).unwrap();
+    let mut from_file = TextPruning::new(PruneRequest::default(), Some(file), &w.config).unwrap();
+    assert_eq!(from_file.policy().unwrap().name(), "threshold");
+    let mut r = request("threshold");
+    r.threshold = Some("1.0@1;0.5@3".into());
+    let mut given = TextPruning::new(r, None, &w.config).unwrap();
+    let a = s.run(&enc, &mut from_file).unwrap();
+    let b = s.run(&enc, &mut given).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.kept, y.kept);
+        assert_eq!(x.kept.len(), 2, "layers 0 and 2 have no step");
+        assert_eq!(x.embedding, y.embedding);
+    }
+}
+
+#[test]
+fn flops_targets_hold_per_text_and_by_calibration() {
+    let (w, t) = model();
+    let enc = encode(&t, &texts());
+    let c = w.config.clone();
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    // Keep rates: each length gets its own schedule, at or under the target where reachable.
+    let mut r = request("zero-tprune");
+    r.flops = Some(0.7);
+    let mut p = TextPruning::new(r, None, &c).unwrap();
+    for o in s.run(&enc, &mut p).unwrap() {
+        let ratio = o.flops / TextSession::flops(&c, o.tokens);
+        assert!(
+            ratio <= 0.7 + 1e-9 && ratio > 0.55,
+            "{} tokens: {ratio}",
+            o.tokens
+        );
+    }
+    // Thresholds: one scale for all texts, found by bisection, brings the mean to the target.
+    let mut r = request("threshold");
+    r.flops = Some(0.6);
+    let mut p = TextPruning::new(r, None, &c).unwrap();
+    assert!(p.needs_calibration().unwrap());
+    let err = s.run(&enc, &mut p).unwrap_err().to_string();
+    assert!(err.contains("calibration"), "{err}");
+    let (scale, reached) = s.calibrate(&enc, &mut p, 8, |_| {}).unwrap();
+    assert!(reached <= 0.6 && reached > 0.5, "scale {scale}: {reached}");
+    let out = s.run(&enc, &mut p).unwrap();
+    let dense: f64 = out.iter().map(|o| TextSession::flops(&c, o.tokens)).sum();
+    let got: f64 = out.iter().map(|o| o.flops).sum::<f64>() / dense;
+    assert!((got - reached).abs() < 1e-12, "{got} vs {reached}");
+}
+
+#[test]
+fn a_target_a_short_text_cannot_reach_runs_at_the_lowest_it_can() {
+    let (w, _) = model();
+    let mut r = request("tome");
+    r.flops = Some(0.5);
+    let mut p = TextPruning::new(r, None, &w.config).unwrap();
+    // 4 tokens: 2 prunable, ToMe merges at most half per step.
+    let short = p.for_tokens(&w.config, 4).unwrap();
+    let g = zeroprune::text::pruning::geometry(&w.config, 4);
+    let ratio = short.flops(&g) / zeroprune::model::flops::dense_flops(&g);
+    assert!(ratio > 0.5 && ratio < 1.0, "{ratio}");
+}
+
+#[test]
+fn requests_text_refuses_name_the_parameter() {
+    let (w, _) = model();
+    let c = &w.config;
+    let err =
+        |r: PruneRequest, t: Option<Vec<f32>>| TextPruning::new(r, t, c).unwrap_err().to_string();
+    let mut r = request("evit");
+    r.keep = Some("0.5@7".into());
+    assert!(err(r, None).contains("block 7"));
+    let mut r = request("threshold");
+    r.threshold = Some("1@1".into());
+    assert!(err(r, Some(vec![0.0; 4])).contains("thresholds"));
+    assert!(err(request("evit"), Some(vec![0.0; 4])).contains("threshold"));
+    assert!(err(PruneRequest::default(), Some(vec![0.0; 3])).contains("4 layers"));
+    let json = r#"{"policy":"evit","tokens":"1:5","depth":4,"patches":196}"#;
+    let r = PruneRequest {
+        schedule: Some(zeroprune::prune::ScheduleFile::parse(json, "s.json").unwrap()),
+        ..Default::default()
+    };
+    assert!(err(r, None).contains("schedule"));
+}
