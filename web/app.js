@@ -393,25 +393,56 @@ async function loadTextModel(status) {
   });
 }
 
+function cosineOf(a, b) {
+  const dot = a.reduce((s, x, i) => s + x * b[i], 0);
+  const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  return dot / (norm(a) * norm(b));
+}
+
+// One sentence's tokens at one pruning step: kept tokens plain, pruned ones shaded.
+function keptHtml(pieces, kept) {
+  const keep = new Set(kept);
+  return pieces.map((p, i) => {
+    const stays = i === 0 || i === pieces.length - 1 || keep.has(i);
+    return `<span class="${stays ? "kept" : "pruned"}">${escapeHtml(p)}</span>`;
+  }).join(" ");
+}
+
 async function compareTexts() {
   const status = $("text-status");
   if (app.text.state === "running") return;
   app.text.state = "running";
   app.text.error = null;
   $("text-run").disabled = true;
+  $("text-pruned").textContent = "";
+  $("text-kept").innerHTML = "";
   try {
     if (!app.text.model) app.text.model = await loadTextModel(status);
     const texts = [$("text-a").value, $("text-b").value];
     status.textContent = "Running…";
     const r = await app.text.model.embed(texts);
-    const [a, b] = r.embeddings;
-    const dot = a.reduce((s, x, i) => s + x * b[i], 0);
-    const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
-    const cosine = dot / (norm(a) * norm(b));
+    const cosine = cosineOf(r.embeddings[0], r.embeddings[1]);
     app.text.result = { cosine, tokens: r.tokens, truncated: r.truncated, latencyMs: r.latencyMs, gflops: r.gflopsPerText };
-    status.innerHTML = `Cosine similarity <strong>${cosine.toFixed(4)}</strong> · ${r.tokens[0]} and ${r.tokens[1]} tokens` +
+    status.innerHTML = `Dense: cosine similarity <strong>${cosine.toFixed(4)}</strong> · ${r.tokens[0]} and ${r.tokens[1]} tokens` +
       `${r.truncated.some(Boolean) ? " (cut to the model's length)" : ""} · ${r.latencyMs.toFixed(0)} ms · ` +
       `${(r.gflopsPerText[0] + r.gflopsPerText[1]).toFixed(2)} GFLOPs`;
+    const policy = $("text-policy").value;
+    if (policy !== "none") {
+      const flops = Number($("text-target").value);
+      const p = await app.text.model.embed(texts, { policy, flops });
+      const pc = cosineOf(p.embeddings[0], p.embeddings[1]);
+      const share = (p.gflopsPerText[0] + p.gflopsPerText[1]) / (r.gflopsPerText[0] + r.gflopsPerText[1]);
+      app.text.pruned = { cosine: pc, policy: p.policy, kept: p.kept, pieces: p.pieces, latencyMs: p.latencyMs,
+        embeddings: p.embeddings, flopsShare: share };
+      $("text-pruned").innerHTML = `Pruned (${escapeHtml(p.policy)}): cosine similarity <strong>${pc.toFixed(4)}</strong> · ` +
+        `${(100 * share).toFixed(0)}% of the dense FLOPs · ${p.latencyMs.toFixed(0)} ms`;
+      $("text-kept").innerHTML = p.pieces.map((pieces, t) =>
+        `<div class="sentence"><strong>Sentence ${"AB"[t]}</strong>` +
+        p.kept[t].map((k, s) => `<div class="step">step ${s + 1}: ${keptHtml(pieces, k)}</div>`).join("") +
+        "</div>").join("");
+    } else {
+      app.text.pruned = null;
+    }
     app.text.state = "done";
   } catch (e) {
     app.text.error = e && e.message ? e.message : String(e);

@@ -210,6 +210,36 @@ async function textModel(page) {
     `(${web.info.layers} layers, ${web.latencyMs.toFixed(0)} ms for ${texts.length} texts)`);
   check(/text 2 is empty/.test(web.empty || ""), `an empty text is refused: "${web.empty}"`);
 
+  // Pruned, through the same request as the CLI's flags: the same tokens kept at every step, the
+  // same embeddings. The sentences are the reference's MiniLM cases, whose decisions have margins.
+  const pruneTexts = JSON.parse(readFileSync(join(repo, "tests/fixtures/text/prune-texts.json"), "utf8")).minilm;
+  for (const [policy, keep] of [["zero-tprune", "0.7@1,2,3"], ["tome", "0.8@0,1,2,3,4,5"]]) {
+    const n = spawnSync(bin, ["embed", "--json", "--model", join(shared, "models/all-minilm-l6-v2"),
+      "--policy", policy, "--keep", keep, ...pruneTexts], {
+      env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+      encoding: "utf8",
+      maxBuffer: 64 << 20,
+    });
+    if (n.status !== 0) throw new Error(`${bin} embed --policy ${policy} failed: ${n.stderr}`);
+    const nat = JSON.parse(n.stdout);
+    const w = await page.evaluate(async ([texts, policy, keep]) => {
+      const { TextModel } = await import("./pkg/zeroprune.js");
+      const dir = "models/all-minilm-l6-v2/";
+      const text = async (f) => { const resp = await fetch(dir + f); return resp.ok ? resp.text() : undefined; };
+      const bytes = new Uint8Array(await (await fetch(dir + "model.safetensors")).arrayBuffer());
+      const m = await TextModel.create(bytes, await text("config.json"), await text("tokenizer.json"), {
+        modules: await text("modules.json"), pooling: await text("1_Pooling/config.json"),
+        sentenceBert: await text("sentence_bert_config.json"),
+      });
+      return await m.embed(texts, { policy, keep });
+    }, [pruneTexts, policy, keep]);
+    check(JSON.stringify(w.kept) === JSON.stringify(nat.kept),
+      `text pruning in the browser (${policy} ${keep}): kept tokens equal native at every step ` +
+      `(${w.kept.map((k) => k.map((s) => s.length).join("/")).join(", ")})`);
+    const c = w.embeddings.map((e, i) => cosineOf(e, nat.embeddings[i]));
+    check(c.every((x) => x >= 0.9999), `pruned text embeddings equal native: cosine ${c.map((x) => x.toFixed(7)).join(", ")}`);
+  }
+
   // The page's text panel: two sentences, their cosine as `zeroprune similarity --json` gives it.
   const [a, b] = texts;
   const sim = spawnSync(bin, ["similarity", "--json", "--model", join(shared, "models/all-minilm-l6-v2"), a, b], {
@@ -217,7 +247,8 @@ async function textModel(page) {
     encoding: "utf8",
   });
   if (sim.status !== 0) throw new Error(`${bin} similarity failed: ${sim.stderr}`);
-  const nativeCos = JSON.parse(sim.stdout).cosine;
+  const simJson = JSON.parse(sim.stdout);
+  const nativeCos = simJson.cosine;
   await page.fill("#text-a", a);
   await page.fill("#text-b", b);
   await page.click("#text-run");
@@ -225,6 +256,28 @@ async function textModel(page) {
   const panel = await page.evaluate(() => ({ ...window.zeroprune.text, model: null, status: document.getElementById("text-status").innerText }));
   check(panel.state === "done" && Math.abs(panel.result.cosine - nativeCos) < 1e-4,
     `text panel: "${panel.status}" (native cosine ${nativeCos.toFixed(4)})${panel.error ? " " + panel.error : ""}`);
+  // Its pruned side (the page's default, tome at 65% of the dense FLOPs), as `similarity --policy` gives it.
+  const simP = spawnSync(bin, ["similarity", "--json", "--model", join(shared, "models/all-minilm-l6-v2"),
+    "--policy", "tome", "--flops", "0.65", a, b], {
+    env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+    encoding: "utf8",
+  });
+  if (simP.status !== 0) throw new Error(`${bin} similarity --policy failed: ${simP.stderr}`);
+  const natP = JSON.parse(simP.stdout).pruned;
+  const shaded = await page.evaluate(() => document.querySelectorAll("#text-kept .pruned").length);
+  check(panel.pruned && Math.abs(panel.pruned.cosine - natP.cosine) < 1e-4 &&
+    JSON.stringify(panel.pruned.kept) === JSON.stringify(natP.kept) && shaded > 0,
+    `text panel pruned: "${document_text(panel)}" (native ${natP.cosine.toFixed(4)}), kept words equal native, ${shaded} shaded`);
+}
+
+function document_text(panel) {
+  return panel.pruned ? `cosine ${panel.pruned.cosine.toFixed(4)} at ${(100 * panel.pruned.flopsShare).toFixed(0)}% FLOPs` : "none";
+}
+
+function cosineOf(e, n) {
+  const dot = e.reduce((s, x, j) => s + x * n[j], 0);
+  const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  return dot / (norm(e) * norm(n));
 }
 
 async function main() {

@@ -15,14 +15,14 @@ use crate::common::{calibrate_text, emit, open_text_model, progress};
 use crate::prune_args::TextPruneArgs;
 
 /// One labelled text of the file.
-struct Labelled {
-    line: usize,
-    label: usize,
-    text: String,
+pub(crate) struct Labelled {
+    pub(crate) line: usize,
+    pub(crate) label: usize,
+    pub(crate) text: String,
 }
 
 /// The lines of `split` in a `split<TAB>label<TAB>sentence` file (a header line is skipped).
-fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
+pub(crate) fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
     let text = zeroprune::limits::read_text(path, "a labelled text file")?;
     let file = path.display().to_string();
     let bad = |line: usize, reason: String| {
@@ -61,14 +61,14 @@ fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
 }
 
 /// A linear head `[C, D]` + `[C]` from a safetensors file, checked against the model's width.
-struct Head {
+pub(crate) struct Head {
     weight: Vec<f32>,
     bias: Vec<f32>,
     classes: usize,
 }
 
 impl Head {
-    fn load(path: &Path, d: usize) -> Result<Self> {
+    pub(crate) fn load(path: &Path, d: usize) -> Result<Self> {
         let bytes = zeroprune::limits::read_file(
             path,
             zeroprune::limits::MAX_MODEL_FILE_BYTES,
@@ -117,7 +117,7 @@ impl Head {
         })
     }
 
-    fn logits(&self, e: &[f32]) -> Vec<f32> {
+    pub(crate) fn logits(&self, e: &[f32]) -> Vec<f32> {
         let d = e.len();
         (0..self.classes)
             .map(|c| {
@@ -132,7 +132,7 @@ impl Head {
     }
 }
 
-fn argmax(v: &[f32]) -> usize {
+pub(crate) fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
@@ -170,21 +170,21 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 }
 
 #[derive(Serialize)]
-struct Versus {
-    dense_accuracy: f64,
+pub(crate) struct Versus {
+    pub(crate) dense_accuracy: f64,
     /// Pruned minus dense accuracy, and its paired standard error (same texts).
-    accuracy_delta: f64,
-    accuracy_delta_se: f64,
+    pub(crate) accuracy_delta: f64,
+    pub(crate) accuracy_delta_se: f64,
     /// Share of texts whose prediction equals the dense one.
-    agreement: f64,
-    agreement_se: f64,
+    pub(crate) agreement: f64,
+    pub(crate) agreement_se: f64,
     /// Mean cosine of each pruned embedding to the dense one.
-    mean_cosine: f64,
-    mean_cosine_se: f64,
-    dense_gflops_per_text: f64,
+    pub(crate) mean_cosine: f64,
+    pub(crate) mean_cosine_se: f64,
+    pub(crate) dense_gflops_per_text: f64,
     /// Mean pruned FLOPs over mean dense FLOPs.
-    flops_ratio: f64,
-    dense_texts_per_s: f64,
+    pub(crate) flops_ratio: f64,
+    pub(crate) dense_texts_per_s: f64,
 }
 
 #[derive(Serialize)]
@@ -335,6 +335,7 @@ pub fn run(e: &TextEval) -> Result<()> {
         Some(h) => argmax(&h.logits(&o.embedding)),
         None => argmax(&o.logits),
     };
+    let pred_list: Vec<usize> = outputs.iter().map(predict).collect();
     let predictions: Vec<TextPrediction> = items
         .iter()
         .zip(&outputs)
@@ -360,33 +361,12 @@ pub fn run(e: &TextEval) -> Result<()> {
     let accuracy = correct.iter().sum::<f64>() / n;
     let flops = outputs.iter().map(|o| o.flops).sum::<f64>() / n;
     let versus_dense = dense.as_ref().map(|(d, dense_seconds)| {
-        let dense_flops = d.iter().map(|o| o.flops).sum::<f64>() / n;
-        let delta: Vec<f64> = predictions
-            .iter()
-            .map(|p| {
-                (p.pred == p.label) as u8 as f64 - (p.dense_pred == Some(p.label)) as u8 as f64
-            })
-            .collect();
-        let agree: Vec<f64> = predictions
-            .iter()
-            .map(|p| (Some(p.pred) == p.dense_pred) as u8 as f64)
-            .collect();
-        let cos: Vec<f64> = predictions.iter().filter_map(|p| p.cosine).collect();
-        let (accuracy_delta, accuracy_delta_se) = mean_se(&delta);
-        let (agreement, agreement_se) = mean_se(&agree);
-        let (mean_cosine, mean_cosine_se) = mean_se(&cos);
-        Versus {
-            dense_accuracy: accuracy - accuracy_delta,
-            accuracy_delta,
-            accuracy_delta_se,
-            agreement,
-            agreement_se,
-            mean_cosine,
-            mean_cosine_se,
-            dense_gflops_per_text: dense_flops / 1e9,
-            flops_ratio: flops / dense_flops,
-            dense_texts_per_s: n / dense_seconds,
-        }
+        let dense_preds: Vec<usize> = d.iter().map(predict).collect();
+        versus(
+            &items,
+            (d, &dense_preds, *dense_seconds),
+            (&outputs, &pred_list, seconds),
+        )
     });
     emit(
         &TextEvalOutput {
@@ -409,7 +389,46 @@ pub fn run(e: &TextEval) -> Result<()> {
     )
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
+/// A pruned run against the dense one on the same texts: `(outputs, predictions, seconds)` each.
+pub(crate) fn versus(
+    items: &[Labelled],
+    (d, dense_pred, dense_seconds): (&[TextOutput], &[usize], f64),
+    (o, pred, _): (&[TextOutput], &[usize], f64),
+) -> Versus {
+    let n = items.len() as f64;
+    let dense_flops = d.iter().map(|o| o.flops).sum::<f64>() / n;
+    let flops = o.iter().map(|o| o.flops).sum::<f64>() / n;
+    let (mut delta, mut agree, mut cos) = (vec![], vec![], vec![]);
+    for (i, item) in items.iter().enumerate() {
+        delta.push(
+            (pred[i] == item.label) as u8 as f64 - (dense_pred[i] == item.label) as u8 as f64,
+        );
+        agree.push((pred[i] == dense_pred[i]) as u8 as f64);
+        cos.push(cosine(&o[i].embedding, &d[i].embedding));
+    }
+    let dense_correct = dense_pred
+        .iter()
+        .zip(items)
+        .filter(|(p, it)| **p == it.label)
+        .count() as f64;
+    let (accuracy_delta, accuracy_delta_se) = mean_se(&delta);
+    let (agreement, agreement_se) = mean_se(&agree);
+    let (mean_cosine, mean_cosine_se) = mean_se(&cos);
+    Versus {
+        dense_accuracy: dense_correct / n,
+        accuracy_delta,
+        accuracy_delta_se,
+        agreement,
+        agreement_se,
+        mean_cosine,
+        mean_cosine_se,
+        dense_gflops_per_text: dense_flops / 1e9,
+        flops_ratio: flops / dense_flops,
+        dense_texts_per_s: n / dense_seconds,
+    }
+}
+
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b)).max(1e-30)

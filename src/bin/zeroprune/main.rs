@@ -14,6 +14,7 @@ mod model_source;
 mod prune_args;
 mod soak;
 mod sweep;
+mod sweep_text;
 mod tune;
 
 use std::path::PathBuf;

@@ -20,11 +20,27 @@ pub struct SweepArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Folder of images.
-    #[arg(long)]
-    images: PathBuf,
+    #[arg(long, required_unless_present = "texts")]
+    images: Option<PathBuf>,
     /// `name<TAB>class-index` lines, one per image.
-    #[arg(long)]
-    labels: PathBuf,
+    #[arg(long, required_unless_present = "texts")]
+    labels: Option<PathBuf>,
+    /// Text models instead: a `split<TAB>label<TAB>sentence` file; --model is a BERT-family
+    /// folder (every policy at every target against one dense pass, on --split).
+    #[arg(long, conflicts_with_all = ["images", "labels"])]
+    texts: Option<PathBuf>,
+    /// With --texts: the split to evaluate.
+    #[arg(long, default_value = "test", requires = "texts")]
+    split: String,
+    /// With --texts: a linear head on the pooled embedding (as for `eval`).
+    #[arg(long, requires = "texts")]
+    head: Option<PathBuf>,
+    /// With --texts: the split the threshold policy's targets are calibrated on.
+    #[arg(long, default_value = "train", requires = "texts")]
+    calibration_split: String,
+    /// With --texts: how many texts of the calibration split.
+    #[arg(long, default_value_t = 200, requires = "texts")]
+    calibration_limit: usize,
     /// Policies to compare, comma-separated (default: every policy).
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
@@ -145,6 +161,29 @@ impl fmt::Display for SweepOutput {
 }
 
 pub fn run(args: &SweepArgs) -> Result<()> {
+    if let Some(texts) = &args.texts {
+        let model = args.model.model.as_deref().ok_or_else(|| {
+            Error::param("--model", "a text sweep needs a BERT-family model folder")
+        })?;
+        return crate::sweep_text::run(&crate::sweep_text::TextSweep {
+            model,
+            texts,
+            split: &args.split,
+            head: args.head.as_deref(),
+            policies: args.policies.as_deref(),
+            targets: &args.targets,
+            limit: args.limit,
+            batch: args.batch,
+            calibration: (&args.calibration_split, args.calibration_limit),
+            json: args.json,
+        });
+    }
+    let (Some(images), Some(labels)) = (&args.images, &args.labels) else {
+        return Err(Error::param(
+            "--images",
+            "give --images and --labels, or --texts",
+        ));
+    };
     let weights = model_source::load(&args.model)?;
     let c = weights.config.clone();
     let policies: Vec<Policy> = match &args.policies {
@@ -160,7 +199,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
         }
     }
-    let (items, paths) = labelled_images(&weights, &args.images, &args.labels, (0, args.limit))?;
+    let (items, paths) = labelled_images(&weights, images, labels, (0, args.limit))?;
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;
