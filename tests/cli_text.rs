@@ -246,3 +246,234 @@ fn bench_on_texts_times_ragged_batches() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than --batch 9"));
 }
+
+fn run_ok(args: &[&str]) -> serde_json::Value {
+    let out = zeroprune().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn run_err(args: &[&str]) -> String {
+    let out = zeroprune().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn embed_and_similarity_prune_with_a_policy() {
+    let model = fixture("tiny-bert-prune");
+    let model = model.to_str().unwrap();
+    let texts = text_sentences("tiny");
+    let v = run_ok(&[
+        "embed",
+        "--json",
+        "--model",
+        model,
+        "--policy",
+        "zero-tprune",
+        "--keep",
+        "0.6@0,2",
+        &texts[0],
+        &texts[1],
+    ]);
+    // Per text: its tokens, and per step the positions kept (never [CLS] or [SEP]).
+    let pieces = v["pieces"].as_array().unwrap();
+    let kept = v["kept"].as_array().unwrap();
+    for (t, tokens) in v["tokens"].as_array().unwrap().iter().enumerate() {
+        let n = tokens.as_u64().unwrap() as usize;
+        assert_eq!(pieces[t].as_array().unwrap().len(), n);
+        assert_eq!(pieces[t][0], "[CLS]");
+        let steps = kept[t].as_array().unwrap();
+        assert_eq!(steps.len(), 2);
+        let first: Vec<u64> = steps[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            first.len(),
+            (0.6f64 * (n - 2) as f64 - 1e-6).ceil() as usize
+        );
+        assert!(first.iter().all(|&k| k >= 1 && (k as usize) < n - 1));
+        let (g, d) = (
+            v["gflops_per_text"][t].as_f64().unwrap(),
+            v["dense_gflops_per_text"][t].as_f64().unwrap(),
+        );
+        assert!(g < d, "text {t}: {g} >= {d}");
+    }
+    assert!(v["policy"].as_str().unwrap().contains("zero-tprune"));
+    // Similarity, dense and pruned side by side.
+    let v = run_ok(&[
+        "similarity",
+        "--json",
+        "--model",
+        model,
+        "--policy",
+        "tome",
+        "--flops",
+        "0.7",
+        &texts[2],
+        &texts[3],
+    ]);
+    let (dense, pruned) = (&v["dense"], &v["pruned"]);
+    assert_eq!(v["cosine"], dense["cosine"]);
+    assert!(pruned["cosine"].as_f64().unwrap().abs() <= 1.0);
+    let sum = |s: &serde_json::Value| -> f64 {
+        s["gflops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_f64().unwrap())
+            .sum()
+    };
+    let ratio = sum(pruned) / sum(dense);
+    assert!(ratio <= 0.7 + 1e-9 && ratio > 0.5, "{ratio}");
+    assert_eq!(pruned["kept"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn thresholds_files_and_text_pruning_errors_name_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-bert-prune");
+    let model = model.to_str().unwrap();
+    let good = dir.path().join("ltp.json");
+    std::fs::write(&good, "{\"thresholds\": [0, 1.0, 0, 0.5]}").unwrap();
+    let v = run_ok(&[
+        "embed",
+        "--json",
+        "--model",
+        model,
+        "--thresholds",
+        good.to_str().unwrap(),
+        "a great film",
+    ]);
+    assert_eq!(v["kept"][0].as_array().unwrap().len(), 2, "{v}");
+    let bad = dir.path().join("short.json");
+    std::fs::write(&bad, "[0.5, 0.5]").unwrap();
+    let err = run_err(&[
+        "embed",
+        "--model",
+        model,
+        "--thresholds",
+        bad.to_str().unwrap(),
+        "a great film",
+    ]);
+    assert!(
+        err.contains("short.json") && err.contains("4 layers"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[0.5, -1, 0, 0]").unwrap();
+    let err = run_err(&[
+        "embed",
+        "--model",
+        model,
+        "--thresholds",
+        bad.to_str().unwrap(),
+        "a great film",
+    ]);
+    assert!(err.contains("layer 1"), "{err}");
+    let err = run_err(&[
+        "embed",
+        "--model",
+        model,
+        "--policy",
+        "evit",
+        "--keep",
+        "0.5@9",
+        "a great film",
+    ]);
+    assert!(err.contains("block 9"), "{err}");
+    let err = run_err(&[
+        "embed",
+        "--model",
+        model,
+        "--thresholds",
+        good.to_str().unwrap(),
+        "--keep",
+        "0.5@1",
+        "x",
+    ]);
+    assert!(
+        err.contains("--keep") || err.contains("cannot be used"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_sweep_and_bench_on_texts_compare_pruned_with_dense() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = labelled_file(dir.path(), |i| i % 2);
+    let file = file.to_str().unwrap();
+    let model = fixture("tiny-bert-cls");
+    let model = model.to_str().unwrap();
+    // eval: against dense on the same texts; threshold + --flops calibrates on the train split.
+    let v = run_ok(&[
+        "eval",
+        "--json",
+        "--model",
+        model,
+        "--texts",
+        file,
+        "--policy",
+        "threshold",
+        "--flops",
+        "0.7",
+    ]);
+    let ratio = v["flops_ratio"].as_f64().unwrap();
+    assert!(ratio <= 0.75, "{v}");
+    assert!(v["agreement"].as_f64().is_some() && v["mean_cosine"].as_f64().is_some());
+    // Two layers: a step after each.
+    assert_eq!(
+        v["predictions"][0]["tokens_kept"].as_array().unwrap().len(),
+        2
+    );
+    let err = run_err(&[
+        "eval",
+        "--model",
+        model,
+        "--texts",
+        file,
+        "--policy",
+        "threshold",
+        "--flops",
+        "0.7",
+        "--calibration-split",
+        "test",
+    ]);
+    assert!(err.contains("--calibration-split"), "{err}");
+    // sweep: every policy at every target, one dense pass.
+    let v = run_ok(&[
+        "sweep",
+        "--json",
+        "--model",
+        model,
+        "--texts",
+        file,
+        "--policies",
+        "evit,tome",
+        "--targets",
+        "0.8,0.6",
+    ]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        let target = r["target"].as_f64().unwrap();
+        assert!(r["flops_ratio"].as_f64().unwrap() <= target + 0.05, "{r}");
+        assert!(r["agreement"].as_f64().unwrap() <= 1.0);
+    }
+    // bench: dense and pruned rows of the same batches, interleaved.
+    let v = run_ok(&[
+        "bench", "--json", "--batch", "3", "--runs", "1", "--model", model, "--texts", file,
+        "--policy", "evit", "--keep", "0.5@0,1",
+    ]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["config"], "dense");
+    assert_eq!(rows[1]["passes"], 3);
+    assert!(rows[1]["gflops_per_text"].as_f64() < rows[0]["gflops_per_text"].as_f64());
+}
