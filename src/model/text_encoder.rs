@@ -141,12 +141,15 @@ impl TextEncoder {
     /// states end in `a.x`, `[B, n, D]` with `n` the rows the hook leaves (the returned count).
     /// The pruning point of a layer is after `y = LN1(x + proj(attn))`: the residual stream of
     /// a post-LayerNorm block, which the MLP then reads (rows of every text: the two protected
-    /// rows, [CLS] and [SEP], first).
+    /// rows, [CLS] and [SEP], first). Where `exits[i]` is given and layer `i` prunes, the states
+    /// at its pruning point are copied there first: the tokens its step drops leave from there, and
+    /// mean pooling still counts them (`TextSession`).
     pub fn forward(
         &self,
         k: &Kernels,
         a: &TextActivations,
         hook: &mut dyn TokenHook,
+        exits: &[Option<GpuTensor>],
     ) -> Result<(Program, usize)> {
         let c = &self.config;
         let (b, d, h) = (a.batch, c.hidden_size, c.num_heads);
@@ -227,6 +230,9 @@ impl TextEncoder {
                     img_stride: n * 3 * d,
                 },
             };
+            if let Some(Some(snapshot)) = exits.get(i).filter(|_| hook.prunes_at(i)) {
+                p.push(k.copy(&name("prune.exits"), &a.y, snapshot, rows * d)?);
+            }
             n = hook.after_attention(k, p, &state)?;
             let masked = hook.live_rows(i).cloned();
             let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });

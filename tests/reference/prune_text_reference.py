@@ -14,7 +14,10 @@ its decision margins, compact, build_policy/parse_groups. What is new here is th
   K (key projection, all heads, [n, D]) and the sizes; then y = y + fc2(gelu(fc1(y))); x = LN2(y).
   A threshold step keeps c rows; with one text per batch the masked rows are simply dropped (keys
   j >= c would get probability 0 and masked query rows are never read, so this is the same).
-* Pooling: sum(size_i x_i) / sum(size_i) over the surviving rows (CLS and SEP included), then L2-normalised.
+* Pooling: (sum(size_i x_i) over the surviving rows (CLS and SEP included) + sum over the tokens a
+  dropping policy removed of R(y_d)) / (sum(size_i) + dropped), then L2-normalised. y_d is the dropped
+  token's state at the pruning point of layer i, R(v) = (v - beta1_i) / gamma1_i * gamma2_last + beta2_last
+  re-affines it from LN1_i to the last LN2 (components with |gamma1| < 1e-6 give beta2_last).
 * FLOPs per text: sum over layers of 2nD*3D + 4n^2 D + 2nD^2 + 4mDI (n rows entering, m rows after
   the step; no embedding / pooling FLOPs).
 * Reported kept tokens of a step: the text positions (1..n-2) of the surviving non-protected rows, ascending.
@@ -278,6 +281,8 @@ def forward(M: TextModel, ids, pol, check_shift=False):
     recs = []
     shift_ok = True
     order = sorted(pol.steps)
+    exited, n_exited = torch.zeros(D), 0
+    g2, b2 = M.layers[-1]["ln2"]
     for i, lay in enumerate(M.layers):
         n = x.shape[1]
         q = lin(x, lay["q"]).view(1, n, H, dh).transpose(1, 2)
@@ -296,6 +301,12 @@ def forward(M: TextModel, ids, pol, check_shift=False):
             INSTR["band"], INSTR["iters"], INSTR["shift"] = math.inf, [], 0
             y0, size0, orig0 = y, size, orig
             y, size, orig, mg, keep = run_step(M, shim, pol, i, sidx, y0, size0, A, K, orig0)
+            if pol.name not in pr.MERGING:
+                g1, b1 = lay["ln1"]
+                inv = torch.where(g1.abs() < 1e-6, torch.zeros_like(g1), 1.0 / g1)
+                gone = y0[0][~keep[0]]
+                exited = exited + (((gone - b1) * inv) * g2 + b2).sum(0)
+                n_exited += int(gone.shape[0])
             mg = dict(mg)
             if INSTR["band"] < math.inf:
                 mg["band"] = INSTR["band"]
@@ -320,7 +331,9 @@ def forward(M: TextModel, ids, pol, check_shift=False):
     w = size[0] if size is not None else torch.ones(x.shape[1])
     if size is not None:
         assert float(w.sum()) == float(n0), (float(w.sum()), n0)  # sizes add up to the token count
-    pooled = (x[0] * w[:, None]).sum(0) / w.sum()
+    # Dropped tokens stay in the mean with their state at the pruning point, re-affined from that
+    # layer's LN1 to the last layer's LN2 (docs/text.md, "Pooling"); merged ones live in their destination.
+    pooled = ((x[0] * w[:, None]).sum(0) + exited) / (w.sum() + n_exited)
     emb = pooled / pooled.norm().clamp_min(1e-12)
     return emb, flops, recs, shift_ok
 
