@@ -90,7 +90,11 @@ impl Shape {
                 out.extend(last.sizes.iter());
                 out.push(&last.count);
             }
-            out.extend(plan.steps.iter().filter_map(|s| self.exits[s.step.block].as_ref()));
+            out.extend(
+                plan.steps
+                    .iter()
+                    .filter_map(|s| self.exits[s.step.block].as_ref()),
+            );
         }
         out
     }

@@ -265,6 +265,7 @@ async function textModel(page) {
   if (simP.status !== 0) throw new Error(`${bin} similarity --policy failed: ${simP.stderr}`);
   const natP = JSON.parse(simP.stdout).pruned;
   const shaded = await page.evaluate(() => document.querySelectorAll("#text-kept .pruned").length);
+  await page.locator("#text-panel").screenshot({ path: join(out, "text.png") });
   check(panel.pruned && Math.abs(panel.pruned.cosine - natP.cosine) < 1e-4 &&
     JSON.stringify(panel.pruned.kept) === JSON.stringify(natP.kept) && shaded > 0,
     `text panel pruned: "${document_text(panel)}" (native ${natP.cosine.toFixed(4)}), kept words equal native, ${shaded} shaded`);

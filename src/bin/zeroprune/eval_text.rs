@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use zeroprune::text::{TextOutput, TextPruning, TextSession};
+use zeroprune::model::bert::BertWeights;
+use zeroprune::text::{Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
 use zeroprune::{Error, Result};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
@@ -273,39 +274,12 @@ pub fn run(e: &TextEval) -> Result<()> {
     let (gpu, weights, tokenizer) = open_text_model(e.model)?;
     let c = weights.config.clone();
     let mut pruning = e.prune.resolve(&c)?;
-    let head_file = match e.head {
-        Some(p) => Some(Head::load(p, c.hidden_size)?),
-        None if weights.classifier.is_some() => None,
-        None => {
-            return Err(Error::param(
-                "--head",
-                format!(
-                    "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
-                    e.model.display()
-                ),
-            ))
-        }
-    };
+    let head_file = head_for(e.head, &weights, e.model)?;
     let mut session = TextSession::new(&gpu, &weights)?;
     if pruning.needs_calibration()? {
-        let (split, n) = e.calibration;
-        if split == e.split {
-            return Err(Error::param(
-                "--calibration-split",
-                "calibrating on the split evaluated would tune on the test data; name another",
-            ));
-        }
-        let mut cal = read_labelled(e.texts, split)?;
-        cal.truncate(n);
-        let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
-        let enc = tokenizer.encode(&refs)?;
-        calibrate_text(
-            &mut session,
-            &enc,
-            &mut pruning,
-            e.batch,
-            &format!("split {split}"),
-        )?;
+        let enc = calibration_texts(e.texts, e.calibration, e.split, &tokenizer)?;
+        let on = format!("split {}", e.calibration.0);
+        calibrate_text(&mut session, &enc, &mut pruning, e.batch, &on)?;
     }
     let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
     let enc = tokenizer.encode(&refs)?;
@@ -389,6 +363,51 @@ pub fn run(e: &TextEval) -> Result<()> {
     )
 }
 
+/// The head that classifies: the `--head` file, or the model's own classifier (`None`).
+pub(crate) fn head_for(path: Option<&Path>, w: &BertWeights, model: &Path) -> Result<Option<Head>> {
+    match path {
+        Some(p) => Ok(Some(Head::load(p, w.config.hidden_size)?)),
+        None if w.classifier.is_some() => Ok(None),
+        None => Err(Error::param(
+            "--head",
+            format!(
+                "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
+                model.display()
+            ),
+        )),
+    }
+}
+
+/// The first `limit` texts of split `split`, where the threshold policy calibrates: never the
+/// split evaluated.
+pub(crate) fn calibration_texts(
+    file: &Path,
+    (split, limit): (&str, usize),
+    evaluated: &str,
+    tokenizer: &TextTokenizer,
+) -> Result<Encoded> {
+    if split == evaluated {
+        return Err(Error::param(
+            "--calibration-split",
+            "calibrating on the split evaluated would tune on the test data; name another",
+        ));
+    }
+    let mut cal = read_labelled(file, split)?;
+    cal.truncate(limit);
+    let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
+    tokenizer.encode(&refs)
+}
+
+/// The share of predictions equal to their text's label.
+pub(crate) fn accuracy(pred: &[usize], items: &[Labelled]) -> f64 {
+    let right = pred
+        .iter()
+        .zip(items)
+        .filter(|(p, it)| **p == it.label)
+        .count();
+    right as f64 / items.len().max(1) as f64
+}
+
 /// A pruned run against the dense one on the same texts: `(outputs, predictions, seconds)` each.
 pub(crate) fn versus(
     items: &[Labelled],
@@ -406,16 +425,12 @@ pub(crate) fn versus(
         agree.push((pred[i] == dense_pred[i]) as u8 as f64);
         cos.push(cosine(&o[i].embedding, &d[i].embedding));
     }
-    let dense_correct = dense_pred
-        .iter()
-        .zip(items)
-        .filter(|(p, it)| **p == it.label)
-        .count() as f64;
+
     let (accuracy_delta, accuracy_delta_se) = mean_se(&delta);
     let (agreement, agreement_se) = mean_se(&agree);
     let (mean_cosine, mean_cosine_se) = mean_se(&cos);
     Versus {
-        dense_accuracy: dense_correct / n,
+        dense_accuracy: accuracy(dense_pred, items),
         accuracy_delta,
         accuracy_delta_se,
         agreement,

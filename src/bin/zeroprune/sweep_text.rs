@@ -13,7 +13,9 @@ use zeroprune::text::{TextOutput, TextPruning, TextSession};
 use zeroprune::{Error, Result};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
-use crate::eval_text::{argmax, read_labelled, versus, Head, Versus};
+use crate::eval_text::{
+    accuracy, argmax, calibration_texts, head_for, read_labelled, versus, Versus,
+};
 
 /// The settings of a text sweep.
 pub struct TextSweep<'a> {
@@ -116,19 +118,7 @@ pub fn run(s: &TextSweep) -> Result<()> {
     }
     let (gpu, weights, tokenizer) = open_text_model(s.model)?;
     let c = weights.config.clone();
-    let head = match s.head {
-        Some(p) => Some(Head::load(p, c.hidden_size)?),
-        None if weights.classifier.is_some() => None,
-        None => {
-            return Err(Error::param(
-                "--head",
-                format!(
-                    "{} has no classifier: give a linear head",
-                    s.model.display()
-                ),
-            ))
-        }
-    };
+    let head = head_for(s.head, &weights, s.model)?;
     // Every schedule resolved before any long work, so a bad one fails at once.
     let mut configs = Vec::new();
     for &policy in &policies {
@@ -158,27 +148,17 @@ pub fn run(s: &TextSweep) -> Result<()> {
     let (dense, dense_seconds) = timed(&mut session, &mut TextPruning::dense(), "texts (dense)")?;
     let dense_pred: Vec<usize> = dense.iter().map(predict).collect();
     let n = items.len() as f64;
-    let dense_accuracy = dense_pred
-        .iter()
-        .zip(&items)
-        .filter(|(p, it)| **p == it.label)
-        .count() as f64
-        / n;
+    let dense_accuracy = accuracy(&dense_pred, &items);
     let calibration_enc = if configs
         .iter()
         .any(|(p, _, _)| p.def().keep_rule() == KeepRule::Threshold)
     {
-        let (split, limit) = s.calibration;
-        if split == s.split {
-            return Err(Error::param(
-                "--calibration-split",
-                "calibrating on the split evaluated would tune on the test data; name another",
-            ));
-        }
-        let mut cal = read_labelled(s.texts, split)?;
-        cal.truncate(limit);
-        let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
-        Some(tokenizer.encode(&refs)?)
+        Some(calibration_texts(
+            s.texts,
+            s.calibration,
+            s.split,
+            &tokenizer,
+        )?)
     } else {
         None
     };
@@ -190,12 +170,7 @@ pub fn run(s: &TextSweep) -> Result<()> {
         let label = format!("texts ({policy} {target})");
         let (out, seconds) = timed(&mut session, &mut pruning, &label)?;
         let pred: Vec<usize> = out.iter().map(predict).collect();
-        let accuracy = pred
-            .iter()
-            .zip(&items)
-            .filter(|(p, it)| **p == it.label)
-            .count() as f64
-            / n;
+        let accuracy = accuracy(&pred, &items);
         rows.push(Row {
             policy: policy.name().into(),
             target,
