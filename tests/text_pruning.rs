@@ -166,3 +166,43 @@ fn requests_text_refuses_name_the_parameter() {
     };
     assert!(err(r, None).contains("schedule"));
 }
+
+#[test]
+fn dropped_tokens_are_restated_in_the_mean_or_omitted() {
+    let (w, t) = model();
+    let c = w.config.clone();
+    let enc = encode(&t, &texts()[..2]);
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    let mut r = request("evit");
+    r.keep = Some("0.5@1,2".into());
+    let mut restate = TextPruning::new(r.clone(), None, &c).unwrap();
+    let mut omit = TextPruning::new(r, None, &c).unwrap();
+    omit.dropped = zeroprune::text::Dropped::Omit;
+    let a = s.run(&enc, &mut restate).unwrap();
+    let b = s.run(&enc, &mut omit).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.kept, y.kept);
+        // Omitted: the normalised mean of the surviving rows alone.
+        let d = c.hidden_size;
+        let rows = y.states.len() / d;
+        let mut mean = vec![0.0f64; d];
+        for row in y.states.chunks_exact(d) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += *v as f64 / rows as f64;
+            }
+        }
+        let norm = mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let err = mean
+            .iter()
+            .zip(&y.embedding)
+            .fold(0.0f64, |m, (a, b)| m.max((a / norm - *b as f64).abs()));
+        assert!(err < 1e-6, "omit: {err}");
+        // Restated: the dropped tokens move the mean.
+        let diff = x
+            .embedding
+            .iter()
+            .zip(&y.embedding)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff > 1e-3, "restate equals omit ({diff})");
+    }
+}

@@ -6,6 +6,6 @@ pub mod pruning;
 pub mod session;
 pub mod tokenize;
 
-pub use pruning::{read_thresholds, TextPruning};
+pub use pruning::{read_thresholds, Dropped, TextPruning};
 pub use session::{text_position, TextOutput, TextSession};
 pub use tokenize::{Encoded, TextTokenizer};

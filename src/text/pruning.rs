@@ -79,9 +79,37 @@ pub fn parse_thresholds(text: &str, name: &str, layers: usize) -> Result<Vec<f32
     Ok(values.into_iter().map(|v| v as f32).collect())
 }
 
+/// What mean pooling does with a token a dropping policy removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dropped {
+    /// It stays in the mean with its state at the pruning point, re-affined from its layer's LN1 to
+    /// the last layer's output LayerNorm (better accuracy and agreement downstream).
+    #[default]
+    Restate,
+    /// It leaves the mean (the embedding stays closer to the dense one by cosine).
+    Omit,
+}
+
+impl std::str::FromStr for Dropped {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "restate" => Ok(Dropped::Restate),
+            "omit" => Ok(Dropped::Omit),
+            other => Err(Error::param(
+                "dropped",
+                format!("'{other}' is not restate or omit"),
+            )),
+        }
+    }
+}
+
 /// A pruning request for text, resolved per text length (cached).
 #[derive(Clone, Debug, Default)]
 pub struct TextPruning {
+    /// What mean pooling does with dropped tokens.
+    pub dropped: Dropped,
     request: PruneRequest,
     /// Per-layer thresholds of the threshold policy (`--thresholds`), before [`Self::scale`].
     thresholds: Option<Vec<f32>>,
@@ -130,6 +158,7 @@ impl TextPruning {
             }
         }
         let mut p = TextPruning {
+            dropped: Dropped::default(),
             request,
             thresholds,
             scale: None,
@@ -294,6 +323,9 @@ impl TextPruning {
         }
         if let Some(s) = self.scale {
             parts.push(format!("scale {s:.4}"));
+        }
+        if self.dropped == Dropped::Omit && !policy.def().merges() {
+            parts.push("dropped omitted".into());
         }
         parts.join(", ")
     }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::pruning::{geometry, TextPruning};
+use super::pruning::{geometry, Dropped, TextPruning};
 use crate::error::{Error, Result};
 use crate::gpu::buffers::{read_buffer, staging_buffer};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
@@ -100,7 +100,8 @@ impl Shape {
     }
 }
 
-type ShapeKey = (usize, usize, Pruning);
+/// (batch, tokens, schedule, whether dropped tokens stay in the mean).
+type ShapeKey = (usize, usize, Pruning, bool);
 
 /// How mean pooling counts a token a step dropped: with its state `y` at the pruning point of its
 /// layer, re-affined from that layer's LN1 to the last layer's output LayerNorm,
@@ -264,13 +265,15 @@ impl TextSession {
     fn shape(&mut self, key: &ShapeKey) -> Result<()> {
         self.clock += 1;
         if !self.shapes.contains_key(key) {
-            let (batch, tokens, pruning) = key;
+            let (batch, tokens, pruning, restate) = key;
             let c = &self.encoder.config;
             let acts = TextActivations::new(&self.gpu, c, *batch, *tokens)?;
             // Dropped tokens leave the mean with their last state; merged ones live on in their
             // destination (with its size).
-            let pool_exits =
-                c.pooling == Pooling::Mean && !pruning.is_dense() && !pruning.policy.def().merges();
+            let pool_exits = *restate
+                && c.pooling == Pooling::Mean
+                && !pruning.is_dense()
+                && !pruning.policy.def().merges();
             let exits: Vec<Option<GpuTensor>> = (0..c.num_layers)
                 .map(|i| {
                     (pool_exits && pruning.steps.iter().any(|s| s.block == i)).then(|| {
@@ -344,7 +347,7 @@ impl TextSession {
         }
         if pruning.is_dense()? {
             let texts: Vec<&[u32]> = enc.ids.iter().map(Vec::as_slice).collect();
-            return self.run_batch(&texts, &Pruning::dense()).await;
+            return self.run_batch(&texts, &Pruning::dense(), false).await;
         }
         let mut lengths: Vec<usize> = enc.ids.iter().map(Vec::len).collect();
         lengths.sort_unstable();
@@ -356,7 +359,10 @@ impl TextSession {
                 .filter(|&i| enc.ids[i].len() == n)
                 .collect();
             let texts: Vec<&[u32]> = group.iter().map(|&i| enc.ids[i].as_slice()).collect();
-            for (&i, o) in group.iter().zip(self.run_batch(&texts, &schedule).await?) {
+            for (&i, o) in group.iter().zip(
+                self.run_batch(&texts, &schedule, pruning.dropped == Dropped::Restate)
+                    .await?,
+            ) {
                 out[i] = Some(o);
             }
         }
@@ -367,12 +373,17 @@ impl TextSession {
     }
 
     /// One forward pass over `texts` (padded to the longest; pruned batches have no padding).
-    async fn run_batch(&mut self, texts: &[&[u32]], pruning: &Pruning) -> Result<Vec<TextOutput>> {
+    async fn run_batch(
+        &mut self,
+        texts: &[&[u32]],
+        pruning: &Pruning,
+        restate: bool,
+    ) -> Result<Vec<TextOutput>> {
         let batch = texts.len();
         let tokens = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let y = self.embed(texts, tokens)?;
         let counts: Vec<u32> = texts.iter().map(|t| t.len() as u32).collect();
-        let key = (batch, tokens, pruning.clone());
+        let key = (batch, tokens, pruning.clone(), restate);
         let gpu = self.gpu.clone();
         let prepared = gpu
             .scoped(

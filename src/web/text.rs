@@ -23,7 +23,7 @@ use super::{check_model_bytes, js_error, now_ms, to_js};
 use crate::gpu::{AdapterChoice, GpuContext};
 use crate::model::bert::{BertWeights, TextModelFiles};
 use crate::prune::PruneRequest;
-use crate::text::{TextPruning, TextSession, TextTokenizer};
+use crate::text::{Dropped, TextPruning, TextSession, TextTokenizer};
 
 /// The sentence-transformers files of a folder, as texts (all optional).
 #[derive(Deserialize, Default)]
@@ -98,9 +98,20 @@ fn text_pruning(
             .map_err(js_error)?,
         ),
     };
+    let dropped = match map.remove("dropped") {
+        None => Dropped::default(),
+        Some(serde_json::Value::String(s)) => s.parse().map_err(js_error)?,
+        Some(v) => {
+            return Err(JsError::new(&format!(
+                "options.dropped must be \"restate\" or \"omit\", got {v}"
+            )))
+        }
+    };
     let request: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| JsError::new(&format!("options: {e}")))?;
-    TextPruning::new(request, thresholds, c).map_err(js_error)
+    let mut pruning = TextPruning::new(request, thresholds, c).map_err(js_error)?;
+    pruning.dropped = dropped;
+    Ok(pruning)
 }
 
 struct Inner {
@@ -185,7 +196,7 @@ impl TextModel {
 
     /// `textModel.embed(texts, options?)`: dense, one padded batch; with a pruning request in
     /// `options` (`{policy, flops, keep, threshold, thresholds, at, sim, heads, iters, seed,
-    /// protect}`), texts of equal length together. Resolves to `{embeddings, tokens, truncated,
+    /// protect, dropped: "restate" | "omit"}`), texts of equal length together. Resolves to `{embeddings, tokens, truncated,
     /// gflopsPerText, denseGflopsPerText, logits, latencyMs, policy, pieces, kept}`, in input
     /// order. The threshold policy with a FLOPs target calibrates on the texts given.
     pub fn embed(&self, texts: JsValue, options: JsValue) -> js_sys::Promise {

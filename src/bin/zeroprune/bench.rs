@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
     #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedules"])]
     thresholds: Option<std::path::PathBuf>,
+    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "restate|omit")]
+    dropped: Option<zeroprune::text::Dropped>,
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
@@ -303,6 +306,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             prune: TextPruneArgs {
                 prune: args.prune.clone(),
                 thresholds: args.thresholds.clone(),
+                dropped: args.dropped,
             },
             policies: &args.policies,
         });

@@ -151,6 +151,18 @@ pub fn run(b: &TextBench) -> Result<()> {
         seen.push(d);
         new
     });
+    // The threshold policy's FLOPs target: calibrated once, on the largest batch's texts.
+    let refs: Vec<&str> = all[..largest].iter().map(String::as_str).collect();
+    let calibration = tokenizer.encode(&refs)?;
+    for p in configs.iter_mut() {
+        calibrate_text(
+            &mut session,
+            &calibration,
+            p,
+            largest,
+            "the benchmark's texts",
+        )?;
+    }
     let mut rows = Vec::new();
     for &batch in b.batches {
         let refs: Vec<&str> = all[..batch].iter().map(String::as_str).collect();
@@ -163,7 +175,6 @@ pub fn run(b: &TextBench) -> Result<()> {
         distinct.dedup();
         let mut flops = Vec::new();
         for p in configs.iter_mut() {
-            calibrate_text(&mut session, &enc, p, batch, "the benchmark's texts")?;
             // Warm-up: buffers and programs for these shapes.
             let out = session.run(&enc, p)?;
             flops.push(out.iter().map(|o| o.flops).sum::<f64>());

@@ -49,6 +49,9 @@ pub struct EvalArgs {
     /// With --texts: how many texts of the calibration split the calibration runs on.
     #[arg(long, default_value_t = 200, requires = "texts")]
     calibration_limit: usize,
+    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "restate|omit")]
+    dropped: Option<zeroprune::text::Dropped>,
     /// Evaluate only the first N images (in file-name order, after --skip).
     #[arg(long)]
     limit: Option<usize>,
@@ -187,6 +190,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             prune: TextPruneArgs {
                 prune: args.prune.clone(),
                 thresholds: args.thresholds.clone(),
+                dropped: args.dropped,
             },
             calibration: (&args.calibration_split, args.calibration_limit),
         });

@@ -6,7 +6,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
 use zeroprune::model::bert::BertConfig;
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
-use zeroprune::text::{read_thresholds, TextPruning};
+use zeroprune::text::{read_thresholds, Dropped, TextPruning};
 use zeroprune::{Result, ViTConfig};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
@@ -125,6 +125,12 @@ pub struct TextPruneArgs {
     /// are scaled together to meet the target (calibrated on texts first).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
     pub thresholds: Option<PathBuf>,
+    /// Mean pooling and dropping policies: a dropped token stays in the mean with its state at
+    /// the pruning point, re-affined to the last layer's LayerNorm (restate, the default: better
+    /// accuracy and agreement downstream), or leaves it (omit: the embedding stays closer to the
+    /// dense one by cosine).
+    #[arg(long, value_name = "restate|omit")]
+    pub dropped: Option<Dropped>,
 }
 
 impl TextPruneArgs {
@@ -135,6 +141,8 @@ impl TextPruneArgs {
             .as_deref()
             .map(|p| read_thresholds(p, c.num_layers))
             .transpose()?;
-        TextPruning::new(self.prune.request()?, thresholds, c)
+        let mut p = TextPruning::new(self.prune.request()?, thresholds, c)?;
+        p.dropped = self.dropped.unwrap_or_default();
+        Ok(p)
     }
 }

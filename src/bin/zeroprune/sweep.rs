@@ -41,6 +41,9 @@ pub struct SweepArgs {
     /// With --texts: how many texts of the calibration split.
     #[arg(long, default_value_t = 200, requires = "texts")]
     calibration_limit: usize,
+    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "restate|omit")]
+    dropped: Option<zeroprune::text::Dropped>,
     /// Policies to compare, comma-separated (default: every policy).
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
@@ -175,6 +178,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             limit: args.limit,
             batch: args.batch,
             calibration: (&args.calibration_split, args.calibration_limit),
+            dropped: args.dropped.unwrap_or_default(),
             json: args.json,
         });
     }

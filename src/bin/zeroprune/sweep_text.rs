@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use zeroprune::prune::{KeepRule, Policy, PruneRequest};
-use zeroprune::text::{TextOutput, TextPruning, TextSession};
+use zeroprune::text::{Dropped, TextOutput, TextPruning, TextSession};
 use zeroprune::{Error, Result};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
@@ -28,6 +28,7 @@ pub struct TextSweep<'a> {
     pub limit: Option<usize>,
     pub batch: usize,
     pub calibration: (&'a str, usize),
+    pub dropped: Dropped,
     pub json: bool,
 }
 
@@ -128,7 +129,9 @@ pub fn run(s: &TextSweep) -> Result<()> {
                 flops: Some(target),
                 ..Default::default()
             };
-            configs.push((policy, target, TextPruning::new(request, None, &c)?));
+            let mut p = TextPruning::new(request, None, &c)?;
+            p.dropped = s.dropped;
+            configs.push((policy, target, p));
         }
     }
     let mut session = TextSession::new(&gpu, &weights)?;
