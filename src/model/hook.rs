@@ -51,11 +51,6 @@ pub trait TokenHook {
         false
     }
 
-    /// Whether a pruning step follows block `block`'s attention.
-    fn prunes_at(&self, _block: usize) -> bool {
-        false
-    }
-
     /// Where pruning masks rows instead of removing them (threshold pruning: the count differs per
     /// image), the rows still live after block `block`'s pruning point. Later kernels compute
     /// those rows only; nothing reads the others.

@@ -141,9 +141,9 @@ impl TextEncoder {
     /// states end in `a.x`, `[B, n, D]` with `n` the rows the hook leaves (the returned count).
     /// The pruning point of a layer is after `y = LN1(x + proj(attn))`: the residual stream of
     /// a post-LayerNorm block, which the MLP then reads (rows of every text: the two protected
-    /// rows, [CLS] and [SEP], first). Where `exits[i]` is given and layer `i` prunes, the states
-    /// at its pruning point are copied there first: the tokens its step drops leave from there, and
-    /// mean pooling still counts them (`TextSession`).
+    /// rows, [CLS] and [SEP], first). Where `exits[i]` is given (the caller gives it for layers
+    /// with a dropping step), the states at layer `i`'s pruning point are copied there first: the
+    /// tokens its step drops leave from there, and mean pooling still counts them (`TextSession`).
     pub fn forward(
         &self,
         k: &Kernels,
@@ -222,15 +222,9 @@ impl TextEncoder {
                 tokens: &a.y,
                 width: d,
                 probs: (!fused).then_some(&a.probs),
-                keys: Features {
-                    t: &a.qkv,
-                    width: d,
-                    off: d,
-                    row_stride: 3 * d,
-                    img_stride: n * 3 * d,
-                },
+                keys: Features::qkv_keys(&a.qkv, n, d),
             };
-            if let Some(Some(snapshot)) = exits.get(i).filter(|_| hook.prunes_at(i)) {
+            if let Some(Some(snapshot)) = exits.get(i) {
                 p.push(k.copy(&name("prune.exits"), &a.y, snapshot, rows * d)?);
             }
             n = hook.after_attention(k, p, &state)?;

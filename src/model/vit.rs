@@ -359,13 +359,7 @@ impl Block {
             tokens: &a.x,
             width: d,
             probs: (!fused).then_some(&a.probs),
-            keys: Features {
-                t: &a.qkv,
-                width: d,
-                off: d,
-                row_stride: 3 * d,
-                img_stride: n * 3 * d,
-            },
+            keys: Features::qkv_keys(&a.qkv, n, d),
         };
         let n = hook.after_attention(k, p, &state)?;
         let masked = hook.live_rows(index).cloned();

@@ -192,10 +192,6 @@ impl TokenHook for PrunePlan {
         last.masked.as_ref()
     }
 
-    fn prunes_at(&self, block: usize) -> bool {
-        self.steps.iter().any(|s| s.step.block == block)
-    }
-
     fn needs_attention_probs(&self, block: usize) -> bool {
         self.steps.iter().any(|s| s.step.block == block)
             && self.pruning.policy.def().reads().attention

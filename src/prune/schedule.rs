@@ -34,7 +34,8 @@ pub enum ScheduleSpec {
     Threshold(Vec<(f32, Vec<usize>)>),
 }
 
-fn parse_blocks(s: &str, what: &'static str) -> Result<Vec<usize>> {
+/// `3,6,9`: block numbers; `what` names the parameter in errors.
+pub(crate) fn parse_blocks(s: &str, what: &'static str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|b| {
             b.trim().parse::<usize>().map_err(|_| {

@@ -13,6 +13,7 @@ use crate::model::bert::BertConfig;
 use crate::model::config::Preprocess;
 use crate::model::text_encoder::PROTECTED_ROWS;
 use crate::model::ViTConfig;
+use crate::prune::schedule::parse_blocks;
 use crate::prune::{KeepRule, Policy, PruneRequest, Pruning};
 
 /// The shape the schedule code sees for a text of `tokens` tokens: `tokens - 2` prunable rows
@@ -157,6 +158,10 @@ impl TextPruning {
                 ));
             }
         }
+        let mut request = request;
+        if thresholds.is_some() && request.policy.is_none() {
+            request.policy = Some("threshold".into());
+        }
         let mut p = TextPruning {
             dropped: Dropped::default(),
             request,
@@ -164,9 +169,6 @@ impl TextPruning {
             scale: None,
             resolved: HashMap::new(),
         };
-        if p.policy()?.is_none() && p.thresholds.is_some() {
-            p.request.policy = Some("threshold".into());
-        }
         if !p.needs_calibration()? {
             // Every limit checked now, not at the first text.
             p.for_tokens(c, c.max_tokens.max(PROTECTED_ROWS + 1))?;
@@ -175,9 +177,6 @@ impl TextPruning {
     }
 
     pub fn policy(&self) -> Result<Policy> {
-        if self.thresholds.is_some() && self.request.policy.is_none() {
-            return "threshold".parse();
-        }
         self.request.policy()
     }
 
@@ -218,14 +217,7 @@ impl TextPruning {
             Some(t) => t.iter().copied().enumerate().collect(),
             None => {
                 let blocks = match &self.request.at {
-                    Some(at) => at
-                        .split(',')
-                        .map(|b| {
-                            b.trim().parse::<usize>().map_err(|_| {
-                                Error::param("at", format!("'{b}' is not a block number"))
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?,
+                    Some(at) => parse_blocks(at, "at")?,
                     None => self.policy()?.def().default_blocks(c.num_layers),
                 };
                 blocks.into_iter().map(|b| (b, 1.0)).collect()

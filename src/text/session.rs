@@ -74,7 +74,7 @@ struct Shape {
     exits: Vec<Option<GpuTensor>>,
     /// Rows per text after the last layer.
     rows_out: usize,
-    /// The final states, then every step's kept rows, then the last step's sizes and counts.
+    /// The final states, then every step's kept rows, the last step's sizes and the exit snapshots.
     staging: wgpu::Buffer,
     staging_bytes: u64,
     last_used: u64,
@@ -86,10 +86,7 @@ impl Shape {
         let mut out = vec![&self.acts.x];
         if let Some(plan) = &self.plan {
             out.extend(plan.steps.iter().map(|s| &s.kept));
-            if let Some(last) = plan.steps.last() {
-                out.extend(last.sizes.iter());
-                out.push(&last.count);
-            }
+            out.extend(plan.steps.last().and_then(|l| l.sizes.as_ref()));
             out.extend(
                 plan.steps
                     .iter()
@@ -448,10 +445,8 @@ impl TextSession {
         let sizes = last
             .and_then(|l| l.sizes.as_ref())
             .map(|_| parts[1 + steps.len()]);
-        let after_steps = 1 + steps.len() + last.map_or(0, |l| l.sizes.is_some() as usize);
-        let counts = last.map(|_| parts[after_steps]);
         // The exit snapshots, in step order, of the steps that have one.
-        let mut snapshots = parts[(after_steps + last.is_some() as usize)..].iter();
+        let mut snapshots = parts[1 + steps.len() + sizes.is_some() as usize..].iter();
         let exits: Vec<Option<&[u32]>> = steps
             .iter()
             .map(|st| {
@@ -476,12 +471,11 @@ impl TextSession {
                     k
                 })
                 .collect();
-            // The live rows at the end: every row of a pruned text (masked ones past its count),
-            // the real rows of a padded one.
-            let live = match (counts, last) {
-                (Some(counts), Some(l)) if l.masked.is_some() => counts[b] as usize,
-                (_, Some(_)) => rows,
-                _ => n,
+            // The live rows at the end: what the last step left (masked rows past a threshold
+            // step's count are not), or the real rows of a padded dense text.
+            let live = match steps.len() {
+                0 => n,
+                s => counts_of(s - 1, b),
             };
             let mut rows_of: Vec<(u32, usize, f32)> = (0..live)
                 .map(|r| {

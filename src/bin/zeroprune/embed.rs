@@ -10,7 +10,7 @@ use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::text::{Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
 use zeroprune::{Error, Result};
 
-use crate::common::{calibrate_text, emit, open_text_model, progress};
+use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
 use crate::prune_args::TextPruneArgs;
 
 #[derive(Args)]
@@ -282,12 +282,6 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
         },
         args.json,
     )
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b)).max(1e-30)
 }
 
 fn side(out: &[TextOutput], pruned: bool) -> Side {

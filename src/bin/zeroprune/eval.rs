@@ -32,26 +32,11 @@ pub struct EvalArgs {
     /// ../shared/data/sentence-polarity/sentences.tsv); --model is then a BERT-family folder.
     #[arg(long, conflicts_with_all = ["images", "labels"])]
     texts: Option<PathBuf>,
-    /// With --texts: the split to evaluate.
-    #[arg(long, default_value = "test", requires = "texts")]
-    split: String,
-    /// With --texts: a linear head (safetensors, `weight [C, D]`, `bias [C]`) on the pooled
-    /// embedding, instead of the model's own classifier (bench/fit_text_head.py fits one).
-    #[arg(long, requires = "texts")]
-    head: Option<PathBuf>,
     /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
     #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
     thresholds: Option<PathBuf>,
-    /// With --texts, the threshold policy with --flops: the split its thresholds are calibrated
-    /// on (never the one evaluated).
-    #[arg(long, default_value = "train", requires = "texts")]
-    calibration_split: String,
-    /// With --texts: how many texts of the calibration split the calibration runs on.
-    #[arg(long, default_value_t = 200, requires = "texts")]
-    calibration_limit: usize,
-    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
-    #[arg(long, requires = "texts", value_name = "restate|omit")]
-    dropped: Option<zeroprune::text::Dropped>,
+    #[command(flatten)]
+    text: crate::eval_text::TextEvalArgs,
     /// Evaluate only the first N images (in file-name order, after --skip).
     #[arg(long)]
     limit: Option<usize>,
@@ -181,8 +166,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         return crate::eval_text::run(&crate::eval_text::TextEval {
             model,
             texts,
-            split: &args.split,
-            head: args.head.as_deref(),
+            split: &args.text.split,
+            head: args.text.head.as_deref(),
             skip: args.skip,
             limit: args.limit,
             batch: args.batch,
@@ -190,9 +175,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             prune: TextPruneArgs {
                 prune: args.prune.clone(),
                 thresholds: args.thresholds.clone(),
-                dropped: args.dropped,
+                dropped: args.text.dropped,
             },
-            calibration: (&args.calibration_split, args.calibration_limit),
+            calibration: args.text.calibration(),
         });
     }
     let (Some(images), Some(labels)) = (&args.images, &args.labels) else {

@@ -4,15 +4,15 @@
 //! embedding; `bench/fit_text_head.py` fits one).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
+use zeroprune::text::{Dropped, Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
 use zeroprune::{Error, Result};
 
-use crate::common::{calibrate_text, emit, open_text_model, progress};
+use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
 use crate::prune_args::TextPruneArgs;
 
 /// One labelled text of the file.
@@ -243,6 +243,35 @@ impl fmt::Display for TextEvalOutput {
     }
 }
 
+/// The options `eval --texts` and `sweep --texts` share (each command declares `--texts` itself).
+#[derive(clap::Args, Clone, Debug)]
+pub struct TextEvalArgs {
+    /// With --texts: the split to evaluate.
+    #[arg(long, default_value = "test", requires = "texts")]
+    pub split: String,
+    /// With --texts: a linear head (safetensors, `weight [C, D]`, `bias [C]`) on the pooled
+    /// embedding, instead of the model's own classifier (bench/fit_text_head.py fits one).
+    #[arg(long, requires = "texts")]
+    pub head: Option<PathBuf>,
+    /// With --texts, the threshold policy with --flops: the split its thresholds are calibrated
+    /// on (never the one evaluated).
+    #[arg(long, default_value = "train", requires = "texts")]
+    pub calibration_split: String,
+    /// With --texts: how many texts of the calibration split the calibration runs on.
+    #[arg(long, default_value_t = 200, requires = "texts")]
+    pub calibration_limit: usize,
+    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
+    #[arg(long, requires = "texts", value_name = "restate|omit")]
+    pub dropped: Option<Dropped>,
+}
+
+impl TextEvalArgs {
+    /// Where the threshold policy calibrates: a split and how many of its texts.
+    pub fn calibration(&self) -> (&str, usize) {
+        (&self.calibration_split, self.calibration_limit)
+    }
+}
+
 /// How a text evaluation runs.
 pub struct TextEval<'a> {
     pub model: &'a Path,
@@ -441,10 +470,4 @@ pub(crate) fn versus(
         flops_ratio: flops / dense_flops,
         dense_texts_per_s: n / dense_seconds,
     }
-}
-
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b)).max(1e-30)
 }

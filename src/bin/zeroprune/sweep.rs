@@ -29,21 +29,8 @@ pub struct SweepArgs {
     /// folder (every policy at every target against one dense pass, on --split).
     #[arg(long, conflicts_with_all = ["images", "labels"])]
     texts: Option<PathBuf>,
-    /// With --texts: the split to evaluate.
-    #[arg(long, default_value = "test", requires = "texts")]
-    split: String,
-    /// With --texts: a linear head on the pooled embedding (as for `eval`).
-    #[arg(long, requires = "texts")]
-    head: Option<PathBuf>,
-    /// With --texts: the split the threshold policy's targets are calibrated on.
-    #[arg(long, default_value = "train", requires = "texts")]
-    calibration_split: String,
-    /// With --texts: how many texts of the calibration split.
-    #[arg(long, default_value_t = 200, requires = "texts")]
-    calibration_limit: usize,
-    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
-    #[arg(long, requires = "texts", value_name = "restate|omit")]
-    dropped: Option<zeroprune::text::Dropped>,
+    #[command(flatten)]
+    text: crate::eval_text::TextEvalArgs,
     /// Policies to compare, comma-separated (default: every policy).
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
@@ -171,14 +158,14 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         return crate::sweep_text::run(&crate::sweep_text::TextSweep {
             model,
             texts,
-            split: &args.split,
-            head: args.head.as_deref(),
+            split: &args.text.split,
+            head: args.text.head.as_deref(),
             policies: args.policies.as_deref(),
             targets: &args.targets,
             limit: args.limit,
             batch: args.batch,
-            calibration: (&args.calibration_split, args.calibration_limit),
-            dropped: args.dropped.unwrap_or_default(),
+            calibration: args.text.calibration(),
+            dropped: args.text.dropped.unwrap_or_default(),
             json: args.json,
         });
     }

@@ -145,6 +145,18 @@ impl<'a> Features<'a> {
             img_stride: n * width,
         }
     }
+
+    /// The keys of `[B, n, 3 * width]` qkv rows (queries, keys, values side by side): the middle
+    /// third of every row.
+    pub fn qkv_keys(qkv: &'a GpuTensor, n: usize, width: usize) -> Self {
+        Features {
+            t: qkv,
+            width,
+            off: width,
+            row_stride: 3 * width,
+            img_stride: n * 3 * width,
+        }
+    }
 }
 
 impl Kernels {
