@@ -23,12 +23,12 @@ fn main() -> zeroprune::Result<()> {
         flops: Some(0.65),
         ..Default::default()
     }
-    .resolve(&weights.config)?;
+    .resolve(&weights.config.geometry())?;
 
     let input = preprocess::load_batch(&images, &weights.config.preprocess)?;
     for pruning in [Pruning::dense(), pruned] {
         let out = session.run(&input, &pruning)?;
-        for (path, image) in images.iter().zip(&out.images) {
+        for (path, image) in images.iter().zip(&out.items) {
             let (class, p) = top_k(&image.logits, 1).top[0];
             println!(
                 "{} [{}, {:.2} GFLOPs]: {} ({:.1}%)",

@@ -104,7 +104,7 @@ fn options(input: &[u8]) -> Result<String> {
             file: "request".into(),
             reason: e.to_string(),
         })?;
-    let pruning = request.resolve(&tiny_config())?;
+    let pruning = request.resolve(&tiny_config().geometry())?;
     Ok(format!(
         "{} labels; {} {}",
         labels.len(),

@@ -32,4 +32,6 @@ pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{ModelWeights, Preprocess, ViTConfig};
-pub use session::{ImageOutput, Mode, Prediction, Run, RunOutput, Session};
+pub use session::{
+    ImageOutput, Mode, Prediction, Run, RunOutput, Schedule, Session, TextOutput, TextSession,
+};

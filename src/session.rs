@@ -1,35 +1,34 @@
-//! The scheduler: owns the model on the GPU and one compiled program per (batch size, pruning
-//! schedule, kernel choice), and plays a program: as one compute pass and one submit, reading back
-//! only the logits and the kept-token indices; profiled (a timestamp pair around every step); or
-//! step by step with every step's outputs read back (the debug twin).
+//! The scheduler, one for every model family: owns the GPU, the kernels and their choice, the
+//! model's weights on the GPU (f32 or f16), and one compiled program per (batch shape, pruning
+//! schedule, kernel choice); plays a program as one compute pass and one submit, reading back only
+//! the family's outputs and the kept-token indices; profiled (a timestamp pair around every step);
+//! or step by step with every step's outputs read back (the debug twin). What differs between
+//! families (input layout, protected rows, outputs) is theirs ([`Family`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
 use crate::gpu::kernel::Elem;
-use crate::gpu::{read_buffer, GpuContext, KernelChoice, Kernels, Phase, Program, StepOutput};
+use crate::gpu::StepOutput;
+use crate::gpu::{read_buffer, GpuContext, GpuTensor, KernelChoice, Kernels, Phase, Program};
+use crate::model::family::{Readback, StepReadback, Weights};
 use crate::model::hook::Dense;
-use crate::model::vit::{Activations, VisionTransformer};
-use crate::model::{ModelWeights, Precision, ViTConfig};
-use crate::prune::{PrunePlan, Pruning, TokenLayout};
+use crate::model::{BatchShape, Dropped, Family, ItemOutput, Precision, VisionTransformer};
+use crate::prune::{PrunePlan, Pruner, Pruning, TokenLayout};
+
+pub use crate::model::bert::{TextEncoder, TextOutput};
+pub use crate::model::vit::ImageOutput;
+
+/// A session on a text encoder.
+pub type TextSession = Session<TextEncoder>;
 
 /// Top classes of one image.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Prediction {
     /// `(class index, probability)`, most likely first.
     pub top: Vec<(usize, f32)>,
-}
-
-/// What one image's forward pass produced.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ImageOutput {
-    pub logits: Vec<f32>,
-    /// For each pruning step, the patch indices (0-based, row-major over the grid, prefix tokens
-    /// excluded) that survive it, in their original order.
-    pub kept: Vec<Vec<u32>>,
-    /// FLOPs of this image's forward pass, counted from the tokens each step kept.
-    pub flops: f64,
 }
 
 /// How a run plays its program.
@@ -45,29 +44,72 @@ pub enum Mode {
     Debug,
 }
 
-/// One run's settings: the pruning schedule (resolved for this model) and how to play it.
+/// Where a run's pruning schedule comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Schedule<'a> {
+    /// One schedule, resolved for the model's geometry (an image model's only one).
+    Fixed(&'a Pruning),
+    /// A request resolved per geometry the input has (text: per length).
+    Request(&'a Pruner),
+}
+
+impl Schedule<'_> {
+    fn is_dense(&self) -> Result<bool> {
+        match self {
+            Schedule::Fixed(p) => Ok(p.is_dense()),
+            Schedule::Request(p) => p.is_dense(),
+        }
+    }
+}
+
+/// One run's settings: the pruning schedule, how to play it, and what mean pooling does with
+/// dropped tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct Run<'a> {
-    pub pruning: &'a Pruning,
+    pub schedule: Schedule<'a>,
     pub mode: Mode,
+    pub dropped: Dropped,
 }
 
 impl<'a> Run<'a> {
-    pub fn new(pruning: &'a Pruning) -> Self {
+    pub fn new(schedule: impl Into<Schedule<'a>>) -> Self {
         Run {
-            pruning,
+            schedule: schedule.into(),
             mode: Mode::Normal,
+            dropped: Dropped::default(),
         }
     }
 
     pub fn mode(self, mode: Mode) -> Self {
         Run { mode, ..self }
     }
+
+    pub fn dropped(self, dropped: Dropped) -> Self {
+        Run { dropped, ..self }
+    }
+}
+
+impl<'a> From<&'a Pruning> for Schedule<'a> {
+    fn from(p: &'a Pruning) -> Self {
+        Schedule::Fixed(p)
+    }
+}
+
+impl<'a> From<&'a Pruner> for Schedule<'a> {
+    fn from(p: &'a Pruner) -> Self {
+        Schedule::Request(p)
+    }
 }
 
 impl<'a> From<&'a Pruning> for Run<'a> {
-    fn from(pruning: &'a Pruning) -> Self {
-        Run::new(pruning)
+    fn from(p: &'a Pruning) -> Self {
+        Run::new(p)
+    }
+}
+
+impl<'a> From<&'a Pruner> for Run<'a> {
+    fn from(p: &'a Pruner) -> Self {
+        Run::new(p)
     }
 }
 
@@ -81,72 +123,88 @@ pub struct StepTime {
 
 /// What a run returns.
 #[derive(Clone, Debug)]
-pub struct RunOutput {
-    /// One per image, in input order.
-    pub images: Vec<ImageOutput>,
+pub struct RunOutput<O = ImageOutput> {
+    /// One per item (image, text), in input order.
+    pub items: Vec<O>,
     /// Every step's GPU time ([`Mode::Profile`]).
     pub profile: Option<Vec<StepTime>>,
     /// Every step's outputs ([`Mode::Debug`]).
     pub trace: Option<Vec<StepOutput>>,
 }
 
-impl RunOutput {
+impl RunOutput<ImageOutput> {
     /// Every image's logits, one after the other.
     pub fn logits(&self) -> Vec<f32> {
-        self.images.iter().flat_map(|o| o.logits.clone()).collect()
+        self.items.iter().flat_map(|o| o.logits.clone()).collect()
     }
 }
 
 /// What identifies a compiled program: the same key always plays the same steps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ProgramKey {
-    batch: usize,
+    shape: BatchShape,
     pruning: Pruning,
     kernels: KernelChoice,
 }
 
-/// Compiled steps for one key; the activations are shared per batch size.
+/// Compiled steps for one key; the buffers are shared per batch shape.
 struct Compiled {
     program: Program,
-    prune: Option<PrunePlan>,
-    /// Logits, then every step's kept-token buffer, one after another.
+    plan: Option<PrunePlan>,
+    /// Rows per item after the last step.
+    rows_out: usize,
+    /// The family's outputs, then every step's kept rows, the last step's sizes and the exit
+    /// states, one after another.
     staging: wgpu::Buffer,
     staging_bytes: u64,
     /// When it last ran ([`Session::clock`]).
     last_used: u64,
 }
 
-/// Programs a session keeps compiled (with their pruning buffers), and batch sizes whose
-/// activations it keeps: past these the least recently used go, so that a long-running process
-/// that sees many batch sizes and schedules stays within bounded GPU memory.
+impl Compiled {
+    /// The plan's buffers read back after a run, in staging order after the family's.
+    fn plan_readback(&self) -> Vec<&GpuTensor> {
+        let Some(plan) = &self.plan else {
+            return vec![];
+        };
+        let mut out: Vec<&GpuTensor> = plan.steps.iter().map(|s| &s.kept).collect();
+        out.extend(plan.steps.last().and_then(|l| l.sizes.as_ref()));
+        out.extend(plan.steps.iter().filter_map(|s| s.exits.as_ref()));
+        out
+    }
+}
+
+/// Programs a session keeps compiled (with their pruning buffers), and batch shapes whose
+/// buffers it keeps: past these the least recently used go, so that a long-running process
+/// that sees many batch shapes and schedules stays within bounded GPU memory.
 pub const KEEP_PROGRAMS: usize = 16;
 pub const KEEP_BATCH_SIZES: usize = 4;
 
-/// A model ready to run on one device.
-pub struct Session {
+/// A model of family `F` ready to run on one device.
+pub struct Session<F: Family = VisionTransformer> {
     gpu: GpuContext,
     kernels: Kernels,
-    model: VisionTransformer,
-    /// Activations per batch size, with when they were last used.
-    acts: HashMap<usize, (Activations, u64)>,
+    model: F,
+    /// Buffers per batch shape, with when they were last used.
+    buffers: HashMap<BatchShape, (F::Buffers, u64)>,
     programs: HashMap<ProgramKey, Compiled>,
-    /// Counts runs: the recency of programs and activations.
+    /// Counts runs: the recency of programs and buffers.
     clock: u64,
 }
 
-impl Session {
+impl<F: Family> Session<F> {
     /// Measure which kernels are fastest on this adapter (read from the disk cache where an
     /// earlier process measured them), then upload the weights in f32.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn new(gpu: &GpuContext, weights: &ModelWeights) -> Result<Self> {
+    pub fn new<W: Weights<Family = F>>(gpu: &GpuContext, weights: &W) -> Result<Self> {
         Self::with_precision(gpu, weights, Precision::F32)
     }
 
     /// [`Session::new`] with the weights and activations stored as `precision` says.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_precision(
+    pub fn with_precision<W: Weights<Family = F>>(
         gpu: &GpuContext,
-        weights: &ModelWeights,
+        weights: &W,
         precision: Precision,
     ) -> Result<Self> {
         pollster::block_on(Self::create(gpu, weights, precision))
@@ -154,40 +212,58 @@ impl Session {
 
     /// Measure the kernels (GEMM tile, attention path, f16 against f32) on this adapter, once per
     /// adapter and process, then upload the weights as `precision` resolves on it. Native and web.
-    pub async fn create(
+    pub async fn create<W: Weights<Family = F>>(
         gpu: &GpuContext,
-        weights: &ModelWeights,
+        weights: &W,
         precision: Precision,
     ) -> Result<Self> {
-        let kernels = Kernels::new(gpu);
+        Self::create_with(&Kernels::new(gpu), weights, precision).await
+    }
+
+    /// [`Session::create`] on a kernel library another session shares (one device, one
+    /// measurement, one pipeline cache for every model a page loads).
+    pub async fn create_with<W: Weights<Family = F>>(
+        kernels: &Kernels,
+        weights: &W,
+        precision: Precision,
+    ) -> Result<Self> {
+        let gpu = kernels.gpu().clone();
         kernels.tune().await?;
-        let storage = precision.storage(gpu, kernels.choice())?;
+        let storage = precision.storage(&gpu, kernels.choice())?;
         let model = gpu
-            .scoped("uploading the model", || {
-                VisionTransformer::upload(gpu, weights, storage)
-            })
+            .scoped("uploading the model", || weights.upload(&gpu, storage))
             .await?;
         Ok(Session {
-            gpu: gpu.clone(),
-            kernels,
+            gpu,
+            kernels: kernels.clone(),
             model,
-            acts: HashMap::new(),
+            buffers: HashMap::new(),
             programs: HashMap::new(),
             clock: 0,
         })
     }
 
-    /// What the weights and GEMM-only activations are stored as (f32 or f16).
-    pub fn storage(&self) -> Elem {
-        self.model.storage
+    /// The model: its config and what it does before and after the GPU.
+    pub fn model(&self) -> &F {
+        &self.model
     }
 
-    pub fn config(&self) -> &ViTConfig {
-        &self.model.config
+    pub fn config(&self) -> &F::Config {
+        self.model.config()
+    }
+
+    /// What the weights and GEMM-only activations are stored as (f32 or f16).
+    pub fn storage(&self) -> Elem {
+        self.model.storage()
     }
 
     pub fn gpu(&self) -> &GpuContext {
         &self.gpu
+    }
+
+    /// The kernel library (shared with other sessions on this device where created so).
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
     }
 
     /// The kernels programs built from now on use.
@@ -205,20 +281,18 @@ impl Session {
         self.kernels.set_choice(choice);
     }
 
-    /// The largest batch this device holds for this model.
-    pub fn max_batch(&self) -> usize {
-        Activations::max_batch(&self.model.config, self.gpu.max_binding_bytes()).0
+    /// The largest batch of `rows`-row items this device holds for this model.
+    pub fn max_batch_of(&self, rows: usize) -> usize {
+        self.model.max_batch(rows, self.gpu.max_binding_bytes())
     }
 
-    /// Values in one preprocessed image: `3 * H * W`.
-    pub fn image_len(&self) -> usize {
-        let c = &self.model.config;
-        c.in_chans * c.image_size.0 * c.image_size.1
-    }
-
-    /// The label and phase of every step of one forward pass at this batch size, in order.
-    pub fn steps(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<(String, Phase)>> {
-        let (compiled, _) = self.compiled(batch, pruning)?;
+    /// The label and phase of every step of one forward pass of `shape`, in order.
+    pub fn program_steps(
+        &mut self,
+        shape: BatchShape,
+        pruning: &Pruning,
+    ) -> Result<Vec<(String, Phase)>> {
+        let compiled = self.compiled(shape, pruning)?;
         Ok(compiled
             .program
             .steps
@@ -227,108 +301,89 @@ impl Session {
             .collect())
     }
 
-    /// The label of every step of one forward pass at this batch size, in order.
-    pub fn step_labels(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<String>> {
-        Ok(self
-            .steps(batch, pruning)?
-            .into_iter()
-            .map(|(l, _)| l)
-            .collect())
-    }
-
-    fn check_images(&self, images: &[f32]) -> Result<usize> {
-        let per = self.image_len();
-        if images.is_empty() || !images.len().is_multiple_of(per) {
-            let c = &self.model.config;
-            return Err(Error::param(
-                "images",
-                format!(
-                    "expected a multiple of {per} values ({} x {} x {}), got {}",
-                    c.in_chans,
-                    c.image_size.0,
-                    c.image_size.1,
-                    images.len()
-                ),
-            ));
-        }
-        Ok(images.len() / per)
-    }
-
-    /// The program for `(batch, pruning, current kernel choice)`, compiled on first use.
-    fn compiled(&mut self, batch: usize, pruning: &Pruning) -> Result<(&Compiled, &Activations)> {
-        let depth = self.model.config.depth;
-        if !pruning.is_dense() && pruning.steps.iter().any(|s| s.block >= depth) {
-            return Err(Error::param(
-                "pruning",
-                "the schedule was resolved for a deeper model",
-            ));
+    /// The program for `(shape, pruning, current kernel choice)`, compiled on first use.
+    fn compiled(&mut self, shape: BatchShape, pruning: &Pruning) -> Result<&Compiled> {
+        let g = self.model.geometry(shape.rows);
+        if !pruning.is_dense() {
+            if pruning.steps.iter().any(|s| s.block >= g.depth) {
+                return Err(Error::param(
+                    "pruning",
+                    "the schedule was resolved for a deeper model",
+                ));
+            }
+            if pruning.steps[0].tokens_in != g.prunable {
+                return Err(Error::param(
+                    "pruning",
+                    format!(
+                        "the schedule was resolved for {} prunable tokens; this input has {}",
+                        pruning.steps[0].tokens_in, g.prunable
+                    ),
+                ));
+            }
         }
         self.clock += 1;
         let now = self.clock;
-        if !self.acts.contains_key(&batch) {
-            let acts = Activations::new(&self.gpu, &self.model.config, batch, self.model.storage)?;
-            self.acts.insert(batch, (acts, now));
-            self.evict_batches(batch);
+        if !self.buffers.contains_key(&shape) {
+            let b = self.model.buffers(&self.gpu, shape)?;
+            self.buffers.insert(shape, (b, now));
+            self.evict_shapes(shape);
         }
-        let key = self.key(batch, pruning);
+        let key = ProgramKey {
+            shape,
+            pruning: pruning.clone(),
+            kernels: self.kernels.choice(),
+        };
         if !self.programs.contains_key(&key) {
-            let acts = &self.acts[&batch].0;
-            let (program, prune) = if pruning.is_dense() {
-                (self.model.forward(&self.kernels, acts, &mut Dense)?, None)
+            let buffers = &self.buffers[&shape].0;
+            let (program, plan) = if pruning.is_dense() {
+                (
+                    self.model.forward(&self.kernels, buffers, &mut Dense)?,
+                    None,
+                )
             } else {
-                let c = &self.model.config;
-                let layout = TokenLayout {
-                    batch,
-                    rows: c.num_tokens(),
-                    protected: c.num_prefix_tokens(),
-                    heads: c.num_heads,
-                    depth: c.depth,
-                };
-                let mut plan = PrunePlan::new(&self.gpu, layout, pruning);
-                let program = self.model.forward(&self.kernels, acts, &mut plan)?;
+                let layout = TokenLayout::new(&g, shape.batch, shape.rows);
+                let records = self.model.records_exits();
+                let mut plan = PrunePlan::new(&self.gpu, layout, pruning, records);
+                let program = self.model.forward(&self.kernels, buffers, &mut plan)?;
                 (program, Some(plan))
             };
-            let kept_bytes: u64 = prune
-                .iter()
-                .flat_map(|p| &p.steps)
-                .map(|s| s.kept.bytes())
+            let rows_out = plan
+                .as_ref()
+                .and_then(|p| p.steps.last())
+                .map_or(shape.rows, |s| s.rows_out);
+            let mut compiled = Compiled {
+                program,
+                plan,
+                rows_out,
+                staging: staging_buffer(&self.gpu, 4),
+                staging_bytes: 0,
+                last_used: now,
+            };
+            compiled.staging_bytes = self
+                .model
+                .readback(buffers)
+                .into_iter()
+                .chain(compiled.plan_readback())
+                .map(GpuTensor::bytes)
                 .sum();
-            let staging_bytes = acts.logits.bytes() + kept_bytes;
-            let staging = staging_buffer(&self.gpu, staging_bytes);
+            compiled.staging = staging_buffer(&self.gpu, compiled.staging_bytes);
             self.gpu.check()?;
-            self.programs.insert(
-                key.clone(),
-                Compiled {
-                    program,
-                    prune,
-                    staging,
-                    staging_bytes,
-                    last_used: now,
-                },
-            );
+            self.programs.insert(key.clone(), compiled);
             self.evict_programs(&key);
         }
         if let Some(p) = self.programs.get_mut(&key) {
             p.last_used = now;
         }
-        if let Some(a) = self.acts.get_mut(&batch) {
-            a.1 = now;
+        if let Some(b) = self.buffers.get_mut(&shape) {
+            b.1 = now;
         }
-        Ok((&self.programs[&key], &self.acts[&batch].0))
+        Ok(&self.programs[&key])
     }
 
-    fn key(&self, batch: usize, pruning: &Pruning) -> ProgramKey {
-        ProgramKey {
-            batch,
-            pruning: pruning.clone(),
-            kernels: self.kernels.choice(),
-        }
-    }
-
-    /// Drop everything built for `batch` (after a failure while building it).
-    fn forget(&mut self, batch: usize) {
-        self.acts.remove(&batch);
-        self.programs.retain(|k, _| k.batch != batch);
+    /// Drop everything built for `shape` (after a failure while building it).
+    fn forget(&mut self, shape: BatchShape) {
+        self.buffers.remove(&shape);
+        self.programs.retain(|k, _| k.shape != shape);
     }
 
     /// Drop the least recently used programs past [`KEEP_PROGRAMS`], never `keep`.
@@ -347,57 +402,96 @@ impl Session {
         }
     }
 
-    /// Drop the least recently used batch sizes' activations (and their programs) past
+    /// Drop the least recently used batch shapes' buffers (and their programs) past
     /// [`KEEP_BATCH_SIZES`], never `keep`'s.
-    fn evict_batches(&mut self, keep: usize) {
-        while self.acts.len() > KEEP_BATCH_SIZES {
+    fn evict_shapes(&mut self, keep: BatchShape) {
+        while self.buffers.len() > KEEP_BATCH_SIZES {
             let oldest = self
-                .acts
+                .buffers
                 .iter()
-                .filter(|(&b, _)| b != keep)
+                .filter(|(&s, _)| s != keep)
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(&b, _)| b);
-            let Some(b) = oldest else { break };
-            self.acts.remove(&b);
-            self.programs.retain(|k, _| k.batch != b);
+                .map(|(&s, _)| s);
+            let Some(s) = oldest else { break };
+            self.forget(s);
         }
     }
 
-    /// Programs compiled and batch sizes with activations right now (both bounded).
+    /// Programs compiled and batch shapes with buffers right now (both bounded).
     pub fn cached(&self) -> (usize, usize) {
-        (self.programs.len(), self.acts.len())
+        (self.programs.len(), self.buffers.len())
     }
 
-    /// Run a batch of preprocessed images (`[B, 3, H, W]` concatenated) with a pruning schedule
-    /// (resolved for this model; [`Pruning::dense`] for none): per image the logits, the patch
-    /// tokens each step kept and the FLOPs; with [`Mode::Profile`] or [`Mode::Debug`], per step
-    /// the GPU time or the outputs.
+    /// Run a batch (preprocessed images `[B, 3, H, W]`, encoded texts) with a pruning schedule
+    /// ([`Pruning::dense`] for none): per item the family's output, with the tokens each step
+    /// kept and the FLOPs; with [`Mode::Profile`] or [`Mode::Debug`], per step the GPU time or the
+    /// outputs. Items the family runs as separate passes ([`Family::groups`]) each get their own,
+    /// one after the other (profiles and traces follow in that order).
     pub async fn run_async<'a>(
         &mut self,
-        images: &[f32],
+        input: &F::Input,
         run: impl Into<Run<'a>>,
-    ) -> Result<RunOutput> {
+    ) -> Result<RunOutput<F::Output>> {
         let run = run.into();
-        let batch = self.check_images(images)?;
+        self.model.shape(input)?;
+        let pruned = !run.schedule.is_dense()?;
+        let Some(groups) = self.model.groups(input, pruned) else {
+            return self.run_pass(input, run).await;
+        };
+        let mut items: Vec<Option<F::Output>> = (0..self.model.len(input)).map(|_| None).collect();
+        let (mut profile, mut trace) = (None::<Vec<StepTime>>, None::<Vec<StepOutput>>);
+        for group in groups {
+            let part = self.model.subset(input, &group);
+            let out = self
+                .run_pass(std::borrow::Borrow::borrow(&part), run)
+                .await?;
+            for (&i, o) in group.iter().zip(out.items) {
+                items[i] = Some(o);
+            }
+            if let Some(p) = out.profile {
+                profile.get_or_insert_with(Vec::new).extend(p);
+            }
+            if let Some(t) = out.trace {
+                trace.get_or_insert_with(Vec::new).extend(t);
+            }
+        }
+        Ok(RunOutput {
+            items: items
+                .into_iter()
+                .map(|o| o.ok_or_else(|| Error::Gpu("an item of the batch did not run".into())))
+                .collect::<Result<_>>()?,
+            profile,
+            trace,
+        })
+    }
+
+    /// One forward pass over `input`.
+    async fn run_pass(&mut self, input: &F::Input, run: Run<'_>) -> Result<RunOutput<F::Output>> {
+        let shape = self.model.shape(input)?;
+        let pruning: Cow<Pruning> = match run.schedule {
+            Schedule::Fixed(p) => Cow::Borrowed(p),
+            Schedule::Request(p) => Cow::Owned(p.schedule(&self.model.geometry(shape.rows))?),
+        };
         let gpu = self.gpu.clone();
-        // Buffers and programs for this batch: an allocation or validation failure is reported
+        // Buffers and programs for this shape: an allocation or validation failure is reported
         // and leaves nothing half-built behind, so the session stays usable.
         let prepared = gpu
-            .scoped(&format!("preparing a batch of {batch}"), || {
-                self.compiled(batch, run.pruning).map(|_| ())
-            })
+            .scoped(
+                &format!("preparing a batch of {} x {} rows", shape.batch, shape.rows),
+                || self.compiled(shape, &pruning).map(|_| ()),
+            )
             .await;
         if let Err(e) = prepared {
-            self.forget(batch);
+            self.forget(shape);
             return Err(e);
         }
-        let c = &self.model.config;
-        let (compiled, acts) = (
-            &self.programs[&self.key(batch, run.pruning)],
-            &self.acts[&batch].0,
-        );
-        gpu.queue
-            .write_buffer(&acts.image.buffer, 0, bytemuck::cast_slice(images));
+        let key = ProgramKey {
+            shape,
+            pruning: pruning.clone().into_owned(),
+            kernels: self.kernels.choice(),
+        };
+        let (compiled, buffers) = (&self.programs[&key], &self.buffers[&shape].0);
+        self.model.write(&gpu, buffers, input)?;
         let program = &compiled.program;
         let (mut profile, mut trace) = (None, None);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -420,19 +514,13 @@ impl Session {
             }
             Mode::Debug => trace = Some(program.play_step_by_step(&gpu).await?),
         }
-        // Logits and kept indices come back in one copy and one map.
-        let steps = compiled.prune.as_ref().map_or(&[][..], |p| &p.steps[..]);
-        encoder.copy_buffer_to_buffer(
-            &acts.logits.buffer,
-            0,
-            &compiled.staging,
-            0,
-            acts.logits.bytes(),
-        );
-        let mut at = acts.logits.bytes();
-        for s in steps {
-            encoder.copy_buffer_to_buffer(&s.kept.buffer, 0, &compiled.staging, at, s.kept.bytes());
-            at += s.kept.bytes();
+        // Every output comes back in one copy per buffer and one map.
+        let family_out = self.model.readback(buffers);
+        let plan_out = compiled.plan_readback();
+        let mut at = 0;
+        for t in family_out.iter().chain(&plan_out) {
+            encoder.copy_buffer_to_buffer(&t.buffer, 0, &compiled.staging, at, t.bytes());
+            at += t.bytes();
         }
         gpu.scoped("running the forward pass", || {
             gpu.queue.submit([encoder.finish()]);
@@ -440,51 +528,57 @@ impl Session {
         })
         .await?;
         let words: Vec<u32> = read_buffer(&gpu, &compiled.staging, compiled.staging_bytes).await?;
-        let (logits, kept) = words.split_at(acts.logits.len);
-        let prefix = c.num_prefix_tokens() as u32;
-        let mut images: Vec<ImageOutput> = logits
-            .chunks(c.num_classes)
-            .map(|l| ImageOutput {
-                logits: l.iter().map(|&w| f32::from_bits(w)).collect(),
-                kept: vec![],
-                flops: 0.0,
+        let mut rest = &words[..];
+        let mut take = |len: usize| {
+            let (head, tail) = rest.split_at(len);
+            rest = tail;
+            head
+        };
+        let buffers_words: Vec<&[u32]> = family_out.iter().map(|t| take(t.len)).collect();
+        let plan_steps = compiled.plan.as_ref().map_or(&[][..], |p| &p.steps[..]);
+        let kept: Vec<&[u32]> = plan_steps.iter().map(|s| take(s.kept.len)).collect();
+        let sizes = plan_steps
+            .last()
+            .and_then(|l| l.sizes.as_ref())
+            .map(|t| take(t.len));
+        let steps: Vec<StepReadback> = plan_steps
+            .iter()
+            .zip(kept)
+            .map(|(s, kept)| StepReadback {
+                block: s.step.block,
+                rows_in: s.rows_in,
+                rows_out: s.rows_out,
+                masked: s.masked.is_some(),
+                kept,
+                exits: s.exits.as_ref().map(|t| take(t.len)),
             })
             .collect();
-        // A NaN or an infinity is no answer: say so rather than print "NaN%".
-        for (i, image) in images.iter().enumerate() {
-            if let Some(v) = image.logits.iter().find(|v| !v.is_finite()) {
-                let hint = if self.model.storage == Elem::F16 {
-                    "; f16 storage overflows past 65504: try --precision f32"
-                } else {
-                    ""
-                };
-                return Err(Error::NonFinite(format!(
-                    "the model's output for image {i} of the batch is not finite ({v}): an activation \
-                     overflowed{hint}"
-                )));
-            }
-        }
-        let mut at = 0;
-        for s in steps {
-            for (b, image) in images.iter_mut().enumerate() {
-                let slice = &kept[at + b * s.rows_out..at + (b + 1) * s.rows_out];
-                // Original token index -> patch index; prefix rows and empty slots dropped.
-                image.kept.push(
-                    slice
-                        .iter()
-                        .filter(|&&t| t != u32::MAX && t >= prefix)
-                        .map(|&t| t - prefix)
-                        .collect(),
-                );
-            }
-            at += batch * s.rows_out;
-        }
-        for image in &mut images {
-            let counts: Vec<usize> = image.kept.iter().map(Vec::len).collect();
-            image.flops = run.pruning.flops_with(c, &counts);
-        }
+        let mut readback = Readback {
+            shape,
+            buffers: buffers_words,
+            rows_out: compiled.rows_out,
+            steps,
+            sizes,
+            flops: vec![],
+        };
+        // FLOPs per item, from the rows each step left it (its own geometry: a padded text
+        // counts its own tokens).
+        let protected = |rows: usize| self.model.geometry(rows).protected as u32;
+        readback.flops = (0..shape.batch)
+            .map(|b| {
+                let rows = self.model.item_rows(input, b);
+                let counts: Vec<usize> = (0..readback.steps.len())
+                    .map(|s| {
+                        let p = protected(rows);
+                        readback.kept(s, b).iter().filter(|&&r| r >= p).count()
+                    })
+                    .collect();
+                pruning.flops_with(&self.model.geometry(rows), &counts)
+            })
+            .collect();
+        let items = self.model.decode(input, &readback, run.dropped)?;
         Ok(RunOutput {
-            images,
+            items,
             profile,
             trace,
         })
@@ -492,8 +586,148 @@ impl Session {
 
     /// [`Session::run_async`] for native callers.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run<'a>(&mut self, images: &[f32], run: impl Into<Run<'a>>) -> Result<RunOutput> {
-        pollster::block_on(self.run_async(images, run))
+    pub fn run<'a>(
+        &mut self,
+        input: &F::Input,
+        run: impl Into<Run<'a>>,
+    ) -> Result<RunOutput<F::Output>> {
+        pollster::block_on(self.run_async(input, run))
+    }
+
+    /// Run a long input in batches of at most `batch` items ([`Family::batches`]: texts of similar
+    /// length together); the outputs come back in input order. `done` is called with the items
+    /// finished after each batch.
+    pub async fn run_all_async<'a>(
+        &mut self,
+        input: &F::Input,
+        run: impl Into<Run<'a>>,
+        batch: usize,
+        mut done: impl FnMut(usize),
+    ) -> Result<Vec<F::Output>> {
+        let run = run.into();
+        let pruned = !run.schedule.is_dense()?;
+        let mut out: Vec<Option<F::Output>> = (0..self.model.len(input)).map(|_| None).collect();
+        for chunk in self.model.batches(input, batch, pruned) {
+            let part = self.model.subset(input, &chunk);
+            let items = self
+                .run_async(std::borrow::Borrow::borrow(&part), run)
+                .await?
+                .items;
+            for (&i, o) in chunk.iter().zip(items) {
+                out[i] = Some(o);
+            }
+            done(chunk.len());
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| Error::Gpu("an item did not run".into())))
+            .collect()
+    }
+
+    /// [`Session::run_all_async`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_all<'a>(
+        &mut self,
+        input: &F::Input,
+        run: impl Into<Run<'a>>,
+        batch: usize,
+        done: impl FnMut(usize),
+    ) -> Result<Vec<F::Output>> {
+        pollster::block_on(self.run_all_async(input, run, batch, done))
+    }
+
+    /// The scale of the threshold policy's thresholds that brings the mean FLOPs of `input`'s
+    /// items to the pruner's target (a fraction of their dense FLOPs), by bisection; sets it on
+    /// `pruner` and returns it with the FLOPs fraction reached. `input` must be calibration data,
+    /// never the data evaluated. `done` is called after each probe.
+    pub async fn calibrate_async(
+        &mut self,
+        input: &F::Input,
+        pruner: &mut Pruner,
+        batch: usize,
+        mut done: impl FnMut(usize),
+    ) -> Result<(f32, f64)> {
+        let target = pruner
+            .flops_target()
+            .ok_or_else(|| Error::param("flops", "calibration needs a FLOPs target"))?;
+        let dense: f64 = (0..self.model.len(input))
+            .map(|b| {
+                let rows = self.model.item_rows(input, b);
+                self.model.geometry(rows).dense_flops()
+            })
+            .sum();
+        // Larger thresholds drop more: find a bracket, then halve it.
+        let (mut lo, mut hi) = (0.0f32, 1.0f32);
+        let mut best = loop {
+            pruner.set_scale(hi);
+            let out = self.run_all_async(input, &*pruner, batch, |_| {}).await?;
+            done(1);
+            let f = out.iter().map(ItemOutput::flops).sum::<f64>() / dense;
+            if f <= target || hi >= MAX_THRESHOLD_SCALE {
+                break (hi, f);
+            }
+            lo = hi;
+            hi *= 2.0;
+        };
+        for _ in 0..CALIBRATION_PROBES {
+            let mid = 0.5 * (lo + hi);
+            pruner.set_scale(mid);
+            let out = self.run_all_async(input, &*pruner, batch, |_| {}).await?;
+            done(1);
+            let f = out.iter().map(ItemOutput::flops).sum::<f64>() / dense;
+            if f <= target {
+                hi = mid;
+                best = (mid, f);
+            } else {
+                lo = mid;
+            }
+        }
+        pruner.set_scale(best.0);
+        Ok(best)
+    }
+
+    /// [`Session::calibrate_async`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn calibrate(
+        &mut self,
+        input: &F::Input,
+        pruner: &mut Pruner,
+        batch: usize,
+        done: impl FnMut(usize),
+    ) -> Result<(f32, f64)> {
+        pollster::block_on(self.calibrate_async(input, pruner, batch, done))
+    }
+}
+
+/// The largest scale [`Session::calibrate`] tries: thresholds 64x uniform drop nearly all.
+pub const MAX_THRESHOLD_SCALE: f32 = 64.0;
+
+/// Bisection steps of [`Session::calibrate`] after the bracket: the scale to 1/256 of it.
+pub const CALIBRATION_PROBES: usize = 8;
+
+impl Session<VisionTransformer> {
+    /// The largest batch this device holds for this model.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch_of(self.model.config.num_tokens())
+    }
+
+    /// Values in one preprocessed image: `3 * H * W`.
+    pub fn image_len(&self) -> usize {
+        self.model.config.image_len()
+    }
+
+    /// The label and phase of every step of one forward pass at this batch size, in order.
+    pub fn steps(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<(String, Phase)>> {
+        let rows = self.model.config.num_tokens();
+        self.program_steps(BatchShape { batch, rows }, pruning)
+    }
+
+    /// The label of every step of one forward pass at this batch size, in order.
+    pub fn step_labels(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<String>> {
+        Ok(self
+            .steps(batch, pruning)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect())
     }
 }
 

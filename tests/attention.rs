@@ -201,7 +201,8 @@ async fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
         (Policy::named("tome").unwrap(), false),
         (Policy::named("random").unwrap(), false),
     ] {
-        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap();
+        let p =
+            Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config.geometry()).unwrap();
         let labels = s.step_labels(2, &p).unwrap();
         assert_eq!(has(&labels, "block0.softmax"), unfused, "{policy:?}");
         assert_eq!(has(&labels, "block0.attention"), !unfused, "{policy:?}");

@@ -41,7 +41,7 @@ fn deit_tiny_intermediates_match_numpy() {
     // One entry per step, in the program's order; the same logits as the one-pass run.
     let labels: Vec<String> = trace.iter().map(|s| s.label.clone()).collect();
     assert_eq!(labels, session.step_labels(1, &dense).unwrap());
-    assert_eq!(debug.images[0].logits, normal.images[0].logits);
+    assert_eq!(debug.items[0].logits, normal.items[0].logits);
 
     let want = fixture("deit-tiny-numpy-trace.safetensors");
     let (n, d) = (197, 192);
@@ -81,8 +81,13 @@ fn pruning_scores_in_the_trace_match_the_reference() {
     let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
     let spec = ScheduleSpec::parse_keep("0.7@0,2").unwrap();
     let policy = Policy::named("zero-tprune").unwrap();
-    let pruning =
-        Pruning::resolve(policy, &spec, PruneOptions::default(), &weights.config).unwrap();
+    let pruning = Pruning::resolve(
+        policy,
+        &spec,
+        PruneOptions::default(),
+        &weights.config.geometry(),
+    )
+    .unwrap();
     let mut session = Session::new(gpu(), &weights).unwrap();
     let out = session
         .run(&input, Run::new(&pruning).mode(Mode::Debug))

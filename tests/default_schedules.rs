@@ -5,6 +5,7 @@
 //! `--flops 0.65`); here, the shapes themselves.
 
 use zeroprune::model::Preprocess;
+use zeroprune::model::TokenGeometry;
 use zeroprune::prune::search::{families, fit_family};
 use zeroprune::prune::{
     Policy, PruneOptions, PruneRequest, Pruning, ScheduleFile, ScheduleSpec, Shape,
@@ -13,7 +14,7 @@ use zeroprune::prune::{
 use zeroprune::ViTConfig;
 
 /// DeiT-Tiny's shape (no weights needed): 12 blocks, 196 patches.
-fn deit_tiny() -> ViTConfig {
+fn deit_tiny() -> TokenGeometry {
     ViTConfig {
         image_size: (224, 224),
         patch_size: 16,
@@ -28,6 +29,7 @@ fn deit_tiny() -> ViTConfig {
         class_names: None,
         preprocess: Preprocess::imagenet(224),
     }
+    .geometry()
 }
 
 fn flops(policy: Policy, target: f64, at: Option<&str>) -> Pruning {
@@ -90,7 +92,7 @@ fn flops_targets_take_the_first_family_of_the_shape_that_reaches_them() {
             assert_eq!(got, first.clone().map(|(_, p)| p), "{policy} {target}");
             let Some((family, p)) = first else { continue };
             // Within the target, and close to it.
-            let ratio = p.flops(&c) / zeroprune::model::flops::dense_flops(&c);
+            let ratio = p.flops(&c) / c.dense_flops();
             assert!(
                 ratio <= target && ratio > target - 0.05,
                 "{policy} {target}: {ratio}"
@@ -258,7 +260,7 @@ fn the_shipped_schedules_resolve_within_their_budget() {
         }
         .resolve(&deit_tiny())
         .unwrap();
-        let ratio = p.flops(&deit_tiny()) / zeroprune::model::flops::dense_flops(&deit_tiny());
+        let ratio = p.flops(&deit_tiny()) / deit_tiny().dense_flops();
         assert!(ratio <= level + 1e-9, "{stem}: {ratio}");
         n += 1;
     }

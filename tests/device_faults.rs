@@ -67,7 +67,7 @@ fn a_batch_over_a_small_device_is_refused_before_allocating() {
     let out = session
         .run(&fits, &Pruning::dense())
         .expect("a batch that fits runs");
-    assert_eq!(out.images.len(), max);
+    assert_eq!(out.items.len(), max);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn a_destroyed_device_gives_an_error_and_a_new_session_runs() {
     let out = session
         .run(&vec![0.2f32; image_len], &Pruning::dense())
         .expect("runs on a new device");
-    assert!(out.images[0].logits.iter().all(|v| v.is_finite()));
+    assert!(out.items[0].logits.iter().all(|v| v.is_finite()));
 }
 
 #[test]

@@ -623,7 +623,7 @@ fn input_length_not_a_multiple_of_the_image() {
     }
     // The session still works after rejected inputs.
     assert_eq!(
-        session.run(&vec![0.0; per], &dense()).unwrap().images.len(),
+        session.run(&vec![0.0; per], &dense()).unwrap().items.len(),
         1
     );
 }

@@ -309,7 +309,9 @@ fn pagerank_iterations_are_capped() {
         iters: Some(1_000_000_000),
         ..Default::default()
     };
-    let e = request.resolve(&weights.config).expect_err("refused");
+    let e = request
+        .resolve(&weights.config.geometry())
+        .expect_err("refused");
     assert_mentions(&e, &["iters", "1000000000", "limit"]);
 }
 
@@ -322,7 +324,9 @@ fn empty_schedules_are_errors_not_dense_runs() {
             tokens: tokens.map(str::to_string),
             ..Default::default()
         };
-        let e = request.resolve(&weights.config).expect_err("refused");
+        let e = request
+            .resolve(&weights.config.geometry())
+            .expect_err("refused");
         assert_mentions(&e, &["empty"]);
     }
 }

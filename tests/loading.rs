@@ -493,7 +493,7 @@ fn bare_files_with_64_multiple_widths_load() {
             &zeroprune::prune::Pruning::dense(),
         )
         .unwrap()
-        .images
+        .items
         .into_iter()
         .map(|o| o.logits)
         .collect::<Vec<_>>();
@@ -726,7 +726,7 @@ fn random_models_have_the_published_shapes() {
             &zeroprune::prune::Pruning::dense(),
         )
         .unwrap();
-    assert!(out.images[0].logits.iter().all(|v| v.is_finite()));
+    assert!(out.items[0].logits.iter().all(|v| v.is_finite()));
     let err = random_model("deit-huge").unwrap_err().to_string();
     assert!(err.contains("random:deit-base"), "{err}");
 }

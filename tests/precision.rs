@@ -211,11 +211,11 @@ fn an_f16_session_stores_halves_and_agrees_with_f32() {
         flops: Some(0.65),
         ..Default::default()
     }
-    .resolve(&w.config)
+    .resolve(&w.config.geometry())
     .unwrap();
     let pf = full.run(&input, &pruning).unwrap();
     let ph = half.run(&input, &pruning).unwrap();
-    for (x, y) in pf.images.iter().zip(&ph.images) {
+    for (x, y) in pf.items.iter().zip(&ph.items) {
         let kx: Vec<usize> = x.kept.iter().map(Vec::len).collect();
         let ky: Vec<usize> = y.kept.iter().map(Vec::len).collect();
         assert_eq!(kx, ky);

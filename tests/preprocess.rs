@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use image::{GrayImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use zeroprune::labels::*;
-use zeroprune::model::config::{Interpolation, Preprocess};
+use zeroprune::model::{Interpolation, Preprocess};
 use zeroprune::preprocess::*;
 
 /// Preprocessing that keeps raw pixel values / 255 (mean 0, std 1).

@@ -4,12 +4,16 @@
 mod common;
 
 use common::fixture;
+use zeroprune::model::TokenGeometry;
 use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
-use zeroprune::{Error, ModelWeights, ViTConfig};
+use zeroprune::{Error, ModelWeights};
 
 /// DeiT-shaped config of the tiny timm fixture: 2 blocks, 25 patches, 1 prefix token.
-fn config() -> ViTConfig {
-    ModelWeights::load(&fixture("tiny-timm")).unwrap().config
+fn config() -> TokenGeometry {
+    ModelWeights::load(&fixture("tiny-timm"))
+        .unwrap()
+        .config
+        .geometry()
 }
 
 /// The error's parameter name and message.

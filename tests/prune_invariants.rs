@@ -16,7 +16,7 @@ fn model(name: &str) -> (ModelWeights, Vec<f32>) {
 }
 
 fn resolve(w: &ModelWeights, policy: Policy, spec: ScheduleSpec) -> Pruning {
-    Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config).unwrap()
+    Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config.geometry()).unwrap()
 }
 
 /// The policies with a fixed keep count.
@@ -35,7 +35,7 @@ fn keeping_every_token_changes_nothing() {
         let last = w.config.depth - 1;
         for policy in fixed_count_policies() {
             let spec = ScheduleSpec::parse_keep(&format!("1.0@0,{last}")).unwrap();
-            let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().images;
+            let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
             let got: Vec<f32> = out.iter().flat_map(|o| o.logits.clone()).collect();
             let err = max_rel_err(&got, &dense);
             assert!(
@@ -65,7 +65,7 @@ fn kept_lists_follow_the_schedule() {
         let pruning = resolve(&w, policy, spec);
         let want: Vec<usize> = pruning.steps.iter().map(|s| s.tokens_out()).collect();
         assert_eq!(want, vec![15, 11], "ceil(0.6 * 25), ceil(0.7 * 15)");
-        let out = s.run(&input, &pruning).unwrap().images;
+        let out = s.run(&input, &pruning).unwrap().items;
         for o in &out {
             assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
             for (step, kept) in o.kept.iter().enumerate() {
@@ -95,10 +95,15 @@ fn random_depends_on_the_seed_and_nothing_else() {
             ..Default::default()
         };
         let spec = ScheduleSpec::parse_keep("0.5@0").unwrap();
-        let p = Pruning::resolve(Policy::named("random").unwrap(), &spec, options, &w.config);
+        let p = Pruning::resolve(
+            Policy::named("random").unwrap(),
+            &spec,
+            options,
+            &w.config.geometry(),
+        );
         s.run(&input, &p.unwrap())
             .unwrap()
-            .images
+            .items
             .into_iter()
             .map(|o| o.kept)
             .collect::<Vec<_>>()
@@ -115,7 +120,7 @@ fn threshold_keeps_a_different_count_per_image() {
     let mut s = Session::new(gpu(), &w).unwrap();
     let spec = ScheduleSpec::parse_threshold("1.0@0,1").unwrap();
     let threshold = resolve(&w, Policy::named("threshold").unwrap(), spec);
-    let out = s.run(&input, &threshold).unwrap().images;
+    let out = s.run(&input, &threshold).unwrap().items;
     let counts: Vec<Vec<usize>> = out
         .iter()
         .map(|o| o.kept.iter().map(Vec::len).collect())
@@ -124,6 +129,6 @@ fn threshold_keeps_a_different_count_per_image() {
     for (o, c) in out.iter().zip(&counts) {
         assert!(c[0] >= 1 && c[0] < 25 && c[1] >= 1 && c[1] <= c[0], "{c:?}");
         assert!(o.logits.iter().all(|v| v.is_finite()));
-        assert!(o.flops < threshold.flops(&w.config));
+        assert!(o.flops < threshold.flops(&w.config.geometry()));
     }
 }

@@ -52,7 +52,7 @@ fn pruning(case: &Case, w: &ModelWeights) -> Pruning {
     if let Some(f) = flops {
         spec = ScheduleSpec::flops(f, at.as_deref()).unwrap();
     }
-    Pruning::resolve(policy, &spec, options, &w.config).unwrap()
+    Pruning::resolve(policy, &spec, options, &w.config.geometry()).unwrap()
 }
 
 /// `kept.s` rows of the fixture: patch indices, -1 padded.
@@ -110,7 +110,7 @@ fn run_case(case: &Case) -> (usize, usize) {
     let (shape, mut want_logits) = read_tensor(&file, "logits");
     want_logits.truncate(images * shape[1]);
     let mut session = Session::new(gpu(), &weights).unwrap();
-    let out = session.run(&input, &p).unwrap().images;
+    let out = session.run(&input, &p).unwrap().items;
 
     let (mut same, mut total) = (0, 0);
     for (b, o) in out.iter().enumerate() {

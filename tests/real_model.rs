@@ -74,7 +74,7 @@ fn predictions_match_numpy_on_real_images() {
     let got: Vec<Vec<f32>> = session
         .run(&batch, &Pruning::dense())
         .unwrap()
-        .images
+        .items
         .into_iter()
         .map(|o| o.logits)
         .collect();

@@ -54,7 +54,7 @@ fn tokens(p: &Pruning) -> String {
 #[test]
 fn the_search_takes_the_reference_steps() {
     let w = ModelWeights::load(&fixture("prune/tiny-timm-deep")).unwrap();
-    let c = &w.config;
+    let c = &w.config.geometry();
     let text = std::fs::read_to_string(fixture("search/tiny-timm-deep.json")).unwrap();
     let cases: Vec<Case> = serde_json::from_str(&text).unwrap();
     assert_eq!(cases.len(), 4);
@@ -128,7 +128,7 @@ fn the_search_takes_the_reference_steps() {
 #[test]
 fn an_unreachable_budget_is_an_error_naming_it() {
     let w = ModelWeights::load(&fixture("prune/tiny-timm-deep")).unwrap();
-    let c = &w.config;
+    let c = &w.config.geometry();
     let space = Space {
         policy: Policy::named("tome").unwrap(),
         options: Default::default(),

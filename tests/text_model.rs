@@ -9,7 +9,9 @@ use std::path::Path;
 
 use common::{fixture, gpu, read_tensor, shared, text_sentences};
 use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{Encoded, TextPruning, TextSession, TextTokenizer};
+use zeroprune::prune::Pruner;
+use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::TextSession;
 
 fn encode(dir: &Path, w: &BertWeights, texts: &[String]) -> Encoded {
     let t = TextTokenizer::load(
@@ -30,12 +32,12 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Run `dir`'s model on the tiny sentences and compare everything with its reference.
-fn check_tiny(name: &str) -> Vec<zeroprune::text::TextOutput> {
+fn check_tiny(name: &str) -> Vec<zeroprune::TextOutput> {
     let dir = fixture(name);
     let w = BertWeights::load(&dir).unwrap();
     let enc = encode(&dir, &w, &text_sentences("tiny"));
     let mut s = TextSession::new(gpu(), &w).expect("session");
-    let out = s.run(&enc, &mut TextPruning::dense()).expect("runs");
+    let out = s.run(&enc, &Pruner::dense()).expect("runs").items;
     let reference = dir.join("reference.safetensors");
     let (shape, hidden) = read_tensor(&reference, "hidden");
     let (_, emb) = read_tensor(&reference, "embeddings");
@@ -101,15 +103,17 @@ fn padding_never_changes_a_text() {
     let texts = text_sentences("tiny");
     let mut s = TextSession::new(gpu(), &w).unwrap();
     let batch = s
-        .run(&encode(&dir, &w, &texts), &mut TextPruning::dense())
-        .unwrap();
+        .run(&encode(&dir, &w, &texts), &Pruner::dense())
+        .unwrap()
+        .items;
     for (i, text) in texts.iter().enumerate() {
         let alone = s
             .run(
                 &encode(&dir, &w, std::slice::from_ref(text)),
-                &mut TextPruning::dense(),
+                &Pruner::dense(),
             )
-            .unwrap();
+            .unwrap()
+            .items;
         let err = alone[0]
             .states
             .iter()
@@ -125,7 +129,7 @@ fn minilm_embeds_real_sentences_like_the_reference() {
     let w = BertWeights::load(&dir).unwrap();
     let enc = encode(&dir, &w, &text_sentences("minilm"));
     let mut s = TextSession::new(gpu(), &w).unwrap();
-    let out = s.run(&enc, &mut TextPruning::dense()).unwrap();
+    let out = s.run(&enc, &Pruner::dense()).unwrap().items;
     let (_, emb) = read_tensor(&fixture("text/minilm-reference.safetensors"), "embeddings");
     let d = 384;
     for (b, o) in out.iter().enumerate() {

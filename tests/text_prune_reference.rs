@@ -9,7 +9,9 @@ mod common;
 use common::{gpu, read_tensor, read_tensor_i32, repo};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
-use zeroprune::text::{TextPruning, TextSession, TextTokenizer};
+use zeroprune::prune::Pruner;
+use zeroprune::text::TextTokenizer;
+use zeroprune::TextSession;
 
 #[derive(serde::Deserialize)]
 struct Case {
@@ -71,9 +73,9 @@ fn run_case(case: &Case) {
     let texts = texts(&case.texts);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs).unwrap();
-    let mut pruning = TextPruning::new(request(case), None, &c).unwrap();
+    let pruning = Pruner::new(request(case), None, &c.largest_geometry()).unwrap();
     let mut session = TextSession::new(gpu(), &weights).unwrap();
-    let out = session.run(&enc, &mut pruning).unwrap();
+    let out = session.run(&enc, &pruning).unwrap().items;
 
     let file = repo().join(&case.file);
     let bytes = std::fs::read(&file).unwrap();

@@ -7,7 +7,9 @@ mod common;
 use common::{fixture, gpu};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
-use zeroprune::text::{Encoded, TextPruning, TextSession, TextTokenizer};
+use zeroprune::prune::Pruner;
+use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::TextSession;
 
 fn model() -> (BertWeights, TextTokenizer) {
     let dir = fixture("tiny-bert-prune");
@@ -62,12 +64,13 @@ fn a_pruned_text_is_the_same_alone_and_in_a_batch() {
             "keep" => r.keep = Some("0.6@0,1,2".into()),
             _ => r.threshold = Some("0.8@0;1.2@2,3".into()),
         }
-        let mut p = TextPruning::new(r, None, &w.config).unwrap();
-        let together = s.run(&encode(&t, &batch), &mut p).unwrap();
+        let p = Pruner::new(r, None, &w.config.largest_geometry()).unwrap();
+        let together = s.run(&encode(&t, &batch), &p).unwrap().items;
         for (i, text) in batch.iter().enumerate() {
             let alone = s
-                .run(&encode(&t, std::slice::from_ref(text)), &mut p)
-                .unwrap();
+                .run(&encode(&t, std::slice::from_ref(text)), &p)
+                .unwrap()
+                .items;
             assert_eq!(alone[0].kept, together[i].kept, "{policy}: text {i}");
             let err = alone[0]
                 .embedding
@@ -84,14 +87,19 @@ fn per_layer_thresholds_from_a_file_run_as_the_same_schedule() {
     let (w, t) = model();
     let enc = encode(&t, &texts());
     let mut s = TextSession::new(gpu(), &w).unwrap();
-    let file = zeroprune::text::pruning::parse_thresholds("[0, 1.0, 0, 0.5]", "t.json", 4).unwrap();
-    let mut from_file = TextPruning::new(PruneRequest::default(), Some(file), &w.config).unwrap();
+    let file = zeroprune::prune::parse_thresholds("[0, 1.0, 0, 0.5]", "t.json", 4).unwrap();
+    let from_file = Pruner::new(
+        PruneRequest::default(),
+        Some(file),
+        &w.config.largest_geometry(),
+    )
+    .unwrap();
     assert_eq!(from_file.policy().unwrap().name(), "threshold");
     let mut r = request("threshold");
     r.threshold = Some("1.0@1;0.5@3".into());
-    let mut given = TextPruning::new(r, None, &w.config).unwrap();
-    let a = s.run(&enc, &mut from_file).unwrap();
-    let b = s.run(&enc, &mut given).unwrap();
+    let given = Pruner::new(r, None, &w.config.largest_geometry()).unwrap();
+    let a = s.run(&enc, &from_file).unwrap().items;
+    let b = s.run(&enc, &given).unwrap().items;
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.kept, y.kept);
         assert_eq!(x.kept.len(), 2, "layers 0 and 2 have no step");
@@ -108,9 +116,9 @@ fn flops_targets_hold_per_text_and_by_calibration() {
     // Keep rates: each length gets its own schedule, at or under the target where reachable.
     let mut r = request("zero-tprune");
     r.flops = Some(0.7);
-    let mut p = TextPruning::new(r, None, &c).unwrap();
-    for o in s.run(&enc, &mut p).unwrap() {
-        let ratio = o.flops / TextSession::flops(&c, o.tokens);
+    let p = Pruner::new(r, None, &c.largest_geometry()).unwrap();
+    for o in s.run(&enc, &p).unwrap().items {
+        let ratio = o.flops / zeroprune::session::TextEncoder::flops(&c, o.tokens);
         assert!(
             ratio <= 0.7 + 1e-9 && ratio > 0.55,
             "{} tokens: {ratio}",
@@ -120,14 +128,17 @@ fn flops_targets_hold_per_text_and_by_calibration() {
     // Thresholds: one scale for all texts, found by bisection, brings the mean to the target.
     let mut r = request("threshold");
     r.flops = Some(0.6);
-    let mut p = TextPruning::new(r, None, &c).unwrap();
+    let mut p = Pruner::new(r, None, &c.largest_geometry()).unwrap();
     assert!(p.needs_calibration().unwrap());
-    let err = s.run(&enc, &mut p).unwrap_err().to_string();
+    let err = s.run(&enc, &p).unwrap_err().to_string();
     assert!(err.contains("calibration"), "{err}");
     let (scale, reached) = s.calibrate(&enc, &mut p, 8, |_| {}).unwrap();
     assert!(reached <= 0.6 && reached > 0.5, "scale {scale}: {reached}");
-    let out = s.run(&enc, &mut p).unwrap();
-    let dense: f64 = out.iter().map(|o| TextSession::flops(&c, o.tokens)).sum();
+    let out = s.run(&enc, &p).unwrap().items;
+    let dense: f64 = out
+        .iter()
+        .map(|o| zeroprune::session::TextEncoder::flops(&c, o.tokens))
+        .sum();
     let got: f64 = out.iter().map(|o| o.flops).sum::<f64>() / dense;
     assert!((got - reached).abs() < 1e-12, "{got} vs {reached}");
 }
@@ -137,11 +148,11 @@ fn a_target_a_short_text_cannot_reach_runs_at_the_lowest_it_can() {
     let (w, _) = model();
     let mut r = request("tome");
     r.flops = Some(0.5);
-    let mut p = TextPruning::new(r, None, &w.config).unwrap();
+    let p = Pruner::new(r, None, &w.config.largest_geometry()).unwrap();
     // 4 tokens: 2 prunable, ToMe merges at most half per step.
-    let short = p.for_tokens(&w.config, 4).unwrap();
-    let g = zeroprune::text::pruning::geometry(&w.config, 4);
-    let ratio = short.flops(&g) / zeroprune::model::flops::dense_flops(&g);
+    let g = w.config.geometry(4);
+    let short = p.schedule(&g).unwrap();
+    let ratio = short.flops(&g) / g.dense_flops();
     assert!(ratio > 0.5 && ratio < 1.0, "{ratio}");
 }
 
@@ -149,8 +160,11 @@ fn a_target_a_short_text_cannot_reach_runs_at_the_lowest_it_can() {
 fn requests_text_refuses_name_the_parameter() {
     let (w, _) = model();
     let c = &w.config;
-    let err =
-        |r: PruneRequest, t: Option<Vec<f32>>| TextPruning::new(r, t, c).unwrap_err().to_string();
+    let err = |r: PruneRequest, t: Option<Vec<f32>>| {
+        Pruner::new(r, t, &c.largest_geometry())
+            .unwrap_err()
+            .to_string()
+    };
     let mut r = request("evit");
     r.keep = Some("0.5@7".into());
     assert!(err(r, None).contains("block 7"));
@@ -175,11 +189,10 @@ fn dropped_tokens_are_restated_in_the_mean_or_omitted() {
     let mut s = TextSession::new(gpu(), &w).unwrap();
     let mut r = request("evit");
     r.keep = Some("0.5@1,2".into());
-    let mut restate = TextPruning::new(r.clone(), None, &c).unwrap();
-    let mut omit = TextPruning::new(r, None, &c).unwrap();
-    omit.dropped = zeroprune::text::Dropped::Omit;
-    let a = s.run(&enc, &mut restate).unwrap();
-    let b = s.run(&enc, &mut omit).unwrap();
+    let p = Pruner::new(r, None, &c.largest_geometry()).unwrap();
+    let omit = zeroprune::Run::new(&p).dropped(zeroprune::model::Dropped::Omit);
+    let a = s.run(&enc, &p).unwrap().items;
+    let b = s.run(&enc, omit).unwrap().items;
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.kept, y.kept);
         // Omitted: the normalised mean of the surviving rows alone.

@@ -1,22 +1,29 @@
-//! Models: configuration, weights (timm and Hugging Face layouts), the ViT/DeiT graph, and the
-//! pruning point every model exposes ([`hook`]).
+//! Models: one folder per family, and what the families share.
 //!
-//! Loading: `config_json` types each layout's config files, `names` spells every tensor name of each
-//! layout, `weights` has each layer load its own host weights; `vit` uploads them and runs the graph.
+//! - [`family`]: what a family is to the session (the [`Family`] trait);
+//! - [`vit`]: ViT / DeiT image classifiers; [`bert`]: BERT-style text encoders;
+//! - [`layers`]: the GPU layers every graph is built from (linear, LayerNorm, attention);
+//! - [`tensors`], [`names`]: weights on the host and the tensor names every family shares;
+//! - [`hook`]: the pruning point every graph exposes; [`geometry`]: what pruning sees of a model
+//!   (and the one FLOPs formula);
+//! - [`precision`]: f32 or f16 storage; [`safetensors_check`]: the file layout, checked before reading.
 
 pub mod bert;
-pub mod config;
-mod config_json;
-pub mod flops;
+pub mod family;
+pub mod geometry;
 pub mod hook;
-mod names;
+pub mod layers;
+pub mod names;
 pub mod precision;
-pub mod random;
 pub mod safetensors_check;
-pub mod text_encoder;
+pub mod tensors;
 pub mod vit;
-pub mod weights;
 
-pub use config::{Interpolation, Preprocess, ViTConfig};
+pub use family::{BatchShape, Dropped, Family, ItemOutput};
+pub use geometry::TokenGeometry;
 pub use precision::Precision;
-pub use weights::{BlockWeights, ConfigFiles, LinearWeights, ModelWeights, NormWeights};
+pub use tensors::{BlockWeights, LinearWeights, NormWeights};
+pub use vit::{
+    random, ConfigFiles, ImageOutput, Interpolation, ModelWeights, Preprocess, ViTConfig,
+    VisionTransformer,
+};

@@ -1,15 +1,6 @@
-//! Every tensor name of a ViT / DeiT checkpoint, in timm's layout or in Hugging Face transformers':
-//! the one place that spells them. The loaders in `weights.rs` only ever ask this map.
-
-use crate::error::{Error, Result};
-
-/// Which library's tensor names a checkpoint uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    Timm,
-    /// Hugging Face transformers, with the model prefix (`vit.`, `deit.` or empty).
-    HuggingFace,
-}
+//! Tensor names every family shares: a layer's weight and bias, and the six layers of a transformer
+//! block. Each family spells its own checkpoints' names in its folder (`vit/names.rs`,
+//! `bert/weights.rs`); the loaders only ever ask those maps.
 
 /// A layer with a weight and a bias (linear, convolution or LayerNorm).
 #[derive(Debug, Clone)]
@@ -19,7 +10,7 @@ pub struct LayerNames {
 }
 
 impl LayerNames {
-    pub(super) fn new(base: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(base: impl std::fmt::Display) -> Self {
         LayerNames {
             weight: format!("{base}.weight"),
             bias: format!("{base}.bias"),
@@ -44,130 +35,4 @@ pub struct BlockNames {
     pub norm2: LayerNames,
     pub fc1: LayerNames,
     pub fc2: LayerNames,
-}
-
-/// The tensors of a whole model.
-#[derive(Debug, Clone)]
-pub struct ModelNames {
-    pub layout: Layout,
-    pub cls_token: String,
-    /// Distilled DeiT's distillation token; `None` when the checkpoint has none.
-    pub dist_token: Option<String>,
-    pub pos_embed: String,
-    /// The patch embedding convolution.
-    pub patch_embed: LayerNames,
-    /// Block `i`'s tensors all start with `{block_prefix}{i}.`.
-    pub block_prefix: String,
-    /// The final LayerNorm.
-    pub norm: LayerNames,
-    /// The classifier; for distilled models the class token's head.
-    pub head: LayerNames,
-    /// Distilled models' second classifier, on the distillation token.
-    pub head_dist: Option<LayerNames>,
-}
-
-impl ModelNames {
-    /// `prefix`: Hugging Face's model prefix (`vit.`, `deit.` or empty); timm has none.
-    fn new(layout: Layout, prefix: &str, distilled: bool) -> Self {
-        let p = prefix;
-        match layout {
-            Layout::Timm => ModelNames {
-                layout,
-                cls_token: "cls_token".into(),
-                dist_token: distilled.then(|| "dist_token".into()),
-                pos_embed: "pos_embed".into(),
-                patch_embed: LayerNames::new("patch_embed.proj"),
-                block_prefix: "blocks.".into(),
-                norm: LayerNames::new("norm"),
-                head: LayerNames::new("head"),
-                head_dist: distilled.then(|| LayerNames::new("head_dist")),
-            },
-            Layout::HuggingFace => ModelNames {
-                layout,
-                cls_token: format!("{p}embeddings.cls_token"),
-                dist_token: distilled.then(|| format!("{p}embeddings.distillation_token")),
-                pos_embed: format!("{p}embeddings.position_embeddings"),
-                patch_embed: LayerNames::new(format!("{p}embeddings.patch_embeddings.projection")),
-                block_prefix: format!("{p}encoder.layer."),
-                norm: LayerNames::new(format!("{p}layernorm")),
-                // DeiTForImageClassificationWithTeacher renames the classifier beside the second one.
-                head: LayerNames::new(if distilled {
-                    "cls_classifier"
-                } else {
-                    "classifier"
-                }),
-                head_dist: distilled.then(|| LayerNames::new("distillation_classifier")),
-            },
-        }
-    }
-
-    /// The names of the checkpoint holding `tensors` (read from `file`, for the message).
-    pub fn detect(file: &str, tensors: &[&str]) -> Result<Self> {
-        let has = |name: &str| tensors.contains(&name);
-        let hf_prefix = tensors
-            .iter()
-            .find_map(|n| n.strip_suffix("embeddings.cls_token"));
-        let (layout, prefix) = if has("cls_token")
-            && tensors.iter().any(|n| n.starts_with("blocks."))
-        {
-            (Layout::Timm, "")
-        } else if let Some(prefix) = hf_prefix {
-            (Layout::HuggingFace, prefix)
-        } else {
-            let mut sample = tensors.to_vec();
-            sample.sort();
-            sample.truncate(6);
-            return Err(Error::UnknownLayout {
-                file: file.into(),
-                reason: format!(
-                    "neither timm (`cls_token`, `blocks.N.*`) nor Hugging Face (`vit.embeddings.cls_token`, \
-                     `vit.encoder.layer.N.*`) tensor names; found {} tensors such as {:?}",
-                    tensors.len(),
-                    sample
-                ),
-            });
-        };
-        // A distillation token makes a distilled DeiT, whose heads are named differently.
-        let distilled = Self::new(layout, prefix, true)
-            .dist_token
-            .is_some_and(|dist| has(&dist));
-        Ok(Self::new(layout, prefix, distilled))
-    }
-
-    pub fn block(&self, i: usize) -> BlockNames {
-        let b = format!("{}{i}.", self.block_prefix);
-        let layer = |part: &str| LayerNames::new(format!("{b}{part}"));
-        match self.layout {
-            Layout::Timm => BlockNames {
-                norm1: layer("norm1"),
-                qkv: QkvNames::Fused(layer("attn.qkv")),
-                proj: layer("attn.proj"),
-                norm2: layer("norm2"),
-                fc1: layer("mlp.fc1"),
-                fc2: layer("mlp.fc2"),
-            },
-            Layout::HuggingFace => BlockNames {
-                norm1: layer("layernorm_before"),
-                qkv: QkvNames::Separate(
-                    ["query", "key", "value"].map(|p| layer(&format!("attention.attention.{p}"))),
-                ),
-                proj: layer("attention.output.dense"),
-                norm2: layer("layernorm_after"),
-                fc1: layer("intermediate.dense"),
-                fc2: layer("output.dense"),
-            },
-        }
-    }
-
-    /// The index of the block `tensor` belongs to, if it is a block's.
-    pub fn block_index(&self, tensor: &str) -> Option<usize> {
-        let rest = tensor.strip_prefix(self.block_prefix.as_str())?;
-        rest.split('.').next()?.parse().ok()
-    }
-
-    /// Tensors a classifier never reads, so they are not reported as unused: Hugging Face's pooler,
-    /// BatchNorm step counters.
-    pub fn not_needed(tensor: &str) -> bool {
-        tensor.contains("pooler.") || tensor.ends_with("num_batches_tracked")
-    }
 }

@@ -12,7 +12,7 @@ use image::{ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::config::Preprocess;
+use crate::model::Preprocess;
 
 mod pil_resize;
 use pil_resize::pil_resize;

@@ -8,7 +8,7 @@
 
 use image::{Rgb, RgbImage};
 
-use crate::model::config::Interpolation;
+use crate::model::Interpolation;
 
 /// Fractional bits of PIL's fixed-point weights for 8-bit images (`PRECISION_BITS`).
 const PRECISION_BITS: u32 = 32 - 8 - 2;

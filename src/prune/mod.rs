@@ -6,13 +6,15 @@
 //! - `policies/`: one file per policy, and the registry;
 //! - [`point`]: what a policy gets at a pruning point and what it returns ([`Selection`]);
 //! - [`plan`]: the buffers of a schedule, and the code that carries selections out;
-//! - [`schedule`], [`request`], [`options`]: schedules and options, from the user's words.
+//! - [`schedule`], [`request`], [`options`]: schedules and options, from the user's words;
+//! - [`pruner`]: a request bound to a model, resolved per token geometry (per text length).
 
 pub mod options;
 pub mod plan;
 pub mod point;
 mod policies;
 pub mod policy;
+pub mod pruner;
 pub mod request;
 pub mod schedule;
 pub mod schedule_file;
@@ -26,6 +28,7 @@ pub use policy::{
     every_other_block, KeepRule, Policy, PolicyDef, PolicyInfo, Reads, Shape, StepLimit,
     KEEP_RATE_FAMILY,
 };
+pub use pruner::{parse_thresholds, read_thresholds, Pruner};
 pub use request::PruneRequest;
 pub use schedule::{Keep, PruneStep, Pruning, ScheduleSpec};
 pub use schedule_file::ScheduleFile;

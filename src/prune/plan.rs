@@ -14,12 +14,28 @@ use crate::model::hook::{MaskedRows, TokenHook, TokenState};
 #[derive(Clone, Copy, Debug)]
 pub struct TokenLayout {
     pub batch: usize,
-    /// Rows per image before the first step.
+    /// Rows per item before the first step.
     pub rows: usize,
     /// Leading rows never pruned.
     pub protected: usize,
     pub heads: usize,
     pub depth: usize,
+    /// Values per row.
+    pub width: usize,
+}
+
+impl TokenLayout {
+    /// `batch` items of `rows` rows of a model of geometry `g`.
+    pub fn new(g: &crate::model::TokenGeometry, batch: usize, rows: usize) -> Self {
+        TokenLayout {
+            batch,
+            rows,
+            protected: g.protected,
+            heads: g.heads,
+            depth: g.depth,
+            width: g.width,
+        }
+    }
 }
 
 /// Buffers of one pruning step.
@@ -39,6 +55,10 @@ pub struct StepBuffers {
     /// For a step that masks rows (threshold pruning): its counts and the packed map of the live
     /// rows, which later row-wise kernels run over.
     pub masked: Option<MaskedRows>,
+    /// `[B, rows_in, width]`: the states at the pruning point, copied before the step, where the
+    /// plan records them (a dropping step of a model that mean-pools: its dropped tokens leave the
+    /// model with these states).
+    pub exits: Option<GpuTensor>,
 }
 
 /// A pruning schedule on the GPU for one batch size.
@@ -52,20 +72,29 @@ pub struct PrunePlan {
 }
 
 impl PrunePlan {
-    pub fn new(gpu: &GpuContext, layout: TokenLayout, pruning: &Pruning) -> Self {
+    /// The buffers of `pruning` for `layout`; with `record_exits`, every step of a dropping policy
+    /// keeps the states its dropped tokens leave with ([`StepBuffers::exits`]).
+    pub fn new(
+        gpu: &GpuContext,
+        layout: TokenLayout,
+        pruning: &Pruning,
+        record_exits: bool,
+    ) -> Self {
         let (batch, n) = (layout.batch, layout.rows);
         let z = |label: &str, len: usize| GpuTensor::zeros(gpu, label, len);
         let identity: Vec<u32> = (0..batch * n).map(|i| (i % n) as u32).collect();
         let merges = pruning.policy.def().merges();
+        let exits = record_exits && !merges;
         let steps = pruning
             .steps
             .iter()
             .map(|step| {
                 let rows_out = layout.protected + step.tokens_out();
+                let rows_in = layout.protected + step.tokens_in;
                 let count = z("prune counts", batch);
                 StepBuffers {
                     step: *step,
-                    rows_in: layout.protected + step.tokens_in,
+                    rows_in,
                     rows_out,
                     src: z("prune source rows", batch * rows_out),
                     kept: z("prune kept tokens", batch * rows_out),
@@ -74,6 +103,7 @@ impl PrunePlan {
                         counts: count.clone(),
                         map: z("live rows", 1 + batch * rows_out),
                     }),
+                    exits: exits.then(|| z("exit states", batch * rows_in * layout.width)),
                     count,
                 }
             })
@@ -244,6 +274,10 @@ impl TokenHook for PrunePlan {
             policy.keep_rule() == KeepRule::Threshold,
             matches!(at.target, Target::Threshold(_))
         );
+        if let Some(exits) = &out.exits {
+            let len = state.batch * state.rows * state.width;
+            p.push(k.copy(&at.label("exits"), state.tokens, exits, len)?);
+        }
         let mut steps = Vec::new();
         let selection = policy.plan(&at, &mut steps)?;
         p.extend(steps);

@@ -3,7 +3,7 @@
 //! (`{policy: "zero-tprune", flops: 0.65}`) both fill one in and resolve it here.
 
 use crate::error::{Error, Result};
-use crate::model::ViTConfig;
+use crate::model::TokenGeometry;
 use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile, ScheduleSpec};
 
 /// The user-facing pruning settings; `None` fields take the documented defaults.
@@ -157,17 +157,23 @@ impl PruneRequest {
 
     /// The schedule for this model, with every limit checked; an option the policy does not
     /// read is an error naming the policies that do.
-    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
+    pub fn resolve(&self, g: &TokenGeometry) -> Result<Pruning> {
         // One schedule at most, the file's included.
         self.spec()?;
         if let Some(file) = &self.schedule {
-            file.check_model(c)?;
+            file.check_model(g)?;
         }
         let request = self.with_schedule_file()?;
-        request.resolve_plain(c)
+        request.resolve_plain(g)
     }
 
-    fn resolve_plain(&self, c: &ViTConfig) -> Result<Pruning> {
+    fn resolve_plain(&self, g: &TokenGeometry) -> Result<Pruning> {
+        self.resolve_as(g, &self.spec()?)
+    }
+
+    /// The request's policy and options with `spec` as the schedule (what [`super::Pruner`]
+    /// builds for thresholds it scales), every check as in [`PruneRequest::resolve`].
+    pub(crate) fn resolve_as(&self, g: &TokenGeometry, spec: &ScheduleSpec) -> Result<Pruning> {
         let policy = self.policy()?;
         let given = self.given();
         if policy.is_none() && !given.is_empty() {
@@ -200,6 +206,6 @@ impl PruneRequest {
                 ),
             ));
         }
-        Pruning::resolve(policy, &self.spec()?, self.options()?, c)
+        Pruning::resolve(policy, spec, self.options()?, g)
     }
 }

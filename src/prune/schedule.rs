@@ -5,7 +5,7 @@
 use super::options::PruneOptions;
 use super::policy::{KeepRule, Policy, KEEP_RATE_FAMILY};
 use crate::error::{Error, Result};
-use crate::model::{flops, ViTConfig};
+use crate::model::TokenGeometry;
 
 /// The schedule of a policy given without one: 80% of the dense FLOPs at the default blocks
 /// (where Zero-TPrune stays within a few tenths of a point of dense top-1 on DeiT-Tiny).
@@ -213,11 +213,11 @@ impl Pruning {
         policy: Policy,
         spec: &ScheduleSpec,
         options: PruneOptions,
-        c: &ViTConfig,
+        g: &TokenGeometry,
     ) -> Result<Self> {
         options.validate()?;
-        let patches = c.num_patches();
-        let depth = c.depth;
+        let patches = g.prunable;
+        let depth = g.depth;
         let mk = |steps| Pruning {
             policy,
             options: options.clone(),
@@ -262,7 +262,7 @@ impl Pruning {
                 &[(DEFAULT_THRESHOLD, policy.def().default_blocks(depth))],
                 patches,
             )?,
-            ScheduleSpec::Default => Self::solve_default_shape(policy, &options, c, DEFAULT_FLOPS)?,
+            ScheduleSpec::Default => Self::solve_default_shape(policy, &options, g, DEFAULT_FLOPS)?,
             ScheduleSpec::Keep(groups) => {
                 for (_, blocks) in groups {
                     for &b in blocks {
@@ -309,7 +309,7 @@ impl Pruning {
             ScheduleSpec::Flops {
                 target,
                 blocks: None,
-            } => Self::solve_default_shape(policy, &options, c, *target)?,
+            } => Self::solve_default_shape(policy, &options, g, *target)?,
             ScheduleSpec::Flops {
                 target,
                 blocks: Some(blocks),
@@ -317,7 +317,7 @@ impl Pruning {
                 for &b in blocks {
                     check_block(b, "at")?;
                 }
-                Self::solve_flops(policy, &options, c, *target, blocks)?
+                Self::solve_flops(policy, &options, g, *target, blocks)?
             }
         };
         let pruning = mk(steps);
@@ -379,16 +379,16 @@ impl Pruning {
     fn solve_default_shape(
         policy: Policy,
         options: &PruneOptions,
-        c: &ViTConfig,
+        g: &TokenGeometry,
         target: f64,
     ) -> Result<Vec<PruneStep>> {
         let mut last = None;
         for &family in policy.def().default_shape().0 {
             let fitted = if family == KEEP_RATE_FAMILY {
-                let blocks = policy.def().default_blocks(c.depth);
-                Self::solve_flops(policy, options, c, target, &blocks)
+                let blocks = policy.def().default_blocks(g.depth);
+                Self::solve_flops(policy, options, g, target, &blocks)
             } else {
-                super::search::fit_family(policy, options, c, target, family).map(|p| p.steps)
+                super::search::fit_family(policy, options, g, target, family).map(|p| p.steps)
             };
             match fitted {
                 Ok(steps) => return Ok(steps),
@@ -402,19 +402,19 @@ impl Pruning {
     fn solve_flops(
         policy: Policy,
         options: &PruneOptions,
-        c: &ViTConfig,
+        g: &TokenGeometry,
         target: f64,
         blocks: &[usize],
     ) -> Result<Vec<PruneStep>> {
         if blocks.is_empty() {
             return Err(Error::param("at", "no blocks to prune at"));
         }
-        let budget = target * flops::dense_flops(c);
+        let budget = target * g.dense_flops();
         let group = |r: f64| vec![(r, blocks.to_vec())];
         let mut lowest = f64::INFINITY;
         for milli in (1..=1000).rev() {
             let rate = milli as f64 / 1000.0;
-            let steps = Self::from_rates(&group(rate), c.num_patches(), "at")?;
+            let steps = Self::from_rates(&group(rate), g.prunable, "at")?;
             let candidate = Pruning {
                 policy,
                 options: options.clone(),
@@ -424,7 +424,7 @@ impl Pruning {
             if candidate.check_step_limits().is_err() {
                 break;
             }
-            let f = candidate.flops(c);
+            let f = candidate.flops(g);
             lowest = lowest.min(f);
             if f <= budget * (1.0 + 1e-12) {
                 return Ok(candidate.steps);
@@ -432,7 +432,7 @@ impl Pruning {
         }
         let why = policy
             .def()
-            .step_limit(c.num_patches(), options)
+            .step_limit(g.prunable, options)
             .why
             .map(|w| format!(" ({w})"))
             .unwrap_or_default();
@@ -442,7 +442,7 @@ impl Pruning {
                 "the FLOPs target {target} is below what {policy} can reach pruning at blocks {:?}: \
                  the lowest is {:.3} of dense{why}",
                 blocks,
-                lowest / flops::dense_flops(c),
+                lowest / g.dense_flops(),
             ),
         ))
     }
@@ -468,26 +468,25 @@ impl Pruning {
         Ok(())
     }
 
-    /// FLOPs per image when step `i` keeps `kept[i]` patch tokens.
-    pub fn flops_with(&self, c: &ViTConfig, kept: &[usize]) -> f64 {
-        let prefix = c.num_prefix_tokens();
-        let mut n = c.num_tokens();
-        let mut total = flops::stem_and_head_flops(c);
-        for block in 0..c.depth {
+    /// FLOPs per item when step `i` keeps `kept[i]` prunable rows.
+    pub fn flops_with(&self, g: &TokenGeometry, kept: &[usize]) -> f64 {
+        let mut n = g.rows();
+        let mut total = g.fixed_flops;
+        for block in 0..g.depth {
             let mut m = n;
             if let Some(i) = self.steps.iter().position(|s| s.block == block) {
-                m = prefix + kept.get(i).copied().unwrap_or(self.steps[i].tokens_out());
+                m = g.protected + kept.get(i).copied().unwrap_or(self.steps[i].tokens_out());
             }
-            total += flops::block_flops(c, n, m);
+            total += g.block_flops(n, m);
             n = m;
         }
         total
     }
 
-    /// FLOPs per image of a fixed schedule (threshold: the upper bound, nothing dropped).
-    pub fn flops(&self, c: &ViTConfig) -> f64 {
+    /// FLOPs per item of a fixed schedule (threshold: the upper bound, nothing dropped).
+    pub fn flops(&self, g: &TokenGeometry) -> f64 {
         let kept: Vec<usize> = self.steps.iter().map(PruneStep::tokens_out).collect();
-        self.flops_with(c, &kept)
+        self.flops_with(g, &kept)
     }
 
     /// `3:138,6:96,9:67`, or `3:<1.0` for thresholds; `dense` without steps.

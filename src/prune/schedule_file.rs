@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Keep, Pruning};
 use crate::error::{Error, Result};
-use crate::model::ViTConfig;
+use crate::model::TokenGeometry;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,7 +43,7 @@ pub struct ScheduleFile {
 
 impl ScheduleFile {
     /// The file for a resolved fixed-count schedule (options the policy reads included).
-    pub fn from_pruning(pruning: &Pruning, c: &ViTConfig) -> Result<Self> {
+    pub fn from_pruning(pruning: &Pruning, g: &TokenGeometry) -> Result<Self> {
         let tokens = pruning
             .steps
             .iter()
@@ -62,8 +62,8 @@ impl ScheduleFile {
         Ok(ScheduleFile {
             policy: pruning.policy.name().into(),
             tokens,
-            depth: c.depth,
-            patches: c.num_patches(),
+            depth: g.depth,
+            patches: g.prunable,
             sim: has(super::Opt::Sim).then_some(o.sim),
             heads: has(super::Opt::Heads).then(|| {
                 serde_json::to_value(o.heads)
@@ -78,7 +78,7 @@ impl ScheduleFile {
             },
             seed: has(super::Opt::Seed).then_some(o.seed),
             protect: has(super::Opt::Protect).then_some(o.protect),
-            flops_ratio: Some(pruning.flops(c) / crate::model::flops::dense_flops(c)),
+            flops_ratio: Some(pruning.flops(g) / g.dense_flops()),
             found_by: None,
         })
     }
@@ -107,16 +107,16 @@ impl ScheduleFile {
     }
 
     /// Whether the schedule was made for model `c`.
-    pub fn check_model(&self, c: &ViTConfig) -> Result<()> {
-        if self.depth != c.depth || self.patches != c.num_patches() {
+    pub fn check_model(&self, g: &TokenGeometry) -> Result<()> {
+        if self.depth != g.depth || self.patches != g.prunable {
             return Err(Error::param(
                 "schedule",
                 format!(
                     "the schedule is for a model of {} blocks and {} patch tokens; this one has {} and {}",
                     self.depth,
                     self.patches,
-                    c.depth,
-                    c.num_patches()
+                    g.depth,
+                    g.prunable
                 ),
             ));
         }

@@ -14,7 +14,7 @@
 
 use super::{Policy, PruneOptions, Pruning, ScheduleSpec};
 use crate::error::{Error, Result};
-use crate::model::{flops, ViTConfig};
+use crate::model::TokenGeometry;
 
 /// How good a candidate is: more images agreeing with the dense model, then a lower mean
 /// KL(dense || pruned).
@@ -50,7 +50,7 @@ pub struct Candidate {
 pub struct Space<'a> {
     pub policy: Policy,
     pub options: PruneOptions,
-    pub config: &'a ViTConfig,
+    pub config: &'a TokenGeometry,
     /// The budget: candidates cost at most this much.
     pub limit: f64,
     /// Patch-token counts are snapped down so that `prefix + count` is a multiple of this (1: no
@@ -89,13 +89,13 @@ fn scaled(profile: &[f64], t: f64) -> Vec<usize> {
 
 impl Space<'_> {
     fn patches(&self) -> usize {
-        self.config.num_patches()
+        self.config.prunable
     }
 
     /// The schedule that removes `removal[i]` patch tokens at block `i` (counts snapped to the
     /// granularity); `None` when it is not valid for the policy.
     pub fn schedule(&self, removal: &[usize]) -> Option<Pruning> {
-        let prefix = self.config.num_prefix_tokens();
+        let prefix = self.config.protected;
         let g = self.granularity.max(1);
         let mut n = self.patches();
         let mut tokens = vec![];
@@ -382,32 +382,32 @@ impl Space<'_> {
 pub fn fit_family(
     policy: Policy,
     options: &PruneOptions,
-    c: &ViTConfig,
+    g: &TokenGeometry,
     target: f64,
     family: &str,
 ) -> Result<Pruning> {
-    let (_, profile) = families(c.depth)
+    let (_, profile) = families(g.depth)
         .into_iter()
         .find(|(name, _)| *name == family)
         .ok_or_else(|| Error::param("flops", format!("no schedule family '{family}'")))?;
     let space = Space {
         policy,
         options: options.clone(),
-        config: c,
+        config: g,
         limit: target,
         granularity: 1,
         rounds: 0,
     };
-    let mut cost = |p: &Pruning| Ok(flops_ratio(p, c));
+    let mut cost = |p: &Pruning| Ok(flops_ratio(p, g));
     if let Some((p, _)) = space.fit_profile(&profile, &mut cost)? {
         return Ok(p);
     }
     let lowest = space
         .schedule(&scaled(&profile, space.strongest_scaling(&profile)))
-        .map(|p| flops_ratio(&p, c));
+        .map(|p| flops_ratio(&p, g));
     let why = policy
         .def()
-        .step_limit(c.num_patches(), options)
+        .step_limit(g.prunable, options)
         .why
         .map(|w| format!("; {w}"))
         .unwrap_or_default();
@@ -422,6 +422,6 @@ pub fn fit_family(
 }
 
 /// The FLOPs ratio of a schedule: the budget's measure for `--flops`.
-pub fn flops_ratio(pruning: &Pruning, c: &ViTConfig) -> f64 {
-    pruning.flops(c) / flops::dense_flops(c)
+pub fn flops_ratio(pruning: &Pruning, g: &TokenGeometry) -> f64 {
+    pruning.flops(g) / g.dense_flops()
 }

@@ -60,7 +60,7 @@ pub struct BenchArgs {
     thresholds: Option<std::path::PathBuf>,
     /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
     #[arg(long, requires = "texts", value_name = "restate|omit")]
-    dropped: Option<zeroprune::text::Dropped>,
+    dropped: Option<zeroprune::model::Dropped>,
     /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "FILES")]
     schedules: Vec<std::path::PathBuf>,
@@ -339,14 +339,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for name in &args.policies {
         let mut request = args.prune.request()?;
         request.policy = Some(name.clone());
-        add(request.resolve(c)?);
+        add(request.resolve(&c.geometry())?);
     }
     for file in &args.schedules {
         let request = zeroprune::prune::PruneRequest {
             schedule: Some(zeroprune::prune::ScheduleFile::read(file)?),
             ..Default::default()
         };
-        add(request.resolve(c)?);
+        add(request.resolve(&c.geometry())?);
     }
     let precisions = if args.precisions.is_empty() {
         vec![args.model.precision]
@@ -361,7 +361,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for &b in &args.batch {
         check_batch(&sessions[0], b)?;
     }
-    let dense_flops = schedules[0].flops(c);
+    let dense_flops = schedules[0].flops(&c.geometry());
     let mut results = Vec::new();
     let images = match &args.images {
         Some(dir) => {
@@ -446,7 +446,7 @@ fn bench_row(
 ) -> Result<BenchRow> {
     let profiled = session.run(input, Run::new(p).mode(Mode::Profile))?;
     // Counted from the tokens each image kept (threshold pruning's counts differ per image).
-    let flops = profiled.images.iter().map(|i| i.flops).sum::<f64>() / b as f64;
+    let flops = profiled.items.iter().map(|i| i.flops).sum::<f64>() / b as f64;
     let gflops = flops / 1e9;
     let profile = profiled.profile.unwrap_or_default();
     let total: f64 = profile.iter().map(|s| s.seconds).sum();

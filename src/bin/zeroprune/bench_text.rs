@@ -10,7 +10,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use zeroprune::text::{Encoded, TextPruning, TextSession};
+use zeroprune::model::Dropped;
+use zeroprune::prune::Pruner;
+use zeroprune::text::Encoded;
+use zeroprune::{Run, TextSession};
+
+use crate::prune_args::describe_text;
 use zeroprune::{Error, Result};
 
 use crate::common::{calibrate_text, emit, open_text_model};
@@ -135,7 +140,7 @@ pub fn run(b: &TextBench) -> Result<()> {
     let c = weights.config.clone();
     let mut session = TextSession::new(&gpu, &weights)?;
     // Dense first, then the schedule given, then every --policies entry under it.
-    let mut configs = vec![TextPruning::dense()];
+    let mut configs = vec![(Pruner::dense(), Dropped::default())];
     if b.prune.prune.policy.is_some() || b.policies.is_empty() {
         configs.push(b.prune.resolve(&c)?);
     }
@@ -145,8 +150,8 @@ pub fn run(b: &TextBench) -> Result<()> {
         configs.push(args.resolve(&c)?);
     }
     let mut seen = Vec::new();
-    configs.retain(|p| {
-        let d = p.describe();
+    configs.retain(|(p, dropped)| {
+        let d = describe_text(p, *dropped);
         let new = !seen.contains(&d) && (d == "dense" || !p.is_dense().unwrap_or(true));
         seen.push(d);
         new
@@ -154,7 +159,7 @@ pub fn run(b: &TextBench) -> Result<()> {
     // The threshold policy's FLOPs target: calibrated once, on the largest batch's texts.
     let refs: Vec<&str> = all[..largest].iter().map(String::as_str).collect();
     let calibration = tokenizer.encode(&refs)?;
-    for p in configs.iter_mut() {
+    for (p, _) in configs.iter_mut() {
         calibrate_text(
             &mut session,
             &calibration,
@@ -174,21 +179,21 @@ pub fn run(b: &TextBench) -> Result<()> {
         distinct.sort_unstable();
         distinct.dedup();
         let mut flops = Vec::new();
-        for p in configs.iter_mut() {
+        for (p, dropped) in configs.iter() {
             // Warm-up: buffers and programs for these shapes.
-            let out = session.run(&enc, p)?;
-            flops.push(out.iter().map(|o| o.flops).sum::<f64>());
+            let out = session.run(&enc, Run::new(p).dropped(*dropped))?;
+            flops.push(out.items.iter().map(|o| o.flops).sum::<f64>());
         }
         let mut ms = vec![Vec::new(); configs.len()];
         for _ in 0..b.runs {
-            for (i, p) in configs.iter_mut().enumerate() {
+            for (i, (p, dropped)) in configs.iter().enumerate() {
                 let t = Instant::now();
-                session.run(&enc, p)?;
+                session.run(&enc, Run::new(p).dropped(*dropped))?;
                 ms[i].push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
         let mut dense_median = 0.0;
-        for (i, p) in configs.iter().enumerate() {
+        for (i, (p, dropped)) in configs.iter().enumerate() {
             let ms = &mut ms[i];
             ms.sort_by(f64::total_cmp);
             let median = ms[ms.len() / 2];
@@ -198,7 +203,7 @@ pub fn run(b: &TextBench) -> Result<()> {
             let dense = p.is_dense()?;
             rows.push(TextBenchRow {
                 batch,
-                config: p.describe(),
+                config: describe_text(p, *dropped),
                 passes: if dense { 1 } else { distinct.len() },
                 tokens_max: max,
                 tokens_mean: real as f64 / batch as f64,

@@ -123,7 +123,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         let input = preprocess::load_batch(chunk, &weights.config.preprocess)?;
         let out = session.run(&input, Run::new(&pruning).mode(mode))?;
         trace.extend(out.trace.unwrap_or_default());
-        for (path, o) in chunk.iter().zip(out.images) {
+        for (path, o) in chunk.iter().zip(out.items) {
             let p = top_k(&o.logits, args.top.min(o.logits.len()));
             images.push(ClassifiedImage {
                 file: path.display().to_string(),

@@ -237,16 +237,16 @@ pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// The threshold policy with a FLOPs target: calibrate its thresholds' scale on `enc`'s texts
 /// (named by `on` in the message) before anything runs. Nothing to do otherwise.
 pub fn calibrate_text(
-    session: &mut zeroprune::text::TextSession,
+    session: &mut zeroprune::TextSession,
     enc: &zeroprune::text::Encoded,
-    pruning: &mut zeroprune::text::TextPruning,
+    pruning: &mut zeroprune::prune::Pruner,
     batch: usize,
     on: &str,
 ) -> Result<()> {
     if !pruning.needs_calibration()? {
         return Ok(());
     }
-    let probes = 4 + zeroprune::text::session::CALIBRATION_PROBES;
+    let probes = 4 + zeroprune::session::CALIBRATION_PROBES;
     let bar = progress(probes, "calibration runs");
     let (scale, reached) = session.calibrate(enc, pruning, batch, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();

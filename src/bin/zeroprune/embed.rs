@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 use zeroprune::model::bert::{BertWeights, Pooling};
-use zeroprune::text::{Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
+use zeroprune::prune::Pruner;
+use zeroprune::session::TextEncoder;
+use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::{Run, TextOutput, TextSession};
+
+use crate::prune_args::describe_text;
 use zeroprune::{Error, Result};
 
 use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
@@ -242,7 +247,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     }
     let (weights, tokenizer, mut session, adapter) = open(&args.model)?;
     let c = weights.config.clone();
-    let mut pruning = args.prune.resolve(&c)?;
+    let (mut pruning, dropped) = args.prune.resolve(&c)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs)?;
     warn_cut(&enc, c.max_tokens);
@@ -254,7 +259,8 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
         "the texts given",
     )?;
     let bar = progress(texts.len(), "texts");
-    let out = session.run_all(&enc, &mut pruning, args.batch, |n| bar.inc(n as u64))?;
+    let run = Run::new(&pruning).dropped(dropped);
+    let out = session.run_all(&enc, run, args.batch, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let tokens = enc.lengths();
     let pruned = !pruning.is_dense()?;
@@ -268,11 +274,11 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
             max_tokens: c.max_tokens,
             gflops_per_text: out.iter().map(|o| o.flops / 1e9).collect(),
             truncated: enc.truncated.clone(),
-            policy: pruned.then(|| pruning.describe()),
+            policy: pruned.then(|| describe_text(&pruning, dropped)),
             dense_gflops_per_text: pruned.then(|| {
                 tokens
                     .iter()
-                    .map(|&n| TextSession::flops(&c, n) / 1e9)
+                    .map(|&n| TextEncoder::flops(&c, n) / 1e9)
                     .collect()
             }),
             pieces: pruned.then(|| enc.ids.iter().map(|ids| tokenizer.pieces(ids)).collect()),
@@ -294,15 +300,16 @@ fn side(out: &[TextOutput], pruned: bool) -> Side {
 
 pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
     let (weights, tokenizer, mut session, _) = open(&args.model)?;
-    let mut pruning = args.prune.resolve(&weights.config)?;
+    let (mut pruning, dropped) = args.prune.resolve(&weights.config)?;
     let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
     warn_cut(&enc, weights.config.max_tokens);
-    let dense = session.run(&enc, &mut TextPruning::dense())?;
+    let dense = session.run(&enc, &Pruner::dense())?.items;
     let pruned = if pruning.is_dense()? {
         None
     } else {
         calibrate_text(&mut session, &enc, &mut pruning, 2, "the two texts")?;
-        Some(side(&session.run(&enc, &mut pruning)?, true))
+        let run = Run::new(&pruning).dropped(dropped);
+        Some(side(&session.run(&enc, run)?.items, true))
     };
     let lengths = enc.lengths();
     emit(
@@ -312,7 +319,7 @@ pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
             tokens: [lengths[0], lengths[1]],
             pieces: [tokenizer.pieces(&enc.ids[0]), tokenizer.pieces(&enc.ids[1])],
             dense: side(&dense, false),
-            policy: pruned.as_ref().map(|_| pruning.describe()),
+            policy: pruned.as_ref().map(|_| describe_text(&pruning, dropped)),
             pruned,
         },
         args.json,

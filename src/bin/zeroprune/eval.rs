@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 use zeroprune::gpu::kernel::Elem;
-use zeroprune::model::flops::dense_flops;
+
 use zeroprune::model::Precision;
 use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::top_k;
@@ -227,7 +227,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
                 .unwrap_or(&mut session)
                 .run(&input, &dense)?;
             dense_seconds += t.elapsed().as_secs_f64();
-            d.images
+            d.items
                 .iter()
                 .map(|o| top_k(&o.logits, 1).top[0].0)
                 .collect()
@@ -237,7 +237,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let t = Instant::now();
         let out = session.run(&input, &pruning)?;
         forward_seconds += t.elapsed().as_secs_f64();
-        for (i, ((name, label), o)) in labels.iter().zip(&out.images).enumerate() {
+        for (i, ((name, label), o)) in labels.iter().zip(&out.items).enumerate() {
             let p = top_k(&o.logits, 5);
             let pred = p.top[0].0;
             top1 += usize::from(pred == *label);
@@ -278,7 +278,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         top1: top1 as f64 / n,
         top5: top5 as f64 / n,
         gflops_per_image: flops / n / 1e9,
-        dense_gflops_per_image: dense_flops(c) / 1e9,
+        dense_gflops_per_image: c.geometry().dense_flops() / 1e9,
         images_per_s: n / wall,
         forward_images_per_s: n / forward_seconds,
         agreement: pruned.then_some(agree as f64 / n),

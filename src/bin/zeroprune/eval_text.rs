@@ -9,8 +9,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 use zeroprune::model::bert::BertWeights;
-use zeroprune::text::{Dropped, Encoded, TextOutput, TextPruning, TextSession, TextTokenizer};
+use zeroprune::model::Dropped;
+use zeroprune::prune::Pruner;
+use zeroprune::text::{Encoded, TextTokenizer};
 use zeroprune::{Error, Result};
+use zeroprune::{Run, TextOutput, TextSession};
 
 use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
 use crate::prune_args::TextPruneArgs;
@@ -302,7 +305,7 @@ pub fn run(e: &TextEval) -> Result<()> {
     }
     let (gpu, weights, tokenizer) = open_text_model(e.model)?;
     let c = weights.config.clone();
-    let mut pruning = e.prune.resolve(&c)?;
+    let (mut pruning, dropped) = e.prune.resolve(&c)?;
     let head_file = head_for(e.head, &weights, e.model)?;
     let mut session = TextSession::new(&gpu, &weights)?;
     if pruning.needs_calibration()? {
@@ -320,20 +323,21 @@ pub fn run(e: &TextEval) -> Result<()> {
         );
     }
     let pruned = !pruning.is_dense()?;
-    let mut timed = |p: &mut TextPruning, what: &str| -> Result<(Vec<TextOutput>, f64)> {
+    let mut timed = |p: &Pruner, what: &str| -> Result<(Vec<TextOutput>, f64)> {
         let bar = progress(items.len(), what);
         let t = Instant::now();
-        let out = session.run_all(&enc, p, e.batch, |n| bar.inc(n as u64))?;
+        let run = Run::new(p).dropped(dropped);
+        let out = session.run_all(&enc, run, e.batch, |n| bar.inc(n as u64))?;
         let seconds = t.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok((out, seconds))
     };
     let dense = if pruned {
-        Some(timed(&mut TextPruning::dense(), "texts (dense)")?)
+        Some(timed(&Pruner::dense(), "texts (dense)")?)
     } else {
         None
     };
-    let (outputs, seconds) = timed(&mut pruning, "texts")?;
+    let (outputs, seconds) = timed(&pruning, "texts")?;
     let predict = |o: &TextOutput| match &head_file {
         Some(h) => argmax(&h.logits(&o.embedding)),
         None => argmax(&o.logits),
@@ -380,7 +384,7 @@ pub fn run(e: &TextEval) -> Result<()> {
             head: e.head.map_or("the model's classifier".to_string(), |p| {
                 p.display().to_string()
             }),
-            policy: pruning.describe(),
+            policy: crate::prune_args::describe_text(&pruning, dropped),
             accuracy,
             accuracy_se: (accuracy * (1.0 - accuracy) / n).sqrt(),
             gflops_per_text: flops / 1e9,

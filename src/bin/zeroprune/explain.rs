@@ -79,7 +79,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let result = session
         .run(&input, &pruning)?
-        .images
+        .items
         .pop()
         .ok_or_else(|| Error::Gpu("no output".into()))?;
     let top = top_k(&result.logits, 1).top[0];

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
 use zeroprune::model::bert::BertConfig;
+use zeroprune::model::Dropped;
+use zeroprune::prune::{read_thresholds, Pruner};
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
-use zeroprune::text::{read_thresholds, Dropped, TextPruning};
 use zeroprune::{Result, ViTConfig};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
@@ -109,7 +110,7 @@ impl PruneArgs {
 
     /// The schedule for this model, with every limit checked.
     pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
-        self.request()?.resolve(c)
+        self.request()?.resolve(&c.geometry())
     }
 }
 
@@ -133,16 +134,27 @@ pub struct TextPruneArgs {
     pub dropped: Option<Dropped>,
 }
 
+/// A text request in a few words, with `dropped omitted` where a dropping policy leaves dropped
+/// tokens out of the mean.
+pub fn describe_text(p: &Pruner, dropped: Dropped) -> String {
+    let mut s = p.describe();
+    let merges = p.policy().is_ok_and(|p| !p.is_none() && p.def().merges());
+    if dropped == Dropped::Omit && !merges && !p.is_dense().unwrap_or(true) {
+        s += ", dropped omitted";
+    }
+    s
+}
+
 impl TextPruneArgs {
-    /// The request for this text model, checked.
-    pub fn resolve(&self, c: &BertConfig) -> Result<TextPruning> {
+    /// The request for this text model, checked, and what mean pooling does with dropped tokens.
+    pub fn resolve(&self, c: &BertConfig) -> Result<(Pruner, Dropped)> {
         let thresholds = self
             .thresholds
             .as_deref()
             .map(|p| read_thresholds(p, c.num_layers))
             .transpose()?;
-        let mut p = TextPruning::new(self.prune.request()?, thresholds, c)?;
-        p.dropped = self.dropped.unwrap_or_default();
-        Ok(p)
+        let largest = c.largest_geometry();
+        let p = Pruner::new(self.prune.request()?, thresholds, &largest)?;
+        Ok((p, self.dropped.unwrap_or_default()))
     }
 }

@@ -127,7 +127,7 @@ pub fn run(
         request("threshold", None, Some("0.8@1")),
     ] {
         // A model too shallow for a policy's schedule just leaves it out.
-        if let Ok(p) = r.resolve(c) {
+        if let Ok(p) = r.resolve(&c.geometry()) {
             schedules.push(p);
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use zeroprune::draw::{line_chart, Series};
-use zeroprune::model::flops::dense_flops;
+
 use zeroprune::prune::{KeepRule, Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
@@ -70,12 +70,12 @@ fn calibrate_threshold(
     target: f64,
 ) -> Result<Pruning> {
     let c = session.config().clone();
-    let budget = target * dense_flops(&c);
+    let budget = target * c.geometry().dense_flops();
     let at = |theta: f64, session: &mut Session| -> Result<(Pruning, f64)> {
         let spec = ScheduleSpec::Threshold(vec![(theta as f32, blocks.to_vec())]);
-        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &c)?;
+        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &c.geometry())?;
         let out = session.run(input, &p)?;
-        let f = out.images.iter().map(|o| o.flops).sum::<f64>() / out.images.len() as f64;
+        let f = out.items.iter().map(|o| o.flops).sum::<f64>() / out.items.len() as f64;
         Ok((p, f))
     };
     let (mut lo, mut hi) = (0.0, 4.0);
@@ -213,7 +213,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 )?
             } else {
                 let spec = ScheduleSpec::flops(target, None)?;
-                Pruning::resolve(policy, &spec, PruneOptions::default(), &c)?
+                Pruning::resolve(policy, &spec, PruneOptions::default(), &c.geometry())?
             };
             entries.push(Entry {
                 policy,
@@ -232,7 +232,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let input = preprocess::load_batch(chunk, &c.preprocess)?;
         let dense: Vec<usize> = session
             .run(&input, &Pruning::dense())?
-            .images
+            .items
             .iter()
             .map(|o| top_k(&o.logits, 1).top[0].0)
             .collect();
@@ -244,7 +244,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         bar.inc(chunk.len() as u64);
         for e in &mut entries {
             let out = session.run(&input, &e.pruning)?;
-            for ((o, (_, label)), d) in out.images.iter().zip(labels).zip(&dense) {
+            for ((o, (_, label)), d) in out.items.iter().zip(labels).zip(&dense) {
                 let pred = top_k(&o.logits, 1).top[0].0;
                 e.top1 += usize::from(pred == *label);
                 e.agree += usize::from(pred == *d);
@@ -255,7 +255,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    let dense_g = dense_flops(&c) / 1e9;
+    let dense_g = c.geometry().dense_flops() / 1e9;
     let pct = |k: usize| 100.0 * k as f64 / n as f64;
     let rows: Vec<SweepRow> = std::iter::once(SweepRow {
         policy: Policy::none(),

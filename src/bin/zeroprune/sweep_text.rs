@@ -8,9 +8,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
+use zeroprune::model::Dropped;
+use zeroprune::prune::Pruner;
 use zeroprune::prune::{KeepRule, Policy, PruneRequest};
-use zeroprune::text::{Dropped, TextOutput, TextPruning, TextSession};
 use zeroprune::{Error, Result};
+use zeroprune::{Run, TextOutput, TextSession};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
 use crate::eval_text::{
@@ -129,9 +131,8 @@ pub fn run(s: &TextSweep) -> Result<()> {
                 flops: Some(target),
                 ..Default::default()
             };
-            let mut p = TextPruning::new(request, None, &c)?;
-            p.dropped = s.dropped;
-            configs.push((policy, target, p));
+            let largest = c.largest_geometry();
+            configs.push((policy, target, Pruner::new(request, None, &largest)?));
         }
     }
     let mut session = TextSession::new(&gpu, &weights)?;
@@ -141,14 +142,15 @@ pub fn run(s: &TextSweep) -> Result<()> {
         Some(h) => argmax(&h.logits(&o.embedding)),
         None => argmax(&o.logits),
     };
-    let timed = |session: &mut TextSession, p: &mut TextPruning, what: &str| {
+    let timed = |session: &mut TextSession, p: &Pruner, what: &str| {
         let bar = progress(items.len(), what);
         let t = Instant::now();
-        let out = session.run_all(&enc, p, s.batch, |n| bar.inc(n as u64));
+        let run = Run::new(p).dropped(s.dropped);
+        let out = session.run_all(&enc, run, s.batch, |n| bar.inc(n as u64));
         bar.finish_and_clear();
         out.map(|o| (o, t.elapsed().as_secs_f64()))
     };
-    let (dense, dense_seconds) = timed(&mut session, &mut TextPruning::dense(), "texts (dense)")?;
+    let (dense, dense_seconds) = timed(&mut session, &Pruner::dense(), "texts (dense)")?;
     let dense_pred: Vec<usize> = dense.iter().map(predict).collect();
     let n = items.len() as f64;
     let dense_accuracy = accuracy(&dense_pred, &items);
@@ -171,7 +173,7 @@ pub fn run(s: &TextSweep) -> Result<()> {
             calibrate_text(&mut session, cal, &mut pruning, s.batch, s.calibration.0)?;
         }
         let label = format!("texts ({policy} {target})");
-        let (out, seconds) = timed(&mut session, &mut pruning, &label)?;
+        let (out, seconds) = timed(&mut session, &pruning, &label)?;
         let pred: Vec<usize> = out.iter().map(predict).collect();
         let accuracy = accuracy(&pred, &items);
         rows.push(Row {

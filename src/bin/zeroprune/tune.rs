@@ -126,6 +126,7 @@ fn top1(l: &[f32]) -> usize {
 pub fn run(args: &TuneArgs) -> Result<()> {
     let weights = model_source::load(&args.model)?;
     let c = weights.config.clone();
+    let g = c.geometry();
     let policy = Policy::named(&args.policy)?;
     if policy.is_none() {
         return Err(Error::param(
@@ -143,7 +144,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         protect: args.options.protect,
         ..Default::default()
     };
-    let options = request.resolve(&c)?.options;
+    let options = request.resolve(&g)?.options;
     let mut paths = match &args.labels {
         Some(file) => {
             let mut items = labels::read_labels(file)?;
@@ -192,7 +193,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             all.extend(
                 session
                     .run(input, &Pruning::dense())?
-                    .images
+                    .items
                     .into_iter()
                     .map(|o| o.logits),
             );
@@ -216,7 +217,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     let space = Space {
         policy,
         options,
-        config: &c,
+        config: &g,
         limit,
         granularity,
         rounds: args.rounds,
@@ -232,7 +233,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     });
     let bar = progress(0, "candidates");
     let mut tried = vec![];
-    let mut cost = |p: &Pruning| evaluator.borrow_mut().cost(p, &c);
+    let mut cost = |p: &Pruning| evaluator.borrow_mut().cost(p, &g);
     let mut score = |p: &Pruning| evaluator.borrow_mut().score(p);
     let mut report = |cand: &Candidate| {
         bar.inc_length(1);
@@ -264,7 +265,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         };
         PathBuf::from(format!("schedule-{}-{b}.json", policy.name()))
     });
-    let mut file = ScheduleFile::from_pruning(&best.pruning, &c)?;
+    let mut file = ScheduleFile::from_pruning(&best.pruning, &g)?;
     file.found_by = Some(serde_json::json!({
         "command": "zeroprune tune",
         "budget": budget,
@@ -284,7 +285,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         budget,
         schedule: best.pruning.describe(),
         found_by: best.how.clone(),
-        flops_ratio: flops_ratio(&best.pruning, &c),
+        flops_ratio: flops_ratio(&best.pruning, &g),
         cost: best.cost,
         agreement: best.score.agreement(),
         kl: best.score.kl,
@@ -305,9 +306,9 @@ struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    fn cost(&mut self, p: &Pruning, c: &zeroprune::ViTConfig) -> Result<f64> {
+    fn cost(&mut self, p: &Pruning, g: &zeroprune::model::TokenGeometry) -> Result<f64> {
         let Some(input) = &self.timing_input else {
-            return Ok(flops_ratio(p, c));
+            return Ok(flops_ratio(p, g));
         };
         self.session.run(input, p)?; // compiles and warms the program
         let mut t = vec![];
@@ -323,7 +324,7 @@ impl Evaluator<'_> {
     fn score(&mut self, p: &Pruning) -> Result<Score> {
         let (mut agree, mut kl_sum, mut i) = (0, 0.0, 0);
         for input in self.batches {
-            for o in self.session.run(input, p)?.images {
+            for o in self.session.run(input, p)?.items {
                 let d = &self.dense[i];
                 agree += usize::from(top1(d) == top1(&o.logits));
                 kl_sum += kl(d, &o.logits);

@@ -1,126 +1,13 @@
 //! The ViT / DeiT forward pass as plain code: one struct per layer holding its GPU weights, and
 //! `forward` functions that say in order what happens. They only append steps; the session plays them.
 
-use super::hook::{TokenHook, TokenState};
-use super::weights::{LinearWeights, ModelWeights, NormWeights};
-use super::ViTConfig;
+use super::{ModelWeights, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{AttentionBias, Features, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::kernels::{Features, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
-
-/// The largest finite f16.
-const F16_MAX: f32 = 65504.0;
-
-/// A weight must fit one storage binding of the device; say which does not, before allocating it.
-pub(super) fn fits(gpu: &GpuContext, name: &str, bytes: usize) -> Result<()> {
-    let max = gpu.max_binding_bytes();
-    if bytes as u64 > max {
-        return Err(Error::param(
-            name,
-            format!("{bytes} bytes do not fit the device's largest storage binding of {max} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-/// `y = x . W + b` with `W` stored `[in, out]`.
-pub struct Linear {
-    pub w: GpuTensor,
-    pub b: GpuTensor,
-    pub inp: usize,
-    pub out: usize,
-}
-
-impl Linear {
-    /// The weight matrix stored as `storage` (f32 or f16); the bias always f32. A weight beyond
-    /// f16's range would turn into infinity, so f16 refuses it, naming the layer.
-    pub(super) fn upload(
-        gpu: &GpuContext,
-        name: &str,
-        l: &LinearWeights,
-        storage: Elem,
-    ) -> Result<Self> {
-        fits(gpu, &format!("{name} weight"), l.w.len() * storage.size())?;
-        if storage == Elem::F16 {
-            if let Some((i, v)) = l.w.iter().enumerate().find(|(_, v)| v.abs() > F16_MAX) {
-                return Err(Error::param(
-                    format!("{name} weight"),
-                    format!(
-                        "value {v} at index {i} is outside f16's range (+-{F16_MAX}); use --precision f32"
-                    ),
-                ));
-            }
-        }
-        Ok(Linear {
-            w: GpuTensor::from_f32(gpu, name, &l.w, storage),
-            b: GpuTensor::from_slice(gpu, name, &l.b),
-            inp: l.inp(),
-            out: l.out(),
-        })
-    }
-
-    /// `out[rows, self.out] (+)= act(x[rows, self.inp] . W + b)`, on the live rows only where
-    /// `live` says which.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn forward(
-        &self,
-        k: &Kernels,
-        p: &mut Program,
-        label: &str,
-        x: &GpuTensor,
-        out: &GpuTensor,
-        rows: usize,
-        (gelu, accumulate): (bool, bool),
-        live: Option<LiveRows>,
-    ) -> Result<()> {
-        let g = Gemm {
-            bias: Some(&self.b),
-            gelu,
-            accumulate,
-            live,
-            ..Gemm::new(rows, self.out, self.inp)
-        };
-        p.push(k.gemm(
-            label,
-            MatView::rows(x, self.inp),
-            MatView::rows(&self.w, self.out),
-            MatView::rows(out, self.out),
-            g,
-        )?);
-        Ok(())
-    }
-}
-
-pub struct LayerNorm {
-    pub w: GpuTensor,
-    pub b: GpuTensor,
-    pub eps: f32,
-}
-
-impl LayerNorm {
-    pub(super) fn upload(gpu: &GpuContext, name: &str, n: &NormWeights, eps: f32) -> Self {
-        LayerNorm {
-            w: GpuTensor::from_slice(gpu, name, &n.w),
-            b: GpuTensor::from_slice(gpu, name, &n.b),
-            eps,
-        }
-    }
-
-    pub(super) fn forward(
-        &self,
-        k: &Kernels,
-        p: &mut Program,
-        label: &str,
-        x: RowView,
-        y: RowView,
-        rows: usize,
-    ) -> Result<()> {
-        let d = self.w.len;
-        p.push(k.layernorm(label, x, y, rows, d, &self.w, &self.b, self.eps)?);
-        Ok(())
-    }
-}
+use crate::model::hook::{TokenHook, TokenState};
+use crate::model::layers::{attention_steps, fits, LayerNorm, Linear};
 
 /// Intermediate buffers of one (model, batch), allocated once and reused by every run.
 pub struct Activations {
@@ -212,63 +99,6 @@ impl Activations {
             logits: t("logits", "logits"),
         })
     }
-}
-
-/// Attention over the `[B, N, 3D]` qkv rows into `attn` `[B, N, D]`, with `label` before each step's
-/// name: fused, or scores, softmax (the probabilities kept in `probs` for token scoring) and
-/// context. `bias` holds the key-side terms of the softmax; `counts`, each image's valid rows,
-/// stops the unfused GEMMs at its live queries and keys.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_steps(
-    k: &Kernels,
-    p: &mut Program,
-    label: &str,
-    (qkv, probs_t, attn): (&GpuTensor, &GpuTensor, &GpuTensor),
-    (b, n, d, h): (usize, usize, usize, usize),
-    fused: bool,
-    bias: AttentionBias,
-    counts: Option<&GpuTensor>,
-) -> Result<()> {
-    let dh = d / h;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let name = |s: &str| format!("{label}{s}");
-    if fused {
-        p.push(k.attention(&name("attention"), qkv, attn, (b, n, d, h), scale, bias)?);
-        return Ok(());
-    }
-    // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
-    let q = MatView::rows(qkv, 3 * d).batched(n * 3 * d, dh);
-    let kt = q.at(d).strides(1, 3 * d);
-    let probs = MatView::rows(probs_t, n).batched(h * n * n, n * n);
-    // Per (image, head): the image's live rows are its live queries and keys.
-    let live_keys = |key_cols, key_sum| {
-        counts.map(|counts| LiveRows::PerImage {
-            counts,
-            key_cols,
-            key_sum,
-        })
-    };
-    let scores = Gemm {
-        outer: b,
-        heads: h,
-        alpha: scale,
-        live: live_keys(true, false),
-        ..Gemm::new(n, n, dh)
-    };
-    p.push(k.gemm(&name("scores"), q, kt, probs, scores)?);
-    p.push(k.softmax_biased(&name("softmax"), probs_t, b * h * n, n, n, h * n, bias)?);
-
-    // Context: O[b, :, h] = P[b, h] . V[b, :, h], written head by head into [B, N, D].
-    let v = q.at(2 * d);
-    let out = MatView::rows(attn, d).batched(n * d, dh);
-    let pv = Gemm {
-        outer: b,
-        heads: h,
-        live: live_keys(false, true),
-        ..Gemm::new(n, dh, n)
-    };
-    p.push(k.gemm(&name("context"), probs, v, out, pv)?);
-    Ok(())
 }
 
 /// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.

@@ -1,4 +1,4 @@
-//! A BERT encoder's forward pass as plain code, beside the ViT's (`vit.rs`), on the same kernels.
+//! A BERT encoder's forward pass as plain code, beside the ViT's (`vit/graph.rs`), on the same layers.
 //! Post-LayerNorm blocks: `x = LN1(x + proj(attn(x)))`, then `x = LN2(x + fc2(gelu(fc1(x))))`.
 //!
 //! A batch of texts is padded to its longest: row `t` of text `b` is real while `t < counts[b]`.
@@ -7,18 +7,13 @@
 //! The embedding lookup (`word + position + type`) is done on the host while laying out the batch:
 //! it is a gather of `tokens x D` values, which the upload costs anyway.
 
-use super::bert::{BertConfig, BertWeights};
-use super::hook::{TokenHook, TokenState};
-use super::vit::{attention_steps, fits, LayerNorm, Linear};
+use super::{BertConfig, BertWeights, PROTECTED_ROWS};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
 use crate::gpu::kernels::{AttentionBias, Features, LiveRows, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
-
-/// Leading rows of every text that pruning never touches: the host lays a text out as
-/// `[CLS, SEP, tokens...]` (positions are added on the host, so the order is free), which puts
-/// both special tokens in front, where the pruning point protects rows.
-pub const PROTECTED_ROWS: usize = 2;
+use crate::model::hook::{TokenHook, TokenState};
+use crate::model::layers::{attention_steps, fits, LayerNorm, Linear};
 
 /// Buffers of one (batch, tokens) shape, allocated once and reused.
 pub struct TextActivations {
@@ -60,7 +55,15 @@ impl TextActivations {
             .unwrap_or(0)
     }
 
-    pub fn new(gpu: &GpuContext, c: &BertConfig, batch: usize, tokens: usize) -> Result<Self> {
+    /// The buffers of `batch` texts of `tokens` rows; those that only feed a GEMM (attention
+    /// output, MLP hidden) are stored as `storage`, the rest as f32.
+    pub fn new(
+        gpu: &GpuContext,
+        c: &BertConfig,
+        batch: usize,
+        tokens: usize,
+        storage: Elem,
+    ) -> Result<Self> {
         let max = Self::max_batch(c, tokens, gpu.max_binding_bytes());
         if batch == 0 || tokens == 0 {
             return Err(Error::param("texts", "a batch needs at least one text"));
@@ -77,6 +80,8 @@ impl TextActivations {
         }
         let sizes = Self::per_text(c, tokens);
         let z = |i: usize, label: &str| GpuTensor::zeros(gpu, label, batch * sizes[i].1);
+        let h =
+            |i: usize, label: &str| GpuTensor::zeros_of(gpu, label, batch * sizes[i].1, storage);
         Ok(TextActivations {
             batch,
             tokens,
@@ -84,8 +89,8 @@ impl TextActivations {
             y: z(0, "y"),
             qkv: z(1, "qkv"),
             probs: z(2, "attention probabilities"),
-            hidden: z(3, "mlp hidden"),
-            attn: z(4, "attention output"),
+            hidden: h(3, "mlp hidden"),
+            attn: h(4, "attention output"),
             counts: GpuTensor::from_slice(gpu, "token counts", &vec![0u32; batch]),
         })
     }
@@ -101,18 +106,19 @@ pub struct TextLayer {
     pub norm2: LayerNorm,
 }
 
-/// A BERT encoder with its weights on the GPU (f32).
-pub struct TextEncoder {
+/// A BERT encoder's layers on the GPU (the family, with its host parts, is `super::TextEncoder`).
+pub struct Encoder {
     pub config: BertConfig,
     /// The LayerNorm over the summed embeddings.
     pub embeddings_norm: LayerNorm,
     pub layers: Vec<TextLayer>,
 }
 
-impl TextEncoder {
-    pub fn upload(gpu: &GpuContext, w: &BertWeights) -> Result<Self> {
+impl Encoder {
+    /// The layers on the GPU, the linear weights stored as `storage`.
+    pub fn upload(gpu: &GpuContext, w: &BertWeights, storage: Elem) -> Result<Self> {
         let eps = w.config.layer_norm_eps;
-        let linear = |name: &str, l| Linear::upload(gpu, name, l, Elem::F32);
+        let linear = |name: &str, l| Linear::upload(gpu, name, l, storage);
         fits(gpu, "word embeddings", 4 * w.word_embeddings.len())?;
         let layers = w
             .layers
@@ -130,7 +136,7 @@ impl TextEncoder {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(TextEncoder {
+        Ok(Encoder {
             config: w.config.clone(),
             embeddings_norm: LayerNorm::upload(gpu, "embeddings.norm", &w.embeddings_norm, eps),
             layers,
@@ -138,19 +144,16 @@ impl TextEncoder {
     }
 
     /// The forward pass over the summed embeddings in `a.y` (written by the caller); the output
-    /// states end in `a.x`, `[B, n, D]` with `n` the rows the hook leaves (the returned count).
-    /// The pruning point of a layer is after `y = LN1(x + proj(attn))`: the residual stream of
-    /// a post-LayerNorm block, which the MLP then reads (rows of every text: the two protected
-    /// rows, [CLS] and [SEP], first). Where `exits[i]` is given (the caller gives it for layers
-    /// with a dropping step), the states at layer `i`'s pruning point are copied there first: the
-    /// tokens its step drops leave from there, and mean pooling still counts them (`TextSession`).
+    /// states end in `a.x`, `[B, n, D]` with `n` the rows the hook leaves. The pruning point of a
+    /// layer is after `y = LN1(x + proj(attn))`: the residual stream of a post-LayerNorm block,
+    /// which the MLP then reads (rows of every text: the two protected rows, [CLS] and [SEP],
+    /// first).
     pub fn forward(
         &self,
         k: &Kernels,
         a: &TextActivations,
         hook: &mut dyn TokenHook,
-        exits: &[Option<GpuTensor>],
-    ) -> Result<(Program, usize)> {
+    ) -> Result<Program> {
         let c = &self.config;
         let (b, d, h) = (a.batch, c.hidden_size, c.num_heads);
         let mut n = a.tokens;
@@ -224,9 +227,6 @@ impl TextEncoder {
                 probs: (!fused).then_some(&a.probs),
                 keys: Features::qkv_keys(&a.qkv, n, d),
             };
-            if let Some(Some(snapshot)) = exits.get(i) {
-                p.push(k.copy(&name("prune.exits"), &a.y, snapshot, rows * d)?);
-            }
             n = hook.after_attention(k, p, &state)?;
             let masked = hook.live_rows(i).cloned();
             let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
@@ -261,6 +261,6 @@ impl TextEncoder {
                 rows,
             )?;
         }
-        Ok((p, n))
+        Ok(p)
     }
 }

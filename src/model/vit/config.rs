@@ -105,4 +105,26 @@ impl ViTConfig {
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads
     }
+
+    /// Values in one preprocessed image: `C * H * W`.
+    pub fn image_len(&self) -> usize {
+        self.in_chans * self.image_size.0 * self.image_size.1
+    }
+
+    /// What the pruning code sees of this model: the prefix tokens protected, the patches
+    /// prunable, and the patch embedding and head as the FLOPs outside the blocks.
+    pub fn geometry(&self) -> crate::model::TokenGeometry {
+        let pp = (self.in_chans * self.patch_size * self.patch_size) as f64;
+        let embed = 2.0 * self.num_patches() as f64 * pp * self.embed_dim as f64;
+        let head = 2.0 * (self.num_prefix_tokens() * self.embed_dim * self.num_classes) as f64;
+        crate::model::TokenGeometry {
+            protected: self.num_prefix_tokens(),
+            prunable: self.num_patches(),
+            depth: self.depth,
+            width: self.embed_dim,
+            heads: self.num_heads,
+            mlp: self.mlp_dim,
+            fixed_flops: embed + head,
+        }
+    }
 }
