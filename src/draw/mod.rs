@@ -30,7 +30,7 @@ fn font() -> &'static FontRef<'static> {
 }
 
 /// How far the pen advances setting `text` at `size` pixels (ascent to descent), kerning
-/// included: the width the chart lays text out with, and within a pixel of imageproc's.
+/// included: the width [`fit_text`] cuts to, within a pixel of imageproc's and plotters'.
 fn text_width(text: &str, size: f32) -> f32 {
     let font = font().as_scaled(size);
     let mut width = 0.0;
