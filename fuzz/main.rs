@@ -336,7 +336,10 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             .collect();
             // A schedule file as `zeroprune tune` writes it.
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-timm");
-            let c = zeroprune::ModelWeights::load(&dir).unwrap().config.geometry();
+            let c = zeroprune::ModelWeights::load(&dir)
+                .unwrap()
+                .config
+                .geometry();
             let request: zeroprune::prune::PruneRequest =
                 serde_json::from_str(r#"{"policy": "zero-tprune", "flops": 0.7}"#).unwrap();
             let pruning = request.resolve(&c).unwrap();

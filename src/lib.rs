@@ -18,6 +18,7 @@
 #[cfg(feature = "cli")]
 pub mod draw;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 mod json;
 pub mod labels;

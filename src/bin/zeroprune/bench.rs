@@ -16,9 +16,10 @@ use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::StepTime;
 use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
 
-use crate::common::{check_batch, emit, folder_images, open_gpu, table};
+use crate::common::{check_batch, emit, open_gpu, table};
 use crate::prune_args::{PruneArgs, TextPruneArgs};
 use crate::{model_source, ModelArgs};
+use zeroprune::eval::data::folder_images;
 
 #[derive(Args)]
 pub struct BenchArgs {

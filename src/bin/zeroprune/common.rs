@@ -1,6 +1,6 @@
 //! What the commands share: the GPU, the model, labelled image lists, progress bars and output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -87,66 +87,6 @@ pub fn class_names(weights: &ModelWeights, file: Option<&Path>) -> Result<Vec<St
     Ok(names)
 }
 
-/// `(file name, class index)` pairs.
-pub type Labelled = Vec<(String, usize)>;
-
-/// A labelled image list in file-name order, checked against the model: (file name, class) and
-/// the paths; the first `skip` images are left out, then all but the first `limit`.
-pub fn labelled_images(
-    weights: &ModelWeights,
-    image_dir: &Path,
-    labels_file: &Path,
-    (skip, limit): (usize, Option<usize>),
-) -> Result<(Labelled, Vec<PathBuf>)> {
-    if limit == Some(0) {
-        return Err(Error::param(
-            "--limit",
-            "must be at least 1 (leave it out for every image)",
-        ));
-    }
-    let mut items = labels::read_labels(labels_file)?;
-    items.sort();
-    let listed = items.len();
-    items.drain(..skip.min(listed));
-    if let Some(n) = limit {
-        items.truncate(n);
-    }
-    if items.is_empty() && listed > 0 {
-        return Err(Error::param(
-            "--skip",
-            format!(
-                "{} lists {listed} images; skipping {skip} leaves none",
-                labels_file.display()
-            ),
-        ));
-    }
-    if items.is_empty() {
-        return Err(Error::param(
-            "--labels",
-            format!("{} lists no images", labels_file.display()),
-        ));
-    }
-    let classes = weights.config.num_classes;
-    if let Some((name, label)) = items.iter().find(|(_, l)| *l >= classes) {
-        return Err(Error::param(
-            "--labels",
-            format!("{name} has class {label}, but the model has {classes} classes"),
-        ));
-    }
-    let paths: Vec<PathBuf> = items.iter().map(|(n, _)| image_dir.join(n)).collect();
-    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
-        return Err(Error::param(
-            "--images",
-            format!(
-                "{} (listed in {}) does not exist",
-                missing.display(),
-                labels_file.display()
-            ),
-        ));
-    }
-    Ok((items, paths))
-}
-
 /// The session of `weights` on `gpu`, stored as `--precision` says (kernels measured or cached).
 pub fn session(
     gpu: &GpuContext,
@@ -215,23 +155,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out += &line(&mut r.iter().map(String::as_str));
     }
     out
-}
-
-/// Image files of a folder, by name.
-pub fn folder_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
-                        .contains(&e.to_lowercase().as_str())
-                })
-        })
-        .collect();
-    paths.sort();
-    Ok(paths)
 }
 
 /// The threshold policy with a FLOPs target: calibrate its thresholds' scale on `enc`'s texts

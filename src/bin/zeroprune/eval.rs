@@ -14,9 +14,10 @@ use zeroprune::prune::{Policy, Pruning};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
 
-use crate::common::{check_batch, emit, labelled_images, open_gpu, progress};
+use crate::common::{check_batch, emit, open_gpu, progress};
 use crate::prune_args::{PruneArgs, TextPruneArgs};
 use crate::{model_source, ModelArgs};
+use zeroprune::eval::data::labelled_images;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -189,7 +190,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let weights = model_source::load(&args.model)?;
     let c = &weights.config;
     let pruning = args.prune.resolve(c)?;
-    let (items, paths) = labelled_images(&weights, images, labels, (args.skip, args.limit))?;
+    let (items, paths) = labelled_images(
+        weights.config.num_classes,
+        images,
+        labels,
+        (args.skip, args.limit),
+    )?;
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;

@@ -5,7 +5,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
 use std::time::Instant;
+use zeroprune::eval::data::{read_labelled, Labelled};
+use zeroprune::eval::head::{argmax, Head};
 
 use serde::Serialize;
 use zeroprune::model::bert::BertWeights;
@@ -17,137 +20,6 @@ use zeroprune::{Run, TextOutput, TextSession};
 
 use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
 use crate::prune_args::TextPruneArgs;
-
-/// One labelled text of the file.
-pub(crate) struct Labelled {
-    pub(crate) line: usize,
-    pub(crate) label: usize,
-    pub(crate) text: String,
-}
-
-/// The lines of `split` in a `split<TAB>label<TAB>sentence` file (a header line is skipped).
-pub(crate) fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
-    let text = zeroprune::limits::read_text(path, "a labelled text file")?;
-    let file = path.display().to_string();
-    let bad = |line: usize, reason: String| {
-        Error::param("--texts", format!("{file} line {line}: {reason}"))
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || (i == 0 && line.starts_with("split\t")) {
-            continue;
-        }
-        let mut parts = line.splitn(3, '\t');
-        let (Some(s), Some(label), Some(sentence)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad(i + 1, "expected split<TAB>label<TAB>sentence".into()));
-        };
-        let label: usize = label
-            .trim()
-            .parse()
-            .map_err(|_| bad(i + 1, format!("label `{label}` is not a class index")))?;
-        if s == split {
-            out.push(Labelled {
-                line: i + 1,
-                label,
-                text: sentence.to_string(),
-            });
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::param(
-            "--split",
-            format!("{file} has no line of split `{split}`"),
-        ));
-    }
-    Ok(out)
-}
-
-/// A linear head `[C, D]` + `[C]` from a safetensors file, checked against the model's width.
-pub(crate) struct Head {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    classes: usize,
-}
-
-impl Head {
-    pub(crate) fn load(path: &Path, d: usize) -> Result<Self> {
-        let bytes = zeroprune::limits::read_file(
-            path,
-            zeroprune::limits::MAX_MODEL_FILE_BYTES,
-            "a head (safetensors)",
-        )?;
-        let file = path.display().to_string();
-        zeroprune::model::safetensors_check::check(&file, &bytes)?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Safetensors {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
-        let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = st.tensor(name).map_err(|_| Error::MissingTensor {
-                file: file.clone(),
-                name: name.into(),
-            })?;
-            if t.dtype() != safetensors::Dtype::F32 {
-                return Err(Error::TensorDtype {
-                    file: file.clone(),
-                    name: name.into(),
-                    dtype: format!("{:?}", t.dtype()),
-                });
-            }
-            let v = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Ok((t.shape().to_vec(), v))
-        };
-        let (ws, weight) = tensor("weight")?;
-        let (bs, bias) = tensor("bias")?;
-        let classes = ws.first().copied().unwrap_or(0);
-        if ws.len() != 2 || ws[1] != d || classes == 0 || bs != [classes] {
-            return Err(Error::TensorShape {
-                file,
-                name: "weight".into(),
-                got: ws,
-                expected: vec![bs.first().copied().unwrap_or(2), d],
-            });
-        }
-        Ok(Head {
-            weight,
-            bias,
-            classes,
-        })
-    }
-
-    pub(crate) fn logits(&self, e: &[f32]) -> Vec<f32> {
-        let d = e.len();
-        (0..self.classes)
-            .map(|c| {
-                self.bias[c]
-                    + self.weight[c * d..][..d]
-                        .iter()
-                        .zip(e)
-                        .map(|(w, x)| w * x)
-                        .sum::<f32>()
-            })
-            .collect()
-    }
-}
-
-pub(crate) fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
-            if x > bv {
-                (i, x)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
-}
 
 #[derive(Serialize)]
 struct TextPrediction {

@@ -12,8 +12,9 @@ use zeroprune::prune::{KeepRule, Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::session::top_k;
 use zeroprune::{preprocess, Error, Result, Session};
 
-use crate::common::{check_batch, emit, labelled_images, open_gpu, progress};
+use crate::common::{check_batch, emit, open_gpu, progress};
 use crate::{model_source, ModelArgs};
+use zeroprune::eval::data::labelled_images;
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -190,7 +191,8 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
         }
     }
-    let (items, paths) = labelled_images(&weights, images, labels, (0, args.limit))?;
+    let (items, paths) =
+        labelled_images(weights.config.num_classes, images, labels, (0, args.limit))?;
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     check_batch(&session, args.batch)?;

@@ -15,9 +15,9 @@ use zeroprune::{Error, Result};
 use zeroprune::{Run, TextOutput, TextSession};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
-use crate::eval_text::{
-    accuracy, argmax, calibration_texts, head_for, read_labelled, versus, Versus,
-};
+use crate::eval_text::{accuracy, calibration_texts, head_for, versus, Versus};
+use zeroprune::eval::data::read_labelled;
+use zeroprune::eval::head::argmax;
 
 /// The settings of a text sweep.
 pub struct TextSweep<'a> {

@@ -12,9 +12,10 @@ use zeroprune::prune::search::{flops_ratio, Candidate, Score, Space};
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
 use zeroprune::{labels, preprocess, Error, Result, Session};
 
-use crate::common::{check_batch, emit, folder_images, open_gpu, progress};
+use crate::common::{check_batch, emit, open_gpu, progress};
 use crate::prune_args::OptionArgs;
 use crate::{model_source, ModelArgs};
+use zeroprune::eval::data::folder_images;
 
 #[derive(Args)]
 pub struct TuneArgs {
