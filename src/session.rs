@@ -534,7 +534,10 @@ impl<F: Family> Session<F> {
             rest = tail;
             head
         };
-        let buffers_words: Vec<&[u32]> = family_out.iter().map(|t| take(t.len)).collect();
+        let buffers_words: Vec<&[u32]> = family_out
+            .iter()
+            .map(|t| take((t.bytes() / 4) as usize))
+            .collect();
         let plan_steps = compiled.plan.as_ref().map_or(&[][..], |p| &p.steps[..]);
         let kept: Vec<&[u32]> = plan_steps.iter().map(|s| take(s.kept.len)).collect();
         let sizes = plan_steps

@@ -291,6 +291,10 @@ fn sweep_prints_a_table_and_writes_a_plot() {
     let labels = dir.path().join("labels.tsv");
     std::fs::write(&labels, "img0.png\t1\nimg1.png\t2\nimg2.png\t3\n").unwrap();
     let plot = dir.path().join("sweep.png");
+    // The threshold policy calibrates its FLOPs target on images that are not evaluated.
+    let calibration = dir.path().join("calibration");
+    std::fs::create_dir(&calibration).unwrap();
+    images(&calibration);
     let (ok, out, err) = run(zeroprune()
         .args([
             "sweep",
@@ -298,6 +302,8 @@ fn sweep_prints_a_table_and_writes_a_plot() {
             "--policies",
             "zero-tprune,tome,threshold,random",
         ])
+        .arg("--calibration")
+        .arg(&calibration)
         .args(["--targets", "0.9,0.75", "--model"])
         .arg(fixture("tiny-timm-distilled"))
         .arg("--images")

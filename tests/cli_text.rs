@@ -161,7 +161,7 @@ fn eval_on_texts_uses_the_model_classifier_or_a_head() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["texts"], 4);
-    assert_eq!(v["accuracy"], 1.0, "{v}");
+    assert_eq!(v["top1"], 1.0, "{v}");
     // The other labels: every prediction is wrong.
     let (_, stdout, _) = eval(
         &labelled_file(dir.path(), |i| 1 - argmax(i)),
@@ -169,7 +169,7 @@ fn eval_on_texts_uses_the_model_classifier_or_a_head() {
         &[],
     );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["accuracy"], 0.0, "{v}");
+    assert_eq!(v["top1"], 0.0, "{v}");
     // A model without a classifier needs --head.
     let file = labelled_file(dir.path(), argmax);
     let (ok, _, err) = eval(&file, "tiny-bert", &[]);
@@ -225,7 +225,7 @@ fn bench_on_texts_times_ragged_batches() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let rows = v["results"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     // The first text alone has no padding; the first three (13, 31 and 64 tokens) do.
     assert_eq!(rows[0]["padding_share"], 0.0);
@@ -442,10 +442,10 @@ fn eval_sweep_and_bench_on_texts_compare_pruned_with_dense() {
         "threshold",
         "--flops",
         "0.7",
-        "--calibration-split",
+        "--calibration",
         "test",
     ]);
-    assert!(err.contains("--calibration-split"), "{err}");
+    assert!(err.contains("--calibration"), "{err}");
     // sweep: every policy at every target, one dense pass.
     let v = run_ok(&[
         "sweep",
@@ -460,7 +460,7 @@ fn eval_sweep_and_bench_on_texts_compare_pruned_with_dense() {
         "0.8,0.6",
     ]);
     let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5, "dense + 2 policies x 2 targets");
     for r in rows {
         let target = r["target"].as_f64().unwrap();
         assert!(r["flops_ratio"].as_f64().unwrap() <= target + 0.05, "{r}");
@@ -471,9 +471,9 @@ fn eval_sweep_and_bench_on_texts_compare_pruned_with_dense() {
         "bench", "--json", "--batch", "3", "--runs", "1", "--model", model, "--texts", file,
         "--policy", "evit", "--keep", "0.5@0,1",
     ]);
-    let rows = v["rows"].as_array().unwrap();
+    let rows = v["results"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["config"], "dense");
+    assert_eq!(rows[0]["schedule"], "dense");
     assert_eq!(rows[1]["passes"], 3);
     assert!(rows[1]["gflops_per_text"].as_f64() < rows[0]["gflops_per_text"].as_f64());
 }

@@ -62,6 +62,20 @@ impl Head {
         })
     }
 
+    /// Every label of the data must be a class the head can predict; `what` names the labels.
+    pub fn check_labels(&self, labels: impl Iterator<Item = usize>, what: &str) -> Result<()> {
+        if let Some(l) = labels.into_iter().find(|&l| l >= self.classes) {
+            return Err(Error::param(
+                what,
+                format!(
+                    "the data has label {l}, but the head predicts {} classes",
+                    self.classes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn logits(&self, e: &[f32]) -> Vec<f32> {
         let d = e.len();
         (0..self.classes)

@@ -23,6 +23,8 @@ pub struct Pruner {
     scale: Option<f32>,
     /// Resolved schedules by (protected, prunable) rows.
     resolved: RefCell<HashMap<(usize, usize), Pruning>>,
+    /// The largest geometry's rows: there an unreachable FLOPs target is an error.
+    largest: (usize, usize),
 }
 
 impl Pruner {
@@ -74,6 +76,7 @@ impl Pruner {
             thresholds,
             scale: None,
             resolved: RefCell::default(),
+            largest: (largest.protected, largest.prunable),
         };
         if !p.needs_calibration()? {
             p.schedule(largest)?;
@@ -175,8 +178,10 @@ impl Pruner {
         } else {
             match (self.request.resolve(g), self.request.flops) {
                 (Ok(p), _) => p,
-                (Err(e), Some(target)) => self.nearest_reachable(g, target).ok_or(e)?,
-                (Err(e), None) => return Err(e),
+                (Err(e), Some(target)) if key != self.largest => {
+                    self.nearest_reachable(g, target).ok_or(e)?
+                }
+                (Err(e), _) => return Err(e),
             }
         };
         self.resolved.borrow_mut().insert(key, pruning.clone());

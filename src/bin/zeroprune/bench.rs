@@ -6,20 +6,24 @@ use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::eval::driver::Setting;
+use zeroprune::eval::report::{with_unit, Unit};
+use zeroprune::eval::stats::{median_ratio, median_spread};
+use zeroprune::eval::task::Answers;
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
 use zeroprune::gpu::{
     gpu_time_blocking, time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program,
 };
-use zeroprune::model::Precision;
-use zeroprune::prune::{Policy, Pruning};
+use zeroprune::model::{Family, ItemOutput, Precision, TokenGeometry};
+use zeroprune::prune::Policy;
 use zeroprune::session::StepTime;
-use zeroprune::{preprocess, Error, Mode, Result, Run, Session};
+use zeroprune::{Error, Mode, Result, Session};
 
 use crate::common::{check_batch, emit, open_gpu, table};
-use crate::prune_args::{PruneArgs, TextPruneArgs};
+use crate::data::{text_model, DataArgs, Source};
+use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
-use zeroprune::eval::data::folder_images;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -33,11 +37,12 @@ pub struct BenchArgs {
     runs: usize,
     /// Benchmark the kernels alone instead of the model: every GEMM variant (naive, tiled, register-blocked
     /// tiles) on the model's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["images", "texts", "soak"])]
     kernels: bool,
-    /// A soak test instead: N forward passes over changing batch sizes and policies, sampling GPU
-    /// buffer memory and the process's resident memory; after the warm-up both must stop growing.
-    #[arg(long, value_name = "N")]
+    /// A soak test instead (an image model): N forward passes over changing batch sizes and
+    /// policies, sampling GPU buffer memory and the process's resident memory; after the warm-up
+    /// both must stop growing.
+    #[arg(long, value_name = "N", conflicts_with = "texts")]
     soak: Option<usize>,
     /// Print JSON.
     #[arg(long)]
@@ -52,18 +57,20 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     images: Option<std::path::PathBuf>,
     /// A text encoder instead (--model is then a BERT-family folder): batches of the first
-    /// sentences of this file's test split (`split<TAB>label<TAB>sentence`, or one text per line),
-    /// ragged as they come; dense and pruned (--policy, --policies) in one run.
-    #[arg(long, value_name = "FILE")]
+    /// sentences of this file's --split (`split<TAB>label<TAB>sentence`), ragged as they come.
+    #[arg(long, value_name = "FILE", conflicts_with = "images")]
     texts: Option<std::path::PathBuf>,
-    /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
-    #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedules"])]
-    thresholds: Option<std::path::PathBuf>,
-    /// With --texts: what mean pooling does with dropped tokens, restate or omit (as for `embed`).
-    #[arg(long, requires = "texts", value_name = "restate|omit")]
-    dropped: Option<zeroprune::model::Dropped>,
-    /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "FILES")]
+    /// With --texts: the split whose sentences are timed.
+    #[arg(long, requires = "texts", default_value = "test")]
+    split: String,
+    /// Schedule files (from `zeroprune tune`) to time in the same run, comma-separated (image
+    /// models: a schedule file holds one geometry's token counts).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FILES",
+        conflicts_with = "texts"
+    )]
     schedules: Vec<std::path::PathBuf>,
     /// Time several storage precisions in the same run (e.g. f32,f16), one model copy each, every
     /// row interleaved; `vs_first_precision` is each row's speed against the first one's. Default:
@@ -107,8 +114,8 @@ struct BenchRow {
     min_ms: f64,
     max_ms: f64,
     spread_pct: f64,
-    images_per_s: f64,
-    gflops_per_image: f64,
+    items_per_s: f64,
+    gflops_per_item: f64,
     achieved_gflops_per_s: f64,
     flops_ratio: f64,
     /// Dense latency over this row's, same batch and precision: the median over rounds of the
@@ -129,17 +136,48 @@ struct BenchRow {
     fused_attention: bool,
     subgroup_reductions: bool,
     kernels: Vec<KernelFamily>,
+    /// Texts: forward passes per run (pruned, one per text length), the longest and mean text,
+    /// and the share of a dense batch's rows that are padding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_max: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    padding_share: Option<f64>,
 }
 
 #[derive(Serialize)]
 struct BenchOutput {
+    model: String,
     adapter: String,
+    runs: usize,
     results: Vec<BenchRow>,
+    #[serde(skip)]
+    unit: Unit,
+}
+
+/// The output with its keys named for its unit (`images_per_s`, `gflops_per_text`, ...).
+struct Report(BenchOutput);
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        with_unit(&self.0, self.0.unit).serialize(s)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 impl fmt::Display for BenchOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "adapter: {}", self.adapter)?;
+        writeln!(f, "model: {}  adapter: {}", self.model, self.adapter)?;
+        let unit = self.unit.name();
+        let (per_s, per_item) = (format!("{unit}s_per_s"), format!("gflops_per_{unit}"));
         let header = [
             "batch",
             "storage",
@@ -147,8 +185,8 @@ impl fmt::Display for BenchOutput {
             "schedule",
             "latency_ms",
             "spread_pct",
-            "images_per_s",
-            "gflops_per_image",
+            &per_s,
+            &per_item,
             "achieved_gflops_per_s",
             "flops_ratio",
             "speedup",
@@ -172,8 +210,8 @@ impl fmt::Display for BenchOutput {
                     schedule,
                     format!("{:.2}", r.latency_ms),
                     format!("{:.2}", r.spread_pct),
-                    format!("{:.2}", r.images_per_s),
-                    format!("{:.3}", r.gflops_per_image),
+                    format!("{:.2}", r.items_per_s),
+                    format!("{:.3}", r.gflops_per_item),
                     format!("{:.2}", r.achieved_gflops_per_s),
                     format!("{:.3}", r.flops_ratio),
                     format!("{:.2}", r.speedup),
@@ -266,12 +304,6 @@ impl fmt::Display for KernelsOutput {
     }
 }
 
-/// Median, min and max of `t`.
-fn median_spread(t: &mut [f64]) -> (f64, f64, f64) {
-    t.sort_by(f64::total_cmp);
-    (t[t.len() / 2], t[0], t[t.len() - 1])
-}
-
 /// Median and (min, max) of `runs` timings of `f`, in seconds, after one warm-up call.
 fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64)> {
     f()?;
@@ -281,7 +313,7 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64, f64
         f()?;
         t.push(s.elapsed().as_secs_f64());
     }
-    Ok(median_spread(&mut t))
+    Ok(median_spread(&t))
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -291,164 +323,265 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.runs == 0 {
         return Err(Error::param("--runs", "must be at least 1"));
     }
-    if let Some(texts) = &args.texts {
-        let model = args.model.model.as_deref().ok_or_else(|| {
-            Error::param(
-                "--model",
-                "a text benchmark needs a BERT-family model folder",
-            )
-        })?;
-        return crate::bench_text::run(&crate::bench_text::TextBench {
-            model,
-            texts,
-            batches: &args.batch,
-            runs: args.runs,
-            json: args.json,
-            prune: TextPruneArgs {
-                prune: args.prune.clone(),
-                thresholds: args.thresholds.clone(),
-                dropped: args.dropped,
-            },
-            policies: &args.policies,
-        });
-    }
-    let gpu = open_gpu()?;
     if args.kernels {
+        let gpu = open_gpu()?;
         return kernels(&gpu, args);
-    }
-    let weights = model_source::load(&args.model)?;
-    if let Some(n) = args.soak {
-        if n == 0 {
-            return Err(Error::param("--soak", "must be at least 1 forward pass"));
-        }
-        let mut session = Session::with_precision(&gpu, &weights, args.model.precision)?;
-        return crate::soak::run(&gpu, &weights, &mut session, n, args.json);
-    }
-    let c = &weights.config;
-    // Dense first, then the schedule given, every --policies entry under the same schedule, and
-    // every --schedules file.
-    let mut schedules = vec![Pruning::dense()];
-    let mut add = |p: Pruning| {
-        if !p.is_dense() && !schedules.contains(&p) {
-            schedules.push(p);
-        }
-    };
-    // A schedule given for --policies alone (no --policy) belongs to them.
-    if args.prune.policy.is_some() || args.policies.is_empty() {
-        add(args.prune.resolve(c)?);
-    }
-    for name in &args.policies {
-        let mut request = args.prune.request()?;
-        request.policy = Some(name.clone());
-        add(request.resolve(&c.geometry())?);
-    }
-    for file in &args.schedules {
-        let request = zeroprune::prune::PruneRequest {
-            schedule: Some(zeroprune::prune::ScheduleFile::read(file)?),
-            ..Default::default()
-        };
-        add(request.resolve(&c.geometry())?);
     }
     let precisions = if args.precisions.is_empty() {
         vec![args.model.precision]
     } else {
         args.precisions.clone()
     };
-    let mut sessions = precisions
-        .iter()
-        .map(|&p| Session::with_precision(&gpu, &weights, p))
-        .collect::<Result<Vec<_>>>()?;
-    // Every batch must fit before any input is allocated for it.
-    for &b in &args.batch {
-        check_batch(&sessions[0], b)?;
-    }
-    let dense_flops = schedules[0].flops(&c.geometry());
-    let mut results = Vec::new();
-    let images = match &args.images {
-        Some(dir) => {
-            let paths = folder_images(dir)?;
-            if paths.is_empty() {
-                return Err(Error::param(
-                    "--images",
-                    format!("{} has no images", dir.display()),
-                ));
-            }
-            let most = *args.batch.iter().max().unwrap_or(&1);
-            let take = &paths[..most.min(paths.len())];
-            Some(preprocess::load_batch(take, &c.preprocess)?)
-        }
-        None => None,
-    };
-    for &b in &args.batch {
-        let input = match &images {
-            // The first b images, repeated when the folder has fewer.
-            Some(all) => all
-                .iter()
-                .copied()
-                .cycle()
-                .take(b * sessions[0].image_len())
-                .collect(),
-            None => vec![0.1f32; b * sessions[0].image_len()],
+    let most = *args.batch.iter().max().unwrap_or(&1);
+    if let Some(texts) = &args.texts {
+        let dir = args.model.model.as_deref().ok_or_else(|| {
+            Error::param(
+                "--model",
+                "a text benchmark needs a BERT-family model folder",
+            )
+        })?;
+        let (weights, tokenizer) = text_model(dir)?;
+        let c = weights.config.clone();
+        let data = DataArgs {
+            texts: Some(texts.clone()),
+            split: Some(args.split.clone()),
+            limit: Some(most),
+            ..Default::default()
         };
-        // Warm-up (compiles the programs), then every (precision, schedule) interleaved.
-        let mut times: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); schedules.len()]; sessions.len()];
-        for session in &mut sessions {
-            for p in &schedules {
-                session.run(&input, p)?;
+        let all = data.texts(&tokenizer, c.max_tokens)?;
+        if all.enc.ids.len() < most {
+            return Err(Error::param(
+                "--texts",
+                format!(
+                    "{} has {} sentences of split {}, fewer than --batch {most}",
+                    texts.display(),
+                    all.enc.ids.len(),
+                    args.split
+                ),
+            ));
+        }
+        let settings = settings(args, &c.largest_geometry(), true)?;
+        let gpu = open_gpu()?;
+        let mut sessions = precisions
+            .iter()
+            .map(|&p| Session::with_precision(&gpu, &weights, p))
+            .collect::<Result<Vec<_>>>()?;
+        // The threshold policy's FLOPs target: calibrated once, on the largest batch's texts
+        // (a benchmark scores speed, not quality).
+        let settings =
+            crate::common::calibrated(&mut sessions, settings, most, || Ok(all.enc.clone()))?;
+        let inputs = args
+            .batch
+            .iter()
+            .map(|&b| all.load(&(0..b).collect::<Vec<_>>()))
+            .collect::<Result<Vec<_>>>()?;
+        bench(
+            args,
+            &weights.source,
+            &mut sessions,
+            &precisions,
+            &settings,
+            &inputs,
+            Unit::Text,
+        )
+    } else {
+        let weights = model_source::load(&args.model)?;
+        let c = weights.config.clone();
+        let gpu = open_gpu()?;
+        if let Some(n) = args.soak {
+            if n == 0 {
+                return Err(Error::param("--soak", "must be at least 1 forward pass"));
+            }
+            let mut session = Session::with_precision(&gpu, &weights, args.model.precision)?;
+            return crate::soak::run(&gpu, &weights, &mut session, n, args.json);
+        }
+        args.prune.dropped(false)?;
+        let mut settings = settings(args, &c.geometry(), false)?;
+        // Every --schedules file, under the rest.
+        for file in &args.schedules {
+            let request = zeroprune::prune::PruneRequest {
+                schedule: Some(zeroprune::prune::ScheduleFile::read(file)?),
+                ..Default::default()
+            };
+            let p = request.resolve(&c.geometry())?;
+            if !settings
+                .iter()
+                .any(|s| s.describe() == p.describe() && s.policy() == p.policy)
+            {
+                settings.push(Setting::fixed(p));
             }
         }
-        for _ in 0..args.runs.max(1) {
+        let mut sessions = precisions
+            .iter()
+            .map(|&p| Session::with_precision(&gpu, &weights, p))
+            .collect::<Result<Vec<_>>>()?;
+        // Every batch must fit before any input is allocated for it.
+        for &b in &args.batch {
+            check_batch(&sessions[0], b)?;
+        }
+        let images = match &args.images {
+            Some(dir) => {
+                let data = DataArgs {
+                    images: Some(dir.clone()),
+                    limit: Some(most),
+                    ..Default::default()
+                };
+                let found = data.images(&c, true)?;
+                Some(found.load(&(0..found.len()).collect::<Vec<_>>())?)
+            }
+            None => None,
+        };
+        let settings = crate::common::calibrated(&mut sessions, settings, most, || {
+            Ok(match &images {
+                Some(all) => all.clone(),
+                None => vec![0.1f32; most * c.image_len()],
+            })
+        })?;
+        let inputs: Vec<Vec<f32>> = args
+            .batch
+            .iter()
+            .map(|&b| match &images {
+                // The first b images, repeated when the folder has fewer.
+                Some(all) => all
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(b * c.image_len())
+                    .collect(),
+                None => vec![0.1f32; b * c.image_len()],
+            })
+            .collect();
+        bench(
+            args,
+            &weights.source,
+            &mut sessions,
+            &precisions,
+            &settings,
+            &inputs,
+            Unit::Image,
+        )
+    }
+}
+
+/// Dense first, then the schedule given, and every --policies entry under the same schedule; the
+/// same request twice runs once.
+fn settings(args: &BenchArgs, largest: &TokenGeometry, pools: bool) -> Result<Vec<Setting>> {
+    let dropped = args.prune.dropped(pools)?;
+    let mut settings = vec![Setting::dense()];
+    let mut add = |s: Setting| {
+        let seen = settings
+            .iter()
+            .any(|t| t.describe() == s.describe() && t.policy() == s.policy());
+        if !s.is_dense() && !seen {
+            settings.push(s);
+        }
+    };
+    // A schedule given for --policies alone (no --policy) belongs to them.
+    if args.prune.policy.is_some() || args.policies.is_empty() {
+        add(Setting::request(args.prune.pruner(largest)?, dropped));
+    }
+    for name in &args.policies {
+        let mut prune = args.prune.clone();
+        prune.policy = Some(name.clone());
+        add(Setting::request(prune.pruner(largest)?, dropped));
+    }
+    Ok(settings)
+}
+
+/// Every (precision, setting) on every batch size: a warm-up run each, then `--runs` rounds that
+/// play every row once, back to back; ratios pair the runs of one round (the same load on the
+/// machine hits both): the median of the per-round ratios.
+#[allow(clippy::too_many_arguments)]
+fn bench<F: Family>(
+    args: &BenchArgs,
+    model: &str,
+    sessions: &mut [Session<F>],
+    precisions: &[Precision],
+    settings: &[Setting],
+    inputs: &[<F::Input as ToOwned>::Owned],
+    unit: Unit,
+) -> Result<()>
+where
+    F::Output: Answers,
+{
+    let mut results = Vec::new();
+    let geometry = (unit == Unit::Image).then(|| sessions[0].model().largest_geometry());
+    for (&b, input) in args.batch.iter().zip(inputs) {
+        let input: &F::Input = std::borrow::Borrow::borrow(input);
+        let mut times = vec![vec![Vec::new(); settings.len()]; sessions.len()];
+        for session in sessions.iter_mut() {
+            for s in settings {
+                session.run(input, s.run())?;
+            }
+        }
+        for _ in 0..args.runs {
             for (session, times) in sessions.iter_mut().zip(&mut times) {
-                for (p, t) in schedules.iter().zip(times.iter_mut()) {
-                    let s = Instant::now();
-                    session.run(&input, p)?;
-                    t.push(s.elapsed().as_secs_f64());
+                for (s, t) in settings.iter().zip(times.iter_mut()) {
+                    let start = Instant::now();
+                    session.run(input, s.run())?;
+                    t.push(start.elapsed().as_secs_f64());
                 }
             }
         }
-        // Ratios pair the runs of one round (played back to back, so the same load on the
-        // machine hits both): the median of the per-round ratios.
-        let paired = |num: &[f64], den: &[f64]| {
-            let mut r: Vec<f64> = num.iter().zip(den).map(|(a, b)| a / b).collect();
-            median_spread(&mut r).0
-        };
-        for (si, (session, &precision)) in sessions.iter_mut().zip(&precisions).enumerate() {
-            for (i, p) in schedules.iter().enumerate() {
+        for (si, (session, &precision)) in sessions.iter_mut().zip(precisions).enumerate() {
+            let dense_flops = item_flops(session, input, &settings[0])?;
+            for (i, s) in settings.iter().enumerate() {
                 let (own, dense, first) = (&times[si][i], &times[si][0], &times[0][i]);
-                let timing = median_spread(&mut own.clone());
                 results.push(BenchRow {
-                    speedup: paired(dense, own),
-                    vs_first_precision: paired(first, own),
-                    ..bench_row(session, precision, &input, p, b, timing, dense_flops)?
+                    speedup: median_ratio(dense, own),
+                    vs_first_precision: median_ratio(first, own),
+                    schedule: s.describe_at(geometry.as_ref()),
+                    ..bench_row(
+                        session,
+                        precision,
+                        input,
+                        s,
+                        b,
+                        median_spread(own),
+                        dense_flops,
+                    )?
                 });
             }
         }
     }
     emit(
-        &BenchOutput {
-            adapter: gpu.describe(),
+        &Report(BenchOutput {
+            model: model.to_string(),
+            adapter: sessions[0].gpu().describe(),
+            runs: args.runs,
             results,
-        },
+            unit,
+        }),
         args.json,
     )
 }
 
-/// One row of `bench` for schedule `p` at batch `b` on the session `precision` chose, timed as
+/// Summed FLOPs of the items of one run of `s` on `input`.
+fn item_flops<F: Family>(session: &mut Session<F>, input: &F::Input, s: &Setting) -> Result<f64> {
+    let out = session.run(input, s.run())?;
+    Ok(out.items.iter().map(|o| o.flops()).sum())
+}
+
+/// One row of `bench` for setting `s` at batch `b` on the session `precision` chose, timed as
 /// `(median, min, max)` seconds: the throughput figures, and a profiled run for the pruning share
 /// and the per-kernel breakdown. The ratios between rows (set to 1 here) are the caller's.
-fn bench_row(
-    session: &mut Session,
+fn bench_row<F: Family>(
+    session: &mut Session<F>,
     precision: Precision,
-    input: &[f32],
-    p: &Pruning,
+    input: &F::Input,
+    s: &Setting,
     b: usize,
     (median, min, max): (f64, f64, f64),
     dense_flops: f64,
-) -> Result<BenchRow> {
-    let profiled = session.run(input, Run::new(p).mode(Mode::Profile))?;
-    // Counted from the tokens each image kept (threshold pruning's counts differ per image).
-    let flops = profiled.items.iter().map(|i| i.flops).sum::<f64>() / b as f64;
-    let gflops = flops / 1e9;
+) -> Result<BenchRow>
+where
+    F::Output: Answers,
+{
+    let profiled = session.run(input, s.run().mode(Mode::Profile))?;
+    // Counted from the tokens each item kept (threshold pruning's counts differ per item).
+    let answers: Vec<_> = profiled.items.iter().map(|o| o.answer(None)).collect();
+    let flops: f64 = answers.iter().map(|a| a.flops).sum();
+    let gflops = flops / b as f64 / 1e9;
     let profile = profiled.profile.unwrap_or_default();
     let total: f64 = profile.iter().map(|s| s.seconds).sum();
     let in_phase = |phase: Phase| -> f64 {
@@ -460,20 +593,32 @@ fn bench_row(
     };
     let prune_seconds: f64 = Phase::PRUNING.iter().map(|&ph| in_phase(ph)).sum();
     let choice = session.kernel_choice();
+    // Texts: the tokens of the batch, and how many passes a run makes (pruned: one per length).
+    let tokens: Vec<usize> = answers.iter().map(|a| a.tokens).collect();
+    let text = tokens.iter().all(|&t| t > 0);
+    let longest = tokens.iter().copied().max().unwrap_or(0);
+    let real: usize = tokens.iter().sum();
+    let mut lengths = tokens.clone();
+    lengths.sort_unstable();
+    lengths.dedup();
     Ok(BenchRow {
         batch: b,
         storage: session.storage(),
         precision,
-        policy: p.policy,
-        schedule: p.describe(),
+        policy: s.policy(),
+        schedule: if s.is_dense() {
+            "dense".into()
+        } else {
+            s.describe()
+        },
         latency_ms: median * 1e3,
         min_ms: min * 1e3,
         max_ms: max * 1e3,
         spread_pct: 100.0 * (max - min) / median,
-        images_per_s: b as f64 / median,
-        gflops_per_image: gflops,
+        items_per_s: b as f64 / median,
+        gflops_per_item: gflops,
         achieved_gflops_per_s: gflops * b as f64 / median,
-        flops_ratio: flops / dense_flops,
+        flops_ratio: flops / dense_flops.max(1e-30),
         speedup: 1.0,
         vs_first_precision: 1.0,
         prune_overhead_share: prune_seconds / total.max(1e-12),
@@ -489,12 +634,26 @@ fn bench_row(
             merging: in_phase(Phase::Merge) * 1e3,
         },
         dispatches: profile.len(),
-        submits: 1,
+        submits: if s.is_dense() || !text {
+            1
+        } else {
+            lengths.len()
+        },
         gemm_kernel: choice.gemm.name(),
         gemm_kernel_small: choice.gemm_small.name(),
         fused_attention: choice.fused_attention,
         subgroup_reductions: session.subgroup_reductions(),
         kernels: families(&profile),
+        passes: text.then(|| if s.is_dense() { 1 } else { lengths.len() }),
+        tokens_max: text.then_some(longest),
+        tokens_mean: text.then(|| real as f64 / b as f64),
+        padding_share: text.then(|| {
+            if s.is_dense() {
+                1.0 - real as f64 / (b * longest).max(1) as f64
+            } else {
+                0.0
+            }
+        }),
     })
 }
 
@@ -589,10 +748,10 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
                 )?],
             };
             gpu_time_blocking(gpu, &p)?;
-            let mut t = (0..args.runs.max(1))
+            let t = (0..args.runs.max(1))
                 .map(|_| gpu_time_blocking(gpu, &p))
                 .collect::<Result<Vec<_>>>()?;
-            let (seconds, _, _) = median_spread(&mut t);
+            let (seconds, _, _) = median_spread(&t);
             let rate = g.flops() / seconds / 1e9;
             let naive = *naive_rate.get_or_insert(rate);
             rows.push(KernelRow {

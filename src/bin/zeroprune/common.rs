@@ -157,33 +157,33 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The threshold policy with a FLOPs target: calibrate its thresholds' scale on `enc`'s texts
-/// (named by `on` in the message) before anything runs. Nothing to do otherwise.
-pub fn calibrate_text(
-    session: &mut zeroprune::TextSession,
-    enc: &zeroprune::text::Encoded,
-    pruning: &mut zeroprune::prune::Pruner,
+/// `settings`, the threshold policy's FLOPs target calibrated on `calibration()` where one needs
+/// it (data that is not evaluated: the caller's rule), with a note of what it reached.
+pub fn calibrated<F: zeroprune::model::Family>(
+    sessions: &mut [zeroprune::Session<F>],
+    mut settings: Vec<zeroprune::eval::driver::Setting>,
     batch: usize,
-    on: &str,
-) -> Result<()> {
-    if !pruning.needs_calibration()? {
-        return Ok(());
+    calibration: impl FnOnce() -> Result<<F::Input as ToOwned>::Owned>,
+) -> Result<Vec<zeroprune::eval::driver::Setting>> {
+    use zeroprune::eval::driver::{calibrate, needs_calibration};
+    if needs_calibration(&settings)? {
+        let input = calibration()?;
+        let probes = 4 + zeroprune::session::CALIBRATION_PROBES;
+        let bar = progress(probes * settings.len(), "calibration runs");
+        let done = pollster::block_on(calibrate(
+            sessions,
+            &mut settings,
+            std::borrow::Borrow::borrow(&input),
+            batch,
+            |n| bar.inc(n as u64),
+        ))?;
+        bar.finish_and_clear();
+        for (i, scale, reached) in done {
+            eprintln!(
+                "calibrated {}: thresholds x {scale:.4} give {reached:.3} of the dense FLOPs",
+                settings[i].policy()
+            );
+        }
     }
-    let probes = 4 + zeroprune::session::CALIBRATION_PROBES;
-    let bar = progress(probes, "calibration runs");
-    let (scale, reached) = session.calibrate(enc, pruning, batch, |n| bar.inc(n as u64))?;
-    bar.finish_and_clear();
-    eprintln!(
-        "calibrated on {on} ({} texts): thresholds x {scale:.4} give {:.3} of the dense FLOPs",
-        enc.ids.len(),
-        reached
-    );
-    Ok(())
-}
-
-/// The cosine of two embeddings, summed in f64.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b)).max(1e-30)
+    Ok(settings)
 }

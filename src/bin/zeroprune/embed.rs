@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::eval::driver::Setting;
+use zeroprune::eval::stats::cosine;
 use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::prune::Pruner;
 use zeroprune::session::TextEncoder;
 use zeroprune::text::{Encoded, TextTokenizer};
-use zeroprune::{Run, TextOutput, TextSession};
+use zeroprune::{Error, Result, TextOutput, TextSession};
 
-use crate::prune_args::describe_text;
-use zeroprune::{Error, Result};
-
-use crate::common::{calibrate_text, cosine, emit, open_text_model, progress};
-use crate::prune_args::TextPruneArgs;
+use crate::common::{calibrated, emit, open_text_model, progress};
+use crate::prune_args::PruneArgs;
 
 #[derive(Args)]
 pub struct EmbedArgs {
@@ -38,7 +37,7 @@ pub struct EmbedArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    prune: TextPruneArgs,
+    prune: PruneArgs,
 }
 
 #[derive(Args)]
@@ -53,7 +52,7 @@ pub struct SimilarityArgs {
     json: bool,
     /// With a policy, the similarity is computed dense and pruned, side by side.
     #[command(flatten)]
-    prune: TextPruneArgs,
+    prune: PruneArgs,
 }
 
 #[derive(Serialize)]
@@ -212,6 +211,21 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
     Ok(texts)
 }
 
+/// The pruning asked for, its FLOPs target calibrated on `enc` where the threshold policy needs it.
+fn pruned_setting(
+    prune: &PruneArgs,
+    c: &zeroprune::model::bert::BertConfig,
+    session: &mut TextSession,
+    enc: &Encoded,
+    batch: usize,
+) -> Result<Setting> {
+    let setting = Setting::request(prune.pruner(&c.largest_geometry())?, prune.dropped(true)?);
+    let mut settings = calibrated(std::slice::from_mut(session), vec![setting], batch, || {
+        Ok(enc.clone())
+    })?;
+    Ok(settings.remove(0))
+}
+
 /// The model, its tokenizer and a session on the GPU.
 fn open(model: &Path) -> Result<(BertWeights, TextTokenizer, TextSession, String)> {
     let (gpu, weights, tokenizer) = open_text_model(model)?;
@@ -247,23 +261,16 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     }
     let (weights, tokenizer, mut session, adapter) = open(&args.model)?;
     let c = weights.config.clone();
-    let (mut pruning, dropped) = args.prune.resolve(&c)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs)?;
     warn_cut(&enc, c.max_tokens);
-    calibrate_text(
-        &mut session,
-        &enc,
-        &mut pruning,
-        args.batch,
-        "the texts given",
-    )?;
+    // The threshold policy's FLOPs target calibrates on the texts given (nothing is scored).
+    let setting = pruned_setting(&args.prune, &c, &mut session, &enc, args.batch)?;
     let bar = progress(texts.len(), "texts");
-    let run = Run::new(&pruning).dropped(dropped);
-    let out = session.run_all(&enc, run, args.batch, |n| bar.inc(n as u64))?;
+    let out = session.run_all(&enc, setting.run(), args.batch, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let tokens = enc.lengths();
-    let pruned = !pruning.is_dense()?;
+    let pruned = !setting.is_dense();
     emit(
         &EmbedOutput {
             model: weights.source.clone(),
@@ -274,7 +281,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
             max_tokens: c.max_tokens,
             gflops_per_text: out.iter().map(|o| o.flops / 1e9).collect(),
             truncated: enc.truncated.clone(),
-            policy: pruned.then(|| describe_text(&pruning, dropped)),
+            policy: pruned.then(|| setting.describe()),
             dense_gflops_per_text: pruned.then(|| {
                 tokens
                     .iter()
@@ -300,16 +307,14 @@ fn side(out: &[TextOutput], pruned: bool) -> Side {
 
 pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
     let (weights, tokenizer, mut session, _) = open(&args.model)?;
-    let (mut pruning, dropped) = args.prune.resolve(&weights.config)?;
     let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
     warn_cut(&enc, weights.config.max_tokens);
     let dense = session.run(&enc, &Pruner::dense())?.items;
-    let pruned = if pruning.is_dense()? {
+    let setting = pruned_setting(&args.prune, &weights.config, &mut session, &enc, 2)?;
+    let pruned = if setting.is_dense() {
         None
     } else {
-        calibrate_text(&mut session, &enc, &mut pruning, 2, "the two texts")?;
-        let run = Run::new(&pruning).dropped(dropped);
-        Some(side(&session.run(&enc, run)?.items, true))
+        Some(side(&session.run(&enc, setting.run())?.items, true))
     };
     let lengths = enc.lengths();
     emit(
@@ -319,7 +324,7 @@ pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
             tokens: [lengths[0], lengths[1]],
             pieces: [tokenizer.pieces(&enc.ids[0]), tokenizer.pieces(&enc.ids[1])],
             dense: side(&dense, false),
-            policy: pruned.as_ref().map(|_| describe_text(&pruning, dropped)),
+            policy: pruned.as_ref().map(|_| setting.describe()),
             pruned,
         },
         args.json,

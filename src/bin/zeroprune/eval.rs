@@ -1,56 +1,37 @@
-//! `zeroprune eval`: accuracy on a labelled folder; with a policy, the dense model runs on the same
-//! batches too, for `agreement`.
+//! `zeroprune eval`: how well a model does on labelled data (images or sentences), dense or pruned;
+//! with a policy the dense model runs on the same batches too, for the paired figures (top-1
+//! difference, agreement, cosine, speedup). One driver (`zeroprune::eval`) for every family.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::eval::driver::{run_settings_blocking, Setting};
+use zeroprune::eval::head::Head;
+use zeroprune::eval::report::{with_unit, Quality, Unit};
+use zeroprune::eval::stats::cosine;
+use zeroprune::eval::task::{Answers, Task};
 use zeroprune::gpu::kernel::Elem;
-
-use zeroprune::model::Precision;
-use zeroprune::prune::{Policy, Pruning};
-use zeroprune::session::top_k;
-use zeroprune::{preprocess, Error, Result, Session};
+use zeroprune::model::{Family, Precision};
+use zeroprune::prune::Policy;
+use zeroprune::{Error, Result, Session};
 
 use crate::common::{check_batch, emit, open_gpu, progress};
-use crate::prune_args::{PruneArgs, TextPruneArgs};
+use crate::data::{text_model, DataArgs, ItemId, Source};
+use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
-use zeroprune::eval::data::labelled_images;
 
 #[derive(Args)]
 pub struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Folder of images.
-    #[arg(long, required_unless_present = "texts")]
-    images: Option<PathBuf>,
-    /// `name<TAB>class-index` lines, one per image.
-    #[arg(long, required_unless_present = "texts")]
-    labels: Option<PathBuf>,
-    /// Text models instead: a `split<TAB>label<TAB>sentence` file (e.g.
-    /// ../shared/data/sentence-polarity/sentences.tsv); --model is then a BERT-family folder.
-    #[arg(long, conflicts_with_all = ["images", "labels"])]
-    texts: Option<PathBuf>,
-    /// With --texts, threshold policy: per-layer thresholds from a JSON file (as for `embed`).
-    #[arg(long, requires = "texts", value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
-    thresholds: Option<PathBuf>,
     #[command(flatten)]
-    text: crate::eval_text::TextEvalArgs,
-    /// Evaluate only the first N images (in file-name order, after --skip).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Leave out the first N images (in file-name order), e.g. those a schedule was tuned on.
-    #[arg(long, default_value_t = 0)]
-    skip: usize,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
+    data: DataArgs,
     /// Print one JSON object (with every prediction).
     #[arg(long)]
     json: bool,
-    /// Precision of the dense reference that `agreement` and `speedup` compare against (default:
+    /// Precision of the dense reference that the paired figures compare against (default:
     /// --precision). `--precision f16 --reference-precision f32` measures f16 against f32 on the
     /// same batches, with or without a policy.
     #[arg(long, value_enum)]
@@ -60,242 +41,274 @@ pub struct EvalArgs {
 }
 
 #[derive(Serialize)]
-struct EvalPrediction {
-    file: String,
-    pred: usize,
-    label: usize,
+struct Prediction {
+    #[serde(flatten)]
+    id: ItemId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pred: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     top5: Vec<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<usize>,
+    /// With a policy: the dense prediction, the cosine of the embedding to the dense one, and the
+    /// tokens kept after each step.
+    #[serde(skip_serializing_if = "Option::is_none")]
     dense_pred: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cosine: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens_kept: Option<Vec<usize>>,
 }
 
 #[derive(Serialize)]
-struct EvalOutput {
+struct EvalReport {
     model: String,
     adapter: String,
-    images: usize,
+    task: Task,
     batch: usize,
     /// What the weights were stored as, and what the dense reference's were.
     storage: Elem,
     reference_storage: Elem,
+    /// Texts: the split evaluated, and the head that classified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split: Option<String>,
+    head: String,
     policy: Policy,
     schedule: String,
-    top1: f64,
-    top5: f64,
-    gflops_per_image: f64,
-    dense_gflops_per_image: f64,
-    images_per_s: f64,
-    forward_images_per_s: f64,
-    /// With a policy (or another reference precision): the share of images whose top-1 equals
-    /// the dense reference's, and its standard error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agreement: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agreement_se: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dense_top1: Option<f64>,
-    /// With a policy: the dense model's forward images/s on the same batches, and the pruned
-    /// forward's speedup over it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dense_forward_images_per_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    speedup: Option<f64>,
-    predictions: Vec<EvalPrediction>,
+    #[serde(flatten)]
+    quality: Quality,
+    /// End to end: loading, preprocessing, every forward pass.
+    items_per_s: f64,
+    predictions: Vec<Prediction>,
+    #[serde(skip)]
+    unit: Unit,
 }
 
-impl fmt::Display for EvalOutput {
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        with_unit(&self.0, self.0.unit).serialize(s)
+    }
+}
+
+/// The report with its keys named for its unit (`images`, `gflops_per_text`, ...).
+struct Report(EvalReport);
+
+impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "model      {}", self.model)?;
-        writeln!(f, "adapter    {}", self.adapter)?;
-        writeln!(f, "images     {}", self.images)?;
-        writeln!(f, "storage    {}", self.storage.name())?;
-        if !self.policy.is_none() {
-            writeln!(
-                f,
-                "policy     {} at {} (patch tokens kept after each block)",
-                self.policy, self.schedule
-            )?;
+        let r = &self.0;
+        let unit = r.unit.name();
+        writeln!(f, "model      {}", r.model)?;
+        writeln!(f, "adapter    {}", r.adapter)?;
+        let split = r
+            .split
+            .as_ref()
+            .map_or(String::new(), |s| format!(" of split {s}"));
+        writeln!(f, "{:<10} {}{split}", format!("{unit}s"), r.quality.items)?;
+        writeln!(f, "storage    {}", r.storage.name())?;
+        if r.task == Task::Classify {
+            writeln!(f, "head       {}", r.head)?;
         }
-        writeln!(f, "top-1      {:.2}%", 100.0 * self.top1)?;
-        writeln!(f, "top-5      {:.2}%", 100.0 * self.top5)?;
-        if let (Some(d), Some(a)) = (self.dense_top1, self.agreement) {
-            writeln!(
-                f,
-                "dense {}  {:.2}% top-1; agreement with it {:.2}% (se {:.2})",
-                self.reference_storage.name(),
-                100.0 * d,
-                100.0 * a,
-                100.0 * self.agreement_se.unwrap_or(0.0)
-            )?;
+        let dense = r.policy.is_none() && r.storage == r.reference_storage;
+        if !r.policy.is_none() {
+            let what = if r.unit == Unit::Image {
+                " (patch tokens kept after each block)"
+            } else {
+                ""
+            };
+            writeln!(f, "policy     {} at {}{what}", r.policy, r.schedule)?;
+        }
+        for line in r.quality.lines(r.unit, dense) {
+            writeln!(f, "{line}")?;
         }
         writeln!(
             f,
-            "GFLOPs     {:.3} per image ({:.1}% of dense {:.3})",
-            self.gflops_per_image,
-            100.0 * self.gflops_per_image / self.dense_gflops_per_image,
-            self.dense_gflops_per_image
-        )?;
-        writeln!(
-            f,
-            "speed      {:.2} images/s end to end, {:.2} images/s forward only (batch {})",
-            self.images_per_s, self.forward_images_per_s, self.batch
-        )?;
-        if let (Some(d), Some(x)) = (self.dense_forward_images_per_s, self.speedup) {
-            writeln!(
-                f,
-                "speedup    {x:.2}x over the dense {} forward ({d:.2} images/s) on the same batches",
-                self.reference_storage.name()
-            )?;
-        }
-        Ok(())
+            "end to end {:.2} {unit}s/s (batch {})",
+            r.items_per_s, r.batch
+        )
     }
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    if args.batch == 0 {
-        return Err(Error::param("--batch", "must be at least 1"));
-    }
-    if let Some(texts) = &args.texts {
-        let model = args.model.model.as_deref().ok_or_else(|| {
+    args.data.check()?;
+    if args.data.is_text() {
+        let dir = args.model.model.as_deref().ok_or_else(|| {
             Error::param(
                 "--model",
                 "a text evaluation needs a BERT-family model folder",
             )
         })?;
-        return crate::eval_text::run(&crate::eval_text::TextEval {
-            model,
-            texts,
-            split: &args.text.split,
-            head: args.text.head.as_deref(),
-            skip: args.skip,
-            limit: args.limit,
-            batch: args.batch,
-            json: args.json,
-            prune: TextPruneArgs {
-                prune: args.prune.clone(),
-                thresholds: args.thresholds.clone(),
-                dropped: args.text.dropped,
-            },
-            calibration: args.text.calibration(),
-        });
-    }
-    let (Some(images), Some(labels)) = (&args.images, &args.labels) else {
-        return Err(Error::param(
-            "--images",
-            "give --images and --labels, or --texts",
-        ));
-    };
-    let weights = model_source::load(&args.model)?;
-    let c = &weights.config;
-    let pruning = args.prune.resolve(c)?;
-    let (items, paths) = labelled_images(
-        weights.config.num_classes,
-        images,
-        labels,
-        (args.skip, args.limit),
-    )?;
-    let gpu = open_gpu()?;
-    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
-    check_batch(&session, args.batch)?;
-    // The dense reference: this session, or a second copy of the model at another precision.
-    let mut reference = match args.reference_precision {
-        Some(p) if p.storage(&gpu, session.kernel_choice())? != session.storage() => {
-            Some(Session::with_precision(&gpu, &weights, p)?)
+        let (weights, tokenizer) = text_model(dir)?;
+        let c = weights.config.clone();
+        let data = args.data.texts(&tokenizer, c.max_tokens)?;
+        let head = args.data.head(c.hidden_size)?;
+        if head.is_none() && args.data.task == Task::Classify && weights.classifier.is_none() {
+            return Err(Error::param(
+                "--head",
+                format!(
+                    "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
+                    dir.display()
+                ),
+            ));
         }
-        _ => None,
-    };
-    let pruned = !pruning.is_dense() || reference.is_some();
-    let dense = Pruning::dense();
-    let bar = progress(items.len(), "images");
-    let (mut top1, mut top5, mut agree, mut dense_top1) = (0usize, 0usize, 0usize, 0usize);
-    let mut flops = 0.0;
-    let mut predictions = Vec::with_capacity(items.len());
-    let (mut forward_seconds, mut dense_seconds) = (0.0, 0.0);
+        let gpu = open_gpu()?;
+        let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
+        let settings = settings(args, &c.largest_geometry(), true, sessions.len())?;
+        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
+            args.data.text_calibration(&tokenizer)
+        })?;
+        let head_name = head_name(args, "the model's classifier");
+        evaluate(
+            args,
+            &weights.source,
+            &mut sessions,
+            &data,
+            &settings,
+            head.as_ref(),
+            head_name,
+        )
+    } else {
+        let weights = model_source::load(&args.model)?;
+        let c = weights.config.clone();
+        let data = args.data.images(&c, args.data.task == Task::Embed)?;
+        let head = args.data.head(c.embed_dim)?;
+        let gpu = open_gpu()?;
+        let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
+        check_batch(&sessions[0], args.data.batch)?;
+        let settings = settings(args, &c.geometry(), false, sessions.len())?;
+        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
+            args.data.image_calibration(&c)
+        })?;
+        let head_name = head_name(args, "the model's classifier");
+        evaluate(
+            args,
+            &weights.source,
+            &mut sessions,
+            &data,
+            &settings,
+            head.as_ref(),
+            head_name,
+        )
+    }
+}
+
+fn head_name(args: &EvalArgs, own: &str) -> String {
+    args.data
+        .head
+        .as_ref()
+        .map_or(own.to_string(), |p| p.display().to_string())
+}
+
+/// The session evaluated, and a second copy of the model at the reference precision where it
+/// stores differently.
+fn sessions<W: zeroprune::model::family::Weights>(
+    gpu: &zeroprune::gpu::GpuContext,
+    weights: &W,
+    model: &ModelArgs,
+    reference: Option<Precision>,
+) -> Result<Vec<Session<W::Family>>> {
+    let mut sessions = vec![Session::with_precision(gpu, weights, model.precision)?];
+    if let Some(p) = reference {
+        if p.storage(gpu, sessions[0].kernel_choice())? != sessions[0].storage() {
+            sessions.push(Session::with_precision(gpu, weights, p)?);
+        }
+    }
+    Ok(sessions)
+}
+
+/// Dense (on the reference session where there is one), then the pruned setting asked for.
+fn settings(
+    args: &EvalArgs,
+    largest: &zeroprune::model::TokenGeometry,
+    pools: bool,
+    sessions: usize,
+) -> Result<Vec<Setting>> {
+    let pruner = args.prune.pruner(largest)?;
+    let dropped = args.prune.dropped(pools)?;
+    let dense = Setting::dense().on_session(sessions - 1);
+    let pruned = Setting::request(pruner, dropped);
+    if pruned.is_dense() && sessions == 1 {
+        Ok(vec![dense])
+    } else {
+        Ok(vec![dense, pruned])
+    }
+}
+
+/// Run the settings on `data` and print the report.
+#[allow(clippy::too_many_arguments)]
+fn evaluate<F: Family, S: Source<F>>(
+    args: &EvalArgs,
+    model: &str,
+    sessions: &mut [Session<F>],
+    data: &S,
+    settings: &[Setting],
+    head: Option<&Head>,
+    head_name: String,
+) -> Result<()>
+where
+    F::Output: Answers,
+{
+    let n = data.len();
+    if let Some(labels) = data.labels() {
+        if let Some(h) = head {
+            h.check_labels(labels.iter().copied(), "--labels")?;
+        }
+    }
+    let batches = data.batches(sessions[0].model(), args.data.batch);
+    let bar = progress(n * settings.len(), &format!("{}s", data.unit().name()));
     let start = Instant::now();
-    if pruned {
-        // Compile both programs on the first batch, so the forward timings compare like with like.
-        let first = preprocess::load_batch(&paths[..args.batch.min(paths.len())], &c.preprocess)?;
-        reference
-            .as_mut()
-            .unwrap_or(&mut session)
-            .run(&first, &dense)?;
-        session.run(&first, &pruning)?;
-    }
-    for (chunk, labels) in paths.chunks(args.batch).zip(items.chunks(args.batch)) {
-        let input = preprocess::load_batch(chunk, &c.preprocess)?;
-        // With a policy, the dense model runs on the same batch for the agreement figure.
-        let dense_pred: Vec<usize> = if pruned {
-            let t = Instant::now();
-            let d = reference
-                .as_mut()
-                .unwrap_or(&mut session)
-                .run(&input, &dense)?;
-            dense_seconds += t.elapsed().as_secs_f64();
-            d.items
-                .iter()
-                .map(|o| top_k(&o.logits, 1).top[0].0)
-                .collect()
-        } else {
-            vec![]
-        };
-        let t = Instant::now();
-        let out = session.run(&input, &pruning)?;
-        forward_seconds += t.elapsed().as_secs_f64();
-        for (i, ((name, label), o)) in labels.iter().zip(&out.items).enumerate() {
-            let p = top_k(&o.logits, 5);
-            let pred = p.top[0].0;
-            top1 += usize::from(pred == *label);
-            top5 += usize::from(p.top.iter().any(|(i, _)| i == label));
-            flops += o.flops;
-            let d = dense_pred.get(i).copied();
-            if let Some(d) = d {
-                agree += usize::from(d == pred);
-                dense_top1 += usize::from(d == *label);
-            }
-            predictions.push(EvalPrediction {
-                file: name.clone(),
-                pred,
-                label: *label,
-                top5: p.top.iter().map(|t| t.0).collect(),
-                dense_pred: d,
-                tokens_kept: d.map(|_| o.kept.iter().map(Vec::len).collect()),
-            });
-        }
-        bar.inc(chunk.len() as u64);
-        bar.set_message(format!(
-            "top-1 {:.1}%",
-            100.0 * top1 as f64 / predictions.len() as f64
-        ));
-    }
+    let outcomes = run_settings_blocking(
+        sessions,
+        settings,
+        n,
+        &batches,
+        |items| data.load(items),
+        head,
+        |k| bar.inc(k as u64),
+    )?;
     bar.finish_and_clear();
     let wall = start.elapsed().as_secs_f64();
-    let n = items.len() as f64;
-    let out = EvalOutput {
-        model: weights.source.clone(),
-        adapter: gpu.describe(),
-        images: items.len(),
-        batch: args.batch,
-        storage: session.storage(),
-        reference_storage: reference.as_ref().unwrap_or(&session).storage(),
-        policy: pruning.policy,
-        schedule: pruning.describe(),
-        top1: top1 as f64 / n,
-        top5: top5 as f64 / n,
-        gflops_per_image: flops / n / 1e9,
-        dense_gflops_per_image: c.geometry().dense_flops() / 1e9,
-        images_per_s: n / wall,
-        forward_images_per_s: n / forward_seconds,
-        agreement: pruned.then_some(agree as f64 / n),
-        agreement_se: pruned.then(|| {
-            let a = agree as f64 / n;
-            (a * (1.0 - a) / n).sqrt()
-        }),
-        dense_top1: pruned.then_some(dense_top1 as f64 / n),
-        dense_forward_images_per_s: pruned.then_some(n / dense_seconds),
-        speedup: pruned.then_some(dense_seconds / forward_seconds),
+    let dense = &outcomes[0];
+    let mine = outcomes.last().unwrap_or(dense);
+    let compared = outcomes.len() > 1;
+    let mut quality = Quality::of(mine, dense, data.labels(), args.data.task);
+    if !compared {
+        quality = quality.dense_only();
+    }
+    let setting = settings.last().unwrap_or(&settings[0]);
+    let predictions = (0..n)
+        .map(|i| {
+            let a = &mine.answers[i];
+            let d = &dense.answers[i];
+            Prediction {
+                id: data.id(i),
+                label: data.labels().map(|l| l[i]),
+                pred: a.pred(),
+                top5: a.top.clone(),
+                tokens: (a.tokens > 0).then_some(a.tokens),
+                dense_pred: if compared { d.pred() } else { None },
+                cosine: (compared && !a.embedding.is_empty())
+                    .then(|| cosine(&a.embedding, &d.embedding)),
+                tokens_kept: compared.then(|| a.kept.clone()),
+            }
+        })
+        .collect();
+    let report = EvalReport {
+        model: model.to_string(),
+        adapter: sessions[0].gpu().describe(),
+        task: args.data.task,
+        batch: args.data.batch,
+        storage: sessions[0].storage(),
+        reference_storage: sessions[sessions.len() - 1].storage(),
+        split: args.data.is_text().then(|| args.data.split().to_string()),
+        head: head_name,
+        policy: setting.policy(),
+        schedule: setting.describe_at(data.fixed_geometry(sessions[0].model()).as_ref()),
+        quality,
+        items_per_s: n as f64 / wall,
         predictions,
+        unit: data.unit(),
     };
-    emit(&out, args.json)
+    emit(&Report(report), args.json)
 }

@@ -2,19 +2,17 @@
 //! command, each with its arguments and its typed output (text table or `--json`).
 
 mod bench;
-mod bench_text;
 mod classify;
 mod common;
+mod data;
 mod embed;
 mod eval;
-mod eval_text;
 mod explain;
 mod info;
 mod model_source;
 mod prune_args;
 mod soak;
 mod sweep;
-mod sweep_text;
 mod tune;
 
 use std::path::PathBuf;

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
-use zeroprune::model::bert::BertConfig;
-use zeroprune::model::Dropped;
-use zeroprune::prune::{read_thresholds, Pruner};
-use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
-use zeroprune::{Result, ViTConfig};
+use zeroprune::model::{Dropped, TokenGeometry};
+use zeroprune::prune::{read_thresholds, Policy, PruneRequest, Pruner, Pruning, ScheduleFile};
+use zeroprune::{Error, Result, ViTConfig};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
 fn policies() -> PossibleValuesParser {
@@ -52,9 +50,20 @@ pub struct PruneArgs {
     /// uniform attention is 1, is below THETA are dropped (the count differs per image).
     #[arg(long, group = "one_schedule")]
     pub threshold: Option<String>,
+    /// Threshold policy: per-block thresholds from a JSON file, an array with one value per block
+    /// (or {"thresholds": [...]}), in --threshold's units; 0 skips a block. With --flops they are
+    /// scaled together to meet the target (calibrated first, on data that is not evaluated).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
+    pub thresholds: Option<PathBuf>,
     /// Blocks a --flops target prunes at, e.g. 3,6,9 (default: the policy's blocks).
     #[arg(long, requires = "flops")]
     pub at: Option<String>,
+    /// Models that mean-pool (text encoders): a token a dropping policy removes stays in the mean
+    /// with its state at the pruning point, re-affined to the last layer's LayerNorm (restate, the
+    /// default: better accuracy and agreement downstream), or leaves it (omit: the embedding stays
+    /// closer to the dense one by cosine).
+    #[arg(long, value_name = "restate|omit")]
+    pub dropped: Option<Dropped>,
     #[command(flatten)]
     pub options: OptionArgs,
 }
@@ -108,53 +117,31 @@ impl PruneArgs {
         })
     }
 
-    /// The schedule for this model, with every limit checked.
-    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
-        self.request()?.resolve(&c.geometry())
-    }
-}
-
-/// The pruning options of the text commands: the same policies and schedules (counted in the
-/// text's tokens, [CLS] and [SEP] never pruned), and per-layer thresholds from a file.
-#[derive(Args, Clone, Debug, Default)]
-#[command(next_help_heading = "Token pruning")]
-pub struct TextPruneArgs {
-    #[command(flatten)]
-    pub prune: PruneArgs,
-    /// Threshold policy: per-layer thresholds from a JSON file, an array with one value per layer
-    /// (or {"thresholds": [...]}), in --threshold's units; 0 skips a layer. With --flops, they
-    /// are scaled together to meet the target (calibrated on texts first).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
-    pub thresholds: Option<PathBuf>,
-    /// Mean pooling and dropping policies: a dropped token stays in the mean with its state at
-    /// the pruning point, re-affined to the last layer's LayerNorm (restate, the default: better
-    /// accuracy and agreement downstream), or leaves it (omit: the embedding stays closer to the
-    /// dense one by cosine).
-    #[arg(long, value_name = "restate|omit")]
-    pub dropped: Option<Dropped>,
-}
-
-/// A text request in a few words, with `dropped omitted` where a dropping policy leaves dropped
-/// tokens out of the mean.
-pub fn describe_text(p: &Pruner, dropped: Dropped) -> String {
-    let mut s = p.describe();
-    let merges = p.policy().is_ok_and(|p| !p.is_none() && p.def().merges());
-    if dropped == Dropped::Omit && !merges && !p.is_dense().unwrap_or(true) {
-        s += ", dropped omitted";
-    }
-    s
-}
-
-impl TextPruneArgs {
-    /// The request for this text model, checked, and what mean pooling does with dropped tokens.
-    pub fn resolve(&self, c: &BertConfig) -> Result<(Pruner, Dropped)> {
+    /// The request bound to a model whose largest geometry is `g` (every limit checked now).
+    pub fn pruner(&self, g: &TokenGeometry) -> Result<Pruner> {
         let thresholds = self
             .thresholds
             .as_deref()
-            .map(|p| read_thresholds(p, c.num_layers))
+            .map(|p| read_thresholds(p, g.depth))
             .transpose()?;
-        let largest = c.largest_geometry();
-        let p = Pruner::new(self.prune.request()?, thresholds, &largest)?;
-        Ok((p, self.dropped.unwrap_or_default()))
+        Pruner::new(self.request()?, thresholds, g)
+    }
+
+    /// The schedule for an image model, with every limit checked (the threshold policy with a
+    /// FLOPs target needs calibration: use [`PruneArgs::pruner`]).
+    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
+        self.pruner(&c.geometry())?.schedule(&c.geometry())
+    }
+
+    /// `--dropped`, which only a model that mean-pools reads.
+    pub fn dropped(&self, pools: bool) -> Result<Dropped> {
+        match self.dropped {
+            Some(_) if !pools => Err(Error::param(
+                "--dropped",
+                "this model classifies from its class token and pools nothing: --dropped applies \
+                 to text encoders that mean-pool",
+            )),
+            d => Ok(d.unwrap_or_default()),
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `zeroprune sweep`: every policy at several FLOPs targets on a labelled folder, against the dense
-//! model on the same images: one table (policy, FLOPs, top-1, agreement), JSON, and a PNG plot.
+//! `zeroprune sweep`: every policy at several FLOPs targets on labelled data (images or sentences),
+//! against one dense pass on the same batches: one table (FLOPs, top-1 and its paired difference,
+//! agreement, cosine, speedup), JSON, and a PNG plot of quality against GFLOPs.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,44 +8,34 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use zeroprune::draw::{line_chart, Series};
-
-use zeroprune::prune::{KeepRule, Policy, PruneOptions, Pruning, ScheduleSpec};
-use zeroprune::session::top_k;
-use zeroprune::{preprocess, Error, Result, Session};
+use zeroprune::eval::driver::{run_settings_blocking, Setting};
+use zeroprune::eval::head::Head;
+use zeroprune::eval::report::{with_unit, Quality, Unit};
+use zeroprune::eval::task::{Answers, Task};
+use zeroprune::model::{Family, TokenGeometry};
+use zeroprune::prune::{Policy, PruneRequest, Pruner};
+use zeroprune::{Error, Result, Session};
 
 use crate::common::{check_batch, emit, open_gpu, progress};
+use crate::data::{text_model, DataArgs, Source};
 use crate::{model_source, ModelArgs};
-use zeroprune::eval::data::labelled_images;
 
 #[derive(Args)]
 pub struct SweepArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Folder of images.
-    #[arg(long, required_unless_present = "texts")]
-    images: Option<PathBuf>,
-    /// `name<TAB>class-index` lines, one per image.
-    #[arg(long, required_unless_present = "texts")]
-    labels: Option<PathBuf>,
-    /// Text models instead: a `split<TAB>label<TAB>sentence` file; --model is a BERT-family
-    /// folder (every policy at every target against one dense pass, on --split).
-    #[arg(long, conflicts_with_all = ["images", "labels"])]
-    texts: Option<PathBuf>,
     #[command(flatten)]
-    text: crate::eval_text::TextEvalArgs,
+    data: DataArgs,
     /// Policies to compare, comma-separated (default: every policy).
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
     /// FLOPs targets as fractions of dense, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.8,0.65")]
     targets: Vec<f64>,
-    /// Use only the first N images (in file-name order).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
-    /// Where to write the accuracy-vs-GFLOPs plot (PNG).
+    /// Text encoders that mean-pool: what the mean does with dropped tokens, restate or omit.
+    #[arg(long, value_name = "restate|omit")]
+    dropped: Option<zeroprune::model::Dropped>,
+    /// Where to write the quality-vs-GFLOPs plot (PNG).
     #[arg(long, default_value = "sweep.png")]
     plot: PathBuf,
     /// Print one JSON object instead of the table.
@@ -52,132 +43,93 @@ pub struct SweepArgs {
     json: bool,
 }
 
-/// A policy at one schedule, and what it scored.
-struct Entry {
-    policy: Policy,
-    target: f64,
-    pruning: Pruning,
-    flops: f64,
-    top1: usize,
-    agree: usize,
-}
-
-/// The threshold whose counted FLOPs on `input` come closest to `target` from below (bisection).
-fn calibrate_threshold(
-    session: &mut Session,
-    policy: Policy,
-    input: &[f32],
-    blocks: &[usize],
-    target: f64,
-) -> Result<Pruning> {
-    let c = session.config().clone();
-    let budget = target * c.geometry().dense_flops();
-    let at = |theta: f64, session: &mut Session| -> Result<(Pruning, f64)> {
-        let spec = ScheduleSpec::Threshold(vec![(theta as f32, blocks.to_vec())]);
-        let p = Pruning::resolve(policy, &spec, PruneOptions::default(), &c.geometry())?;
-        let out = session.run(input, &p)?;
-        let f = out.items.iter().map(|o| o.flops).sum::<f64>() / out.items.len() as f64;
-        Ok((p, f))
-    };
-    let (mut lo, mut hi) = (0.0, 4.0);
-    let (mut best, f_hi) = at(hi, session)?;
-    if f_hi > budget {
-        return Ok(best);
-    }
-    // 7 halvings of [0, 4]: the threshold to 0.03, plenty for a FLOPs target.
-    for _ in 0..7 {
-        let mid = 0.5 * (lo + hi);
-        let (p, f) = at(mid, session)?;
-        if f <= budget {
-            hi = mid;
-            best = p;
-        } else {
-            lo = mid;
-        }
-    }
-    Ok(best)
-}
-
 #[derive(Serialize)]
 struct SweepRow {
     policy: Policy,
     target: f64,
     schedule: String,
-    gflops: f64,
-    flops_ratio: f64,
-    /// Percent.
-    top1: f64,
-    /// Percent of the images whose top-1 equals the dense model's.
-    agreement: f64,
+    #[serde(flatten)]
+    quality: Quality,
 }
 
 #[derive(Serialize)]
-struct SweepOutput {
+struct SweepReport {
     model: String,
     adapter: String,
-    images: usize,
-    dense_top1: f64,
-    dense_gflops: f64,
-    plot: std::path::PathBuf,
+    task: Task,
+    batch: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split: Option<String>,
+    plot: PathBuf,
+    /// The dense model first, then every policy at every target.
     rows: Vec<SweepRow>,
+    #[serde(skip)]
+    unit: Unit,
 }
 
-impl fmt::Display for SweepOutput {
+struct Report(SweepReport);
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        with_unit(&self.0, self.0.unit).serialize(s)
+    }
+}
+
+impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        let r = &self.0;
+        let unit = r.unit.name();
+        let n = r.rows.first().map_or(0, |row| row.quality.items);
+        writeln!(f, "model {} on {n} {unit}s; adapter {}", r.model, r.adapter)?;
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
+        let delta = |q: &Quality| match (q.top1_delta, q.top1_delta_se) {
+            (Some(d), Some(se)) => format!("{:+.2} ({:.2})", 100.0 * d, 100.0 * se),
+            _ => "-".into(),
+        };
+        let rows: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .map(|row| {
+                let q = &row.quality;
+                vec![
+                    row.policy.name().to_string(),
+                    row.schedule.clone(),
+                    format!("{:.3}", q.gflops_per_item),
+                    format!("{:.1}%", 100.0 * q.flops_ratio),
+                    pct(q.top1),
+                    delta(q),
+                    pct(q.agreement),
+                    q.mean_cosine.map_or("-".into(), |c| format!("{c:.4}")),
+                    pct(q.nn_agreement),
+                    format!("{:.2}x", q.speedup),
+                ]
+            })
+            .collect();
+        write!(
             f,
-            "model {} on {} images; adapter {}",
-            self.model, self.images, self.adapter
+            "{}",
+            crate::common::table(
+                &[
+                    "policy",
+                    "schedule",
+                    "GFLOPs",
+                    "FLOPs",
+                    "top-1",
+                    "vs dense (se)",
+                    "agreement",
+                    "cosine",
+                    "neighbours",
+                    "speedup",
+                ],
+                &rows
+            )
         )?;
-        writeln!(
-            f,
-            "{:<12} {:<26} {:>7} {:>7} {:>7} {:>7} {:>9}",
-            "policy", "schedule", "GFLOPs", "FLOPs", "top-1", "delta", "agreement"
-        )?;
-        for r in &self.rows {
-            writeln!(
-                f,
-                "{:<12} {:<26} {:>7.3} {:>6.1}% {:>6.2}% {:>+7.2} {:>8.2}%",
-                r.policy.name(),
-                r.schedule,
-                r.gflops,
-                100.0 * r.flops_ratio,
-                r.top1,
-                r.top1 - self.dense_top1,
-                r.agreement,
-            )?;
-        }
-        writeln!(f, "plot: {}", self.plot.display())
+        writeln!(f, "plot: {}", r.plot.display())
     }
 }
 
 pub fn run(args: &SweepArgs) -> Result<()> {
-    if let Some(texts) = &args.texts {
-        let model = args.model.model.as_deref().ok_or_else(|| {
-            Error::param("--model", "a text sweep needs a BERT-family model folder")
-        })?;
-        return crate::sweep_text::run(&crate::sweep_text::TextSweep {
-            model,
-            texts,
-            split: &args.text.split,
-            head: args.text.head.as_deref(),
-            policies: args.policies.as_deref(),
-            targets: &args.targets,
-            limit: args.limit,
-            batch: args.batch,
-            calibration: args.text.calibration(),
-            dropped: args.text.dropped.unwrap_or_default(),
-            json: args.json,
-        });
-    }
-    let (Some(images), Some(labels)) = (&args.images, &args.labels) else {
-        return Err(Error::param(
-            "--images",
-            "give --images and --labels, or --texts",
-        ));
-    };
-    let weights = model_source::load(&args.model)?;
-    let c = weights.config.clone();
+    args.data.check()?;
     let policies: Vec<Policy> = match &args.policies {
         Some(names) => names
             .iter()
@@ -191,107 +143,198 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
         }
     }
-    let (items, paths) =
-        labelled_images(weights.config.num_classes, images, labels, (0, args.limit))?;
-    let gpu = open_gpu()?;
-    let mut session = crate::common::session(&gpu, &weights, &args.model)?;
-    check_batch(&session, args.batch)?;
+    if args.data.is_text() {
+        let dir = args.model.model.as_deref().ok_or_else(|| {
+            Error::param("--model", "a text sweep needs a BERT-family model folder")
+        })?;
+        let (weights, tokenizer) = text_model(dir)?;
+        let c = weights.config.clone();
+        let data = args.data.texts(&tokenizer, c.max_tokens)?;
+        let head = args.data.head(c.hidden_size)?;
+        if head.is_none() && args.data.task == Task::Classify && weights.classifier.is_none() {
+            return Err(Error::param(
+                "--head",
+                format!(
+                    "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
+                    dir.display()
+                ),
+            ));
+        }
+        let settings = settings(
+            &policies,
+            &args.targets,
+            &c.largest_geometry(),
+            args.dropped,
+        )?;
+        let gpu = open_gpu()?;
+        let mut sessions = vec![Session::with_precision(
+            &gpu,
+            &weights,
+            args.model.precision,
+        )?];
+        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
+            args.data.text_calibration(&tokenizer)
+        })?;
+        sweep(
+            args,
+            &weights.source,
+            &mut sessions,
+            &data,
+            &settings,
+            &policies,
+            head.as_ref(),
+        )
+    } else {
+        if args.dropped.is_some() {
+            return Err(Error::param(
+                "--dropped",
+                "an image model classifies from its class token and pools nothing: --dropped \
+                 applies to text encoders that mean-pool",
+            ));
+        }
+        let weights = model_source::load(&args.model)?;
+        let c = weights.config.clone();
+        let data = args.data.images(&c, args.data.task == Task::Embed)?;
+        let head = args.data.head(c.embed_dim)?;
+        let settings = settings(&policies, &args.targets, &c.geometry(), None)?;
+        let gpu = open_gpu()?;
+        let mut sessions = vec![Session::with_precision(
+            &gpu,
+            &weights,
+            args.model.precision,
+        )?];
+        check_batch(&sessions[0], args.data.batch)?;
+        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
+            args.data.image_calibration(&c)
+        })?;
+        sweep(
+            args,
+            &weights.source,
+            &mut sessions,
+            &data,
+            &settings,
+            &policies,
+            head.as_ref(),
+        )
+    }
+}
 
-    // The schedules, all resolved before any long work so a bad target fails at once.
-    let first = preprocess::load_batch(&paths[..args.batch.min(paths.len())], &c.preprocess)?;
-    let mut entries = Vec::new();
-    for &policy in &policies {
-        for &target in &args.targets {
-            let pruning = if policy.def().keep_rule() == KeepRule::Threshold {
-                eprintln!(
-                    "calibrating the threshold for {target} of dense FLOPs on the first batch"
-                );
-                calibrate_threshold(
-                    &mut session,
-                    policy,
-                    &first,
-                    &policy.def().default_blocks(c.depth),
-                    target,
-                )?
-            } else {
-                let spec = ScheduleSpec::flops(target, None)?;
-                Pruning::resolve(policy, &spec, PruneOptions::default(), &c.geometry())?
+/// Dense, then every policy at every target: all resolved before any long work, so a bad target
+/// fails at once.
+fn settings(
+    policies: &[Policy],
+    targets: &[f64],
+    largest: &TokenGeometry,
+    dropped: Option<zeroprune::model::Dropped>,
+) -> Result<Vec<Setting>> {
+    let mut settings = vec![Setting::dense()];
+    for &policy in policies {
+        for &target in targets {
+            let request = PruneRequest {
+                policy: Some(policy.name().into()),
+                flops: Some(target),
+                ..Default::default()
             };
-            entries.push(Entry {
-                policy,
-                target,
-                pruning,
-                flops: 0.0,
-                top1: 0,
-                agree: 0,
-            });
+            let pruner = Pruner::new(request, None, largest)?;
+            settings.push(Setting::request(pruner, dropped.unwrap_or_default()));
         }
     }
+    Ok(settings)
+}
 
-    let bar = progress(items.len() * (entries.len() + 1), "forward passes");
-    let (mut dense_top1, n) = (0usize, items.len());
-    for (chunk, labels) in paths.chunks(args.batch).zip(items.chunks(args.batch)) {
-        let input = preprocess::load_batch(chunk, &c.preprocess)?;
-        let dense: Vec<usize> = session
-            .run(&input, &Pruning::dense())?
-            .items
-            .iter()
-            .map(|o| top_k(&o.logits, 1).top[0].0)
-            .collect();
-        dense_top1 += dense
-            .iter()
-            .zip(labels)
-            .filter(|(p, (_, l))| *p == l)
-            .count();
-        bar.inc(chunk.len() as u64);
-        for e in &mut entries {
-            let out = session.run(&input, &e.pruning)?;
-            for ((o, (_, label)), d) in out.items.iter().zip(labels).zip(&dense) {
-                let pred = top_k(&o.logits, 1).top[0].0;
-                e.top1 += usize::from(pred == *label);
-                e.agree += usize::from(pred == *d);
-                e.flops += o.flops;
-            }
-            bar.inc(chunk.len() as u64);
-        }
+#[allow(clippy::too_many_arguments)]
+fn sweep<F: Family, S: Source<F>>(
+    args: &SweepArgs,
+    model: &str,
+    sessions: &mut [Session<F>],
+    data: &S,
+    settings: &[Setting],
+    policies: &[Policy],
+    head: Option<&Head>,
+) -> Result<()>
+where
+    F::Output: Answers,
+{
+    let n = data.len();
+    if let (Some(labels), Some(h)) = (data.labels(), head) {
+        h.check_labels(labels.iter().copied(), "--labels")?;
     }
+    let batches = data.batches(sessions[0].model(), args.data.batch);
+    let bar = progress(n * settings.len(), "forward passes");
+    let outcomes = run_settings_blocking(
+        sessions,
+        settings,
+        n,
+        &batches,
+        |items| data.load(items),
+        head,
+        |k| bar.inc(k as u64),
+    )?;
     bar.finish_and_clear();
+    let task = args.data.task;
+    let geometry = data.fixed_geometry(sessions[0].model());
+    let targets =
+        std::iter::once(1.0).chain(policies.iter().flat_map(|_| args.targets.iter().copied()));
+    let rows: Vec<SweepRow> = settings
+        .iter()
+        .zip(&outcomes)
+        .zip(targets)
+        .map(|((s, o), target)| SweepRow {
+            policy: s.policy(),
+            target,
+            schedule: if s.is_dense() {
+                "dense".into()
+            } else {
+                s.describe_at(geometry.as_ref())
+            },
+            quality: Quality::of(o, &outcomes[0], data.labels(), task),
+        })
+        .collect();
+    plot(args, model, data.unit(), &rows, policies)?;
+    emit(
+        &Report(SweepReport {
+            model: model.to_string(),
+            adapter: sessions[0].gpu().describe(),
+            task,
+            batch: args.data.batch,
+            split: args.data.is_text().then(|| args.data.split().to_string()),
+            plot: args.plot.clone(),
+            rows,
+            unit: data.unit(),
+        }),
+        args.json,
+    )
+}
 
-    let dense_g = c.geometry().dense_flops() / 1e9;
-    let pct = |k: usize| 100.0 * k as f64 / n as f64;
-    let rows: Vec<SweepRow> = std::iter::once(SweepRow {
-        policy: Policy::none(),
-        target: 1.0,
-        schedule: "dense".into(),
-        gflops: dense_g,
-        flops_ratio: 1.0,
-        top1: pct(dense_top1),
-        agreement: 100.0,
-    })
-    .chain(entries.iter().map(|e| {
-        let g = e.flops / n as f64 / 1e9;
-        SweepRow {
-            policy: e.policy,
-            target: e.target,
-            schedule: e.pruning.describe(),
-            gflops: g,
-            flops_ratio: g / dense_g,
-            top1: pct(e.top1),
-            agreement: pct(e.agree),
-        }
-    }))
-    .collect();
-
-    // One line per policy, accuracy against GFLOPs, each ending at the dense point.
+/// One line per policy, quality against GFLOPs, each ending at the dense point: top-1 where the
+/// task classifies with labels, else agreement, else the cosine to dense.
+fn plot(
+    args: &SweepArgs,
+    model: &str,
+    unit: Unit,
+    rows: &[SweepRow],
+    policies: &[Policy],
+) -> Result<()> {
+    let (label, value): (&str, fn(&Quality) -> Option<f64>) = match args.data.task {
+        Task::Classify if rows[0].quality.top1.is_some() => ("top-1 accuracy (%)", |q| q.top1),
+        Task::Classify => ("agreement with dense (%)", |q| q.agreement),
+        Task::Embed => ("nearest-neighbour agreement (%)", |q| q.nn_agreement),
+    };
+    let dense = &rows[0].quality;
     let series: Vec<Series> = policies
         .iter()
         .map(|&p| {
             let mut points: Vec<(f64, f64)> = rows
                 .iter()
                 .filter(|r| r.policy == p)
-                .map(|r| (r.gflops, r.top1))
+                .chain(std::iter::once(&rows[0]))
+                .map(|r| {
+                    (
+                        r.quality.gflops_per_item,
+                        100.0 * value(&r.quality).unwrap_or(1.0),
+                    )
+                })
                 .collect();
-            points.push((dense_g, pct(dense_top1)));
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             Series {
                 label: p.name().to_string(),
@@ -300,33 +343,25 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         })
         .collect();
     // The model's folder name reads better than the weights file's full path.
-    let source = std::path::Path::new(&weights.source);
+    let source = std::path::Path::new(model);
     let name = match source.file_name().and_then(|f| f.to_str()) {
         Some("model.safetensors") => source.parent().and_then(|p| p.file_name()),
         _ => source.file_name(),
     };
     let title = format!(
-        "{} on {n} images",
-        name.and_then(|n| n.to_str()).unwrap_or(&weights.source)
+        "{} on {} {}s",
+        name.and_then(|n| n.to_str()).unwrap_or(model),
+        dense.items,
+        unit.name()
     );
     let png = line_chart(
         &title,
-        "GFLOPs per image",
-        "top-1 accuracy (%)",
+        &format!("GFLOPs per {}", unit.name()),
+        label,
         &series,
         900,
         560,
     );
     png.save(&args.plot)
-        .map_err(|e| Error::io(&args.plot, std::io::Error::other(e.to_string())))?;
-    let out = SweepOutput {
-        model: weights.source.clone(),
-        adapter: gpu.describe(),
-        images: n,
-        dense_top1: pct(dense_top1),
-        dense_gflops: dense_g,
-        plot: args.plot.clone(),
-        rows,
-    };
-    emit(&out, args.json)
+        .map_err(|e| Error::io(&args.plot, std::io::Error::other(e.to_string())))
 }

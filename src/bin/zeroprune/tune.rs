@@ -8,29 +8,24 @@ use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
+use zeroprune::eval::task::Task;
 use zeroprune::prune::search::{flops_ratio, Candidate, Score, Space};
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
-use zeroprune::{labels, preprocess, Error, Result, Session};
+use zeroprune::{preprocess, Error, Result, Session};
 
 use crate::common::{check_batch, emit, open_gpu, progress};
+use crate::data::DataArgs;
 use crate::prune_args::OptionArgs;
 use crate::{model_source, ModelArgs};
-use zeroprune::eval::data::folder_images;
 
 #[derive(Args)]
 pub struct TuneArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Folder of calibration images (all JPEG, PNG, WebP, BMP and GIF files in it, by name).
-    #[arg(long)]
-    images: PathBuf,
-    /// Optional `name<TAB>class-index` file listing which images of the folder to use (the
-    /// labels themselves are not used: candidates are scored against the dense model).
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Use only the first N images (by file name).
-    #[arg(long)]
-    limit: Option<usize>,
+    /// The calibration images (--images DIR, optionally --labels to pick which, --skip, --limit);
+    /// candidates are scored against the dense model, so labels are not read.
+    #[command(flatten)]
+    data: DataArgs,
     /// The budget: at most this fraction of the dense FLOPs.
     #[arg(long, group = "budget", required = true)]
     flops: Option<f64>,
@@ -41,9 +36,6 @@ pub struct TuneArgs {
     /// The policy whose schedule to search.
     #[arg(long, default_value = "tome-protect")]
     policy: String,
-    /// Images per forward pass (and the batch latency is measured at).
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
     /// Rounds of local search after the families.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
@@ -146,26 +138,22 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         ..Default::default()
     };
     let options = request.resolve(&g)?.options;
-    let mut paths = match &args.labels {
-        Some(file) => {
-            let mut items = labels::read_labels(file)?;
-            items.sort();
-            items
-                .into_iter()
-                .map(|(n, _)| args.images.join(n))
-                .collect()
+    args.data.check()?;
+    for (given, flag) in [
+        (args.data.texts.is_some(), "--texts"),
+        (args.data.head.is_some(), "--head"),
+        (args.data.calibration.is_some(), "--calibration"),
+        (args.data.task != Task::Classify, "--task"),
+    ] {
+        if given {
+            return Err(Error::param(
+                flag,
+                "tune searches an image model's schedule, scored by agreement with the dense \
+                 model on the --images given: this option does not apply",
+            ));
         }
-        None => folder_images(&args.images)?,
-    };
-    if let Some(n) = args.limit {
-        paths.truncate(n);
     }
-    if paths.is_empty() {
-        return Err(Error::param(
-            "--images",
-            format!("{} has no images to calibrate on", args.images.display()),
-        ));
-    }
+    let paths = args.data.images(&c, true)?.paths;
     if let Some(f) = args.flops {
         if !(f > 0.0 && f < 1.0) {
             return Err(Error::param("--flops", format!("{f} is outside (0, 1)")));
@@ -181,11 +169,11 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     }
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
-    check_batch(&session, args.batch)?;
+    check_batch(&session, args.data.batch)?;
 
     eprintln!("preprocessing {} calibration images", paths.len());
     let batches: Vec<Vec<f32>> = paths
-        .chunks(args.batch)
+        .chunks(args.data.batch)
         .map(|chunk| preprocess::load_batch(chunk, &c.preprocess))
         .collect::<Result<_>>()?;
     let dense: Vec<Vec<f32>> = {
@@ -209,8 +197,8 @@ pub fn run(args: &TuneArgs) -> Result<()> {
             let tile = session.kernel_choice().gemm.tile_rows();
             (
                 ms,
-                tile / gcd(tile, args.batch),
-                format!("{ms} ms at batch {}", args.batch),
+                tile / gcd(tile, args.data.batch),
+                format!("{ms} ms at batch {}", args.data.batch),
             )
         }
         _ => unreachable!("clap requires one budget"),
@@ -228,7 +216,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         session: &mut session,
         timing_input: args
             .latency
-            .map(|_| vec![0.1f32; args.batch * image_len(&c)]),
+            .map(|_| vec![0.1f32; args.data.batch * image_len(&c)]),
         batches: &batches,
         dense: &dense,
     });
@@ -261,7 +249,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| {
         let b = match (args.flops, args.latency) {
             (Some(f), _) => format!("flops{f}"),
-            (_, Some(ms)) => format!("{ms}ms-b{}", args.batch),
+            (_, Some(ms)) => format!("{ms}ms-b{}", args.data.batch),
             _ => String::new(),
         };
         PathBuf::from(format!("schedule-{}-{b}.json", policy.name()))

@@ -34,6 +34,10 @@ pub struct ImageOutput {
     pub kept: Vec<Vec<u32>>,
     /// FLOPs of this image's forward pass, counted from the tokens each step kept.
     pub flops: f64,
+    /// The pooled features the head reads: the final-normed CLS row (distilled: the mean of the
+    /// CLS and distillation rows, as timm's `pre_logits`), the image's embedding.
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
 }
 
 impl ItemOutput for ImageOutput {
@@ -130,13 +134,16 @@ impl Family for VisionTransformer {
     }
 
     fn readback<'a>(&self, a: &'a Activations) -> Vec<&'a GpuTensor> {
-        vec![&a.logits]
+        vec![&a.logits, &a.head_in]
     }
 
     fn decode(&self, _images: &[f32], r: &Readback, _dropped: Dropped) -> Result<Vec<ImageOutput>> {
         let c = &self.config;
         let prefix = c.num_prefix_tokens() as u32;
         let logits = &r.buffers[0][..r.shape.batch * c.num_classes];
+        let (d, pre) = (c.embed_dim, c.num_prefix_tokens());
+        let head_in =
+            crate::gpu::buffers::words_to_f32(r.buffers[1], self.storage, r.shape.batch * pre * d);
         let mut images = Vec::with_capacity(r.shape.batch);
         for (b, l) in logits.chunks(c.num_classes).enumerate() {
             let logits: Vec<f32> = l.iter().map(|&w| f32::from_bits(w)).collect();
@@ -162,10 +169,15 @@ impl Family for VisionTransformer {
                         .collect()
                 })
                 .collect();
+            let rows = &head_in[b * pre * d..][..pre * d];
+            let embedding = (0..d)
+                .map(|j| (0..pre).map(|t| rows[t * d + j]).sum::<f32>() / pre as f32)
+                .collect();
             images.push(ImageOutput {
                 logits,
                 kept,
                 flops: r.flops[b],
+                embedding,
             });
         }
         Ok(images)

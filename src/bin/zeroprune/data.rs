@@ -1,0 +1,382 @@
+//! The data options `eval`, `sweep`, `bench` and `tune` share, and the data they load: labelled
+//! images (`--images`, `--labels`) for an image model, labelled sentences (`--texts`, `--split`) for
+//! a text encoder, and where the threshold policy calibrates (never the data evaluated).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use zeroprune::eval::data::{labelled_images, read_labelled};
+use zeroprune::eval::head::Head;
+use zeroprune::eval::report::Unit;
+use zeroprune::eval::task::Task;
+use zeroprune::model::bert::BertWeights;
+use zeroprune::model::VisionTransformer;
+use zeroprune::model::{Family, Preprocess};
+use zeroprune::session::TextEncoder;
+use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::{preprocess, Error, Result};
+
+/// What the evaluation commands read.
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// Folder of images (an image model).
+    #[arg(long, conflicts_with = "texts")]
+    pub images: Option<PathBuf>,
+    /// With --images: `name<TAB>class-index` lines, one per image.
+    #[arg(long, requires = "images")]
+    pub labels: Option<PathBuf>,
+    /// Labelled sentences instead (a text encoder): a `split<TAB>label<TAB>sentence` file, e.g.
+    /// ../shared/data/sentence-polarity/sentences.tsv.
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<PathBuf>,
+    /// With --texts: the split evaluated.
+    #[arg(long, requires = "texts")]
+    pub split: Option<String>,
+    /// Leave out the first N items (file-name order for images, file order for texts), e.g. those
+    /// a schedule was tuned on; they are where the threshold policy calibrates by default.
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// Use only the first N items (after --skip).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Items per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// What to score: classify (top-1 against the labels, agreement with the dense class) or
+    /// embed (cosine to the dense embedding, nearest-neighbour agreement, label recall@1).
+    #[arg(long, default_value = "classify")]
+    pub task: Task,
+    /// A linear head on the pooled embedding (safetensors, `weight [C, D]`, `bias [C]`) instead
+    /// of the model's own classifier (bench/fit_text_head.py fits one on a text encoder).
+    #[arg(long, value_name = "FILE")]
+    pub head: Option<PathBuf>,
+    /// Where the threshold policy calibrates a --flops target: a folder of images, or with
+    /// --texts a split of the same file (default: the split `train`; for images the items
+    /// --skip leaves out). Never the data evaluated.
+    #[arg(long, value_name = "DIR|SPLIT")]
+    pub calibration: Option<String>,
+    /// How many items calibration runs on.
+    #[arg(long, default_value_t = 200)]
+    pub calibration_limit: usize,
+}
+
+/// One item's name in predictions: an image's file, a text's line.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemId {
+    File(String),
+    Line(usize),
+}
+
+/// Data of one family: items, labels, and how to load any batch of them.
+pub trait Source<F: Family> {
+    fn unit(&self) -> Unit;
+    fn len(&self) -> usize;
+    fn labels(&self) -> Option<&[usize]>;
+    fn id(&self, i: usize) -> ItemId;
+    /// The batches the items run in (at most `batch` each).
+    fn batches(&self, model: &F, batch: usize) -> Vec<Vec<usize>>;
+    fn load(&self, items: &[usize]) -> Result<<F::Input as ToOwned>::Owned>;
+    /// The one geometry every item has, where they share one (images): schedules are shown
+    /// resolved for it.
+    fn fixed_geometry(&self, _model: &F) -> Option<zeroprune::model::TokenGeometry> {
+        None
+    }
+}
+
+/// Labelled images of a folder.
+pub struct Images {
+    pub names: Vec<String>,
+    pub labels: Option<Vec<usize>>,
+    pub paths: Vec<PathBuf>,
+    pub preprocess: Preprocess,
+}
+
+impl Source<VisionTransformer> for Images {
+    fn unit(&self) -> Unit {
+        Unit::Image
+    }
+    fn len(&self) -> usize {
+        self.paths.len()
+    }
+    fn labels(&self) -> Option<&[usize]> {
+        self.labels.as_deref()
+    }
+    fn id(&self, i: usize) -> ItemId {
+        ItemId::File(self.names[i].clone())
+    }
+    fn batches(&self, _: &VisionTransformer, batch: usize) -> Vec<Vec<usize>> {
+        (0..self.paths.len())
+            .collect::<Vec<_>>()
+            .chunks(batch.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+    fn load(&self, items: &[usize]) -> Result<Vec<f32>> {
+        let paths: Vec<PathBuf> = items.iter().map(|&i| self.paths[i].clone()).collect();
+        preprocess::load_batch(&paths, &self.preprocess)
+    }
+    fn fixed_geometry(&self, model: &VisionTransformer) -> Option<zeroprune::model::TokenGeometry> {
+        Some(model.largest_geometry())
+    }
+}
+
+/// Labelled sentences, tokenised.
+pub struct Texts {
+    pub lines: Vec<usize>,
+    pub labels: Vec<usize>,
+    pub enc: Encoded,
+}
+
+impl Source<TextEncoder> for Texts {
+    fn unit(&self) -> Unit {
+        Unit::Text
+    }
+    fn len(&self) -> usize {
+        self.enc.ids.len()
+    }
+    fn labels(&self) -> Option<&[usize]> {
+        Some(&self.labels)
+    }
+    fn id(&self, i: usize) -> ItemId {
+        ItemId::Line(self.lines[i])
+    }
+    /// Texts of similar length together: a dense batch pads to its longest.
+    fn batches(&self, model: &TextEncoder, batch: usize) -> Vec<Vec<usize>> {
+        model.batches(&self.enc, batch, false)
+    }
+    fn load(&self, items: &[usize]) -> Result<Encoded> {
+        Ok(Encoded {
+            ids: items.iter().map(|&i| self.enc.ids[i].clone()).collect(),
+            truncated: items.iter().map(|&i| self.enc.truncated[i]).collect(),
+        })
+    }
+}
+
+impl DataArgs {
+    /// Checks that need no file: ranges, and the options a family does not take.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::param("--batch", "must be at least 1"));
+        }
+        if self.batch > zeroprune::limits::MAX_BATCH {
+            return Err(Error::param(
+                "--batch",
+                format!(
+                    "{} is over the limit of {}",
+                    self.batch,
+                    zeroprune::limits::MAX_BATCH
+                ),
+            ));
+        }
+        if self.limit == Some(0) {
+            return Err(Error::param(
+                "--limit",
+                "must be at least 1 (leave it out for every item)",
+            ));
+        }
+        if self.calibration_limit == 0 {
+            return Err(Error::param("--calibration-limit", "must be at least 1"));
+        }
+        if self.images.is_none() && self.texts.is_none() {
+            return Err(Error::param(
+                "--images",
+                "give --images (and --labels) for an image model, or --texts for a text encoder",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_text(&self) -> bool {
+        self.texts.is_some()
+    }
+
+    /// The split evaluated (texts).
+    pub fn split(&self) -> &str {
+        self.split.as_deref().unwrap_or("test")
+    }
+
+    /// The labelled images, `--skip` and `--limit` applied; labels required unless `optional`.
+    pub fn images(&self, c: &zeroprune::ViTConfig, labels_optional: bool) -> Result<Images> {
+        let dir = self
+            .images
+            .as_deref()
+            .ok_or_else(|| Error::param("--images", "an image model needs --images"))?;
+        match &self.labels {
+            Some(file) => {
+                let (items, paths) =
+                    labelled_images(c.num_classes, dir, file, (self.skip, self.limit))?;
+                Ok(Images {
+                    names: items.iter().map(|(n, _)| n.clone()).collect(),
+                    labels: Some(items.iter().map(|(_, l)| *l).collect()),
+                    paths,
+                    preprocess: c.preprocess.clone(),
+                })
+            }
+            None if labels_optional => {
+                let mut paths = zeroprune::eval::data::folder_images(dir)?;
+                let listed = paths.len();
+                paths.drain(..self.skip.min(listed));
+                if let Some(n) = self.limit {
+                    paths.truncate(n);
+                }
+                if paths.is_empty() {
+                    return Err(Error::param(
+                        "--images",
+                        format!(
+                            "{} has {listed} images; none left after --skip {}",
+                            dir.display(),
+                            self.skip
+                        ),
+                    ));
+                }
+                Ok(Images {
+                    names: paths
+                        .iter()
+                        .map(|p| {
+                            p.file_name()
+                                .map_or_else(String::new, |f| f.to_string_lossy().into())
+                        })
+                        .collect(),
+                    labels: None,
+                    paths,
+                    preprocess: c.preprocess.clone(),
+                })
+            }
+            None => Err(Error::param(
+                "--labels",
+                "an evaluation on images needs --labels (name<TAB>class-index lines)",
+            )),
+        }
+    }
+
+    /// The labelled sentences of the split evaluated, tokenised, `--skip` and `--limit` applied.
+    pub fn texts(&self, tokenizer: &TextTokenizer, max_tokens: usize) -> Result<Texts> {
+        let file = self
+            .texts
+            .as_deref()
+            .ok_or_else(|| Error::param("--texts", "a text encoder needs --texts"))?;
+        let mut items = read_labelled(file, self.split())?;
+        let listed = items.len();
+        items.drain(..self.skip.min(listed));
+        if let Some(n) = self.limit {
+            items.truncate(n);
+        }
+        if items.is_empty() {
+            return Err(Error::param(
+                "--skip",
+                format!(
+                    "split {} of {} has {listed} texts; none left after --skip {}",
+                    self.split(),
+                    file.display(),
+                    self.skip
+                ),
+            ));
+        }
+        let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
+        let enc = tokenizer.encode(&refs)?;
+        warn_cut(&enc, max_tokens);
+        Ok(Texts {
+            lines: items.iter().map(|t| t.line).collect(),
+            labels: items.iter().map(|t| t.label).collect(),
+            enc,
+        })
+    }
+
+    /// Images the threshold policy calibrates on: `--calibration DIR`, else the first
+    /// `--calibration-limit` of those `--skip` leaves out. Never the images evaluated.
+    pub fn image_calibration(&self, c: &zeroprune::ViTConfig) -> Result<Vec<f32>> {
+        let paths =
+            match &self.calibration {
+                Some(dir) => {
+                    let dir = Path::new(dir);
+                    let mut p = zeroprune::eval::data::folder_images(dir)?;
+                    if self.images.as_deref() == Some(dir) {
+                        return Err(Error::param(
+                        "--calibration",
+                        "calibrating on the folder evaluated would tune on the test data; give \
+                         another folder, or --skip N to calibrate on the first N images",
+                    ));
+                    }
+                    p.truncate(self.calibration_limit);
+                    p
+                }
+                None if self.skip > 0 => {
+                    let dir = self.images.as_deref().unwrap_or(Path::new("."));
+                    let mut names: Vec<String> = match &self.labels {
+                        Some(file) => zeroprune::labels::read_labels(file)?
+                            .into_iter()
+                            .map(|(n, _)| n)
+                            .collect(),
+                        None => zeroprune::eval::data::folder_images(dir)?
+                            .iter()
+                            .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into()))
+                            .collect(),
+                    };
+                    names.sort();
+                    names.truncate(self.skip.min(self.calibration_limit));
+                    names.iter().map(|n| dir.join(n)).collect()
+                }
+                None => return Err(Error::param(
+                    "--calibration",
+                    "the threshold policy meets a FLOPs target by calibrating on images that are \
+                     not evaluated: give --skip N (the first N images calibrate) or \
+                     --calibration DIR",
+                )),
+            };
+        if paths.is_empty() {
+            return Err(Error::param("--calibration", "no images to calibrate on"));
+        }
+        eprintln!("calibrating on {} images", paths.len());
+        preprocess::load_batch(&paths, &c.preprocess)
+    }
+
+    /// Sentences the threshold policy calibrates on: the first `--calibration-limit` of split
+    /// `--calibration` (default `train`), never the split evaluated.
+    pub fn text_calibration(&self, tokenizer: &TextTokenizer) -> Result<Encoded> {
+        let file = self
+            .texts
+            .as_deref()
+            .ok_or_else(|| Error::param("--texts", "a text encoder needs --texts"))?;
+        let split = self.calibration.as_deref().unwrap_or("train");
+        if split == self.split() {
+            return Err(Error::param(
+                "--calibration",
+                "calibrating on the split evaluated would tune on the test data; name another",
+            ));
+        }
+        let mut cal = read_labelled(file, split)?;
+        cal.truncate(self.calibration_limit);
+        eprintln!("calibrating on {} texts of split {split}", cal.len());
+        let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
+        tokenizer.encode(&refs)
+    }
+
+    /// The `--head` file, checked against the embedding width `d`.
+    pub fn head(&self, d: usize) -> Result<Option<Head>> {
+        self.head.as_deref().map(|p| Head::load(p, d)).transpose()
+    }
+}
+
+/// One warning for the texts cut to the model's length.
+pub fn warn_cut(enc: &Encoded, max_tokens: usize) {
+    let cut = enc.truncated.iter().filter(|&&t| t).count();
+    if cut > 0 {
+        eprintln!(
+            "warning: {cut} texts were cut to the model's {} tokens",
+            max_tokens
+        );
+    }
+}
+
+/// A text model folder's weights and tokenizer.
+pub fn text_model(dir: &Path) -> Result<(BertWeights, TextTokenizer)> {
+    let w = BertWeights::load(dir)?;
+    let t = TextTokenizer::load(
+        &dir.join("tokenizer.json"),
+        w.config.max_tokens,
+        w.config.vocab_size,
+    )?;
+    Ok((w, t))
+}
