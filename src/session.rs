@@ -734,6 +734,27 @@ impl Session<VisionTransformer> {
     }
 }
 
+/// One class of a prediction, as the command line and the browser report it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassScore {
+    pub class: usize,
+    pub name: String,
+    pub probability: f32,
+}
+
+/// The `k` most likely classes of `logits`, named from `names` (empty where there is none).
+pub fn top_classes(logits: &[f32], k: usize, names: &[String]) -> Vec<ClassScore> {
+    top_k(logits, k)
+        .top
+        .into_iter()
+        .map(|(class, probability)| ClassScore {
+            class,
+            name: names.get(class).cloned().unwrap_or_default(),
+            probability,
+        })
+        .collect()
+}
+
 /// The `k` largest softmax probabilities of `logits`, most likely first.
 pub fn top_k(logits: &[f32], k: usize) -> Prediction {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

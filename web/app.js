@@ -1,6 +1,6 @@
 // The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
 // is the same Rust code as the native binary.
-import init, { Session, TextModel, limits } from "./pkg/zeroprune.js";
+import init, { Session, TextModel, limits, policies } from "./pkg/zeroprune.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -302,19 +302,19 @@ function renderRun(box, run, title) {
   box.querySelector(".metrics").innerHTML =
     `<span class="big">${run.latencyMs.toFixed(1)} ms</span> · ${run.gflops.toFixed(2)} GFLOPs`;
   box.querySelector(".top5").innerHTML = run.top
-    .map((t) => `<li><span class="label">${escapeHtml(t.label)}</span>` +
-      `<span class="bar"><span style="width:${(t.prob * 100).toFixed(1)}%"></span></span>` +
-      `<span class="prob">${(t.prob * 100).toFixed(1)}%</span></li>`)
+    .map((t) => `<li><span class="label">${escapeHtml(t.name)}</span>` +
+      `<span class="bar"><span style="width:${(t.probability * 100).toFixed(1)}%"></span></span>` +
+      `<span class="prob">${(t.probability * 100).toFixed(1)}%</span></li>`)
     .join("");
 }
 
 function render(r) {
   renderRun($("result-dense"), r.dense, "Dense");
   renderRun($("result-pruned"), r, r.policy === "none" ? "Dense" : `Pruned: ${r.policy}`);
-  const same = r.dense && r.dense.top[0].index === r.top[0].index;
+  const same = r.dense && r.dense.top[0].class === r.top[0].class;
   $("speedup").innerHTML = r.dense
     ? `<strong>${r.speedup.toFixed(2)}×</strong> faster with ${(r.flopsRatio * 100).toFixed(0)}% of the FLOPs; ` +
-      (same ? "same top-1 class." : `<span class="warn">top-1 changed</span> (dense: ${escapeHtml(r.dense.top[0].label)}).`)
+      (same ? "same top-1 class." : `<span class="warn">top-1 changed</span> (dense: ${escapeHtml(r.dense.top[0].name)}).`)
     : `${(r.flopsRatio * 100).toFixed(0)}% of the dense FLOPs.`;
   drawTokens(r);
 }
@@ -372,6 +372,21 @@ function escapeHtml(s) {
 }
 
 // ---- text ----------------------------------------------------------------------------------------
+
+// The text panel's policies, from the library's registry (names and help; a text model's default
+// blocks are known once it loads): ToMe first, as it keeps the most of the embedding on text.
+function fillTextPolicies() {
+  const list = policies(6).policies.filter((p) => p.name !== "none");
+  const select = $("text-policy");
+  select.replaceChildren(...list.map((p) => {
+    const o = document.createElement("option");
+    o.value = p.name;
+    o.textContent = p.name;
+    o.title = p.help;
+    return o;
+  }), Object.assign(document.createElement("option"), { value: "none", textContent: "none (dense only)" }));
+  select.value = "tome";
+}
 
 // The sentence encoder's folder: beside the page where served, else the hub.
 async function loadTextModel(status) {
@@ -482,6 +497,7 @@ async function main() {
     return;
   }
   app.limits = limits();
+  fillTextPolicies();
   setState("idle");
   // A model folder served beside the page (web/serve.py serves ../shared/models) loads at once.
   const local = await fetch(LOCAL_MODEL + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);

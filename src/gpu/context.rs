@@ -143,7 +143,7 @@ impl GpuContext {
     }
 
     /// The device's loss, if it is lost.
-    fn lost(&self) -> Option<Error> {
+    pub fn lost(&self) -> Option<Error> {
         let slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             Some(Error::DeviceLost(msg)) => Some(Error::DeviceLost(msg.clone())),

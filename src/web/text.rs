@@ -1,6 +1,6 @@
-//! The browser's entry points for text models: `TextModel.create(modelBytes, configJson,
-//! tokenizerJson, files?)` and `textModel.embed(texts)`, a thin face on [`crate::text`], which is
-//! the code `zeroprune embed` runs.
+//! The browser's text models: `TextModel.create(modelBytes, configJson, tokenizerJson, files?)`
+//! and `textModel.embed(texts, options?)`, on the page's shared GPU: the code `zeroprune embed`
+//! runs.
 //!
 //! ```js
 //! const m = await TextModel.create(modelBytes, configJson, tokenizerJson,
@@ -13,17 +13,15 @@
 //! p.pieces[0];    // text 0's tokens ("[CLS]", "a", "triumph", "[SEP]")
 //! ```
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use super::{check_model_bytes, js_error, now_ms, to_js};
-use crate::gpu::{AdapterChoice, GpuContext};
+use super::{check_model_bytes, js_error, now_ms, runtime, to_js, Guarded, Options, PolicyList};
+use crate::eval::driver::Setting;
 use crate::model::bert::{BertWeights, TextModelFiles};
-use crate::prune::PruneRequest;
-use crate::text::{Dropped, TextPruning, TextSession, TextTokenizer};
+use crate::model::Precision;
+use crate::session::{TextEncoder, TextSession};
+use crate::text::TextTokenizer;
 
 /// The sentence-transformers files of a folder, as texts (all optional).
 #[derive(Deserialize, Default)]
@@ -46,6 +44,12 @@ struct TextInfo {
     pooling: crate::model::bert::Pooling,
     normalized: bool,
     labels: Vec<String>,
+    /// What the weights are stored as: "f32" or "f16".
+    storage: crate::gpu::kernel::Elem,
+    /// Every registered policy (default blocks for this model's layers) and the recommended one
+    /// by FLOPs level, as `Session.info` lists them.
+    policies: Vec<crate::prune::PolicyInfo>,
+    recommended: Vec<super::Recommended>,
 }
 
 #[derive(Serialize)]
@@ -68,52 +72,6 @@ struct EmbedResult {
     dense_gflops_per_text: Vec<f64>,
 }
 
-/// The pruning options of `embed`: a pruning request as `classify` takes it, plus `thresholds`
-/// (one per layer, for the threshold policy).
-fn text_pruning(
-    options: JsValue,
-    c: &crate::model::bert::BertConfig,
-) -> Result<TextPruning, JsError> {
-    if options.is_undefined() || options.is_null() {
-        return Ok(TextPruning::dense());
-    }
-    let mut map = match serde_wasm_bindgen::from_value::<serde_json::Value>(options) {
-        Ok(serde_json::Value::Object(m)) => m,
-        Ok(_) => {
-            return Err(JsError::new(
-                "options must be an object, e.g. {policy: \"tome\", flops: 0.65}",
-            ))
-        }
-        Err(e) => return Err(JsError::new(&format!("options: {e}"))),
-    };
-    map.retain(|_, v| !v.is_null());
-    let thresholds = match map.remove("thresholds") {
-        None => None,
-        Some(v) => Some(
-            crate::text::pruning::parse_thresholds(
-                &v.to_string(),
-                "options.thresholds",
-                c.num_layers,
-            )
-            .map_err(js_error)?,
-        ),
-    };
-    let dropped = match map.remove("dropped") {
-        None => Dropped::default(),
-        Some(serde_json::Value::String(s)) => s.parse().map_err(js_error)?,
-        Some(v) => {
-            return Err(JsError::new(&format!(
-                "options.dropped must be \"restate\" or \"omit\", got {v}"
-            )))
-        }
-    };
-    let request: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
-        .map_err(|e| JsError::new(&format!("options: {e}")))?;
-    let mut pruning = TextPruning::new(request, thresholds, c).map_err(js_error)?;
-    pruning.dropped = dropped;
-    Ok(pruning)
-}
-
 struct Inner {
     session: TextSession,
     tokenizer: TextTokenizer,
@@ -122,23 +80,30 @@ struct Inner {
 /// A text encoder (BERT family) on the page's GPU.
 #[wasm_bindgen]
 pub struct TextModel {
-    inner: Rc<RefCell<Option<Inner>>>,
+    state: Guarded<Inner>,
     info: JsValue,
 }
 
 #[wasm_bindgen]
 impl TextModel {
-    /// `TextModel.create(modelBytes, configJson, tokenizerJson, files?)`: parse the model (its
-    /// `config.json` text and `tokenizer.json` text; `files` holds the sentence-transformers texts
-    /// `{modules, pooling, sentenceBert}` where the folder has them), open the page's WebGPU
-    /// adapter and upload the weights. Resolves to a TextModel.
+    /// `TextModel.create(modelBytes, configJson, tokenizerJson, files?, precision?)`: parse the
+    /// model (its `config.json` text and `tokenizer.json` text; `files` holds the
+    /// sentence-transformers texts `{modules, pooling, sentenceBert}` where the folder has them),
+    /// open the page's WebGPU device (or share the one another model opened) and upload the
+    /// weights as `precision` says (`"f32"`, the default, `"f16"` or `"auto"`). Resolves to a
+    /// TextModel.
     pub async fn create(
         model_bytes: Vec<u8>,
         config_json: String,
         tokenizer_json: String,
         files: JsValue,
+        precision: Option<String>,
     ) -> Result<TextModel, JsError> {
         check_model_bytes(model_bytes.len())?;
+        let precision: Precision = match precision.as_deref() {
+            None => Precision::default(),
+            Some(p) => p.parse().map_err(js_error)?,
+        };
         let extra: ExtraFiles = if files.is_undefined() || files.is_null() {
             ExtraFiles::default()
         } else {
@@ -163,16 +128,13 @@ impl TextModel {
             c.vocab_size,
         )
         .map_err(js_error)?;
-        let choice = AdapterChoice {
-            backends: Some(wgpu::Backends::BROWSER_WEBGPU),
-            name: None,
-        };
-        let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
-        let session = TextSession::create(&gpu, &weights)
+        let kernels = runtime().await?;
+        let session = TextSession::create_with(&kernels, &weights, precision)
             .await
             .map_err(js_error)?;
+        let list = PolicyList::of(c.num_layers);
         let info = to_js(&TextInfo {
-            adapter: gpu.describe(),
+            adapter: kernels.gpu().describe(),
             layers: c.num_layers,
             hidden: c.hidden_size,
             heads: c.num_heads,
@@ -181,14 +143,18 @@ impl TextModel {
             pooling: c.pooling,
             normalized: c.normalize,
             labels: c.labels.clone(),
+            storage: session.storage(),
+            policies: list.policies,
+            recommended: list.recommended,
         })?;
         Ok(TextModel {
-            inner: Rc::new(RefCell::new(Some(Inner { session, tokenizer }))),
+            state: Guarded::new(Inner { session, tokenizer }),
             info,
         })
     }
 
-    /// `{adapter, layers, hidden, heads, vocab, maxTokens, pooling, normalized, labels}`.
+    /// `{adapter, layers, hidden, heads, vocab, maxTokens, pooling, normalized, labels, storage,
+    /// policies, recommended}`.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> JsValue {
         self.info.clone()
@@ -196,65 +162,59 @@ impl TextModel {
 
     /// `textModel.embed(texts, options?)`: dense, one padded batch; with a pruning request in
     /// `options` (`{policy, flops, keep, threshold, thresholds, at, sim, heads, iters, seed,
-    /// protect, dropped: "restate" | "omit"}`), texts of equal length together. Resolves to `{embeddings, tokens, truncated,
-    /// gflopsPerText, denseGflopsPerText, logits, latencyMs, policy, pieces, kept}`, in input
-    /// order. The threshold policy with a FLOPs target calibrates on the texts given.
+    /// protect, dropped: "restate" | "omit"}`, as `classify` takes it), texts of equal length
+    /// together. Resolves to `{embeddings, tokens, truncated, gflopsPerText, denseGflopsPerText,
+    /// logits, latencyMs, policy, pieces, kept}`, in input order. The threshold policy with a
+    /// FLOPs target calibrates on the texts given.
     pub fn embed(&self, texts: JsValue, options: JsValue) -> js_sys::Promise {
-        let inner = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let texts: Vec<String> = serde_wasm_bindgen::from_value(texts)
-                .map_err(|e| JsError::new(&format!("texts must be an array of strings: {e}")))?;
-            let mut state = inner.borrow_mut().take().ok_or_else(|| {
-                JsError::new(
-                    "the model is busy with another call: await it before starting the next",
-                )
-            })?;
-            let result = match text_pruning(options, state.session.config()) {
-                Ok(mut pruning) => embed(&mut state, &texts, &mut pruning).await,
-                Err(e) => Err(e),
-            };
-            inner.borrow_mut().replace(state);
-            result.map_err(JsValue::from)
+        self.state.call(move |mut state| async move {
+            let result = embed(&mut state, texts, options).await;
+            (state, result)
         })
     }
 }
 
-async fn embed(
-    state: &mut Inner,
-    texts: &[String],
-    pruning: &mut TextPruning,
-) -> Result<JsValue, JsError> {
+async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<JsValue, JsError> {
+    let texts: Vec<String> = serde_wasm_bindgen::from_value(texts)
+        .map_err(|e| JsError::new(&format!("texts must be an array of strings: {e}")))?;
+    let c = state.session.config().clone();
+    let o = Options::parse(options, &[], c.num_layers)?;
     if texts.is_empty() {
         return Err(JsError::new("texts is empty: give at least one text"));
     }
+    let setting = Setting::request(o.pruner(&c.largest_geometry())?, o.dropped(true)?);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = state.tokenizer.encode(&refs).map_err(js_error)?;
-    if pruning.needs_calibration().map_err(js_error)? {
-        state
-            .session
-            .calibrate_async(&enc, pruning, texts.len(), |_| {})
-            .await
-            .map_err(js_error)?;
-    }
+    let mut settings = vec![setting];
+    crate::eval::driver::calibrate(
+        std::slice::from_mut(&mut state.session),
+        &mut settings,
+        &enc,
+        texts.len(),
+        |_| {},
+    )
+    .await
+    .map_err(js_error)?;
+    let setting = &settings[0];
     let t = now_ms();
     let out = state
         .session
-        .run_async(&enc, pruning)
+        .run_async(&enc, setting.run())
         .await
-        .map_err(js_error)?;
+        .map_err(js_error)?
+        .items;
     let latency_ms = now_ms() - t;
-    let c = state.session.config();
     let tokens = enc.lengths();
     to_js(&EmbedResult {
         gflops_per_text: out.iter().map(|o| o.flops / 1e9).collect(),
         dense_gflops_per_text: tokens
             .iter()
-            .map(|&n| TextSession::flops(c, n) / 1e9)
+            .map(|&n| TextEncoder::flops(&c, n) / 1e9)
             .collect(),
         tokens,
         truncated: enc.truncated.clone(),
         logits: out.iter().map(|o| o.logits.clone()).collect(),
-        policy: pruning.describe(),
+        policy: setting.describe(),
         pieces: enc
             .ids
             .iter()

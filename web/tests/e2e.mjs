@@ -154,7 +154,7 @@ async function hostile(page) {
     await page.evaluate(() => { window.zeroprune.last = null; });
     await button.click();
     await page.waitForFunction(() => window.zeroprune.last, null, { timeout: TIMEOUT, polling: 200 });
-    const top = await page.evaluate(() => window.zeroprune.last.top[0].label);
+    const top = await page.evaluate(() => window.zeroprune.last.top[0].name);
     check(typeof top === "string", `on a new device the page classifies again (${top})`);
   }
   // A picture over the pixel limit is refused from its header, before decoding.
@@ -167,7 +167,7 @@ async function hostile(page) {
     /model\.safetensors.*not a valid safetensors file/);
   const still = await page.evaluate(async () => {
     const bytes = new Uint8Array(await (await fetch("samples/cat.jpg")).arrayBuffer());
-    return (await window.zeroprune.session.classify(bytes, { policy: "none", top: 1 })).top[0].label;
+    return (await window.zeroprune.session.classify(bytes, { policy: "none", top: 1 })).top[0].name;
   });
   check(typeof still === "string", `after the bad model file the loaded model still runs (${still})`);
 }
@@ -183,6 +183,8 @@ async function textModel(page) {
   });
   if (r.status !== 0) throw new Error(`${bin} embed failed (${r.status}): ${r.stderr || r.error}`);
   const native = JSON.parse(r.stdout);
+  // Every model of the page shares one GPU device: loading text models opens none.
+  const devicesBefore = await page.evaluate(async () => (await import("./pkg/zeroprune.js")).gpu().devicesOpened);
   const web = await page.evaluate(async (texts) => {
     const { TextModel } = await import("./pkg/zeroprune.js");
     const dir = "models/all-minilm-l6-v2/";
@@ -265,6 +267,12 @@ async function textModel(page) {
   if (simP.status !== 0) throw new Error(`${bin} similarity --policy failed: ${simP.stderr}`);
   const natP = JSON.parse(simP.stdout).pruned;
   const shaded = await page.evaluate(() => document.querySelectorAll("#text-kept .pruned").length);
+  const shared = await page.evaluate(async () => {
+    const { gpu } = await import("./pkg/zeroprune.js");
+    return { devices: gpu().devicesOpened, image: window.zeroprune.session.info.adapter, text: window.zeroprune.text.model.info.adapter };
+  });
+  check(shared.devices === devicesBefore && shared.image === shared.text,
+    `one GPU device for the image model and the four text models loaded (devices opened: ${devicesBefore} before the text models, ${shared.devices} after)`);
   await page.locator("#text-panel").screenshot({ path: join(out, "text.png") });
   check(panel.pruned && Math.abs(panel.pruned.cosine - natP.cosine) < 1e-4 &&
     JSON.stringify(panel.pruned.kept) === JSON.stringify(natP.kept) && shaded > 0,
@@ -317,10 +325,10 @@ async function main() {
       }
       const web = r.last;
       const want = pruned[i];
-      check(web.dense.top[0].index === dense[i].top[0].class,
-        `${name} dense top-1: web ${web.dense.top[0].index} (${web.dense.top[0].label}), native ${dense[i].top[0].class}`);
-      check(web.top[0].index === want.top[0].class,
-        `${name} pruned top-1: web ${web.top[0].index}, native ${want.top[0].class}`);
+      check(web.dense.top[0].class === dense[i].top[0].class,
+        `${name} dense top-1: web ${web.dense.top[0].class} (${web.dense.top[0].name}), native ${dense[i].top[0].class}`);
+      check(web.top[0].class === want.top[0].class,
+        `${name} pruned top-1: web ${web.top[0].class}, native ${want.top[0].class}`);
       const same = web.steps.length === want.kept.length &&
         web.steps.every((s, j) => JSON.stringify(s.kept) === JSON.stringify(want.kept[j]));
       check(same, `${name} kept tokens at blocks ${web.steps.map((s) => `${s.block}:${s.kept.length}`).join(" ")} ` +
@@ -347,8 +355,8 @@ async function main() {
       const b = await s.classify(pixels, { policy: "none", top: 1 });
       return [a.top[0], b.top[0]];
     });
-    check(viaPixels[0].index === viaPixels[1].index,
-      `ImageData input: ${viaPixels[1].label} (${viaPixels[1].prob.toFixed(3)}), bytes: ${viaPixels[0].label} (${viaPixels[0].prob.toFixed(3)})`);
+    check(viaPixels[0].class === viaPixels[1].class,
+      `ImageData input: ${viaPixels[1].name} (${viaPixels[1].probability.toFixed(3)}), bytes: ${viaPixels[0].name} (${viaPixels[0].probability.toFixed(3)})`);
 
     // A file that is not an image: a clear message, and the page keeps working.
     await page.setInputFiles("#image-file", { name: "notes.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });

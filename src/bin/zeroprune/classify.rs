@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 use zeroprune::prune::{Policy, PruneStep};
-use zeroprune::session::top_k;
+use zeroprune::session::{top_classes, ClassScore};
 use zeroprune::{preprocess, Error, Mode, Result, Run};
 
 use crate::common::{class_names, emit, open_gpu_while};
@@ -36,13 +36,6 @@ pub struct ClassifyArgs {
     trace: Option<PathBuf>,
     #[command(flatten)]
     prune: PruneArgs,
-}
-
-#[derive(Serialize)]
-struct ClassScore {
-    class: usize,
-    name: String,
-    probability: f32,
 }
 
 #[derive(Serialize)]
@@ -125,18 +118,9 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         let out = session.run(&input, Run::new(&pruning).mode(mode))?;
         trace.extend(out.trace.unwrap_or_default());
         for (path, o) in chunk.iter().zip(out.items) {
-            let p = top_k(&o.logits, args.top.min(o.logits.len()));
             images.push(ClassifiedImage {
                 file: path.display().to_string(),
-                top: p
-                    .top
-                    .iter()
-                    .map(|&(class, probability)| ClassScore {
-                        class,
-                        name: names[class].clone(),
-                        probability,
-                    })
-                    .collect(),
+                top: top_classes(&o.logits, args.top.min(o.logits.len()), &names),
                 gflops: o.flops / 1e9,
                 kept: (!pruning.is_dense()).then_some(o.kept),
             });

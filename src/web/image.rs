@@ -1,0 +1,436 @@
+//! The browser's image models: `Session.create(modelBytes, configJson?, precision?)`,
+//! `session.classify(image, options?)` and `session.bench(options?)`, on the page's shared GPU.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::{check_model_bytes, js_error, median, now_ms, runtime, to_js, Guarded, Options};
+use crate::model::{ConfigFiles, ImageOutput, Precision};
+use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
+use crate::prune::Pruning;
+use crate::session::{top_classes, ClassScore, Run};
+use crate::{labels, ModelWeights, ViTConfig};
+
+/// The image argument: encoded bytes (`Uint8Array` / `ArrayBuffer` of a JPEG, PNG, WebP, BMP or
+/// GIF) or decoded pixels (`ImageData`). Returns the preprocessed `[3, H, W]` tensor.
+fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, JsError> {
+    if let Some(data) = image.dyn_ref::<web_sys::ImageData>() {
+        let rgba = data.data();
+        return preprocess_rgba(data.width(), data.height(), &rgba, &c.preprocess)
+            .map_err(js_error);
+    }
+    let array = if let Some(a) = image.dyn_ref::<js_sys::Uint8Array>() {
+        a.clone()
+    } else if image.is_instance_of::<js_sys::ArrayBuffer>() {
+        js_sys::Uint8Array::new(image)
+    } else {
+        return Err(JsError::new(
+            "image must be a Uint8Array or ArrayBuffer holding an encoded image, or an ImageData",
+        ));
+    };
+    // Checked before the bytes are copied into the wasm memory.
+    let max = crate::limits::MAX_IMAGE_FILE_BYTES;
+    if array.length() as u64 > max {
+        return Err(JsError::new(&format!(
+            "{name}: {} bytes is over the limit of {max} bytes for an image file",
+            array.length()
+        )));
+    }
+    let bytes = array.to_vec();
+    let rgb = decode_image(&bytes, name).map_err(js_error)?;
+    preprocess(&rgb, &c.preprocess).map_err(js_error)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepKept {
+    block: usize,
+    /// Patch indices (row-major over the grid) that survive the step.
+    kept: Vec<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunResult {
+    policy: String,
+    schedule: String,
+    top: Vec<ClassScore>,
+    /// Median wall time of the forward pass (upload, GPU work, readback), in ms.
+    latency_ms: f64,
+    latencies_ms: Vec<f64>,
+    gflops: f64,
+    steps: Vec<StepKept>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassifyResult {
+    #[serde(flatten)]
+    pruned: RunResult,
+    /// The dense run of the same image when `compareDense` is set.
+    dense: Option<RunResult>,
+    /// Pruned FLOPs over dense FLOPs for this image.
+    flops_ratio: f64,
+    /// Dense latency over pruned latency, both measured in this call (with `compareDense`).
+    speedup: Option<f64>,
+    preprocess_ms: f64,
+    /// Patch grid `[rows, cols]` the kept indices refer to.
+    grid: [usize; 2],
+    /// The image the model saw (after resize and crop), RGBA, `imageSize` square.
+    input_rgba: Vec<u8>,
+    image_size: [usize; 2],
+}
+
+struct Inner {
+    session: crate::Session,
+    classes: Vec<String>,
+    /// Schedules already run once (pipelines compiled and warmed), by input length.
+    warm: std::collections::HashSet<(usize, Pruning)>,
+}
+
+/// An image model on the page's GPU.
+#[wasm_bindgen]
+pub struct Session {
+    state: Guarded<Inner>,
+    info: JsValue,
+}
+
+impl Inner {
+    /// Run `input` (a batch) `runs` times under `pruning`, after one untimed run the first time this
+    /// schedule is seen; returns the last outputs and every latency.
+    async fn timed(
+        &mut self,
+        pruning: &Pruning,
+        input: &[f32],
+        runs: usize,
+    ) -> Result<(Vec<ImageOutput>, Vec<f64>), JsError> {
+        let key = (input.len(), pruning.clone());
+        if !self.warm.contains(&key) {
+            self.session
+                .run_async(input, Run::new(pruning))
+                .await
+                .map_err(js_error)?;
+            self.warm.insert(key);
+        }
+        let mut times = Vec::with_capacity(runs);
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            let t = now_ms();
+            out = self
+                .session
+                .run_async(input, Run::new(pruning))
+                .await
+                .map_err(js_error)?
+                .items;
+            times.push(now_ms() - t);
+        }
+        Ok((out, times))
+    }
+
+    async fn classify_one(
+        &mut self,
+        pruning: &Pruning,
+        input: &[f32],
+        o: &Options,
+    ) -> Result<RunResult, JsError> {
+        let (out, times) = self.timed(pruning, input, o.runs).await?;
+        let image = &out[0];
+        let steps = pruning
+            .steps
+            .iter()
+            .zip(&image.kept)
+            .map(|(s, k)| StepKept {
+                block: s.block,
+                kept: k.clone(),
+            })
+            .collect();
+        Ok(RunResult {
+            policy: pruning.policy.name().to_string(),
+            schedule: pruning.describe(),
+            top: top_classes(&image.logits, o.top, &self.classes),
+            latency_ms: median(&times),
+            latencies_ms: times,
+            gflops: image.flops / 1e9,
+            steps,
+        })
+    }
+
+    /// The schedule of `o` for this model: the threshold policy's FLOPs target needs calibration
+    /// on other images, which one call does not have.
+    fn pruning(&self, o: &Options) -> Result<Pruning, JsError> {
+        let g = self.session.config().geometry();
+        o.dropped(false)?;
+        o.pruner(&g)?.schedule(&g).map_err(js_error)
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// `Session.create(modelBytes, configJson?, precision?)`: parse the `model.safetensors` bytes
+    /// (timm or Hugging Face layout) with the optional `config.json` text, open the page's WebGPU
+    /// device (or share the one another model opened), measure the kernels once per page, and
+    /// upload the weights as `precision` says (`"f32"`, the default, `"f16"` or `"auto"`).
+    /// Resolves to a Session.
+    pub async fn create(
+        model_bytes: Vec<u8>,
+        config_json: Option<String>,
+        precision: Option<String>,
+    ) -> Result<Session, JsError> {
+        check_model_bytes(model_bytes.len())?;
+        let precision: Precision = match precision.as_deref() {
+            None => Precision::default(),
+            Some(p) => p.parse().map_err(js_error)?,
+        };
+        let weights = ModelWeights::from_bytes(
+            "model.safetensors",
+            &model_bytes,
+            ConfigFiles {
+                config: config_json.as_deref(),
+                preprocessor: None,
+            },
+        )
+        .map_err(js_error)?;
+        drop(model_bytes);
+        let kernels = runtime().await?;
+        let session = crate::Session::create_with(&kernels, &weights, precision)
+            .await
+            .map_err(js_error)?;
+        if session.max_batch() == 0 {
+            return Err(JsError::new(&format!(
+                "this adapter's largest storage buffer ({} bytes) is too small for this model's activations",
+                kernels.gpu().max_binding_bytes()
+            )));
+        }
+        let choice = session.kernel_choice();
+        let c = &weights.config;
+        let list = super::PolicyList::of(c.depth);
+        let info = SessionInfo {
+            adapter: kernels.gpu().describe(),
+            max_storage_buffer_binding_size: kernels.gpu().max_binding_bytes(),
+            max_batch: session.max_batch(),
+            parameters: weights.parameter_count(),
+            image_size: [c.image_size.0, c.image_size.1],
+            patch_size: c.patch_size,
+            grid: [c.grid().0, c.grid().1],
+            depth: c.depth,
+            embed_dim: c.embed_dim,
+            heads: c.num_heads,
+            classes: c.num_classes,
+            distilled: c.distilled,
+            dense_gflops: c.geometry().dense_flops() / 1e9,
+            gemm_kernel: choice.gemm.name(),
+            gemm_kernel_small: choice.gemm_small.name(),
+            fused_attention: choice.fused_attention,
+            subgroup_reductions: session.subgroup_reductions(),
+            storage: session.storage(),
+            policies: list.policies,
+            recommended: list.recommended,
+        };
+        Ok(Session {
+            state: Guarded::new(Inner {
+                classes: labels::model_class_names(c),
+                session,
+                warm: Default::default(),
+            }),
+            info: to_js(&info)?,
+        })
+    }
+
+    /// Adapter and model facts: `{adapter, maxBatch, parameters, imageSize, patchSize, grid, depth,
+    /// embedDim, heads, classes, distilled, denseGflops, gemmKernel, gemmKernelSmall, fusedAttention, policies,
+    /// recommended}`; `policies` lists every policy as `{name, help, reads, merges, keep_rule,
+    /// default_blocks, default_shape, options}` (default blocks for this model's depth), and
+    /// `recommended` lists `{flops, policy}`: the policy a FLOPs target without one runs, by level.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> JsValue {
+        self.info.clone()
+    }
+
+    /// `session.classify(image, options?)`: `image` is a `Uint8Array`/`ArrayBuffer` of an encoded
+    /// image or an `ImageData`. Options: the pruning request (`policy`, `flops`, `keep`, `tokens`,
+    /// `threshold`, `thresholds`, `at`, `sim`, `heads`, `iters`, `seed`, `protect`, and `schedule`,
+    /// a schedule file from `zeroprune tune` as its text or object, as on the command line), `top`
+    /// (5), `runs` (timed runs, median reported; 1), `compareDense` (also run the dense model) and
+    /// `name` (the image's name in error messages).
+    /// Resolves to `{policy, schedule, top: [{class, name, probability}], latencyMs, latenciesMs,
+    /// gflops, steps: [{block, kept}], dense?, flopsRatio, speedup?, preprocessMs, grid, inputRgba,
+    /// imageSize}`.
+    pub fn classify(&self, image: JsValue, options: JsValue) -> js_sys::Promise {
+        self.state.call(move |mut state| async move {
+            let result = classify(&mut state, &image, options).await;
+            (state, result)
+        })
+    }
+
+    /// `session.simulateDeviceLoss()`: destroy the page's GPU device, as a driver reset or a
+    /// removed GPU would. Every later call of every model on it rejects with "GPU device lost";
+    /// create the models again to go on (on a new device). For testing how a page handles it.
+    #[wasm_bindgen(js_name = simulateDeviceLoss)]
+    pub fn simulate_device_loss(&self) -> Result<(), JsError> {
+        self.state
+            .with(|state| state.session.gpu().device.destroy())
+    }
+
+    /// `session.bench(options?)`: the forward pass alone on a synthetic batch, dense and pruned,
+    /// `runs` times each after a warm-up. Options as `classify`, plus `batch` (1). Resolves to
+    /// `{batch, runs, dense: {medianMs, minMs, maxMs}, pruned?: {...}, speedup?, flopsRatio?}`;
+    /// `speedup` is the median of the dense/pruned ratios of runs played back to back.
+    pub fn bench(&self, options: JsValue) -> js_sys::Promise {
+        self.state.call(move |mut state| async move {
+            let result = bench(&mut state, options).await;
+            (state, result)
+        })
+    }
+}
+
+async fn classify(
+    state: &mut Inner,
+    image: &JsValue,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let c = state.session.config().clone();
+    let o = Options::parse(options, &["top", "runs", "compareDense", "name"], c.depth)?;
+    let pruning = state.pruning(&o)?;
+    let t = now_ms();
+    let input = image_input(image, &o.name, &c)?;
+    let preprocess_ms = now_ms() - t;
+
+    let dense = if o.compare_dense && !pruning.is_dense() {
+        Some(state.classify_one(&Pruning::dense(), &input, &o).await?)
+    } else {
+        None
+    };
+    let pruned = state.classify_one(&pruning, &input, &o).await?;
+    let dense_gflops = c.geometry().dense_flops() / 1e9;
+    let rgba: Vec<u8> = to_rgb(&input, &c.preprocess)
+        .pixels()
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
+    let result = ClassifyResult {
+        flops_ratio: pruned.gflops / dense_gflops,
+        speedup: dense.as_ref().map(|d| d.latency_ms / pruned.latency_ms),
+        dense,
+        pruned,
+        preprocess_ms,
+        grid: [c.grid().0, c.grid().1],
+        input_rgba: rgba,
+        image_size: [c.image_size.0, c.image_size.1],
+    };
+    to_js(&result)
+}
+
+async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> {
+    let c = state.session.config().clone();
+    let o = Options::parse(options, &["runs", "batch"], c.depth)?;
+    let pruning = state.pruning(&o)?;
+    if o.batch > state.session.max_batch() {
+        return Err(JsError::new(&format!(
+            "options.batch {} is over this adapter's limit for this model ({})",
+            o.batch,
+            state.session.max_batch()
+        )));
+    }
+    let input = vec![0.1f32; o.batch * state.session.image_len()];
+    // Dense and pruned back to back, run by run: the speedup pairs runs of one moment.
+    let (mut dense_ms, mut pruned_ms) = (Vec::new(), Vec::new());
+    state.timed(&Pruning::dense(), &input, 1).await?;
+    if !pruning.is_dense() {
+        state.timed(&pruning, &input, 1).await?;
+    }
+    for _ in 0..o.runs {
+        dense_ms.extend(state.timed(&Pruning::dense(), &input, 1).await?.1);
+        if !pruning.is_dense() {
+            pruned_ms.extend(state.timed(&pruning, &input, 1).await?.1);
+        }
+    }
+    let mut out = BenchResult {
+        batch: o.batch,
+        runs: o.runs,
+        adapter: state.session.gpu().describe(),
+        dense: Timings::of(&dense_ms),
+        policy: None,
+        schedule: None,
+        pruned: None,
+        speedup: None,
+        flops_ratio: None,
+    };
+    if !pruning.is_dense() {
+        let g = c.geometry();
+        out.policy = Some(pruning.policy.name().into());
+        out.schedule = Some(pruning.describe());
+        out.speedup = Some(crate::eval::stats::median_ratio(&dense_ms, &pruned_ms));
+        out.pruned = Some(Timings::of(&pruned_ms));
+        out.flops_ratio = Some(pruning.flops(&g) / g.dense_flops());
+    }
+    to_js(&out)
+}
+
+/// `session.info`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionInfo {
+    adapter: String,
+    max_storage_buffer_binding_size: u64,
+    max_batch: usize,
+    parameters: usize,
+    image_size: [usize; 2],
+    patch_size: usize,
+    grid: [usize; 2],
+    depth: usize,
+    embed_dim: usize,
+    heads: usize,
+    classes: usize,
+    distilled: bool,
+    dense_gflops: f64,
+    gemm_kernel: String,
+    gemm_kernel_small: String,
+    fused_attention: bool,
+    subgroup_reductions: bool,
+    /// What the weights are stored as: "f32" or "f16".
+    storage: crate::gpu::kernel::Elem,
+    policies: Vec<crate::prune::PolicyInfo>,
+    /// The policy a FLOPs target without one runs, by level (`Policy::recommended`): the page's
+    /// first choice.
+    recommended: Vec<super::Recommended>,
+}
+
+/// Median and spread of one set of timings.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timings {
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+impl Timings {
+    fn of(t: &[f64]) -> Self {
+        let (median_ms, min_ms, max_ms) = crate::eval::stats::median_spread(t);
+        Timings {
+            median_ms,
+            min_ms,
+            max_ms,
+        }
+    }
+}
+
+/// What `session.bench` resolves to.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BenchResult {
+    batch: usize,
+    runs: usize,
+    adapter: String,
+    dense: Timings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pruned: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speedup: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flops_ratio: Option<f64>,
+}
