@@ -9,6 +9,7 @@ use wgpu::util::DeviceExt;
 
 use super::kernel::{Access, Elem, Kernel, KernelInfo, Params};
 use super::kernels::{attention, gemm};
+use super::tune::TuneReport;
 use super::{GpuContext, GpuTensor, Step};
 use crate::error::{Error, Result};
 
@@ -112,6 +113,13 @@ impl KernelChoice {
     }
 }
 
+/// Consecutive forwards far slower than predicted, and whether the cache was marked stale.
+#[derive(Default, Debug)]
+pub(crate) struct SlowWatch {
+    pub in_a_row: u32,
+    pub marked: bool,
+}
+
 /// Products with fewer outputs (`m * n * batch`) than this run [`KernelChoice::gemm_small`]: between
 /// the two shapes the choice is measured on (one DeiT-Tiny image's fc2, 197 x 192, and eight
 /// images' qkv, 1576 x 576), at their geometric mean.
@@ -124,6 +132,10 @@ pub struct Kernels {
     modules: Arc<Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     choice: Arc<Mutex<KernelChoice>>,
+    /// The timings the choice was made from (none before [`Kernels::tune`]).
+    report: Arc<Mutex<Option<TuneReport>>>,
+    /// Forwards far slower than the timings predict ([`Kernels::note_forward`]).
+    pub(crate) slow_watch: Arc<Mutex<SlowWatch>>,
     /// Bound where a kernel's optional input is absent.
     pub(crate) dummy: GpuTensor,
 }
@@ -140,6 +152,8 @@ impl Kernels {
             modules: Arc::default(),
             pipelines: Arc::default(),
             choice: Arc::new(Mutex::new(KernelChoice::guess(gpu))),
+            report: Arc::default(),
+            slow_watch: Arc::default(),
             dummy: GpuTensor::zeros(gpu, "dummy", 4),
         }
     }
@@ -155,6 +169,17 @@ impl Kernels {
 
     pub fn set_choice(&self, choice: KernelChoice) {
         *self.choice.lock().unwrap() = choice;
+    }
+
+    /// The timings the choice was made from: measured in this process or read with it from the
+    /// disk cache (none before [`Kernels::tune`]).
+    pub fn tune_report(&self) -> Option<TuneReport> {
+        self.report.lock().unwrap().clone()
+    }
+
+    /// Replace the timings (tests; [`Kernels::tune`] sets them).
+    pub fn set_tune_report(&self, report: Option<TuneReport>) {
+        *self.report.lock().unwrap() = report;
     }
 
     /// The GEMM kernel that runs a large [`gemm::Gemm`] without `kernel` or `naive`.
@@ -416,6 +441,7 @@ impl Kernels {
             bind_group,
             workgroups,
             outputs,
+            gemm: None,
         })
     }
 }
