@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::{fixture, gpu};
 use zeroprune::gpu::kernels::{Gemm, MatView};
 use zeroprune::gpu::tune::{
-    confirmed, decide, median_ratio, CandidateTiming, Decision, TuneHooks, TuneReport, SLOW_RUNS,
+    decide, decide_confirmed, CandidateTiming, Decision, TuneHooks, TuneReport, SLOW_RUNS,
 };
 use zeroprune::gpu::{GpuTensor, KernelChoice, Kernels, Program};
 
@@ -57,7 +57,13 @@ fn noisy_loaded_rounds_keep_the_default() {
 fn a_deliberately_slow_candidate_is_never_chosen() {
     let default = vec![1.0; 7];
     let slow = vec![3.0; 7];
-    assert_eq!(decide(0, &round_robin(default.clone(), &[slow.clone()])), 0);
+    assert_eq!(
+        decide(
+            0,
+            &round_robin(default.clone(), std::slice::from_ref(&slow))
+        ),
+        0
+    );
     // Also when it is the default's only rival and its first round looked fast.
     let slow_but_first = vec![0.1, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0];
     assert_eq!(decide(0, &round_robin(default, &[slow, slow_but_first])), 0);
@@ -83,13 +89,31 @@ fn a_clear_and_consistent_winner_replaces_the_default() {
 #[test]
 fn a_win_must_repeat_in_the_confirming_rounds() {
     let default = vec![1.0; 7];
-    assert!(confirmed(&[default.clone(), vec![0.7; 7]]));
-    // Noise made the first win; the second set of rounds shows the two alike.
-    assert!(!confirmed(&[
+    let first = vec![default.clone(), vec![0.7; 7], vec![0.8; 7], vec![2.0; 7]];
+    assert_eq!(decide(0, &first), 1);
+    // Both winners qualify again: the lower median ratio over both sets of rounds.
+    let again = vec![default.clone(), vec![0.75; 7], vec![0.8; 7]];
+    let (chosen, all) = decide_confirmed(&first, &[0, 1, 2], &again);
+    assert_eq!(chosen, 1);
+    assert_eq!(all[1].len(), 14);
+    assert!(all[3][7..].iter().all(|t| t.is_nan()), "not timed again");
+    // Noise made the first set's best win; only the other repeats it.
+    let again = vec![
         default.clone(),
-        vec![0.99, 1.0, 0.97, 1.02, 0.98, 1.0, 0.99]
-    ]));
-    assert!(!confirmed(&[default]));
+        vec![0.99, 1.0, 0.97, 1.02, 0.98, 1.0, 0.99],
+        vec![0.8; 7],
+    ];
+    assert_eq!(decide_confirmed(&first, &[0, 1, 2], &again).0, 2);
+    // Neither repeats it: the default stays.
+    let again = vec![default.clone(), vec![1.0; 7], vec![0.97; 7]];
+    assert_eq!(decide_confirmed(&first, &[0, 1, 2], &again).0, 0);
+    // The default need not be candidate 0.
+    let first = vec![vec![0.7; 7], default.clone()];
+    let again = vec![default.clone(), vec![0.7; 7]];
+    assert_eq!(decide_confirmed(&first, &[1, 0], &again).0, 0);
+    // Bad input does not panic.
+    assert_eq!(decide_confirmed(&first, &[], &[]).0, 0);
+    assert_eq!(decide_confirmed(&first, &[1, 0], &[]).0, 1);
 }
 
 #[test]
@@ -237,12 +261,12 @@ fn measure(
     (choice, report)
 }
 
-/// Run `f` while this process keeps every core busy (two spinning threads per core).
+/// Run `f` while this process keeps every core busy (a spinning thread per core).
 fn loaded<T>(f: impl FnOnce() -> T) -> T {
     let stop = AtomicBool::new(false);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|s| {
-        for _ in 0..2 * cores {
+        for _ in 0..cores {
             s.spawn(|| {
                 let mut x = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -256,43 +280,25 @@ fn loaded<T>(f: impl FnOnce() -> T) -> T {
     })
 }
 
-/// How much slower each of `choices` is than each other: `ratio[i][j]`, the median over
-/// interleaved rounds of `i`'s time over `j`'s in the same round (a busy machine slows a whole
-/// round alike). Equal choices are timed once.
-fn ratios(choices: &[KernelChoice], hooks: &TuneHooks) -> Vec<Vec<f64>> {
+/// Each choice's block time (every step the fastest it ran in 7 interleaved rounds, so that a
+/// busy machine does not decide); equal choices are timed once.
+fn times(choices: &[KernelChoice], hooks: &TuneHooks) -> Vec<f64> {
     let mut distinct: Vec<KernelChoice> = Vec::new();
     for c in choices {
         if !distinct.contains(c) {
             distinct.push(*c);
         }
     }
-    let at = |c: &KernelChoice| distinct.iter().position(|d| d == c).unwrap();
-    let t = if distinct.len() > 1 {
-        let k = Kernels::new(gpu());
-        k.time_choices_blocking(&distinct, 7, hooks).unwrap()
-    } else {
-        vec![vec![1.0; 7]]
-    };
-    let best: Vec<f64> = t
-        .iter()
-        .map(|r| r.iter().copied().fold(f64::INFINITY, f64::min))
-        .collect();
-    eprintln!(
-        "fastest rounds, ms: {:?}",
-        distinct
-            .iter()
-            .zip(&best)
-            .map(|(c, s)| (format!("{c:?}"), s * 1e3))
-            .collect::<Vec<_>>()
-    );
+    let t = Kernels::new(gpu())
+        .time_choices_blocking(&distinct, 7, hooks)
+        .unwrap();
+    eprintln!("block ms:");
+    for (c, s) in distinct.iter().zip(&t) {
+        eprintln!("  {:.1}  {c:?}", s * 1e3);
+    }
     choices
         .iter()
-        .map(|a| {
-            choices
-                .iter()
-                .map(|b| median_ratio(&t, at(a), at(b)).unwrap())
-                .collect()
-        })
+        .map(|c| t[distinct.iter().position(|d| d == c).unwrap()])
         .collect()
 }
 
@@ -330,18 +336,19 @@ fn without(choice: KernelChoice, slowed: &str, quiet: &TuneReport) -> KernelChoi
 /// Assert that choice `i` is at most 10% slower than every reference in `refs`.
 fn within_10_percent(
     what: &str,
-    ratio: &[Vec<f64>],
+    t: &[f64],
     i: usize,
     refs: &[(&str, usize)],
     choices: &[KernelChoice],
 ) {
     for &(name, r) in refs {
         assert!(
-            ratio[i][r] <= 1.1,
-            "{what} choice {:?} takes {:.2} times as long as the {name} choice {:?}",
+            t[i] <= 1.1 * t[r],
+            "{what} choice {:?} takes {:.1} ms, over 10% more than the {name} choice {:?} ({:.1} ms)",
             choices[i],
-            ratio[i][r],
+            t[i] * 1e3,
             choices[r],
+            t[r] * 1e3,
         );
     }
 }
@@ -373,7 +380,7 @@ fn a_fresh_loaded_or_misled_machine_never_caches_a_slower_choice() {
 
     let guess = KernelChoice::guess(gpu());
     let choices = [guess, quiet, fresh, busy];
-    let t = ratios(&choices, &TuneHooks::default());
+    let t = times(&choices, &TuneHooks::default());
     let refs = [("default", 0), ("quiet", 1)];
     within_10_percent("the quiet", &t, 1, &refs[..1], &choices);
     within_10_percent("a fresh machine's", &t, 2, &refs, &choices);
@@ -385,7 +392,7 @@ fn a_fresh_loaded_or_misled_machine_never_caches_a_slower_choice() {
     };
     let alternative = without(quiet, &slowed, &quiet_report);
     let choices = [guess, quiet, alternative, misled];
-    let t = ratios(&choices, &hooks);
+    let t = times(&choices, &hooks);
     within_10_percent(
         "the slow candidate's",
         &t,

@@ -12,7 +12,8 @@
 //! - the default ([`KernelChoice::guess`]) stays unless a candidate's median, over the rounds, of
 //!   its time over the default's in the same round is at most `1 - MARGIN` and it beat the default
 //!   in at least two rounds of three, and does so again in a second set of rounds that times the
-//!   two alone: noise, a busy machine or a slow candidate keep the default.
+//!   default and such candidates alone: noise, a busy machine or a slow candidate keep the
+//!   default.
 //!
 //! Every candidate's timings are kept with the choice ([`TuneReport`], stored in the disk cache and
 //! shown by `zeroprune info`); [`Kernels::note_forward`] compares later forward passes with what
@@ -189,33 +190,74 @@ fn summary(default: usize, i: usize, seconds: &[Vec<f64>]) -> Summary {
     }
 }
 
-/// The median over rounds of `seconds[i]` over `seconds[reference]` in the same round (rounds
-/// where either was not timed left out): how much slower `i` is, robust to load that changes.
-pub fn median_ratio(seconds: &[Vec<f64>], i: usize, reference: usize) -> Option<f64> {
-    summary(reference, i, seconds).ratio
+/// The rule: the candidates that may replace `default`, best first, given
+/// `seconds[candidate][round]` (NaN or infinite: not timed that round). A candidate qualifies when
+/// it ran in at least [`MIN_ROUNDS`] rounds with the default, its median time ratio to the
+/// default over those rounds is at most `1 - MARGIN`, and it was faster in at least
+/// [`CONSISTENCY`] of them; lower median ratios come first. Ratios within a round, not times
+/// across rounds: load that comes and goes scales a whole round; medians, not minima: a round
+/// spoiled (a compile, a busy moment) by one candidate does not decide.
+pub fn qualifying(default: usize, seconds: &[Vec<f64>]) -> Vec<usize> {
+    if default >= seconds.len() {
+        return Vec::new();
+    }
+    let mut q: Vec<(usize, f64)> = (0..seconds.len())
+        .filter(|&i| i != default)
+        .filter_map(|i| {
+            let s = summary(default, i, seconds);
+            let ratio = s.ratio?;
+            let consistent =
+                s.rounds >= MIN_ROUNDS && s.faster as f64 >= CONSISTENCY * s.rounds as f64;
+            (consistent && ratio <= 1.0 - MARGIN).then_some((i, ratio))
+        })
+        .collect();
+    q.sort_by(|a, b| a.1.total_cmp(&b.1));
+    q.into_iter().map(|(i, _)| i).collect()
 }
 
-/// The rule: the index of the candidate to use, given `seconds[candidate][round]` (NaN or
-/// infinite: not timed that round). `default` stays unless a candidate ran in at least
-/// [`MIN_ROUNDS`] rounds with it, its median time ratio to the default over those rounds is at
-/// most `1 - MARGIN`, and it was faster in at least [`CONSISTENCY`] of them; of several such, the
-/// lowest median ratio wins. Ratios within a round, not times across rounds: load that comes and
-/// goes scales a whole round; medians, not minima: a round spoiled (a compile, a busy moment) by
-/// one candidate does not decide.
+/// One set of rounds' choice: the best of [`qualifying`], else `default`.
 pub fn decide(default: usize, seconds: &[Vec<f64>]) -> usize {
-    if default >= seconds.len() {
-        return default;
-    }
-    let mut best = (default, 1.0 - MARGIN);
-    for i in (0..seconds.len()).filter(|&i| i != default) {
-        let s = summary(default, i, seconds);
-        let Some(ratio) = s.ratio else { continue };
-        let consistent = s.rounds >= MIN_ROUNDS && s.faster as f64 >= CONSISTENCY * s.rounds as f64;
-        if consistent && ratio <= best.1 {
-            best = (i, ratio);
+    qualifying(default, seconds)
+        .first()
+        .copied()
+        .unwrap_or(default)
+}
+
+/// The choice after confirming rounds. `first` timed every candidate; `again` timed
+/// `contenders` alone (indices into `first`, the default first, then the candidates that
+/// qualified there). The default stays unless a contender qualifies again in `again` alone (a win
+/// that noise made seldom repeats); of several that do, the one with the lowest median ratio over
+/// both sets of rounds. Returns the choice and every round, `again`'s after `first`'s (NaN for
+/// the candidates it did not time).
+pub fn decide_confirmed(
+    first: &[Vec<f64>],
+    contenders: &[usize],
+    again: &[Vec<f64>],
+) -> (usize, Vec<Vec<f64>>) {
+    let Some(&default) = contenders.first() else {
+        return (0, first.to_vec());
+    };
+    let extra = again.iter().map(Vec::len).max().unwrap_or(0);
+    let mut all = first.to_vec();
+    for (i, t) in all.iter_mut().enumerate() {
+        match contenders.iter().position(|&c| c == i) {
+            Some(j) if j < again.len() => {
+                t.extend(&again[j]);
+                t.resize(t.len() + extra - again[j].len(), f64::NAN);
+            }
+            _ => t.extend(std::iter::repeat_n(f64::NAN, extra)),
         }
     }
-    best.0
+    let confirmed: Vec<usize> = qualifying(0, again)
+        .into_iter()
+        .filter_map(|j| contenders.get(j).copied())
+        .collect();
+    let chosen = confirmed
+        .into_iter()
+        .filter_map(|i| Some((i, summary(default, i, &all).ratio?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(default, |(i, _)| i);
+    (chosen, all)
 }
 
 /// Test hooks, read from the environment natively: `ZEROPRUNE_TUNE_SLOW=<gemm kernel>[:<factor>]`
@@ -315,37 +357,23 @@ async fn rounds(
 }
 
 /// Time `programs` ([`rounds`]) and choose by [`decide`]; a candidate that would replace the
-/// default must win again, by the same rule, in a second set of rounds that times the two alone
-/// (a win that noise made seldom repeats). The chosen index and every timed round:
-/// `seconds[program][round]`, the confirming rounds after the first ones (NaN for the others).
+/// default must qualify again in a second set of rounds that times the default and the first
+/// set's qualifiers alone ([`decide_confirmed`]). The chosen index and every timed round.
 async fn measure_and_decide(
     gpu: &GpuContext,
     programs: &[Program],
     default: usize,
 ) -> Result<(usize, Vec<Vec<f64>>)> {
     let all: Vec<&Program> = programs.iter().collect();
-    let mut seconds = rounds(gpu, &all, Some(default), ROUNDS).await?;
-    let winner = decide(default, &seconds);
-    if winner == default {
-        return Ok((default, seconds));
+    let first = rounds(gpu, &all, Some(default), ROUNDS).await?;
+    let mut contenders = vec![default];
+    contenders.extend(qualifying(default, &first));
+    if contenders.len() == 1 {
+        return Ok((default, first));
     }
-    let again = rounds(gpu, &[&programs[default], &programs[winner]], None, ROUNDS).await?;
-    let chosen = if confirmed(&again) { winner } else { default };
-    for (i, t) in seconds.iter_mut().enumerate() {
-        if i == default {
-            t.extend(&again[0]);
-        } else if i == winner {
-            t.extend(&again[1]);
-        } else {
-            t.extend(std::iter::repeat_n(f64::NAN, ROUNDS));
-        }
-    }
-    Ok((chosen, seconds))
-}
-
-/// Whether the confirming rounds `[default, winner]` repeat the winner's win ([`decide`]).
-pub fn confirmed(again: &[Vec<f64>]) -> bool {
-    again.len() == 2 && decide(0, again) == 1
+    let some: Vec<&Program> = contenders.iter().map(|&i| &programs[i]).collect();
+    let again = rounds(gpu, &some, Some(0), ROUNDS).await?;
+    Ok(decide_confirmed(&first, &contenders, &again))
 }
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -513,7 +541,8 @@ impl Kernels {
     }
 
     /// Time the fused attention against the unfused steps (with the current GEMM kernel) on two
-    /// DeiT-Tiny images (197 tokens, 3 heads of 64) and choose by [`decide`], fused by default.
+    /// DeiT-Tiny images (197 tokens, 3 heads of 64) and choose by [`decide`], the guess's
+    /// ([`KernelChoice::guess`]) by default.
     pub async fn attention_decision(&self) -> Result<Decision> {
         static TUNED: PerAdapter<Decision> = PerAdapter::new();
         let id = self.gpu().describe();
@@ -524,12 +553,13 @@ impl Kernels {
                     self.attention_program(false, 2)?,
                     self.attention_program(true, 2)?,
                 ];
-                let (chosen, seconds) = measure_and_decide(self.gpu(), &programs, 1).await?;
+                let default = usize::from(KernelChoice::guess(self.gpu()).fused_attention);
+                let (chosen, seconds) = measure_and_decide(self.gpu(), &programs, default).await?;
                 let d = Decision::from_rounds(
                     "attention",
                     "2x197 tokens, 3 heads of 64".into(),
                     &names(&["unfused", "fused"]),
-                    (1, chosen),
+                    (default, chosen),
                     &seconds,
                     None,
                 );
@@ -661,7 +691,7 @@ impl Kernels {
     }
 
     /// Time softmax and LayerNorm (the rows of two DeiT-Tiny images' attention and tokens) with
-    /// subgroup reductions against workgroup ones, and choose by [`decide`], workgroup by default.
+    /// subgroup reductions against workgroup ones, and choose by [`decide`], the guess's by default.
     /// None (and workgroup) where the adapter has no usable subgroups
     /// ([`GpuContext::reduce_subgroup_width`]).
     pub async fn subgroups_decision(&self) -> Result<Option<Decision>> {
@@ -676,12 +706,14 @@ impl Kernels {
                         self.set_subgroups(on);
                         programs.push(self.reductions_program(2)?);
                     }
-                    let (chosen, seconds) = measure_and_decide(self.gpu(), &programs, 0).await?;
+                    let default = usize::from(KernelChoice::guess(self.gpu()).subgroups);
+                    let (chosen, seconds) =
+                        measure_and_decide(self.gpu(), &programs, default).await?;
                     Some(Decision::from_rounds(
                         "subgroups",
                         "softmax + LayerNorm, 2 images".into(),
                         &names(&["workgroup", "subgroup"]),
-                        (0, chosen),
+                        (default, chosen),
                         &seconds,
                         None,
                     ))
@@ -751,23 +783,41 @@ impl Kernels {
         built
     }
 
-    /// `seconds[choice][round]`: `runs` interleaved rounds (every choice once per round, in an
-    /// order that rotates) of one DeiT-Tiny block's work at batches 8 and 1 as each choice runs
-    /// it, after an untimed warm-up: for comparing kernel choices (tests, benchmarks), best by
-    /// the ratios within rounds, which load that comes and goes scales alike. `hooks` slow a
-    /// candidate as in tuning. This library's choice is left as it was.
+    /// Seconds per choice: one DeiT-Tiny block's work at batches 8 and 1 as each choice runs it,
+    /// each step's time the fastest it ran in `runs` interleaved rounds (every choice once per
+    /// round, in an order that rotates) after an untimed warm-up. Per step, because on a busy
+    /// machine a whole forward seldom runs undisturbed but each short step does in some round:
+    /// for comparing kernel choices (tests, benchmarks). `hooks` slow a candidate as in tuning.
+    /// This library's choice is left as it was.
     pub async fn time_choices(
         &self,
         choices: &[KernelChoice],
         runs: usize,
         hooks: &TuneHooks,
-    ) -> Result<Vec<Vec<f64>>> {
+    ) -> Result<Vec<f64>> {
+        let gpu = self.gpu();
         let programs = choices
             .iter()
             .map(|&c| self.choice_program(c, hooks))
             .collect::<Result<Vec<_>>>()?;
-        let all: Vec<&Program> = programs.iter().collect();
-        rounds(self.gpu(), &all, None, runs.max(1)).await
+        for p in &programs {
+            p.profile(gpu).await?;
+        }
+        let mut best: Vec<Vec<f64>> = programs
+            .iter()
+            .map(|p| vec![f64::INFINITY; p.steps.len()])
+            .collect();
+        let n = programs.len();
+        for r in 0..runs.max(1) {
+            for j in 0..n {
+                let i = (r + j) % n;
+                let t = programs[i].profile(gpu).await?;
+                for (b, s) in best[i].iter_mut().zip(t) {
+                    *b = b.min(s);
+                }
+            }
+        }
+        Ok(best.iter().map(|b| b.iter().sum()).collect())
     }
 
     /// [`Kernels::time_choices`] for native callers.
@@ -777,7 +827,7 @@ impl Kernels {
         choices: &[KernelChoice],
         runs: usize,
         hooks: &TuneHooks,
-    ) -> Result<Vec<Vec<f64>>> {
+    ) -> Result<Vec<f64>> {
         pollster::block_on(self.time_choices(choices, runs, hooks))
     }
 
@@ -812,6 +862,9 @@ impl Kernels {
         let Some(predicted) = self.slow_forward_streak(program, seconds) else {
             return false;
         };
+        // The browser has no cache to mark: it measures on every page load.
+        #[cfg(target_arch = "wasm32")]
+        let _ = predicted;
         #[cfg(not(target_arch = "wasm32"))]
         super::tune_cache::mark_stale(
             self.gpu(),
