@@ -244,12 +244,13 @@ fn write(
     k: &str,
     f: impl FnOnce(Option<&serde_json::Value>) -> Option<Entry>,
 ) -> std::io::Result<()> {
+    // First, so that a cache folder that cannot be made fails before reading says anything.
+    std::fs::create_dir_all(dir)?;
     let path = dir.join(FILE);
     let mut file = read(&path).unwrap_or_default();
     let Some(entry) = f(file.entries.iter().find(|e| entry_key(e) == Some(k))) else {
         return Ok(());
     };
-    std::fs::create_dir_all(dir)?;
     file.entries.retain(|e| entry_key(e) != Some(k));
     file.entries
         .push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
