@@ -19,7 +19,8 @@ pub mod tune_cache;
 
 pub use buffers::{read_buffer, GpuTensor};
 pub use context::{AdapterChoice, GpuContext};
-pub use library::{KernelChoice, Kernels, SMALL_GEMM_OUTPUTS};
+pub use library::{GemmKernel, KernelChoice, Kernels, SMALL_GEMM_OUTPUTS};
 #[cfg(not(target_arch = "wasm32"))]
 pub use program::{gpu_time_blocking, time_program_blocking};
-pub use program::{Phase, Program, Step, StepOutput};
+pub use program::{GemmWork, Phase, Program, Step, StepOutput};
+pub use tune::{Decision, TuneHooks, TuneReport};

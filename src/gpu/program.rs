@@ -52,6 +52,17 @@ pub struct Step {
     pub workgroups: [u32; 3],
     /// The buffers the step writes, with their slots: what the debug run reads back after it.
     pub outputs: Vec<(Slot, GpuTensor)>,
+    /// A GEMM step's work: what [`super::Kernels::note_forward`] predicts a forward's time from.
+    pub gemm: Option<GemmWork>,
+}
+
+/// What one GEMM step computes, for predicting its time from the tuning's measured rates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmWork {
+    pub flops: f64,
+    pub kernel: super::GemmKernel,
+    /// Values of C over all matrices (the size class: [`super::SMALL_GEMM_OUTPUTS`]).
+    pub outputs: usize,
 }
 
 /// The ordered steps of a forward pass. Built once per (model, batch, schedule), replayed every run.

@@ -4,6 +4,11 @@
 //! vendor, device, type, backend), its driver and driver version, this crate's version and the text
 //! of every WGSL file. A missing, unreadable or stale cache only means measuring again.
 //!
+//! Each entry keeps, with the choice, every candidate's timings ([`TuneReport`]): what `zeroprune
+//! info` shows, and what [`super::Kernels::note_forward`] predicts forwards from. An entry without
+//! timings (written before they were kept, by a measurement that could count shader compiling as
+//! run time) is measured again and replaced; so is an entry marked stale ([`mark_stale`]).
+//!
 //! Where: `$ZEROPRUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/zeroprune`, else `~/.cache/zeroprune`
 //! (`%LOCALAPPDATA%\zeroprune` on Windows), file `kernel-choices.json`. `ZEROPRUNE_RETUNE=1` (the
 //! CLI's `--retune`) measures again and rewrites the entry.
@@ -14,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::kernels::{GemmKernel, FAMILIES};
+use super::tune::TuneReport;
 use super::{GpuContext, KernelChoice};
 
 const FILE: &str = "kernel-choices.json";
@@ -64,6 +70,20 @@ struct Entry {
     /// The adapter and driver, for a person reading the file.
     what: String,
     choice: KernelChoice,
+    /// The timings the choice was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timings: Option<TuneReport>,
+    /// Why the choice is to be measured again (none: it stands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stale: Option<String>,
+}
+
+/// This adapter's entry as the file holds it, usable or not.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    pub choice: KernelChoice,
+    pub timings: Option<TuneReport>,
+    pub stale: Option<String>,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -140,24 +160,77 @@ fn plausible(c: &KernelChoice) -> bool {
         && c.gemm_small.fits_small_products()
 }
 
-/// The cached choice for this adapter and build, unless retuning or there is none.
-pub fn lookup(gpu: &GpuContext) -> Option<KernelChoice> {
-    if retune() {
-        return None;
-    }
+/// This adapter and build's entry, whether or not a session would use it (`zeroprune info`); none
+/// where there is no entry or its choice is not one this build could have measured.
+pub fn entry(gpu: &GpuContext) -> Option<Cached> {
     let path = file()?;
     let k = key(&adapter_id(gpu));
     let file = read(&path)?;
     let raw = file.entries.iter().find(|e| entry_key(e) == Some(&k))?;
     let entry: Entry = serde_json::from_value(raw.clone()).ok()?;
-    plausible(&entry.choice).then_some(entry.choice)
+    plausible(&entry.choice).then_some(Cached {
+        choice: entry.choice,
+        timings: entry.timings,
+        stale: entry.stale,
+    })
 }
 
-/// Record `choice` for this adapter and build. Failure is a note on stderr, never an error: the
-/// cache only saves time.
-pub fn store(gpu: &GpuContext, choice: KernelChoice) {
+/// The cached choice for this adapter and build with its timings, unless retuning, there is none,
+/// it has no timings or it is stale.
+pub fn lookup_report(gpu: &GpuContext) -> Option<(KernelChoice, TuneReport)> {
+    if retune() {
+        return None;
+    }
+    let e = entry(gpu)?;
+    match (e.stale, e.timings) {
+        (None, Some(t)) => Some((e.choice, t)),
+        _ => None,
+    }
+}
+
+/// The cached choice a session would use (see [`lookup_report`]).
+pub fn lookup(gpu: &GpuContext) -> Option<KernelChoice> {
+    lookup_report(gpu).map(|(c, _)| c)
+}
+
+/// Record `choice`, measured as `timings` say, for this adapter and build. Failure is a note on
+/// stderr, never an error: the cache only saves time.
+pub fn store(gpu: &GpuContext, choice: KernelChoice, timings: &TuneReport) {
+    let what = adapter_id(gpu);
+    let entry = Entry {
+        key: key(&what),
+        what,
+        choice,
+        timings: Some(timings.clone()),
+        stale: None,
+    };
+    let k = entry.key.clone();
+    update(&k, |_| Some(entry));
+}
+
+/// Mark this adapter's entry stale, `reason` saying why: the next process measures again. A note
+/// on stderr says so once.
+pub fn mark_stale(gpu: &GpuContext, reason: &str) {
+    let k = key(&adapter_id(gpu));
+    let mut marked = false;
+    update(&k, |old| {
+        let mut e: Entry = serde_json::from_value(old?.clone()).ok()?;
+        if e.stale.is_some() {
+            return None;
+        }
+        e.stale = Some(reason.to_string());
+        marked = true;
+        Some(e)
+    });
+    if marked {
+        eprintln!("note: {reason}; the kernel choice will be measured again by the next process");
+    }
+}
+
+/// Replace this adapter's entry by what `f` makes of the current one (none: leave the file).
+fn update(k: &str, f: impl FnOnce(Option<&serde_json::Value>) -> Option<Entry>) {
     let Some(dir) = dir() else { return };
-    if let Err(e) = write(&dir, gpu, choice) {
+    if let Err(e) = write(&dir, k, f) {
         eprintln!(
             "note: could not write the kernel-choice cache in {}: {e}",
             dir.display()
@@ -165,18 +238,20 @@ pub fn store(gpu: &GpuContext, choice: KernelChoice) {
     }
 }
 
-fn write(dir: &Path, gpu: &GpuContext, choice: KernelChoice) -> std::io::Result<()> {
+/// Rewrite the file with the entry keyed `k` replaced by what `f` makes of it (none: unchanged).
+fn write(
+    dir: &Path,
+    k: &str,
+    f: impl FnOnce(Option<&serde_json::Value>) -> Option<Entry>,
+) -> std::io::Result<()> {
+    // First, so that a cache folder that cannot be made fails before reading says anything.
     std::fs::create_dir_all(dir)?;
     let path = dir.join(FILE);
-    let what = adapter_id(gpu);
-    let k = key(&what);
     let mut file = read(&path).unwrap_or_default();
-    file.entries.retain(|e| entry_key(e) != Some(&k));
-    let entry = Entry {
-        key: k,
-        what,
-        choice,
+    let Some(entry) = f(file.entries.iter().find(|e| entry_key(e) == Some(k))) else {
+        return Ok(());
     };
+    file.entries.retain(|e| entry_key(e) != Some(k));
     file.entries
         .push(serde_json::to_value(entry).map_err(std::io::Error::other)?);
     let drop = file.entries.len().saturating_sub(MAX_ENTRIES);

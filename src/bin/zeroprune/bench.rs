@@ -695,7 +695,8 @@ fn families(steps: &[StepTime]) -> Vec<KernelFamily> {
 /// has them.
 fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
     let k = Kernels::new(gpu);
-    k.tune_gemm_blocking()?;
+    // The choice sessions use (cached, or measured now): what "(chosen)" marks.
+    k.tune_blocking()?;
     let shapes = [8 * 197, 197].into_iter().flat_map(|m| {
         [
             ("qkv", m, 576, 192),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use zeroprune::gpu::{AdapterChoice, GpuContext};
+use zeroprune::gpu::{AdapterChoice, GpuContext, Kernels};
 use zeroprune::{labels, Error, ModelWeights, Result, Session};
 
 pub fn open_gpu() -> Result<GpuContext> {
@@ -28,11 +28,20 @@ pub fn open_text_model(
         )?;
         Ok((w, t))
     })?;
+    tune_idle(&gpu)?;
     Ok((gpu, weights, tokenizer))
 }
 
+/// Measure the kernel choice (or read it from the cache) now, with the loading thread joined and
+/// no image decoding: what else runs in the process would land in the timings. Sessions created
+/// afterwards reuse it (measured once per adapter and process).
+pub fn tune_idle(gpu: &GpuContext) -> Result<()> {
+    Kernels::new(gpu).tune_blocking().map(|_| ())
+}
+
 /// Open the GPU on a second thread while `work` (loading the model, say) runs on this one: the two
-/// take about as long as each other on a one-image command.
+/// take about as long as each other on a one-image command. Only opening: the kernel choice is
+/// measured afterwards, when nothing else runs ([`tune_idle`]).
 pub fn open_gpu_while<T: Send>(work: impl FnOnce() -> Result<T>) -> Result<(GpuContext, T)> {
     std::thread::scope(|s| {
         let gpu = s.spawn(open_gpu);
@@ -93,6 +102,7 @@ pub fn session(
     weights: &ModelWeights,
     model: &crate::ModelArgs,
 ) -> Result<Session> {
+    tune_idle(gpu)?;
     Session::with_precision(gpu, weights, model.precision)
 }
 

@@ -3,10 +3,10 @@
 use std::fmt;
 
 use serde::Serialize;
-use zeroprune::gpu::{tune_cache, KernelChoice};
+use zeroprune::gpu::{tune_cache, KernelChoice, TuneReport};
 use zeroprune::Result;
 
-use crate::common::{emit, open_gpu};
+use crate::common::{emit, open_gpu, table};
 
 #[derive(Serialize)]
 struct Limits {
@@ -36,6 +36,10 @@ struct InfoOutput {
     kernel_cache: Option<String>,
     /// What the cache holds for this adapter and build (none: the next session measures).
     cached_choice: Option<KernelChoice>,
+    /// Every candidate's timings the cached choice was made from.
+    cached_timings: Option<TuneReport>,
+    /// Why the cached entry will be measured again, where it is stale.
+    cached_stale: Option<String>,
 }
 
 impl fmt::Display for InfoOutput {
@@ -81,17 +85,58 @@ impl fmt::Display for InfoOutput {
                 c.fused_attention,
                 c.f16,
                 c.subgroups
-            ),
+            )?,
             None => writeln!(
                 f,
                 "kernel choice        not measured yet (the next session measures; cache {cache})"
-            ),
+            )?,
+        }
+        if let Some(why) = &self.cached_stale {
+            writeln!(f, "                     stale: {why}")?;
+        }
+        if let Some(t) = &self.cached_timings {
+            write!(f, "{}", timings_table(t))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every measured candidate: median time, rate, ratio to the default and the rounds it won.
+fn timings_table(t: &TuneReport) -> String {
+    let mut rows = Vec::new();
+    for d in &t.decisions {
+        for c in &d.candidates {
+            let mark = match (c.name == d.chosen, c.name == d.default) {
+                (true, true) => " (chosen, default)",
+                (true, false) => " (chosen)",
+                (false, true) => " (default)",
+                _ => "",
+            };
+            rows.push(vec![
+                format!("{} {}", d.what, d.shape),
+                format!("{}{mark}", c.name),
+                format!("{:.2}", c.seconds * 1e3),
+                c.gflops.map_or("-".into(), |g| format!("{g:.1}")),
+                c.ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                format!("{}/{}", c.faster_rounds, c.rounds),
+            ]);
         }
     }
+    format!(
+        "kernel timings (median of {} interleaved rounds after a warm-up; a candidate replaces the default at {:.0}% faster, confirmed in {} more rounds):\n{}",
+        t.rounds,
+        100.0 * t.margin,
+        t.rounds,
+        table(
+            &["measured", "candidate", "ms", "GFLOP/s", "vs default", "faster/rounds"],
+            &rows
+        )
+    )
 }
 
 pub fn run(json: bool) -> Result<()> {
     let gpu = open_gpu()?;
+    let cached = tune_cache::entry(&gpu);
     let i = gpu.info();
     let l = gpu.limits();
     let out = InfoOutput {
@@ -119,6 +164,8 @@ pub fn run(json: bool) -> Result<()> {
             .collect(),
         kernel_cache: tune_cache::file().map(|p| p.display().to_string()),
         cached_choice: tune_cache::lookup(&gpu),
+        cached_timings: cached.as_ref().and_then(|c| c.timings.clone()),
+        cached_stale: cached.and_then(|c| c.stale),
     };
     emit(&out, json)
 }

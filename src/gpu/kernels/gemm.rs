@@ -7,7 +7,7 @@
 use super::{u, Variant, MAX_GROUPS};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params};
-use crate::gpu::{GpuTensor, Kernels, Phase, Step};
+use crate::gpu::{GemmWork, GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
     /// Shapes and views of `C = alpha * A.B` over `outer * heads` matrices (see [`MatView`]).
@@ -381,13 +381,19 @@ impl Kernels {
         };
         let bias = g.bias.unwrap_or(&self.dummy);
         let live = live.unwrap_or(&self.dummy);
-        self.launch_variant(
+        let mut step = self.launch_variant(
             entry,
             variant,
             label,
             &[a.t, b.t, bias, c.t, live],
             &params,
             [groups[0] as u32, groups[1] as u32, z],
-        )
+        )?;
+        step.gemm = Some(GemmWork {
+            flops: g.flops(),
+            kernel,
+            outputs: g.m * g.n * z as usize,
+        });
+        Ok(step)
     }
 }
