@@ -522,12 +522,19 @@ impl<F: Family> Session<F> {
             encoder.copy_buffer_to_buffer(&t.buffer, 0, &compiled.staging, at, t.bytes());
             at += t.bytes();
         }
+        let started = crate::gpu::program::now_s();
         gpu.scoped("running the forward pass", || {
             gpu.queue.submit([encoder.finish()]);
             Ok(())
         })
         .await?;
         let words: Vec<u32> = read_buffer(&gpu, &compiled.staging, compiled.staging_bytes).await?;
+        if run.mode == Mode::Normal {
+            // A forward far slower than the kernel choice's own timings predict: the choice was
+            // measured under conditions that no longer hold; the next process measures again.
+            let seconds = crate::gpu::program::now_s() - started;
+            self.kernels.note_forward(program, seconds);
+        }
         let mut rest = &words[..];
         let mut take = |len: usize| {
             let (head, tail) = rest.split_at(len);
