@@ -477,3 +477,70 @@ fn eval_sweep_and_bench_on_texts_compare_pruned_with_dense() {
     assert_eq!(rows[1]["passes"], 3);
     assert!(rows[1]["gflops_per_text"].as_f64() < rows[0]["gflops_per_text"].as_f64());
 }
+
+/// Text runs as images do: `embed --trace` writes every step's outputs, `--precision f16` runs,
+/// `bench --texts` gives the per-kernel table of a profiled run, and a flag text does not take is
+/// an error.
+#[test]
+fn text_commands_trace_profile_and_store_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-bert-prune");
+    let model = model.to_str().unwrap();
+    let texts = text_sentences("tiny");
+    let trace = dir.path().join("trace.safetensors");
+    let v = run_ok(&[
+        "embed",
+        "--json",
+        "--model",
+        model,
+        "--policy",
+        "evit",
+        "--keep",
+        "0.5@1",
+        "--trace",
+        trace.to_str().unwrap(),
+        &texts[0],
+        &texts[1],
+    ]);
+    assert_eq!(v["embeddings"].as_array().unwrap().len(), 2);
+    let bytes = std::fs::read(&trace).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = st.names();
+    assert!(names.iter().any(|n| n.contains("layer0.qkv")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("prune.topk")), "{names:?}");
+    let file = labelled_file(dir.path(), |i| i % 2);
+    let v = run_ok(&[
+        "bench",
+        "--json",
+        "--batch",
+        "2",
+        "--runs",
+        "1",
+        "--model",
+        model,
+        "--texts",
+        file.to_str().unwrap(),
+        "--policy",
+        "evit",
+        "--keep",
+        "0.5@1",
+        "--precisions",
+        "f32,f16",
+    ]);
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "dense and evit at two precisions");
+    assert!(rows
+        .iter()
+        .all(|r| !r["kernels"].as_array().unwrap().is_empty()));
+    assert!(rows[1]["prune_overhead_share"].as_f64().unwrap() > 0.0);
+    let err = run_err(&[
+        "bench",
+        "--model",
+        model,
+        "--texts",
+        file.to_str().unwrap(),
+        "--soak",
+        "10",
+    ]);
+    assert!(err.contains("--soak"), "{err}");
+}

@@ -142,3 +142,51 @@ fn minilm_embeds_real_sentences_like_the_reference() {
         assert!(cos >= 0.99999, "sentence {b}: cosine {cos}");
     }
 }
+
+/// The text encoder plays its program the three ways the image model does: step by step (every
+/// step's outputs read back, the same embeddings), profiled (a time per step, pruning steps in
+/// their phases), and with f16 storage (close to f32).
+#[test]
+fn text_runs_step_by_step_profiled_and_in_f16() {
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let enc = encode(&dir, &w, &text_sentences("tiny"));
+    let mut s = TextSession::new(gpu(), &w).unwrap();
+    let request = zeroprune::prune::PruneRequest {
+        policy: Some("tome".into()),
+        keep: Some("0.8@0,1".into()),
+        ..Default::default()
+    };
+    let p = Pruner::new(request, None, &w.config.largest_geometry()).unwrap();
+    let normal = s.run(&enc, &p).unwrap();
+    let debug = s
+        .run(&enc, zeroprune::Run::new(&p).mode(zeroprune::Mode::Debug))
+        .unwrap();
+    let trace = debug.trace.expect("a debug run returns its trace");
+    assert!(trace.iter().any(|t| t.label.contains("prune.merge")));
+    assert!(trace.iter().any(|t| t.label.starts_with("layer1.fc2")));
+    for (a, b) in normal.items.iter().zip(&debug.items) {
+        assert_eq!(a.kept, b.kept);
+        assert!(cosine(&a.embedding, &b.embedding) > 0.999999);
+    }
+    let profiled = s
+        .run(&enc, zeroprune::Run::new(&p).mode(zeroprune::Mode::Profile))
+        .unwrap();
+    let profile = profiled.profile.expect("a profiled run returns its times");
+    assert!(profile.iter().all(|t| t.seconds >= 0.0));
+    assert!(profile.iter().any(|t| t.phase.is_pruning()));
+    if !gpu().has_f16() {
+        eprintln!("f16: skipped, the adapter has no shader-f16");
+        return;
+    }
+    let mut half =
+        TextSession::with_precision(gpu(), &w, zeroprune::model::Precision::F16).unwrap();
+    assert_eq!(half.storage(), zeroprune::gpu::kernel::Elem::F16);
+    let dense_f32 = s.run(&enc, &Pruner::dense()).unwrap().items;
+    let dense_f16 = half.run(&enc, &Pruner::dense()).unwrap().items;
+    for (a, b) in dense_f32.iter().zip(&dense_f16) {
+        let c = cosine(&a.embedding, &b.embedding);
+        eprintln!("f16 against f32: cosine 1 - {:.1e}", 1.0 - c);
+        assert!(c > 0.9999, "f16 embedding cosine {c}");
+    }
+}

@@ -1,7 +1,7 @@
 //! `zeroprune classify`: the top classes of each image; `--trace` writes every step's outputs.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
@@ -127,7 +127,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         }
     }
     if let Some(file) = &args.trace {
-        write_trace(file, &trace)?;
+        crate::common::write_trace(file, &trace)?;
         eprintln!("wrote {} step outputs to {}", trace.len(), file.display());
     }
     let out = ClassifyOutput {
@@ -139,37 +139,4 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         images,
     };
     emit(&out, args.json)
-}
-
-/// Every step's outputs as a safetensors file: `NNN.LABEL.SLOT` (the step's index, label and
-/// slot; later batches of images get later indices), F32 or U32 as the slot declares, F16 where
-/// the model stores that buffer as halves (padded to whole 8-byte units).
-fn write_trace(file: &Path, trace: &[zeroprune::gpu::StepOutput]) -> Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let mut tensors = Vec::new();
-    for (i, step) in trace.iter().enumerate() {
-        for (slot, elem, words) in &step.outputs {
-            let (dtype, len) = match elem {
-                zeroprune::gpu::kernel::Elem::F32 => (Dtype::F32, words.len()),
-                zeroprune::gpu::kernel::Elem::U32 => (Dtype::U32, words.len()),
-                zeroprune::gpu::kernel::Elem::F16 => (Dtype::F16, 2 * words.len()),
-            };
-            tensors.push((
-                format!("{i:03}.{}.{slot}", step.label),
-                dtype,
-                len,
-                bytemuck::cast_slice::<u32, u8>(words),
-            ));
-        }
-    }
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, dtype, len, bytes)| {
-            TensorView::new(*dtype, vec![*len], bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::param("--trace", e.to_string()))
-        })
-        .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, file)
-        .map_err(|e| Error::io(file, std::io::Error::other(e.to_string())))
 }

@@ -9,10 +9,11 @@ use serde::Serialize;
 use zeroprune::eval::driver::Setting;
 use zeroprune::eval::stats::cosine;
 use zeroprune::model::bert::{BertWeights, Pooling};
+use zeroprune::model::Precision;
 use zeroprune::prune::Pruner;
 use zeroprune::session::TextEncoder;
 use zeroprune::text::{Encoded, TextTokenizer};
-use zeroprune::{Error, Result, TextOutput, TextSession};
+use zeroprune::{Error, Mode, Result, TextOutput, TextSession};
 
 use crate::common::{calibrated, emit, open_text_model, progress};
 use crate::prune_args::PruneArgs;
@@ -36,6 +37,13 @@ pub struct EmbedArgs {
     /// tokens of each text) and kept (per text and step, the positions of the tokens kept).
     #[arg(long)]
     json: bool,
+    /// How weights and activations are stored on the GPU: f32, f16 or auto (as for images).
+    #[arg(long, value_enum, default_value_t = Precision::F32, env = "ZEROPRUNE_PRECISION")]
+    precision: Precision,
+    /// Run step by step and write every step's outputs to this safetensors file (`NNN.LABEL.SLOT`),
+    /// to compare any intermediate tensor with a reference; the texts run as one batch.
+    #[arg(long, value_name = "FILE.safetensors")]
+    trace: Option<PathBuf>,
     #[command(flatten)]
     prune: PruneArgs,
 }
@@ -50,6 +58,9 @@ pub struct SimilarityArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// How weights and activations are stored on the GPU: f32, f16 or auto (as for images).
+    #[arg(long, value_enum, default_value_t = Precision::F32, env = "ZEROPRUNE_PRECISION")]
+    precision: Precision,
     /// With a policy, the similarity is computed dense and pruned, side by side.
     #[command(flatten)]
     prune: PruneArgs,
@@ -227,9 +238,12 @@ fn pruned_setting(
 }
 
 /// The model, its tokenizer and a session on the GPU.
-fn open(model: &Path) -> Result<(BertWeights, TextTokenizer, TextSession, String)> {
+fn open(
+    model: &Path,
+    precision: Precision,
+) -> Result<(BertWeights, TextTokenizer, TextSession, String)> {
     let (gpu, weights, tokenizer) = open_text_model(model)?;
-    let session = TextSession::new(&gpu, &weights)?;
+    let session = TextSession::with_precision(&gpu, &weights, precision)?;
     Ok((weights, tokenizer, session, gpu.describe()))
 }
 
@@ -259,16 +273,28 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
             "give texts as arguments or with --file FILE",
         ));
     }
-    let (weights, tokenizer, mut session, adapter) = open(&args.model)?;
+    let (weights, tokenizer, mut session, adapter) = open(&args.model, args.precision)?;
     let c = weights.config.clone();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs)?;
     warn_cut(&enc, c.max_tokens);
     // The threshold policy's FLOPs target calibrates on the texts given (nothing is scored).
     let setting = pruned_setting(&args.prune, &c, &mut session, &enc, args.batch)?;
-    let bar = progress(texts.len(), "texts");
-    let out = session.run_all(&enc, setting.run(), args.batch, |n| bar.inc(n as u64))?;
-    bar.finish_and_clear();
+    let out = match &args.trace {
+        Some(file) => {
+            let out = session.run(&enc, setting.run().mode(Mode::Debug))?;
+            let trace = out.trace.unwrap_or_default();
+            crate::common::write_trace(file, &trace)?;
+            eprintln!("wrote {} step outputs to {}", trace.len(), file.display());
+            out.items
+        }
+        None => {
+            let bar = progress(texts.len(), "texts");
+            let out = session.run_all(&enc, setting.run(), args.batch, |n| bar.inc(n as u64))?;
+            bar.finish_and_clear();
+            out
+        }
+    };
     let tokens = enc.lengths();
     let pruned = !setting.is_dense();
     emit(
@@ -306,7 +332,7 @@ fn side(out: &[TextOutput], pruned: bool) -> Side {
 }
 
 pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
-    let (weights, tokenizer, mut session, _) = open(&args.model)?;
+    let (weights, tokenizer, mut session, _) = open(&args.model, args.precision)?;
     let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
     warn_cut(&enc, weights.config.max_tokens);
     let dense = session.run(&enc, &Pruner::dense())?.items;
