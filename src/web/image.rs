@@ -272,6 +272,21 @@ impl Session {
             .with(|state| state.session.gpu().device.destroy())
     }
 
+    /// `session.evaluate(images, labels?, options?)`: the images (an array of what `classify`
+    /// takes) run dense and with the options' pruning, batch by batch (`batch`, 8), through the
+    /// driver `zeroprune eval` runs. Resolves to the same figures, by the same names:
+    /// `{images, top1?, top1_se?, top5?, dense_top1?, top1_delta?, top1_delta_se?, agreement,
+    /// agreement_se, mean_cosine, mean_cosine_se, gflops_per_image, dense_gflops_per_image,
+    /// flops_ratio, flops_ratio_min, flops_ratio_max, forward_images_per_s,
+    /// dense_forward_images_per_s, speedup}`; the label figures where `labels` (class indices, one
+    /// per image) are given.
+    pub fn evaluate(&self, images: JsValue, labels: JsValue, options: JsValue) -> js_sys::Promise {
+        self.state.call(move |mut state| async move {
+            let result = evaluate(&mut state, images, labels, options).await;
+            (state, result)
+        })
+    }
+
     /// `session.bench(options?)`: the forward pass alone on a synthetic batch, dense and pruned,
     /// `runs` times each after a warm-up. Options as `classify`, plus `batch` (1). Resolves to
     /// `{batch, runs, dense: {medianMs, minMs, maxMs}, pruned?: {...}, speedup?, flopsRatio?}`;
@@ -318,6 +333,92 @@ async fn classify(
         image_size: [c.image_size.0, c.image_size.1],
     };
     to_js(&result)
+}
+
+async fn evaluate(
+    state: &mut Inner,
+    images: JsValue,
+    labels: JsValue,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    use crate::eval::driver::{run_settings, Setting};
+    use crate::eval::report::{with_unit, Quality, Unit};
+    use crate::eval::task::Task;
+    let c = state.session.config().clone();
+    let o = Options::parse(options, &["batch"], c.depth)?;
+    let pruning = state.pruning(&o)?;
+    let list: Vec<JsValue> = js_sys::Array::from(&images).iter().collect();
+    if !js_sys::Array::is_array(&images) || list.is_empty() {
+        return Err(JsError::new("images must be a non-empty array of images"));
+    }
+    let labels: Option<Vec<usize>> = if labels.is_undefined() || labels.is_null() {
+        None
+    } else {
+        let l: Vec<usize> = serde_wasm_bindgen::from_value(labels)
+            .map_err(|e| JsError::new(&format!("labels must be class indices: {e}")))?;
+        if l.len() != list.len() {
+            return Err(JsError::new(&format!(
+                "{} labels for {} images",
+                l.len(),
+                list.len()
+            )));
+        }
+        if let Some(bad) = l.iter().find(|&&x| x >= c.num_classes) {
+            return Err(JsError::new(&format!(
+                "label {bad} is not one of the model's {} classes",
+                c.num_classes
+            )));
+        }
+        Some(l)
+    };
+    if o.batch > state.session.max_batch() {
+        return Err(JsError::new(&format!(
+            "options.batch {} is over this adapter's limit for this model ({})",
+            o.batch,
+            state.session.max_batch()
+        )));
+    }
+    let settings = [Setting::dense(), Setting::fixed(pruning)];
+    let batches: Vec<Vec<usize>> = (0..list.len())
+        .collect::<Vec<_>>()
+        .chunks(o.batch)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut failure = None;
+    let load = |items: &[usize]| -> crate::Result<Vec<f32>> {
+        let mut input = Vec::new();
+        for &i in items {
+            match image_input(&list[i], &format!("image {i}"), &c) {
+                Ok(x) => input.extend(x),
+                Err(e) => {
+                    failure = Some(e);
+                    return Err(crate::Error::param("images", format!("image {i}")));
+                }
+            }
+        }
+        Ok(input)
+    };
+    let outcomes = run_settings(
+        std::slice::from_mut(&mut state.session),
+        &settings,
+        list.len(),
+        &batches,
+        load,
+        None,
+        |_| {},
+    )
+    .await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let outcomes = outcomes.map_err(js_error)?;
+    let q = Quality::of(
+        &outcomes[1],
+        &outcomes[0],
+        labels.as_deref(),
+        Task::Classify,
+    );
+    to_js(&with_unit(&q, Unit::Image))
 }
 
 async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> {

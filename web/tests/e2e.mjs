@@ -358,6 +358,22 @@ async function main() {
     check(viaPixels[0].class === viaPixels[1].class,
       `ImageData input: ${viaPixels[1].name} (${viaPixels[1].probability.toFixed(3)}), bytes: ${viaPixels[0].name} (${viaPixels[0].probability.toFixed(3)})`);
 
+    // The evaluation driver in the browser: the four samples dense and pruned, paired figures
+    // by the names `zeroprune eval --json` uses; their labels are the dense model's own classes.
+    const evaluated = await page.evaluate(async () => {
+      const s = window.zeroprune.session;
+      const names = ["astronaut", "cat", "coffee", "rocket"];
+      const images = await Promise.all(names.map(async (n) =>
+        new Uint8Array(await (await fetch(`samples/${n}.jpg`)).arrayBuffer())));
+      const dense = [];
+      for (const img of images) dense.push((await s.classify(img, { policy: "none", top: 1 })).top[0].class);
+      return await s.evaluate(images, dense, { policy: "tome", flops: 0.65, batch: 2 });
+    });
+    check(evaluated.images === 4 && evaluated.dense_top1 === 1 && evaluated.agreement === evaluated.top1 &&
+      evaluated.flops_ratio <= 0.65 && evaluated.speedup > 0,
+      `session.evaluate: ${evaluated.images} images, agreement ${(100 * evaluated.agreement).toFixed(0)}%, ` +
+      `${(100 * evaluated.flops_ratio).toFixed(1)}% of the dense FLOPs, ${evaluated.speedup.toFixed(2)}x`);
+
     // A file that is not an image: a clear message, and the page keeps working.
     await page.setInputFiles("#image-file", { name: "notes.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });
     await waitState(page, ["error"], "a bad image");
