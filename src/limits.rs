@@ -29,6 +29,11 @@ pub const MAX_TEXT_FILE_BYTES: u64 = 64 << 20;
 pub const MAX_PAGERANK_ITERS: u32 = 1000;
 /// Images in one batch (`--batch`): the device's buffer limits usually allow far fewer.
 pub const MAX_BATCH: usize = 4096;
+/// Blocks of a ViT, layers of a BERT encoder. Every layer adds GPU objects to each compiled
+/// program (a bind group per step, about nine steps a layer); past some tens of thousands a driver
+/// fails without an error (lavapipe runs out of memory mappings and dies by SIGSEGV at ~10000
+/// tiny blocks). The deepest published models have fewer than 100.
+pub const MAX_DEPTH: usize = 1024;
 
 /// The bytes of a regular file of at most `max` bytes. Anything else (a FIFO, a device such as
 /// `/dev/zero`, a directory, a file over the limit) is refused before a byte is read, naming the

@@ -179,6 +179,10 @@ impl Compiled {
 /// that sees many batch shapes and schedules stays within bounded GPU memory.
 pub const KEEP_PROGRAMS: usize = 16;
 pub const KEEP_BATCH_SIZES: usize = 4;
+/// Steps of the programs a session keeps compiled, all together: each step holds a bind group,
+/// and drivers run out of those without an error (lavapipe dies by SIGSEGV past ~60000, one
+/// memory mapping each). Past this the least recently used programs go, however few there are.
+pub const KEEP_STEPS: usize = 16384;
 
 /// A model of family `F` ready to run on one device.
 pub struct Session<F: Family = VisionTransformer> {
@@ -334,6 +338,7 @@ impl<F: Family> Session<F> {
             kernels: self.kernels.choice(),
         };
         if !self.programs.contains_key(&key) {
+            self.make_room();
             let buffers = &self.buffers[&shape].0;
             let (program, plan) = if pruning.is_dense() {
                 (
@@ -386,9 +391,34 @@ impl<F: Family> Session<F> {
         self.programs.retain(|k, _| k.shape != shape);
     }
 
-    /// Drop the least recently used programs past [`KEEP_PROGRAMS`], never `keep`.
+    /// Before a new program is built: drop the least recently used programs until it fits within
+    /// [`KEEP_STEPS`] beside them, taking it to be as long as the longest one kept (the same
+    /// model). The old programs' objects are gone before the new one's are made, which bounds the
+    /// driver's objects at their peak and keeps building fast (wgpu's allocators slow down with
+    /// the objects alive).
+    fn make_room(&mut self) {
+        let longest = self
+            .programs
+            .values()
+            .map(|p| p.program.steps.len())
+            .max()
+            .unwrap_or(0);
+        while !self.programs.is_empty() && steps(&self.programs) + longest > KEEP_STEPS {
+            let oldest = self
+                .programs
+                .iter()
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.programs.remove(&k);
+            }
+        }
+    }
+
+    /// Drop the least recently used programs past [`KEEP_PROGRAMS`] or [`KEEP_STEPS`], never
+    /// `keep`.
     fn evict_programs(&mut self, keep: &ProgramKey) {
-        while self.programs.len() > KEEP_PROGRAMS {
+        while self.programs.len() > KEEP_PROGRAMS || steps(&self.programs) > KEEP_STEPS {
             let oldest = self
                 .programs
                 .iter()
@@ -696,6 +726,11 @@ impl<F: Family> Session<F> {
     ) -> Result<(f32, f64)> {
         pollster::block_on(self.calibrate_async(input, pruner, batch, done))
     }
+}
+
+/// Steps of `programs` all together.
+fn steps(programs: &HashMap<ProgramKey, Compiled>) -> usize {
+    programs.values().map(|p| p.program.steps.len()).sum()
 }
 
 /// The largest scale [`Session::calibrate`] tries: thresholds 64x uniform drop nearly all.
