@@ -173,3 +173,278 @@ fn a_config_that_contradicts_the_weights_names_what_differs() {
     let e = BertWeights::load(dir.path()).expect_err("refused");
     assert_mentions(&e, &["id2label", "class 5"]);
 }
+
+// ------------------------------------------------------------------------------------------------
+// Hostile text input: the work is bounded by the model's length, every size by a stated limit.
+
+/// The tokenizers library on its own, cutting at `max` tokens: what `encode` gave before it read
+/// long texts a prefix at a time.
+fn whole(dir: &Path, max: usize) -> tokenizers::Tokenizer {
+    let mut t = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    t.with_padding(None);
+    t.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: max,
+        ..Default::default()
+    }))
+    .unwrap();
+    t
+}
+
+/// Texts of every length from a few words to 200 KB, cut from the sentence-polarity sentences
+/// (with their tabs, double spaces and newlines), and a few odd ones.
+fn long_texts() -> Vec<String> {
+    let data = std::fs::read_to_string(shared().join("data/sentence-polarity/sentences.tsv"))
+        .expect("the sentence-polarity data");
+    let mut out = Vec::new();
+    for n in [
+        10, 300, 900, 1023, 1024, 1025, 2000, 4095, 4097, 5000, 9000, 20_000, 70_000, 200_000,
+    ] {
+        for start in [0, 777, 31_337] {
+            let mut s: String = data.chars().skip(start).take(n).collect();
+            s = s.trim().to_string();
+            if !s.is_empty() {
+                out.push(s);
+            }
+        }
+    }
+    out.push(format!("{}a film", " ".repeat(5000)));
+    out.push(format!("a film{}", " \t\n".repeat(5000)));
+    out.push("日本語の文章、".repeat(400));
+    out.push(format!("{} the end", "x".repeat(3000)));
+    out
+}
+
+#[test]
+fn a_long_text_gives_exactly_the_tokens_of_the_whole_text() {
+    for (dir, max) in [
+        (fixture("tiny-bert"), 64),
+        (fixture("tiny-bert-st"), 12),
+        (shared().join("models/all-minilm-l6-v2"), 256),
+    ] {
+        let w = BertWeights::load(&dir).unwrap();
+        assert_eq!(w.config.max_tokens, max);
+        let ours = tokenizer(&dir, &w);
+        let theirs = whole(&dir, max);
+        for text in long_texts() {
+            let enc = ours.encode(&[&text]).unwrap();
+            let reference = theirs.encode(text.as_str(), true).unwrap();
+            assert_eq!(
+                enc.ids[0],
+                reference.get_ids(),
+                "{}: a text of {} bytes",
+                dir.display(),
+                text.len()
+            );
+            assert_eq!(
+                enc.truncated[0],
+                !reference.get_overflowing().is_empty(),
+                "{}: a text of {} bytes",
+                dir.display(),
+                text.len()
+            );
+        }
+    }
+}
+
+/// The process's peak resident memory so far, in MB (Linux).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+#[test]
+fn a_50_mb_line_or_a_10_mb_word_costs_what_a_sentence_does() {
+    // Tokenised whole, the 50 MB line took 60 s and 5.8 GB (all its 10 million tokens and their
+    // offsets, before the cut); the 10 MB word 870 MB for one [UNK].
+    let dir = shared().join("models/all-minilm-l6-v2");
+    let w = BertWeights::load(&dir).unwrap();
+    let t = tokenizer(&dir, &w);
+    let line = "a dull , overlong film . ".repeat(2 << 20);
+    let word = "a".repeat(10 << 20);
+    let before = peak_rss_mb();
+    let started = std::time::Instant::now();
+    let enc = t.encode(&[&line, &word]).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let grew = peak_rss_mb() - before;
+    assert!(grew < 200.0, "the peak memory grew by {grew} MB");
+    assert!(seconds < 5.0, "{seconds} s");
+    // The line: exactly the tokens of its first sentences, cut; the word: one [UNK], cut.
+    let reference = whole(&dir, 256).encode(&line[..4000], true).unwrap();
+    assert_eq!(enc.ids[0], reference.get_ids());
+    assert_eq!(enc.lengths(), vec![256, 3]);
+    assert_eq!(enc.truncated, vec![true, true]);
+    assert_eq!(t.pieces(&enc.ids[1])[1], "[UNK]");
+}
+
+#[test]
+fn a_text_the_tokenizer_empties_is_an_error_naming_it() {
+    // Control and zero-width characters are removed by BERT's normaliser: the embedding would be
+    // that of "[CLS] [SEP]" alone.
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let t = tokenizer(&dir, &w);
+    for bad in ["\0\0\0", "\u{1}\u{2}", "\u{200b}\u{200b}", "\u{feff}"] {
+        let e = t.encode(&["fine", bad]).expect_err("refused");
+        assert_mentions(&e, &["text 2", "gives no token", "control"]);
+    }
+    let e = t
+        .encode_named(&["\0"], |_| "texts.tsv line 7".into())
+        .expect_err("refused");
+    assert_mentions(&e, &["texts.tsv line 7", "gives no token"]);
+}
+
+#[test]
+fn more_texts_than_the_limit_are_refused_before_any_is_tokenised() {
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let t = tokenizer(&dir, &w);
+    let many = vec!["a"; zeroprune::limits::MAX_TEXTS + 1];
+    let e = t.encode(&many).expect_err("refused");
+    assert_mentions(&e, &["100001 texts", "over the limit of 100000"]);
+}
+
+/// tiny-bert's tokenizer.json edited by `edit`, loaded for the tiny model.
+fn edited_tokenizer(edit: impl FnOnce(&mut serde_json::Value)) -> zeroprune::Result<TextTokenizer> {
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
+            .unwrap();
+    edit(&mut v);
+    TextTokenizer::from_bytes(
+        v.to_string().as_bytes(),
+        "edited/tokenizer.json",
+        64,
+        w.config.vocab_size,
+    )
+}
+
+#[test]
+fn a_token_id_beyond_the_embeddings_is_refused_at_load() {
+    // As many tokens as the model has rows, but one id past them: it used to fail only on the
+    // first text that had the token, naming the text.
+    let e = edited_tokenizer(|v| {
+        let vocab = v["model"]["vocab"].as_object_mut().unwrap();
+        vocab.remove("about");
+        vocab.insert("a".into(), serde_json::json!(100000));
+    })
+    .err()
+    .expect("refused");
+    assert_mentions(
+        &e,
+        &[
+            "edited/tokenizer.json",
+            "\"a\"",
+            "id 100000",
+            "221 embeddings",
+        ],
+    );
+}
+
+#[test]
+fn a_wordpiece_that_matches_words_of_any_length_is_refused() {
+    // Greedy longest-match is cubic in a word's length: 40 KB of 4000-letter words took 17 s.
+    let e = edited_tokenizer(|v| {
+        v["model"]["max_input_chars_per_word"] = serde_json::json!(1_000_000_000_000u64);
+    })
+    .err()
+    .expect("refused");
+    assert_mentions(
+        &e,
+        &[
+            "edited/tokenizer.json",
+            "max_input_chars_per_word 1000000000000",
+            "limit of 200",
+        ],
+    );
+    edited_tokenizer(|v| v["model"]["max_input_chars_per_word"] = serde_json::json!(200))
+        .expect("200 is allowed");
+}
+
+#[test]
+fn a_text_length_outside_the_limits_is_refused() {
+    let dir = fixture("tiny-bert");
+    let bytes = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    for max in [0, 1, zeroprune::limits::MAX_TEXT_POSITIONS + 1] {
+        let e = TextTokenizer::from_bytes(&bytes, "tokenizer.json", max, 221)
+            .err()
+            .expect("refused");
+        assert_mentions(&e, &["max_tokens", &max.to_string()]);
+    }
+}
+
+#[test]
+fn config_sizes_over_the_limits_name_the_field() {
+    for (field, value, shown) in [
+        (
+            "num_hidden_layers",
+            100_000usize,
+            "num_hidden_layers 100000 is over the limit of 1024",
+        ),
+        (
+            "max_position_embeddings",
+            1_000_000_000,
+            "max_position_embeddings 1000000000 is over the limit of 8192",
+        ),
+        (
+            "vocab_size",
+            1 << 21,
+            "vocab_size 2097152 is over the limit",
+        ),
+        (
+            "type_vocab_size",
+            1 << 40,
+            "type_vocab_size 1099511627776 is over the limit",
+        ),
+        (
+            "hidden_size",
+            1 << 20,
+            "hidden_size 1048576 is over the limit",
+        ),
+        (
+            "intermediate_size",
+            1 << 30,
+            "intermediate_size 1073741824 is over the limit",
+        ),
+        ("max_position_embeddings", 1, "at least 2"),
+    ] {
+        let dir = with_json("tiny-bert", "config.json", |c| {
+            c[field] = serde_json::json!(value);
+            if field == "hidden_size" {
+                c["num_attention_heads"] = serde_json::json!(1);
+            }
+        });
+        let e = BertWeights::load(dir.path()).expect_err("refused");
+        assert_mentions(&e, &["config.json", shown]);
+    }
+}
+
+#[test]
+fn labels_that_do_not_match_the_classifier_are_refused() {
+    // Three names for a two-class classifier: they used to be replaced by LABEL_0, LABEL_1.
+    let dir = with_json("tiny-bert-cls", "config.json", |c| {
+        c["id2label"] = serde_json::json!({"0": "negative", "1": "neutral", "2": "positive"});
+    });
+    let e = BertWeights::load(dir.path()).expect_err("refused");
+    assert_mentions(
+        &e,
+        &[
+            "config.json",
+            "id2label names 3 classes",
+            "classifier.weight",
+            "has 2",
+        ],
+    );
+    // No names at all: numbered ones.
+    let dir = with_json("tiny-bert-cls", "config.json", |c| {
+        c.as_object_mut().unwrap().remove("id2label");
+    });
+    let w = BertWeights::load(dir.path()).unwrap();
+    assert_eq!(w.config.labels, vec!["LABEL_0", "LABEL_1"]);
+}
