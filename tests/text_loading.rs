@@ -448,3 +448,155 @@ fn labels_that_do_not_match_the_classifier_are_refused() {
     let w = BertWeights::load(dir.path()).unwrap();
     assert_eq!(w.config.labels, vec!["LABEL_0", "LABEL_1"]);
 }
+
+/// A head file's bytes: `weight [shape]` and `bias [shape]` as f32, plus `extra` tensors.
+fn head_bytes(weight: (&[usize], f32), bias: (&[usize], f32), extra: &[&str]) -> Vec<u8> {
+    let mut t = common::Tensors::new();
+    let mut put = |name: &str, (shape, v): (&[usize], f32)| {
+        let n = shape.iter().product::<usize>();
+        let values = (0..n).map(|i| if i == n / 2 { v } else { 0.01 });
+        t.insert(
+            name.into(),
+            (
+                safetensors::Dtype::F32,
+                shape.to_vec(),
+                common::f32_bytes(values),
+            ),
+        );
+    };
+    put("weight", weight);
+    put("bias", bias);
+    for e in extra {
+        put(e, (&[1], 0.0));
+    }
+    common::serialize(&t)
+}
+
+#[test]
+fn a_bad_head_is_refused_naming_the_tensor() {
+    use zeroprune::eval::head::Head;
+    let d = 32;
+    let ok = Head::from_bytes(&head_bytes((&[2, d], 0.1), (&[2], 0.0), &[]), "h.st", d).unwrap();
+    assert_eq!(ok.classes(), 2);
+    for (bytes, shown) in [
+        // A NaN made every prediction class 0; an infinite bias, every one the same class.
+        (
+            head_bytes((&[2, d], f32::NAN), (&[2], 0.0), &[]),
+            vec!["`weight`", "NaN", "index 32"],
+        ),
+        (
+            head_bytes((&[2, d], 0.1), (&[2], f32::INFINITY), &[]),
+            vec!["`bias`", "inf", "index 1"],
+        ),
+        (
+            head_bytes((&[0, d], 0.1), (&[0], 0.0), &[]),
+            vec!["`weight`", "no classes"],
+        ),
+        (
+            head_bytes((&[2, 100], 0.1), (&[2], 0.0), &[]),
+            vec!["`weight`", "[2, 100]", "[2, 32]"],
+        ),
+        (
+            head_bytes((&[2, d], 0.1), (&[3], 0.0), &[]),
+            vec!["`bias`", "[3]", "expected [2]"],
+        ),
+        (
+            head_bytes((&[2, d, 1], 0.1), (&[2], 0.0), &[]),
+            vec!["`weight`", "[2, 32, 1]"],
+        ),
+        (
+            head_bytes((&[2, d], 0.1), (&[2], 0.0), &["scale"]),
+            vec!["`scale`", "not part of a linear head"],
+        ),
+    ] {
+        let e = Head::from_bytes(&bytes, "h.st", d).err().expect("refused");
+        let mut parts = vec!["h.st"];
+        parts.extend(shown);
+        assert_mentions(&e, &parts);
+    }
+}
+
+#[test]
+fn labels_a_classifier_cannot_predict_are_refused_naming_the_line() {
+    use zeroprune::eval::data::parse_labelled;
+    use zeroprune::eval::head::Head;
+    let data =
+        "split\tlabel\tsentence\ntest\t1\tgood\ntest\t0\tbad\ntrain\t1\tfine\ntest\t2\tmeh\n";
+    let items = parse_labelled(data, "texts.tsv", "test").unwrap();
+    let head =
+        Head::from_bytes(&head_bytes((&[2, 32], 0.1), (&[2], 0.0), &[]), "h.st", 32).unwrap();
+    let e = head
+        .check_labels(&items, Path::new("texts.tsv"))
+        .expect_err("refused");
+    assert_mentions(&e, &["texts.tsv line 5", "label 2", "head h.st", "has 2"]);
+    // The model's own classifier: its class count.
+    let w = BertWeights::load(&fixture("tiny-bert-cls")).unwrap();
+    let e = zeroprune::eval::head::check_labels(None, &w, &items, Path::new("texts.tsv"))
+        .expect_err("refused");
+    assert_mentions(
+        &e,
+        &["texts.tsv line 5", "label 2", "classifier of", "has 2"],
+    );
+    zeroprune::eval::head::check_labels(None, &w, &items[..2], Path::new("texts.tsv"))
+        .expect("labels 0 and 1");
+    // A model without a classifier and no head.
+    let plain = BertWeights::load(&fixture("tiny-bert")).unwrap();
+    let e = zeroprune::eval::head::check_labels(None, &plain, &items, Path::new("texts.tsv"))
+        .expect_err("refused");
+    assert_mentions(&e, &["--head", "no classifier"]);
+}
+
+#[test]
+fn a_labelled_file_names_the_line_or_the_split_at_fault() {
+    use zeroprune::eval::data::{labelled_texts, parse_labelled};
+    let e = parse_labelled("test\t1\t \t\ntest\t0\tok\n", "texts.tsv", "test")
+        .err()
+        .unwrap();
+    assert_mentions(&e, &["texts.tsv line 1", "sentence is empty"]);
+    for label in ["-1", "pos", "99999999999999999999999"] {
+        let e = parse_labelled(&format!("test\t{label}\tok\n"), "texts.tsv", "test")
+            .err()
+            .unwrap();
+        assert_mentions(&e, &["texts.tsv line 1", label, "not a class index"]);
+    }
+    let e = parse_labelled("test\t1\tok\ntrain\t0\tok\n", "texts.tsv", "dev")
+        .err()
+        .unwrap();
+    assert_mentions(
+        &e,
+        &[
+            "texts.tsv",
+            "no line of split `dev`",
+            "its splits: test, train",
+        ],
+    );
+    // Skip, limit and the number of texts, as for images.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("texts.tsv");
+    std::fs::write(&path, "test\t1\ta\ntest\t0\tb\ntest\t1\tc\n").unwrap();
+    assert_eq!(
+        labelled_texts(&path, "test", (1, Some(1))).unwrap()[0].text,
+        "b"
+    );
+    let e = labelled_texts(&path, "test", (0, Some(0))).err().unwrap();
+    assert_mentions(&e, &["--limit", "at least 1"]);
+    let e = labelled_texts(&path, "test", (3, None)).err().unwrap();
+    assert_mentions(
+        &e,
+        &[
+            "--skip",
+            "texts.tsv has 3 texts of split `test`",
+            "skipping 3",
+        ],
+    );
+    let many = "test\t0\tx\n".repeat(zeroprune::limits::MAX_TEXTS + 1);
+    std::fs::write(&path, many).unwrap();
+    let e = labelled_texts(&path, "test", (0, None)).err().unwrap();
+    assert_mentions(&e, &["--limit", "100001 texts", "over the limit of 100000"]);
+    assert_eq!(
+        labelled_texts(&path, "test", (5, Some(100_000)))
+            .unwrap()
+            .len(),
+        99_996
+    );
+}
