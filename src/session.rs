@@ -625,8 +625,9 @@ impl<F: Family> Session<F> {
     }
 
     /// Run a long input in batches of at most `batch` items ([`Family::batches`]: texts of similar
-    /// length together); the outputs come back in input order. `done` is called with the items
-    /// finished after each batch.
+    /// length together); the outputs come back in input order, summarised
+    /// ([`ItemOutput::summarise`]: a text keeps its embedding, logits, kept tokens and FLOPs, not
+    /// its per-token states). `done` is called with the items finished after each batch.
     pub async fn run_all_async<'a>(
         &mut self,
         input: &F::Input,
@@ -635,6 +636,7 @@ impl<F: Family> Session<F> {
         mut done: impl FnMut(usize),
     ) -> Result<Vec<F::Output>> {
         let run = run.into();
+        check_batch(batch)?;
         let pruned = !run.schedule.is_dense()?;
         let mut out: Vec<Option<F::Output>> = (0..self.model.len(input)).map(|_| None).collect();
         for chunk in self.model.batches(input, batch, pruned) {
@@ -643,7 +645,9 @@ impl<F: Family> Session<F> {
                 .run_async(std::borrow::Borrow::borrow(&part), run)
                 .await?
                 .items;
-            for (&i, o) in chunk.iter().zip(items) {
+            for (&i, mut o) in chunk.iter().zip(items) {
+                // A long input's per-token states would grow with its tokens x width.
+                o.summarise();
                 out[i] = Some(o);
             }
             done(chunk.len());
@@ -679,6 +683,13 @@ impl<F: Family> Session<F> {
         let target = pruner
             .flops_target()
             .ok_or_else(|| Error::param("flops", "calibration needs a FLOPs target"))?;
+        // No item has no FLOPs: every scale would "reach" NaN of them.
+        if self.model.len(input) == 0 {
+            return Err(Error::param(
+                "calibration",
+                "there is nothing to calibrate on (no text or image given)",
+            ));
+        }
         let dense: f64 = (0..self.model.len(input))
             .map(|b| {
                 let rows = self.model.item_rows(input, b);
@@ -731,6 +742,21 @@ impl<F: Family> Session<F> {
 /// Steps of `programs` all together.
 fn steps(programs: &HashMap<ProgramKey, Compiled>) -> usize {
     programs.values().map(|p| p.program.steps.len()).sum()
+}
+
+/// `batch` items per forward pass (`--batch`): at least 1 and at most [`crate::limits::MAX_BATCH`]
+/// (the device's binding limit is checked when the batch's buffers are made).
+pub fn check_batch(batch: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::param("--batch", "must be at least 1"));
+    }
+    if batch > crate::limits::MAX_BATCH {
+        return Err(Error::param(
+            "--batch",
+            format!("{batch} is over the limit of {}", crate::limits::MAX_BATCH),
+        ));
+    }
+    Ok(())
 }
 
 /// The largest scale [`Session::calibrate`] tries: thresholds 64x uniform drop nearly all.

@@ -600,3 +600,93 @@ fn a_labelled_file_names_the_line_or_the_split_at_fault() {
         99_996
     );
 }
+
+#[test]
+fn text_options_are_checked_as_the_browser_passes_them() {
+    use zeroprune::text::text_pruner;
+    let c = BertWeights::load(&fixture("tiny-bert")).unwrap().config;
+    let ok = |v: serde_json::Value| text_pruner(&v, &c).map(|(p, d)| (p.describe(), d));
+    assert_eq!(ok(serde_json::Value::Null).unwrap().0, "dense");
+    let (p, d) =
+        ok(serde_json::json!({"policy": "tome", "flops": 0.7, "dropped": "omit", "seed": null}))
+            .unwrap();
+    assert!(p.contains("tome"), "{p}");
+    assert_eq!(d, zeroprune::model::Dropped::Omit);
+    ok(serde_json::json!({"thresholds": [0.5, 0]})).expect("one per layer");
+    for (v, shown) in [
+        (
+            serde_json::json!([1]),
+            vec!["options", "must be an object", "an array"],
+        ),
+        (
+            serde_json::json!({"dropped": 3}),
+            vec!["dropped", "a number"],
+        ),
+        (
+            serde_json::json!({"dropped": "both"}),
+            vec!["dropped", "'both'"],
+        ),
+        (
+            serde_json::json!({"thresholds": [0.5]}),
+            vec!["options.thresholds", "1 thresholds", "2 layers"],
+        ),
+        (
+            serde_json::json!({"thresholds": [0.5, 1e300]}),
+            vec!["options.thresholds", "layer 1", "f32"],
+        ),
+        (
+            serde_json::json!({"thresholds": [0.5, 1], "policy": "tome"}),
+            vec!["thresholds", "--policy threshold"],
+        ),
+        (
+            serde_json::json!({"policy": "tome", "flops": 0.7, "bogus": 1}),
+            vec!["options", "bogus"],
+        ),
+        (
+            serde_json::json!({"policy": "tome", "keep": "0.5@9"}),
+            vec!["9"],
+        ),
+    ] {
+        let e = ok(v.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{v} accepted"));
+        assert_mentions(&e, &shown);
+    }
+}
+
+#[test]
+fn a_run_checks_its_batch_and_calibration_needs_texts() {
+    use zeroprune::prune::{PruneRequest, Pruner};
+    use zeroprune::{Run, TextSession};
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    let t = tokenizer(&dir, &w);
+    let enc = t.encode(&["a fine film", "dull"]).unwrap();
+    let mut s = TextSession::new(common::gpu(), &w).unwrap();
+    for (batch, shown) in [(0, "at least 1"), (1 << 40, "over the limit of 4096")] {
+        let e = s
+            .run_all(&enc, Run::new(&Pruner::dense()), batch, |_| {})
+            .expect_err("refused");
+        assert_mentions(&e, &["--batch", shown]);
+    }
+    // A long run keeps summaries: embeddings, not every token's states.
+    let out = s
+        .run_all(&enc, Run::new(&Pruner::dense()), 2, |_| {})
+        .unwrap();
+    assert!(out
+        .iter()
+        .all(|o| o.states.is_empty() && o.embedding.len() == 32));
+    // Calibrating on no text gave "thresholds x 64 give NaN of the dense FLOPs".
+    let request = PruneRequest {
+        policy: Some("threshold".into()),
+        flops: Some(0.7),
+        ..Default::default()
+    };
+    let mut p = Pruner::new(request, None, &w.config.largest_geometry()).unwrap();
+    let none = zeroprune::text::Encoded {
+        ids: vec![],
+        truncated: vec![],
+    };
+    let e = s.calibrate(&none, &mut p, 8, |_| {}).expect_err("refused");
+    assert_mentions(&e, &["calibration", "nothing to calibrate on"]);
+}

@@ -263,10 +263,11 @@ pub fn parse_thresholds(text: &str, name: &str, layers: usize) -> Result<Vec<f32
     if let Some((i, v)) = values
         .iter()
         .enumerate()
-        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        .find(|(_, v)| !((**v as f32).is_finite() && **v >= 0.0))
     {
+        // Kernels read them as f32: 1e300 is finite here and infinite there.
         return Err(bad(format!(
-            "the threshold of layer {i} is {v}; it must be finite and >= 0"
+            "the threshold of layer {i} is {v}; it must be finite (as f32) and >= 0"
         )));
     }
     Ok(values.into_iter().map(|v| v as f32).collect())
