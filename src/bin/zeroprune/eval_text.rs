@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use std::time::Instant;
-use zeroprune::eval::data::{read_labelled, Labelled};
-use zeroprune::eval::head::{argmax, Head};
+use zeroprune::eval::data::{encode_labelled, labelled_texts, read_labelled, Labelled};
+use zeroprune::eval::head::{argmax, check_labels, Head};
 
 use serde::Serialize;
 use zeroprune::model::bert::BertWeights;
@@ -164,29 +164,19 @@ pub struct TextEval<'a> {
 
 /// Run the text evaluation (`zeroprune eval --texts`).
 pub fn run(e: &TextEval) -> Result<()> {
-    if e.limit == Some(0) {
-        return Err(Error::param("--limit", "must be at least 1"));
-    }
-    let mut items = read_labelled(e.texts, e.split)?;
-    items.drain(..e.skip.min(items.len()));
-    if let Some(n) = e.limit {
-        items.truncate(n);
-    }
-    if items.is_empty() {
-        return Err(Error::param("--skip", "leaves no text"));
-    }
+    let items = labelled_texts(e.texts, e.split, (e.skip, e.limit))?;
     let (gpu, weights, tokenizer) = open_text_model(e.model)?;
     let c = weights.config.clone();
     let (mut pruning, dropped) = e.prune.resolve(&c)?;
     let head_file = head_for(e.head, &weights, e.model)?;
+    check_labels(head_file.as_ref(), &weights, &items, e.texts)?;
     let mut session = TextSession::new(&gpu, &weights)?;
     if pruning.needs_calibration()? {
         let enc = calibration_texts(e.texts, e.calibration, e.split, &tokenizer)?;
         let on = format!("split {}", e.calibration.0);
         calibrate_text(&mut session, &enc, &mut pruning, e.batch, &on)?;
     }
-    let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
-    let enc = tokenizer.encode(&refs)?;
+    let enc = encode_labelled(&tokenizer, &items, e.texts)?;
     let cut = enc.truncated.iter().filter(|&&t| t).count();
     if cut > 0 {
         eprintln!(
@@ -291,6 +281,9 @@ pub(crate) fn calibration_texts(
     evaluated: &str,
     tokenizer: &TextTokenizer,
 ) -> Result<Encoded> {
+    if limit == 0 {
+        return Err(Error::param("--calibration-limit", "must be at least 1"));
+    }
     if split == evaluated {
         return Err(Error::param(
             "--calibration-split",
@@ -298,9 +291,8 @@ pub(crate) fn calibration_texts(
         ));
     }
     let mut cal = read_labelled(file, split)?;
-    cal.truncate(limit);
-    let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
-    tokenizer.encode(&refs)
+    cal.truncate(limit.min(zeroprune::limits::MAX_TEXTS));
+    encode_labelled(tokenizer, &cal, file)
 }
 
 /// The share of predictions equal to their text's label.

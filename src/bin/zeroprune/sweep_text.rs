@@ -16,8 +16,8 @@ use zeroprune::{Run, TextOutput, TextSession};
 
 use crate::common::{calibrate_text, emit, open_text_model, progress};
 use crate::eval_text::{accuracy, calibration_texts, head_for, versus, Versus};
-use zeroprune::eval::data::read_labelled;
-use zeroprune::eval::head::argmax;
+use zeroprune::eval::data::{encode_labelled, labelled_texts};
+use zeroprune::eval::head::{argmax, check_labels};
 
 /// The settings of a text sweep.
 pub struct TextSweep<'a> {
@@ -112,16 +112,11 @@ pub fn run(s: &TextSweep) -> Result<()> {
         None => Policy::all().to_vec(),
     };
     let policies: Vec<Policy> = policies.into_iter().filter(|p| !p.is_none()).collect();
-    let mut items = read_labelled(s.texts, s.split)?;
-    if let Some(n) = s.limit {
-        items.truncate(n);
-    }
-    if items.is_empty() {
-        return Err(Error::param("--limit", "leaves no text"));
-    }
+    let items = labelled_texts(s.texts, s.split, (0, s.limit))?;
     let (gpu, weights, tokenizer) = open_text_model(s.model)?;
     let c = weights.config.clone();
     let head = head_for(s.head, &weights, s.model)?;
+    check_labels(head.as_ref(), &weights, &items, s.texts)?;
     // Every schedule resolved before any long work, so a bad one fails at once.
     let mut configs = Vec::new();
     for &policy in &policies {
@@ -136,8 +131,7 @@ pub fn run(s: &TextSweep) -> Result<()> {
         }
     }
     let mut session = TextSession::new(&gpu, &weights)?;
-    let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
-    let enc = tokenizer.encode(&refs)?;
+    let enc = encode_labelled(&tokenizer, &items, s.texts)?;
     let predict = |o: &TextOutput| match &head {
         Some(h) => argmax(&h.logits(&o.embedding)),
         None => argmax(&o.logits),
