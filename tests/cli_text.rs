@@ -523,7 +523,7 @@ fn hostile_text_options_and_data_are_errors_naming_what_is_at_fault() {
         ),
         (
             &["--split", "dev"],
-            &["no line of split `dev`", "its splits: test, train"],
+            &["no line of split `dev`", "its splits: `test`, `train`"],
         ),
         (
             &[

@@ -567,7 +567,7 @@ fn a_labelled_file_names_the_line_or_the_split_at_fault() {
         &[
             "texts.tsv",
             "no line of split `dev`",
-            "its splits: test, train",
+            "its splits: `test`, `train`",
         ],
     );
     // Skip, limit and the number of texts, as for images.
@@ -689,4 +689,31 @@ fn a_run_checks_its_batch_and_calibration_needs_texts() {
     };
     let e = s.calibrate(&none, &mut p, 8, |_| {}).expect_err("refused");
     assert_mentions(&e, &["calibration", "nothing to calibrate on"]);
+}
+
+#[test]
+fn a_text_too_short_to_reach_a_flops_target_runs_dense() {
+    // "a" is [CLS] a [SEP]: ToMe cannot halve one token, so no target up to 1 was reachable and
+    // `embed --policy tome --flops 0.7 a` failed; with no prunable token at all (found by the
+    // text-options fuzz target) the schedule's clamp(1, 0) panicked.
+    use zeroprune::prune::{PruneRequest, Pruner};
+    use zeroprune::{Run, TextSession};
+    let dir = fixture("tiny-bert");
+    let w = BertWeights::load(&dir).unwrap();
+    for policy in ["tome", "pitome", "zero-tprune", "evit"] {
+        let request = PruneRequest {
+            policy: Some(policy.into()),
+            flops: Some(0.7),
+            at: (policy == "pitome").then(|| "1".into()),
+            ..Default::default()
+        };
+        let p = Pruner::new(request, None, &w.config.largest_geometry()).unwrap();
+        let s = p.schedule(&w.config.geometry(2)).expect(policy);
+        assert!(s.is_dense(), "{policy} at 2 tokens: {s:?}");
+        p.schedule(&w.config.geometry(3)).expect(policy);
+        let enc = tokenizer(&dir, &w).encode(&["a"]).unwrap();
+        let mut s = TextSession::new(common::gpu(), &w).unwrap();
+        let out = s.run(&enc, Run::new(&p)).expect(policy).items;
+        assert_eq!(out[0].tokens, 3);
+    }
 }

@@ -140,7 +140,11 @@ pub fn parse_labelled(text: &str, file: &str, split: &str) -> Result<Vec<Labelle
                 if splits.is_empty() {
                     "none".to_string()
                 } else {
-                    splits.join(", ")
+                    splits
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
         ));

@@ -35,7 +35,7 @@ impl Pruner {
     /// geometry the model runs (an image model's only one; a text encoder's longest text): every
     /// limit fails here, not at the first input. A smaller geometry that cannot reach a FLOPs
     /// target (a short text, whose protected rows are a large share) runs at the nearest target it
-    /// reaches.
+    /// reaches, dense where it reaches none.
     pub fn new(
         request: PruneRequest,
         thresholds: Option<Vec<f32>>,
@@ -76,7 +76,11 @@ impl Pruner {
             resolved: RefCell::default(),
         };
         if !p.needs_calibration()? {
-            p.schedule(largest)?;
+            // The longest input must reach the target (or one near it): a shorter one that
+            // reaches none runs dense, the longest is the request's error.
+            if p.schedule(largest)?.is_dense() && !p.is_dense()? && !p.is_threshold()? {
+                p.request.resolve(largest)?;
+            }
         }
         Ok(p)
     }
@@ -152,6 +156,9 @@ impl Pruner {
         }
         let pruning = if self.is_dense()? {
             self.request.resolve(g)?
+        } else if g.prunable == 0 {
+            // A text of [CLS] and [SEP] alone: nothing to prune, it runs dense.
+            Pruning::dense()
         } else if self.is_threshold()?
             && (self.thresholds.is_some() || self.request.flops.is_some())
         {
@@ -175,7 +182,11 @@ impl Pruner {
         } else {
             match (self.request.resolve(g), self.request.flops) {
                 (Ok(p), _) => p,
-                (Err(e), Some(target)) => self.nearest_reachable(g, target).ok_or(e)?,
+                // No target up to 1 reachable (a text of a token or two, which ToMe cannot
+                // halve): the nearest is the dense model's 1.
+                (Err(_), Some(target)) => self
+                    .nearest_reachable(g, target)
+                    .unwrap_or_else(Pruning::dense),
                 (Err(e), None) => return Err(e),
             }
         };

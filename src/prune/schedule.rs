@@ -219,6 +219,13 @@ impl Pruning {
         options.validate()?;
         let patches = g.prunable;
         let depth = g.depth;
+        // Nothing to prune (a text of [CLS] and [SEP] alone): every rule below assumes a token.
+        if patches == 0 && !policy.is_none() {
+            return Err(Error::param(
+                "policy",
+                "the input has no prunable token (only protected ones)",
+            ));
+        }
         let mk = |steps| Pruning {
             policy,
             options: options.clone(),

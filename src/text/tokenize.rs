@@ -225,7 +225,7 @@ fn char_floor(s: &str, i: usize) -> usize {
     i
 }
 
-/// WordPiece's `max_input_chars_per_word`, read from the JSON before the tokenizer is built:
+/// The JSON's syntax, and WordPiece's `max_input_chars_per_word`, before the tokenizer is built:
 /// WordPiece's greedy match costs time cubic in a word's length up to it.
 fn check_wordpiece(json: &[u8], file: &str) -> Result<()> {
     #[derive(serde::Deserialize)]
@@ -238,7 +238,11 @@ fn check_wordpiece(json: &[u8], file: &str) -> Result<()> {
         kind: Option<String>,
         max_input_chars_per_word: Option<serde_json::Number>,
     }
-    // A file that is not this shape is left to the tokenizers library to explain.
+    // The tokenizers library panics on a syntax error inside `decoder` (an `expect`): the JSON is
+    // checked whole first. A file of another shape is left to the library to explain.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+        return Err(Error::config(file, format!("not JSON: {e}")));
+    }
     let Ok(Peek { model: Some(m) }) = serde_json::from_slice::<Peek>(json) else {
         return Ok(());
     };
