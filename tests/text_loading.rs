@@ -717,3 +717,47 @@ fn a_text_too_short_to_reach_a_flops_target_runs_dense() {
         assert_eq!(out[0].tokens, 3);
     }
 }
+
+#[test]
+fn what_the_tokenizers_library_takes_on_trust_is_checked_at_load() {
+    // Each of these panicked inside the tokenizers library (found by the text-loader fuzz target).
+    let e = edited_tokenizer(|v| {
+        let tokens = v["post_processor"]["special_tokens"]
+            .as_object_mut()
+            .unwrap();
+        let sep = tokens.remove("[SEP]").unwrap();
+        tokens.insert("eSEP]".into(), sep);
+    })
+    .err()
+    .expect("refused");
+    assert_mentions(
+        &e,
+        &[
+            "edited/tokenizer.json",
+            "post_processor.single",
+            "\"[SEP]\"",
+            "does not define",
+        ],
+    );
+    let e = edited_tokenizer(|v| {
+        v["post_processor"]["special_tokens"]["[CLS]"]["ids"] = serde_json::json!([100000]);
+    })
+    .err()
+    .expect("refused");
+    assert_mentions(
+        &e,
+        &["special token \"[CLS]\"", "id 100000", "221 embeddings"],
+    );
+    let dir = fixture("tiny-bert");
+    let text = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    let decoder = text.find("\"decoder\"").expect("a decoder");
+    let wordpiece = decoder + text[decoder..].find("\"WordPiece\"").unwrap();
+    // A lone surrogate escape (valid JSON syntax, not a string), a raw control character.
+    for bad in ["\"\\udc00\"", "\"\u{1}\""] {
+        let broken = format!("{}{bad}{}", &text[..wordpiece], &text[wordpiece + 11..]);
+        let e = TextTokenizer::from_bytes(broken.as_bytes(), "tokenizer.json", 64, 221)
+            .err()
+            .expect("refused");
+        assert_mentions(&e, &["tokenizer.json", "not JSON"]);
+    }
+}

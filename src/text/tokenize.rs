@@ -53,7 +53,7 @@ impl TextTokenizer {
                 ),
             ));
         }
-        check_wordpiece(json, file)?;
+        check_json(json, file, vocab_size)?;
         let mut inner = Tokenizer::from_bytes(json).map_err(|e| {
             bad(format!(
                 "not a tokenizer.json the tokenizers library reads: {e}"
@@ -225,12 +225,17 @@ fn char_floor(s: &str, i: usize) -> usize {
     i
 }
 
-/// The JSON's syntax, and WordPiece's `max_input_chars_per_word`, before the tokenizer is built:
-/// WordPiece's greedy match costs time cubic in a word's length up to it.
-fn check_wordpiece(json: &[u8], file: &str) -> Result<()> {
+/// What the tokenizers library takes on trust in a `tokenizer.json`, checked before it is built:
+/// the JSON's syntax (a syntax error inside `decoder` panics in an `expect`), WordPiece's
+/// `max_input_chars_per_word` (the greedy match costs time cubic in a word's length up to it), and
+/// the post-processor's special tokens (a template piece naming a token its map lacks panics at
+/// the first encode; an id past the embeddings would fail at the first run). A file of another
+/// shape is left to the library to explain.
+fn check_json(json: &[u8], file: &str, vocab_size: usize) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct Peek {
         model: Option<PeekModel>,
+        post_processor: Option<serde_json::Value>,
     }
     #[derive(serde::Deserialize)]
     struct PeekModel {
@@ -238,27 +243,135 @@ fn check_wordpiece(json: &[u8], file: &str) -> Result<()> {
         kind: Option<String>,
         max_input_chars_per_word: Option<serde_json::Number>,
     }
-    // The tokenizers library panics on a syntax error inside `decoder` (an `expect`): the JSON is
-    // checked whole first. A file of another shape is left to the library to explain.
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(json) {
-        return Err(Error::config(file, format!("not JSON: {e}")));
+    let bad = |reason: String| Error::config(file, reason);
+    if let Err(e) = serde_json::from_slice::<Valid>(json) {
+        return Err(bad(format!("not JSON: {e}")));
     }
-    let Ok(Peek { model: Some(m) }) = serde_json::from_slice::<Peek>(json) else {
+    let Ok(peek) = serde_json::from_slice::<Peek>(json) else {
         return Ok(());
     };
-    let Some(n) = m.max_input_chars_per_word else {
-        return Ok(());
-    };
-    if m.kind.as_deref().is_none_or(|k| k == "WordPiece")
-        && n.as_u64().is_none_or(|n| n > MAX_WORDPIECE_CHARS as u64)
-    {
-        return Err(Error::config(
-            file,
-            format!(
-                "model.max_input_chars_per_word {n} is over the limit of {MAX_WORDPIECE_CHARS} \
-                 (BERT's is 100)"
-            ),
-        ));
+    if let Some(m) = peek.model {
+        if let Some(n) = m.max_input_chars_per_word {
+            if m.kind.as_deref().is_none_or(|k| k == "WordPiece")
+                && n.as_u64().is_none_or(|n| n > MAX_WORDPIECE_CHARS as u64)
+            {
+                return Err(bad(format!(
+                    "model.max_input_chars_per_word {n} is over the limit of \
+                     {MAX_WORDPIECE_CHARS} (BERT's is 100)"
+                )));
+            }
+        }
     }
-    Ok(())
+    match peek.post_processor {
+        Some(p) => check_post_processor(&p, "post_processor", vocab_size).map_err(bad),
+        None => Ok(()),
+    }
+}
+
+/// A post-processor's special tokens (`at` names it in the message): every template piece names
+/// a token of its map, each token has as many ids as pieces, and every id is an embedding row.
+fn check_post_processor(
+    p: &serde_json::Value,
+    at: &str,
+    vocab_size: usize,
+) -> std::result::Result<(), String> {
+    let id_ok = |id: &serde_json::Value, what: &str| match id.as_u64() {
+        Some(i) if (i as usize) < vocab_size => Ok(()),
+        Some(i) => Err(format!(
+            "{at}: {what} has id {i}, beyond the model's {vocab_size} embeddings"
+        )),
+        None => Ok(()), // not a number: the library's error
+    };
+    match p["type"].as_str() {
+        Some("TemplateProcessing") => {
+            let tokens = p["special_tokens"].as_object();
+            for template in ["single", "pair"] {
+                for piece in p[template].as_array().into_iter().flatten() {
+                    let Some(name) = piece["SpecialToken"]["id"].as_str() else {
+                        continue;
+                    };
+                    if !tokens.is_some_and(|t| t.contains_key(name)) {
+                        return Err(format!(
+                            "{at}.{template} names the special token {name:?}, which \
+                             {at}.special_tokens does not define"
+                        ));
+                    }
+                }
+            }
+            for (name, t) in tokens.into_iter().flatten() {
+                let (ids, pieces) = (t["ids"].as_array(), t["tokens"].as_array());
+                if ids.map(Vec::len) != pieces.map(Vec::len) {
+                    return Err(format!(
+                        "{at}.special_tokens: {name:?} has a different number of ids and tokens"
+                    ));
+                }
+                for id in ids.into_iter().flatten() {
+                    id_ok(id, &format!("special token {name:?}"))?;
+                }
+            }
+            Ok(())
+        }
+        Some("BertProcessing") | Some("RobertaProcessing") => {
+            for part in ["sep", "cls"] {
+                id_ok(&p[part][1], &format!("`{part}`"))?;
+            }
+            Ok(())
+        }
+        Some("Sequence") => {
+            for (i, q) in p["processors"].as_array().into_iter().flatten().enumerate() {
+                check_post_processor(q, &format!("{at}.processors[{i}]"), vocab_size)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Any JSON value, every string decoded: unlike `IgnoredAny`, which skips strings unread, an
+/// invalid escape (`"\udc00"`) is an error here too.
+struct Valid;
+
+impl<'de> serde::Deserialize<'de> for Valid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(Valid)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Valid {
+    type Value = Valid;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Valid, A::Error> {
+        while map.next_entry::<Valid, Valid>()?.is_some() {}
+        Ok(Valid)
+    }
 }
