@@ -464,6 +464,18 @@ impl<F: Family> Session<F> {
     ) -> Result<RunOutput<F::Output>> {
         let run = run.into();
         self.model.shape(input)?;
+        // One forward pass: its items are one batch (run_all splits a long input).
+        let items = self.model.len(input);
+        if items > crate::limits::MAX_BATCH {
+            return Err(Error::param(
+                "batch",
+                format!(
+                    "{items} items in one forward pass are over the limit of {}: run them in \
+                     batches (run_all)",
+                    crate::limits::MAX_BATCH
+                ),
+            ));
+        }
         let pruned = !run.schedule.is_dense()?;
         let Some(groups) = self.model.groups(input, pruned) else {
             return self.run_pass(input, run).await;

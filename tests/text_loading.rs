@@ -669,6 +669,15 @@ fn a_run_checks_its_batch_and_calibration_needs_texts() {
             .expect_err("refused");
         assert_mentions(&e, &["--batch", shown]);
     }
+    // One forward pass of more items than a batch may hold (bench --texts, the browser's embed).
+    let many = t
+        .encode(&vec!["a film"; zeroprune::limits::MAX_BATCH + 1])
+        .unwrap();
+    let e = s.run(&many, &Pruner::dense()).expect_err("refused");
+    assert_mentions(
+        &e,
+        &["4097 items in one forward pass", "over the limit of 4096"],
+    );
     // A long run keeps summaries: embeddings, not every token's states.
     let out = s
         .run_all(&enc, Run::new(&Pruner::dense()), 2, |_| {})
