@@ -463,10 +463,11 @@ impl<F: Family> Session<F> {
         run: impl Into<Run<'a>>,
     ) -> Result<RunOutput<F::Output>> {
         let run = run.into();
-        self.model.shape(input)?;
-        // One forward pass: its items are one batch (run_all splits a long input).
+        let shape = self.model.shape(input)?;
+        // One forward pass: its items are one batch (run_all splits a long input). Past what the
+        // device holds, the buffers' own error says how many fit.
         let items = self.model.len(input);
-        if items > crate::limits::MAX_BATCH {
+        if items > crate::limits::MAX_BATCH && items <= self.max_batch_of(shape.rows) {
             return Err(Error::param(
                 "batch",
                 format!(
