@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz every target (or those named) for SECONDS each and print the totals:
-#   fuzz/run.sh [SECONDS] [TARGET...]        targets: loader image options
+#   fuzz/run.sh [SECONDS] [TARGET...]        targets: loader image options text-loader text-options
 # Not part of the default test run. Each target runs under a 4 GiB address-space cap, so an input
 # that makes the process allocate gigabytes fails the allocation and aborts it: the input being run
 # (DIR/current-TARGET.bin) is saved under DIR/failures/ and the harness restarts with a new seed.
@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
-targets=${*:-loader image options}
+targets=${*:-loader image options text-loader text-options}
 out=${FUZZ_OUT:-target/fuzz}
 mkdir -p "$out/failures"
 cargo build --release --example fuzz || exit 1

@@ -24,6 +24,7 @@ mod json;
 pub mod labels;
 pub mod limits;
 pub mod model;
+pub mod options;
 pub mod preprocess;
 pub mod prune;
 pub mod session;

@@ -27,8 +27,30 @@ pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 pub const MAX_TEXT_FILE_BYTES: u64 = 64 << 20;
 /// Weighted PageRank iterations per step (`--iters`).
 pub const MAX_PAGERANK_ITERS: u32 = 1000;
-/// Images in one batch (`--batch`): the device's buffer limits usually allow far fewer.
+/// Images or texts in one batch (`--batch`): the device's buffer limits usually allow far fewer.
 pub const MAX_BATCH: usize = 4096;
+/// Blocks of a ViT, layers of a BERT encoder. Every layer adds GPU objects to each compiled
+/// program (a bind group per step, about nine steps a layer); past some tens of thousands a driver
+/// fails without an error (lavapipe runs out of memory mappings and dies by SIGSEGV at ~10000
+/// tiny blocks). The deepest published models have fewer than 100.
+pub const MAX_DEPTH: usize = 1024;
+/// A text encoder's positions (`max_position_embeddings`), so its longest text in tokens.
+pub const MAX_TEXT_POSITIONS: usize = 8192;
+/// Rows of a text encoder's embedding tables (`vocab_size`, `type_vocab_size`).
+pub const MAX_VOCAB: usize = 1 << 20;
+/// A text encoder's `hidden_size` and `intermediate_size`.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Bytes of one text the tokenizer reads per token the model takes: a text is cut to
+/// `max_tokens x` this before it is tokenised, so that a 50 MB line costs what a long sentence
+/// does (the tokenizer holds ~100 bytes per byte of its input). A normal text has 4 to 8 bytes a
+/// token; only a text whose tokens average more than this (a 10 MB word) can come out differently
+/// from tokenising it whole, and it is then reported as cut.
+pub const TOKENIZER_BYTES_PER_TOKEN: usize = 256;
+/// WordPiece's `max_input_chars_per_word` in a `tokenizer.json` (every BERT has 100): longer words
+/// become `[UNK]`, shorter ones cost time cubic in their length.
+pub const MAX_WORDPIECE_CHARS: usize = 200;
+/// Texts in one call (`embed --file`, one split of a labelled file, one `encode`).
+pub const MAX_TEXTS: usize = 100_000;
 
 /// The bytes of a regular file of at most `max` bytes. Anything else (a FIFO, a device such as
 /// `/dev/zero`, a directory, a file over the limit) is refused before a byte is read, naming the

@@ -179,6 +179,10 @@ impl Compiled {
 /// that sees many batch shapes and schedules stays within bounded GPU memory.
 pub const KEEP_PROGRAMS: usize = 16;
 pub const KEEP_BATCH_SIZES: usize = 4;
+/// Steps of the programs a session keeps compiled, all together: each step holds a bind group,
+/// and drivers run out of those without an error (lavapipe dies by SIGSEGV past ~60000, one
+/// memory mapping each). Past this the least recently used programs go, however few there are.
+pub const KEEP_STEPS: usize = 16384;
 
 /// A model of family `F` ready to run on one device.
 pub struct Session<F: Family = VisionTransformer> {
@@ -334,6 +338,7 @@ impl<F: Family> Session<F> {
             kernels: self.kernels.choice(),
         };
         if !self.programs.contains_key(&key) {
+            self.make_room();
             let buffers = &self.buffers[&shape].0;
             let (program, plan) = if pruning.is_dense() {
                 (
@@ -386,9 +391,34 @@ impl<F: Family> Session<F> {
         self.programs.retain(|k, _| k.shape != shape);
     }
 
-    /// Drop the least recently used programs past [`KEEP_PROGRAMS`], never `keep`.
+    /// Before a new program is built: drop the least recently used programs until it fits within
+    /// [`KEEP_STEPS`] beside them, taking it to be as long as the longest one kept (the same
+    /// model). The old programs' objects are gone before the new one's are made, which bounds the
+    /// driver's objects at their peak and keeps building fast (wgpu's allocators slow down with
+    /// the objects alive).
+    fn make_room(&mut self) {
+        let longest = self
+            .programs
+            .values()
+            .map(|p| p.program.steps.len())
+            .max()
+            .unwrap_or(0);
+        while !self.programs.is_empty() && steps(&self.programs) + longest > KEEP_STEPS {
+            let oldest = self
+                .programs
+                .iter()
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.programs.remove(&k);
+            }
+        }
+    }
+
+    /// Drop the least recently used programs past [`KEEP_PROGRAMS`] or [`KEEP_STEPS`], never
+    /// `keep`.
     fn evict_programs(&mut self, keep: &ProgramKey) {
-        while self.programs.len() > KEEP_PROGRAMS {
+        while self.programs.len() > KEEP_PROGRAMS || steps(&self.programs) > KEEP_STEPS {
             let oldest = self
                 .programs
                 .iter()
@@ -433,7 +463,20 @@ impl<F: Family> Session<F> {
         run: impl Into<Run<'a>>,
     ) -> Result<RunOutput<F::Output>> {
         let run = run.into();
-        self.model.shape(input)?;
+        let shape = self.model.shape(input)?;
+        // One forward pass: its items are one batch (run_all splits a long input). Past what the
+        // device holds, the buffers' own error says how many fit.
+        let items = self.model.len(input);
+        if items > crate::limits::MAX_BATCH && items <= self.max_batch_of(shape.rows) {
+            return Err(Error::param(
+                "batch",
+                format!(
+                    "{items} items in one forward pass are over the limit of {}: run them in \
+                     batches (run_all)",
+                    crate::limits::MAX_BATCH
+                ),
+            ));
+        }
         let pruned = !run.schedule.is_dense()?;
         let Some(groups) = self.model.groups(input, pruned) else {
             return self.run_pass(input, run).await;
@@ -605,8 +648,9 @@ impl<F: Family> Session<F> {
     }
 
     /// Run a long input in batches of at most `batch` items ([`Family::batches`]: texts of similar
-    /// length together); the outputs come back in input order. `done` is called with the items
-    /// finished after each batch.
+    /// length together); the outputs come back in input order, summarised
+    /// ([`ItemOutput::summarise`]: a text keeps its embedding, logits, kept tokens and FLOPs, not
+    /// its per-token states). `done` is called with the items finished after each batch.
     pub async fn run_all_async<'a>(
         &mut self,
         input: &F::Input,
@@ -615,6 +659,7 @@ impl<F: Family> Session<F> {
         mut done: impl FnMut(usize),
     ) -> Result<Vec<F::Output>> {
         let run = run.into();
+        check_batch(batch)?;
         let pruned = !run.schedule.is_dense()?;
         let mut out: Vec<Option<F::Output>> = (0..self.model.len(input)).map(|_| None).collect();
         for chunk in self.model.batches(input, batch, pruned) {
@@ -623,7 +668,9 @@ impl<F: Family> Session<F> {
                 .run_async(std::borrow::Borrow::borrow(&part), run)
                 .await?
                 .items;
-            for (&i, o) in chunk.iter().zip(items) {
+            for (&i, mut o) in chunk.iter().zip(items) {
+                // A long input's per-token states would grow with its tokens x width.
+                o.summarise();
                 out[i] = Some(o);
             }
             done(chunk.len());
@@ -659,6 +706,13 @@ impl<F: Family> Session<F> {
         let target = pruner
             .flops_target()
             .ok_or_else(|| Error::param("flops", "calibration needs a FLOPs target"))?;
+        // No item has no FLOPs: every scale would "reach" NaN of them.
+        if self.model.len(input) == 0 {
+            return Err(Error::param(
+                "calibration",
+                "there is nothing to calibrate on (no text or image given)",
+            ));
+        }
         let dense: f64 = (0..self.model.len(input))
             .map(|b| {
                 let rows = self.model.item_rows(input, b);
@@ -706,6 +760,26 @@ impl<F: Family> Session<F> {
     ) -> Result<(f32, f64)> {
         pollster::block_on(self.calibrate_async(input, pruner, batch, done))
     }
+}
+
+/// Steps of `programs` all together.
+fn steps(programs: &HashMap<ProgramKey, Compiled>) -> usize {
+    programs.values().map(|p| p.program.steps.len()).sum()
+}
+
+/// `batch` items per forward pass (`--batch`): at least 1 and at most [`crate::limits::MAX_BATCH`]
+/// (the device's binding limit is checked when the batch's buffers are made).
+pub fn check_batch(batch: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::param("--batch", "must be at least 1"));
+    }
+    if batch > crate::limits::MAX_BATCH {
+        return Err(Error::param(
+            "--batch",
+            format!("{batch} is over the limit of {}", crate::limits::MAX_BATCH),
+        ));
+    }
+    Ok(())
 }
 
 /// The largest scale [`Session::calibrate`] tries: thresholds 64x uniform drop nearly all.

@@ -544,3 +544,154 @@ fn text_commands_trace_profile_and_store_f16() {
     ]);
     assert!(err.contains("--soak"), "{err}");
 }
+
+/// `zeroprune ARGS...` must fail: its stderr.
+fn fails(args: &[&std::ffi::OsStr]) -> String {
+    let out = zeroprune().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+#[test]
+fn hostile_text_options_and_data_are_errors_naming_what_is_at_fault() {
+    // Each of these ran without a word: a batch of 10^11 texts, calibration on no text ("NaN of
+    // the dense FLOPs"), labels the classifier cannot predict, a text of NUL bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let file = labelled_file(dir.path(), |_| 1);
+    let cls = fixture("tiny-bert-cls");
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            os("eval"),
+            os("--model"),
+            cls.clone().into_os_string(),
+            os("--texts"),
+            file.clone().into_os_string(),
+        ];
+        args.extend(extra.iter().map(|s| os(s)));
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        fails(&refs)
+    };
+    for (extra, shown) in [
+        (
+            &["--batch", "100000000000"][..],
+            &["--batch", "over the limit of 4096"][..],
+        ),
+        (&["--batch", "0"], &["--batch", "at least 1"]),
+        (&["--limit", "0"], &["--limit", "at least 1"]),
+        (
+            &["--skip", "4"],
+            &["--skip", "texts.tsv has 4 texts of split `test`"],
+        ),
+        (
+            &["--split", "dev"],
+            &["no line of split `dev`", "its splits: `test`, `train`"],
+        ),
+        (
+            &[
+                "--policy",
+                "threshold",
+                "--flops",
+                "0.7",
+                "--calibration-limit",
+                "0",
+            ],
+            &["--calibration-limit", "at least 1"],
+        ),
+        (
+            &[
+                "--policy",
+                "threshold",
+                "--flops",
+                "0.7",
+                "--calibration",
+                "dev",
+            ],
+            &["no line of split `dev`"],
+        ),
+    ] {
+        let err = eval(extra);
+        for s in shown {
+            assert!(err.contains(s), "{extra:?}: {err}");
+        }
+    }
+    // A label beyond the classifier's two classes names the file and line.
+    let labels = labelled_file(dir.path(), |i| if i == 2 { 7 } else { 0 });
+    let err = fails(&[
+        "eval".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--texts".as_ref(),
+        labels.as_os_str(),
+    ]);
+    assert!(
+        err.contains("texts.tsv line 6") && err.contains("label 7") && err.contains("has 2"),
+        "{err}"
+    );
+    // A sentence of NUL bytes: the tokenizer leaves nothing of it.
+    let nul = dir.path().join("nul.tsv");
+    std::fs::write(&nul, "test\t0\tfine\ntest\t1\t\0\0\0\n").unwrap();
+    let err = fails(&[
+        "eval".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--texts".as_ref(),
+        nul.as_os_str(),
+    ]);
+    assert!(
+        err.contains("nul.tsv line 2") && err.contains("gives no token"),
+        "{err}"
+    );
+    // sweep: the same limit and labels.
+    let err = fails(&[
+        "sweep".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--texts".as_ref(),
+        labels.as_os_str(),
+        "--policies".as_ref(),
+        "tome".as_ref(),
+    ]);
+    assert!(err.contains("label 7"), "{err}");
+    let err = fails(&[
+        "sweep".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--texts".as_ref(),
+        file.as_os_str(),
+        "--limit".as_ref(),
+        "0".as_ref(),
+    ]);
+    assert!(
+        err.contains("--limit") && err.contains("at least 1"),
+        "{err}"
+    );
+    // embed: a huge batch, a file of more texts than the limit (read no further).
+    let err = fails(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--batch".as_ref(),
+        "100000000000".as_ref(),
+        "a film".as_ref(),
+    ]);
+    assert!(err.contains("over the limit of 4096"), "{err}");
+    let many = dir.path().join("many.txt");
+    std::fs::write(&many, "a\n".repeat(zeroprune::limits::MAX_TEXTS + 1)).unwrap();
+    let err = fails(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        cls.as_os_str(),
+        "--file".as_ref(),
+        many.as_os_str(),
+    ]);
+    assert!(
+        err.contains("many.txt") && err.contains("more than 100000 texts"),
+        "{err}"
+    );
+}

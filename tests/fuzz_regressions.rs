@@ -55,6 +55,61 @@ fn the_fuzz_targets_accept_valid_inputs() {
     let options = targets::join(b"a.png\t3\n", br#"{"policy": "evit", "keep": "0.5@1"}"#);
     let shown = targets::run("options", &options).expect("a valid request");
     assert!(shown.starts_with("1 labels; evit"), "{shown}");
+    // The text loader: tokenizer, config, sentence-transformers cut, head, text.
+    let head = {
+        let w: Vec<u8> = (0..2 * 32)
+            .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+            .collect();
+        let b = vec![0u8; 8];
+        let views = [
+            (
+                "weight",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 32], &w)
+                    .unwrap(),
+            ),
+            (
+                "bias",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &b).unwrap(),
+            ),
+        ];
+        safetensors::serialize(views, None).unwrap()
+    };
+    let tokenizer = fixture("tiny-bert/tokenizer.json");
+    let config = fixture("tiny-bert/config.json");
+    let text = |st: &[u8], text: &[u8]| targets::join_n(&[&tokenizer, &config, st, &head, text]);
+    // The harness mutates one part at a time: the parts come back as they were joined.
+    let input = text(b"", b"a fine film");
+    let parts = targets::split_n(&input, targets::parts_of("text-loader"));
+    assert_eq!(parts[1], &config[..]);
+    assert_eq!(parts[4], b"a fine film");
+    let shown = targets::run("text-loader", &input).expect("valid files");
+    assert!(
+        shown.contains("2 layers, 64 tokens at most") && shown.contains("2 classes"),
+        "{shown}"
+    );
+    let shown = targets::run(
+        "text-loader",
+        &text(br#"{"max_seq_length": 8}"#, b"a fine film"),
+    )
+    .expect("valid files");
+    assert!(shown.contains("8 tokens at most"), "{shown}");
+    assert!(targets::run("text-loader", &text(b"", b"\0\0")).is_err());
+    // The text options: an options object, a labelled file, a split.
+    let data = b"test\t1\tgood\ntrain\t0\tbad\n";
+    let shown = targets::run(
+        "text-options",
+        &targets::join_n(&[br#"{"policy": "tome", "flops": 0.7}"#, data, b"test"]),
+    )
+    .expect("valid options");
+    assert!(
+        shown.starts_with("tome") && shown.ends_with("1 texts"),
+        "{shown}"
+    );
+    assert!(targets::run(
+        "text-options",
+        &targets::join_n(&[br#"{"thresholds": [1]}"#, data, b"test"])
+    )
+    .is_err());
     // And bad ones are errors.
     assert!(targets::run("loader", &targets::join(b"{}", b"garbage")).is_err());
     assert!(targets::run("options", &targets::join(b"", br#"{"keep": "2@1"}"#)).is_err());

@@ -346,3 +346,95 @@ fn config_values_of_the_wrong_type_or_sign_name_the_field() {
         assert_mentions(&e, &["config.json", &format!("model_args.{field}")]);
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Depth
+
+/// A consistent timm ViT of `depth` blocks of width 8 (one head, 8 MLP units, 16x16 images of
+/// 8x8 patches, 10 classes): a folder with its `model.safetensors` and `config.json`.
+fn deep_vit(depth: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = 8;
+    let mut t = common::Tensors::new();
+    let mut put = |name: String, shape: Vec<usize>, value: f32| {
+        let n = shape.iter().product::<usize>();
+        let bytes = f32_bytes((0..n).map(|i| value * (1.0 + (i % 7) as f32 / 7.0)));
+        t.insert(name, (safetensors::Dtype::F32, shape, bytes));
+    };
+    put("cls_token".into(), vec![1, 1, d], 0.02);
+    put("pos_embed".into(), vec![1, 5, d], 0.02);
+    put("patch_embed.proj.weight".into(), vec![d, 3, 8, 8], 0.01);
+    put("patch_embed.proj.bias".into(), vec![d], 0.0);
+    for i in 0..depth {
+        let b = |s: &str| format!("blocks.{i}.{s}");
+        put(b("norm1.weight"), vec![d], 1.0);
+        put(b("norm1.bias"), vec![d], 0.0);
+        put(b("attn.qkv.weight"), vec![3 * d, d], 0.02);
+        put(b("attn.qkv.bias"), vec![3 * d], 0.0);
+        put(b("attn.proj.weight"), vec![d, d], 0.02);
+        put(b("attn.proj.bias"), vec![d], 0.0);
+        put(b("norm2.weight"), vec![d], 1.0);
+        put(b("norm2.bias"), vec![d], 0.0);
+        put(b("mlp.fc1.weight"), vec![d, d], 0.02);
+        put(b("mlp.fc1.bias"), vec![d], 0.0);
+        put(b("mlp.fc2.weight"), vec![d, d], 0.02);
+        put(b("mlp.fc2.bias"), vec![d], 0.0);
+    }
+    put("norm.weight".into(), vec![d], 1.0);
+    put("norm.bias".into(), vec![d], 0.0);
+    put("head.weight".into(), vec![10, d], 0.02);
+    put("head.bias".into(), vec![10], 0.0);
+    let (dir, path) = file_with(&common::serialize(&t), "model.safetensors");
+    let config = json!({
+        "architecture": "vit_deep",
+        "num_classes": 10,
+        "global_pool": "token",
+        "model_args": {"img_size": 16, "patch_size": 8, "embed_dim": d, "depth": depth,
+                       "num_heads": 1, "mlp_ratio": 1.0, "qkv_bias": true},
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let _ = path;
+    let folder = dir.path().to_path_buf();
+    (dir, folder)
+}
+
+#[test]
+fn a_model_of_absurd_depth_is_refused_before_anything_is_built() {
+    // 10000 tiny blocks used to end the process by SIGSEGV on lavapipe while the program was
+    // built (a bind group per step, one memory mapping each, past the kernel's 65530).
+    let depth = zeroprune::limits::MAX_DEPTH + 1;
+    let (_dir, path) = deep_vit(depth);
+    let e = load_err(&path);
+    assert_mentions(
+        &e,
+        &[
+            "model.safetensors",
+            &format!("{depth} blocks"),
+            &format!("blocks.{}", depth - 1),
+            "over the limit of 1024",
+        ],
+    );
+}
+
+#[test]
+fn a_model_at_the_depth_limit_runs_and_its_programs_stay_bounded() {
+    let (_dir, path) = deep_vit(zeroprune::limits::MAX_DEPTH);
+    let weights = ModelWeights::load(&path).expect("a model at the depth limit loads");
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    let input = vec![0.5f32; session.image_len()];
+    // A pruned program and the dense one: each has about 9000 steps, so the session keeps one
+    // (KEEP_STEPS), not both (KEEP_PROGRAMS would allow 16).
+    let pruned = zeroprune::prune::PruneRequest {
+        policy: Some("tome".into()),
+        keep: Some("0.5@2".into()),
+        ..Default::default()
+    }
+    .resolve(&weights.config.geometry())
+    .unwrap();
+    for p in [&pruned, &zeroprune::prune::Pruning::dense()] {
+        let out = session.run(&input, p).expect("it runs");
+        assert!(out.items[0].logits.iter().all(|v| v.is_finite()));
+        let steps = session.steps(1, p).unwrap().len();
+        assert!(steps > zeroprune::session::KEEP_STEPS / 2, "{steps} steps");
+    }
+    assert_eq!(session.cached().0, 1, "programs kept");
+}

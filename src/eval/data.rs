@@ -93,11 +93,18 @@ pub struct Labelled {
 /// The lines of `split` in a `split<TAB>label<TAB>sentence` file (a header line is skipped).
 pub fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
     let text = crate::limits::read_text(path, "a labelled text file")?;
-    let file = path.display().to_string();
+    parse_labelled(&text, &path.display().to_string(), split)
+}
+
+/// [`read_labelled`] on a file's contents; `file` names it in errors. A label must be a class
+/// index and a sentence must not be empty; a split that no line has is an error listing those
+/// there are.
+pub fn parse_labelled(text: &str, file: &str, split: &str) -> Result<Vec<Labelled>> {
     let bad = |line: usize, reason: String| {
         Error::param("--texts", format!("{file} line {line}: {reason}"))
     };
     let mut out = Vec::new();
+    let mut splits: Vec<&str> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() || (i == 0 && line.starts_with("split\t")) {
@@ -112,19 +119,115 @@ pub fn read_labelled(path: &Path, split: &str) -> Result<Vec<Labelled>> {
             .trim()
             .parse()
             .map_err(|_| bad(i + 1, format!("label `{label}` is not a class index")))?;
+        if sentence.trim().is_empty() {
+            return Err(bad(i + 1, "the sentence is empty".into()));
+        }
         if s == split {
             out.push(Labelled {
                 line: i + 1,
                 label,
                 text: sentence.to_string(),
             });
+        } else if splits.len() < 20 && !splits.contains(&s) {
+            splits.push(s);
         }
     }
     if out.is_empty() {
         return Err(Error::param(
-            "--split",
-            format!("{file} has no line of split `{split}`"),
+            "split",
+            format!(
+                "{file} has no line of split `{split}` (its splits: {})",
+                if splits.is_empty() {
+                    "none".to_string()
+                } else {
+                    splits
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
         ));
     }
     Ok(out)
+}
+
+/// The texts of `split` to evaluate: the first `skip` left out, then all but the first `limit`,
+/// at most [`crate::limits::MAX_TEXTS`] (as [`labelled_images`] for images).
+pub fn labelled_texts(
+    path: &Path,
+    split: &str,
+    (skip, limit): (usize, Option<usize>),
+) -> Result<Vec<Labelled>> {
+    if limit == Some(0) {
+        return Err(Error::param(
+            "--limit",
+            "must be at least 1 (leave it out for every text)",
+        ));
+    }
+    let mut items = read_labelled(path, split)?;
+    let listed = items.len();
+    items.drain(..skip.min(listed));
+    if let Some(n) = limit {
+        items.truncate(n);
+    }
+    if items.is_empty() {
+        return Err(Error::param(
+            "--skip",
+            format!(
+                "{} has {listed} texts of split `{split}`; skipping {skip} leaves none",
+                path.display()
+            ),
+        ));
+    }
+    let max = crate::limits::MAX_TEXTS;
+    if items.len() > max {
+        return Err(Error::param(
+            "--limit",
+            format!(
+                "{} has {} texts of split `{split}`, over the limit of {max} in one run: \
+                 evaluate them in parts (--skip, --limit)",
+                path.display(),
+                items.len()
+            ),
+        ));
+    }
+    Ok(items)
+}
+
+/// Every label of `items` (from `file`) must be a class `classifier` (a head, the model's own
+/// classifier, named in the message) can predict: one of its `classes`. A label beyond them would
+/// count as wrong whatever the model does.
+pub fn check_labels(
+    items: &[Labelled],
+    classes: usize,
+    file: &Path,
+    classifier: &str,
+) -> Result<()> {
+    match items.iter().find(|t| t.label >= classes) {
+        Some(t) => Err(Error::param(
+            "--texts",
+            format!(
+                "{} line {}: label {} is not a class of {classifier}, which has {classes} \
+                 (0 to {})",
+                file.display(),
+                t.line,
+                t.label,
+                classes.saturating_sub(1)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The token ids of `items` (read from `file`); an error names the text's line in the file.
+pub fn encode_labelled(
+    tokenizer: &crate::text::TextTokenizer,
+    items: &[Labelled],
+    file: &Path,
+) -> Result<crate::text::Encoded> {
+    let texts: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
+    tokenizer.encode_named(&texts, |i| {
+        format!("{} line {}", file.display(), items[i].line)
+    })
 }

@@ -114,6 +114,8 @@ pub trait ItemOutput {
     fn flops(&self) -> f64;
     /// Per pruning step, the item's surviving tokens (the family's own numbering).
     fn kept(&self) -> &[Vec<u32>];
+    /// Drop what a long run does not keep per item (a text's per-token states).
+    fn summarise(&mut self) {}
 }
 
 /// Host weights, which upload into their family's model on the GPU.

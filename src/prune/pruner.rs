@@ -37,7 +37,7 @@ impl Pruner {
     /// geometry the model runs (an image model's only one; a text encoder's longest text): every
     /// limit fails here, not at the first input. A smaller geometry that cannot reach a FLOPs
     /// target (a short text, whose protected rows are a large share) runs at the nearest target it
-    /// reaches.
+    /// reaches, dense where it reaches none.
     pub fn new(
         request: PruneRequest,
         thresholds: Option<Vec<f32>>,
@@ -79,6 +79,7 @@ impl Pruner {
             largest: (largest.protected, largest.prunable),
         };
         if !p.needs_calibration()? {
+            // The largest geometry must reach the target: there an unreachable one is an error.
             p.schedule(largest)?;
         }
         Ok(p)
@@ -155,6 +156,9 @@ impl Pruner {
         }
         let pruning = if self.is_dense()? {
             self.request.resolve(g)?
+        } else if g.prunable == 0 {
+            // A text of [CLS] and [SEP] alone: nothing to prune, it runs dense.
+            Pruning::dense()
         } else if self.is_threshold()?
             && (self.thresholds.is_some() || self.request.flops.is_some())
         {
@@ -178,9 +182,11 @@ impl Pruner {
         } else {
             match (self.request.resolve(g), self.request.flops) {
                 (Ok(p), _) => p,
-                (Err(e), Some(target)) if key != self.largest => {
-                    self.nearest_reachable(g, target).ok_or(e)?
-                }
+                // Below the largest geometry, a target out of reach runs at the nearest one
+                // reached; none up to 1 (a text of a token or two, which ToMe cannot halve): dense.
+                (Err(_), Some(target)) if key != self.largest => self
+                    .nearest_reachable(g, target)
+                    .unwrap_or_else(Pruning::dense),
                 (Err(e), _) => return Err(e),
             }
         };
@@ -268,10 +274,11 @@ pub fn parse_thresholds(text: &str, name: &str, layers: usize) -> Result<Vec<f32
     if let Some((i, v)) = values
         .iter()
         .enumerate()
-        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        .find(|(_, v)| !((**v as f32).is_finite() && **v >= 0.0))
     {
+        // Kernels read them as f32: 1e300 is finite here and infinite there.
         return Err(bad(format!(
-            "the threshold of layer {i} is {v}; it must be finite and >= 0"
+            "the threshold of layer {i} is {v}; it must be finite (as f32) and >= 0"
         )));
     }
     Ok(values.into_iter().map(|v| v as f32).collect())

@@ -135,10 +135,11 @@ impl ScheduleSpec {
     pub fn parse_threshold(s: &str) -> Result<Self> {
         let groups = parse_rate_groups(s, "threshold")?;
         for (theta, _) in &groups {
-            if !(theta.is_finite() && *theta >= 0.0) {
+            // Kernels read it as f32: 1e300 is finite here and infinite there.
+            if !((*theta as f32).is_finite() && *theta >= 0.0) {
                 return Err(Error::param(
                     "threshold",
-                    format!("threshold {theta} must be a finite number >= 0"),
+                    format!("threshold {theta} must be a finite number >= 0 (as f32)"),
                 ));
             }
         }
@@ -218,6 +219,13 @@ impl Pruning {
         options.validate()?;
         let patches = g.prunable;
         let depth = g.depth;
+        // Nothing to prune (a text of [CLS] and [SEP] alone): every rule below assumes a token.
+        if patches == 0 && !policy.is_none() {
+            return Err(Error::param(
+                "policy",
+                "the input has no prunable token (only protected ones)",
+            ));
+        }
         let mk = |steps| Pruning {
             policy,
             options: options.clone(),

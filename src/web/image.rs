@@ -7,6 +7,7 @@ use wasm_bindgen::JsCast;
 
 use super::{check_model_bytes, js_error, median, now_ms, runtime, to_js, Guarded, Options};
 use crate::model::{ConfigFiles, ImageOutput, Precision};
+use crate::options::CallOptions;
 use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
 use crate::prune::Pruning;
 use crate::session::{top_classes, ClassScore, Run};
@@ -132,7 +133,7 @@ impl Inner {
         &mut self,
         pruning: &Pruning,
         input: &[f32],
-        o: &Options,
+        o: &CallOptions,
     ) -> Result<RunResult, JsError> {
         let (out, times) = self.timed(pruning, input, o.runs).await?;
         let image = &out[0];
@@ -158,10 +159,10 @@ impl Inner {
 
     /// The schedule of `o` for this model: the threshold policy's FLOPs target needs calibration
     /// on other images, which one call does not have.
-    fn pruning(&self, o: &Options) -> Result<Pruning, JsError> {
+    fn pruning(&self, o: &CallOptions) -> Result<Pruning, JsError> {
         let g = self.session.config().geometry();
-        o.dropped(false)?;
-        o.pruner(&g)?.schedule(&g).map_err(js_error)
+        o.dropped(false).map_err(js_error)?;
+        o.pruner(&g).and_then(|p| p.schedule(&g)).map_err(js_error)
     }
 }
 

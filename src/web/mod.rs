@@ -24,8 +24,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::gpu::{AdapterChoice, GpuContext, Kernels};
-use crate::model::{Dropped, TokenGeometry};
-use crate::prune::{Policy, PruneRequest, Pruner};
+use crate::options::CallOptions;
+use crate::prune::Policy;
 
 mod image;
 mod text;
@@ -232,147 +232,19 @@ impl<T: 'static> Guarded<T> {
     }
 }
 
-/// The options every call takes, parsed one way: the pruning request (the CLI's flags, by the
-/// same names: `policy`, `flops`, `keep`, `tokens`, `threshold`, `at`, `sim`, `heads`, `iters`,
-/// `seed`, `protect`, `schedule`), `thresholds` (per block) and `dropped` (mean pooling), and the
-/// run settings `top`, `runs`, `batch`, `compareDense`, `name`. Each call names the keys it takes;
-/// another is an error, not ignored.
-struct Options {
-    prune: PruneRequest,
-    thresholds: Option<Vec<f32>>,
-    dropped: Option<Dropped>,
-    top: usize,
-    runs: usize,
-    batch: usize,
-    compare_dense: bool,
-    name: String,
-}
-
-/// The run settings beside the pruning request.
-const RUN_KEYS: [&str; 5] = ["top", "runs", "batch", "compareDense", "name"];
+/// The options of a call: a JavaScript object through the one options parser
+/// ([`crate::options::CallOptions`]), taking only the run settings in `takes`.
+struct Options;
 
 impl Options {
-    /// `options` (undefined or null: every default), taking only the run settings in `takes`.
-    fn parse(options: JsValue, takes: &[&str], depth: usize) -> Result<Options, JsError> {
-        let mut map =
-            if options.is_undefined() || options.is_null() {
-                serde_json::Map::new()
-            } else {
-                match serde_wasm_bindgen::from_value::<serde_json::Value>(options) {
-                    Ok(serde_json::Value::Object(m)) => m,
-                    Ok(_) => return Err(JsError::new(
-                        "options must be an object, e.g. {policy: \"zero-tprune\", flops: 0.65}",
-                    )),
-                    Err(e) => return Err(JsError::new(&format!("options: {e}"))),
-                }
-            };
-        // JavaScript leaves unset fields undefined or null: both mean "default".
-        map.retain(|_, v| !v.is_null());
-        if let Some(key) = map
-            .keys()
-            .find(|k| RUN_KEYS.contains(&k.as_str()) && !takes.contains(&k.as_str()))
-        {
-            return Err(JsError::new(&format!(
-                "options.{key} does not apply to this call (it takes {})",
-                takes.join(", ")
-            )));
-        }
-        let mut count = |key: &str, default: usize, max: usize| -> Result<usize, JsError> {
-            match map.remove(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|&n| n >= 1 && n as usize <= max)
-                    .map(|n| n as usize)
-                    .ok_or_else(|| {
-                        JsError::new(&format!(
-                            "options.{key} must be an integer from 1 to {max}, got {v}"
-                        ))
-                    }),
-            }
+    fn parse(options: JsValue, takes: &[&str], depth: usize) -> Result<CallOptions, JsError> {
+        let value = if options.is_undefined() || options.is_null() {
+            serde_json::Value::Null
+        } else {
+            serde_wasm_bindgen::from_value::<serde_json::Value>(options)
+                .map_err(|e| JsError::new(&format!("options: {e}")))?
         };
-        let top = count("top", 5, 1000)?;
-        let runs = count("runs", 1, 1000)?;
-        let batch = count("batch", 1, 1024)?;
-        let compare_dense = match map.remove("compareDense") {
-            None => false,
-            Some(serde_json::Value::Bool(b)) => b,
-            Some(v) => {
-                return Err(JsError::new(&format!(
-                    "options.compareDense must be true or false, got {v}"
-                )))
-            }
-        };
-        let name = match map.remove("name") {
-            None => "input".to_string(),
-            Some(serde_json::Value::String(s)) => s,
-            Some(v) => {
-                return Err(JsError::new(&format!(
-                    "options.name must be a string, got {v}"
-                )))
-            }
-        };
-        let thresholds = match map.remove("thresholds") {
-            None => None,
-            Some(v) => Some(
-                crate::prune::parse_thresholds(&v.to_string(), "options.thresholds", depth)
-                    .map_err(js_error)?,
-            ),
-        };
-        let dropped = match map.remove("dropped") {
-            None => None,
-            Some(serde_json::Value::String(s)) => Some(s.parse().map_err(js_error)?),
-            Some(v) => {
-                return Err(JsError::new(&format!(
-                    "options.dropped must be \"restate\" or \"omit\", got {v}"
-                )))
-            }
-        };
-        // A schedule file may come as its text or as the parsed object.
-        if let Some(serde_json::Value::String(text)) = map.get("schedule") {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| JsError::new(&format!("options.schedule is not JSON: {e}")))?;
-            map.insert("schedule".into(), value);
-        }
-        // Sliders give numbers; the textual fields of the request are strings.
-        if let Some(v) = map.get_mut("at") {
-            if let Some(list) = v.as_array() {
-                *v = serde_json::Value::String(
-                    list.iter()
-                        .map(|b| b.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-            }
-        }
-        let prune: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| JsError::new(&format!("options: {e}")))?;
-        Ok(Options {
-            prune,
-            thresholds,
-            dropped,
-            top,
-            runs,
-            batch,
-            compare_dense,
-            name,
-        })
-    }
-
-    /// The request bound to a model whose largest geometry is `g`.
-    fn pruner(&self, g: &TokenGeometry) -> Result<Pruner, JsError> {
-        Pruner::new(self.prune.clone(), self.thresholds.clone(), g).map_err(js_error)
-    }
-
-    /// `dropped`, which only a model that mean-pools reads.
-    fn dropped(&self, pools: bool) -> Result<Dropped, JsError> {
-        match self.dropped {
-            Some(_) if !pools => Err(JsError::new(
-                "options.dropped applies to models that mean-pool (text encoders); this one \
-                 classifies from its class token",
-            )),
-            d => Ok(d.unwrap_or_default()),
-        }
+        CallOptions::parse(&value, takes, depth).map_err(js_error)
     }
 }
 

@@ -182,7 +182,10 @@ async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<Js
     if texts.is_empty() {
         return Err(JsError::new("texts is empty: give at least one text"));
     }
-    let setting = Setting::request(o.pruner(&c.largest_geometry())?, o.dropped(true)?);
+    let setting = Setting::request(
+        o.pruner(&c.largest_geometry()).map_err(js_error)?,
+        o.dropped(true).map_err(js_error)?,
+    );
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = state.tokenizer.encode(&refs).map_err(js_error)?;
     let mut settings = vec![setting];
@@ -197,12 +200,13 @@ async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<Js
     .map_err(js_error)?;
     let setting = &settings[0];
     let t = now_ms();
+    // Batches of 32 texts of similar length, as `zeroprune embed` runs them (padding never
+    // changes a text's result; one pass holds at most MAX_BATCH texts).
     let out = state
         .session
-        .run_async(&enc, setting.run())
+        .run_all_async(&enc, setting.run(), 32, |_| {})
         .await
-        .map_err(js_error)?
-        .items;
+        .map_err(js_error)?;
     let latency_ms = now_ms() - t;
     let tokens = enc.lengths();
     to_js(&EmbedResult {

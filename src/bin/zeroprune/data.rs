@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use zeroprune::eval::data::{labelled_images, read_labelled};
+use zeroprune::eval::data::{encode_labelled, labelled_images, labelled_texts, Labelled};
 use zeroprune::eval::head::Head;
 use zeroprune::eval::report::Unit;
 use zeroprune::eval::task::Task;
@@ -124,7 +124,7 @@ impl Source<VisionTransformer> for Images {
 
 /// Labelled sentences, tokenised.
 pub struct Texts {
-    pub lines: Vec<usize>,
+    pub items: Vec<Labelled>,
     pub labels: Vec<usize>,
     pub enc: Encoded,
 }
@@ -140,7 +140,7 @@ impl Source<TextEncoder> for Texts {
         Some(&self.labels)
     }
     fn id(&self, i: usize) -> ItemId {
-        ItemId::Line(self.lines[i])
+        ItemId::Line(self.items[i].line)
     }
     /// Texts of similar length together: a dense batch pads to its longest.
     fn batches(&self, model: &TextEncoder, batch: usize) -> Vec<Vec<usize>> {
@@ -257,29 +257,12 @@ impl DataArgs {
             .texts
             .as_deref()
             .ok_or_else(|| Error::param("--texts", "a text encoder needs --texts"))?;
-        let mut items = read_labelled(file, self.split())?;
-        let listed = items.len();
-        items.drain(..self.skip.min(listed));
-        if let Some(n) = self.limit {
-            items.truncate(n);
-        }
-        if items.is_empty() {
-            return Err(Error::param(
-                "--skip",
-                format!(
-                    "split {} of {} has {listed} texts; none left after --skip {}",
-                    self.split(),
-                    file.display(),
-                    self.skip
-                ),
-            ));
-        }
-        let refs: Vec<&str> = items.iter().map(|t| t.text.as_str()).collect();
-        let enc = tokenizer.encode(&refs)?;
+        let items = labelled_texts(file, self.split(), (self.skip, self.limit))?;
+        let enc = encode_labelled(tokenizer, &items, file)?;
         warn_cut(&enc, max_tokens);
         Ok(Texts {
-            lines: items.iter().map(|t| t.line).collect(),
             labels: items.iter().map(|t| t.label).collect(),
+            items,
             enc,
         })
     }
@@ -346,16 +329,44 @@ impl DataArgs {
                 "calibrating on the split evaluated would tune on the test data; name another",
             ));
         }
-        let mut cal = read_labelled(file, split)?;
-        cal.truncate(self.calibration_limit);
+        let limit = self.calibration_limit.min(zeroprune::limits::MAX_TEXTS);
+        let cal = labelled_texts(file, split, (0, Some(limit)))?;
         eprintln!("calibrating on {} texts of split {split}", cal.len());
-        let refs: Vec<&str> = cal.iter().map(|t| t.text.as_str()).collect();
-        tokenizer.encode(&refs)
+        encode_labelled(tokenizer, &cal, file)
     }
 
     /// The `--head` file, checked against the embedding width `d`.
     pub fn head(&self, d: usize) -> Result<Option<Head>> {
         self.head.as_deref().map(|p| Head::load(p, d)).transpose()
+    }
+
+    /// What classifies a text evaluation: `--head`, else the model's classifier; every label of
+    /// the data must be one of its classes (an embedding task reads no classifier).
+    pub fn text_head(&self, w: &BertWeights, data: &Texts) -> Result<Option<Head>> {
+        let head = self.head(w.config.hidden_size)?;
+        if self.task == Task::Classify {
+            let file = self.texts.as_deref().unwrap_or(Path::new("--texts"));
+            zeroprune::eval::head::check_labels(head.as_ref(), w, &data.items, file)?;
+        }
+        Ok(head)
+    }
+
+    /// `--head` for an image model, checked against the embedding width and the labels.
+    pub fn image_head(&self, c: &zeroprune::ViTConfig, data: &Images) -> Result<Option<Head>> {
+        let head = self.head(c.embed_dim)?;
+        if let (Some(h), Some(labels)) = (&head, &data.labels) {
+            if let Some(l) = labels.iter().find(|&&l| l >= h.classes()) {
+                return Err(Error::param(
+                    "--labels",
+                    format!(
+                        "label {l} is not a class of the head {}, which has {} classes",
+                        self.head.as_deref().unwrap_or(Path::new("")).display(),
+                        h.classes()
+                    ),
+                ));
+            }
+        }
+        Ok(head)
     }
 }
 

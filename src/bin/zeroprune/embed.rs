@@ -216,6 +216,17 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
         })?;
         let line = line.trim_end_matches('\r');
         if !line.trim().is_empty() {
+            // Stop reading here rather than hold millions of lines first.
+            if texts.len() == zeroprune::limits::MAX_TEXTS {
+                return Err(Error::param(
+                    "--file",
+                    format!(
+                        "{} has more than {} texts, the limit in one run: embed it in parts",
+                        path.display(),
+                        zeroprune::limits::MAX_TEXTS
+                    ),
+                ));
+            }
             texts.push(line.to_string());
         }
     }

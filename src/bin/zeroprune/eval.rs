@@ -142,16 +142,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let (weights, tokenizer) = text_model(dir)?;
         let c = weights.config.clone();
         let data = args.data.texts(&tokenizer, c.max_tokens)?;
-        let head = args.data.head(c.hidden_size)?;
-        if head.is_none() && args.data.task == Task::Classify && weights.classifier.is_none() {
-            return Err(Error::param(
-                "--head",
-                format!(
-                    "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
-                    dir.display()
-                ),
-            ));
-        }
+        let head = args.data.text_head(&weights, &data)?;
         let gpu = open_gpu()?;
         let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
         let settings = settings(args, &c.largest_geometry(), true, sessions.len())?;
@@ -172,7 +163,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         let weights = model_source::load(&args.model)?;
         let c = weights.config.clone();
         let data = args.data.images(&c, args.data.task == Task::Embed)?;
-        let head = args.data.head(c.embed_dim)?;
+        let head = args.data.image_head(&c, &data)?;
         let gpu = open_gpu()?;
         let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
         check_batch(&sessions[0], args.data.batch)?;
@@ -250,11 +241,6 @@ where
     F::Output: Answers,
 {
     let n = data.len();
-    if let Some(labels) = data.labels() {
-        if let Some(h) = head {
-            h.check_labels(labels.iter().copied(), "--labels")?;
-        }
-    }
     let batches = data.batches(sessions[0].model(), args.data.batch);
     let bar = progress(n * settings.len(), &format!("{}s", data.unit().name()));
     let start = Instant::now();

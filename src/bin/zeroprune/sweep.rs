@@ -150,16 +150,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let (weights, tokenizer) = text_model(dir)?;
         let c = weights.config.clone();
         let data = args.data.texts(&tokenizer, c.max_tokens)?;
-        let head = args.data.head(c.hidden_size)?;
-        if head.is_none() && args.data.task == Task::Classify && weights.classifier.is_none() {
-            return Err(Error::param(
-                "--head",
-                format!(
-                    "{} has no classifier: give a linear head (bench/fit_text_head.py fits one)",
-                    dir.display()
-                ),
-            ));
-        }
+        let head = args.data.text_head(&weights, &data)?;
         let settings = settings(
             &policies,
             &args.targets,
@@ -195,7 +186,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let weights = model_source::load(&args.model)?;
         let c = weights.config.clone();
         let data = args.data.images(&c, args.data.task == Task::Embed)?;
-        let head = args.data.head(c.embed_dim)?;
+        let head = args.data.image_head(&c, &data)?;
         let settings = settings(&policies, &args.targets, &c.geometry(), None)?;
         let gpu = open_gpu()?;
         let mut sessions = vec![Session::with_precision(
@@ -256,9 +247,6 @@ where
     F::Output: Answers,
 {
     let n = data.len();
-    if let (Some(labels), Some(h)) = (data.labels(), head) {
-        h.check_labels(labels.iter().copied(), "--labels")?;
-    }
     let batches = data.batches(sessions[0].model(), args.data.batch);
     let bar = progress(n * settings.len(), "forward passes");
     let outcomes = run_settings_blocking(

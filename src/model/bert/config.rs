@@ -173,6 +173,35 @@ impl BertConfig {
                 return Err(Error::config(&file, format!("{field} must be at least 1")));
             }
         }
+        // Stated limits, checked before anything is sized from them (the tokenizer's work, the
+        // embedding tables, the activations, the program's steps).
+        use crate::limits::{MAX_DEPTH, MAX_TEXT_POSITIONS, MAX_VOCAB, MAX_WIDTH};
+        let limited = [
+            ("vocab_size", c.vocab_size, MAX_VOCAB),
+            ("type_vocab_size", c.type_vocab_size, MAX_VOCAB),
+            ("hidden_size", c.hidden_size, MAX_WIDTH),
+            ("intermediate_size", c.intermediate_size, MAX_WIDTH),
+            ("num_hidden_layers", c.num_hidden_layers, MAX_DEPTH),
+            (
+                "max_position_embeddings",
+                c.max_position_embeddings,
+                MAX_TEXT_POSITIONS,
+            ),
+        ];
+        for (field, v, max) in limited {
+            if v > max {
+                return Err(Error::config(
+                    &file,
+                    format!("{field} {v} is over the limit of {max}"),
+                ));
+            }
+        }
+        if c.max_position_embeddings < super::PROTECTED_ROWS {
+            return Err(Error::config(
+                &file,
+                "max_position_embeddings must leave room for [CLS] and [SEP] (at least 2)",
+            ));
+        }
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(Error::config(
                 &file,

@@ -41,7 +41,8 @@ pub struct TextOutput {
     /// The pooled embedding (L2-normalised where the model says so).
     pub embedding: Vec<f32>,
     /// The output states of the rows that reach the end, in text order, `[rows, D]`: every
-    /// token when nothing is pruned.
+    /// token when nothing is pruned. Empty (as are `positions` and `sizes`) from `run_all`,
+    /// which keeps a long input's summaries only.
     pub states: Vec<f32>,
     /// The text position of each state row.
     pub positions: Vec<u32>,
@@ -64,6 +65,11 @@ impl ItemOutput for TextOutput {
     }
     fn kept(&self) -> &[Vec<u32>] {
         &self.kept
+    }
+    fn summarise(&mut self) {
+        self.states = Vec::new();
+        self.positions = Vec::new();
+        self.sizes = Vec::new();
     }
 }
 

@@ -123,8 +123,19 @@ impl BertWeights {
                     reason: "tensor `classifier.weight` has no classes".into(),
                 });
             }
-            if config.labels.len() != classes {
+            // A config's labels name the classifier's classes: another count means the config
+            // belongs to another head (Hugging Face refuses such a checkpoint too).
+            if config.labels.is_empty() {
                 config.labels = (0..classes).map(|i| format!("LABEL_{i}")).collect();
+            } else if config.labels.len() != classes {
+                return Err(Error::config(
+                    format!("{dir}/config.json"),
+                    format!(
+                        "id2label names {} classes, but tensor `classifier.weight` of {} has {classes}",
+                        config.labels.len(),
+                        t.file
+                    ),
+                ));
             }
             Some(ClassifierWeights {
                 pooler: LinearWeights::load(&mut t, &names.layer("pooler.dense"), d, d)?,

@@ -247,6 +247,20 @@ impl Inferred {
         if depth == 0 {
             return Err(t.missing(&format!("{}0.*", n.block_prefix)));
         }
+        // Each block adds GPU objects to every compiled program; past some tens of thousands a
+        // driver dies without an error (crate::limits::MAX_DEPTH).
+        if depth > crate::limits::MAX_DEPTH {
+            return Err(Error::UnknownLayout {
+                file: file.clone(),
+                reason: format!(
+                    "{depth} blocks (`{}0.*` to `{}{}.*`) are over the limit of {}",
+                    n.block_prefix,
+                    n.block_prefix,
+                    depth - 1,
+                    crate::limits::MAX_DEPTH
+                ),
+            });
+        }
         let pos = t.shape(&n.pos_embed)?;
         let tokens = if pos.len() >= 2 {
             pos[pos.len() - 2]

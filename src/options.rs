@@ -1,0 +1,164 @@
+//! A call's options as one JSON object, the way the browser passes them
+//! (`{policy: "tome", flops: 0.65, top: 5}`): the pruning request (the command line's flags, by the
+//! same names), `thresholds` (per block) and `dropped` (mean pooling), and the run settings a call
+//! may take (`top`, `runs`, `batch`, `compareDense`, `name`). The one parser the page's calls, the
+//! text options and the fuzz targets go through; each call names the settings it takes, and
+//! another is an error, not ignored.
+
+use crate::error::{Error, Result};
+use crate::model::{Dropped, TokenGeometry};
+use crate::prune::{parse_thresholds, PruneRequest, Pruner};
+
+/// The run settings beside the pruning request.
+pub const RUN_KEYS: [&str; 5] = ["top", "runs", "batch", "compareDense", "name"];
+
+/// One call's options, parsed and checked.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    pub prune: PruneRequest,
+    pub thresholds: Option<Vec<f32>>,
+    pub dropped: Option<Dropped>,
+    pub top: usize,
+    pub runs: usize,
+    pub batch: usize,
+    pub compare_dense: bool,
+    pub name: String,
+}
+
+/// A JSON value's kind, for messages (the value itself may be long).
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl CallOptions {
+    /// `options` (`null`: every default), taking only the run settings in `takes`; `depth` is the
+    /// model's, for per-block thresholds.
+    pub fn parse(options: &serde_json::Value, takes: &[&str], depth: usize) -> Result<Self> {
+        let bad = |reason: String| Error::param("options", reason);
+        let mut map = match options {
+            serde_json::Value::Null => serde_json::Map::new(),
+            serde_json::Value::Object(m) => m.clone(),
+            other => {
+                return Err(bad(format!(
+                "must be an object, e.g. {{\"policy\": \"zero-tprune\", \"flops\": 0.65}}, not {}",
+                kind(other)
+            )))
+            }
+        };
+        // JavaScript leaves unset fields undefined or null: both mean "default".
+        map.retain(|_, v| !v.is_null());
+        if let Some(key) = map
+            .keys()
+            .find(|k| RUN_KEYS.contains(&k.as_str()) && !takes.contains(&k.as_str()))
+        {
+            let takes = if takes.is_empty() {
+                "no run settings".to_string()
+            } else {
+                takes.join(", ")
+            };
+            return Err(bad(format!(
+                "{key} does not apply to this call (it takes {takes})"
+            )));
+        }
+        let mut count = |key: &str, default: usize, max: usize| -> Result<usize> {
+            match map.remove(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|&n| n >= 1 && n as usize <= max)
+                    .map(|n| n as usize)
+                    .ok_or_else(|| {
+                        Error::param(
+                            format!("options.{key}"),
+                            format!("must be an integer from 1 to {max}, got {v}"),
+                        )
+                    }),
+            }
+        };
+        let top = count("top", 5, 1000)?;
+        let runs = count("runs", 1, 1000)?;
+        let batch = count("batch", 1, crate::limits::MAX_BATCH)?;
+        let compare_dense = match map.remove("compareDense") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => b,
+            Some(v) => {
+                return Err(bad(format!(
+                    "compareDense must be true or false, not {}",
+                    kind(&v)
+                )))
+            }
+        };
+        let name = match map.remove("name") {
+            None => "input".to_string(),
+            Some(serde_json::Value::String(s)) => s,
+            Some(v) => return Err(bad(format!("name must be a string, not {}", kind(&v)))),
+        };
+        let thresholds = map
+            .remove("thresholds")
+            .map(|v| parse_thresholds(&v.to_string(), "options.thresholds", depth))
+            .transpose()?;
+        let dropped = match map.remove("dropped") {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s.parse()?),
+            Some(v) => {
+                return Err(bad(format!(
+                    "dropped must be \"restate\" or \"omit\", not {}",
+                    kind(&v)
+                )))
+            }
+        };
+        // A schedule file may come as its text or as the parsed object.
+        if let Some(serde_json::Value::String(text)) = map.get("schedule") {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| bad(format!("schedule is not JSON: {e}")))?;
+            map.insert("schedule".into(), value);
+        }
+        // Sliders give numbers; the textual fields of the request are strings.
+        if let Some(v) = map.get_mut("at") {
+            if let Some(list) = v.as_array() {
+                *v = serde_json::Value::String(
+                    list.iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+        }
+        let prune: PruneRequest = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(CallOptions {
+            prune,
+            thresholds,
+            dropped,
+            top,
+            runs,
+            batch,
+            compare_dense,
+            name,
+        })
+    }
+
+    /// The request bound to a model whose largest geometry is `g`.
+    pub fn pruner(&self, g: &TokenGeometry) -> Result<Pruner> {
+        Pruner::new(self.prune.clone(), self.thresholds.clone(), g)
+    }
+
+    /// `dropped`, which only a model that mean-pools reads.
+    pub fn dropped(&self, pools: bool) -> Result<Dropped> {
+        match self.dropped {
+            Some(_) if !pools => Err(Error::param(
+                "options.dropped",
+                "applies to models that mean-pool (text encoders); this one classifies from its \
+                 class token",
+            )),
+            d => Ok(d.unwrap_or_default()),
+        }
+    }
+}
