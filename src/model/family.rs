@@ -121,6 +121,8 @@ pub trait ItemOutput {
 /// Host weights, which upload into their family's model on the GPU.
 pub trait Weights {
     type Family: Family;
+    /// Where the weights were read from, for messages and reports.
+    fn source(&self) -> &str;
     /// The weights on the GPU, the linear layers (and the activations that only feed them)
     /// stored as `storage`.
     fn upload(&self, gpu: &GpuContext, storage: Elem) -> Result<Self::Family>;

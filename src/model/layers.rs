@@ -122,9 +122,11 @@ impl LayerNorm {
 }
 
 /// Attention over the `[B, N, 3D]` qkv rows into `attn` `[B, N, D]`, with `label` before each step's
-/// name: fused, or scores, softmax (the probabilities kept in `probs` for token scoring) and
-/// context. `bias` holds the key-side terms of the softmax; `counts`, each image's valid rows,
-/// stops the unfused GEMMs at its live queries and keys.
+/// name: the fused kernel where the kernel choice takes it, nobody reads the probabilities
+/// (`keep_probs`: the pruning point reads them) and the heads fit it; else scores, softmax (the
+/// probabilities kept in `probs`) and context. `bias` holds the key-side terms of the softmax;
+/// `counts`, each item's valid rows, stops the unfused GEMMs at its live queries and keys.
+/// Returns whether the probabilities were written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_steps(
     k: &Kernels,
@@ -132,16 +134,16 @@ pub(crate) fn attention_steps(
     label: &str,
     (qkv, probs_t, attn): (&GpuTensor, &GpuTensor, &GpuTensor),
     (b, n, d, h): (usize, usize, usize, usize),
-    fused: bool,
+    keep_probs: bool,
     bias: AttentionBias,
     counts: Option<&GpuTensor>,
-) -> Result<()> {
+) -> Result<bool> {
     let dh = d / h;
     let scale = 1.0 / (dh as f32).sqrt();
     let name = |s: &str| format!("{label}{s}");
-    if fused {
+    if k.fused_attention() && !keep_probs && Kernels::attention_fits(d, h) {
         p.push(k.attention(&name("attention"), qkv, attn, (b, n, d, h), scale, bias)?);
-        return Ok(());
+        return Ok(false);
     }
     // Scores: P[b, h] = Q[b, :, h] . K[b, :, h]^T / sqrt(dh), read in place from the qkv rows.
     let q = MatView::rows(qkv, 3 * d).batched(n * 3 * d, dh);
@@ -175,5 +177,5 @@ pub(crate) fn attention_steps(
         ..Gemm::new(n, dh, n)
     };
     p.push(k.gemm(&name("context"), probs, v, out, pv)?);
-    Ok(())
+    Ok(true)
 }

@@ -327,11 +327,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let gpu = open_gpu()?;
         return kernels(&gpu, args);
     }
-    let precisions = if args.precisions.is_empty() {
-        vec![args.model.precision]
-    } else {
-        args.precisions.clone()
-    };
+    let precisions = precisions(args);
     let most = *args.batch.iter().max().unwrap_or(&1);
     if let Some(texts) = &args.texts {
         let dir = args.model.model.as_deref().ok_or_else(|| {
@@ -379,7 +375,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args,
             &weights.source,
             &mut sessions,
-            &precisions,
             &settings,
             &inputs,
             Unit::Text,
@@ -455,11 +450,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args,
             &weights.source,
             &mut sessions,
-            &precisions,
             &settings,
             &inputs,
             Unit::Image,
         )
+    }
+}
+
+/// `--precisions`, else `--precision` alone.
+fn precisions(args: &BenchArgs) -> Vec<Precision> {
+    if args.precisions.is_empty() {
+        vec![args.model.precision]
+    } else {
+        args.precisions.clone()
     }
 }
 
@@ -496,7 +499,6 @@ fn bench<F: Family>(
     args: &BenchArgs,
     model: &str,
     sessions: &mut [Session<F>],
-    precisions: &[Precision],
     settings: &[Setting],
     inputs: &[<F::Input as ToOwned>::Owned],
     unit: Unit,
@@ -504,6 +506,7 @@ fn bench<F: Family>(
 where
     F::Output: Answers,
 {
+    let precisions = precisions(args);
     let mut results = Vec::new();
     let geometry = (unit == Unit::Image).then(|| sessions[0].model().largest_geometry());
     for (&b, input) in args.batch.iter().zip(inputs) {
@@ -523,7 +526,7 @@ where
                 }
             }
         }
-        for (si, (session, &precision)) in sessions.iter_mut().zip(precisions).enumerate() {
+        for (si, (session, &precision)) in sessions.iter_mut().zip(&precisions).enumerate() {
             let dense_flops = item_flops(session, input, &settings[0])?;
             for (i, s) in settings.iter().enumerate() {
                 let (own, dense, first) = (&times[si][i], &times[si][0], &times[0][i]);

@@ -106,7 +106,11 @@ pub fn session(
     Session::with_precision(gpu, weights, model.precision)
 }
 
-pub fn check_batch(session: &Session, batch: usize) -> Result<()> {
+/// `--batch` against the stated limit and what the device holds for the model's longest input.
+pub fn check_batch<F: zeroprune::model::Family>(
+    session: &zeroprune::Session<F>,
+    batch: usize,
+) -> Result<()> {
     if batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));
     }
@@ -119,7 +123,7 @@ pub fn check_batch(session: &Session, batch: usize) -> Result<()> {
             ),
         ));
     }
-    let max = session.max_batch();
+    let max = session.max_batch_of(session.model().largest_geometry().rows());
     if batch > max {
         return Err(Error::BatchTooLarge {
             batch,

@@ -391,3 +391,116 @@ pub fn text_model(dir: &Path) -> Result<(BertWeights, TextTokenizer)> {
     )?;
     Ok((w, t))
 }
+
+/// Run `settings` on every item of `data` in batches of `batch`, with a progress bar counting
+/// `what`: one outcome per setting ([`run_settings_blocking`]).
+pub fn run_source<F: Family, S: Source<F>>(
+    sessions: &mut [zeroprune::Session<F>],
+    settings: &[zeroprune::eval::driver::Setting],
+    data: &S,
+    batch: usize,
+    head: Option<&Head>,
+    what: &str,
+) -> Result<Vec<zeroprune::eval::driver::Outcome>>
+where
+    F::Output: zeroprune::eval::task::Answers,
+{
+    let n = data.len();
+    let batches = data.batches(sessions[0].model(), batch);
+    let bar = crate::common::progress(n * settings.len(), what);
+    let out = zeroprune::eval::driver::run_settings_blocking(
+        sessions,
+        settings,
+        n,
+        &batches,
+        |items| data.load(items),
+        head,
+        |k| bar.inc(k as u64),
+    );
+    bar.finish_and_clear();
+    out
+}
+
+/// A model of either family ready to evaluate: its data, head, and sessions (the last the dense
+/// reference where it differs), with the settings calibrated where the threshold policy needs it.
+pub struct Prepared<F: Family, S> {
+    pub model: String,
+    pub data: S,
+    pub head: Option<Head>,
+    pub sessions: Vec<zeroprune::Session<F>>,
+    pub settings: Vec<zeroprune::eval::driver::Setting>,
+}
+
+/// How the sessions of an evaluation are opened.
+pub struct Opening {
+    pub precision: zeroprune::model::Precision,
+    /// The dense reference's precision, where it may differ.
+    pub reference: Option<zeroprune::model::Precision>,
+    pub batch: usize,
+}
+
+/// The settings of an evaluation for a model's largest geometry and its number of sessions.
+pub type SettingsFor<'a> = Box<
+    dyn FnOnce(
+            &zeroprune::model::TokenGeometry,
+            usize,
+        ) -> Result<Vec<zeroprune::eval::driver::Setting>>
+        + 'a,
+>;
+
+impl<F: Family, S: Source<F>> Prepared<F, S>
+where
+    F::Output: zeroprune::eval::task::Answers,
+{
+    /// Every setting on every item, with a progress bar counting `what`.
+    pub fn run(
+        &mut self,
+        batch: usize,
+        what: &str,
+    ) -> Result<Vec<zeroprune::eval::driver::Outcome>> {
+        run_source(
+            &mut self.sessions,
+            &self.settings,
+            &self.data,
+            batch,
+            self.head.as_ref(),
+            what,
+        )
+    }
+}
+
+/// Open the GPU and `weights` (and a second copy at the reference precision where it stores
+/// differently), build the settings for the model's largest geometry, and calibrate them on
+/// `calibration()` where one needs it.
+pub fn prepare<W, S>(
+    weights: &W,
+    (data, head): (S, Option<Head>),
+    how: &Opening,
+    settings: SettingsFor,
+    calibration: impl FnOnce() -> Result<<<W::Family as Family>::Input as ToOwned>::Owned>,
+) -> Result<Prepared<W::Family, S>>
+where
+    W: zeroprune::model::family::Weights,
+{
+    let (precision, reference, batch) = (how.precision, how.reference, how.batch);
+    let gpu = crate::common::open_gpu()?;
+    let mut sessions = vec![zeroprune::Session::with_precision(
+        &gpu, weights, precision,
+    )?];
+    if let Some(p) = reference {
+        if p.storage(&gpu, sessions[0].kernel_choice())? != sessions[0].storage() {
+            sessions.push(zeroprune::Session::with_precision(&gpu, weights, p)?);
+        }
+    }
+    crate::common::check_batch(&sessions[0], batch)?;
+    let largest = sessions[0].model().largest_geometry();
+    let settings = settings(&largest, sessions.len())?;
+    let settings = crate::common::calibrated(&mut sessions, settings, batch, calibration)?;
+    Ok(Prepared {
+        model: weights.source().to_string(),
+        data,
+        head,
+        sessions,
+        settings,
+    })
+}

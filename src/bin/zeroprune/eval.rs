@@ -7,18 +7,17 @@ use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
-use zeroprune::eval::driver::{run_settings_blocking, Setting};
-use zeroprune::eval::head::Head;
+use zeroprune::eval::driver::Setting;
 use zeroprune::eval::report::{with_unit, Quality, Unit};
 use zeroprune::eval::stats::cosine;
 use zeroprune::eval::task::{Answers, Task};
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::model::{Family, Precision};
 use zeroprune::prune::Policy;
-use zeroprune::{Error, Result, Session};
+use zeroprune::{Error, Result};
 
-use crate::common::{check_batch, emit, open_gpu, progress};
-use crate::data::{text_model, DataArgs, ItemId, Source};
+use crate::common::emit;
+use crate::data::{prepare, text_model, DataArgs, ItemId, Opening, Prepared, SettingsFor, Source};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -132,6 +131,14 @@ impl fmt::Display for Report {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     args.data.check()?;
+    let how = Opening {
+        precision: args.model.precision,
+        reference: args.reference_precision,
+        batch: args.data.batch,
+    };
+    let pools = args.data.is_text();
+    let make =
+        || -> SettingsFor { Box::new(move |g, sessions| settings(args, g, pools, sessions)) };
     if args.data.is_text() {
         let dir = args.model.model.as_deref().ok_or_else(|| {
             Error::param(
@@ -140,72 +147,24 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             )
         })?;
         let (weights, tokenizer) = text_model(dir)?;
-        let c = weights.config.clone();
-        let data = args.data.texts(&tokenizer, c.max_tokens)?;
+        let data = args.data.texts(&tokenizer, weights.config.max_tokens)?;
         let head = args.data.text_head(&weights, &data)?;
-        let gpu = open_gpu()?;
-        let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
-        let settings = settings(args, &c.largest_geometry(), true, sessions.len())?;
-        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
-            args.data.text_calibration(&tokenizer)
-        })?;
-        let head_name = head_name(args, "the model's classifier");
+        let calibration = || args.data.text_calibration(&tokenizer);
         evaluate(
             args,
-            &weights.source,
-            &mut sessions,
-            &data,
-            &settings,
-            head.as_ref(),
-            head_name,
+            prepare(&weights, (data, head), &how, make(), calibration)?,
         )
     } else {
         let weights = model_source::load(&args.model)?;
         let c = weights.config.clone();
         let data = args.data.images(&c, args.data.task == Task::Embed)?;
         let head = args.data.image_head(&c, &data)?;
-        let gpu = open_gpu()?;
-        let mut sessions = sessions(&gpu, &weights, &args.model, args.reference_precision)?;
-        check_batch(&sessions[0], args.data.batch)?;
-        let settings = settings(args, &c.geometry(), false, sessions.len())?;
-        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
-            args.data.image_calibration(&c)
-        })?;
-        let head_name = head_name(args, "the model's classifier");
+        let calibration = || args.data.image_calibration(&c);
         evaluate(
             args,
-            &weights.source,
-            &mut sessions,
-            &data,
-            &settings,
-            head.as_ref(),
-            head_name,
+            prepare(&weights, (data, head), &how, make(), calibration)?,
         )
     }
-}
-
-fn head_name(args: &EvalArgs, own: &str) -> String {
-    args.data
-        .head
-        .as_ref()
-        .map_or(own.to_string(), |p| p.display().to_string())
-}
-
-/// The session evaluated, and a second copy of the model at the reference precision where it
-/// stores differently.
-fn sessions<W: zeroprune::model::family::Weights>(
-    gpu: &zeroprune::gpu::GpuContext,
-    weights: &W,
-    model: &ModelArgs,
-    reference: Option<Precision>,
-) -> Result<Vec<Session<W::Family>>> {
-    let mut sessions = vec![Session::with_precision(gpu, weights, model.precision)?];
-    if let Some(p) = reference {
-        if p.storage(gpu, sessions[0].kernel_choice())? != sessions[0].storage() {
-            sessions.push(Session::with_precision(gpu, weights, p)?);
-        }
-    }
-    Ok(sessions)
 }
 
 /// Dense (on the reference session where there is one), then the pruned setting asked for.
@@ -226,34 +185,22 @@ fn settings(
     }
 }
 
-/// Run the settings on `data` and print the report.
-#[allow(clippy::too_many_arguments)]
-fn evaluate<F: Family, S: Source<F>>(
-    args: &EvalArgs,
-    model: &str,
-    sessions: &mut [Session<F>],
-    data: &S,
-    settings: &[Setting],
-    head: Option<&Head>,
-    head_name: String,
-) -> Result<()>
+/// Run the settings on the data and print the report.
+fn evaluate<F: Family, S: Source<F>>(args: &EvalArgs, mut p: Prepared<F, S>) -> Result<()>
 where
     F::Output: Answers,
 {
-    let n = data.len();
-    let batches = data.batches(sessions[0].model(), args.data.batch);
-    let bar = progress(n * settings.len(), &format!("{}s", data.unit().name()));
+    let n = p.data.len();
     let start = Instant::now();
-    let outcomes = run_settings_blocking(
+    let what = format!("{}s", p.data.unit().name());
+    let outcomes = p.run(args.data.batch, &what)?;
+    let Prepared {
+        model,
+        data,
         sessions,
         settings,
-        n,
-        &batches,
-        |items| data.load(items),
-        head,
-        |k| bar.inc(k as u64),
-    )?;
-    bar.finish_and_clear();
+        ..
+    } = p;
     let wall = start.elapsed().as_secs_f64();
     let dense = &outcomes[0];
     let mine = outcomes.last().unwrap_or(dense);
@@ -281,14 +228,17 @@ where
         })
         .collect();
     let report = EvalReport {
-        model: model.to_string(),
         adapter: sessions[0].gpu().describe(),
+        model,
         task: args.data.task,
         batch: args.data.batch,
         storage: sessions[0].storage(),
         reference_storage: sessions[sessions.len() - 1].storage(),
         split: args.data.is_text().then(|| args.data.split().to_string()),
-        head: head_name,
+        head: args.data.head.as_ref().map_or_else(
+            || "the model's classifier".to_string(),
+            |p| p.display().to_string(),
+        ),
         policy: setting.policy(),
         schedule: setting.describe_at(data.fixed_geometry(sessions[0].model()).as_ref()),
         quality,

@@ -8,16 +8,15 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use zeroprune::draw::{line_chart, Series};
-use zeroprune::eval::driver::{run_settings_blocking, Setting};
-use zeroprune::eval::head::Head;
+use zeroprune::eval::driver::Setting;
 use zeroprune::eval::report::{with_unit, Quality, Unit};
 use zeroprune::eval::task::{Answers, Task};
 use zeroprune::model::{Family, TokenGeometry};
 use zeroprune::prune::{Policy, PruneRequest, Pruner};
-use zeroprune::{Error, Result, Session};
+use zeroprune::{Error, Result};
 
-use crate::common::{check_batch, emit, open_gpu, progress};
-use crate::data::{text_model, DataArgs, Source};
+use crate::common::emit;
+use crate::data::{prepare, text_model, DataArgs, Opening, Prepared, SettingsFor, Source};
 use crate::{model_source, ModelArgs};
 
 #[derive(Args)]
@@ -143,37 +142,27 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             return Err(Error::param("--targets", format!("{t} is outside (0, 1]")));
         }
     }
+    let how = Opening {
+        precision: args.model.precision,
+        reference: None,
+        batch: args.data.batch,
+    };
+    let dropped = args.dropped;
+    let targets = &args.targets;
+    let policies_ = &policies;
+    let make = || -> SettingsFor { Box::new(move |g, _| settings(policies_, targets, g, dropped)) };
     if args.data.is_text() {
         let dir = args.model.model.as_deref().ok_or_else(|| {
             Error::param("--model", "a text sweep needs a BERT-family model folder")
         })?;
         let (weights, tokenizer) = text_model(dir)?;
-        let c = weights.config.clone();
-        let data = args.data.texts(&tokenizer, c.max_tokens)?;
+        let data = args.data.texts(&tokenizer, weights.config.max_tokens)?;
         let head = args.data.text_head(&weights, &data)?;
-        let settings = settings(
-            &policies,
-            &args.targets,
-            &c.largest_geometry(),
-            args.dropped,
-        )?;
-        let gpu = open_gpu()?;
-        let mut sessions = vec![Session::with_precision(
-            &gpu,
-            &weights,
-            args.model.precision,
-        )?];
-        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
-            args.data.text_calibration(&tokenizer)
-        })?;
+        let calibration = || args.data.text_calibration(&tokenizer);
         sweep(
             args,
-            &weights.source,
-            &mut sessions,
-            &data,
-            &settings,
+            prepare(&weights, (data, head), &how, make(), calibration)?,
             &policies,
-            head.as_ref(),
         )
     } else {
         if args.dropped.is_some() {
@@ -187,25 +176,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let c = weights.config.clone();
         let data = args.data.images(&c, args.data.task == Task::Embed)?;
         let head = args.data.image_head(&c, &data)?;
-        let settings = settings(&policies, &args.targets, &c.geometry(), None)?;
-        let gpu = open_gpu()?;
-        let mut sessions = vec![Session::with_precision(
-            &gpu,
-            &weights,
-            args.model.precision,
-        )?];
-        check_batch(&sessions[0], args.data.batch)?;
-        let settings = crate::common::calibrated(&mut sessions, settings, args.data.batch, || {
-            args.data.image_calibration(&c)
-        })?;
+        let calibration = || args.data.image_calibration(&c);
         sweep(
             args,
-            &weights.source,
-            &mut sessions,
-            &data,
-            &settings,
+            prepare(&weights, (data, head), &how, make(), calibration)?,
             &policies,
-            head.as_ref(),
         )
     }
 }
@@ -233,32 +208,22 @@ fn settings(
     Ok(settings)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sweep<F: Family, S: Source<F>>(
     args: &SweepArgs,
-    model: &str,
-    sessions: &mut [Session<F>],
-    data: &S,
-    settings: &[Setting],
+    mut p: Prepared<F, S>,
     policies: &[Policy],
-    head: Option<&Head>,
 ) -> Result<()>
 where
     F::Output: Answers,
 {
-    let n = data.len();
-    let batches = data.batches(sessions[0].model(), args.data.batch);
-    let bar = progress(n * settings.len(), "forward passes");
-    let outcomes = run_settings_blocking(
+    let outcomes = p.run(args.data.batch, "forward passes")?;
+    let Prepared {
+        model,
+        data,
         sessions,
         settings,
-        n,
-        &batches,
-        |items| data.load(items),
-        head,
-        |k| bar.inc(k as u64),
-    )?;
-    bar.finish_and_clear();
+        ..
+    } = p;
     let task = args.data.task;
     let geometry = data.fixed_geometry(sessions[0].model());
     let targets =
@@ -278,10 +243,10 @@ where
             quality: Quality::of(o, &outcomes[0], data.labels(), task),
         })
         .collect();
-    plot(args, model, data.unit(), &rows, policies)?;
+    plot(args, &model, data.unit(), &rows, policies)?;
     emit(
         &Report(SweepReport {
-            model: model.to_string(),
+            model,
             adapter: sessions[0].gpu().describe(),
             task,
             batch: args.data.batch,

@@ -181,16 +181,13 @@ impl Encoder {
                 .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), live)?;
             let bias = hook.attention_bias(i);
             let valid = bias.valid.unwrap_or(&a.counts);
-            let fused = k.fused_attention()
-                && !hook.needs_attention_probs(i)
-                && Kernels::attention_fits(d, h);
-            attention_steps(
+            let probs = attention_steps(
                 k,
                 p,
                 &name(""),
                 (&a.qkv, &a.probs, &a.attn),
                 (b, n, d, h),
-                fused,
+                hook.needs_attention_probs(i),
                 AttentionBias {
                     log_size: bias.log_size,
                     valid: Some(valid),
@@ -224,7 +221,7 @@ impl Encoder {
                 heads: h,
                 tokens: &a.y,
                 width: d,
-                probs: (!fused).then_some(&a.probs),
+                probs: probs.then_some(&a.probs),
                 keys: Features::qkv_keys(&a.qkv, n, d),
             };
             n = hook.after_attention(k, p, &state)?;

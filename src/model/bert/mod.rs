@@ -112,6 +112,9 @@ pub struct TextEncoder {
 
 impl super::family::Weights for BertWeights {
     type Family = TextEncoder;
+    fn source(&self) -> &str {
+        &self.source
+    }
     fn upload(&self, gpu: &GpuContext, storage: Elem) -> Result<TextEncoder> {
         Ok(TextEncoder {
             config: self.config.clone(),

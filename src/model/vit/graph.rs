@@ -154,16 +154,13 @@ impl Block {
             live,
         )?;
 
-        let fused = k.fused_attention()
-            && !hook.needs_attention_probs(index)
-            && Kernels::attention_fits(d, h);
-        attention_steps(
+        let probs = attention_steps(
             k,
             p,
             &name(""),
             (&a.qkv, &a.probs, &a.attn),
             (b, n, d, h),
-            fused,
+            hook.needs_attention_probs(index),
             hook.attention_bias(index),
             masked.as_ref().map(|m| &m.counts),
         )?;
@@ -188,7 +185,7 @@ impl Block {
             heads: h,
             tokens: &a.x,
             width: d,
-            probs: (!fused).then_some(&a.probs),
+            probs: probs.then_some(&a.probs),
             keys: Features::qkv_keys(&a.qkv, n, d),
         };
         let n = hook.after_attention(k, p, &state)?;

@@ -51,6 +51,9 @@ impl ItemOutput for ImageOutput {
 
 impl super::family::Weights for ModelWeights {
     type Family = VisionTransformer;
+    fn source(&self) -> &str {
+        &self.source
+    }
     fn upload(&self, gpu: &GpuContext, storage: Elem) -> Result<VisionTransformer> {
         VisionTransformer::upload(gpu, self, storage)
     }
