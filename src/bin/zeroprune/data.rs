@@ -179,6 +179,12 @@ impl DataArgs {
         if self.calibration_limit == 0 {
             return Err(Error::param("--calibration-limit", "must be at least 1"));
         }
+        if self.head.is_some() && self.task == Task::Embed {
+            return Err(Error::param(
+                "--head",
+                "a head classifies: it goes with --task classify, not --task embed",
+            ));
+        }
         if self.images.is_none() && self.texts.is_none() {
             return Err(Error::param(
                 "--images",
@@ -433,6 +439,8 @@ pub struct Prepared<F: Family, S> {
 
 /// How the sessions of an evaluation are opened.
 pub struct Opening {
+    /// Whether `--calibration` was given: an error where no setting calibrates.
+    pub calibration_given: bool,
     pub precision: zeroprune::model::Precision,
     /// The dense reference's precision, where it may differ.
     pub reference: Option<zeroprune::model::Precision>,
@@ -495,6 +503,13 @@ where
     crate::common::check_batch(&sessions[0], batch)?;
     let largest = sessions[0].model().largest_geometry();
     let settings = settings(&largest, sessions.len())?;
+    if how.calibration_given && !zeroprune::eval::driver::needs_calibration(&settings)? {
+        return Err(Error::param(
+            "--calibration",
+            "nothing calibrates here: the threshold policy with --flops does (the other \
+             policies' schedules are set by their FLOPs alone)",
+        ));
+    }
     let settings = crate::common::calibrated(&mut sessions, settings, batch, calibration)?;
     Ok(Prepared {
         model: weights.source().to_string(),

@@ -132,6 +132,7 @@ impl fmt::Display for Report {
 pub fn run(args: &EvalArgs) -> Result<()> {
     args.data.check()?;
     let how = Opening {
+        calibration_given: args.data.calibration.is_some(),
         precision: args.model.precision,
         reference: args.reference_precision,
         batch: args.data.batch,

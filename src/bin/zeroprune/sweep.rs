@@ -143,6 +143,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         }
     }
     let how = Opening {
+        calibration_given: args.data.calibration.is_some(),
         precision: args.model.precision,
         reference: None,
         batch: args.data.batch,
