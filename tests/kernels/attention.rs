@@ -2,9 +2,7 @@
 //! ToMe's log-size bias and masked keys; and the model choosing it only where no hook reads the
 //! attention probabilities.
 
-mod common;
-
-use common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::{attention_source, AttentionBias};
@@ -181,7 +179,7 @@ async fn attention_template_validates_within_webgpu_limits() {
 #[cfg(not(target_arch = "wasm32"))]
 async fn only_blocks_whose_probabilities_are_read_keep_the_unfused_attention() {
     use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
-    let w = zeroprune::ModelWeights::load(&common::fixture("tiny-timm")).unwrap();
+    let w = zeroprune::ModelWeights::load(&crate::common::fixture("tiny-timm")).unwrap();
     let mut s = zeroprune::Session::new(gpu(), &w).unwrap();
     // Session::new measured which attention is faster here; this test is about the fused one.
     let measured = s.kernel_choice();

@@ -2,9 +2,7 @@
 //! against a CPU reference: odd and aligned M/N/K, strided and batched views, every epilogue; and
 //! naga validation of every generated variant within WebGPU's default limits.
 
-mod common;
-
-use common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;

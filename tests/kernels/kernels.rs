@@ -2,14 +2,12 @@
 //! data, through the public launchers of `Kernels`; plus static checks of the shaders with naga
 //! (validation, WebGPU's default workgroup limits, the binding layout the launchers assume).
 
-mod common;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, FAMILIES};
 use zeroprune::gpu::GpuTensor;
 
-use common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run};
 
 /// f32 on the GPU against an f64 reference: the largest error at the written positions, relative to
 /// the largest |reference| value there. f32 rounding (2^-24 per operation) summed over K <= 1000

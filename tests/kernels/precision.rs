@@ -5,9 +5,7 @@
 //! resolves. (The GEMM's f16 forms are in tests/gemm.rs, the whole model against PyTorch and NumPy
 //! in tests/model_reference.rs and tests/real_model.rs.)
 
-mod common;
-
-use common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
@@ -177,7 +175,7 @@ fn an_f16_session_stores_halves_and_agrees_with_f32() {
     let dense = Pruning::dense();
     let a = full.run(&input, &dense).unwrap().logits();
     let b = half.run(&input, &dense).unwrap().logits();
-    let err = common::max_rel_err(&b, &a);
+    let err = crate::common::max_rel_err(&b, &a);
     eprintln!("random DeiT-Tiny, f16 against f32: max relative logit error {err:.2e}");
     assert!(err < 2e-2, "f16 logits differ from f32 by {err}");
     assert!(err > 0.0, "f16 storage changed nothing");
@@ -203,7 +201,7 @@ fn an_f16_session_stores_halves_and_agrees_with_f32() {
         .f32("y")
         .unwrap();
     // The first LayerNorm sees the same input in both (the f16 patch weights aside, close).
-    let err = common::max_rel_err(&normed[..want.len()], &want);
+    let err = crate::common::max_rel_err(&normed[..want.len()], &want);
     assert!(err < 1e-2, "block 0 normed rows differ by {err}");
     // Pruned runs work on f16 storage too, with the same kept counts.
     let pruning = zeroprune::prune::PruneRequest {

@@ -3,8 +3,6 @@
 //! launchers of `Kernels`. The references follow docs/pruning.md (f64 accumulation for floats,
 //! f32 where the document says the comparison itself is in f32); integer outputs must match exactly.
 
-mod common;
-
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -14,7 +12,7 @@ use zeroprune::gpu::kernels::{
 };
 use zeroprune::gpu::GpuTensor;
 
-use common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run};
 
 /// Float outputs: the largest error relative to the largest |reference| value of the output.
 const TOL: f64 = 1e-5;

@@ -3,9 +3,7 @@
 //! against the portable workgroup path, and naga validation of every subgroup form. The portable
 //! path stays the default until the per-adapter measurement picks the other.
 
-mod common;
-
-use common::{gpu, run};
+use crate::common::{gpu, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::{AttentionBias, RowView, FAMILIES};
