@@ -2,11 +2,9 @@
 //! their config files, bare `.safetensors` files whose dimensions come from the tensor shapes, and
 //! f16 / bf16 checkpoints.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{fixture, gpu, max_rel_err, read_tensor};
+use crate::common::{fixture, gpu, max_rel_err, read_tensor};
 use safetensors::tensor::Dtype;
 use tempfile::TempDir;
 use zeroprune::model::Interpolation;
@@ -18,7 +16,7 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 // ------------------------------------------------------------------------------------------------
 // Helpers.
 
-use common::{read_tensors, serialize, Tensors};
+use crate::common::{read_tensors, serialize, Tensors};
 
 fn as_f32(data: &[u8]) -> Vec<f32> {
     data.chunks_exact(4)

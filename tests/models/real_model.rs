@@ -1,9 +1,7 @@
 //! The real DeiT-Tiny from `../shared/models` on real ImageNet images from `../shared/data`, against the
 //! independent NumPy forward pass in `tests/reference/numpy_deit.py` (fixtures in tests/fixtures).
 
-mod common;
-
-use common::{fixture, gpu, max_rel_err, read_tensor, shared};
+use crate::common::{fixture, gpu, max_rel_err, read_tensor, shared};
 use zeroprune::prune::Pruning;
 use zeroprune::{preprocess, ModelWeights, Session};
 

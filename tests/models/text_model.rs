@@ -3,11 +3,9 @@
 //! classifier's logits, for padded batches of texts of different lengths: the tiny BERTs and
 //! all-MiniLM-L6-v2 on real sentences.
 
-mod common;
-
 use std::path::Path;
 
-use common::{fixture, gpu, read_tensor, shared, text_sentences};
+use crate::common::{fixture, gpu, read_tensor, shared, text_sentences};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::Pruner;
 use zeroprune::text::{Encoded, TextTokenizer};

@@ -3,11 +3,9 @@
 //! tokenisation against the reference ids (`tests/reference/numpy_bert.py`, Python `tokenizers`).
 //! Bad text input gets errors naming the file, tensor or text.
 
-mod common;
-
 use std::path::Path;
 
-use common::{assert_mentions, fixture, read_tensor_i32, shared, text_sentences, with_json};
+use crate::common::{assert_mentions, fixture, read_tensor_i32, shared, text_sentences, with_json};
 use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::text::TextTokenizer;
 
@@ -451,7 +449,7 @@ fn labels_that_do_not_match_the_classifier_are_refused() {
 
 /// A head file's bytes: `weight [shape]` and `bias [shape]` as f32, plus `extra` tensors.
 fn head_bytes(weight: (&[usize], f32), bias: (&[usize], f32), extra: &[&str]) -> Vec<u8> {
-    let mut t = common::Tensors::new();
+    let mut t = crate::common::Tensors::new();
     let mut put = |name: &str, (shape, v): (&[usize], f32)| {
         let n = shape.iter().product::<usize>();
         let values = (0..n).map(|i| if i == n / 2 { v } else { 0.01 });
@@ -460,7 +458,7 @@ fn head_bytes(weight: (&[usize], f32), bias: (&[usize], f32), extra: &[&str]) ->
             (
                 safetensors::Dtype::F32,
                 shape.to_vec(),
-                common::f32_bytes(values),
+                crate::common::f32_bytes(values),
             ),
         );
     };
@@ -469,7 +467,7 @@ fn head_bytes(weight: (&[usize], f32), bias: (&[usize], f32), extra: &[&str]) ->
     for e in extra {
         put(e, (&[1], 0.0));
     }
-    common::serialize(&t)
+    crate::common::serialize(&t)
 }
 
 #[test]
@@ -662,7 +660,7 @@ fn a_run_checks_its_batch_and_calibration_needs_texts() {
     let w = BertWeights::load(&dir).unwrap();
     let t = tokenizer(&dir, &w);
     let enc = t.encode(&["a fine film", "dull"]).unwrap();
-    let mut s = TextSession::new(common::gpu(), &w).unwrap();
+    let mut s = TextSession::new(crate::common::gpu(), &w).unwrap();
     for (batch, shown) in [(0, "at least 1"), (1 << 40, "over the limit of 4096")] {
         let e = s
             .run_all(&enc, Run::new(&Pruner::dense()), batch, |_| {})
@@ -722,7 +720,7 @@ fn a_text_too_short_to_reach_a_flops_target_runs_dense() {
         assert!(s.is_dense(), "{policy} at 2 tokens: {s:?}");
         p.schedule(&w.config.geometry(3)).expect(policy);
         let enc = tokenizer(&dir, &w).encode(&["a"]).unwrap();
-        let mut s = TextSession::new(common::gpu(), &w).unwrap();
+        let mut s = TextSession::new(crate::common::gpu(), &w).unwrap();
         let out = s.run(&enc, Run::new(&p)).expect(policy).items;
         assert_eq!(out[0].tokens, 3);
     }

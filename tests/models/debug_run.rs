@@ -3,9 +3,7 @@
 //! match the independent NumPy pass of `tests/reference/trace_deit.py`, and a pruning step's
 //! importance scores match the PyTorch pruning reference; its logits equal the normal run's.
 
-mod common;
-
-use common::{fixture, gpu, max_rel_err, read_tensor, shared};
+use crate::common::{fixture, gpu, max_rel_err, read_tensor, shared};
 use zeroprune::gpu::{KernelChoice, StepOutput};
 use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::{Mode, ModelWeights, Run, Session};

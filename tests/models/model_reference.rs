@@ -1,9 +1,7 @@
 //! The whole model against PyTorch references (timm and Hugging Face transformers) on tiny random
 //! models: `tests/reference/make_fixtures.py` wrote the weights, inputs and logits.
 
-mod common;
-
-use common::{fixture, gpu, max_rel_err, read_tensor};
+use crate::common::{fixture, gpu, max_rel_err, read_tensor};
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::model::Precision;
 use zeroprune::prune::Pruning;
