@@ -2,9 +2,7 @@
 //! changes nothing, the kept lists are sorted, distinct, inside the grid and of the scheduled size,
 //! and a schedule's FLOPs shrink as it keeps fewer tokens.
 
-mod common;
-
-use common::{fixture, gpu, max_rel_err, read_tensor};
+use crate::common::{fixture, gpu, max_rel_err, read_tensor};
 use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::{ModelWeights, Session};
 

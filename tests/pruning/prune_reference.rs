@@ -4,11 +4,9 @@
 //! The real DeiT-Tiny cases run on the reference's own PIL-preprocessed tensor of their first image
 //! (`tests/fixtures/deit-tiny-numpy-first8.safetensors`, `input0`), so they must match exactly too.
 
-mod common;
-
 use std::path::Path;
 
-use common::{gpu, max_rel_err, read_tensor, repo};
+use crate::common::{gpu, max_rel_err, read_tensor, repo};
 use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::{ModelWeights, Session};
 
@@ -159,7 +157,7 @@ fn tiny_models_keep_exactly_the_reference_tokens() {
 #[test]
 fn deit_tiny_keeps_the_reference_tokens_on_real_images() {
     let cases: Vec<Case> = cases().into_iter().filter(|c| c.images.is_some()).collect();
-    if !common::shared().join("models").exists() {
+    if !crate::common::shared().join("models").exists() {
         eprintln!("../shared is absent: skipping the real-model cases");
         return;
     }

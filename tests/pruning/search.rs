@@ -3,9 +3,7 @@
 //! score instead of images, the same candidates in the same order, with the same costs, and the
 //! same winner; every candidate fits the budget and the policy's limits.
 
-mod common;
-
-use common::fixture;
+use crate::common::fixture;
 use zeroprune::prune::search::{flops_ratio, Score, Space};
 use zeroprune::prune::{Policy, PruneRequest, Pruning};
 use zeroprune::ModelWeights;

@@ -4,9 +4,7 @@
 //! step, and gives the same embeddings and FLOPs. The tiny cases use a 4-layer random BERT; the
 //! `minilm` cases the real all-MiniLM-L6-v2 from `../shared`.
 
-mod common;
-
-use common::{gpu, read_tensor, read_tensor_i32, repo};
+use crate::common::{gpu, read_tensor, read_tensor_i32, repo};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
 use zeroprune::prune::Pruner;

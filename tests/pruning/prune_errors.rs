@@ -1,9 +1,7 @@
 //! Bad pruning input: every mistake is a clear `InvalidParam` naming the parameter at fault, never a
 //! panic, checked before any GPU work.
 
-mod common;
-
-use common::fixture;
+use crate::common::fixture;
 use zeroprune::model::TokenGeometry;
 use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::{Error, ModelWeights};

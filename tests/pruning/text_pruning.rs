@@ -2,9 +2,7 @@
 //! beside it, per-layer thresholds from a file, FLOPs targets (keep rates per length, thresholds
 //! by calibration), and the requests text refuses.
 
-mod common;
-
-use common::{fixture, gpu};
+use crate::common::{fixture, gpu};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
 use zeroprune::prune::Pruner;
@@ -24,8 +22,9 @@ fn model() -> (BertWeights, TextTokenizer) {
 }
 
 fn texts() -> Vec<String> {
-    let text = std::fs::read_to_string(common::repo().join("tests/fixtures/text/prune-texts.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::repo().join("tests/fixtures/text/prune-texts.json"))
+            .unwrap();
     let all: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
     all["tiny"].clone()
 }
