@@ -4,9 +4,7 @@
 //! Broken models are made on the fly from the tiny fixtures (`tests/fixtures/tiny-*`) in temporary
 //! folders: a tensor dropped, reshaped, retyped or added, or a config field changed.
 
-mod common;
-
-use common::{fixture, gpu};
+use crate::common::{fixture, gpu};
 use safetensors::tensor::Dtype;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -17,7 +15,7 @@ use zeroprune::{Error, ModelWeights, Session};
 // ------------------------------------------------------------------------------------------------
 // Helpers: tensors as a name -> (dtype, shape, bytes) map, model folders in temporary directories.
 
-use common::{
+use crate::common::{
     assert_mentions, broken_model, f32_bytes, file_with, load_err, serialize, with_json, with_text,
     Tensors,
 };

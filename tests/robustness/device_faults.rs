@@ -2,12 +2,10 @@
 //! gives an error (never a hang, an abort or a panic), and a session made afterwards works.
 //! Every test opens its own device, since it breaks it.
 
-mod common;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::fixture;
+use crate::common::fixture;
 use zeroprune::gpu::kernels::{Gemm, MatView};
 use zeroprune::gpu::{AdapterChoice, GpuContext, GpuTensor, Kernels, Program};
 use zeroprune::prune::Pruning;

@@ -2,7 +2,7 @@
 //! answer or an error, never a panic. The inputs live in `tests/fixtures/fuzz/TARGET/`, one file
 //! each, named for what they found. The targets themselves are `fuzz/targets.rs`.
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod targets;
 
 use std::path::Path;

@@ -3,9 +3,7 @@
 //! and what it names. (Bad arguments of the command line are in tests/cli.rs; device faults in
 //! tests/device_faults.rs.)
 
-mod common;
-
-use common::{
+use crate::common::{
     assert_mentions, broken_model, f32_bytes, file_with, fixture, gpu, load_err, with_json,
 };
 use serde_json::json;
@@ -354,7 +352,7 @@ fn config_values_of_the_wrong_type_or_sign_name_the_field() {
 /// 8x8 patches, 10 classes): a folder with its `model.safetensors` and `config.json`.
 fn deep_vit(depth: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let d = 8;
-    let mut t = common::Tensors::new();
+    let mut t = crate::common::Tensors::new();
     let mut put = |name: String, shape: Vec<usize>, value: f32| {
         let n = shape.iter().product::<usize>();
         let bytes = f32_bytes((0..n).map(|i| value * (1.0 + (i % 7) as f32 / 7.0)));
@@ -383,7 +381,7 @@ fn deep_vit(depth: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     put("norm.bias".into(), vec![d], 0.0);
     put("head.weight".into(), vec![10, d], 0.02);
     put("head.bias".into(), vec![10], 0.0);
-    let (dir, path) = file_with(&common::serialize(&t), "model.safetensors");
+    let (dir, path) = file_with(&crate::common::serialize(&t), "model.safetensors");
     let config = json!({
         "architecture": "vit_deep",
         "num_classes": 10,
