@@ -1,11 +1,9 @@
 //! The `zeroprune` binary end to end, on a tiny fixture model and on generated images.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::fixture;
+use crate::common::fixture;
 
 fn zeroprune() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));

@@ -4,13 +4,11 @@
 //! deliberately slow candidate, each of whose cached choice is timed against the quiet one and
 //! the default.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{fixture, gpu};
+use crate::common::{fixture, gpu};
 use zeroprune::gpu::kernels::{Gemm, MatView};
 use zeroprune::gpu::tune::{
     decide, decide_confirmed, CandidateTiming, Decision, TuneHooks, TuneReport, SLOW_RUNS,

@@ -1,11 +1,9 @@
 //! `zeroprune embed` and `zeroprune similarity` end to end on the tiny sentence-transformers
 //! fixture: the JSON fields, input order, the cut warning, and bad text input.
 
-mod common;
-
 use std::process::Command;
 
-use common::{fixture, read_tensor, text_sentences};
+use crate::common::{fixture, read_tensor, text_sentences};
 
 fn zeroprune() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
@@ -114,7 +112,7 @@ fn bad_text_input_names_the_culprit() {
     let err = run(&["embed".as_ref(), "--model".as_ref(), model.as_os_str()]);
     assert!(err.contains("--file"), "{err}");
     // A folder without tokenizer.json.
-    let copy = common::with_json("tiny-bert", "config.json", |_| {});
+    let copy = crate::common::with_json("tiny-bert", "config.json", |_| {});
     let err = run(&[
         "embed".as_ref(),
         "--model".as_ref(),

@@ -1,11 +1,9 @@
 //! `zeroprune bench` end to end on a tiny fixture model: dense and pruned in one run, the JSON
 //! fields the issue names, the per-kernel breakdown, and `--kernels`.
 
-mod common;
-
 use std::process::Command;
 
-use common::fixture;
+use crate::common::fixture;
 
 fn zeroprune() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));

@@ -1,12 +1,10 @@
 //! The kernel choice cached on disk: the first process measures and writes it, later ones read
 //! it, `--retune` measures again, and a bad or unwritable cache never fails a command.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::fixture;
+use crate::common::fixture;
 
 fn zeroprune(cache: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
