@@ -1,9 +1,13 @@
-//! Shared helpers for the integration tests: one GPU device per test binary, fixtures, comparisons.
+//! Shared helpers for the integration tests: one GPU device per test binary, GPU buffers and
+//! seeded data, fixtures, comparisons, broken models. Each test binary (`tests/NAME/main.rs`)
+//! declares it with `#[path = "../common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use zeroprune::gpu::{AdapterChoice, GpuContext, Kernels, Program, Step};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use zeroprune::gpu::{AdapterChoice, GpuContext, GpuTensor, Kernels, Program, Step};
 
 /// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`; the page's
 /// WebGPU adapter in the browser, opened by [`init`]).
@@ -95,6 +99,36 @@ pub fn run(steps: impl IntoIterator<Item = Step>) {
     program.encode(&mut encoder);
     g.queue.submit([encoder.finish()]);
     g.check().expect("GPU error");
+}
+
+/// An f32 buffer on the shared device holding `data`.
+pub fn upload(data: &[f32]) -> GpuTensor {
+    GpuTensor::from_slice(gpu(), "test input", data)
+}
+
+/// A u32 buffer on the shared device holding `data`.
+pub fn upload_u32(data: &[u32]) -> GpuTensor {
+    GpuTensor::from_slice(gpu(), "test input", data)
+}
+
+/// Read an f32 buffer back.
+pub async fn read(t: &GpuTensor) -> Vec<f32> {
+    t.read::<f32>(gpu()).await.expect("readback")
+}
+
+/// Read a u32 buffer back.
+pub async fn read_u32(t: &GpuTensor) -> Vec<u32> {
+    t.read::<u32>(gpu()).await.expect("readback")
+}
+
+/// The seeded generator of the random test data (no OS randomness: the browser build has none).
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` values uniform in `[lo, hi)`.
+pub fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
 pub fn repo() -> PathBuf {

@@ -2,19 +2,13 @@
 //! ToMe's log-size bias and masked keys; and the model choosing it only where no hook reads the
 //! attention probabilities.
 
-use crate::common::{gpu, kernels, run};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::common::gpu;
+use crate::common::{kernels, read, run, upload, upload_u32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::{attention_source, AttentionBias};
-use zeroprune::gpu::{GpuTensor, Kernels};
-
-fn upload<T: bytemuck::Pod>(data: &[T]) -> GpuTensor {
-    GpuTensor::from_slice(gpu(), "test input", data)
-}
-
-async fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read::<f32>(gpu()).await.expect("readback")
-}
+use zeroprune::gpu::Kernels;
 
 /// `out[b, i, h*dh..]` of softmax(Q K^T * scale + log size) V over the first `valid[b]` keys.
 #[allow(clippy::too_many_arguments)]
@@ -71,7 +65,7 @@ async fn case(
         .collect();
     let sizes: Vec<f32> = (0..b * n).map(|_| r.random_range(1.0..4.0)).collect();
     let valid: Vec<u32> = (0..b).map(|_| r.random_range(1..=n as u32)).collect();
-    let (qt, st, vt) = (upload(&qkv), upload(&sizes), upload(&valid));
+    let (qt, st, vt) = (upload(&qkv), upload(&sizes), upload_u32(&valid));
     let out = upload(&vec![7.0f32; b * n * d]);
     let scale = 1.0 / ((d / h) as f32).sqrt();
     let bias = AttentionBias {

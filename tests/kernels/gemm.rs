@@ -2,7 +2,7 @@
 //! against a CPU reference: odd and aligned M/N/K, strided and batched views, every epilogue; and
 //! naga validation of every generated variant within WebGPU's default limits.
 
-use crate::common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, run, upload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
@@ -10,10 +10,6 @@ use zeroprune::gpu::kernels::{
     gemm_rb_source, gemm_tiled_source, Gemm, GemmKernel, LiveRows, MatView,
 };
 use zeroprune::gpu::GpuTensor;
-
-fn upload(data: &[f32]) -> GpuTensor {
-    GpuTensor::from_slice(gpu(), "test input", data)
-}
 
 fn erf(x: f64) -> f64 {
     // Abramowitz & Stegun 7.1.26 is what the shader uses; the reference uses a series accurate to 1e-15.

@@ -2,12 +2,10 @@
 //! data, through the public launchers of `Kernels`; plus static checks of the shaders with naga
 //! (validation, WebGPU's default workgroup limits, the binding layout the launchers assume).
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, FAMILIES};
 use zeroprune::gpu::GpuTensor;
 
-use crate::common::{gpu, kernels, run};
+use crate::common::{gpu, kernels, read, rng, run, uniform, upload};
 
 /// f32 on the GPU against an f64 reference: the largest error at the written positions, relative to
 /// the largest |reference| value there. f32 rounding (2^-24 per operation) summed over K <= 1000
@@ -20,23 +18,6 @@ const SUM_TOL: f64 = 1e-5;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-fn upload(data: &[f32]) -> GpuTensor {
-    GpuTensor::from_slice(gpu(), "test input", data)
-}
-
-async fn read(t: &GpuTensor) -> Vec<f32> {
-    t.read::<f32>(gpu()).await.expect("readback")
-}
-
-fn rng(seed: u64) -> StdRng {
-    StdRng::seed_from_u64(seed)
-}
-
-/// `n` values uniform in `[lo, hi)`.
-fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(lo..hi)).collect()
-}
 
 /// A reference result: the expected buffer (the initial contents where nothing is written) and which
 /// positions the kernel writes.

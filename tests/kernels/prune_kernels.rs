@@ -5,14 +5,14 @@
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use zeroprune::gpu::kernels::AttentionBias;
 use zeroprune::gpu::kernels::{
     Features, HeadCombine, MatchSplit, RoleSplit, TokenShape, MAX_TOKENS as MAX_PRUNE_TOKENS,
 };
 use zeroprune::gpu::GpuTensor;
 
-use crate::common::{gpu, kernels, run};
+use crate::common::{kernels, read, read_u32, rng, run, uniform, upload, upload_u32};
 
 /// Float outputs: the largest error relative to the largest |reference| value of the output.
 const TOL: f64 = 1e-5;
@@ -31,34 +31,14 @@ const BAND: (f32, f32) = (0.01, 0.7);
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-fn up_f32(data: &[f32]) -> GpuTensor {
-    GpuTensor::from_slice(gpu(), "f32 input", data)
-}
-
-fn up_u32(data: &[u32]) -> GpuTensor {
-    GpuTensor::from_slice(gpu(), "u32 input", data)
-}
-
 /// An output buffer of `len` f32 sentinels.
 fn out_f32(len: usize) -> GpuTensor {
-    up_f32(&vec![SENTINEL_F32; len])
+    upload(&vec![SENTINEL_F32; len])
 }
 
 /// An output buffer of `len` u32 sentinels.
 fn out_u32(len: usize) -> GpuTensor {
-    up_u32(&vec![SENTINEL_U32; len])
-}
-
-async fn read_f32(t: &GpuTensor) -> Vec<f32> {
-    t.read::<f32>(gpu()).await.expect("readback")
-}
-
-async fn read_u32(t: &GpuTensor) -> Vec<u32> {
-    t.read::<u32>(gpu()).await.expect("readback")
-}
-
-fn rng(seed: u64) -> StdRng {
-    StdRng::seed_from_u64(seed)
+    upload_u32(&vec![SENTINEL_U32; len])
 }
 
 fn shape(batch: usize, n: usize, heads: usize, prefix: usize) -> TokenShape {
@@ -68,10 +48,6 @@ fn shape(batch: usize, n: usize, heads: usize, prefix: usize) -> TokenShape {
         heads,
         prefix,
     }
-}
-
-fn uniform(r: &mut StdRng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..len).map(|_| r.random_range(lo..hi)).collect()
 }
 
 /// An expected float: bit-exact (special values, zeros) or close to an f64 reference.
@@ -191,13 +167,13 @@ fn received_ref(p: &[f32], s: TokenShape, counts: Option<&[u32]>) -> Vec<Want> {
 async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
     let mut r = rng(seed);
     let p = attention(&mut r, s.batch * s.heads, s.n, 3.0, 2.0);
-    let probs = up_f32(&p);
-    let valid = counts.map(up_u32);
+    let probs = upload(&p);
+    let valid = counts.map(upload_u32);
     let score = out_f32(s.batch * s.n);
     run([kernels()
         .received_attention("received", s, &probs, valid.as_ref(), &score)
         .unwrap()]);
-    let got = read_f32(&score).await;
+    let got = read(&score).await;
     let what = format!(
         "received_attention B{} n{} H{} counts {counts:?}",
         s.batch, s.n, s.heads
@@ -251,11 +227,11 @@ async fn cls_attention_matches_cpu() {
     ] {
         let mut r = rng(seed);
         let p = attention(&mut r, s.batch * s.heads, s.n, 3.0, 2.0);
-        let probs = up_f32(&p);
+        let probs = upload(&p);
         let score = out_f32(s.batch * s.n);
         run([kernels().cls_attention("cls", s, &probs, &score).unwrap()]);
         let what = format!("cls_attention B{} n{} H{}", s.batch, s.n, s.heads);
-        check(&what, &read_f32(&score).await, &cls_ref(&p, s), TOL);
+        check(&what, &read(&score).await, &cls_ref(&p, s), TOL);
     }
 }
 
@@ -303,7 +279,7 @@ async fn random_score_is_the_documented_pcg_hash() {
     per_image[5] = u32::MAX;
     per_image[6] = r.random();
     let orig: Vec<u32> = (0..batch).flat_map(|_| per_image.clone()).collect();
-    let orig_t = up_u32(&orig);
+    let orig_t = upload_u32(&orig);
     let cases: [(u32, u32); 6] = [
         (0, 0),
         (1, 0),
@@ -321,7 +297,7 @@ async fn random_score_is_the_documented_pcg_hash() {
     }));
     let mut got: Vec<Vec<f32>> = Vec::new();
     for out in &outs {
-        got.push(read_f32(out).await);
+        got.push(read(out).await);
     }
     for (&(seed, step), g) in cases.iter().zip(&got) {
         let want = random_ref(&orig, batch, n, seed, step);
@@ -453,11 +429,11 @@ async fn wpr_gpu(
 ) -> Vec<f32> {
     let out = out_f32(s.batch * s.heads * s.n);
     // NaN scratch: a value the kernel reads without writing it first poisons the scores.
-    let matrix = up_f32(&vec![f32::NAN; zeroprune::gpu::Kernels::wpr_matrix_len(s)]);
+    let matrix = upload(&vec![f32::NAN; zeroprune::gpu::Kernels::wpr_matrix_len(s)]);
     run([kernels()
         .wpr("wpr", s, probs, alive, &out, &matrix, iters, eps)
         .unwrap()]);
-    read_f32(&out).await
+    read(&out).await
 }
 
 /// GPU against CPU, plus: exact zeros off `S`, and each (image, head) sums to 1 over `S`.
@@ -557,7 +533,7 @@ async fn wpr_matches_cpu_pagerank() {
         let mut r = rng(seed);
         let p = attention(&mut r, s.batch * s.heads, s.n, 2.0, 5.0);
         let alive = alive_flags(&mut r, s.n, s.prefix, &frac);
-        let (probs, alive_t) = (up_f32(&p), up_u32(&alive));
+        let (probs, alive_t) = (upload(&p), upload_u32(&alive));
         let tag = format!("wpr B{} n{} H{}", s.batch, s.n, s.heads);
 
         // eps = 0 never stops early: exactly T iterations. T = 1, 3, 10, 30 must all differ.
@@ -595,7 +571,7 @@ async fn wpr_at_the_token_limit() {
     let mut r = rng(205);
     let p = attention(&mut r, s.batch * s.heads, s.n, 2.0, 5.0);
     let alive = alive_flags(&mut r, s.n, s.prefix, &[0.8]);
-    let (probs, alive_t) = (up_f32(&p), up_u32(&alive));
+    let (probs, alive_t) = (upload(&p), upload_u32(&alive));
     for (iters, eps) in [(3, 0.0), (30, 1e-6)] {
         let got = wpr_gpu(s, &probs, &alive_t, iters, eps).await;
         let what = format!("wpr n1024 T={iters} eps={eps}");
@@ -608,7 +584,7 @@ async fn wpr_early_stop() {
     let mut r = rng(210);
     let p = attention(&mut r, s.batch * s.heads, s.n, 2.0, 5.0);
     let alive = alive_flags(&mut r, s.n, s.prefix, &[1.0, 0.5, 0.8]);
-    let (probs, alive_t) = (up_f32(&p), up_u32(&alive));
+    let (probs, alive_t) = (upload(&p), upload_u32(&alive));
 
     // A huge eps: exactly one iteration, the mean of the renormalised rows.
     let one = column_mean_ref(&p, &alive, s);
@@ -715,12 +691,12 @@ async fn combine_gpu(
     how: HeadCombine,
     band: (f32, f32),
 ) -> Vec<f32> {
-    let (heads_t, alive_t) = (up_f32(hs), up_u32(alive));
+    let (heads_t, alive_t) = (upload(hs), upload_u32(alive));
     let score = out_f32(s.batch * s.n);
     run([kernels()
         .combine_heads("combine", s, &heads_t, &alive_t, &score, how, band)
         .unwrap()]);
-    read_f32(&score).await
+    read(&score).await
 }
 
 async fn combine_heads_mean_and_rms() {
@@ -1004,7 +980,7 @@ async fn run_match(
     run([kernels()
         .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
         .unwrap()]);
-    (read_f32(&keep).await, read_u32(&dst).await)
+    (read(&keep).await, read_u32(&dst).await)
 }
 
 async fn head_mean_keys_and_parity_match() {
@@ -1038,7 +1014,7 @@ async fn head_mean_keys_and_parity_match() {
                 duplicate_key(&mut qkv, n, dim, b, d1, &[(p + 6, 0.0)]);
             }
         }
-        let qkv_t = up_f32(&qkv);
+        let qkv_t = upload(&qkv);
         let dh = Features::vec4_width(dim / s.heads);
         let metric = out_f32(s.batch * n * dh);
         // The keys are the middle third of each [B, n, 3D] qkv row.
@@ -1052,7 +1028,7 @@ async fn head_mean_keys_and_parity_match() {
         run([kernels()
             .head_mean_keys("metric", s, keys, &metric)
             .unwrap()]);
-        let got_metric = read_f32(&metric).await;
+        let got_metric = read(&metric).await;
         let what = format!("head_mean_keys B{} n{n} D{dim} H{}", s.batch, s.heads);
         check(&what, &got_metric, &head_mean_ref(&qkv, s, dim), TOL);
 
@@ -1108,7 +1084,7 @@ async fn head_mean_keys_and_parity_match() {
                     buf[at..at + dh].copy_from_slice(lay.row(&got_metric, b, t));
                 }
             }
-            let (keep2, dst2) = run_match(s, &up_f32(&buf), padded, MatchSplit::Parity, None).await;
+            let (keep2, dst2) = run_match(s, &upload(&buf), padded, MatchSplit::Parity, None).await;
             check(
                 &format!("{what} padded layout {off}"),
                 &keep2,
@@ -1147,7 +1123,7 @@ async fn best_match_flags_on_full_keys() {
                 &[(n - 1, 1.0), (p, 1.0), (p + 2, 3.0)],
             );
         }
-        let (qkv_t, flags_t) = (up_f32(&qkv), up_u32(&flags));
+        let (qkv_t, flags_t) = (upload(&qkv), upload_u32(&flags));
         let lay = Lay {
             width: dim,
             off: dim,
@@ -1205,7 +1181,7 @@ async fn best_match_by_roles() {
             2 => Role::Dest,
             _ => Role::Neither,
         };
-        let (feat_t, roles_t) = (up_f32(&feat), up_u32(&roles));
+        let (feat_t, roles_t) = (upload(&feat), upload_u32(&roles));
         let (keep, dst) = run_match(s, &feat_t, lay, MatchSplit::Roles, Some(&roles_t)).await;
         let (want_keep, want_dst) = match_ref(&feat, lay, s, &role);
         let what = format!("best_match roles B{} n{n} D{dim}", s.batch);
@@ -1266,7 +1242,7 @@ async fn energy_matches_cpu() {
             img_stride: n * 2 * dim,
         };
         let out = out_f32(s.batch * n);
-        let feat_t = up_f32(&feat);
+        let feat_t = upload(&feat);
         let (feat_t, run_lay) = if lay.on(&feat_t).is_vec4() {
             (feat_t, lay)
         } else {
@@ -1283,7 +1259,7 @@ async fn energy_matches_cpu() {
         let what = format!("energy B{} n{n} D{dim} margin {margin}", s.batch);
         check(
             &what,
-            &read_f32(&out).await,
+            &read(&out).await,
             &energy_ref(&feat, lay, s, margin as f64, 1.0),
             TOL,
         );
@@ -1343,7 +1319,7 @@ async fn select_topk_matches_cpu_sort() {
             for prefix in [1, 2].into_iter().filter(|&p| p <= n) {
                 let s = shape(batch, n, 1, prefix);
                 let score = tied_scores(&mut r, batch * n);
-                let score_t = up_f32(&score);
+                let score_t = upload(&score);
                 let mut keeps = vec![prefix, prefix + 1, (n + prefix) / 2, n.saturating_sub(1), n];
                 keeps.retain(|&k| k >= prefix && k <= n);
                 keeps.sort_unstable();
@@ -1431,7 +1407,7 @@ async fn split_roles_matches_cpu() {
                 ] {
                     let roles = out_u32(batch * n);
                     run([kernels()
-                        .split_roles("roles", s, &up_f32(&score), &roles, split, count)
+                        .split_roles("roles", s, &upload(&score), &roles, split, count)
                         .unwrap()]);
                     let what = format!(
                         "split_roles {split:?} B{batch} n{n} prefix {prefix} count {count}"
@@ -1532,8 +1508,8 @@ async fn select_threshold_matches_cpu() {
         let mut r = rng(*seed);
         for theta in [1.0f32, 0.5, 2.0, 1e30] {
             let (score, best) = threshold_scores(&mut r, *s, counts.as_deref(), theta);
-            let score_t = up_f32(&score);
-            let valid = counts.as_deref().map(up_u32);
+            let score_t = upload(&score);
+            let valid = counts.as_deref().map(upload_u32);
             let flags = out_u32(s.batch * s.n);
             steps.push(
                 kernels()
@@ -1638,7 +1614,7 @@ async fn compact_and_gather_rows() {
             Out::Fewer => (max_count * 3 / 4).max(1),
         };
         let x = uniform(&mut r, batch * n_in * d, -5.0, 5.0);
-        let (flags_t, orig_t, x_t) = (up_u32(&flags), up_u32(&orig), up_f32(&x));
+        let (flags_t, orig_t, x_t) = (upload_u32(&flags), upload_u32(&orig), upload(&x));
         let (src, orig_out, count) = (
             out_u32(batch * n_out),
             out_u32(batch * n_out),
@@ -1695,7 +1671,7 @@ async fn compact_and_gather_rows() {
         }
         check(
             &format!("gather_rows B{batch} {n_in}->{n_out} d{d}"),
-            &read_f32(&gathered).await,
+            &read(&gathered).await,
             &want,
             0.0,
         );
@@ -1707,11 +1683,11 @@ async fn copy_kernel() {
     for len in [0usize, 1, 255, 256, 1000, 70_000] {
         let src = uniform(&mut r, len + 9, -3.0, 3.0);
         let dst = out_f32(len + 300);
-        run([kernels().copy("copy", &up_f32(&src), &dst, len).unwrap()]);
+        run([kernels().copy("copy", &upload(&src), &dst, len).unwrap()]);
         let want: Vec<Want> = (0..len + 300)
             .map(|i| Want::Exact(if i < len { src[i] } else { SENTINEL_F32 }))
             .collect();
-        check(&format!("copy {len}"), &read_f32(&dst).await, &want, 0.0);
+        check(&format!("copy {len}"), &read(&dst).await, &want, 0.0);
     }
 }
 
@@ -1812,11 +1788,11 @@ async fn tome_merge_matches_cpu() {
             .map(|_| r.random_range(1..5) as f32)
             .collect();
         let (x_t, src_t, flags_t, dst_t, size_t) = (
-            up_f32(&x),
-            up_u32(&plan.src),
-            up_u32(&plan.flags),
-            up_u32(&plan.dst),
-            up_f32(&sizes),
+            upload(&x),
+            upload_u32(&plan.src),
+            upload_u32(&plan.flags),
+            upload_u32(&plan.dst),
+            upload(&sizes),
         );
         let out = out_f32(s.batch * plan.n_out * d);
         let size_out = out_f32(s.batch * plan.n_out);
@@ -1835,8 +1811,8 @@ async fn tome_merge_matches_cpu() {
             .unwrap()]);
         let (want, want_size) = merge_ref(&x, &sizes, &plan, s, d);
         let what = format!("tome_merge B{} n{} -> {} d{d}", s.batch, s.n, plan.n_out);
-        check(&what, &read_f32(&out).await, &want, TOL);
-        let got_size = read_f32(&size_out).await;
+        check(&what, &read(&out).await, &want, TOL);
+        let got_size = read(&size_out).await;
         for (row, w) in want_size.iter().enumerate() {
             if let Some(w) = w {
                 assert_eq!(got_size[row], *w, "{what}: size of output row {row}");
@@ -1907,14 +1883,14 @@ async fn softmax_biased_log_size_and_mask() {
                 }
             })
             .collect();
-        let (sizes_t, counts_t) = (up_f32(&sizes), up_u32(&counts));
+        let (sizes_t, counts_t) = (upload(&sizes), upload_u32(&counts));
         let variants: [SoftmaxVariant; 4] = [
             ("plain", None, None),
             ("log_size", Some(&sizes), None),
             ("masked", None, Some(&counts)),
             ("log_size+masked", Some(&sizes), Some(&counts)),
         ];
-        let bufs: Vec<GpuTensor> = variants.iter().map(|_| up_f32(&x)).collect();
+        let bufs: Vec<GpuTensor> = variants.iter().map(|_| upload(&x)).collect();
         run(variants.iter().zip(&bufs).map(|((_, sz, c), t)| {
             let bias = AttentionBias {
                 log_size: sz.map(|_| &sizes_t),
@@ -1925,7 +1901,7 @@ async fn softmax_biased_log_size_and_mask() {
                 .unwrap()
         }));
         for ((name, sz, c), t) in variants.iter().zip(&bufs) {
-            let got = read_f32(t).await;
+            let got = read(t).await;
             let what = format!(
                 "softmax {name} B{} H{} n{} counts {counts:?}",
                 s.batch, s.heads, s.n
@@ -1948,13 +1924,13 @@ async fn softmax_biased_log_size_and_mask() {
 
 async fn launchers_reject_unsupported_shapes() {
     let k = kernels();
-    let t = up_f32(&[0.0; 4]);
+    let t = upload(&[0.0; 4]);
     let big = shape(1, MAX_PRUNE_TOKENS + 1, 1, 1);
     assert!(k.received_attention("x", big, &t, None, &t).is_err());
     assert!(k.wpr("x", big, &t, &t, &t, &t, 1, 0.0).is_err());
     // Scratch one value short of what PageRank needs.
     let small = shape(2, 5, 3, 1);
-    let short = up_f32(&vec![
+    let short = upload(&vec![
         0.0;
         zeroprune::gpu::Kernels::wpr_matrix_len(small) - 1
     ]);
