@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: one GPU device per test binary, GPU buffers and
-//! seeded data, fixtures, comparisons, broken models. Each test binary (`tests/NAME/main.rs`)
-//! declares it with `#[path = "../common/mod.rs"] mod common;`.
+//! seeded data, fixtures, comparisons, broken models; text models in [`text`]. Each test binary
+//! (`tests/NAME/main.rs`) declares it with `#[path = "../common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::{AdapterChoice, GpuContext, GpuTensor, Kernels, Program, Step};
+
+/// Text models: tokenizers and encoded batches.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod text;
 
 /// The device every test of a binary shares (lavapipe in CI: `WGPU_BACKEND=vulkan`; the page's
 /// WebGPU adapter in the browser, opened by [`init`]).
@@ -175,6 +179,13 @@ pub fn text_sentences(which: &str) -> Vec<String> {
         .collect()
 }
 
+/// The pruning texts of `tests/fixtures/text/prune-texts.json`: `tiny` or `minilm`.
+pub fn prune_texts(which: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixture("text/prune-texts.json")).unwrap();
+    let all: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
+    all[which].clone()
+}
+
 /// Largest |a - b| relative to the largest |b| (and at least 1e-6).
 pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
@@ -183,6 +194,13 @@ pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
+}
+
+/// The cosine of the angle between `a` and `b`, in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
 }
 
 /// Tensors of a safetensors file as a name -> (dtype, shape, bytes) map, to edit and write back.

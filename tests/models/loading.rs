@@ -16,16 +16,12 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 // ------------------------------------------------------------------------------------------------
 // Helpers.
 
-use crate::common::{read_tensors, serialize, Tensors};
+use crate::common::{f32_bytes, read_tensors, serialize, Tensors};
 
 fn as_f32(data: &[u8]) -> Vec<f32> {
     data.chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
-    values.into_iter().flat_map(f32::to_le_bytes).collect()
 }
 
 fn load(name: &str) -> ModelWeights {

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::common::text::tokenizer;
 use crate::common::{assert_mentions, fixture, read_tensor_i32, shared, text_sentences, with_json};
 use zeroprune::model::bert::{BertWeights, Pooling};
 use zeroprune::text::TextTokenizer;
@@ -21,15 +22,6 @@ fn reference_ids(path: &Path) -> Vec<Vec<u32>> {
                 .collect()
         })
         .collect()
-}
-
-fn tokenizer(dir: &Path, w: &BertWeights) -> TextTokenizer {
-    TextTokenizer::load(
-        &dir.join("tokenizer.json"),
-        w.config.max_tokens,
-        w.config.vocab_size,
-    )
-    .expect("the tokenizer loads")
 }
 
 #[test]

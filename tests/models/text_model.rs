@@ -5,28 +5,16 @@
 
 use std::path::Path;
 
-use crate::common::{fixture, gpu, read_tensor, shared, text_sentences};
+use crate::common::text::{self, tokenizer};
+use crate::common::{cosine, fixture, gpu, read_tensor, shared, text_sentences};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::Pruner;
-use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::text::Encoded;
 use zeroprune::TextSession;
 
+/// `texts` as one batch, tokenised by the model folder `dir`'s tokenizer.
 fn encode(dir: &Path, w: &BertWeights, texts: &[String]) -> Encoded {
-    let t = TextTokenizer::load(
-        &dir.join("tokenizer.json"),
-        w.config.max_tokens,
-        w.config.vocab_size,
-    )
-    .unwrap();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    t.encode(&refs).unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
+    text::encode(&tokenizer(dir, w), texts)
 }
 
 /// Run `dir`'s model on the tiny sentences and compare everything with its reference.

@@ -4,7 +4,7 @@
 //! step, and gives the same embeddings and FLOPs. The tiny cases use a 4-layer random BERT; the
 //! `minilm` cases the real all-MiniLM-L6-v2 from `../shared`.
 
-use crate::common::{gpu, read_tensor, read_tensor_i32, repo};
+use crate::common::{cosine, gpu, prune_texts, read_tensor, read_tensor_i32, repo};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
 use zeroprune::prune::Pruner;
@@ -25,13 +25,6 @@ fn cases() -> Vec<Case> {
     let text =
         std::fs::read_to_string(repo().join("tests/fixtures/text/prune-cases.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn texts(which: &str) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(repo().join("tests/fixtures/text/prune-texts.json")).unwrap();
-    let all: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
-    all[which].clone()
 }
 
 /// The reference's CLI arguments as a request.
@@ -56,19 +49,13 @@ fn request(case: &Case) -> PruneRequest {
     r
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
-}
-
 fn run_case(case: &Case) {
     let dir = repo().join(&case.model);
     let weights = BertWeights::load(&dir).unwrap();
     let c = weights.config.clone();
     let tokenizer =
         TextTokenizer::load(&dir.join("tokenizer.json"), c.max_tokens, c.vocab_size).unwrap();
-    let texts = texts(&case.texts);
+    let texts = prune_texts(&case.texts);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let enc = tokenizer.encode(&refs).unwrap();
     let pruning = Pruner::new(request(case), None, &c.largest_geometry()).unwrap();

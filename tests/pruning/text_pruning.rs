@@ -2,31 +2,24 @@
 //! beside it, per-layer thresholds from a file, FLOPs targets (keep rates per length, thresholds
 //! by calibration), and the requests text refuses.
 
-use crate::common::{fixture, gpu};
+use crate::common::text::{encode, tokenizer};
+use crate::common::{fixture, gpu, prune_texts};
 use zeroprune::model::bert::BertWeights;
 use zeroprune::prune::PruneRequest;
 use zeroprune::prune::Pruner;
-use zeroprune::text::{Encoded, TextTokenizer};
+use zeroprune::text::TextTokenizer;
 use zeroprune::TextSession;
 
 fn model() -> (BertWeights, TextTokenizer) {
     let dir = fixture("tiny-bert-prune");
     let w = BertWeights::load(&dir).unwrap();
-    let t = TextTokenizer::load(
-        &dir.join("tokenizer.json"),
-        w.config.max_tokens,
-        w.config.vocab_size,
-    )
-    .unwrap();
+    let t = tokenizer(&dir, &w);
     (w, t)
 }
 
+/// The tiny model's pruning texts.
 fn texts() -> Vec<String> {
-    let text =
-        std::fs::read_to_string(crate::common::repo().join("tests/fixtures/text/prune-texts.json"))
-            .unwrap();
-    let all: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
-    all["tiny"].clone()
+    prune_texts("tiny")
 }
 
 fn request(policy: &str) -> PruneRequest {
@@ -34,11 +27,6 @@ fn request(policy: &str) -> PruneRequest {
         policy: Some(policy.into()),
         ..Default::default()
     }
-}
-
-fn encode(t: &TextTokenizer, texts: &[String]) -> Encoded {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    t.encode(&refs).unwrap()
 }
 
 #[test]
