@@ -1,25 +1,8 @@
 //! `zeroprune bench` end to end on a tiny fixture model: dense and pruned in one run, the JSON
 //! fields the issue names, the per-kernel breakdown, and `--kernels`.
 
-use std::process::Command;
-
+use crate::common::cli::{json, zeroprune};
 use crate::common::fixture;
-
-fn zeroprune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
-    c.env_remove("ZEROPRUNE_MODEL");
-    c
-}
-
-fn json(c: &mut Command) -> serde_json::Value {
-    let out = c.output().expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
 
 #[test]
 fn bench_reports_dense_and_pruned_per_batch() {

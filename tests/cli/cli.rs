@@ -1,24 +1,9 @@
 //! The `zeroprune` binary end to end, on a tiny fixture model and on generated images.
 
 use std::path::Path;
-use std::process::Command;
 
+use crate::common::cli::{images, run, zeroprune};
 use crate::common::fixture;
-
-fn zeroprune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
-    c.env_remove("ZEROPRUNE_MODEL");
-    c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// `eval --json --batch 2` of the tiny fixture model on `images` with `labels`, plus `extra`.
 fn eval_tiny(images: &Path, labels: &Path, extra: &[&str]) -> (bool, String, String) {
@@ -30,20 +15,6 @@ fn eval_tiny(images: &Path, labels: &Path, extra: &[&str]) -> (bool, String, Str
         .arg("--labels")
         .arg(labels)
         .args(extra))
-}
-
-/// Three small PNG images and a labels file for them.
-fn images(dir: &Path) -> Vec<std::path::PathBuf> {
-    (0..3)
-        .map(|i| {
-            let img = image::RgbImage::from_fn(50, 40, |x, y| {
-                image::Rgb([(x * 5 + i * 40) as u8, (y * 6) as u8, (i * 70) as u8])
-            });
-            let p = dir.join(format!("img{i}.png"));
-            img.save(&p).unwrap();
-            p
-        })
-        .collect()
 }
 
 #[test]

@@ -1,15 +1,8 @@
 //! `zeroprune embed` and `zeroprune similarity` end to end on the tiny sentence-transformers
 //! fixture: the JSON fields, input order, the cut warning, and bad text input.
 
-use std::process::Command;
-
+use crate::common::cli::{fails, run_err, run_ok, zeroprune};
 use crate::common::{fixture, read_tensor, text_sentences};
-
-fn zeroprune() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
-    c.env_remove("ZEROPRUNE_MODEL");
-    c
-}
 
 #[test]
 fn embed_json_gives_one_embedding_per_text_in_input_order() {
@@ -243,22 +236,6 @@ fn bench_on_texts_times_ragged_batches() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than --batch 9"));
-}
-
-fn run_ok(args: &[&str]) -> serde_json::Value {
-    let out = zeroprune().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn run_err(args: &[&str]) -> String {
-    let out = zeroprune().args(args).output().unwrap();
-    assert!(!out.status.success(), "{args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 #[test]
@@ -541,18 +518,6 @@ fn text_commands_trace_profile_and_store_f16() {
         "10",
     ]);
     assert!(err.contains("--soak"), "{err}");
-}
-
-/// `zeroprune ARGS...` must fail: its stderr.
-fn fails(args: &[&std::ffi::OsStr]) -> String {
-    let out = zeroprune().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success(),
-        "{args:?} succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err
 }
 
 #[test]

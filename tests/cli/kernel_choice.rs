@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::common::{fixture, gpu};
+use crate::common::{cli, fixture, gpu};
 use zeroprune::gpu::kernels::{Gemm, MatView};
 use zeroprune::gpu::tune::{
     decide, decide_confirmed, CandidateTiming, Decision, TuneHooks, TuneReport, SLOW_RUNS,
@@ -216,9 +216,8 @@ fn only_a_streak_of_far_slower_forwards_is_noticed_and_only_once() {
 
 /// The binary on the tiny fixture with its own kernel cache and Mesa shader cache.
 fn zeroprune(cache: &Path, mesa: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
-    c.env_remove("ZEROPRUNE_MODEL")
-        .env_remove("ZEROPRUNE_RETUNE")
+    let mut c = cli::zeroprune();
+    c.env_remove("ZEROPRUNE_RETUNE")
         .env_remove("ZEROPRUNE_TUNE_SLOW")
         .env("ZEROPRUNE_CACHE_DIR", cache)
         .env("MESA_SHADER_CACHE_DIR", mesa);

@@ -4,23 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::cli::{self, run};
 use crate::common::fixture;
 
 fn zeroprune(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zeroprune"));
-    c.env_remove("ZEROPRUNE_MODEL")
-        .env_remove("ZEROPRUNE_RETUNE")
+    let mut c = cli::zeroprune();
+    c.env_remove("ZEROPRUNE_RETUNE")
         .env("ZEROPRUNE_CACHE_DIR", cache);
     c
-}
-
-fn run(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 /// `info --json`'s view of the cache: (file, cached choice).

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: one GPU device per test binary, GPU buffers and
-//! seeded data, fixtures, comparisons, broken models; text models in [`text`]. Each test binary
-//! (`tests/NAME/main.rs`) declares it with `#[path = "../common/mod.rs"] mod common;`.
+//! seeded data, fixtures, comparisons, broken models; the command line in [`cli`], text models in
+//! [`text`]. Each test binary (`tests/NAME/main.rs`) declares it with
+//! `#[path = "../common/mod.rs"] mod common;`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::{AdapterChoice, GpuContext, GpuTensor, Kernels, Program, Step};
 
+/// The `zeroprune` binary, run as a user would (needs the `cli` feature).
+#[cfg(feature = "cli")]
+pub mod cli;
 /// Text models: tokenizers and encoded batches.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod text;
