@@ -147,7 +147,8 @@ fn bad_arguments_give_clear_errors() {
     assert!(!ok);
     assert!(err.contains("--top"), "{err}");
     // A batch over the stated limit is refused before anything is allocated (a batch beyond a
-    // small device's buffers, naming the largest that fits: tests/errors.rs and device_faults.rs).
+    // small device's buffers, naming the largest that fits: tests/robustness/errors.rs and
+    // device_faults.rs).
     std::fs::write(&labels, "img0.png\t1\n").unwrap();
     let (ok, _, err) = run(zeroprune()
         .args(["eval", "--batch", "100000000", "--model"])

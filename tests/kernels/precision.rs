@@ -2,8 +2,8 @@
 //! are the f32 results rounded once; a kernel refuses an f16 buffer where its shader cannot take
 //! one; the model's f16 session keeps its weights and GEMM-only activations as halves and agrees
 //! with the f32 session; every family's f16 form validates in naga; `Precision` parses and
-//! resolves. (The GEMM's f16 forms are in tests/gemm.rs, the whole model against PyTorch and NumPy
-//! in tests/model_reference.rs and tests/real_model.rs.)
+//! resolves. (The GEMM's f16 forms are in tests/kernels/gemm.rs, the whole model against PyTorch
+//! and NumPy in tests/models/model_reference.rs and tests/models/real_model.rs.)
 
 use crate::common::{gpu, kernels, run};
 use rand::rngs::StdRng;

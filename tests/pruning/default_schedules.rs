@@ -1,8 +1,8 @@
 //! The default schedules: a FLOPs target without `--at` takes each policy's default shape (a
 //! constant keep rate at its default blocks, or a search family scaled to the target), and a
 //! schedule given without a policy runs the recommended one. The tokens these schedules keep on
-//! DeiT-Tiny are checked against the reference in `tests/prune_reference.rs` (the real cases with
-//! `--flops 0.65`); here, the shapes themselves.
+//! DeiT-Tiny are checked against the reference in `tests/pruning/prune_reference.rs` (the real
+//! cases with `--flops 0.65`); here, the shapes themselves.
 
 use zeroprune::model::Preprocess;
 use zeroprune::model::TokenGeometry;

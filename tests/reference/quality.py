@@ -2,7 +2,7 @@
 """The quality study of the pruning policies, on both image regimes, with paired statistics.
 
 Runs on the reference implementation (prune_reference.py, PyTorch on the CPU), which keeps exactly
-the GPU's tokens (tests/prune_reference.rs), so its figures are the GPU's up to near-ties.
+the GPU's tokens (tests/pruning/prune_reference.rs), so its figures are the GPU's up to near-ties.
 
 Sets (by file name): `val`, the 1300 ImageNet validation images of ../shared/data/imagenet-val-1300
 (pre-scaled to 227x227 by their publisher: upsampled to 256 before the crop), and `photos`, the 400
@@ -16,8 +16,8 @@ transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_de
       images (mean KL as the tie-break). Writes a schedule file `zeroprune --schedule` reads.
   python3 tests/reference/quality.py search-fixture
       The search on the tiny model of tests/fixtures/prune/tiny-timm-deep with a synthetic score
-      (no images), every candidate in order, into tests/fixtures/search/: tests/search.rs checks
-      that src/prune/search.rs takes exactly the same steps.
+      (no images), every candidate in order, into tests/fixtures/search/: tests/pruning/search.rs
+      checks that src/prune/search.rs takes exactly the same steps.
   python3 tests/reference/quality.py report --configs CONFIGS.json [--split eval] [--json OUT] [--md OUT]
       Every configuration on each set's evaluation images: top-1, agreement with dense, and the
       paired differences to dense, to ToMe (the `tome` configuration at the same target) and to

@@ -1,7 +1,7 @@
 //! Hostile input: sizes that would make the process allocate gigabytes, files that are not files,
 //! and inputs that used to give a silent wrong answer. One test per kind, each asserting the error
-//! and what it names. (Bad arguments of the command line are in tests/cli.rs; device faults in
-//! tests/device_faults.rs.)
+//! and what it names. (Bad arguments of the command line are in tests/cli/cli.rs; device faults in
+//! tests/robustness/device_faults.rs.)
 
 use crate::common::{
     assert_mentions, broken_model, f32_bytes, file_with, fixture, gpu, load_err, with_json,
