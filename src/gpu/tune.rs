@@ -27,7 +27,7 @@ use super::kernel::Elem;
 use super::kernels::{AttentionBias, Gemm, GemmKernel, MatView, RowView};
 use super::program::gpu_time;
 use super::{GpuContext, GpuTensor, KernelChoice, Kernels, Program, SMALL_GEMM_OUTPUTS};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Timed rounds per decision (after the untimed warm-up run of every candidate).
 pub const ROUNDS: usize = 7;
@@ -52,6 +52,10 @@ pub const SLOW_FACTOR: f64 = 5.0;
 pub const SLOW_SLACK_S: f64 = 0.05;
 /// Forwards in a row that must be far slower before the cached choice is marked stale.
 pub const SLOW_RUNS: u32 = 3;
+/// The largest buffer the timings allocate (the large GEMM's 788 x 576 output, in f32). A device
+/// whose bindings are capped below it (a test's tiny device, a constrained browser) cannot time
+/// and keeps [`KernelChoice::guess`].
+pub const TIMING_BYTES: u64 = 788 * 576 * 4;
 
 /// One candidate of one decision, as measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -378,6 +382,18 @@ async fn measure_and_decide(
     Ok(decide_confirmed(&first, &contenders, &again))
 }
 
+/// Whether this device's bindings can hold the timings' buffers ([`TIMING_BYTES`]); an error
+/// naming the limit where not, rather than an invalid buffer.
+fn timing_fits(gpu: &GpuContext) -> Result<()> {
+    let max = gpu.max_binding_bytes();
+    if max < TIMING_BYTES {
+        return Err(Error::Gpu(format!(
+            "cannot time kernels: this device binds at most {max} bytes, the timings need {TIMING_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -403,6 +419,12 @@ impl Kernels {
             self.set_choice(choice);
             self.set_tune_report(Some(report.clone()));
             TUNED.put(id, (choice, report));
+            return Ok(choice);
+        }
+        if timing_fits(self.gpu()).is_err() {
+            let choice = KernelChoice::guess(self.gpu());
+            self.set_choice(choice);
+            self.set_tune_report(None);
             return Ok(choice);
         }
         let mut decisions = self.gemm_decisions().await?.to_vec();
@@ -492,6 +514,7 @@ impl Kernels {
         eligible: impl Fn(&GemmKernel) -> bool,
     ) -> Result<Decision> {
         let gpu = self.gpu();
+        timing_fits(gpu)?;
         let hooks = TuneHooks::from_env();
         let a = GpuTensor::from_slice(gpu, "tune a", &vec![0.01f32; m * kk]);
         let b = GpuTensor::from_slice(gpu, "tune b", &vec![0.01f32; kk * n]);
@@ -576,6 +599,7 @@ impl Kernels {
     /// One attention layer of `b` DeiT-Tiny images: fused, or scores GEMM, softmax, context GEMM.
     fn attention_program(&self, fused: bool, b: usize) -> Result<Program> {
         let gpu = self.gpu();
+        timing_fits(gpu)?;
         let (n, h, dh) = (197, 3, 64);
         let d = h * dh;
         let qkv = GpuTensor::from_slice(gpu, "tune qkv", &vec![0.01f32; b * n * 3 * d]);
@@ -656,6 +680,7 @@ impl Kernels {
     /// An MLP's fc1 (GELU) and fc2 (accumulating) on `m` rows, operands stored as `elem`.
     fn mlp_program(&self, elem: Elem, m: usize) -> Result<Program> {
         let gpu = self.gpu();
+        timing_fits(gpu)?;
         let (d, mlp) = (192, 768);
         let bias = GpuTensor::from_slice(gpu, "tune bias", &vec![0.0f32; mlp]);
         let x = GpuTensor::zeros(gpu, "tune x", m * d);
@@ -734,6 +759,7 @@ impl Kernels {
     /// the current reductions.
     fn reductions_program(&self, b: usize) -> Result<Program> {
         let gpu = self.gpu();
+        timing_fits(gpu)?;
         let (n, h, d) = (197, 3, 192);
         let probs = GpuTensor::from_slice(gpu, "tune probs", &vec![0.01f32; b * h * n * n]);
         let x = GpuTensor::from_slice(gpu, "tune x", &vec![0.01f32; b * n * d]);
