@@ -267,12 +267,12 @@ async function textModel(page) {
   if (simP.status !== 0) throw new Error(`${bin} similarity --policy failed: ${simP.stderr}`);
   const natP = JSON.parse(simP.stdout).pruned;
   const shaded = await page.evaluate(() => document.querySelectorAll("#text-kept .pruned").length);
-  const shared = await page.evaluate(async () => {
+  const oneDevice = await page.evaluate(async () => {
     const { gpu } = await import("./pkg/zeroprune.js");
     return { devices: gpu().devicesOpened, image: window.zeroprune.session.info.adapter, text: window.zeroprune.text.model.info.adapter };
   });
-  check(shared.devices === devicesBefore && shared.image === shared.text,
-    `one GPU device for the image model and the four text models loaded (devices opened: ${devicesBefore} before the text models, ${shared.devices} after)`);
+  check(oneDevice.devices === devicesBefore && oneDevice.image === oneDevice.text,
+    `one GPU device for the image model and the four text models loaded (devices opened: ${devicesBefore} before the text models, ${oneDevice.devices} after)`);
   await page.locator("#text-panel").screenshot({ path: join(out, "text.png") });
   check(panel.pruned && Math.abs(panel.pruned.cosine - natP.cosine) < 1e-4 &&
     JSON.stringify(panel.pruned.kept) === JSON.stringify(natP.kept) && shaded > 0,
