@@ -2,6 +2,7 @@
 // gemm_rb.wgsl): where matrix z starts, the epilogue switches and the epilogue
 //   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n])
 // It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16) and `p`.
+// With NORM it is a pre-norm linear layer with its LayerNorm folded in (see `store_normed`).
 
 // Where matrix z of A, B and C starts.
 struct Bases { a: u32, b: u32, c: u32 }
@@ -99,4 +100,23 @@ fn store(c_base: u32, row: u32, col: u32, acc: f32) {
         v += f32(c[i]);
     }
     c[i] = T_c(v);
+}
+
+// A pre-norm linear layer with its LayerNorm folded in (NORM: the host compiles this variant for it,
+// rewriting the line below; the template's other users never pay for it):
+//   LN(x) . W + b = rstd * (x . W' - mean * colsum(W')) + b',   W' = diag(gamma) W,  b' = b + beta . W
+// The host folds gamma and beta into the weights and puts colsum(W') after the bias (at
+// bias_off + n + col); A is the raw residual stream, and each kernel sums x and x^2 over its rows in
+// the k loop it runs anyway, so the row's mean and variance need no pass (and no dispatch) of their own.
+const NORM: bool = false;
+
+fn store_normed(c_base: u32, row: u32, col: u32, acc: f32, sum: f32, sq: f32) {
+    if NORM {
+        let inv_k = 1.0 / f32(p.k);
+        let mean = sum * inv_k;
+        let rstd = inverseSqrt(max(sq * inv_k - mean * mean, 0.0) + p.norm_eps);
+        store(c_base, row, col, rstd * (acc - mean * bias[p.bias_off + p.n + col]));
+    } else {
+        store(c_base, row, col, acc);
+    }
 }

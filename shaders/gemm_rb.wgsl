@@ -70,11 +70,17 @@ fn gemm_rb(
         arow[i] = a_base + data_row(min(m0 + i, p.m - 1u)) * p.a_rs;
     }
     var acc: array<array<vec4<f32>, TN4>, TM>;
+    var sum: array<vec4<f32>, TM>; // NORM: each row's sums of x and x^2
+    var sq: array<vec4<f32>, TM>;
     let k4 = kend & ~3u;
     for (var k = 0u; k < k4; k += 4u) {
         var av: array<vec4<f32>, TM>;
         for (var i = 0u; i < TM; i++) {
             av[i] = la4(arow[i] + k * p.a_ks, p.a_ks);
+            if NORM {
+                sum[i] += av[i];
+                sq[i] = fma(av[i], av[i], sq[i]);
+            }
         }
         for (var kk = 0u; kk < 4u; kk++) {
             let brow = b_base + (k + kk) * p.b_ks;
@@ -88,6 +94,13 @@ fn gemm_rb(
     }
     for (var k = k4; k < kend; k++) {
         let brow = b_base + k * p.b_ks;
+        for (var i = 0u; i < TM; i++) {
+            if NORM {
+                let v = la(arow[i] + k * p.a_ks);
+                sum[i].x += v;
+                sq[i].x = fma(v, v, sq[i].x);
+            }
+        }
         for (var j = 0u; j < TN4; j++) {
             let bv = lb4(brow, col4 + j);
             for (var i = 0u; i < TM; i++) {
@@ -99,11 +112,13 @@ fn gemm_rb(
         let row = m0 + i;
         if (row < p.m && row_live(wid.z, row)) {
             let r = data_row(row);
+            let row_sum = dot(sum[i], vec4<f32>(1.0));
+            let row_sq = dot(sq[i], vec4<f32>(1.0));
             for (var j = 0u; j < TN4; j++) {
                 for (var e = 0u; e < 4u; e++) {
                     let col = (col4 + j) * 4u + e;
                     if (col < nend) {
-                        store(c_base, r, col, acc[i][j][e]);
+                        store_normed(c_base, r, col, acc[i][j][e], row_sum, row_sq);
                     }
                 }
             }

@@ -90,22 +90,23 @@ fn fma_block(c: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
     );
 }
 
-fn store_row(z: u32, c_base: u32, row: u32, col: u32, v: vec4<f32>) {
+// `sum` and `sq`: the row's sums of x and x^2 (NORM).
+fn store_row(z: u32, c_base: u32, row: u32, col: u32, v: vec4<f32>, sum: f32, sq: f32) {
     if (row < p.m && row_live(z, row)) {
         let r = data_row(row);
         for (var e = 0u; e < 4u; e++) {
             if (col + e < n_end(z)) {
-                store(c_base, r, col + e, v[e]);
+                store_normed(c_base, r, col + e, v[e], sum, sq);
             }
         }
     }
 }
 
-fn store_block(z: u32, c_base: u32, row: u32, col: u32, blk: mat4x4<f32>) {
-    store_row(z, c_base, row, col, blk[0]);
-    store_row(z, c_base, row + 1u, col, blk[1]);
-    store_row(z, c_base, row + 2u, col, blk[2]);
-    store_row(z, c_base, row + 3u, col, blk[3]);
+fn store_block(z: u32, c_base: u32, row: u32, col: u32, blk: mat4x4<f32>, sum: vec4<f32>, sq: vec4<f32>) {
+    store_row(z, c_base, row, col, blk[0], sum.x, sq.x);
+    store_row(z, c_base, row + 1u, col, blk[1], sum.y, sq.y);
+    store_row(z, c_base, row + 2u, col, blk[2], sum.z, sq.z);
+    store_row(z, c_base, row + 3u, col, blk[3], sum.w, sq.w);
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -137,6 +138,11 @@ fn gemm_tiled(
     var c01 = mat4x4<f32>();
     var c10 = mat4x4<f32>();
     var c11 = mat4x4<f32>();
+    // NORM: the sums of x and x^2 of this invocation's 4 rows (and the 4 rows 64 below, WIDE).
+    var sum0 = vec4<f32>();
+    var sq0 = vec4<f32>();
+    var sum1 = vec4<f32>();
+    var sq1 = vec4<f32>();
     for (var k0 = 0u; k0 < kend; k0 += BK) {
         put_a(li, ra.x);
         put_a(li + 256u, ra.y);
@@ -166,8 +172,16 @@ fn gemm_tiled(
             let a0 = a_tile[kk * (AS / 4u) + lid.y];
             let b0 = b_tile[kk * (BN / 4u) + lid.x];
             c00 = fma_block(c00, a0, b0);
+            if NORM {
+                sum0 += a0;
+                sq0 = fma(a0, a0, sq0);
+            }
             if WIDE {
                 let a1 = a_tile[kk * (AS / 4u) + 16u + lid.y];
+                if NORM {
+                    sum1 += a1;
+                    sq1 = fma(a1, a1, sq1);
+                }
                 let b1 = b_tile[kk * (BN / 4u) + 16u + lid.x];
                 c01 = fma_block(c01, a0, b1);
                 c10 = fma_block(c10, a1, b0);
@@ -178,10 +192,10 @@ fn gemm_tiled(
     }
     let row = m0 + 4u * lid.y;
     let col = n0 + 4u * lid.x;
-    store_block(wid.z, base.c, row, col, c00);
+    store_block(wid.z, base.c, row, col, c00, sum0, sq0);
     if WIDE {
-        store_block(wid.z, base.c, row, col + 64u, c01);
-        store_block(wid.z, base.c, row + 64u, col, c10);
-        store_block(wid.z, base.c, row + 64u, col + 64u, c11);
+        store_block(wid.z, base.c, row, col + 64u, c01, sum0, sq0);
+        store_block(wid.z, base.c, row + 64u, col, c10, sum1, sq1);
+        store_block(wid.z, base.c, row + 64u, col + 64u, c11, sum1, sq1);
     }
 }

@@ -28,8 +28,15 @@ fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let base = bases(gid.z);
     let r = data_row(row);
     var acc = 0.0;
+    var sum = 0.0; // NORM: the row's sums of x and x^2
+    var sq = 0.0;
     for (var k = 0u; k < k_end(gid.z); k++) {
-        acc = fma(f32(a[base.a + r * p.a_rs + k * p.a_ks]), f32(b[base.b + k * p.b_ks + col * p.b_ns]), acc);
+        let av = f32(a[base.a + r * p.a_rs + k * p.a_ks]);
+        acc = fma(av, f32(b[base.b + k * p.b_ks + col * p.b_ns]), acc);
+        if NORM {
+            sum += av;
+            sq = fma(av, av, sq);
+        }
     }
-    store(base.c, r, col, acc);
+    store_normed(base.c, r, col, acc, sum, sq);
 }

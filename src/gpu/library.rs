@@ -21,14 +21,18 @@ pub enum Variant {
     /// The file as written.
     Plain,
     /// A register-blocked GEMM tile, with vec4 loads of A and/or B.
+    /// `norm`: each GEMM variant may have a LayerNorm folded in (gemm_common.wgsl's NORM).
     GemmBlocked {
         tm: u32,
         tn4: u32,
         a_vec4: bool,
         b_vec4: bool,
+        norm: bool,
     },
     /// The tiled GEMM with 128x128 tiles (`wide`) or 64x64.
-    GemmTiled { wide: bool },
+    GemmTiled { wide: bool, norm: bool },
+    /// The naive GEMM.
+    GemmNaive { norm: bool },
     /// The fused attention for heads of `head_dim` values.
     Attention { head_dim: u32 },
     /// Row reductions on subgroup operations, one subgroup of `width` invocations per workgroup
@@ -285,8 +289,12 @@ impl Kernels {
                         tn4,
                         a_vec4,
                         b_vec4,
-                    } => gemm::gemm_rb_source(tm, tn4, a_vec4, b_vec4),
-                    Variant::GemmTiled { wide } => gemm::gemm_tiled_source(wide),
+                        norm,
+                    } => gemm::with_norm(gemm::gemm_rb_source(tm, tn4, a_vec4, b_vec4), norm),
+                    Variant::GemmTiled { wide, norm } => {
+                        gemm::with_norm(gemm::gemm_tiled_source(wide), norm)
+                    }
+                    Variant::GemmNaive { norm } => gemm::with_norm(family.wgsl(), norm),
                     Variant::Attention { head_dim } => {
                         attention::attention_source(head_dim as usize)
                     }

@@ -91,6 +91,101 @@ impl Linear {
     }
 }
 
+/// A pre-norm linear layer, `LN(x) . W + b`, as one GEMM (gemm_common.wgsl's NORM): the
+/// LayerNorm's gamma folded into the weights, its beta into the bias, and the column sums the GEMM
+/// needs for the row's mean stored after the bias. The GEMM reads the raw rows and gathers their
+/// mean and variance in its own k loop, so the LayerNorm costs no dispatch and no buffer.
+pub struct NormLinear {
+    /// `diag(gamma) W`, and `[b + beta.W, column sums of diag(gamma) W]` as its bias.
+    pub linear: Linear,
+    pub eps: f32,
+}
+
+impl NormLinear {
+    /// Fold `norm` into `l` (in f64), the weights stored as `storage`; the column sums are taken
+    /// of the weights as stored (f16-rounded where they are), so that they cancel the mean exactly.
+    pub(crate) fn upload(
+        gpu: &GpuContext,
+        name: &str,
+        norm: &NormWeights,
+        l: &LinearWeights,
+        eps: f32,
+        storage: Elem,
+    ) -> Result<Self> {
+        let (inp, out) = (l.inp(), l.out());
+        if norm.w.len() != inp || norm.b.len() != inp {
+            return Err(Error::param(
+                name,
+                format!(
+                    "a LayerNorm of {} values cannot feed a linear layer of {inp} inputs",
+                    norm.w.len()
+                ),
+            ));
+        }
+        let w: Vec<f32> = (0..inp * out)
+            .map(|i| (norm.w[i / out] as f64 * l.w[i] as f64) as f32)
+            .collect();
+        let stored = |v: f32| match storage {
+            Elem::F16 => half::f16::from_f32(v).to_f32() as f64,
+            _ => v as f64,
+        };
+        let mut bias: Vec<f64> = l.b.iter().map(|&v| v as f64).collect();
+        let mut colsum = vec![0f64; out];
+        for k in 0..inp {
+            for j in 0..out {
+                bias[j] += norm.b[k] as f64 * l.w[k * out + j] as f64;
+                colsum[j] += stored(w[k * out + j]);
+            }
+        }
+        let folded = LinearWeights {
+            w,
+            b: bias.iter().map(|&v| v as f32).collect(),
+        };
+        let mut linear = Linear::upload(gpu, name, &folded, storage)?;
+        let b_and_sums: Vec<f32> = folded
+            .b
+            .iter()
+            .copied()
+            .chain(colsum.iter().map(|&v| v as f32))
+            .collect();
+        linear.b = GpuTensor::from_slice(gpu, name, &b_and_sums);
+        Ok(NormLinear { linear, eps })
+    }
+
+    /// `out[rows, out] (+)= act(LN(x[rows, in]) . W + b)` with `x` the raw rows (f32), on the live
+    /// rows only where `live` says which.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        label: &str,
+        x: &GpuTensor,
+        out: &GpuTensor,
+        rows: usize,
+        (gelu, accumulate): (bool, bool),
+        live: Option<LiveRows>,
+    ) -> Result<()> {
+        let l = &self.linear;
+        let g = Gemm {
+            bias: Some(&l.b),
+            gelu,
+            accumulate,
+            live,
+            norm: Some(self.eps),
+            ..Gemm::new(rows, l.out, l.inp)
+        };
+        p.push(k.gemm(
+            label,
+            MatView::rows(x, l.inp),
+            MatView::rows(&l.w, l.out),
+            MatView::rows(out, l.out),
+            g,
+        )?);
+        Ok(())
+    }
+}
+
 pub struct LayerNorm {
     pub w: GpuTensor,
     pub b: GpuTensor,

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{
-    gemm_rb_source, gemm_tiled_source, Gemm, GemmKernel, LiveRows, MatView,
+    gemm_rb_source, gemm_tiled_source, with_norm, Gemm, GemmKernel, LiveRows, MatView,
 };
 use zeroprune::gpu::GpuTensor;
 
@@ -470,9 +470,16 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
         }
     }
     for (tm, tn4) in tiles {
-        for (av, bv) in [(false, false), (true, false), (false, true), (true, true)] {
-            let src = gemm_rb_source(tm, tn4, av, bv);
-            let what = format!("gemm_rb {tm}x{tn4} vec4 a {av} b {bv}");
+        for (av, bv, norm) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (true, true, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
+            let src = with_norm(gemm_rb_source(tm, tn4, av, bv), norm);
+            let what = format!("gemm_rb {tm}x{tn4} vec4 a {av} b {bv} norm {norm}");
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
             Validator::new(ValidationFlags::all(), Capabilities::empty())
@@ -488,14 +495,14 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
                 .global_variables
                 .iter()
                 .all(|(_, g)| g.space != naga::AddressSpace::WorkGroup));
-            // The parameter block is the 96-byte GemmParams (21 words, padded), at binding 5 after
+            // The parameter block is the 112-byte GemmParams (25 words, padded), at binding 5 after
             // A, B, bias, C and the live-row counts.
             let (_, u) = module
                 .global_variables
                 .iter()
                 .find(|(_, g)| g.space == naga::AddressSpace::Uniform)
                 .unwrap();
-            assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 96);
+            assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 112);
             assert_eq!(u.binding.as_ref().unwrap().binding, 5);
             assert_eq!(src.contains("array<vec4<T_"), av || bv, "{what}");
         }
@@ -505,9 +512,9 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
 async fn both_tiled_gemm_variants_validate_within_webgpu_limits() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let limits = wgpu::Limits::default();
-    for wide in [false, true] {
-        let src = gemm_tiled_source(wide);
-        let what = format!("gemm_tiled wide {wide}");
+    for (wide, norm) in [(false, false), (true, false), (false, true), (true, true)] {
+        let src = with_norm(gemm_tiled_source(wide), norm);
+        let what = format!("gemm_tiled wide {wide} norm {norm}");
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
         Validator::new(ValidationFlags::all(), Capabilities::empty())
@@ -536,8 +543,129 @@ async fn both_tiled_gemm_variants_validate_within_webgpu_limits() {
     }
 }
 
+/// A LayerNorm folded into the GEMM (`Gemm::norm`): every kernel, against LayerNorm then the
+/// product in f64, on rows with a large common offset and one outlier column (the mean and the
+/// variance come from sums the kernel gathers), every epilogue, f16 weights, and packed live rows.
+async fn gemm_variants_with_a_folded_layernorm() {
+    let eps = 1e-6f32;
+    let gpu = gpu();
+    for kernel in all_kernels() {
+        for (seed, &(m, n, k, w_elem, masked)) in [
+            (37, 20, 12, Elem::F32, false),
+            (65, 24, 13, Elem::F32, false),
+            (130, 21, 16, Elem::F32, true),
+            (1, 40, 8, Elem::F32, false),
+            (70, 16, 64, Elem::F16, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if w_elem == Elem::F16 && !gpu.has_f16() {
+                continue;
+            }
+            let mut r = StdRng::seed_from_u64(40 + seed as u64);
+            let mut v = |len: usize, lo: f32, hi: f32| -> Vec<f32> {
+                (0..len).map(|_| r.random_range(lo..hi)).collect()
+            };
+            // Rows: offset 3, spread 2, column 0 an outlier of about 30.
+            let mut x = v(m * k, 1.0, 5.0);
+            for row in x.chunks_mut(k) {
+                row[0] *= 8.0;
+            }
+            let (w, b) = (v(k * n, -1.0, 1.0), v(n, -0.5, 0.5));
+            let (gamma, beta) = (v(k, 0.5, 1.5), v(k, -0.5, 0.5));
+            let c0 = v(m * n, -1.0, 1.0);
+            // The fold: W' = diag(gamma) W, b' = b + beta.W, then the column sums of W' as stored.
+            let w_fold: Vec<f32> = (0..k * n).map(|i| gamma[i / n] * w[i]).collect();
+            let mut bias: Vec<f32> = (0..n)
+                .map(|j| b[j] + (0..k).map(|kk| beta[kk] * w[kk * n + j]).sum::<f32>())
+                .collect();
+            let sums: Vec<f32> = (0..n)
+                .map(|j| (0..k).map(|kk| stored(w_fold[kk * n + j], w_elem)).sum())
+                .collect();
+            bias.extend(&sums);
+            let (xt, wt, biast) = (
+                upload(&x),
+                GpuTensor::from_f32(gpu, "w", &w_fold, w_elem),
+                upload(&bias),
+            );
+            // Packed live rows: every third row is masked.
+            let live: Vec<u32> = (0..m as u32).filter(|r| r % 3 != 1).collect();
+            let mut map = vec![live.len() as u32];
+            map.extend(&live);
+            let map_t = GpuTensor::from_slice(gpu, "map", &map[..]);
+            // Reference: LayerNorm in f64, then the product with W (as stored, scaled back).
+            let normed: Vec<f64> = x
+                .chunks(k)
+                .flat_map(|row| {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+                    let var =
+                        row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+                    let rstd = 1.0 / (var + eps as f64).sqrt();
+                    row.iter()
+                        .map(move |&v| (v as f64 - mean) * rstd)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for (gelu_on, acc) in [(false, false), (true, false), (false, true)] {
+                let ct = upload(&c0);
+                let g = Gemm {
+                    bias: Some(&biast),
+                    gelu: gelu_on,
+                    accumulate: acc,
+                    kernel: Some(kernel),
+                    norm: Some(eps),
+                    live: masked.then_some(LiveRows::Packed { map: &map_t }),
+                    ..Gemm::new(m, n, k)
+                };
+                let step = kernels()
+                    .gemm(
+                        "norm gemm test",
+                        MatView::rows(&xt, k),
+                        MatView::rows(&wt, n),
+                        MatView::rows(&ct, n),
+                        g,
+                    )
+                    .unwrap();
+                run([step]);
+                let got = ct.read_f32(gpu).await.expect("readback");
+                let mut worst = 0.0f64;
+                for i in 0..m {
+                    let is_live = !masked || i % 3 != 1;
+                    for j in 0..n {
+                        let idx = i * n + j;
+                        if !is_live {
+                            assert_eq!(got[idx], c0[idx], "{kernel}: wrote masked row {i}");
+                            continue;
+                        }
+                        let mut s = b[j] as f64;
+                        for kk in 0..k {
+                            // LN(x) W + b with gamma, beta: (normed * gamma + beta) . W
+                            let wk = stored(w_fold[kk * n + j], w_elem) as f64 / gamma[kk] as f64;
+                            s += (normed[i * k + kk] * gamma[kk] as f64 + beta[kk] as f64) * wk;
+                        }
+                        if gelu_on {
+                            s = gelu(s);
+                        }
+                        if acc {
+                            s += c0[idx] as f64;
+                        }
+                        worst = worst.max((got[idx] as f64 - s).abs() / s.abs().max(1.0));
+                    }
+                }
+                let tolerance = if w_elem == Elem::F16 { 2e-3 } else { 5e-5 };
+                assert!(
+                    worst < tolerance,
+                    "{kernel} m{m} n{n} k{k} {w_elem:?} masked {masked} gelu {gelu_on} acc {acc}: error {worst:e}"
+                );
+            }
+        }
+    }
+}
+
 gpu_tests!(
     gemm_variants_on_linear_shapes,
+    gemm_variants_with_a_folded_layernorm,
     gemm_variants_skip_masked_rows,
     both_tiled_gemm_variants_validate_within_webgpu_limits,
     gemm_variants_with_f16_storage,

@@ -25,6 +25,8 @@ crate::wgsl_params! {
         live_mode: u32,
         live_cols: u32,
         live_k: u32,
+        /// The folded LayerNorm's epsilon (the NORM variant; see [`Gemm::norm`]).
+        norm_eps: f32,
     }
 }
 
@@ -119,6 +121,15 @@ pub fn gemm_rb_source(tm: u32, tn4: u32, a_vec4: bool, b_vec4: bool) -> String {
         }
     }
     GEMM_RB.wgsl_with(&body)
+}
+
+/// `source` with gemm_common.wgsl's LayerNorm fold switched on (`norm`) or as written.
+pub fn with_norm(source: String, norm: bool) -> String {
+    if norm {
+        source.replace("const NORM: bool = false;", "const NORM: bool = true;")
+    } else {
+        source
+    }
 }
 
 /// Which GEMM kernel runs a [`Gemm`].
@@ -258,6 +269,10 @@ pub struct Gemm<'a> {
     /// Only the first `counts[item]` rows of every item are computed (threshold pruning's masked
     /// rows): see [`LiveRows`].
     pub live: Option<LiveRows<'a>>,
+    /// A LayerNorm folded in, with this epsilon: A is the raw input, B holds diag(gamma) W, and
+    /// the bias buffer holds b + beta.W followed by the column sums of diag(gamma) W
+    /// ([`crate::model::layers::NormLinear`] prepares them). One dispatch instead of two.
+    pub norm: Option<f32>,
 }
 
 /// The live rows of a batch after threshold pruning, which kernels given them compute alone
@@ -309,6 +324,7 @@ impl Gemm<'_> {
             naive: false,
             kernel: None,
             live: None,
+            norm: None,
         }
     }
     pub fn flops(&self) -> f64 {
@@ -348,7 +364,21 @@ impl Kernels {
             live_mode,
             live_cols,
             live_k,
+            norm_eps: g.norm.unwrap_or(0.0),
         };
+        let norm = g.norm.is_some();
+        if norm {
+            let need = 2 * g.n;
+            if g.bias.is_none_or(|b| b.len < need)
+                || g.live
+                    .is_some_and(|l| !matches!(l, LiveRows::Packed { .. }))
+            {
+                return Err(Error::param(
+                    "gemm norm",
+                    format!("a folded LayerNorm needs a bias buffer of {need} values (bias, then column sums) and whole rows"),
+                ));
+            }
+        }
         let z = u(g.outer * g.heads.max(1), "gemm batch")?;
         let kernel = match (g.naive, g.kernel) {
             (true, _) => GemmKernel::Naive,
@@ -367,8 +397,14 @@ impl Kernels {
             ));
         }
         let (entry, variant) = match kernel {
-            GemmKernel::Naive => (&NAIVE, Variant::Plain),
-            GemmKernel::Tiled { tm } => (&TILED, Variant::GemmTiled { wide: tm == 8 }),
+            GemmKernel::Naive => (&NAIVE, Variant::GemmNaive { norm }),
+            GemmKernel::Tiled { tm } => (
+                &TILED,
+                Variant::GemmTiled {
+                    wide: tm == 8,
+                    norm,
+                },
+            ),
             GemmKernel::Blocked { tm, tn4 } => (
                 &BLOCKED,
                 Variant::GemmBlocked {
@@ -376,6 +412,7 @@ impl Kernels {
                     tn4,
                     a_vec4: a.vec4_along_columns(),
                     b_vec4: b.vec4_along_columns() && g.n.is_multiple_of(4),
+                    norm,
                 },
             ),
         };

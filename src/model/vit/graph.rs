@@ -7,7 +7,7 @@ use crate::gpu::kernel::Elem;
 use crate::gpu::kernels::{Features, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 use crate::model::hook::{TokenHook, TokenState};
-use crate::model::layers::{attention_steps, fits, LayerNorm, Linear};
+use crate::model::layers::{attention_steps, fits, LayerNorm, Linear, NormLinear};
 
 /// Intermediate buffers of one (model, batch), allocated once and reused by every run.
 pub struct Activations {
@@ -16,10 +16,9 @@ pub struct Activations {
     pub image: GpuTensor,
     /// `[B * patches, C * p * p]`.
     pub patches: GpuTensor,
-    /// `[B, N, D]`: the residual stream.
+    /// `[B, N, D]`: the residual stream (the blocks' LayerNorms are folded into the GEMMs that
+    /// read it, so there is no normed copy).
     pub x: GpuTensor,
-    /// `[B, N, D]`: LayerNorm output.
-    pub xn: GpuTensor,
     /// `[B, N, 3D]`.
     pub qkv: GpuTensor,
     /// `[B, H, N, N]`: attention probabilities, kept for token scoring.
@@ -90,7 +89,6 @@ impl Activations {
             image: t("image", "image"),
             patches: t("patches", "patches"),
             x: t("tokens", "x"),
-            xn: h("tokens", "xn"),
             qkv: t("qkv", "qkv"),
             probs: t("attention probabilities", "attention probabilities"),
             attn: h("tokens", "attention output"),
@@ -101,13 +99,12 @@ impl Activations {
     }
 }
 
-/// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`.
+/// One transformer block: `x += proj(attn(ln1(x)))`, then `x += fc2(gelu(fc1(ln2(x))))`. Each
+/// LayerNorm is folded into the linear layer after it: `qkv` is `qkv(ln1(.))`, `fc1` is `fc1(ln2(.))`.
 pub struct Block {
-    pub norm1: LayerNorm,
-    pub qkv: Linear,
+    pub qkv: NormLinear,
     pub proj: Linear,
-    pub norm2: LayerNorm,
-    pub fc1: Linear,
+    pub fc1: NormLinear,
     pub fc2: Linear,
 }
 
@@ -126,7 +123,6 @@ impl Block {
     ) -> Result<usize> {
         let (b, n, d, h) = (a.batch, tokens, c.embed_dim, c.num_heads);
         let name = |s: &str| format!("block{index}.{s}");
-        let dense = |t| RowView::dense(t, d);
         // Rows masked by an earlier threshold step: row-wise kernels run over the packed live rows,
         // attention per (image, head) over each image's live queries.
         let masked = index
@@ -135,19 +131,11 @@ impl Block {
             .cloned();
         let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
 
-        self.norm1.forward(
-            k,
-            p,
-            &name("norm1"),
-            dense(&a.x).live(masked.as_ref().map(|m| &m.map)),
-            dense(&a.xn),
-            b * n,
-        )?;
         self.qkv.forward(
             k,
             p,
             &name("qkv"),
-            &a.xn,
+            &a.x,
             &a.qkv,
             b * n,
             (false, false),
@@ -191,20 +179,12 @@ impl Block {
         let n = hook.after_attention(k, p, &state)?;
         let masked = hook.live_rows(index).cloned();
         let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
-        self.norm2.forward(
-            k,
-            p,
-            &name("norm2"),
-            dense(&a.x).live(masked.as_ref().map(|m| &m.map)),
-            dense(&a.xn),
-            b * n,
-        )?;
         let rows = b * n;
         self.fc1.forward(
             k,
             p,
             &name("fc1"),
-            &a.xn,
+            &a.x,
             &a.hidden,
             rows,
             (true, false),
@@ -248,12 +228,12 @@ impl VisionTransformer {
             .enumerate()
             .map(|(i, bw)| {
                 let n = |s: &str| format!("block{i}.{s}");
+                let normed =
+                    |name: &str, norm, l| NormLinear::upload(gpu, &n(name), norm, l, eps, storage);
                 Ok(Block {
-                    norm1: LayerNorm::upload(gpu, &n("norm1"), &bw.norm1, eps),
-                    qkv: linear(&n("qkv"), &bw.qkv)?,
+                    qkv: normed("qkv", &bw.norm1, &bw.qkv)?,
                     proj: linear(&n("proj"), &bw.proj)?,
-                    norm2: LayerNorm::upload(gpu, &n("norm2"), &bw.norm2, eps),
-                    fc1: linear(&n("fc1"), &bw.fc1)?,
+                    fc1: normed("fc1", &bw.norm2, &bw.fc1)?,
                     fc2: linear(&n("fc2"), &bw.fc2)?,
                 })
             })
