@@ -1,7 +1,7 @@
 // What every GEMM kernel shares (the host appends this file to matmul.wgsl, gemm_tiled.wgsl and
 // gemm_rb.wgsl): where matrix z starts, the epilogue switches and the epilogue
-//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n])
-// It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16) and `p`.
+//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n]) (+ residual[m, n])
+// It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16), `residual` and `p`.
 // With NORM it is a pre-norm linear layer with its LayerNorm folded in (see `store_normed`).
 
 // Where matrix z of A, B and C starts.
@@ -73,6 +73,10 @@ fn data_row(row: u32) -> u32 {
 const HAS_BIAS: u32 = 1u;
 const GELU: u32 = 2u;
 const ACCUMULATE: u32 = 4u;
+// Add the residual from another buffer laid out like C: after a pruning step the survivors sit in
+// the step's compacted rows, and the block's last GEMM writes C = rows + MLP(rows) in one go instead
+// of the rows being copied back first.
+const RESIDUAL: u32 = 8u;
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
 fn erf(x: f32) -> f32 {
@@ -98,6 +102,9 @@ fn store(c_base: u32, row: u32, col: u32, acc: f32) {
     let i = c_base + row * p.c_rs + col;
     if ((p.epilogue & ACCUMULATE) != 0u) {
         v += f32(c[i]);
+    }
+    if ((p.epilogue & RESIDUAL) != 0u) {
+        v += residual[i];
     }
     c[i] = T_c(v);
 }

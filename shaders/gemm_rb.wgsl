@@ -20,7 +20,8 @@ const WG: u32 = 16u; // invocations per workgroup: 16 x TM rows, so small batche
 alias T_c = f32; // the host may set any of T_a, T_b, T_c to f16 (storage only: sums stay f32)
 @group(0) @binding(3) var<storage, read_write> c: array<T_c>;
 @group(0) @binding(4) var<storage, read> live: array<u32>;
-@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<uniform> p: GemmParams;
 
 // @a-begin
 alias T_a = f32;

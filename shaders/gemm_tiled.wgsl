@@ -29,7 +29,8 @@ alias T_c = f32; // the host may set any of T_a, T_b, T_c to f16 (storage only: 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<T_c>;
 @group(0) @binding(4) var<storage, read> live: array<u32>;
-@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<uniform> p: GemmParams;
 
 var<workgroup> a_tile: array<vec4<f32>, BK * AS / 4u>; // [k][m]
 var<workgroup> b_tile: array<vec4<f32>, BK * BN / 4u>; // [k][n]

@@ -16,7 +16,8 @@ alias T_c = f32;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<T_c>;
 @group(0) @binding(4) var<storage, read> live: array<u32>;
-@group(0) @binding(5) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<uniform> p: GemmParams;
 
 @compute @workgroup_size(16, 16, 1)
 fn gemm_naive(@builtin(global_invocation_id) gid: vec3<u32>) {

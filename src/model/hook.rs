@@ -58,6 +58,13 @@ pub trait TokenHook {
         None
     }
 
+    /// Where block `block`'s pruning step left its survivors: rows laid out like the tokens,
+    /// which the block's MLP reads instead of them, its last GEMM writing `tokens = rows +
+    /// MLP(rows)` (so the step copies nothing back). None where no step ran at `block`.
+    fn compacted_rows(&self, _block: usize) -> Option<&GpuTensor> {
+        None
+    }
+
     /// Runs after block `state.block`'s attention; appends its steps and returns the rows per
     /// image from here on.
     fn after_attention(

@@ -186,6 +186,38 @@ impl NormLinear {
     }
 }
 
+impl Linear {
+    /// `out[rows, self.out] = residual[rows, self.out] + x[rows, self.inp] . W + b`: the residual
+    /// stream rebuilt from another buffer (a pruning step's compacted rows), on the live rows only
+    /// where `live` says which.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_onto(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        label: &str,
+        x: &GpuTensor,
+        (out, residual): (&GpuTensor, &GpuTensor),
+        rows: usize,
+        live: Option<LiveRows>,
+    ) -> Result<()> {
+        let g = Gemm {
+            bias: Some(&self.b),
+            residual: Some(residual),
+            live,
+            ..Gemm::new(rows, self.out, self.inp)
+        };
+        p.push(k.gemm(
+            label,
+            MatView::rows(x, self.inp),
+            MatView::rows(&self.w, self.out),
+            MatView::rows(out, self.out),
+            g,
+        )?);
+        Ok(())
+    }
+}
+
 pub struct LayerNorm {
     pub w: GpuTensor,
     pub b: GpuTensor,

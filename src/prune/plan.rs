@@ -59,6 +59,9 @@ pub struct StepBuffers {
     /// plan records them (a dropping step of a model that mean-pools: its dropped tokens leave the
     /// model with these states).
     pub exits: Option<GpuTensor>,
+    /// `[B, rows_out, width]`: where the step left the surviving rows (set when its steps are
+    /// built): the block's MLP reads them, and its last GEMM writes them back with its output.
+    pub compacted: Option<GpuTensor>,
 }
 
 /// A pruning schedule on the GPU for one batch size.
@@ -104,6 +107,7 @@ impl PrunePlan {
                         map: z("live rows", 1 + batch * rows_out),
                     }),
                     exits: exits.then(|| z("exit states", batch * rows_in * layout.width)),
+                    compacted: None,
                     count,
                 }
             })
@@ -128,7 +132,9 @@ impl PrunePlan {
     }
 
     /// Carry out `selection`: compact the surviving rows (original indices and counts along), then
-    /// gather them, or merge the others into them, and write them back into the token rows.
+    /// gather them, or merge the others into them, into the step's compacted rows, which it
+    /// returns. Nothing copies them back into the token rows: the block's last GEMM writes them
+    /// there with its output ([`TokenHook::compacted_rows`]).
     fn apply(
         &self,
         k: &Kernels,
@@ -136,7 +142,7 @@ impl PrunePlan {
         at: &PrunePoint,
         out: &StepBuffers,
         selection: Selection,
-    ) -> Result<()> {
+    ) -> Result<GpuTensor> {
         let (batch, width) = (at.shape.batch, at.keys.width);
         let flags = match &selection {
             Selection::Keep { flags } | Selection::Merge { flags, .. } => flags,
@@ -194,8 +200,6 @@ impl PrunePlan {
                 )?);
             }
         }
-        let len = batch * out.rows_out * width;
-        p.push(k.copy(&at.label("copy"), &rows, at.tokens, len)?);
         if let Some(masked) = &out.masked {
             p.push(k.live_row_map(
                 &at.label("live_rows"),
@@ -204,7 +208,7 @@ impl PrunePlan {
                 &masked.map,
             )?);
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
@@ -215,6 +219,13 @@ impl TokenHook for PrunePlan {
             log_size: prev.and_then(|s| s.sizes.as_ref()),
             valid: prev.and_then(Self::masked_counts),
         }
+    }
+
+    fn compacted_rows(&self, block: usize) -> Option<&GpuTensor> {
+        self.steps
+            .iter()
+            .find(|s| s.step.block == block)
+            .and_then(|s| s.compacted.as_ref())
     }
 
     fn live_rows(&self, block: usize) -> Option<&MaskedRows> {
@@ -281,7 +292,9 @@ impl TokenHook for PrunePlan {
         let mut steps = Vec::new();
         let selection = policy.plan(&at, &mut steps)?;
         p.extend(steps);
-        self.apply(k, p, &at, out, selection)?;
-        Ok(out.rows_out)
+        let rows = self.apply(k, p, &at, out, selection)?;
+        let rows_out = out.rows_out;
+        self.steps[index].compacted = Some(rows);
+        Ok(rows_out)
     }
 }

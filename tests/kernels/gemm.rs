@@ -495,15 +495,15 @@ async fn every_generated_gemm_variant_validates_within_webgpu_limits() {
                 .global_variables
                 .iter()
                 .all(|(_, g)| g.space != naga::AddressSpace::WorkGroup));
-            // The parameter block is the 112-byte GemmParams (25 words, padded), at binding 5 after
-            // A, B, bias, C and the live-row counts.
+            // The parameter block is the 112-byte GemmParams (25 words, padded), at binding 6 after
+            // A, B, bias, C, the live-row counts and the residual.
             let (_, u) = module
                 .global_variables
                 .iter()
                 .find(|(_, g)| g.space == naga::AddressSpace::Uniform)
                 .unwrap();
             assert_eq!(module.types[u.ty].inner.size(module.to_ctx()), 112);
-            assert_eq!(u.binding.as_ref().unwrap().binding, 5);
+            assert_eq!(u.binding.as_ref().unwrap().binding, 6);
             assert_eq!(src.contains("array<vec4<T_"), av || bv, "{what}");
         }
     }
@@ -663,8 +663,65 @@ async fn gemm_variants_with_a_folded_layernorm() {
     }
 }
 
+/// The residual from another buffer (`Gemm::residual`, after a pruning step): every kernel writes
+/// C = residual + A.B + bias over C's old values, on all rows and on packed live rows.
+async fn gemm_variants_add_a_residual_from_another_buffer() {
+    let gpu = gpu();
+    let (m, n, k) = (70, 21, 16);
+    let mut r = StdRng::seed_from_u64(77);
+    let mut v = |len: usize| -> Vec<f32> { (0..len).map(|_| r.random_range(-1.0..1.0)).collect() };
+    let (a, b, bias, res, c0) = (v(m * k), v(k * n), v(n), v(m * n), v(m * n));
+    let (at, bt, biast, rest) = (upload(&a), upload(&b), upload(&bias), upload(&res));
+    let live: Vec<u32> = (0..m as u32).filter(|r| r % 4 != 2).collect();
+    let mut map = vec![live.len() as u32];
+    map.extend(&live);
+    let map_t = GpuTensor::from_slice(gpu, "map", &map[..]);
+    for kernel in all_kernels() {
+        for masked in [false, true] {
+            let ct = upload(&c0);
+            let g = Gemm {
+                bias: Some(&biast),
+                residual: Some(&rest),
+                kernel: Some(kernel),
+                live: masked.then_some(LiveRows::Packed { map: &map_t }),
+                ..Gemm::new(m, n, k)
+            };
+            let step = kernels()
+                .gemm(
+                    "residual test",
+                    MatView::rows(&at, k),
+                    MatView::rows(&bt, n),
+                    MatView::rows(&ct, n),
+                    g,
+                )
+                .unwrap();
+            run([step]);
+            let got = ct.read_f32(gpu).await.expect("readback");
+            for i in 0..m {
+                for j in 0..n {
+                    let idx = i * n + j;
+                    if masked && i % 4 == 2 {
+                        assert_eq!(got[idx], c0[idx], "{kernel}: wrote masked row {i}");
+                        continue;
+                    }
+                    let dot: f64 = (0..k)
+                        .map(|kk| a[i * k + kk] as f64 * b[kk * n + j] as f64)
+                        .sum();
+                    let want = res[idx] as f64 + dot + bias[j] as f64;
+                    assert!(
+                        (got[idx] as f64 - want).abs() < 1e-5,
+                        "{kernel} masked {masked} ({i}, {j}): {} against {want}",
+                        got[idx]
+                    );
+                }
+            }
+        }
+    }
+}
+
 gpu_tests!(
     gemm_variants_on_linear_shapes,
+    gemm_variants_add_a_residual_from_another_buffer,
     gemm_variants_with_a_folded_layernorm,
     gemm_variants_skip_masked_rows,
     both_tiled_gemm_variants_validate_within_webgpu_limits,

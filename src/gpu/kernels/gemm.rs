@@ -17,7 +17,7 @@ crate::wgsl_params! {
         b_off: u32, b_ks: u32, b_ns: u32, b_zo: u32, b_zi: u32,
         c_off: u32, c_rs: u32, c_zo: u32, c_zi: u32,
         bias_off: u32, alpha: f32,
-        /// Bits: 1 add the bias, 2 GELU, 4 accumulate into C (gemm_common.wgsl).
+        /// Bits: 1 add the bias, 2 GELU, 4 accumulate into C, 8 add `residual` (gemm_common.wgsl).
         epilogue: u32,
         /// 0: every row is live; 1: one matrix per image and head, its image's count of live rows
         /// (and keys, in the columns with `live_cols` or the sum with `live_k`); 2: packed rows
@@ -36,6 +36,7 @@ const SLOTS: &[crate::gpu::kernel::Slot] = &[
     read("bias"),
     write("c"),
     read_u32("live"),
+    read("residual"),
 ];
 
 pub static MATMUL: Family = Family {
@@ -273,6 +274,8 @@ pub struct Gemm<'a> {
     /// the bias buffer holds b + beta.W followed by the column sums of diag(gamma) W
     /// ([`crate::model::layers::NormLinear`] prepares them). One dispatch instead of two.
     pub norm: Option<f32>,
+    /// Add this buffer, laid out like C, to the result (the residual stream where it is not C).
+    pub residual: Option<&'a GpuTensor>,
 }
 
 /// The live rows of a batch after threshold pruning, which kernels given them compute alone
@@ -325,6 +328,7 @@ impl Gemm<'_> {
             kernel: None,
             live: None,
             norm: None,
+            residual: None,
         }
     }
     pub fn flops(&self) -> f64 {
@@ -360,7 +364,10 @@ impl Kernels {
             c_zi: u(c.z_inner, "stride")?,
             bias_off: 0,
             alpha: g.alpha,
-            epilogue: g.bias.is_some() as u32 | (g.gelu as u32) << 1 | (g.accumulate as u32) << 2,
+            epilogue: g.bias.is_some() as u32
+                | (g.gelu as u32) << 1
+                | (g.accumulate as u32) << 2
+                | (g.residual.is_some() as u32) << 3,
             live_mode,
             live_cols,
             live_k,
@@ -418,11 +425,18 @@ impl Kernels {
         };
         let bias = g.bias.unwrap_or(&self.dummy);
         let live = live.unwrap_or(&self.dummy);
+        let residual = g.residual.unwrap_or(&self.dummy);
+        if g.residual.is_some_and(|r| r.len < c.t.len) {
+            return Err(Error::param(
+                "gemm residual",
+                "the residual buffer must be laid out like C",
+            ));
+        }
         let mut step = self.launch_variant(
             entry,
             variant,
             label,
-            &[a.t, b.t, bias, c.t, live],
+            &[a.t, b.t, bias, c.t, live, residual],
             &params,
             [groups[0] as u32, groups[1] as u32, z],
         )?;

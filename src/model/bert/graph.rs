@@ -229,26 +229,40 @@ impl Encoder {
             let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
             let live_map = masked.as_ref().map(|m| &m.map);
             let rows = b * n;
+            // After a pruning step the survivors are in its compacted rows: the MLP reads them,
+            // and fc2 writes rows + MLP(rows) into y.
+            let compacted = hook.compacted_rows(i).cloned();
             l.fc1.forward(
                 k,
                 p,
                 &name("fc1"),
-                &a.y,
+                compacted.as_ref().unwrap_or(&a.y),
                 &a.hidden,
                 rows,
                 (true, false),
                 live,
             )?;
-            l.fc2.forward(
-                k,
-                p,
-                &name("fc2"),
-                &a.hidden,
-                &a.y,
-                rows,
-                (false, true),
-                live,
-            )?;
+            match &compacted {
+                Some(survivors) => l.fc2.forward_onto(
+                    k,
+                    p,
+                    &name("fc2"),
+                    &a.hidden,
+                    (&a.y, survivors),
+                    rows,
+                    live,
+                )?,
+                None => l.fc2.forward(
+                    k,
+                    p,
+                    &name("fc2"),
+                    &a.hidden,
+                    &a.y,
+                    rows,
+                    (false, true),
+                    live,
+                )?,
+            }
             l.norm2.forward(
                 k,
                 p,

@@ -179,27 +179,41 @@ impl Block {
         let n = hook.after_attention(k, p, &state)?;
         let masked = hook.live_rows(index).cloned();
         let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
+        // After a pruning step the survivors are in its compacted rows: the MLP reads them, and
+        // fc2 writes rows + MLP(rows) into the residual stream.
+        let compacted = hook.compacted_rows(index).cloned();
         let rows = b * n;
         self.fc1.forward(
             k,
             p,
             &name("fc1"),
-            &a.x,
+            compacted.as_ref().unwrap_or(&a.x),
             &a.hidden,
             rows,
             (true, false),
             live,
         )?;
-        self.fc2.forward(
-            k,
-            p,
-            &name("fc2"),
-            &a.hidden,
-            &a.x,
-            rows,
-            (false, true),
-            live,
-        )?;
+        match &compacted {
+            Some(survivors) => self.fc2.forward_onto(
+                k,
+                p,
+                &name("fc2"),
+                &a.hidden,
+                (&a.x, survivors),
+                rows,
+                live,
+            )?,
+            None => self.fc2.forward(
+                k,
+                p,
+                &name("fc2"),
+                &a.hidden,
+                &a.x,
+                rows,
+                (false, true),
+                live,
+            )?,
+        }
         Ok(n)
     }
 }
