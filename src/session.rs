@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::buffers::staging_buffer;
 use crate::gpu::kernel::Elem;
-use crate::gpu::StepOutput;
 use crate::gpu::{read_buffer, GpuContext, GpuTensor, KernelChoice, Kernels, Phase, Program};
+use crate::gpu::{Step, StepOutput, StepShape};
 use crate::model::family::{Readback, StepReadback, Weights};
 use crate::model::hook::Dense;
 use crate::model::{BatchShape, Dropped, Family, ItemOutput, Precision, VisionTransformer};
@@ -303,6 +303,17 @@ impl<F: Family> Session<F> {
             .iter()
             .map(|s| (s.label.clone(), s.phase))
             .collect())
+    }
+
+    /// What every step of one forward pass of `shape` launches (label, phase, grid, workgroup
+    /// size), in order. The program is built (buffers, pipelines, bind groups), not run.
+    pub fn program_shapes(
+        &mut self,
+        shape: BatchShape,
+        pruning: &Pruning,
+    ) -> Result<Vec<StepShape>> {
+        let compiled = self.compiled(shape, pruning)?;
+        Ok(compiled.program.steps.iter().map(Step::shape).collect())
     }
 
     /// The program for `(shape, pruning, current kernel choice)`, compiled on first use.
@@ -803,6 +814,13 @@ impl Session<VisionTransformer> {
     pub fn steps(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<(String, Phase)>> {
         let rows = self.model.config.num_tokens();
         self.program_steps(BatchShape { batch, rows }, pruning)
+    }
+
+    /// What every step of one forward pass at this batch size launches, in order
+    /// ([`Session::program_shapes`]).
+    pub fn step_shapes(&mut self, batch: usize, pruning: &Pruning) -> Result<Vec<StepShape>> {
+        let rows = self.model.config.num_tokens();
+        self.program_shapes(BatchShape { batch, rows }, pruning)
     }
 
     /// The label of every step of one forward pass at this batch size, in order.

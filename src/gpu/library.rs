@@ -53,6 +53,46 @@ struct PipelineKey {
 /// One compiled module: a family's generated variant, with its f16 slots.
 type ModuleKey = (&'static str, Variant, Vec<&'static str>);
 
+/// A compiled module and the workgroup size of each of its entry points, as naga reflects them from
+/// the module's own source ([`workgroup_sizes`]).
+#[derive(Clone)]
+struct Module {
+    module: wgpu::ShaderModule,
+    workgroup_sizes: Option<HashMap<String, [u32; 3]>>,
+}
+
+/// A compiled pipeline and its entry point's workgroup size (where reflected).
+type Pipeline = (wgpu::ComputePipeline, Option<[u32; 3]>);
+
+/// The workgroup size of every compute entry point of the WGSL `source`, from naga's reflection of
+/// it (`EntryPoint::workgroup_size`, with `const` expressions such as `WG` evaluated): natively
+/// through wgpu's own naga. `None` in the browser, where wgpu carries no WGSL parser (the browser
+/// compiles the shader), and for a source that does not parse (creating its module then reports
+/// why). An entry point whose size is a pipeline-overridable constant is left out: pipelines here
+/// set no overrides.
+pub fn workgroup_sizes(source: &str) -> Option<HashMap<String, [u32; 3]>> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
+        Some(
+            module
+                .entry_points
+                .iter()
+                .filter(|ep| {
+                    ep.stage == wgpu::naga::ShaderStage::Compute
+                        && ep.workgroup_size_overrides.is_none()
+                })
+                .map(|ep| (ep.name.clone(), ep.workgroup_size))
+                .collect(),
+        )
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = source;
+        None
+    }
+}
+
 /// `source` with the element type of every slot in `halves` set to f16 (`enable f16;` first).
 /// A slot whose shader does not declare `alias T_<slot> = f32;` cannot take f16: an error.
 pub fn with_halves(source: String, entry: &str, halves: &[&str]) -> Result<String> {
@@ -102,21 +142,28 @@ impl KernelChoice {
     /// the whole block about 15%); on GPUs the tiled GEMM, fused attention and workgroup
     /// reductions. f32 everywhere.
     pub fn guess(gpu: &GpuContext) -> Self {
-        let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+        if gpu.info().device_type != wgpu::DeviceType::Cpu {
+            return Self::gpu_guess();
+        }
         KernelChoice {
-            gemm: if cpu {
-                GemmKernel::Blocked { tm: 4, tn4: 4 }
-            } else {
-                GemmKernel::Tiled { tm: 8 }
-            },
-            gemm_small: if cpu {
-                GemmKernel::Blocked { tm: 4, tn4: 4 }
-            } else {
-                GemmKernel::Tiled { tm: 4 }
-            },
-            fused_attention: !cpu,
+            gemm: GemmKernel::Blocked { tm: 4, tn4: 4 },
+            gemm_small: GemmKernel::Blocked { tm: 4, tn4: 4 },
+            fused_attention: false,
             f16: false,
-            subgroups: cpu && gpu.reduce_subgroup_width().is_some(),
+            subgroups: gpu.reduce_subgroup_width().is_some(),
+        }
+    }
+
+    /// What [`KernelChoice::guess`] gives on any adapter that is not a CPU: tiled128 for large
+    /// products, tiled64 for small ones, fused attention, workgroup reductions, f32. (`bench
+    /// --kernels` builds its GPU-shape audit with it on every machine.)
+    pub fn gpu_guess() -> Self {
+        KernelChoice {
+            gemm: GemmKernel::Tiled { tm: 8 },
+            gemm_small: GemmKernel::Tiled { tm: 4 },
+            fused_attention: true,
+            f16: false,
+            subgroups: false,
         }
     }
 }
@@ -137,8 +184,8 @@ pub const SMALL_GEMM_OUTPUTS: usize = 185_000;
 #[derive(Clone)]
 pub struct Kernels {
     gpu: GpuContext,
-    modules: Arc<Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>>,
-    pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+    modules: Arc<Mutex<HashMap<ModuleKey, Module>>>,
+    pipelines: Arc<Mutex<HashMap<PipelineKey, Pipeline>>>,
     choice: Arc<Mutex<KernelChoice>>,
     /// The timings the choice was made from (none before [`Kernels::tune`]).
     report: Arc<Mutex<Option<TuneReport>>>,
@@ -268,11 +315,12 @@ impl Kernels {
         });
     }
 
+    /// The pipeline of `key`, compiled on first use, with its entry point's workgroup size.
     fn pipeline(
         &self,
         key: PipelineKey,
         family: &'static super::kernel::Family,
-    ) -> Result<wgpu::ComputePipeline> {
+    ) -> Result<Pipeline> {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
@@ -318,18 +366,27 @@ impl Kernels {
                     )));
                 }
                 let source = with_halves(source, key.entry, &key.halves)?;
-                let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let workgroup_sizes = workgroup_sizes(&source);
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(key.family),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
+                let m = Module {
+                    module,
+                    workgroup_sizes,
+                };
                 self.modules.lock().unwrap().insert(module_key, m.clone());
                 m
             }
         };
+        let workgroup_size = module
+            .workgroup_sizes
+            .as_ref()
+            .and_then(|sizes| sizes.get(key.entry).copied());
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(key.entry),
             layout: None,
-            module: &module,
+            module: &module.module,
             entry_point: Some(key.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &[],
@@ -339,8 +396,11 @@ impl Kernels {
             cache: None,
         });
         self.gpu.check()?;
-        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
-        Ok(pipeline)
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert(key, (pipeline.clone(), workgroup_size));
+        Ok((pipeline, workgroup_size))
     }
 
     /// A step of `kernel` over `buffers` (one per declared slot, in slot order) with `params`.
@@ -412,7 +472,7 @@ impl Kernels {
             entry: info.entry,
             halves,
         };
-        let pipeline = self.pipeline(key, info.family)?;
+        let (pipeline, workgroup_size) = self.pipeline(key, info.family)?;
         // The parameter block, padded like its generated WGSL struct.
         let mut bytes = params.to_vec();
         bytes.resize(info.params_bytes, 0);
@@ -452,8 +512,48 @@ impl Kernels {
             pipeline,
             bind_group,
             workgroups,
+            workgroup_size,
             outputs,
             gemm: None,
         })
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::workgroup_sizes;
+    use crate::gpu::kernels::{gemm, pagerank::PAGERANK, softmax::SOFTMAX};
+
+    /// What naga reflects is what the WGSL declares: a literal size, a size through `const WG`,
+    /// and a `WG` the host rewrote.
+    #[test]
+    fn workgroup_sizes_are_what_the_wgsl_declares() {
+        let pagerank = include_str!("../../shaders/pagerank.wgsl");
+        assert!(pagerank.contains("@compute @workgroup_size(64, 1, 1)\nfn wpr("));
+        let sizes = workgroup_sizes(&PAGERANK.wgsl()).unwrap();
+        assert_eq!(sizes["wpr"], [64, 1, 1]);
+        assert_eq!(sizes["combine_heads"], [64, 1, 1]);
+
+        let softmax = include_str!("../../shaders/softmax.wgsl");
+        assert!(
+            softmax.contains("const WG: u32 = 32u;")
+                && softmax.contains("@workgroup_size(WG, 1, 1)")
+        );
+        assert_eq!(
+            workgroup_sizes(&SOFTMAX.wgsl()).unwrap()["softmax_rows"],
+            [32, 1, 1]
+        );
+        let subgroup = SOFTMAX.wgsl_subgroup(8).unwrap();
+        assert_eq!(
+            workgroup_sizes(&subgroup).unwrap()["softmax_rows"],
+            [8, 1, 1]
+        );
+
+        let tiled = workgroup_sizes(&gemm::gemm_tiled_source(true)).unwrap();
+        assert_eq!(tiled.values().copied().collect::<Vec<_>>(), [[16, 16, 1]]);
+        let blocked = workgroup_sizes(&gemm::gemm_rb_source(4, 4, true, true)).unwrap();
+        assert_eq!(blocked["gemm_rb"], [16, 1, 1]);
+
+        assert!(workgroup_sizes("fn broken(").is_none());
     }
 }

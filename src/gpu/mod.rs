@@ -22,5 +22,5 @@ pub use context::{AdapterChoice, GpuContext};
 pub use library::{GemmKernel, KernelChoice, Kernels, SMALL_GEMM_OUTPUTS};
 #[cfg(not(target_arch = "wasm32"))]
 pub use program::{gpu_time_blocking, time_program_blocking};
-pub use program::{GemmWork, Phase, Program, Step, StepOutput};
+pub use program::{GemmWork, Phase, Program, Step, StepOutput, StepShape};
 pub use tune::{Decision, TuneHooks, TuneReport};

@@ -50,10 +50,64 @@ pub struct Step {
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    /// Invocations per workgroup along x, y and z, as the compiled module declares them for the
+    /// step's entry point (naga's reflection when the pipeline is created: `@workgroup_size`,
+    /// `const WG` and the host's rewrites of a template all resolved). `None` in the browser,
+    /// which has no WGSL reflection here.
+    pub workgroup_size: Option<[u32; 3]>,
     /// The buffers the step writes, with their slots: what the debug run reads back after it.
     pub outputs: Vec<(Slot, GpuTensor)>,
     /// A GEMM step's work: what [`super::Kernels::note_forward`] predicts a forward's time from.
     pub gemm: Option<GemmWork>,
+}
+
+impl Step {
+    /// What the step launches, without its GPU objects.
+    pub fn shape(&self) -> StepShape {
+        StepShape {
+            label: self.label.clone(),
+            phase: self.phase,
+            workgroups: self.workgroups,
+            workgroup_size: self.workgroup_size,
+        }
+    }
+
+    /// Invocations the step launches: its workgroups times the invocations of one workgroup
+    /// (`None` where the workgroup size is not known, see [`Step::workgroup_size`]).
+    pub fn invocations(&self) -> Option<u64> {
+        invocations(self.workgroups, self.workgroup_size)
+    }
+}
+
+/// What one step launches: its label and phase, its grid and the size of one workgroup
+/// ([`Step::workgroup_size`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StepShape {
+    pub label: String,
+    pub phase: Phase,
+    pub workgroups: [u32; 3],
+    pub workgroup_size: Option<[u32; 3]>,
+}
+
+impl StepShape {
+    /// Workgroups launched: the product of the grid.
+    pub fn workgroup_count(&self) -> u64 {
+        product(self.workgroups)
+    }
+
+    /// Invocations launched: workgroups times invocations per workgroup (`None` where the
+    /// workgroup size is not known).
+    pub fn invocations(&self) -> Option<u64> {
+        invocations(self.workgroups, self.workgroup_size)
+    }
+}
+
+fn product(v: [u32; 3]) -> u64 {
+    v.iter().map(|&x| u64::from(x)).product()
+}
+
+fn invocations(workgroups: [u32; 3], size: Option<[u32; 3]>) -> Option<u64> {
+    Some(product(workgroups) * product(size?))
 }
 
 /// What one GEMM step computes, for predicting its time from the tuning's measured rates.

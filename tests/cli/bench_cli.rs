@@ -1,8 +1,11 @@
 //! `zeroprune bench` end to end on a tiny fixture model: dense and pruned in one run, the JSON
-//! fields the issue names, the per-kernel breakdown, and `--kernels`.
+//! fields the issue names, the per-kernel breakdown, and `--kernels` with its GPU-shape audit.
 
 use crate::common::cli::{json, zeroprune};
-use crate::common::fixture;
+use crate::common::{fixture, gpu};
+use zeroprune::gpu::KernelChoice;
+use zeroprune::prune::{Policy, Pruning};
+use zeroprune::{ModelWeights, Session};
 
 #[test]
 fn bench_reports_dense_and_pruned_per_batch() {
@@ -72,6 +75,125 @@ fn bench_kernels_compares_gemm_variants_with_the_cpu() {
     for r in rows {
         assert!(r["gflops_per_s"].as_f64().unwrap() > 0.0, "{r}");
     }
+}
+
+/// One row of the GPU-shape audit adds up: at each batch size its invocations are its workgroups
+/// times the invocations of one workgroup, batch 8 launches at least what batch 1 does, and it is
+/// flagged (with a reason) exactly when batch 1 is under the target.
+fn check_shape(row: &serde_json::Value) {
+    for batch in ["batch_1", "batch_8"] {
+        let at = &row[batch];
+        let size: u64 = at["workgroup_size"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .product();
+        let invocations = at["invocations"].as_u64().unwrap();
+        assert!(invocations > 0, "{row}");
+        assert_eq!(
+            invocations,
+            at["workgroups"].as_u64().unwrap() * size,
+            "{batch}: {row}"
+        );
+    }
+    let b1 = row["batch_1"]["invocations"].as_u64().unwrap();
+    let b8 = row["batch_8"]["invocations"].as_u64().unwrap();
+    assert!(b8 >= b1, "{row}");
+}
+
+fn check_flag(row: &serde_json::Value, b1: u64, target: u64) {
+    let below = b1 < target;
+    assert_eq!(row["below_target"], below, "{row}");
+    assert_eq!(row["reason"].is_string(), below, "{row}");
+}
+
+#[test]
+fn bench_kernels_audits_the_gpu_shape_of_every_kernel_family() {
+    let model = fixture("tiny-timm");
+    let v = json(
+        zeroprune()
+            .args(["bench", "--kernels", "--json", "--runs", "1", "--model"])
+            .arg(&model),
+    );
+    let shape = &v["gpu_shape"];
+    let target = shape["target_invocations"].as_u64().unwrap();
+    assert_eq!(target, 4096);
+    // Built with a GPU adapter's choice on every machine.
+    assert_eq!(shape["gemm_kernel"], "tiled128", "{shape}");
+    assert_eq!(shape["fused_attention"], true);
+    let programs = shape["programs"].as_array().unwrap();
+    let policies: Vec<&str> = programs
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    let registry: Vec<&str> = Policy::all().iter().map(|p| p.name()).collect();
+    assert_eq!(policies, registry, "dense, then every policy");
+    assert_eq!(programs[0]["schedule"], "dense");
+
+    // Every kernel family of the dense program, as the library builds it for the same model and
+    // choice, in the order they run.
+    let weights = ModelWeights::load(&model).unwrap();
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    session.set_kernel_choice(KernelChoice::gpu_guess());
+    let mut families: Vec<String> = Vec::new();
+    for label in session.step_labels(1, &Pruning::dense()).unwrap() {
+        let family = match label.split_once('.') {
+            Some((head, rest)) if head.starts_with("block") => rest.to_string(),
+            _ => label,
+        };
+        if !families.contains(&family) {
+            families.push(family);
+        }
+    }
+    let dense: Vec<&str> = programs[0]["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["family"].as_str().unwrap())
+        .collect();
+    assert_eq!(dense, families);
+    assert!(dense.contains(&"qkv") && dense.contains(&"attention"));
+
+    for p in programs {
+        let kernels = p["kernels"].as_array().unwrap();
+        assert!(!kernels.is_empty(), "{p}");
+        for row in kernels {
+            check_shape(row);
+            check_flag(row, row["batch_1"]["invocations"].as_u64().unwrap(), target);
+        }
+    }
+    // The summary: every family of every program once, the fewest at batch 1 over the programs.
+    let summary = shape["kernels"].as_array().unwrap();
+    for p in programs {
+        for row in p["kernels"].as_array().unwrap() {
+            let family = &row["family"];
+            let found: Vec<_> = summary.iter().filter(|s| s["family"] == *family).collect();
+            assert_eq!(found.len(), 1, "{family}");
+            let fewest = found[0]["fewest"]["batch_1"]["invocations"]
+                .as_u64()
+                .unwrap();
+            assert!(fewest <= row["batch_1"]["invocations"].as_u64().unwrap());
+        }
+    }
+    for s in summary {
+        check_shape(&s["fewest"]);
+        check_flag(
+            s,
+            s["fewest"]["batch_1"]["invocations"].as_u64().unwrap(),
+            target,
+        );
+        assert_eq!(
+            s["dense"].is_null(),
+            !dense.contains(&s["family"].as_str().unwrap())
+        );
+        if !s["dense"].is_null() {
+            check_shape(&s["dense"]);
+        }
+    }
+    assert!(summary
+        .iter()
+        .any(|s| s["family"] == "prune.pagerank" && s["below_target"] == true));
 }
 
 #[test]

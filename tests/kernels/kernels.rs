@@ -1102,6 +1102,77 @@ async fn shaders_validate_within_webgpu_default_limits() {
     assert!(kernels >= 20, "only {kernels} kernels declared");
 }
 
+/// `const NAME: u32 = <n>u;` in `src`: what a WGSL file declares its workgroup width as.
+#[cfg(not(target_arch = "wasm32"))]
+fn wgsl_const(src: &str, name: &str) -> u32 {
+    let decl = format!("const {name}: u32 = ");
+    let at = src.find(&decl).expect("the constant") + decl.len();
+    let digits: String = src[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap()
+}
+
+/// A step records the workgroup size of its kernel as the WGSL it was compiled from declares it:
+/// softmax's `const WG` (and the width the host writes into its subgroup form), the register-
+/// blocked GEMM template's `WG`, the tiled GEMM's literal 16 x 16; its invocations are its
+/// workgroups times that.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn steps_record_the_workgroup_size_their_wgsl_declares() {
+    use zeroprune::gpu::{GemmKernel, Kernels};
+    let g = gpu();
+    let k = Kernels::new(g);
+    let x = GpuTensor::zeros(g, "x", 10 * 197);
+    let softmax = include_str!("../../shaders/softmax.wgsl");
+    assert!(softmax.contains("@workgroup_size(WG, 1, 1)"));
+    k.set_subgroups(false);
+    let step = k.softmax_rows("softmax", &x, 10, 197, 197).unwrap();
+    assert_eq!(step.workgroup_size, Some([wgsl_const(softmax, "WG"), 1, 1]));
+    assert_eq!(step.workgroups, [10, 1, 1]);
+    assert_eq!(
+        step.invocations(),
+        Some(10 * u64::from(wgsl_const(softmax, "WG")))
+    );
+    if let (true, Some(width)) = (g.has_subgroups(), g.reduce_subgroup_width()) {
+        k.set_subgroups(true);
+        let step = k.softmax_rows("softmax", &x, 10, 197, 197).unwrap();
+        assert_eq!(step.workgroup_size, Some([width, 1, 1]));
+    }
+
+    let rb = include_str!("../../shaders/gemm_rb.wgsl");
+    assert!(rb.contains("@compute @workgroup_size(WG, 1, 1)"));
+    let tiled = include_str!("../../shaders/gemm_tiled.wgsl");
+    assert!(tiled.contains("@compute @workgroup_size(16, 16, 1)"));
+    let (m, n, kk) = (197, 192, 64);
+    let a = GpuTensor::zeros(g, "a", m * kk);
+    let b = GpuTensor::zeros(g, "b", kk * n);
+    let c = GpuTensor::zeros(g, "c", m * n);
+    for (kernel, size) in [
+        (
+            GemmKernel::Blocked { tm: 4, tn4: 4 },
+            [wgsl_const(rb, "WG"), 1, 1],
+        ),
+        (GemmKernel::Tiled { tm: 4 }, [16, 16, 1]),
+        (GemmKernel::Tiled { tm: 8 }, [16, 16, 1]),
+    ] {
+        let step = k
+            .gemm(
+                "gemm",
+                MatView::rows(&a, kk),
+                MatView::rows(&b, n),
+                MatView::rows(&c, n),
+                Gemm {
+                    kernel: Some(kernel),
+                    ..Gemm::new(m, n, kk)
+                },
+            )
+            .unwrap();
+        assert_eq!(step.workgroup_size, Some(size), "{kernel}");
+        let groups: u64 = step.workgroups.iter().map(|&w| u64::from(w)).product();
+        let per_group: u64 = size.iter().map(|&s| u64::from(s)).product();
+        assert_eq!(step.invocations(), Some(groups * per_group), "{kernel}");
+    }
+}
+
 gpu_tests!(
     erf_reference_is_exact,
     gemm_linear,

@@ -13,10 +13,11 @@ use zeroprune::eval::task::Answers;
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{AttentionBias, Gemm, GemmKernel, MatView};
 use zeroprune::gpu::{
-    gpu_time_blocking, time_program_blocking, GpuContext, GpuTensor, Kernels, Phase, Program,
+    gpu_time_blocking, time_program_blocking, GpuContext, GpuTensor, KernelChoice, Kernels, Phase,
+    Program, StepShape,
 };
 use zeroprune::model::{Family, ItemOutput, Precision, TokenGeometry};
-use zeroprune::prune::Policy;
+use zeroprune::prune::{Policy, PruneRequest, Pruner, Pruning};
 use zeroprune::session::StepTime;
 use zeroprune::{Error, Mode, Result, Session};
 
@@ -37,6 +38,9 @@ pub struct BenchArgs {
     runs: usize,
     /// Benchmark the kernels alone instead of the model: every GEMM variant (naive, tiled, register-blocked
     /// tiles) on the model's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
+    /// Then a GPU-shape audit: the invocations each kernel family launches at batch 1 and 8 in the programs of
+    /// --model (default random:deit-tiny), dense and every policy at --flops 0.65, built with a GPU adapter's
+    /// kernel choice (not run); families under 4096 invocations at batch 1 are flagged with the reason.
     #[arg(long, conflicts_with_all = ["images", "texts", "soak"])]
     kernels: bool,
     /// A soak test instead (an image model): N forward passes over changing batch sizes and
@@ -275,10 +279,19 @@ struct KernelRow {
 struct KernelsOutput {
     adapter: String,
     results: Vec<KernelRow>,
+    gpu_shape: GpuShape,
 }
 
 impl fmt::Display for KernelsOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_timings(f)?;
+        writeln!(f)?;
+        self.gpu_shape.fmt(f)
+    }
+}
+
+impl KernelsOutput {
+    fn fmt_timings(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "adapter: {}", self.adapter)?;
         let rows: Vec<Vec<String>> = self
             .results
@@ -302,6 +315,494 @@ impl fmt::Display for KernelsOutput {
             )
         )
     }
+}
+
+/// Invocations one dispatch should launch at batch 1 to give a GPU enough work: a kernel family
+/// below it at batch 1 is flagged in the GPU-shape audit.
+const TARGET_INVOCATIONS: u64 = 4096;
+
+/// The FLOPs target the audit builds every policy's program at.
+const AUDIT_FLOPS: f64 = 0.65;
+
+/// What launches fewer than [`TARGET_INVOCATIONS`] at batch 1 on DeiT-Tiny, and why, by kernel
+/// family (a step label without its block). Read from the shaders and their launchers; a family
+/// below the target that is not listed prints [`NO_REASON`].
+const SHAPE_REASONS: &[(&str, &str)] = &[
+    // GEMMs at batch 1 run the small-product kernel: tiled64, 64x64 tiles of 256 invocations.
+    (
+        "patch_embed.proj",
+        "one image's 196 patches x 192 outputs in 64x64 tiles of 256 invocations (tiled64): 12 \
+         tiles; 4096 needs 16, so smaller tiles or a split k (not built)",
+    ),
+    ("proj", GEMM_197X192),
+    ("fc2", GEMM_197X192),
+    (
+        "qkv",
+        "576 outputs a row in 64x64 tiles of 256 invocations (tiled64): 9 tiles per 64 rows, 36 \
+         dense; below in blocks pruned to 64 rows or fewer",
+    ),
+    (
+        "fc1",
+        "768 outputs a row in 64x64 tiles of 256 invocations (tiled64): 12 tiles per 64 rows, 48 \
+         dense; below in blocks pruned to 64 rows or fewer",
+    ),
+    (
+        "scores",
+        "Q.K^T per head, n x n in 64x64 tiles of 256 invocations (tiled64): 3 heads x ceil(n/64)^2 \
+         tiles, 48 at 197 tokens; below in blocks of 128 tokens or fewer",
+    ),
+    (
+        "context",
+        "P.V per head, n x 64 (the head dim) in 64x64 tiles of 256 invocations (tiled64): 3 heads x \
+         ceil(n/64) tiles, 12 at 197 tokens; more needs smaller tiles or the keys split (not built)",
+    ),
+    (
+        "attention",
+        "one invocation per query, the 32 of a workgroup share (image, head): 3 heads x 197 \
+         queries (21 workgroups) at batch 1; more needs the keys split across invocations and a \
+         pass combining the partial softmaxes (not built)",
+    ),
+    (
+        "softmax",
+        "one workgroup of 32 per probability row (image x head x query): 3 x n rows, below in \
+         blocks of 42 tokens or fewer",
+    ),
+    ("norm1", LAYERNORM_ROWS),
+    ("norm2", LAYERNORM_ROWS),
+    (
+        "norm",
+        "the last LayerNorm runs on the class token alone, the only row the head reads: one \
+         workgroup of 32 per image",
+    ),
+    // Pruning steps.
+    (
+        "prune.received_attention",
+        "one invocation per (image, token), each summing its column over 3 heads x all queries: \
+         197 at batch 1; spreading that sum needs a second reduction pass",
+    ),
+    (
+        "prune.cls_attention",
+        "one invocation per (image, token), 3 loads each: 197 at batch 1, the whole job",
+    ),
+    (
+        "prune.random",
+        "one invocation per (image, token), one hash each: 197 at batch 1, the whole job",
+    ),
+    ("prune.similarity", BEST_MATCH),
+    ("prune.match", BEST_MATCH),
+    (
+        "prune.energy",
+        "one invocation per (image, token), each summing its cosine to every patch token: 197 at \
+         batch 1; spreading that sum needs a second reduction pass",
+    ),
+    (
+        "prune.metric",
+        "one invocation per (image, token, key column): tokens x 64, below in blocks of fewer \
+         than 64 tokens",
+    ),
+    (
+        "prune.pagerank",
+        "one workgroup per (image, head): each iteration needs the whole score vector, so a \
+         dispatch per iteration would be needed",
+    ),
+    (
+        "prune.combine_heads",
+        "one workgroup per image: the band rule needs every head's variance over all the image's \
+         tokens before any token's score",
+    ),
+    ("prune.topk", SORT_PER_IMAGE),
+    ("prune.important_half", SORT_PER_IMAGE),
+    ("prune.drop_similar", SORT_PER_IMAGE),
+    ("prune.merge_select", SORT_PER_IMAGE),
+    ("prune.protect", SORT_PER_IMAGE),
+    ("prune.energy_pairs", SORT_PER_IMAGE),
+    (
+        "prune.threshold",
+        "one workgroup of 256 per image: how many rows pass, and the best row when none does, \
+         are reductions over the whole image",
+    ),
+    (
+        "prune.compact",
+        "one workgroup of 256 per image: a prefix sum over the image's keep flags in workgroup \
+         memory",
+    ),
+    ("prune.gather", VEC4_ROWS),
+    ("prune.copy", VEC4_ROWS),
+    (
+        "prune.merge",
+        "one workgroup of 64 per kept row, its invocations striding over the row's 192 columns: \
+         below under 64 kept rows",
+    ),
+    (
+        "prune.live_rows",
+        "one invocation per row of the batch (197 at batch 1), a few loads each: the whole job",
+    ),
+];
+
+const GEMM_197X192: &str = "197 x 192 outputs an image in 64x64 tiles of 256 invocations \
+     (tiled64): 12 tiles, fewer in pruned blocks; 4096 needs 16, so smaller tiles or a split k \
+     (not built)";
+
+const LAYERNORM_ROWS: &str = "one workgroup of 32 per row: 197 rows dense (6304), below in \
+     blocks that keep fewer than 128 rows";
+
+const BEST_MATCH: &str = "one invocation per (image, token), each scanning every destination \
+     token for its best cosine: 197 at batch 1; spreading the scan needs a second reduction pass";
+
+const SORT_PER_IMAGE: &str = "one workgroup of 256 per image: a bitonic sort of the image's \
+     scores in workgroup memory, since every rank depends on the whole image";
+
+const VEC4_ROWS: &str = "one invocation per 4 values of the rows moved (48 per row of 192): \
+     below when 85 rows or fewer are kept";
+
+/// What a kernel family below the target without an entry in [`SHAPE_REASONS`] says.
+const NO_REASON: &str = "no reason recorded";
+
+/// The GPU-shape audit: what every kernel family launches in the programs of the model, dense and
+/// pruned by every policy, at batch 1 and 8, under the kernel choice of a GPU adapter.
+#[derive(Serialize)]
+struct GpuShape {
+    model: String,
+    /// The kernel choice the programs were built with (a GPU adapter's default, on any machine).
+    gemm_kernel: String,
+    gemm_kernel_small: String,
+    fused_attention: bool,
+    subgroup_reductions: bool,
+    target_invocations: u64,
+    /// One row per kernel family over every program: the dense program's figures and the
+    /// program's where the family launches the fewest invocations at batch 1.
+    kernels: Vec<FamilyShape>,
+    /// Every program's kernel families.
+    programs: Vec<ShapeProgram>,
+}
+
+/// One kernel family over every program of the audit.
+#[derive(Serialize)]
+struct FamilyShape {
+    family: String,
+    phase: Phase,
+    /// In the dense program (none for a pruning step).
+    dense: Option<ShapePair>,
+    /// In the program where the family launches the fewest invocations at batch 1 (dense first
+    /// among equals): that program at batch 1 and at batch 8.
+    fewest: ShapePair,
+    fewest_policy: Policy,
+    /// Whether `fewest` launches fewer than `target_invocations` at batch 1.
+    below_target: bool,
+    /// Why, where it is below (null where it is not), as in [`ShapeRow`].
+    reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct ShapePair {
+    batch_1: ShapeAt,
+    batch_8: ShapeAt,
+}
+
+/// One program's kernel families.
+#[derive(Serialize)]
+struct ShapeProgram {
+    policy: Policy,
+    /// How its schedule was asked for (`--flops 0.65`, or the policy's default and why).
+    request: String,
+    /// The tokens kept after each pruning block (`dense` without pruning).
+    schedule: String,
+    kernels: Vec<ShapeRow>,
+}
+
+/// One kernel family of a program: at each batch size the step of the family that launches the
+/// fewest invocations.
+#[derive(Serialize)]
+struct ShapeRow {
+    family: String,
+    phase: Phase,
+    /// Steps of the family in one forward pass (batch 1).
+    steps: usize,
+    batch_1: ShapeAt,
+    batch_8: ShapeAt,
+    /// Whether batch 1 launches fewer than `target_invocations`.
+    below_target: bool,
+    /// Why, where it is below: [`SHAPE_REASONS`], else "no reason recorded" (null where it is
+    /// not below).
+    reason: Option<&'static str>,
+}
+
+/// The fewest invocations one step of a family launches at one batch size, and that step's grid.
+#[derive(Serialize, Clone, Copy)]
+struct ShapeAt {
+    /// Workgroups launched (the product of the grid).
+    workgroups: u64,
+    /// Invocations per workgroup along x, y and z, as the shader module declares them.
+    workgroup_size: [u32; 3],
+    /// `workgroups` times the invocations of one workgroup.
+    invocations: u64,
+}
+
+impl ShapeAt {
+    fn size(&self) -> String {
+        let [x, y, z] = self.workgroup_size;
+        match (y, z) {
+            (1, 1) => x.to_string(),
+            (_, 1) => format!("{x}x{y}"),
+            _ => format!("{x}x{y}x{z}"),
+        }
+    }
+}
+
+/// Why `family` launches fewer than the target at batch 1: [`SHAPE_REASONS`], else
+/// [`NO_REASON`].
+fn shape_reason(family: &str) -> &'static str {
+    SHAPE_REASONS
+        .iter()
+        .find(|(f, _)| *f == family)
+        .map_or(NO_REASON, |(_, why)| why)
+}
+
+/// One row per kernel family, in the order the families first appear in the programs.
+fn family_shapes(programs: &[ShapeProgram]) -> Vec<FamilyShape> {
+    let mut out: Vec<FamilyShape> = Vec::new();
+    for p in programs {
+        for k in &p.kernels {
+            let pair = ShapePair {
+                batch_1: k.batch_1,
+                batch_8: k.batch_8,
+            };
+            match out.iter_mut().find(|f| f.family == k.family) {
+                Some(f) => {
+                    if k.batch_1.invocations < f.fewest.batch_1.invocations {
+                        f.fewest = pair;
+                        f.fewest_policy = p.policy;
+                    }
+                }
+                None => out.push(FamilyShape {
+                    family: k.family.clone(),
+                    phase: k.phase,
+                    dense: p.policy.is_none().then_some(pair),
+                    fewest: pair,
+                    fewest_policy: p.policy,
+                    below_target: false,
+                    reason: None,
+                }),
+            }
+        }
+    }
+    for f in &mut out {
+        f.below_target = f.fewest.batch_1.invocations < TARGET_INVOCATIONS;
+        f.reason = f.below_target.then(|| shape_reason(&f.family));
+    }
+    out
+}
+
+impl fmt::Display for GpuShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "GPU shape of {}: the programs built (not run) with a GPU adapter's kernel choice \
+             (GEMM {}, {} for small products; fused attention {}; subgroup reductions {}), \
+             invocations launched per kernel family (its step that launches the fewest)",
+            self.model,
+            self.gemm_kernel,
+            self.gemm_kernel_small,
+            self.fused_attention,
+            self.subgroup_reductions,
+        )?;
+        for p in &self.programs {
+            if p.policy.is_none() {
+                writeln!(f, "  {}: dense", p.policy)?;
+            } else {
+                writeln!(f, "  {}: {} ({})", p.policy, p.schedule, p.request)?;
+            }
+        }
+        let none = || "-".to_string();
+        let rows: Vec<Vec<String>> = self
+            .kernels
+            .iter()
+            .map(|k| {
+                let dense = |at: fn(&ShapePair) -> String| k.dense.as_ref().map_or_else(none, at);
+                vec![
+                    k.family.clone(),
+                    k.phase.name().to_string(),
+                    k.fewest.batch_1.size(),
+                    dense(|d| d.batch_1.workgroups.to_string()),
+                    dense(|d| d.batch_1.invocations.to_string()),
+                    dense(|d| d.batch_8.invocations.to_string()),
+                    k.fewest.batch_1.workgroups.to_string(),
+                    k.fewest.batch_1.invocations.to_string(),
+                    k.fewest.batch_8.invocations.to_string(),
+                    k.fewest_policy.to_string(),
+                    if k.below_target { "below" } else { "" }.to_string(),
+                ]
+            })
+            .collect();
+        let target = format!("< {}", self.target_invocations);
+        write!(
+            f,
+            "{}",
+            table(
+                &[
+                    "kernel family",
+                    "phase",
+                    "wg size",
+                    "dense wg b1",
+                    "dense inv b1",
+                    "dense inv b8",
+                    "fewest wg b1",
+                    "fewest inv b1",
+                    "fewest inv b8",
+                    "fewest in",
+                    &target,
+                ],
+                &rows
+            )
+        )?;
+        let below: Vec<&FamilyShape> = self.kernels.iter().filter(|k| k.below_target).collect();
+        if !below.is_empty() {
+            writeln!(
+                f,
+                "\nbelow {} invocations at batch 1, and why (with DeiT-Tiny's figures):",
+                self.target_invocations
+            )?;
+        }
+        for k in below {
+            writeln!(f, "  {}: {}", k.family, k.reason.unwrap_or(NO_REASON))?;
+        }
+        Ok(())
+    }
+}
+
+/// The kernel family of a step label: the label without its `blockN.` prefix.
+fn family_name(label: &str) -> &str {
+    match label.split_once('.') {
+        Some((head, rest)) if head.starts_with("block") => rest,
+        _ => label,
+    }
+}
+
+/// The GPU-shape audit of `--model` (else `random:deit-tiny`): the dense program and every
+/// policy's at `--flops 0.65` (the threshold policy at its default thresholds: meeting a FLOPs
+/// target needs calibration on data, and its grid does not depend on them), at batch 1 and 8,
+/// built on `k` with [`KernelChoice::gpu_guess`] and not run. `k`'s own choice is restored after.
+fn gpu_shape(k: &Kernels, args: &BenchArgs) -> Result<GpuShape> {
+    let weights = match &args.model.model {
+        Some(_) => model_source::load(&args.model)?,
+        None => zeroprune::model::random::random_model("deit-tiny")?,
+    };
+    let c = weights.config.clone();
+    let g = c.geometry();
+    let mut session = pollster::block_on(Session::create_with(k, &weights, args.model.precision))?;
+    let mut programs = vec![(Policy::none(), "dense".to_string(), Pruning::dense())];
+    for &policy in &Policy::all()[1..] {
+        let (request, pruning) = audit_schedule(policy, &g)?;
+        programs.push((policy, request, pruning));
+    }
+    let own = k.choice();
+    let choice = KernelChoice::gpu_guess();
+    k.set_choice(choice);
+    let built = programs
+        .into_iter()
+        .map(|(policy, request, pruning)| {
+            let b1 = session.step_shapes(1, &pruning)?;
+            let b8 = session.step_shapes(8, &pruning)?;
+            Ok(ShapeProgram {
+                policy,
+                request,
+                schedule: pruning.describe(),
+                kernels: shape_rows(&b1, &b8)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>();
+    k.set_choice(own);
+    let programs = built?;
+    Ok(GpuShape {
+        model: weights.source.clone(),
+        gemm_kernel: choice.gemm.name(),
+        gemm_kernel_small: choice.gemm_small.name(),
+        fused_attention: choice.fused_attention,
+        subgroup_reductions: choice.subgroups,
+        target_invocations: TARGET_INVOCATIONS,
+        kernels: family_shapes(&programs),
+        programs,
+    })
+}
+
+/// The schedule `policy` runs in the audit, and how it was asked for: `--flops 0.65`; where that
+/// needs calibration on data (the threshold policy) or the model cannot reach it (a shallow test
+/// model), the policy's default schedule.
+fn audit_schedule(policy: Policy, g: &TokenGeometry) -> Result<(String, Pruning)> {
+    let request = PruneRequest {
+        policy: Some(policy.name().to_string()),
+        flops: Some(AUDIT_FLOPS),
+        ..Default::default()
+    };
+    let why = match Pruner::from_request(request.clone(), g) {
+        Ok(p) if !p.needs_calibration()? => return Ok((p.describe(), p.schedule(g)?)),
+        Ok(_) => "needs calibration on data (the grid does not depend on the thresholds)".into(),
+        Err(e) => format!("is out of reach ({e})"),
+    };
+    let p = Pruner::from_request(
+        PruneRequest {
+            flops: None,
+            ..request
+        },
+        g,
+    )?;
+    Ok((
+        format!(
+            "{}, its default schedule: flops {AUDIT_FLOPS} {why}",
+            p.describe()
+        ),
+        p.schedule(g)?,
+    ))
+}
+
+/// One row per kernel family of a program, in the order the families first run.
+fn shape_rows(b1: &[StepShape], b8: &[StepShape]) -> Result<Vec<ShapeRow>> {
+    // The step of `family` with the fewest invocations at one batch size, and the family's steps.
+    let fewest = |steps: &[StepShape], family: &str| -> Result<(ShapeAt, usize)> {
+        let mut best: Option<ShapeAt> = None;
+        let mut count = 0;
+        for s in steps.iter().filter(|s| family_name(&s.label) == family) {
+            count += 1;
+            let (Some(size), Some(invocations)) = (s.workgroup_size, s.invocations()) else {
+                return Err(Error::Gpu(format!(
+                    "{}: the workgroup size of its kernel is not known",
+                    s.label
+                )));
+            };
+            if best.is_none_or(|b| invocations < b.invocations) {
+                best = Some(ShapeAt {
+                    workgroups: s.workgroup_count(),
+                    workgroup_size: size,
+                    invocations,
+                });
+            }
+        }
+        best.map(|b| (b, count)).ok_or_else(|| {
+            Error::Gpu(format!(
+                "kernel family {family} is missing at one of the batch sizes"
+            ))
+        })
+    };
+    let mut rows: Vec<ShapeRow> = Vec::new();
+    for s in b1 {
+        let family = family_name(&s.label);
+        if rows.iter().any(|r| r.family == family) {
+            continue;
+        }
+        let (batch_1, steps) = fewest(b1, family)?;
+        let (batch_8, _) = fewest(b8, family)?;
+        let below_target = batch_1.invocations < TARGET_INVOCATIONS;
+        rows.push(ShapeRow {
+            family: family.to_string(),
+            phase: s.phase,
+            steps,
+            batch_1,
+            batch_8,
+            below_target,
+            reason: below_target.then(|| shape_reason(family)),
+        });
+    }
+    Ok(rows)
 }
 
 /// Median and (min, max) of `runs` timings of `f`, in seconds, after one warm-up call.
@@ -666,10 +1167,7 @@ fn families(steps: &[StepTime]) -> Vec<KernelFamily> {
     let total: f64 = steps.iter().map(|s| s.seconds).sum();
     let mut fam: Vec<KernelFamily> = Vec::new();
     for s in steps {
-        let name = match s.label.split_once('.') {
-            Some((head, rest)) if head.starts_with("block") => rest.to_string(),
-            _ => s.label.clone(),
-        };
+        let name = family_name(&s.label).to_string();
         match fam.iter_mut().find(|f| f.family == name) {
             Some(f) => {
                 f.gpu_ms += s.seconds * 1e3;
@@ -789,10 +1287,12 @@ fn kernels(gpu: &GpuContext, args: &BenchArgs) -> Result<()> {
         });
     }
     rows.extend(attention_kernels(gpu, &k, args)?);
+    let gpu_shape = gpu_shape(&k, args)?;
     emit(
         &KernelsOutput {
             adapter: gpu.describe(),
             results: rows,
+            gpu_shape,
         },
         args.json,
     )

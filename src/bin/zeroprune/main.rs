@@ -71,7 +71,8 @@ enum Command {
     /// Measure speed: warm-up, then dense and pruned (--policy) runs interleaved per batch size;
     /// latency (median, spread), images/s, GFLOPs, the speedup next to the FLOPs ratio, the share of
     /// GPU time in pruning steps (by phase: scoring, selection, compaction, merging) and a
-    /// per-kernel breakdown from timestamp queries; or the kernels alone (--kernels).
+    /// per-kernel breakdown from timestamp queries; or the kernels alone (--kernels), with the
+    /// invocations each kernel family launches (its GPU shape).
     Bench(bench::BenchArgs),
     /// Compare pruning policies: each at several FLOPs targets, top-1 and agreement with the dense
     /// model on the same images; prints a table and writes a PNG plot (accuracy vs GFLOPs).
