@@ -57,6 +57,86 @@ fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
+// ---- compact_gather: compact and gather_rows4 in one dispatch (rows of a width that is a multiple
+// of 4). Workgroup (chunk, b) redoes image b's scan of the flags (at most MAX_TOKENS flags: cheaper
+// than a dispatch boundary) and gathers output rows chunk * CG_ROWS.. of image b, so the gather is
+// spread over many workgroups even at batch 1; chunk 0 also writes src, orig_out and count. ----
+const CG_ROWS: u32 = 8u;
+
+@group(0) @binding(0) var<storage, read> cg_flags: array<u32>;
+@group(0) @binding(1) var<storage, read> cg_orig_in: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cg_src: array<u32>;
+@group(0) @binding(3) var<storage, read_write> cg_orig_out: array<u32>;
+@group(0) @binding(4) var<storage, read_write> cg_count: array<u32>;
+@group(0) @binding(5) var<storage, read> cg_x: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> cg_out: array<vec4<f32>>;
+@group(0) @binding(7) var<uniform> cg: GatherParams;
+
+var<workgroup> cg_row_src: array<u32, CG_ROWS>;
+
+@compute @workgroup_size(256, 1, 1)
+fn compact_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.y;
+    let r0 = wid.x * CG_ROWS;
+    let first = lane * PER;
+    var mine = 0u;
+    for (var r = 0u; r < PER; r++) {
+        let i = first + r;
+        if (i < cg.n_in && cg_flags[b * cg.n_in + i] != 0u) {
+            mine += 1u;
+        }
+    }
+    scan[lane] = mine;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off <<= 1u) {
+        var v = scan[lane];
+        if (lane >= off) {
+            v += scan[lane - off];
+        }
+        workgroupBarrier();
+        scan[lane] = v;
+        workgroupBarrier();
+    }
+    let total = min(scan[WG - 1u], cg.n_out);
+    var dst = scan[lane] - mine;
+    for (var r = 0u; r < PER; r++) {
+        let i = first + r;
+        if (i < cg.n_in && cg_flags[b * cg.n_in + i] != 0u && dst < cg.n_out) {
+            if (wid.x == 0u) {
+                cg_src[b * cg.n_out + dst] = i;
+                cg_orig_out[b * cg.n_out + dst] = cg_orig_in[b * cg.n_in + i];
+            }
+            if (dst >= r0 && dst < r0 + CG_ROWS) {
+                cg_row_src[dst - r0] = i;
+            }
+            dst += 1u;
+        }
+    }
+    if (wid.x == 0u) {
+        for (var d = total + lane; d < cg.n_out; d += WG) {
+            cg_src[b * cg.n_out + d] = NONE;
+            cg_orig_out[b * cg.n_out + d] = NONE;
+        }
+        if (lane == 0u) {
+            cg_count[b] = total;
+        }
+    }
+    if (lane < CG_ROWS && r0 + lane >= total) {
+        cg_row_src[lane] = NONE;
+    }
+    workgroupBarrier();
+    let rows = min(CG_ROWS, cg.n_out - min(r0, cg.n_out));
+    for (var e = lane; e < rows * cg.d; e += WG) {
+        let j = e / cg.d;
+        let src = cg_row_src[j];
+        var v = vec4<f32>(0.0);
+        if (src != NONE) {
+            v = cg_x[(b * cg.n_in + src) * cg.d + e % cg.d];
+        }
+        cg_out[(b * cg.n_out + r0 + j) * cg.d + e % cg.d] = v;
+    }
+}
+
 // ---- gather_rows: out[b, r, :] = x[b, src[b, r], :], zero rows past the image's count ----
 @group(0) @binding(0) var<storage, read> g_x: array<f32>;
 @group(0) @binding(1) var<storage, read> g_src: array<u32>;

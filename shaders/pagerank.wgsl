@@ -122,7 +122,8 @@ fn wpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
 @group(0) @binding(0) var<storage, read> c_heads: array<f32>;
 @group(0) @binding(1) var<storage, read> c_alive: array<u32>;
 @group(0) @binding(2) var<storage, read_write> c_score: array<f32>;
-@group(0) @binding(3) var<uniform> cp: CombineParams;
+@group(0) @binding(3) var<storage, read_write> c_flags: array<u32>;
+@group(0) @binding(4) var<uniform> cp: CombineParams;
 
 var<workgroup> use_head: array<f32, MAX_HEADS>;
 
@@ -189,5 +190,19 @@ fn combine_heads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
             out = select(sqrt(acc / count), acc / count, cp.mode == 0u);
         }
         c_score[b * n + i] = out;
+        if (cp.keep > 0u) {
+            load_key(i, n, cp.prefix, out);
+        }
+    }
+    // With keep > 0, the top-k selection too (select.wgsl's select_topk, in the same workgroup:
+    // the scores only feed it): flag the first `keep` rows by (score desc, position asc).
+    if (cp.keep > 0u) {
+        for (var i = n + lane; i < cp.m; i += WG) {
+            load_key(i, n, cp.prefix, 0.0);
+        }
+        sort_desc(lane, cp.m);
+        for (var r = lane; r < n; r += WG) {
+            c_flags[b * n + idx[r]] = select(0u, 1u, r < cp.keep);
+        }
     }
 }

@@ -3,52 +3,8 @@
 
 const WG: u32 = 256u;
 
-var<workgroup> key: array<f32, MAX_TOKENS>;
-var<workgroup> idx: array<u32, MAX_TOKENS>;
-
-// Whether (ka, ia) ranks before (kb, ib).
-fn before(ka: f32, ia: u32, kb: f32, ib: u32) -> bool {
-    return ka > kb || (ka == kb && ia < ib);
-}
-
-// Load row i's key for a sort of the first n rows padded to m (a power of two): prefix rows rank
-// first, padding last.
-fn load_key(i: u32, n: u32, prefix: u32, score: f32) {
-    if (i < n) {
-        key[i] = select(score, HIGHEST, i < prefix);
-        idx[i] = i;
-    } else {
-        key[i] = LOWEST;
-        idx[i] = NONE;
-    }
-}
-
-// Bitonic sort of key[0..m) / idx[0..m) by (key desc, index asc), in place, by the whole workgroup.
-fn sort_desc(lane: u32, m: u32) {
-    workgroupBarrier();
-    for (var k = 2u; k <= m; k <<= 1u) {
-        for (var j = k >> 1u; j > 0u; j >>= 1u) {
-            for (var i = lane; i < m; i += WG) {
-                let l = i ^ j;
-                if (l > i) {
-                    let ki = key[i];
-                    let ii = idx[i];
-                    let kl = key[l];
-                    let il = idx[l];
-                    // Ranked order inside ascending sub-sequences, reversed inside descending ones.
-                    let first = (i & k) == 0u;
-                    if ((first && before(kl, il, ki, ii)) || (!first && before(ki, ii, kl, il))) {
-                        key[i] = kl;
-                        idx[i] = il;
-                        key[l] = ki;
-                        idx[l] = ii;
-                    }
-                }
-            }
-            workgroupBarrier();
-        }
-    }
-}
+// The ranking sort (key, idx, before, load_key, sort_desc) is sort.wgsl, shared with
+// pagerank.wgsl's combine_heads.
 
 // ---- select_topk: one workgroup per image; sort by (score desc, position asc) over the token
 // count padded to a power of two, then flag the first `keep` rows ----
@@ -66,6 +22,43 @@ fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     sort_desc(lane, tp.m);
     for (var r = lane; r < n; r += WG) {
         tk_flags[b * n + idx[r]] = select(0u, 1u, r < tp.keep);
+    }
+}
+
+// ---- received_topk: score.wgsl's received attention, s[i] = 1/(H c) sum_h sum_{j<c} P_h[j, i]
+// (c valid rows; rows past it score NEG), summed in the same order, computed by the image's
+// workgroup straight into the sort's keys, then select_topk's flags: the scores only feed the
+// selection, so one dispatch does both ----
+@group(0) @binding(0) var<storage, read> rt_probs: array<f32>;
+@group(0) @binding(1) var<storage, read> rt_counts: array<u32>;
+@group(0) @binding(2) var<storage, read_write> rt_flags: array<u32>;
+@group(0) @binding(3) var<uniform> rtp: ReceivedTopkParams;
+
+@compute @workgroup_size(256, 1, 1)
+fn received_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.x;
+    let n = rtp.n;
+    var c = n;
+    if (rtp.masked == 1u) {
+        c = min(rt_counts[b], n);
+    }
+    for (var i = lane; i < rtp.m; i += WG) {
+        var score = NEG;
+        if (i < c) {
+            var s = 0.0;
+            for (var h = 0u; h < rtp.heads; h++) {
+                let base = (b * rtp.heads + h) * n * n + i;
+                for (var j = 0u; j < c; j++) {
+                    s += rt_probs[base + j * n];
+                }
+            }
+            score = s / f32(rtp.heads * c);
+        }
+        load_key(i, n, rtp.prefix, score);
+    }
+    sort_desc(lane, rtp.m);
+    for (var r = lane; r < n; r += WG) {
+        rt_flags[b * n + idx[r]] = select(0u, 1u, r < rtp.keep);
     }
 }
 

@@ -231,6 +231,9 @@ pub fn prelude() -> String {
     )
 }
 
+/// The ranking sort of one image's rows by `WG` invocations (the including file defines `WG`).
+pub const SORT: &str = include_str!("../../shaders/sort.wgsl");
+
 /// Workgroup reductions over `WG` invocations (the including file defines `WG`).
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 

@@ -147,28 +147,43 @@ impl PrunePlan {
         let flags = match &selection {
             Selection::Keep { flags } | Selection::Merge { flags, .. } => flags,
         };
-        p.push(k.compact(
-            &at.label("compact"),
-            batch,
-            (out.rows_in, out.rows_out),
-            flags,
-            at.orig,
-            &out.src,
-            &out.kept,
-            &out.count,
-        )?);
-        // The survivors go to a scratch buffer first: a gather in place would race.
+        // The survivors go to the step's compacted rows (a gather in place would race); a kept
+        // selection compacts and gathers in one dispatch where the rows are vec4s.
         let rows = self.work.per_row("compacted rows", width);
+        let fused = matches!(selection, Selection::Keep { .. }) && width.is_multiple_of(4);
+        if fused {
+            p.push(k.compact_gather(
+                &at.label("compact_gather"),
+                batch,
+                (out.rows_in, out.rows_out, width),
+                (flags, at.orig),
+                (&out.src, &out.kept, &out.count),
+                (at.tokens, &rows),
+            )?);
+        } else {
+            p.push(k.compact(
+                &at.label("compact"),
+                batch,
+                (out.rows_in, out.rows_out),
+                flags,
+                at.orig,
+                &out.src,
+                &out.kept,
+                &out.count,
+            )?);
+        }
         match &selection {
             Selection::Keep { .. } => {
-                p.push(k.gather_rows(
-                    &at.label("gather"),
-                    batch,
-                    (out.rows_in, out.rows_out, width),
-                    at.tokens,
-                    &out.src,
-                    &rows,
-                )?);
+                if !fused {
+                    p.push(k.gather_rows(
+                        &at.label("gather"),
+                        batch,
+                        (out.rows_in, out.rows_out, width),
+                        at.tokens,
+                        &out.src,
+                        &rows,
+                    )?);
+                }
                 if let Some(sizes) = &out.sizes {
                     p.push(k.gather_rows(
                         &at.label("gather_sizes"),

@@ -179,6 +179,22 @@ async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
         s.batch, s.n, s.heads
     );
     check(&what, &got, &received_ref(&p, s, counts), TOL);
+    // The fused score-and-select: the flags select_topk gives on these scores, exactly.
+    let keep = (s.prefix + (s.n - s.prefix).div_ceil(2)).min(s.n);
+    let (flags, want_flags) = (out_u32(s.batch * s.n), out_u32(s.batch * s.n));
+    run([
+        kernels()
+            .received_topk("received_topk", s, &probs, valid.as_ref(), &flags, keep)
+            .unwrap(),
+        kernels()
+            .select_topk("topk", s, &score, &want_flags, keep)
+            .unwrap(),
+    ]);
+    assert_eq!(
+        read_u32(&flags).await,
+        read_u32(&want_flags).await,
+        "{what}: received_topk's top-{keep} flags"
+    );
     if counts.is_none() {
         // Rows sum to 1, so the scores of an image do too.
         for b in 0..s.batch {
@@ -694,9 +710,40 @@ async fn combine_gpu(
     let (heads_t, alive_t) = (upload(hs), upload_u32(alive));
     let score = out_f32(s.batch * s.n);
     run([kernels()
-        .combine_heads("combine", s, &heads_t, &alive_t, &score, how, band)
+        .combine_heads("combine", s, &heads_t, &alive_t, &score, how, band, None)
         .unwrap()]);
-    read(&score).await
+    let got = read(&score).await;
+    // With the top-k fused in: the same scores, and the flags select_topk gives on them.
+    let keep = (s.n / 2).max(s.prefix + 1).min(s.n);
+    let (score2, flags, want_flags) = (
+        out_f32(s.batch * s.n),
+        out_u32(s.batch * s.n),
+        out_u32(s.batch * s.n),
+    );
+    run([
+        kernels()
+            .combine_heads(
+                "combine_topk",
+                s,
+                &heads_t,
+                &alive_t,
+                &score2,
+                how,
+                band,
+                Some((&flags, keep)),
+            )
+            .unwrap(),
+        kernels()
+            .select_topk("topk", s, &score, &want_flags, keep)
+            .unwrap(),
+    ]);
+    assert_eq!(read(&score2).await, got, "fused combine_heads scores");
+    assert_eq!(
+        read_u32(&flags).await,
+        read_u32(&want_flags).await,
+        "fused combine_heads top-{keep} flags"
+    );
+    got
 }
 
 async fn combine_heads_mean_and_rms() {
@@ -1589,8 +1636,10 @@ enum Out {
 type CompactCase = (u64, usize, usize, usize, &'static [f64], Out);
 
 async fn compact_and_gather_rows() {
-    let cases: [CompactCase; 7] = [
+    let cases: [CompactCase; 9] = [
         (500, 1, 197, 16, &[0.5], Out::MaxCount),
+        (507, 2, 197, 192, &[0.8, 0.4], Out::MaxCount),
+        (508, 5, 33, 12, &[0.5, 1.0, 0.0, 0.2, 0.9], Out::Fewer),
         (501, 3, 50, 8, &[0.3, 1.0, 0.0], Out::MaxCount),
         (502, 3, 50, 8, &[0.3, 0.9, 0.6], Out::All),
         (503, 3, 1024, 4, &[0.5, 0.05, 0.95], Out::MaxCount),
@@ -1675,6 +1724,56 @@ async fn compact_and_gather_rows() {
             &want,
             0.0,
         );
+        // The fused kernel (rows of a multiple of 4 values): the same four outputs, exactly.
+        if d % 4 == 0 {
+            let (src2, orig2, count2) = (
+                out_u32(batch * n_out),
+                out_u32(batch * n_out),
+                out_u32(batch),
+            );
+            let gathered2 = out_f32(batch * n_out * d);
+            run([k
+                .compact_gather(
+                    "compact_gather",
+                    batch,
+                    (n_in, n_out, d),
+                    (&flags_t, &orig_t),
+                    (&src2, &orig2, &count2),
+                    (&x_t, &gathered2),
+                )
+                .unwrap()]);
+            let what = format!("compact_gather B{batch} {n_in}->{n_out} d{d} ({how:?})");
+            check_u32(
+                &format!("{what} src"),
+                &read_u32(&src2).await,
+                &want_src,
+                n_out,
+            );
+            check_u32(
+                &format!("{what} orig"),
+                &read_u32(&orig2).await,
+                &want_orig,
+                n_out,
+            );
+            check_u32(
+                &format!("{what} count"),
+                &read_u32(&count2).await,
+                &want_count,
+                1,
+            );
+            check(&format!("{what} rows"), &read(&gathered2).await, &want, 0.0);
+        } else {
+            assert!(kernels()
+                .compact_gather(
+                    "compact_gather",
+                    batch,
+                    (n_in, n_out, d),
+                    (&flags_t, &orig_t),
+                    (&src, &orig_out, &count),
+                    (&x_t, &gathered),
+                )
+                .is_err());
+        }
     }
 }
 
@@ -1955,13 +2054,13 @@ async fn launchers_reject_unsupported_shapes() {
         .is_err());
     let many_heads = shape(1, 4, 65, 1);
     assert!(k
-        .combine_heads("x", many_heads, &t, &t, &t, HeadCombine::Band, BAND)
+        .combine_heads("x", many_heads, &t, &t, &t, HeadCombine::Band, BAND, None)
         .is_err());
     // The largest supported shape is accepted.
     let max = shape(1, MAX_PRUNE_TOKENS, 64, 2);
     assert!(k.select_topk("x", max, &t, &t, 2).is_ok());
     assert!(k
-        .combine_heads("x", max, &t, &t, &t, HeadCombine::Band, BAND)
+        .combine_heads("x", max, &t, &t, &t, HeadCombine::Band, BAND, None)
         .is_ok());
 }
 

@@ -426,6 +426,11 @@ const SHAPE_REASONS: &[(&str, &str)] = &[
         "one workgroup of 256 per image: a prefix sum over the image's keep flags in workgroup \
          memory",
     ),
+    (
+        "prune.compact_gather",
+        "workgroups of 256 over 8 kept rows each (every one redoes its image's prefix sum): below \
+         under 128 kept rows at batch 1",
+    ),
     ("prune.gather", VEC4_ROWS),
     ("prune.copy", VEC4_ROWS),
     (

@@ -54,8 +54,27 @@ pub static COMPACT: Family = Family {
         &GATHER4.info,
         &COPY4.info,
         &LIVE_MAP.info,
+        &COMPACT_GATHER.info,
     ],
 };
+
+/// Output rows each `compact_gather` workgroup gathers (compact.wgsl's `CG_ROWS`).
+const CG_ROWS: usize = 8;
+
+pub static COMPACT_GATHER: Kernel<GatherParams> = Kernel::new(
+    &COMPACT,
+    "compact_gather",
+    &[
+        read_u32("cg_flags"),
+        read_u32("cg_orig_in"),
+        write_u32("cg_src"),
+        write_u32("cg_orig_out"),
+        write_u32("cg_count"),
+        read("cg_x"),
+        write("cg_out"),
+    ],
+    Phase::Compact,
+);
 
 pub static LIVE_MAP: Kernel<MapParams> = Kernel::new(
     &COMPACT,
@@ -165,6 +184,48 @@ impl Kernels {
             &[flags, orig_in, src, orig_out, count],
             &params,
             grid_for_groups(batch),
+        )
+    }
+
+    /// [`Kernels::compact`] then [`Kernels::gather_rows`] of `x`'s `d`-wide rows into `out`, in one
+    /// dispatch: `d` must be a multiple of 4. Every workgroup redoes its image's scan and gathers 8
+    /// output rows, so the rows spread over many workgroups at batch 1.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compact_gather(
+        &self,
+        label: &str,
+        batch: usize,
+        (n_in, n_out, d): (usize, usize, usize),
+        (flags, orig_in): (&GpuTensor, &GpuTensor),
+        (src, orig_out, count): (&GpuTensor, &GpuTensor, &GpuTensor),
+        (x, out): (&GpuTensor, &GpuTensor),
+    ) -> Result<Step> {
+        if n_in > MAX_TOKENS {
+            return Err(Error::param(
+                "tokens",
+                format!("compaction supports at most {MAX_TOKENS} rows"),
+            ));
+        }
+        if !d.is_multiple_of(4) || batch > super::MAX_GROUPS as usize {
+            return Err(Error::param(
+                "compact_gather",
+                format!(
+                    "rows of {d} values in a batch of {batch}: the width must be a multiple of 4"
+                ),
+            ));
+        }
+        let params = GatherParams {
+            total: u(batch * n_out * d / 4, "rows")?,
+            n_in: u(n_in, "tokens")?,
+            n_out: u(n_out, "tokens")?,
+            d: u(d / 4, "dim")?,
+        };
+        self.launch(
+            &COMPACT_GATHER,
+            label,
+            &[flags, orig_in, src, orig_out, count, x, out],
+            &params,
+            [u(n_out.div_ceil(CG_ROWS).max(1), "rows")?, batch as u32, 1],
         )
     }
 

@@ -3,7 +3,7 @@
 
 use super::{grid_for_groups, u, TokenShape, MAX_HEADS};
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{read, read_u32, write, Family, Kernel, Params, REDUCE};
+use crate::gpu::kernel::{read, read_u32, write, write_u32, Family, Kernel, Params, REDUCE, SORT};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
@@ -24,13 +24,17 @@ crate::wgsl_params! {
         mode: u32,
         lo: f32,
         hi: f32,
+        /// Rows to flag in `c_flags` by rank (the top-k selection fused in); 0: none.
+        keep: u32,
+        /// The sort's length: `n` rounded up to a power of two.
+        m: u32,
     }
 }
 
 pub static PAGERANK: Family = Family {
     name: "pagerank",
     source: include_str!("../../../shaders/pagerank.wgsl"),
-    libs: &[REDUCE],
+    libs: &[REDUCE, SORT],
     params: &[WprParams::DECL, CombineParams::DECL],
     kernels: &[&WPR.info, &COMBINE.info],
 };
@@ -50,7 +54,12 @@ pub static WPR: Kernel<WprParams> = Kernel::new(
 pub static COMBINE: Kernel<CombineParams> = Kernel::new(
     &PAGERANK,
     "combine_heads",
-    &[read("c_heads"), read_u32("c_alive"), write("c_score")],
+    &[
+        read("c_heads"),
+        read_u32("c_alive"),
+        write("c_score"),
+        write_u32("c_flags"),
+    ],
     Phase::Score,
 );
 
@@ -127,6 +136,10 @@ impl Kernels {
 
     /// One score per alive token from the per-head scores; `-3e38` for the others.
     #[allow(clippy::too_many_arguments)]
+    ///
+    /// With `topk = Some((flags, keep))`, the same workgroup then flags the `keep` best rows of each
+    /// image as [`Kernels::select_topk`] would (prefix rows first): one dispatch for both.
+    #[allow(clippy::too_many_arguments)]
     pub fn combine_heads(
         &self,
         label: &str,
@@ -136,6 +149,7 @@ impl Kernels {
         score: &GpuTensor,
         how: HeadCombine,
         band: (f32, f32),
+        topk: Option<(&GpuTensor, usize)>,
     ) -> Result<Step> {
         if s.heads > MAX_HEADS {
             return Err(Error::param(
@@ -154,8 +168,26 @@ impl Kernels {
             },
             lo: band.0,
             hi: band.1,
+            keep: match topk {
+                Some((_, 0)) => {
+                    return Err(Error::param(
+                        "keep",
+                        "a top-k selection keeps at least 1 row",
+                    ))
+                }
+                Some((_, keep)) => u(keep, "keep")?,
+                None => 0,
+            },
+            m: u(s.n.next_power_of_two().max(2), "tokens")?,
         };
+        let flags = topk.map_or(&self.dummy, |(f, _)| f);
         let grid = grid_for_groups(s.batch);
-        self.launch(&COMBINE, label, &[heads_in, alive, score], &params, grid)
+        self.launch(
+            &COMBINE,
+            label,
+            &[heads_in, alive, score, flags],
+            &params,
+            grid,
+        )
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{grid_for_groups, u, TokenShape};
 use crate::error::Result;
-use crate::gpu::kernel::{read, read_u32, write_u32, Family, Kernel, Params};
+use crate::gpu::kernel::{read, read_u32, write_u32, Family, Kernel, Params, SORT};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
 
 crate::wgsl_params! {
@@ -15,6 +15,19 @@ crate::wgsl_params! {
         keep: u32,
         /// n rounded up to a power of two.
         m: u32,
+    }
+}
+
+crate::wgsl_params! {
+    pub struct ReceivedTopkParams {
+        n: u32,
+        prefix: u32,
+        /// Rows kept, prefix included.
+        keep: u32,
+        /// n rounded up to a power of two.
+        m: u32,
+        heads: u32,
+        masked: u32,
     }
 }
 
@@ -42,10 +55,31 @@ crate::wgsl_params! {
 pub static SELECT: Family = Family {
     name: "select",
     source: include_str!("../../../shaders/select.wgsl"),
-    libs: &[],
-    params: &[TopkParams::DECL, ThresholdParams::DECL, RolesParams::DECL],
-    kernels: &[&TOPK.info, &THRESHOLD.info, &ROLES.info],
+    libs: &[SORT],
+    params: &[
+        TopkParams::DECL,
+        ReceivedTopkParams::DECL,
+        ThresholdParams::DECL,
+        RolesParams::DECL,
+    ],
+    kernels: &[
+        &TOPK.info,
+        &RECEIVED_TOPK.info,
+        &THRESHOLD.info,
+        &ROLES.info,
+    ],
 };
+
+pub static RECEIVED_TOPK: Kernel<ReceivedTopkParams> = Kernel::new(
+    &SELECT,
+    "received_topk",
+    &[
+        read("rt_probs"),
+        read_u32("rt_counts"),
+        write_u32("rt_flags"),
+    ],
+    Phase::Select,
+);
 
 pub static TOPK: Kernel<TopkParams> = Kernel::new(
     &SELECT,
@@ -107,6 +141,38 @@ impl Kernels {
         };
         let grid = grid_for_groups(s.batch);
         self.launch(&ROLES, label, &[score, roles], &params, grid)
+    }
+
+    /// [`Kernels::received_attention`] then [`Kernels::select_topk`] on it, in one dispatch: the
+    /// `keep` rows of each image that receive the most attention (prefix rows always). `valid`:
+    /// each image's valid rows (a masked batch), which alone are summed and kept.
+    pub fn received_topk(
+        &self,
+        label: &str,
+        s: TokenShape,
+        probs: &GpuTensor,
+        valid: Option<&GpuTensor>,
+        flags: &GpuTensor,
+        keep: usize,
+    ) -> Result<Step> {
+        s.check()?;
+        let params = ReceivedTopkParams {
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            keep: u(keep, "keep")?,
+            m: u(s.n.next_power_of_two().max(2), "tokens")?,
+            heads: s.heads_u32()?,
+            masked: valid.is_some() as u32,
+        };
+        let counts = valid.unwrap_or(&self.dummy);
+        let grid = grid_for_groups(s.batch);
+        self.launch(
+            &RECEIVED_TOPK,
+            label,
+            &[probs, counts, flags],
+            &params,
+            grid,
+        )
     }
 
     /// `flags[b, i] = 1` for the `keep` best rows by (score desc, row asc); prefix rows always.

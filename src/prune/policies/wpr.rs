@@ -51,9 +51,8 @@ pub fn iterations(o: &PruneOptions, block: usize, depth: usize) -> u32 {
 
 /// Importance scores of the rows flagged in `alive`, then the flags of the top k.
 pub fn importance(at: &PrunePoint, steps: &mut Vec<Step>, alive: &GpuTensor) -> Result<GpuTensor> {
-    let score = importance_scores(at, steps, alive)?;
     let flags = at.work.rows("keep flags");
-    steps.push(at.k.select_topk(&at.label("topk"), at.shape, &score, &flags, at.keep_rows()?)?);
+    scores_into(at, steps, alive, Some((&flags, at.keep_rows()?)))?;
     Ok(flags)
 }
 
@@ -63,6 +62,16 @@ pub fn importance_scores(
     at: &PrunePoint,
     steps: &mut Vec<Step>,
     alive: &GpuTensor,
+) -> Result<GpuTensor> {
+    scores_into(at, steps, alive, None)
+}
+
+/// [`importance_scores`], and with `topk` the `keep` best rows flagged by the same step.
+fn scores_into(
+    at: &PrunePoint,
+    steps: &mut Vec<Step>,
+    alive: &GpuTensor,
+    topk: Option<(&GpuTensor, usize)>,
 ) -> Result<GpuTensor> {
     let (k, o) = (at.k, at.options);
     let head_scores = at.work.per_row("head scores", at.shape.heads);
@@ -93,6 +102,7 @@ pub fn importance_scores(
         &score,
         o.heads,
         o.band,
+        topk,
     )?);
     Ok(score)
 }

@@ -53,20 +53,14 @@ impl PolicyDef for ZeroTPrune {
             let flags = wpr::importance(at, steps, &at.all_rows())?;
             return Ok(Selection::Keep { flags });
         }
-        // (1) Pre-rank: the important half (flag 1) and the candidates (flag 0).
-        let received = at.work.rows("received attention");
+        // (1) Pre-rank by received attention: the important half (flag 1) and the candidates
+        // (flag 0), scored and selected in one step.
         let important = at.work.rows("important half");
-        steps.push(k.received_attention(
-            &at.label("received_attention"),
+        steps.push(k.received_topk(
+            &at.label("important_half"),
             s,
             at.probs()?,
             None,
-            &received,
-        )?);
-        steps.push(k.select_topk(
-            &at.label("important_half"),
-            s,
-            &received,
             &important,
             s.prefix + patches_in.div_ceil(2),
         )?);
