@@ -551,10 +551,8 @@ async fn gemm_variants_with_a_folded_layernorm() {
     let gpu = gpu();
     for kernel in all_kernels() {
         for (seed, &(m, n, k, w_elem, masked)) in [
-            (37, 20, 12, Elem::F32, false),
-            (65, 24, 13, Elem::F32, false),
-            (130, 21, 16, Elem::F32, true),
-            (1, 40, 8, Elem::F32, false),
+            (37, 20, 13, Elem::F32, false),
+            (130, 24, 16, Elem::F32, true),
             (70, 16, 64, Elem::F16, false),
         ]
         .iter()
@@ -607,7 +605,7 @@ async fn gemm_variants_with_a_folded_layernorm() {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            for (gelu_on, acc) in [(false, false), (true, false), (false, true)] {
+            for (gelu_on, acc) in [(true, false), (false, true)] {
                 let ct = upload(&c0);
                 let g = Gemm {
                     bias: Some(&biast),
