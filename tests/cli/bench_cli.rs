@@ -64,6 +64,24 @@ fn bench_reports_dense_and_pruned_per_batch() {
 }
 
 #[test]
+fn bench_kernels_refuses_the_options_of_a_model_run() {
+    for flags in [
+        &["--policy", "tome"][..],
+        &["--flops", "0.5"],
+        &["--policies", "wpr"],
+        &["--keep", "0.7@2"],
+    ] {
+        let mut args = vec!["bench", "--kernels", "--runs", "1"];
+        args.extend_from_slice(flags);
+        let err = crate::common::cli::run_err(&args);
+        assert!(
+            err.contains(flags[0]) && err.contains("does not apply to --kernels"),
+            "{flags:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn bench_kernels_compares_gemm_variants_with_the_cpu() {
     let v = json(zeroprune().args(["bench", "--kernels", "--json", "--runs", "1"]));
     let rows = v["results"].as_array().unwrap();

@@ -37,9 +37,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Benchmark the kernels alone instead of the model: every GEMM variant (naive, tiled, register-blocked
-    /// tiles) on the model's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
+    /// tiles) on DeiT-Tiny's layer shapes, fused vs unfused attention, and a CPU GEMM (matrixmultiply), in one run.
     /// Then a GPU-shape audit: the invocations each kernel family launches at batch 1 and 8 in the programs of
-    /// --model (default random:deit-tiny), dense and every policy at --flops 0.65, built with a GPU adapter's
+    /// --model (default random:deit-tiny), dense and every policy at 65% of the FLOPs, built with a GPU adapter's
     /// kernel choice (not run); families under 4096 invocations at batch 1 are flagged with the reason.
     #[arg(long, conflicts_with_all = ["images", "texts", "soak"])]
     kernels: bool,
@@ -830,6 +830,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Err(Error::param("--runs", "must be at least 1"));
     }
     if args.kernels {
+        // The kernels run on DeiT-Tiny's shapes and the audit builds every policy at its own
+        // schedule: a model run's options would be silently ignored.
+        let p = &args.prune;
+        let ignored = [
+            ("--policy", p.policy.is_some()),
+            ("--keep", p.keep.is_some()),
+            ("--tokens", p.tokens.is_some()),
+            ("--flops", p.flops.is_some()),
+            ("--threshold", p.threshold.is_some()),
+            ("--schedule", p.schedule.is_some()),
+            ("--policies", !args.policies.is_empty()),
+            ("--schedules", !args.schedules.is_empty()),
+            ("--images", args.images.is_some()),
+            ("--texts", args.texts.is_some()),
+            ("--soak", args.soak.is_some()),
+        ];
+        if let Some((flag, _)) = ignored.iter().find(|(_, set)| *set) {
+            return Err(Error::param(
+                *flag,
+                "does not apply to --kernels, which times the kernels on DeiT-Tiny's shapes and \
+                 audits every policy at 65% of the FLOPs",
+            ));
+        }
         let gpu = open_gpu()?;
         return kernels(&gpu, args);
     }
