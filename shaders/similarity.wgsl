@@ -200,37 +200,90 @@ fn best_match(
 
 // ---- energy (PiToMe): for every patch token t, the mean over the patch tokens u (t included) of
 // elu(cos(m_t, m_u) - margin), elu(x) = x for x > 0, alpha (e^x - 1) otherwise. Tokens in dense
-// clusters of similar tokens score high; prefix rows get NEG. One thread per (image, token); the
-// features are best_match's binding, so both share the cosine above. ----
+// clusters of similar tokens score high; prefix rows get NEG. One workgroup of EN_WG per (image,
+// tile of EN_TILE consecutive rows), 6400 invocations for DeiT-Tiny's 197 rows at batch 1: lanes
+// 0..3 measure the tile's rows, the lanes split the patch tokens u, and each load of u's features
+// serves the four rows (u's length is computed once for them). Lane s then sums row s's terms
+// over the lanes, in lane order. Sharing the loads matters on llvmpipe, where one row per workgroup
+// ran slower than one thread per row; 128 lanes keep a tile's workgroup wide enough for a GPU. The
+// features are best_match's binding. ----
 @group(0) @binding(1) var<storage, read_write> en_energy: array<f32>;
 @group(0) @binding(2) var<uniform> ep: EnergyParams;
+
+// The launcher's grid follows EN_TILE (similarity.rs, ENERGY_TILE).
+const EN_TILE: u32 = 4u;
+const EN_WG: u32 = 128u;
+
+var<workgroup> en_na: array<f32, EN_TILE>;
+var<workgroup> en_sum: array<vec4<f32>, EN_WG>;
 
 fn en_at(b: u32, t: u32) -> u32 {
     return (ep.off + b * ep.img_stride + t * ep.row_stride) / 4u;
 }
 
-@compute @workgroup_size(64, 1, 1)
+// Cosine similarities of the four feature rows at f (of lengths na) with the row at ft, each
+// summed in feat_cos's order.
+fn feat_cos4(f: vec4<u32>, na: vec4<f32>, ft: u32, width: u32) -> vec4<f32> {
+    var d0 = vec4<f32>(0.0);
+    var d1 = vec4<f32>(0.0);
+    var d2 = vec4<f32>(0.0);
+    var d3 = vec4<f32>(0.0);
+    var nt = vec4<f32>(0.0);
+    for (var k = 0u; k < width; k++) {
+        let v = bm_feat[ft + k];
+        d0 += bm_feat[f.x + k] * v;
+        d1 += bm_feat[f.y + k] * v;
+        d2 += bm_feat[f.z + k] * v;
+        d3 += bm_feat[f.w + k] * v;
+        nt += v * v;
+    }
+    return vec4<f32>(hsum(d0), hsum(d1), hsum(d2), hsum(d3)) / (na * length_of(nt));
+}
+
+@compute @workgroup_size(EN_WG, 1, 1)
 fn energy(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lane: u32,
 ) {
-    let e = item(wid, nwg, lane);
-    if (e >= ep.batch * ep.n) {
+    let tiles = (ep.n + EN_TILE - 1u) / EN_TILE;
+    let g = group(wid, nwg);
+    if (g >= ep.batch * tiles) {
         return;
     }
-    let b = e / ep.n;
-    let a = e % ep.n;
-    if (a < ep.prefix) {
-        en_energy[e] = NEG;
-        return;
+    let b = g / tiles;
+    let a0 = (g % tiles) * EN_TILE;
+    // Rows past the image's last repeat it; their results are not written.
+    let last = ep.n - 1u;
+    let f = vec4<u32>(
+        en_at(b, a0),
+        en_at(b, min(a0 + 1u, last)),
+        en_at(b, min(a0 + 2u, last)),
+        en_at(b, min(a0 + 3u, last)),
+    );
+    let w4 = ep.width / 4u;
+    if (lane < EN_TILE) {
+        en_na[lane] = feat_norm(f[lane], w4);
     }
-    let fa = en_at(b, a);
-    let na = feat_norm(fa, ep.width / 4u);
-    var sum = 0.0;
-    for (var t = ep.prefix; t < ep.n; t++) {
-        let x = feat_cos(fa, na, en_at(b, t), ep.width / 4u) - ep.margin;
-        sum += select(ep.alpha * (exp(x) - 1.0), x, x > 0.0);
+    workgroupBarrier();
+    let na = vec4<f32>(en_na[0], en_na[1], en_na[2], en_na[3]);
+    var sum = vec4<f32>(0.0);
+    for (var t = ep.prefix + lane; t < ep.n; t += EN_WG) {
+        let x = feat_cos4(f, na, en_at(b, t), w4) - ep.margin;
+        sum += select(ep.alpha * (exp(x) - 1.0), x, x > vec4<f32>(0.0));
     }
-    en_energy[e] = sum / f32(ep.n - ep.prefix);
+    en_sum[lane] = sum;
+    workgroupBarrier();
+    let a = a0 + lane;
+    if (lane < EN_TILE && a < ep.n) {
+        if (a < ep.prefix) {
+            en_energy[b * ep.n + a] = NEG;
+            return;
+        }
+        var total = 0.0;
+        for (var i = 0u; i < EN_WG; i++) {
+            total += en_sum[i][lane];
+        }
+        en_energy[b * ep.n + a] = total / f32(ep.n - ep.prefix);
+    }
 }

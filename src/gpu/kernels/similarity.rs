@@ -79,6 +79,9 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
     Phase::Score,
 );
 
+/// Rows per workgroup of `energy` (`EN_TILE` in the shader).
+const ENERGY_TILE: usize = 4;
+
 pub static ENERGY: Kernel<EnergyParams> = Kernel::new(
     &SIMILARITY,
     "energy",
@@ -251,7 +254,8 @@ impl Kernels {
             margin,
             alpha,
         };
-        let grid = grid_for_items(s.batch * s.n, 64);
+        // One workgroup per (image, tile of rows).
+        let grid = grid_for_groups(s.batch * s.n.div_ceil(ENERGY_TILE));
         self.launch(&ENERGY, label, &[feat.t, out], &params, grid)
     }
 }
