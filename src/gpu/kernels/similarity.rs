@@ -1,7 +1,7 @@
 //! `similarity.wgsl`: ToMe's head-averaged keys; each source token's most similar destination by
 //! cosine similarity (split by position parity, by a flag, or by roles); PiToMe's energy.
 
-use super::{grid_for_items, u, TokenShape};
+use super::{grid_for_groups, grid_for_items, u, TokenShape};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{read, read_u32, write, write_u32, Family, Kernel, Params};
 use crate::gpu::{GpuTensor, Kernels, Phase, Step};
@@ -78,6 +78,9 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
     ],
     Phase::Score,
 );
+
+/// Rows per workgroup of `energy` (`EN_TILE` in the shader).
+const ENERGY_TILE: usize = 4;
 
 pub static ENERGY: Kernel<EnergyParams> = Kernel::new(
     &SIMILARITY,
@@ -216,7 +219,8 @@ impl Kernels {
             img_stride: u(feat.img_stride, "stride")?,
         };
         let flags = flags.unwrap_or(&self.dummy);
-        let grid = grid_for_items(s.batch * s.n, 64);
+        // One workgroup per (image, row).
+        let grid = grid_for_groups(s.batch * s.n);
         self.launch(
             &BEST_MATCH,
             label,
@@ -250,7 +254,8 @@ impl Kernels {
             margin,
             alpha,
         };
-        let grid = grid_for_items(s.batch * s.n, 64);
+        // One workgroup per (image, tile of rows).
+        let grid = grid_for_groups(s.batch * s.n.div_ceil(ENERGY_TILE));
         self.launch(&ENERGY, label, &[feat.t, out], &params, grid)
     }
 }
