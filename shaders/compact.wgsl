@@ -15,18 +15,9 @@ const PER: u32 = MAX_TOKENS / WG; // rows per invocation
 
 var<workgroup> scan: array<u32, WG>;
 
-@compute @workgroup_size(256, 1, 1)
-fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-    let b = wid.x;
-    let first = lane * PER;
-    var mine = 0u;
-    for (var r = 0u; r < PER; r++) {
-        let i = first + r;
-        if (i < cp.n_in && cp_flags[b * cp.n_in + i] != 0u) {
-            mine += 1u;
-        }
-    }
-    // Inclusive Hillis-Steele scan of the per-thread counts.
+// scan[lane] = the sum of `mine` over lanes 0..=lane: an inclusive Hillis-Steele scan of the
+// per-invocation counts, by the whole workgroup.
+fn inclusive_scan(lane: u32, mine: u32) {
     scan[lane] = mine;
     workgroupBarrier();
     for (var off = 1u; off < WG; off <<= 1u) {
@@ -38,6 +29,20 @@ fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         scan[lane] = v;
         workgroupBarrier();
     }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn compact(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let b = wid.x;
+    let first = lane * PER;
+    var mine = 0u;
+    for (var r = 0u; r < PER; r++) {
+        let i = first + r;
+        if (i < cp.n_in && cp_flags[b * cp.n_in + i] != 0u) {
+            mine += 1u;
+        }
+    }
+    inclusive_scan(lane, mine);
     let total = min(scan[WG - 1u], cp.n_out);
     var dst = scan[lane] - mine;
     for (var r = 0u; r < PER; r++) {
@@ -86,17 +91,7 @@ fn compact_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             mine += 1u;
         }
     }
-    scan[lane] = mine;
-    workgroupBarrier();
-    for (var off = 1u; off < WG; off <<= 1u) {
-        var v = scan[lane];
-        if (lane >= off) {
-            v += scan[lane - off];
-        }
-        workgroupBarrier();
-        scan[lane] = v;
-        workgroupBarrier();
-    }
+    inclusive_scan(lane, mine);
     let total = min(scan[WG - 1u], cg.n_out);
     var dst = scan[lane] - mine;
     for (var r = 0u; r < PER; r++) {

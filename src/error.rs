@@ -83,6 +83,93 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A stable name for what kind of error happened, for programs to branch on (the browser API puts
+/// it on every JavaScript `Error` as `code`). The message says the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// No GPU adapter (in the browser: no WebGPU).
+    NoWebgpu,
+    /// The adapter lacks a feature or limit the call needs (shader-f16, a batch over its largest
+    /// storage binding, a weight that does not fit one).
+    AdapterLimit,
+    /// The model's files: unreadable, inconsistent, or of a layout not supported.
+    BadModel,
+    BadImage,
+    BadText,
+    /// An option or argument out of range, or a labels file that does not parse.
+    BadOptions,
+    /// More than the runtime takes: a model over the browser's size limit, the GPU out of memory.
+    TooLarge,
+    DeviceLost,
+    /// The forward pass overflowed (NaN or infinity).
+    NonFinite,
+    /// A call while the same model is still busy with another (browser).
+    Busy,
+    /// Reading or writing a file or the browser's storage.
+    Storage,
+    /// Anything else the GPU reported.
+    Gpu,
+    Download,
+}
+
+impl ErrorCode {
+    /// The code as JavaScript and JSON see it, e.g. `BAD_IMAGE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NoWebgpu => "NO_WEBGPU",
+            ErrorCode::AdapterLimit => "ADAPTER_LIMIT",
+            ErrorCode::BadModel => "BAD_MODEL",
+            ErrorCode::BadImage => "BAD_IMAGE",
+            ErrorCode::BadText => "BAD_TEXT",
+            ErrorCode::BadOptions => "BAD_OPTIONS",
+            ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::DeviceLost => "DEVICE_LOST",
+            ErrorCode::NonFinite => "NON_FINITE",
+            ErrorCode::Busy => "BUSY",
+            ErrorCode::Storage => "STORAGE",
+            ErrorCode::Gpu => "GPU",
+            ErrorCode::Download => "DOWNLOAD",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of error this is ([`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Io { .. } => ErrorCode::Storage,
+            Error::Safetensors { .. }
+            | Error::MissingTensor { .. }
+            | Error::TensorShape { .. }
+            | Error::TensorDtype { .. }
+            | Error::UnknownLayout { .. }
+            | Error::Config { .. } => ErrorCode::BadModel,
+            Error::Image { .. } => ErrorCode::BadImage,
+            // A text's own errors name it ("text 2 is empty"); a weight that does not fit the
+            // device's largest binding names the weight.
+            Error::InvalidParam { name, reason } => {
+                if name == "text" || name == "texts" {
+                    ErrorCode::BadText
+                } else if reason.contains("largest storage binding") {
+                    ErrorCode::AdapterLimit
+                } else {
+                    ErrorCode::BadOptions
+                }
+            }
+            Error::Labels { .. } => ErrorCode::BadOptions,
+            Error::NoAdapter(_) => ErrorCode::NoWebgpu,
+            Error::BatchTooLarge { .. } => ErrorCode::AdapterLimit,
+            Error::Gpu(msg) if msg.contains("feature") => ErrorCode::AdapterLimit,
+            Error::Gpu(_) => ErrorCode::Gpu,
+            Error::DeviceLost(_) => ErrorCode::DeviceLost,
+            Error::OutOfMemory(_) => ErrorCode::TooLarge,
+            Error::NonFinite(_) => ErrorCode::NonFinite,
+            Error::Download(_) => ErrorCode::Download,
+        }
+    }
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -102,6 +189,53 @@ impl Error {
         Error::Config {
             file: file.into(),
             reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_error_has_its_code() {
+        let cases = [
+            (
+                Error::Image {
+                    name: "a.png".into(),
+                    reason: "not an image".into(),
+                },
+                "BAD_IMAGE",
+            ),
+            (Error::config("config.json", "bad"), "BAD_MODEL"),
+            (Error::param("text", "text 2 is empty"), "BAD_TEXT"),
+            (Error::param("flops", "must be in (0, 1]"), "BAD_OPTIONS"),
+            (
+                Error::param(
+                    "block0.qkv weight",
+                    "442368 bytes do not fit the device's largest storage binding of 262144 bytes",
+                ),
+                "ADAPTER_LIMIT",
+            ),
+            (
+                Error::BatchTooLarge {
+                    batch: 9,
+                    max: 8,
+                    reason: "x".into(),
+                },
+                "ADAPTER_LIMIT",
+            ),
+            (Error::NoAdapter("none".into()), "NO_WEBGPU"),
+            (Error::DeviceLost("destroyed".into()), "DEVICE_LOST"),
+            (Error::OutOfMemory("x".into()), "TOO_LARGE"),
+            (Error::Gpu("validation".into()), "GPU"),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code().as_str(), code, "{e}");
+            assert_eq!(
+                serde_json::to_value(e.code()).unwrap(),
+                serde_json::json!(code)
+            );
         }
     }
 }

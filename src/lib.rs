@@ -32,7 +32,7 @@ pub mod text;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use model::{ModelWeights, Preprocess, ViTConfig};
 pub use session::{
     ImageOutput, Mode, Prediction, Run, RunOutput, Schedule, Session, TextOutput, TextSession,

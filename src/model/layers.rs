@@ -74,11 +74,26 @@ impl Linear {
         live: Option<LiveRows>,
     ) -> Result<()> {
         let g = Gemm {
-            bias: Some(&self.b),
             gelu,
             accumulate,
             live,
             ..Gemm::new(rows, self.out, self.inp)
+        };
+        self.push(k, p, label, (x, out), g)
+    }
+
+    /// The layer's GEMM step with the epilogue of `g` (its bias added): `out = x . W + b ...`.
+    fn push(
+        &self,
+        k: &Kernels,
+        p: &mut Program,
+        label: &str,
+        (x, out): (&GpuTensor, &GpuTensor),
+        g: Gemm,
+    ) -> Result<()> {
+        let g = Gemm {
+            bias: Some(&self.b),
+            ..g
         };
         p.push(k.gemm(
             label,
@@ -168,21 +183,13 @@ impl NormLinear {
     ) -> Result<()> {
         let l = &self.linear;
         let g = Gemm {
-            bias: Some(&l.b),
             gelu,
             accumulate,
             live,
             norm: Some(self.eps),
             ..Gemm::new(rows, l.out, l.inp)
         };
-        p.push(k.gemm(
-            label,
-            MatView::rows(x, l.inp),
-            MatView::rows(&l.w, l.out),
-            MatView::rows(out, l.out),
-            g,
-        )?);
-        Ok(())
+        l.push(k, p, label, (x, out), g)
     }
 }
 
@@ -202,19 +209,11 @@ impl Linear {
         live: Option<LiveRows>,
     ) -> Result<()> {
         let g = Gemm {
-            bias: Some(&self.b),
             residual: Some(residual),
             live,
             ..Gemm::new(rows, self.out, self.inp)
         };
-        p.push(k.gemm(
-            label,
-            MatView::rows(x, self.inp),
-            MatView::rows(&self.w, self.out),
-            MatView::rows(out, self.out),
-            g,
-        )?);
-        Ok(())
+        self.push(k, p, label, (x, out), g)
     }
 }
 

@@ -5,7 +5,10 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::{check_model_bytes, js_error, median, now_ms, runtime, to_js, Guarded, Options};
+use super::{
+    check_model_bytes, js_error, median, now_ms, runtime, to_js, Guarded, Options, WebError,
+};
+use crate::error::ErrorCode;
 use crate::model::{ConfigFiles, ImageOutput, Precision};
 use crate::options::CallOptions;
 use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
@@ -15,7 +18,7 @@ use crate::{labels, ModelWeights, ViTConfig};
 
 /// The image argument: encoded bytes (`Uint8Array` / `ArrayBuffer` of a JPEG, PNG, WebP, BMP or
 /// GIF) or decoded pixels (`ImageData`). Returns the preprocessed `[3, H, W]` tensor.
-fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, JsError> {
+fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, WebError> {
     if let Some(data) = image.dyn_ref::<web_sys::ImageData>() {
         let rgba = data.data();
         return preprocess_rgba(data.width(), data.height(), &rgba, &c.preprocess)
@@ -26,17 +29,21 @@ fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, J
     } else if image.is_instance_of::<js_sys::ArrayBuffer>() {
         js_sys::Uint8Array::new(image)
     } else {
-        return Err(JsError::new(
+        return Err(WebError::new(
+            ErrorCode::BadImage,
             "image must be a Uint8Array or ArrayBuffer holding an encoded image, or an ImageData",
         ));
     };
     // Checked before the bytes are copied into the wasm memory.
     let max = crate::limits::MAX_IMAGE_FILE_BYTES;
     if array.length() as u64 > max {
-        return Err(JsError::new(&format!(
-            "{name}: {} bytes is over the limit of {max} bytes for an image file",
-            array.length()
-        )));
+        return Err(WebError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{name}: {} bytes is over the limit of {max} bytes for an image file",
+                array.length()
+            ),
+        ));
     }
     let bytes = array.to_vec();
     let rgb = decode_image(&bytes, name).map_err(js_error)?;
@@ -105,7 +112,7 @@ impl Inner {
         pruning: &Pruning,
         input: &[f32],
         runs: usize,
-    ) -> Result<(Vec<ImageOutput>, Vec<f64>), JsError> {
+    ) -> Result<(Vec<ImageOutput>, Vec<f64>), WebError> {
         let key = (input.len(), pruning.clone());
         if !self.warm.contains(&key) {
             self.session
@@ -134,7 +141,7 @@ impl Inner {
         pruning: &Pruning,
         input: &[f32],
         o: &CallOptions,
-    ) -> Result<RunResult, JsError> {
+    ) -> Result<RunResult, WebError> {
         let (out, times) = self.timed(pruning, input, o.runs).await?;
         let image = &out[0];
         let steps = pruning
@@ -159,7 +166,7 @@ impl Inner {
 
     /// The schedule of `o` for this model: the threshold policy's FLOPs target needs calibration
     /// on other images, which one call does not have.
-    fn pruning(&self, o: &CallOptions) -> Result<Pruning, JsError> {
+    fn pruning(&self, o: &CallOptions) -> Result<Pruning, WebError> {
         let g = self.session.config().geometry();
         o.dropped(false).map_err(js_error)?;
         o.pruner(&g).and_then(|p| p.schedule(&g)).map_err(js_error)
@@ -177,7 +184,7 @@ impl Session {
         model_bytes: Vec<u8>,
         config_json: Option<String>,
         precision: Option<String>,
-    ) -> Result<Session, JsError> {
+    ) -> Result<Session, WebError> {
         check_model_bytes(model_bytes.len())?;
         let precision: Precision = match precision.as_deref() {
             None => Precision::default(),
@@ -198,10 +205,13 @@ impl Session {
             .await
             .map_err(js_error)?;
         if session.max_batch() == 0 {
-            return Err(JsError::new(&format!(
-                "this adapter's largest storage buffer ({} bytes) is too small for this model's activations",
-                kernels.gpu().max_binding_bytes()
-            )));
+            return Err(WebError::new(
+                ErrorCode::AdapterLimit,
+                format!(
+                    "this adapter's largest storage buffer ({} bytes) is too small for this model's activations",
+                    kernels.gpu().max_binding_bytes()
+                ),
+            ));
         }
         let choice = session.kernel_choice();
         let c = &weights.config;
@@ -268,7 +278,7 @@ impl Session {
     /// removed GPU would. Every later call of every model on it rejects with "GPU device lost";
     /// create the models again to go on (on a new device). For testing how a page handles it.
     #[wasm_bindgen(js_name = simulateDeviceLoss)]
-    pub fn simulate_device_loss(&self) -> Result<(), JsError> {
+    pub fn simulate_device_loss(&self) -> Result<(), WebError> {
         self.state
             .with(|state| state.session.gpu().device.destroy())
     }
@@ -304,7 +314,7 @@ async fn classify(
     state: &mut Inner,
     image: &JsValue,
     options: JsValue,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
     let o = Options::parse(options, &["top", "runs", "compareDense", "name"], c.depth)?;
     let pruning = state.pruning(&o)?;
@@ -341,7 +351,7 @@ async fn evaluate(
     images: JsValue,
     labels: JsValue,
     options: JsValue,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, WebError> {
     use crate::eval::driver::{run_settings, Setting};
     use crate::eval::report::{with_unit, Quality, Unit};
     use crate::eval::task::Task;
@@ -350,35 +360,38 @@ async fn evaluate(
     let pruning = state.pruning(&o)?;
     let list: Vec<JsValue> = js_sys::Array::from(&images).iter().collect();
     if !js_sys::Array::is_array(&images) || list.is_empty() {
-        return Err(JsError::new("images must be a non-empty array of images"));
+        return Err(WebError::new(
+            ErrorCode::BadOptions,
+            "images must be a non-empty array of images",
+        ));
     }
     let labels: Option<Vec<usize>> = if labels.is_undefined() || labels.is_null() {
         None
     } else {
-        let l: Vec<usize> = serde_wasm_bindgen::from_value(labels)
-            .map_err(|e| JsError::new(&format!("labels must be class indices: {e}")))?;
+        let l: Vec<usize> = serde_wasm_bindgen::from_value(labels).map_err(|e| {
+            WebError::new(
+                ErrorCode::BadOptions,
+                format!("labels must be class indices: {e}"),
+            )
+        })?;
         if l.len() != list.len() {
-            return Err(JsError::new(&format!(
-                "{} labels for {} images",
-                l.len(),
-                list.len()
-            )));
+            return Err(WebError::new(
+                ErrorCode::BadOptions,
+                format!("{} labels for {} images", l.len(), list.len()),
+            ));
         }
         if let Some(bad) = l.iter().find(|&&x| x >= c.num_classes) {
-            return Err(JsError::new(&format!(
-                "label {bad} is not one of the model's {} classes",
-                c.num_classes
-            )));
+            return Err(WebError::new(
+                ErrorCode::BadOptions,
+                format!(
+                    "label {bad} is not one of the model's {} classes",
+                    c.num_classes
+                ),
+            ));
         }
         Some(l)
     };
-    if o.batch > state.session.max_batch() {
-        return Err(JsError::new(&format!(
-            "options.batch {} is over this adapter's limit for this model ({})",
-            o.batch,
-            state.session.max_batch()
-        )));
-    }
+    check_batch(o.batch, &state.session)?;
     let settings = [Setting::dense(), Setting::fixed(pruning)];
     let batches: Vec<Vec<usize>> = (0..list.len())
         .collect::<Vec<_>>()
@@ -422,17 +435,25 @@ async fn evaluate(
     to_js(&with_unit(&q, Unit::Image))
 }
 
-async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, JsError> {
+/// A batch over what this adapter holds for this model is refused before anything runs.
+fn check_batch(batch: usize, session: &crate::Session) -> Result<(), WebError> {
+    if batch > session.max_batch() {
+        return Err(WebError::new(
+            ErrorCode::AdapterLimit,
+            format!(
+                "options.batch {batch} is over this adapter's limit for this model ({})",
+                session.max_batch()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
     let o = Options::parse(options, &["runs", "batch"], c.depth)?;
     let pruning = state.pruning(&o)?;
-    if o.batch > state.session.max_batch() {
-        return Err(JsError::new(&format!(
-            "options.batch {} is over this adapter's limit for this model ({})",
-            o.batch,
-            state.session.max_batch()
-        )));
-    }
+    check_batch(o.batch, &state.session)?;
     let input = vec![0.1f32; o.batch * state.session.image_len()];
     // Dense and pruned back to back, run by run: the speedup pairs runs of one moment.
     let (mut dense_ms, mut pruned_ms) = (Vec::new(), Vec::new());

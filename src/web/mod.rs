@@ -22,7 +22,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::gpu::{AdapterChoice, GpuContext, Kernels};
 use crate::options::CallOptions;
 use crate::prune::Policy;
@@ -38,9 +38,55 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-fn js_error(e: Error) -> JsError {
-    JsError::new(&e.to_string())
+/// An error as JavaScript receives it: an `Error` whose `message` says what went wrong and whose
+/// `code` ([`ErrorCode`], e.g. `"BAD_IMAGE"`) says what kind of error it is, for a program to
+/// branch on.
+pub struct WebError {
+    code: ErrorCode,
+    message: String,
 }
+
+impl WebError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WebError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for WebError {
+    fn from(e: Error) -> Self {
+        WebError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<WebError> for JsValue {
+    fn from(e: WebError) -> JsValue {
+        let error = js_sys::Error::new(&e.message);
+        error.set_name("ZeropruneError");
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code.as_str().into());
+        error.into()
+    }
+}
+
+fn js_error(e: Error) -> WebError {
+    e.into()
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const ERROR_TYPES: &'static str = r#"
+/** What kind of error a call failed with (the `code` of every Error this package throws). */
+export type ErrorCode =
+  | "NO_WEBGPU" | "ADAPTER_LIMIT" | "BAD_MODEL" | "BAD_IMAGE" | "BAD_TEXT" | "BAD_OPTIONS"
+  | "TOO_LARGE" | "DEVICE_LOST" | "NON_FINITE" | "BUSY" | "STORAGE" | "GPU" | "DOWNLOAD";
+/** Every promise of this package rejects with one of these. */
+export interface ZeropruneError extends Error {
+  name: "ZeropruneError";
+  code: ErrorCode;
+}
+"#;
 
 /// `limits()`: what the library refuses, so that a page can check a file's size before reading it:
 /// `{maxImageFileBytes, maxImagePixels, maxModelFileBytes}` (the last for the browser build).
@@ -99,13 +145,16 @@ struct Recommended {
 }
 
 /// A model file must fit the browser's limit, checked before it is parsed.
-fn check_model_bytes(len: usize) -> Result<(), JsError> {
+fn check_model_bytes(len: usize) -> Result<(), WebError> {
     let max = crate::limits::MAX_BROWSER_MODEL_BYTES;
     if len as u64 > max {
-        return Err(JsError::new(&format!(
-            "model.safetensors: {len} bytes is over the browser's limit of {max} bytes \
-             (a wasm32 page has 4 GiB of memory); use the native binary for this model"
-        )));
+        return Err(WebError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "model.safetensors: {len} bytes is over the browser's limit of {max} bytes \
+                 (a wasm32 page has 4 GiB of memory); use the native binary for this model"
+            ),
+        ));
     }
     Ok(())
 }
@@ -115,9 +164,14 @@ fn now_ms() -> f64 {
     crate::gpu::program::now_s() * 1e3
 }
 
-fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, WebError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&format!("could not build the result object: {e}")))
+        .map_err(|e| {
+            WebError::new(
+                ErrorCode::Gpu,
+                format!("could not build the result object: {e}"),
+            )
+        })
 }
 
 /// The page's GPU: one device and one kernel library (pipelines, the kernel choice measured once)
@@ -134,7 +188,7 @@ thread_local! {
 
 /// The page's kernel library, on its one device: opened by the first model, shared by the next;
 /// a lost device is replaced by a new one when a model is next created.
-async fn runtime() -> Result<Kernels, JsError> {
+async fn runtime() -> Result<Kernels, WebError> {
     let current = RUNTIME.with(|r| {
         r.borrow()
             .as_ref()
@@ -207,12 +261,13 @@ impl<T: 'static> Guarded<T> {
     fn call<F, Fut>(&self, call: F) -> js_sys::Promise
     where
         F: FnOnce(T) -> Fut + 'static,
-        Fut: std::future::Future<Output = (T, Result<JsValue, JsError>)> + 'static,
+        Fut: std::future::Future<Output = (T, Result<JsValue, WebError>)> + 'static,
     {
         let slot = self.0.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let state = slot.borrow_mut().take().ok_or_else(|| {
-                JsValue::from(JsError::new(
+                JsValue::from(WebError::new(
+                    ErrorCode::Busy,
                     "the model is busy with another call: await it before starting the next",
                 ))
             })?;
@@ -223,10 +278,13 @@ impl<T: 'static> Guarded<T> {
     }
 
     /// The state, for a quick synchronous look (busy: an error).
-    fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, JsError> {
+    fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, WebError> {
         let inner = self.0.borrow();
         let state = inner.as_ref().ok_or_else(|| {
-            JsError::new("the model is busy with another call: await it before starting the next")
+            WebError::new(
+                ErrorCode::Busy,
+                "the model is busy with another call: await it before starting the next",
+            )
         })?;
         Ok(f(state))
     }
@@ -237,12 +295,12 @@ impl<T: 'static> Guarded<T> {
 struct Options;
 
 impl Options {
-    fn parse(options: JsValue, takes: &[&str], depth: usize) -> Result<CallOptions, JsError> {
+    fn parse(options: JsValue, takes: &[&str], depth: usize) -> Result<CallOptions, WebError> {
         let value = if options.is_undefined() || options.is_null() {
             serde_json::Value::Null
         } else {
             serde_wasm_bindgen::from_value::<serde_json::Value>(options)
-                .map_err(|e| JsError::new(&format!("options: {e}")))?
+                .map_err(|e| WebError::new(ErrorCode::BadOptions, format!("options: {e}")))?
         };
         CallOptions::parse(&value, takes, depth).map_err(js_error)
     }

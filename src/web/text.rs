@@ -16,7 +16,10 @@
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use super::{check_model_bytes, js_error, now_ms, runtime, to_js, Guarded, Options, PolicyList};
+use super::{
+    check_model_bytes, js_error, now_ms, runtime, to_js, Guarded, Options, PolicyList, WebError,
+};
+use crate::error::ErrorCode;
 use crate::eval::driver::Setting;
 use crate::model::bert::{BertWeights, TextModelFiles};
 use crate::model::Precision;
@@ -98,7 +101,7 @@ impl TextModel {
         tokenizer_json: String,
         files: JsValue,
         precision: Option<String>,
-    ) -> Result<TextModel, JsError> {
+    ) -> Result<TextModel, WebError> {
         check_model_bytes(model_bytes.len())?;
         let precision: Precision = match precision.as_deref() {
             None => Precision::default(),
@@ -108,7 +111,7 @@ impl TextModel {
             ExtraFiles::default()
         } else {
             serde_wasm_bindgen::from_value(files)
-                .map_err(|e| JsError::new(&format!("files: {e}")))?
+                .map_err(|e| WebError::new(ErrorCode::BadModel, format!("files: {e}")))?
         };
         let text_files = TextModelFiles {
             config: Some(&config_json),
@@ -174,13 +177,20 @@ impl TextModel {
     }
 }
 
-async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<JsValue, JsError> {
-    let texts: Vec<String> = serde_wasm_bindgen::from_value(texts)
-        .map_err(|e| JsError::new(&format!("texts must be an array of strings: {e}")))?;
+async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<JsValue, WebError> {
+    let texts: Vec<String> = serde_wasm_bindgen::from_value(texts).map_err(|e| {
+        WebError::new(
+            ErrorCode::BadText,
+            format!("texts must be an array of strings: {e}"),
+        )
+    })?;
     let c = state.session.config().clone();
     let o = Options::parse(options, &[], c.num_layers)?;
     if texts.is_empty() {
-        return Err(JsError::new("texts is empty: give at least one text"));
+        return Err(WebError::new(
+            ErrorCode::BadText,
+            "texts is empty: give at least one text",
+        ));
     }
     let setting = Setting::request(
         o.pruner(&c.largest_geometry()).map_err(js_error)?,

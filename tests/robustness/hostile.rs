@@ -419,20 +419,27 @@ fn a_model_at_the_depth_limit_runs_and_its_programs_stay_bounded() {
     let weights = ModelWeights::load(&path).expect("a model at the depth limit loads");
     let mut session = Session::new(gpu(), &weights).unwrap();
     let input = vec![0.5f32; session.image_len()];
-    // A pruned program and the dense one: each has about 9000 steps, so the session keeps one
-    // (KEEP_STEPS), not both (KEEP_PROGRAMS would allow 16).
-    let pruned = zeroprune::prune::PruneRequest {
-        policy: Some("tome".into()),
-        keep: Some("0.5@2".into()),
-        ..Default::default()
-    }
-    .resolve(&weights.config.geometry())
-    .unwrap();
-    for p in [&pruned, &zeroprune::prune::Pruning::dense()] {
+    // Two pruned programs and the dense one: each has over 7000 steps, so the session keeps two
+    // at most (KEEP_STEPS), not all three (KEEP_PROGRAMS would allow 16).
+    let pruned = |keep: &str| {
+        zeroprune::prune::PruneRequest {
+            policy: Some("tome".into()),
+            keep: Some(keep.into()),
+            ..Default::default()
+        }
+        .resolve(&weights.config.geometry())
+        .unwrap()
+    };
+    let programs = [
+        pruned("0.5@2"),
+        zeroprune::prune::Pruning::dense(),
+        pruned("0.5@4"),
+    ];
+    for p in &programs {
         let out = session.run(&input, p).expect("it runs");
         assert!(out.items[0].logits.iter().all(|v| v.is_finite()));
         let steps = session.steps(1, p).unwrap().len();
-        assert!(steps > zeroprune::session::KEEP_STEPS / 2, "{steps} steps");
+        assert!(steps > zeroprune::session::KEEP_STEPS / 3, "{steps} steps");
     }
-    assert_eq!(session.cached().0, 1, "programs kept");
+    assert!(session.cached().0 <= 2, "programs kept: {}", session.cached().0);
 }

@@ -172,6 +172,33 @@ async function hostile(page) {
   check(typeof still === "string", `after the bad model file the loaded model still runs (${still})`);
 }
 
+// Every rejected promise is an Error with a stable `code` beside its message (the package's
+// ErrorCode type): a program can tell a bad image from a bad option or a busy model.
+async function errorCodes(page) {
+  const got = await page.evaluate(async () => {
+    const { Session } = await import("./pkg/zeroprune.js");
+    const s = window.zeroprune.session;
+    const image = new Uint8Array(await (await fetch("samples/cat.jpg")).arrayBuffer());
+    const fail = async (f) => {
+      try { await f(); return { code: "none" }; } catch (e) { return { code: e.code, name: e.name, message: e.message }; }
+    };
+    const first = s.classify(image, { policy: "none" });
+    const busy = await fail(() => s.classify(image));
+    await first;
+    return {
+      image: await fail(() => s.classify(new Uint8Array([1, 2, 3]))),
+      options: await fail(() => s.classify(image, { flops: 7 })),
+      busy,
+      model: await fail(() => Session.create(new Uint8Array(16), "{}")),
+    };
+  });
+  for (const [what, want] of [["image", "BAD_IMAGE"], ["options", "BAD_OPTIONS"], ["busy", "BUSY"], ["model", "BAD_MODEL"]]) {
+    const g = got[what];
+    check(g.code === want && g.name === "ZeropruneError",
+      `a bad ${what} rejects with code ${want}: ${g.code} (${g.name}: "${(g.message || "").slice(0, 70)}")`);
+  }
+}
+
 // The wasm API for text models: all-MiniLM-L6-v2 loaded from the served folder embeds real sentences
 // as `zeroprune embed --json` does (same tokens, cosine >= 0.9999 on another GPU).
 async function textModel(page) {
@@ -197,8 +224,9 @@ async function textModel(page) {
     });
     const out = await m.embed(texts);
     let empty = null;
-    try { await m.embed(["fine", "   "]); } catch (e) { empty = e.message; }
-    return { ...out, info: m.info, empty };
+    let emptyCode = null;
+    try { await m.embed(["fine", "   "]); } catch (e) { empty = e.message; emptyCode = e.code; }
+    return { ...out, info: m.info, empty, emptyCode };
   }, texts);
   check(JSON.stringify(web.tokens) === JSON.stringify(native.tokens),
     `text model in the browser: tokens ${web.tokens.join(",")} equal native ${native.tokens.join(",")}`);
@@ -210,7 +238,8 @@ async function textModel(page) {
   });
   check(cos.every((c) => c >= 0.9999), `text embeddings equal native: cosine ${cos.map((c) => c.toFixed(7)).join(", ")} ` +
     `(${web.info.layers} layers, ${web.latencyMs.toFixed(0)} ms for ${texts.length} texts)`);
-  check(/text 2 is empty/.test(web.empty || ""), `an empty text is refused: "${web.empty}"`);
+  check(/text 2 is empty/.test(web.empty || "") && web.emptyCode === "BAD_TEXT",
+    `an empty text is refused: "${web.empty}" (code ${web.emptyCode})`);
 
   // Pruned, through the same request as the CLI's flags: the same tokens kept at every step, the
   // same embeddings. The sentences are the reference's MiniLM cases, whose decisions have margins.
@@ -379,6 +408,7 @@ async function main() {
     await waitState(page, ["error"], "a bad image");
     const err = await page.evaluate(() => window.zeroprune.error);
     check(/not a JPEG, PNG, WebP, BMP or GIF/.test(err), `a non-image file is refused with a message: "${err}"`);
+    await errorCodes(page);
     await hostile(page);
     await textModel(page);
     writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length }, null, 2));
