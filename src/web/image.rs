@@ -71,6 +71,30 @@ struct RunResult {
     steps: Vec<StepKept>,
 }
 
+/// One image of a batch: its classes, FLOPs and the tokens each step kept.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchItem {
+    top: Vec<ClassScore>,
+    gflops: f64,
+    steps: Vec<StepKept>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResult {
+    policy: String,
+    schedule: String,
+    /// One per image, in order.
+    results: Vec<BatchItem>,
+    /// Images per GPU pass.
+    batch: usize,
+    /// Wall time of the forward passes (uploads, GPU work, readbacks), in ms, decoding excluded.
+    latency_ms: f64,
+    images_per_s: f64,
+    preprocess_ms: f64,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ClassifyResult {
@@ -274,6 +298,19 @@ impl Session {
         })
     }
 
+    /// `session.classifyBatch(images, options?)`: a list of images (each what `classify` takes)
+    /// classified in GPU batches of `batch` (8, at most what the adapter holds for this model).
+    /// Options: the pruning request, `top` (5), `batch`. Resolves to `{policy, schedule, results:
+    /// [{top, gflops, steps}], batch, latencyMs, imagesPerS, preprocessMs}`, one result per image
+    /// in order.
+    #[wasm_bindgen(js_name = classifyBatch)]
+    pub fn classify_batch(&self, images: JsValue, options: JsValue) -> js_sys::Promise {
+        self.state.call(move |mut state| async move {
+            let result = classify_batch(&mut state, images, options).await;
+            (state, result)
+        })
+    }
+
     /// `session.simulateDeviceLoss()`: destroy the page's GPU device, as a driver reset or a
     /// removed GPU would. Every later call of every model on it rejects with "GPU device lost";
     /// create the models again to go on (on a new device). For testing how a page handles it.
@@ -346,6 +383,77 @@ async fn classify(
     to_js(&result)
 }
 
+/// The images of a JavaScript array, decoded and preprocessed, named `image 0`, `image 1`, ...
+fn image_list(images: &JsValue, c: &ViTConfig) -> Result<Vec<Vec<f32>>, WebError> {
+    if !js_sys::Array::is_array(images) {
+        return Err(WebError::new(
+            ErrorCode::BadOptions,
+            "images must be a non-empty array of images",
+        ));
+    }
+    let list: Vec<JsValue> = js_sys::Array::from(images).iter().collect();
+    if list.is_empty() {
+        return Err(WebError::new(
+            ErrorCode::BadOptions,
+            "images must be a non-empty array of images",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, image)| image_input(image, &format!("image {i}"), c))
+        .collect()
+}
+
+async fn classify_batch(
+    state: &mut Inner,
+    images: JsValue,
+    options: JsValue,
+) -> Result<JsValue, WebError> {
+    let c = state.session.config().clone();
+    let given = given_batch(&options);
+    let o = Options::parse(options, &["top", "batch"], c.depth)?;
+    let pruning = state.pruning(&o)?;
+    let batch = batch_size(given, &o, &state.session)?;
+    let t = now_ms();
+    let inputs = image_list(&images, &c)?;
+    let preprocess_ms = now_ms() - t;
+    let t = now_ms();
+    let mut results = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch) {
+        let input: Vec<f32> = chunk.concat();
+        let out = state
+            .session
+            .run_async(&input, Run::new(&pruning))
+            .await
+            .map_err(js_error)?;
+        results.extend(out.items.iter().map(|image| {
+            BatchItem {
+                top: top_classes(&image.logits, o.top, &state.classes),
+                gflops: image.flops / 1e9,
+                steps: pruning
+                    .steps
+                    .iter()
+                    .zip(&image.kept)
+                    .map(|(s, k)| StepKept {
+                        block: s.block,
+                        kept: k.clone(),
+                    })
+                    .collect(),
+            }
+        }));
+    }
+    let latency_ms = now_ms() - t;
+    to_js(&BatchResult {
+        policy: pruning.policy.name().to_string(),
+        schedule: pruning.describe(),
+        images_per_s: results.len() as f64 / (latency_ms / 1e3).max(1e-9),
+        results,
+        batch,
+        latency_ms,
+        preprocess_ms,
+    })
+}
+
 async fn evaluate(
     state: &mut Inner,
     images: JsValue,
@@ -356,8 +464,10 @@ async fn evaluate(
     use crate::eval::report::{with_unit, Quality, Unit};
     use crate::eval::task::Task;
     let c = state.session.config().clone();
+    let given = given_batch(&options);
     let o = Options::parse(options, &["batch"], c.depth)?;
     let pruning = state.pruning(&o)?;
+    let batch = batch_size(given, &o, &state.session)?;
     let list: Vec<JsValue> = js_sys::Array::from(&images).iter().collect();
     if !js_sys::Array::is_array(&images) || list.is_empty() {
         return Err(WebError::new(
@@ -391,11 +501,10 @@ async fn evaluate(
         }
         Some(l)
     };
-    check_batch(o.batch, &state.session)?;
     let settings = [Setting::dense(), Setting::fixed(pruning)];
     let batches: Vec<Vec<usize>> = (0..list.len())
         .collect::<Vec<_>>()
-        .chunks(o.batch)
+        .chunks(batch)
         .map(<[usize]>::to_vec)
         .collect();
     let mut failure = None;
@@ -433,6 +542,22 @@ async fn evaluate(
         Task::Classify,
     );
     to_js(&with_unit(&q, Unit::Image))
+}
+
+/// Whether the options object names a `batch` (calls over a list default to 8 images per pass).
+fn given_batch(options: &JsValue) -> bool {
+    options.is_object() && js_sys::Reflect::has(options, &"batch".into()).unwrap_or(false)
+}
+
+/// The images per GPU pass of a call over a list: `batch` where given (refused over what the
+/// adapter holds), else 8 or what the adapter holds.
+fn batch_size(given: bool, o: &CallOptions, session: &crate::Session) -> Result<usize, WebError> {
+    if given {
+        check_batch(o.batch, session)?;
+        Ok(o.batch)
+    } else {
+        Ok(8.min(session.max_batch()).max(1))
+    }
 }
 
 /// A batch over what this adapter holds for this model is refused before anything runs.

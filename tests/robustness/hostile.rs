@@ -441,5 +441,9 @@ fn a_model_at_the_depth_limit_runs_and_its_programs_stay_bounded() {
         let steps = session.steps(1, p).unwrap().len();
         assert!(steps > zeroprune::session::KEEP_STEPS / 3, "{steps} steps");
     }
-    assert!(session.cached().0 <= 2, "programs kept: {}", session.cached().0);
+    assert!(
+        session.cached().0 <= 2,
+        "programs kept: {}",
+        session.cached().0
+    );
 }

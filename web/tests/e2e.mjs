@@ -403,6 +403,27 @@ async function main() {
       `session.evaluate: ${evaluated.images} images, agreement ${(100 * evaluated.agreement).toFixed(0)}%, ` +
       `${(100 * evaluated.flops_ratio).toFixed(1)}% of the dense FLOPs, ${evaluated.speedup.toFixed(2)}x`);
 
+    // A list of images in one call, batched on the GPU: the same classes and kept tokens as one
+    // image at a time.
+    const batched = await page.evaluate(async () => {
+      const s = window.zeroprune.session;
+      const images = await Promise.all(["astronaut", "cat", "coffee", "rocket"].map(async (n) =>
+        new Uint8Array(await (await fetch(`samples/${n}.jpg`)).arrayBuffer())));
+      const options = { policy: "tome", flops: 0.65 };
+      const one = [];
+      for (const img of images) one.push(await s.classify(img, { ...options, top: 1 }));
+      const b = await s.classifyBatch(images, { ...options, top: 1, batch: 3 });
+      return {
+        batch: b.batch, n: b.results.length, imagesPerS: b.imagesPerS,
+        same: b.results.every((r, i) => r.top[0].class === one[i].top[0].class &&
+          JSON.stringify(r.steps) === JSON.stringify(one[i].steps)),
+        defaultBatch: (await s.classifyBatch(images.slice(0, 2))).batch,
+      };
+    });
+    check(batched.n === 4 && batched.batch === 3 && batched.same && batched.defaultBatch === 8,
+      `session.classifyBatch: 4 images in passes of 3, classes and kept tokens equal one at a time ` +
+      `(${batched.imagesPerS.toFixed(2)} images/s; default batch ${batched.defaultBatch})`);
+
     // A file that is not an image: a clear message, and the page keeps working.
     await page.setInputFiles("#image-file", { name: "notes.jpg", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });
     await waitState(page, ["error"], "a bad image");
