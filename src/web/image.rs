@@ -168,15 +168,7 @@ impl Inner {
     ) -> Result<RunResult, WebError> {
         let (out, times) = self.timed(pruning, input, o.runs).await?;
         let image = &out[0];
-        let steps = pruning
-            .steps
-            .iter()
-            .zip(&image.kept)
-            .map(|(s, k)| StepKept {
-                block: s.block,
-                kept: k.clone(),
-            })
-            .collect();
+        let steps = steps_kept(pruning, image);
         Ok(RunResult {
             policy: pruning.policy.name().to_string(),
             schedule: pruning.describe(),
@@ -383,6 +375,19 @@ async fn classify(
     to_js(&result)
 }
 
+/// Per pruning step of `pruning`, the tokens `image` kept there.
+fn steps_kept(pruning: &Pruning, image: &ImageOutput) -> Vec<StepKept> {
+    pruning
+        .steps
+        .iter()
+        .zip(&image.kept)
+        .map(|(s, k)| StepKept {
+            block: s.block,
+            kept: k.clone(),
+        })
+        .collect()
+}
+
 /// The images of a JavaScript array, decoded and preprocessed, named `image 0`, `image 1`, ...
 fn image_list(images: &JsValue, c: &ViTConfig) -> Result<Vec<Vec<f32>>, WebError> {
     if !js_sys::Array::is_array(images) {
@@ -426,20 +431,10 @@ async fn classify_batch(
             .run_async(&input, Run::new(&pruning))
             .await
             .map_err(js_error)?;
-        results.extend(out.items.iter().map(|image| {
-            BatchItem {
-                top: top_classes(&image.logits, o.top, &state.classes),
-                gflops: image.flops / 1e9,
-                steps: pruning
-                    .steps
-                    .iter()
-                    .zip(&image.kept)
-                    .map(|(s, k)| StepKept {
-                        block: s.block,
-                        kept: k.clone(),
-                    })
-                    .collect(),
-            }
+        results.extend(out.items.iter().map(|image| BatchItem {
+            top: top_classes(&image.logits, o.top, &state.classes),
+            gflops: image.flops / 1e9,
+            steps: steps_kept(&pruning, image),
         }));
     }
     let latency_ms = now_ms() - t;
