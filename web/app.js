@@ -1,6 +1,7 @@
 // The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
 // is the same Rust code as the native binary.
 import init, { Session, TextModel, limits, policies } from "./pkg/zeroprune.js";
+import { fetchModelFile } from "./model-store.js";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -65,23 +66,28 @@ async function checkWebGpu() {
 
 // ---- model loading -------------------------------------------------------------------------------
 
+// A model file by URL: from this browser's storage after the first visit (model-store.js), else
+// downloaded with progress and kept. What happened is noted for the status line.
 async function fetchBytes(url, onProgress) {
-  const resp = await fetch(url);
-  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
-  const total = Number(resp.headers.get("content-length")) || 0;
-  tooBig(url, total, app.limits.maxModelFileBytes, "a model file in the browser");
-  if (!resp.body || !total) return new Uint8Array(await resp.arrayBuffer());
-  const out = new Uint8Array(total);
-  const reader = resp.body.getReader();
-  let at = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    out.set(value, at);
-    at += value.length;
-    onProgress(at / total);
-  }
-  return out.subarray(0, at);
+  const r = await fetchModelFile(url, {
+    onProgress: (p) => onProgress(p.loaded / p.total),
+    maxBytes: app.limits.maxModelFileBytes,
+  });
+  app.storage = {
+    url,
+    fromStorage: r.fromStorage,
+    stored: r.stored,
+    error: r.storeError ? r.storeError.message : null,
+  };
+  return r.bytes;
+}
+
+function storageNote() {
+  const s = app.storage;
+  if (!s) return "";
+  if (s.fromStorage) return " Weights read from this browser's storage (no download).";
+  if (s.stored) return " Weights kept in this browser's storage for the next visit.";
+  return s.error ? ` Weights not kept for the next visit: ${s.error}.` : "";
 }
 
 // A file over the library's limit is refused before it is read (the wasm memory is 4 GiB in all).
@@ -103,6 +109,7 @@ async function loadModel(getBytes, source) {
   progress.value = 0;
   $("model-status").textContent = `Loading ${source}…`;
   $("run").disabled = true;
+  app.storage = null;
   try {
     const [bytes, config] = await getBytes((f) => (progress.value = f));
     $("model-status").textContent = `Uploading ${(bytes.length / 1e6).toFixed(1)} MB of weights to the GPU…`;
@@ -118,7 +125,8 @@ async function loadModel(getBytes, source) {
       `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
       `${((performance.now() - t) / 1e3).toFixed(1)} s (kernels measured on this adapter: GEMM ` +
-      `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).`;
+      `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).` +
+      storageNote();
     $("run").disabled = false;
     setState("ready");
     loaded = true;

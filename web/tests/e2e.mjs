@@ -199,6 +199,54 @@ async function errorCodes(page) {
   }
 }
 
+// Models kept across visits (web/model-store.js): the page's model load stored DeiT-Tiny, so
+// loading the same URL again reads it from the origin private file system with no request; a new
+// URL downloads once with progress events and is kept; a store with no room leaves the download
+// usable and says so with code STORAGE.
+async function modelStorage(page) {
+  const requests = [];
+  const onRequest = (r) => requests.push(new URL(r.url()).pathname);
+  page.on("request", onRequest);
+  const got = await page.evaluate(async () => {
+    const { fetchModelFile, clearStoredModels } = await import("./model-store.js");
+    const model = "models/deit-tiny-patch16-224/model.safetensors";
+    const again = await fetchModelFile(model);
+    const file = "samples/rocket.jpg";
+    const events = [];
+    const first = await fetchModelFile(file, { onProgress: (p) => events.push(p) });
+    const second = await fetchModelFile(file);
+    const same = first.bytes.length === second.bytes.length && first.bytes.every((v, i) => v === second.bytes[i]);
+    // No room: the quota the page sees is 10 bytes.
+    const estimate = navigator.storage.estimate;
+    navigator.storage.estimate = async () => ({ quota: 10, usage: 0 });
+    const full = await fetchModelFile("samples/coffee.jpg");
+    navigator.storage.estimate = estimate;
+    let tooLarge = null;
+    try { await fetchModelFile("samples/astronaut.jpg", { maxBytes: 100 }); } catch (e) { tooLarge = e.code; }
+    const status = document.getElementById("model-status").textContent;
+    await clearStoredModels();
+    return {
+      again: { fromStorage: again.fromStorage, bytes: again.bytes.length },
+      first: { fromStorage: first.fromStorage, stored: first.stored, events: events.length, last: events[events.length - 1] },
+      second: { fromStorage: second.fromStorage, same },
+      full: { stored: full.stored, bytes: full.bytes.length, code: full.storeError && full.storeError.code, message: full.storeError && full.storeError.message },
+      tooLarge, status,
+    };
+  });
+  page.off("request", onRequest);
+  const count = (path) => requests.filter((p) => p.endsWith(path)).length;
+  check(got.again.fromStorage && got.again.bytes > 5e6 && count("model.safetensors") === 0,
+    `a second load of the page's model URL reads ${(got.again.bytes / 1e6).toFixed(1)} MB from storage with no request ` +
+    `(${count("model.safetensors")} requests; the page says "${got.status.slice(got.status.indexOf("Weights"))}")`);
+  check(!got.first.fromStorage && got.first.stored && got.first.events > 0 && got.first.last.loaded === got.first.last.total &&
+    got.second.fromStorage && got.second.same && count("rocket.jpg") === 1,
+    `a new URL downloads once with ${got.first.events} progress events and is kept; the second load makes no request ` +
+    `(${count("rocket.jpg")} request in all)`);
+  check(!got.full.stored && got.full.bytes > 0 && got.full.code === "STORAGE",
+    `storage with no room: the download is still usable, not kept, code ${got.full.code} ("${got.full.message}")`);
+  check(got.tooLarge === "TOO_LARGE", `a file over maxBytes is refused before it is kept: ${got.tooLarge}`);
+}
+
 // The wasm API for text models: all-MiniLM-L6-v2 loaded from the served folder embeds real sentences
 // as `zeroprune embed --json` does (same tokens, cosine >= 0.9999 on another GPU).
 async function textModel(page) {
@@ -430,6 +478,7 @@ async function main() {
     const err = await page.evaluate(() => window.zeroprune.error);
     check(/not a JPEG, PNG, WebP, BMP or GIF/.test(err), `a non-image file is refused with a message: "${err}"`);
     await errorCodes(page);
+    await modelStorage(page);
     await hostile(page);
     await textModel(page);
     writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length }, null, 2));
