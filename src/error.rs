@@ -57,6 +57,11 @@ pub enum Error {
     #[error("no GPU adapter: {0}")]
     NoAdapter(String),
 
+    /// The adapter lacks a feature or a limit that what was asked needs: shader-f16, subgroups, a
+    /// storage binding too small for a weight or for the kernel timings. `what` names what asked.
+    #[error("{what}: {reason}")]
+    AdapterLimit { what: String, reason: String },
+
     #[error("a batch of {batch} does not fit this device: {reason}; the largest batch that fits is {max}")]
     BatchTooLarge {
         batch: usize,
@@ -146,21 +151,13 @@ impl Error {
             | Error::UnknownLayout { .. }
             | Error::Config { .. } => ErrorCode::BadModel,
             Error::Image { .. } => ErrorCode::BadImage,
-            // A text's own errors name it ("text 2 is empty"); a weight that does not fit the
-            // device's largest binding names the weight.
-            Error::InvalidParam { name, reason } => {
-                if name == "text" || name == "texts" {
-                    ErrorCode::BadText
-                } else if reason.contains("largest storage binding") {
-                    ErrorCode::AdapterLimit
-                } else {
-                    ErrorCode::BadOptions
-                }
+            // A text's own errors name the parameter `text` ("text 2 is empty").
+            Error::InvalidParam { name, .. } if name == "text" || name == "texts" => {
+                ErrorCode::BadText
             }
-            Error::Labels { .. } => ErrorCode::BadOptions,
+            Error::InvalidParam { .. } | Error::Labels { .. } => ErrorCode::BadOptions,
             Error::NoAdapter(_) => ErrorCode::NoWebgpu,
-            Error::BatchTooLarge { .. } => ErrorCode::AdapterLimit,
-            Error::Gpu(msg) if msg.contains("feature") => ErrorCode::AdapterLimit,
+            Error::AdapterLimit { .. } | Error::BatchTooLarge { .. } => ErrorCode::AdapterLimit,
             Error::Gpu(_) => ErrorCode::Gpu,
             Error::DeviceLost(_) => ErrorCode::DeviceLost,
             Error::OutOfMemory(_) => ErrorCode::TooLarge,
@@ -211,11 +208,15 @@ mod tests {
             (Error::param("text", "text 2 is empty"), "BAD_TEXT"),
             (Error::param("flops", "must be in (0, 1]"), "BAD_OPTIONS"),
             (
-                Error::param(
-                    "block0.qkv weight",
-                    "442368 bytes do not fit the device's largest storage binding of 262144 bytes",
-                ),
+                Error::AdapterLimit {
+                    what: "block0.qkv weight".into(),
+                    reason: "442368 bytes do not fit the device's largest storage binding".into(),
+                },
                 "ADAPTER_LIMIT",
+            ),
+            (
+                Error::param("precision", "must be one of f32, f16, auto"),
+                "BAD_OPTIONS",
             ),
             (
                 Error::BatchTooLarge {

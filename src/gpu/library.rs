@@ -348,10 +348,11 @@ impl Kernels {
                     }
                     Variant::Subgroup { width } => {
                         if !self.gpu.has_subgroups() {
-                            return Err(Error::Gpu(format!(
-                                "kernel `{}`: subgroup reductions need the adapter's subgroup feature",
-                                key.entry
-                            )));
+                            return Err(Error::AdapterLimit {
+                                what: format!("kernel `{}`", key.entry),
+                                reason: "subgroup reductions need the adapter's subgroup feature"
+                                    .into(),
+                            });
                         }
                         family.wgsl_subgroup(width).ok_or_else(|| {
                             Error::Gpu(format!("kernel `{}` has no subgroup form", key.entry))
@@ -359,11 +360,13 @@ impl Kernels {
                     }
                 };
                 if !key.halves.is_empty() && !self.gpu.has_f16() {
-                    return Err(Error::Gpu(format!(
-                        "kernel `{}`: f16 buffers need the adapter's shader-f16 feature, which {} lacks",
-                        key.entry,
-                        self.gpu.describe()
-                    )));
+                    return Err(Error::AdapterLimit {
+                        what: format!("kernel `{}`", key.entry),
+                        reason: format!(
+                            "f16 buffers need the adapter's shader-f16 feature, which {} lacks",
+                            self.gpu.describe()
+                        ),
+                    });
                 }
                 let source = with_halves(source, key.entry, &key.halves)?;
                 let workgroup_sizes = workgroup_sizes(&source);

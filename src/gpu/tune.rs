@@ -387,9 +387,12 @@ async fn measure_and_decide(
 fn timing_fits(gpu: &GpuContext) -> Result<()> {
     let max = gpu.max_binding_bytes();
     if max < TIMING_BYTES {
-        return Err(Error::Gpu(format!(
-            "cannot time kernels: this device binds at most {max} bytes, the timings need {TIMING_BYTES}"
-        )));
+        return Err(Error::AdapterLimit {
+            what: "kernel timing".into(),
+            reason: format!(
+                "this device binds at most {max} bytes, the timings need {TIMING_BYTES}"
+            ),
+        });
     }
     Ok(())
 }

@@ -15,10 +15,12 @@ const F16_MAX: f32 = 65504.0;
 pub(crate) fn fits(gpu: &GpuContext, name: &str, bytes: usize) -> Result<()> {
     let max = gpu.max_binding_bytes();
     if bytes as u64 > max {
-        return Err(Error::param(
-            name,
-            format!("{bytes} bytes do not fit the device's largest storage binding of {max} bytes"),
-        ));
+        return Err(Error::AdapterLimit {
+            what: name.to_string(),
+            reason: format!(
+                "{bytes} bytes do not fit the device's largest storage binding of {max} bytes"
+            ),
+        });
     }
     Ok(())
 }

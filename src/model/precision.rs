@@ -41,13 +41,13 @@ impl Precision {
         match self {
             Precision::F32 => Ok(Elem::F32),
             Precision::F16 if gpu.has_f16() => Ok(Elem::F16),
-            Precision::F16 => Err(Error::param(
-                "precision",
-                format!(
+            Precision::F16 => Err(Error::AdapterLimit {
+                what: "precision f16".into(),
+                reason: format!(
                     "f16 needs the adapter's shader-f16 feature, which {} lacks (use f32 or auto)",
                     gpu.describe()
                 ),
-            )),
+            }),
             Precision::Auto => Ok(if gpu.has_f16() && choice.f16 {
                 Elem::F16
             } else {
