@@ -20,7 +20,8 @@ pub struct CallOptions {
     pub dropped: Option<Dropped>,
     pub top: usize,
     pub runs: usize,
-    pub batch: usize,
+    /// Images per GPU pass where the call named it; each call has its own default.
+    pub batch: Option<usize>,
     pub compare_dense: bool,
     pub name: String,
 }
@@ -67,24 +68,25 @@ impl CallOptions {
                 "{key} does not apply to this call (it takes {takes})"
             )));
         }
-        let mut count = |key: &str, default: usize, max: usize| -> Result<usize> {
-            match map.remove(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|&n| n >= 1 && n as usize <= max)
-                    .map(|n| n as usize)
-                    .ok_or_else(|| {
-                        Error::param(
-                            format!("options.{key}"),
-                            format!("must be an integer from 1 to {max}, got {v}"),
-                        )
-                    }),
-            }
+        // A count where the options name one: None where they do not.
+        let mut count = |key: &str, max: usize| -> Result<Option<usize>> {
+            map.remove(key)
+                .map(|v| {
+                    v.as_u64()
+                        .filter(|&n| n >= 1 && n as usize <= max)
+                        .map(|n| n as usize)
+                        .ok_or_else(|| {
+                            Error::param(
+                                format!("options.{key}"),
+                                format!("must be an integer from 1 to {max}, got {v}"),
+                            )
+                        })
+                })
+                .transpose()
         };
-        let top = count("top", 5, 1000)?;
-        let runs = count("runs", 1, 1000)?;
-        let batch = count("batch", 1, crate::limits::MAX_BATCH)?;
+        let top = count("top", 1000)?.unwrap_or(5);
+        let runs = count("runs", 1000)?.unwrap_or(1);
+        let batch = count("batch", crate::limits::MAX_BATCH)?;
         let compare_dense = match map.remove("compareDense") {
             None => false,
             Some(serde_json::Value::Bool(b)) => b,

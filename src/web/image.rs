@@ -415,10 +415,9 @@ async fn classify_batch(
     options: JsValue,
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
-    let given = given_batch(&options);
     let o = Options::parse(options, &["top", "batch"], c.depth)?;
     let pruning = state.pruning(&o)?;
-    let batch = batch_size(given, &o, &state.session)?;
+    let batch = batch_size(o.batch, 8, &state.session)?;
     let t = now_ms();
     let inputs = image_list(&images, &c)?;
     let preprocess_ms = now_ms() - t;
@@ -459,10 +458,9 @@ async fn evaluate(
     use crate::eval::report::{with_unit, Quality, Unit};
     use crate::eval::task::Task;
     let c = state.session.config().clone();
-    let given = given_batch(&options);
     let o = Options::parse(options, &["batch"], c.depth)?;
     let pruning = state.pruning(&o)?;
-    let batch = batch_size(given, &o, &state.session)?;
+    let batch = batch_size(o.batch, 8, &state.session)?;
     let list: Vec<JsValue> = js_sys::Array::from(&images).iter().collect();
     if !js_sys::Array::is_array(&images) || list.is_empty() {
         return Err(WebError::new(
@@ -539,42 +537,30 @@ async fn evaluate(
     to_js(&with_unit(&q, Unit::Image))
 }
 
-/// Whether the options object names a `batch` (calls over a list default to 8 images per pass).
-fn given_batch(options: &JsValue) -> bool {
-    options.is_object() && js_sys::Reflect::has(options, &"batch".into()).unwrap_or(false)
-}
-
-/// The images per GPU pass of a call over a list: `batch` where given (refused over what the
-/// adapter holds), else 8 or what the adapter holds.
-fn batch_size(given: bool, o: &CallOptions, session: &crate::Session) -> Result<usize, WebError> {
-    if given {
-        check_batch(o.batch, session)?;
-        Ok(o.batch)
-    } else {
-        Ok(8.min(session.max_batch()).max(1))
-    }
-}
-
-/// A batch over what this adapter holds for this model is refused before anything runs.
-fn check_batch(batch: usize, session: &crate::Session) -> Result<(), WebError> {
-    if batch > session.max_batch() {
-        return Err(WebError::new(
+/// The images per GPU pass: `batch` where the options name it (refused over what the adapter
+/// holds for this model, before anything runs), else the call's `default` or what the adapter holds.
+fn batch_size(
+    given: Option<usize>,
+    default: usize,
+    session: &crate::Session,
+) -> Result<usize, WebError> {
+    let max = session.max_batch();
+    match given {
+        Some(batch) if batch > max => Err(WebError::new(
             ErrorCode::AdapterLimit,
-            format!(
-                "options.batch {batch} is over this adapter's limit for this model ({})",
-                session.max_batch()
-            ),
-        ));
+            format!("options.batch {batch} is over this adapter's limit for this model ({max})"),
+        )),
+        Some(batch) => Ok(batch),
+        None => Ok(default.min(max).max(1)),
     }
-    Ok(())
 }
 
 async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
     let o = Options::parse(options, &["runs", "batch"], c.depth)?;
     let pruning = state.pruning(&o)?;
-    check_batch(o.batch, &state.session)?;
-    let input = vec![0.1f32; o.batch * state.session.image_len()];
+    let batch = batch_size(o.batch, 1, &state.session)?;
+    let input = vec![0.1f32; batch * state.session.image_len()];
     // Dense and pruned back to back, run by run: the speedup pairs runs of one moment.
     let (mut dense_ms, mut pruned_ms) = (Vec::new(), Vec::new());
     state.timed(&Pruning::dense(), &input, 1).await?;
@@ -588,7 +574,7 @@ async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, WebError>
         }
     }
     let mut out = BenchResult {
-        batch: o.batch,
+        batch,
         runs: o.runs,
         adapter: state.session.gpu().describe(),
         dense: Timings::of(&dense_ms),
