@@ -500,35 +500,14 @@ fn mutate(target: &str, base: &[u8], other: &[u8], rng: &mut StdRng) -> Vec<u8> 
     } else {
         &mut first
     };
-    // Within the model: the header (8-byte length + JSON) most of the time.
-    let header_end = if in_model && part.len() >= 8 && rng.random_bool(0.8) {
-        (u64::from_le_bytes(part[..8].try_into().unwrap()) as usize)
-            .saturating_add(8)
-            .min(part.len())
-    } else {
-        part.len()
-    };
-    for _ in 0..rng.random_range(1..=3) {
-        mutate_bytes(part, other, 0..header_end.min(part.len()), rng);
-    }
-    // Keep the loader's header length consistent with an edited header most of the time.
-    if in_model && rest.len() >= 8 && rng.random_bool(0.7) {
-        fix_header_length(&mut rest, header_end);
-    }
+    mutate_part(part, other, in_model, rng);
     targets::join(&first, &rest)
 }
 
-/// One mutant of a many-part input: one part mutated, the others as they were. A safetensors
-/// part (the text loader's head) is mostly mutated in its header, as the loader's model is.
-fn mutate_parts(target: &str, base: &[u8], other: &[u8], rng: &mut StdRng) -> Vec<u8> {
-    let n = targets::parts_of(target);
-    let mut parts: Vec<Vec<u8>> = targets::split_n(base, n)
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect();
-    let i = rng.random_range(0..n);
-    let safetensors = target == "text-loader" && i == 3;
-    let part = &mut parts[i];
+/// One to three mutations of one part of an input. A safetensors part is mutated within its header
+/// (8-byte length + JSON) most of the time, and its header length is kept consistent with the
+/// edited header most of the time.
+fn mutate_part(part: &mut Vec<u8>, other: &[u8], safetensors: bool, rng: &mut StdRng) {
     let end = if safetensors && part.len() >= 8 && rng.random_bool(0.8) {
         (u64::from_le_bytes(part[..8].try_into().unwrap()) as usize)
             .saturating_add(8)
@@ -542,6 +521,19 @@ fn mutate_parts(target: &str, base: &[u8], other: &[u8], rng: &mut StdRng) -> Ve
     if safetensors && part.len() >= 8 && rng.random_bool(0.7) {
         fix_header_length(part, end);
     }
+}
+
+/// One mutant of a many-part input: one part mutated, the others as they were. A safetensors
+/// part (the text loader's head) is mostly mutated in its header, as the loader's model is.
+fn mutate_parts(target: &str, base: &[u8], other: &[u8], rng: &mut StdRng) -> Vec<u8> {
+    let n = targets::parts_of(target);
+    let mut parts: Vec<Vec<u8>> = targets::split_n(base, n)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let i = rng.random_range(0..n);
+    let safetensors = target == "text-loader" && i == 3;
+    mutate_part(&mut parts[i], other, safetensors, rng);
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     targets::join_n(&refs)
 }
