@@ -196,22 +196,24 @@ impl NormLinear {
 }
 
 impl Linear {
-    /// `out[rows, self.out] = residual[rows, self.out] + x[rows, self.inp] . W + b`: the residual
-    /// stream rebuilt from another buffer (a pruning step's compacted rows), on the live rows only
+    /// A residual add: `out[rows, self.out] += x[rows, self.inp] . W + b`, or, where a pruning step
+    /// left its survivors in `moved` (compacted rows laid out like `out`),
+    /// `out = moved + x . W + b`: the residual stream rebuilt from them. On the live rows only
     /// where `live` says which.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn forward_onto(
+    pub(crate) fn forward_residual(
         &self,
         k: &Kernels,
         p: &mut Program,
         label: &str,
         x: &GpuTensor,
-        (out, residual): (&GpuTensor, &GpuTensor),
+        (out, moved): (&GpuTensor, Option<&GpuTensor>),
         rows: usize,
         live: Option<LiveRows>,
     ) -> Result<()> {
         let g = Gemm {
-            residual: Some(residual),
+            accumulate: moved.is_none(),
+            residual: moved,
             live,
             ..Gemm::new(rows, self.out, self.inp)
         };

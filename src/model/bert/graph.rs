@@ -242,27 +242,15 @@ impl Encoder {
                 (true, false),
                 live,
             )?;
-            match &compacted {
-                Some(survivors) => l.fc2.forward_onto(
-                    k,
-                    p,
-                    &name("fc2"),
-                    &a.hidden,
-                    (&a.y, survivors),
-                    rows,
-                    live,
-                )?,
-                None => l.fc2.forward(
-                    k,
-                    p,
-                    &name("fc2"),
-                    &a.hidden,
-                    &a.y,
-                    rows,
-                    (false, true),
-                    live,
-                )?,
-            }
+            l.fc2.forward_residual(
+                k,
+                p,
+                &name("fc2"),
+                &a.hidden,
+                (&a.y, compacted.as_ref()),
+                rows,
+                live,
+            )?;
             l.norm2.forward(
                 k,
                 p,

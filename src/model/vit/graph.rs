@@ -193,27 +193,15 @@ impl Block {
             (true, false),
             live,
         )?;
-        match &compacted {
-            Some(survivors) => self.fc2.forward_onto(
-                k,
-                p,
-                &name("fc2"),
-                &a.hidden,
-                (&a.x, survivors),
-                rows,
-                live,
-            )?,
-            None => self.fc2.forward(
-                k,
-                p,
-                &name("fc2"),
-                &a.hidden,
-                &a.x,
-                rows,
-                (false, true),
-                live,
-            )?,
-        }
+        self.fc2.forward_residual(
+            k,
+            p,
+            &name("fc2"),
+            &a.hidden,
+            (&a.x, compacted.as_ref()),
+            rows,
+            live,
+        )?;
         Ok(n)
     }
 }
