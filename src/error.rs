@@ -119,6 +119,23 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order the browser's TypeScript `ErrorCode` type lists them.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::NoWebgpu,
+        ErrorCode::AdapterLimit,
+        ErrorCode::BadModel,
+        ErrorCode::BadImage,
+        ErrorCode::BadText,
+        ErrorCode::BadOptions,
+        ErrorCode::TooLarge,
+        ErrorCode::DeviceLost,
+        ErrorCode::NonFinite,
+        ErrorCode::Busy,
+        ErrorCode::Storage,
+        ErrorCode::Gpu,
+        ErrorCode::Download,
+    ];
+
     /// The code as JavaScript and JSON see it, e.g. `BAD_IMAGE`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,6 +210,20 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The TypeScript `ErrorCode` union (written by hand in src/web/mod.rs, the wasm-only entry
+    /// point) names exactly the Rust codes, in order: the two cannot drift apart.
+    #[test]
+    fn the_typescript_error_codes_are_the_rust_ones() {
+        let web = include_str!("web/mod.rs");
+        let start = web
+            .find("export type ErrorCode =")
+            .expect("the ErrorCode type");
+        let end = start + web[start..].find(';').unwrap();
+        let listed: Vec<&str> = web[start..end].split('"').skip(1).step_by(2).collect();
+        let rust: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, rust);
+    }
 
     #[test]
     fn every_kind_of_error_has_its_code() {
