@@ -285,6 +285,21 @@ impl<F: Family> Session<F> {
         self.kernels.set_choice(choice);
     }
 
+    /// `batch` items per pass: in range ([`check_batch`]) and within what this device holds for
+    /// the model's longest input, else [`Error::BatchTooLarge`], before anything is allocated.
+    pub fn check_batch_fits(&self, batch: usize) -> Result<()> {
+        check_batch(batch)?;
+        let max = self.max_batch_of(self.model.largest_geometry().rows());
+        if batch > max {
+            return Err(Error::BatchTooLarge {
+                batch,
+                max,
+                reason: "the activations would exceed the device's storage binding limit".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The largest batch of `rows`-row items this device holds for this model.
     pub fn max_batch_of(&self, rows: usize) -> usize {
         self.model.max_batch(rows, self.gpu.max_binding_bytes())

@@ -544,14 +544,12 @@ fn batch_size(
     default: usize,
     session: &crate::Session,
 ) -> Result<usize, WebError> {
-    let max = session.max_batch();
     match given {
-        Some(batch) if batch > max => Err(WebError::new(
-            ErrorCode::AdapterLimit,
-            format!("options.batch {batch} is over this adapter's limit for this model ({max})"),
-        )),
-        Some(batch) => Ok(batch),
-        None => Ok(default.min(max).max(1)),
+        Some(batch) => {
+            session.check_batch_fits(batch)?;
+            Ok(batch)
+        }
+        None => Ok(default.min(session.max_batch()).max(1)),
     }
 }
 

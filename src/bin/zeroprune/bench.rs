@@ -21,7 +21,7 @@ use zeroprune::prune::{Policy, PruneRequest, Pruner, Pruning};
 use zeroprune::session::StepTime;
 use zeroprune::{Error, Mode, Result, Session};
 
-use crate::common::{check_batch, emit, open_gpu, table};
+use crate::common::{emit, open_gpu, table};
 use crate::data::{text_model, DataArgs, Source};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
@@ -941,7 +941,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         // Every batch must fit before any input is allocated for it.
         for &b in &args.batch {
-            check_batch(&sessions[0], b)?;
+            sessions[0].check_batch_fits(b)?;
         }
         let images = match &args.images {
             Some(dir) => {

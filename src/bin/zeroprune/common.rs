@@ -106,34 +106,6 @@ pub fn session(
     Session::with_precision(gpu, weights, model.precision)
 }
 
-/// `--batch` against the stated limit and what the device holds for the model's longest input.
-pub fn check_batch<F: zeroprune::model::Family>(
-    session: &zeroprune::Session<F>,
-    batch: usize,
-) -> Result<()> {
-    if batch == 0 {
-        return Err(Error::param("--batch", "must be at least 1"));
-    }
-    if batch > zeroprune::limits::MAX_BATCH {
-        return Err(Error::param(
-            "--batch",
-            format!(
-                "{batch} is over the limit of {}",
-                zeroprune::limits::MAX_BATCH
-            ),
-        ));
-    }
-    let max = session.max_batch_of(session.model().largest_geometry().rows());
-    if batch > max {
-        return Err(Error::BatchTooLarge {
-            batch,
-            max,
-            reason: "the activations would exceed the device's storage binding limit".into(),
-        });
-    }
-    Ok(())
-}
-
 pub fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(

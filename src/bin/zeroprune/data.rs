@@ -500,7 +500,7 @@ where
             sessions.push(zeroprune::Session::with_precision(&gpu, weights, p)?);
         }
     }
-    crate::common::check_batch(&sessions[0], batch)?;
+    sessions[0].check_batch_fits(batch)?;
     let largest = sessions[0].model().largest_geometry();
     let settings = settings(&largest, sessions.len())?;
     if how.calibration_given && !zeroprune::eval::driver::needs_calibration(&settings)? {

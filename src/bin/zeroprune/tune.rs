@@ -13,7 +13,7 @@ use zeroprune::prune::search::{flops_ratio, Candidate, Score, Space};
 use zeroprune::prune::{Policy, PruneRequest, Pruning, ScheduleFile};
 use zeroprune::{preprocess, Error, Result, Session};
 
-use crate::common::{check_batch, emit, open_gpu, progress};
+use crate::common::{emit, open_gpu, progress};
 use crate::data::DataArgs;
 use crate::prune_args::OptionArgs;
 use crate::{model_source, ModelArgs};
@@ -169,7 +169,7 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     }
     let gpu = open_gpu()?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
-    check_batch(&session, args.data.batch)?;
+    session.check_batch_fits(args.data.batch)?;
 
     eprintln!("preprocessing {} calibration images", paths.len());
     let batches: Vec<Vec<f32>> = paths
