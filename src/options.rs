@@ -12,6 +12,80 @@ use crate::prune::{parse_thresholds, PruneRequest, Pruner};
 /// The run settings beside the pruning request.
 pub const RUN_KEYS: [&str; 5] = ["top", "runs", "batch", "compareDense", "name"];
 
+/// A browser call that takes options: the TypeScript type its options have in `zeroprune.d.ts`
+/// (the pruning request and the run settings it takes, `Pick`ed from [`CallSettings`]) and the
+/// run settings it takes, as [`CallOptions::parse`] is given them. A test keeps the declarations in
+/// src/web/mod.rs equal to these.
+pub struct Call {
+    pub ts_type: &'static str,
+    pub takes: &'static [&'static str],
+    /// The other [`CallSettings`] it reads: per-block `thresholds`; `dropped` for text.
+    pub reads: &'static [&'static str],
+}
+
+/// `session.classify`.
+pub const CLASSIFY: Call = Call {
+    ts_type: "ClassifyOptions",
+    takes: &["top", "runs", "compareDense", "name"],
+    reads: &["thresholds"],
+};
+/// `session.classifyBatch`.
+pub const CLASSIFY_BATCH: Call = Call {
+    ts_type: "ClassifyBatchOptions",
+    takes: &["top", "batch"],
+    reads: &["thresholds"],
+};
+/// `session.evaluate`.
+pub const EVALUATE: Call = Call {
+    ts_type: "EvaluateOptions",
+    takes: &["batch"],
+    reads: &["thresholds"],
+};
+/// `session.bench`.
+pub const BENCH: Call = Call {
+    ts_type: "BenchOptions",
+    takes: &["runs", "batch"],
+    reads: &["thresholds"],
+};
+/// `textModel.embed` (and `zeroprune embed`'s options object).
+pub const EMBED: Call = Call {
+    ts_type: "EmbedOptions",
+    takes: &[],
+    reads: &["thresholds", "dropped"],
+};
+/// Every call, for the test.
+pub const CALLS: [&Call; 5] = [&CLASSIFY, &CLASSIFY_BATCH, &EVALUATE, &BENCH, &EMBED];
+
+/// What an options object holds beside the pruning request ([`PruneRequest`]), as the browser's
+/// TypeScript declarations list it (`CallSettings`); [`CallOptions::parse`] reads these keys.
+#[derive(Debug, Default, serde::Serialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "camelCase")]
+pub struct CallSettings {
+    /// Classes listed per image (5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top: Option<usize>,
+    /// Timed runs; the median is reported (1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<usize>,
+    /// Images per GPU pass (each call has its default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Also run the dense model and report both (false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_dense: Option<bool>,
+    /// The input's name in error messages ("input").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The threshold policy's threshold per block (one value per block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
+    /// Mean pooling over pruned tokens: "restate" (default) or "omit".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "\"restate\" | \"omit\""))]
+    pub dropped: Option<String>,
+}
+
 /// One call's options, parsed and checked.
 #[derive(Clone, Debug)]
 pub struct CallOptions {
@@ -42,6 +116,7 @@ impl CallOptions {
     /// `options` (`null`: every default), taking only the run settings in `takes`; `depth` is the
     /// model's, for per-block thresholds.
     pub fn parse(options: &serde_json::Value, takes: &[&str], depth: usize) -> Result<Self> {
+        debug_assert!(takes.iter().all(|k| RUN_KEYS.contains(k)));
         let bad = |reason: String| Error::param("options", reason);
         let mut map = match options {
             serde_json::Value::Null => serde_json::Map::new(),
@@ -161,6 +236,68 @@ impl CallOptions {
                  class token",
             )),
             d => Ok(d.unwrap_or_default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys `CallSettings` declares to TypeScript are the ones the parser reads beside the
+    /// pruning request.
+    #[test]
+    fn call_settings_are_the_keys_the_parser_reads() {
+        let all = CallSettings {
+            top: Some(1),
+            runs: Some(1),
+            batch: Some(1),
+            compare_dense: Some(true),
+            name: Some("a".into()),
+            thresholds: Some(vec![0.5]),
+            dropped: Some("omit".into()),
+        };
+        let value = serde_json::to_value(&all).unwrap();
+        let mut declared: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut read: Vec<&str> = RUN_KEYS
+            .iter()
+            .copied()
+            .chain(["thresholds", "dropped"])
+            .collect();
+        declared.sort();
+        read.sort();
+        assert_eq!(declared, read);
+        // And the parser takes every one of them.
+        let mut object = value;
+        object["thresholds"] = serde_json::json!(vec![0.5; 12]);
+        CallOptions::parse(&object, &RUN_KEYS, 12).unwrap();
+    }
+
+    /// Each call's options type in src/web/mod.rs (the wasm-only entry points, which declare them to
+    /// TypeScript) picks exactly the settings the call reads: the two cannot drift apart.
+    #[test]
+    fn the_typescript_options_types_are_what_each_call_reads() {
+        let web = include_str!("web/mod.rs");
+        for call in CALLS {
+            let decl = format!(
+                "export type {} = PruneRequest & Pick<CallSettings, ",
+                call.ts_type
+            );
+            let start = web
+                .find(&decl)
+                .unwrap_or_else(|| panic!("{} is not declared in src/web/mod.rs", call.ts_type))
+                + decl.len();
+            let end = start + web[start..].find('>').unwrap();
+            let mut listed: Vec<&str> = web[start..end].split('"').skip(1).step_by(2).collect();
+            let mut reads: Vec<&str> = call.takes.iter().chain(call.reads).copied().collect();
+            listed.sort();
+            reads.sort();
+            assert_eq!(listed, reads, "{}", call.ts_type);
         }
     }
 }

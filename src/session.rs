@@ -849,6 +849,7 @@ impl Session<VisionTransformer> {
 }
 
 /// One class of a prediction, as the command line and the browser report it.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ClassScore {
     pub class: usize,

@@ -52,6 +52,7 @@ pub fn with_unit<T: Serialize>(value: &T, unit: Unit) -> serde_json::Value {
 }
 
 /// A setting's figures on the items evaluated; the paired ones against the dense model.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Quality {
     pub items: usize,

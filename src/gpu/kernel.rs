@@ -79,6 +79,7 @@ pub enum Access {
 /// What a buffer slot or a tensor holds (`vec4<f32>` views count as `F32`). A slot is declared
 /// `F32` or `U32`; an `F32` slot whose WGSL type is the alias `T_<slot>` also takes an `F16` tensor
 /// (the library compiles that variant with the alias set to `f16`, see `Kernels::launch`).
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Elem {

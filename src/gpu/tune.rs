@@ -307,6 +307,9 @@ impl TuneHooks {
 /// rest of the process.
 struct PerAdapter<T>(Mutex<Vec<(String, T)>>);
 
+/// The kernel choice of each adapter this process measured (or adopted: [`Kernels::adopt`]).
+static TUNED: PerAdapter<(KernelChoice, TuneReport)> = PerAdapter::new();
+
 impl<T: Clone> PerAdapter<T> {
     const fn new() -> Self {
         PerAdapter(Mutex::new(Vec::new()))
@@ -410,7 +413,6 @@ impl Kernels {
     /// Call it when the process is otherwise idle (not while a model loads or images decode):
     /// what else runs on the machine lands in the timings.
     pub async fn tune(&self) -> Result<KernelChoice> {
-        static TUNED: PerAdapter<(KernelChoice, TuneReport)> = PerAdapter::new();
         let id = self.gpu().describe();
         if let Some((choice, report)) = TUNED.get(&id) {
             self.set_choice(choice);
@@ -445,6 +447,15 @@ impl Kernels {
         super::tune_cache::store(self.gpu(), choice, &report);
         TUNED.put(id, (choice, report));
         Ok(choice)
+    }
+
+    /// Take a choice an earlier process measured on this adapter (the browser keeps it in the
+    /// page's storage, as the native binary keeps it on disk): [`Kernels::tune`] then returns it
+    /// without measuring. The caller checks that it was measured on this adapter by this build.
+    pub fn adopt(&self, choice: KernelChoice, report: TuneReport) {
+        self.set_choice(choice);
+        self.set_tune_report(Some(report.clone()));
+        TUNED.put(self.gpu().describe(), (choice, report));
     }
 
     /// [`Kernels::tune`] for native callers.

@@ -15,6 +15,7 @@ use crate::gpu::{GpuContext, KernelChoice};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub enum Precision {
     /// Everything f32 (the reference).
     #[default]

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Step;
 
 /// What a policy's steps read at the pruning point (the model provides only what is read).
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reads {
     /// The block's attention probabilities `P[B, H, n, n]` (the model then runs the unfused
@@ -25,6 +26,7 @@ pub struct Reads {
 }
 
 /// How a step decides how many tokens survive.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeepRule {
@@ -241,6 +243,7 @@ impl serde::Serialize for Policy {
 }
 
 /// A policy's facts as plain data: what `--help`, the page's policy list and the docs show.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PolicyInfo {
     pub name: &'static str,
@@ -251,6 +254,7 @@ pub struct PolicyInfo {
     /// The blocks of its constant keep rate, for the given depth.
     pub default_blocks: Vec<usize>,
     /// How `flops` without `at` spreads the removal: families in order of preference.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string"))]
     pub default_shape: Shape,
     pub options: Vec<&'static str>,
 }

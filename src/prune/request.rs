@@ -8,7 +8,8 @@ use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile
 
 /// The user-facing pruning settings; `None` fields take the documented defaults.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(default, deny_unknown_fields)]
 pub struct PruneRequest {
     /// A registered policy's name (`Policy::all`; default: none, or the recommended policy when a
     /// schedule is given: `Policy::recommended`).
@@ -22,6 +23,7 @@ pub struct PruneRequest {
     /// Threshold policy: `THETA@BLOCKS`.
     pub threshold: Option<String>,
     /// Blocks a `flops` target prunes at, e.g. `3,6,9`.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "string | number[]"))]
     pub at: Option<String>,
     /// Zero-TPrune: share of each step's drop done by the similarity stage.
     pub sim: Option<f32>,
@@ -35,6 +37,7 @@ pub struct PruneRequest {
     pub protect: Option<f64>,
     /// A schedule file's contents (`zeroprune tune`): its policy, token counts and options; the
     /// request's own options override the file's.
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "ScheduleFile | string"))]
     pub schedule: Option<ScheduleFile>,
 }
 

@@ -13,6 +13,7 @@ use super::{Keep, Pruning};
 use crate::error::{Error, Result};
 use crate::model::TokenGeometry;
 
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleFile {
@@ -38,6 +39,7 @@ pub struct ScheduleFile {
     pub flops_ratio: Option<f64>,
     /// How the schedule was found (for people reading the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "unknown"))]
     pub found_by: Option<serde_json::Value>,
 }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::ErrorCode;
 use crate::model::{ConfigFiles, ImageOutput, Precision};
-use crate::options::CallOptions;
+use crate::options::{self, CallOptions};
 use crate::preprocess::{decode_image, preprocess, preprocess_rgba, to_rgb};
 use crate::prune::Pruning;
 use crate::session::{top_classes, ClassScore, Run};
@@ -50,7 +50,7 @@ fn image_input(image: &JsValue, name: &str, c: &ViTConfig) -> Result<Vec<f32>, W
     preprocess(&rgb, &c.preprocess).map_err(js_error)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct StepKept {
     block: usize,
@@ -58,7 +58,7 @@ struct StepKept {
     kept: Vec<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct RunResult {
     policy: String,
@@ -72,7 +72,7 @@ struct RunResult {
 }
 
 /// One image of a batch: its classes, FLOPs and the tokens each step kept.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct BatchItem {
     top: Vec<ClassScore>,
@@ -80,7 +80,7 @@ struct BatchItem {
     steps: Vec<StepKept>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct BatchResult {
     policy: String,
@@ -95,7 +95,7 @@ struct BatchResult {
     preprocess_ms: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct ClassifyResult {
     #[serde(flatten)]
@@ -197,9 +197,10 @@ impl Session {
     /// upload the weights as `precision` says (`"f32"`, the default, `"f16"` or `"auto"`).
     /// Resolves to a Session.
     pub async fn create(
-        model_bytes: Vec<u8>,
+        #[wasm_bindgen(js_name = modelBytes)] model_bytes: Vec<u8>,
+        #[wasm_bindgen(js_name = configJson, unchecked_optional_param_type = "string")]
         config_json: Option<String>,
-        precision: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "Precision")] precision: Option<String>,
     ) -> Result<Session, WebError> {
         check_model_bytes(model_bytes.len())?;
         let precision: Precision = match precision.as_deref() {
@@ -269,7 +270,7 @@ impl Session {
     /// recommended}`; `policies` lists every policy as `{name, help, reads, merges, keep_rule,
     /// default_blocks, default_shape, options}` (default blocks for this model's depth), and
     /// `recommended` lists `{flops, policy}`: the policy a FLOPs target without one runs, by level.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "SessionInfo")]
     pub fn info(&self) -> JsValue {
         self.info.clone()
     }
@@ -283,7 +284,12 @@ impl Session {
     /// Resolves to `{policy, schedule, top: [{class, name, probability}], latencyMs, latenciesMs,
     /// gflops, steps: [{block, kept}], dense?, flopsRatio, speedup?, preprocessMs, grid, inputRgba,
     /// imageSize}`.
-    pub fn classify(&self, image: JsValue, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<ClassifyResult>")]
+    pub fn classify(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ImageInput")] image: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ClassifyOptions")] options: Option<JsValue>,
+    ) -> js_sys::Promise {
         self.state.call(move |mut state| async move {
             let result = classify(&mut state, &image, options).await;
             (state, result)
@@ -295,8 +301,14 @@ impl Session {
     /// Options: the pruning request, `top` (5), `batch`. Resolves to `{policy, schedule, results:
     /// [{top, gflops, steps}], batch, latencyMs, imagesPerS, preprocessMs}`, one result per image
     /// in order.
-    #[wasm_bindgen(js_name = classifyBatch)]
-    pub fn classify_batch(&self, images: JsValue, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(js_name = classifyBatch, unchecked_return_type = "Promise<BatchResult>")]
+    pub fn classify_batch(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ImageInput[]")] images: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ClassifyBatchOptions")] options: Option<
+            JsValue,
+        >,
+    ) -> js_sys::Promise {
         self.state.call(move |mut state| async move {
             let result = classify_batch(&mut state, images, options).await;
             (state, result)
@@ -320,7 +332,13 @@ impl Session {
     /// flops_ratio, flops_ratio_min, flops_ratio_max, forward_images_per_s,
     /// dense_forward_images_per_s, speedup}`; the label figures where `labels` (class indices, one
     /// per image) are given.
-    pub fn evaluate(&self, images: JsValue, labels: JsValue, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<EvaluateResult>")]
+    pub fn evaluate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ImageInput[]")] images: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "number[]")] labels: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "EvaluateOptions")] options: Option<JsValue>,
+    ) -> js_sys::Promise {
         self.state.call(move |mut state| async move {
             let result = evaluate(&mut state, images, labels, options).await;
             (state, result)
@@ -331,7 +349,11 @@ impl Session {
     /// `runs` times each after a warm-up. Options as `classify`, plus `batch` (1). Resolves to
     /// `{batch, runs, dense: {medianMs, minMs, maxMs}, pruned?: {...}, speedup?, flopsRatio?}`;
     /// `speedup` is the median of the dense/pruned ratios of runs played back to back.
-    pub fn bench(&self, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<BenchResult>")]
+    pub fn bench(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "BenchOptions")] options: Option<JsValue>,
+    ) -> js_sys::Promise {
         self.state.call(move |mut state| async move {
             let result = bench(&mut state, options).await;
             (state, result)
@@ -342,10 +364,10 @@ impl Session {
 async fn classify(
     state: &mut Inner,
     image: &JsValue,
-    options: JsValue,
+    options: Option<JsValue>,
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
-    let o = Options::parse(options, &["top", "runs", "compareDense", "name"], c.depth)?;
+    let o = Options::parse(options, &options::CLASSIFY, c.depth)?;
     let pruning = state.pruning(&o)?;
     let t = now_ms();
     let input = image_input(image, &o.name, &c)?;
@@ -412,10 +434,10 @@ fn image_list(images: &JsValue, c: &ViTConfig) -> Result<Vec<Vec<f32>>, WebError
 async fn classify_batch(
     state: &mut Inner,
     images: JsValue,
-    options: JsValue,
+    options: Option<JsValue>,
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
-    let o = Options::parse(options, &["top", "batch"], c.depth)?;
+    let o = Options::parse(options, &options::CLASSIFY_BATCH, c.depth)?;
     let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;
     let t = now_ms();
@@ -451,14 +473,14 @@ async fn classify_batch(
 async fn evaluate(
     state: &mut Inner,
     images: JsValue,
-    labels: JsValue,
-    options: JsValue,
+    labels: Option<JsValue>,
+    options: Option<JsValue>,
 ) -> Result<JsValue, WebError> {
     use crate::eval::driver::{run_settings, Setting};
     use crate::eval::report::{with_unit, Quality, Unit};
     use crate::eval::task::Task;
     let c = state.session.config().clone();
-    let o = Options::parse(options, &["batch"], c.depth)?;
+    let o = Options::parse(options, &options::EVALUATE, c.depth)?;
     let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;
     let list: Vec<JsValue> = js_sys::Array::from(&images).iter().collect();
@@ -468,31 +490,32 @@ async fn evaluate(
             "images must be a non-empty array of images",
         ));
     }
-    let labels: Option<Vec<usize>> = if labels.is_undefined() || labels.is_null() {
-        None
-    } else {
-        let l: Vec<usize> = serde_wasm_bindgen::from_value(labels).map_err(|e| {
-            WebError::new(
-                ErrorCode::BadOptions,
-                format!("labels must be class indices: {e}"),
-            )
-        })?;
-        if l.len() != list.len() {
-            return Err(WebError::new(
-                ErrorCode::BadOptions,
-                format!("{} labels for {} images", l.len(), list.len()),
-            ));
+    let labels: Option<Vec<usize>> = match labels.filter(|l| !l.is_undefined() && !l.is_null()) {
+        None => None,
+        Some(labels) => {
+            let l: Vec<usize> = serde_wasm_bindgen::from_value(labels).map_err(|e| {
+                WebError::new(
+                    ErrorCode::BadOptions,
+                    format!("labels must be class indices: {e}"),
+                )
+            })?;
+            if l.len() != list.len() {
+                return Err(WebError::new(
+                    ErrorCode::BadOptions,
+                    format!("{} labels for {} images", l.len(), list.len()),
+                ));
+            }
+            if let Some(bad) = l.iter().find(|&&x| x >= c.num_classes) {
+                return Err(WebError::new(
+                    ErrorCode::BadOptions,
+                    format!(
+                        "label {bad} is not one of the model's {} classes",
+                        c.num_classes
+                    ),
+                ));
+            }
+            Some(l)
         }
-        if let Some(bad) = l.iter().find(|&&x| x >= c.num_classes) {
-            return Err(WebError::new(
-                ErrorCode::BadOptions,
-                format!(
-                    "label {bad} is not one of the model's {} classes",
-                    c.num_classes
-                ),
-            ));
-        }
-        Some(l)
     };
     let settings = [Setting::dense(), Setting::fixed(pruning)];
     let batches: Vec<Vec<usize>> = (0..list.len())
@@ -553,9 +576,9 @@ fn batch_size(
     }
 }
 
-async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, WebError> {
+async fn bench(state: &mut Inner, options: Option<JsValue>) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
-    let o = Options::parse(options, &["runs", "batch"], c.depth)?;
+    let o = Options::parse(options, &options::BENCH, c.depth)?;
     let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 1, &state.session)?;
     let input = vec![0.1f32; batch * state.session.image_len()];
@@ -594,7 +617,7 @@ async fn bench(state: &mut Inner, options: JsValue) -> Result<JsValue, WebError>
 }
 
 /// `session.info`.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct SessionInfo {
     adapter: String,
@@ -623,7 +646,7 @@ struct SessionInfo {
 }
 
 /// Median and spread of one set of timings.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct Timings {
     median_ms: f64,
@@ -643,7 +666,7 @@ impl Timings {
 }
 
 /// What `session.bench` resolves to.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct BenchResult {
     batch: usize,

@@ -19,12 +19,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{Error, ErrorCode};
-use crate::gpu::{AdapterChoice, GpuContext, Kernels};
-use crate::options::CallOptions;
+use crate::gpu::{AdapterChoice, GpuContext, KernelChoice, Kernels, TuneReport};
+use crate::options::{Call, CallOptions};
 use crate::prune::Policy;
 
 mod image;
@@ -86,13 +86,33 @@ export interface ZeropruneError extends Error {
   name: "ZeropruneError";
   code: ErrorCode;
 }
+
+/** An image as the calls take it: the bytes of an encoded file (JPEG, PNG, WebP, BMP or GIF) or
+ * decoded pixels. */
+export type ImageInput = Uint8Array | ArrayBuffer | ImageData;
+
+/** Each call's options: the pruning request (the command line's flags by the same names) and the
+ * settings the call takes. A key a call does not take is an error, not ignored. */
+export type ClassifyOptions = PruneRequest & Pick<CallSettings, "top" | "runs" | "compareDense" | "name" | "thresholds">;
+export type ClassifyBatchOptions = PruneRequest & Pick<CallSettings, "top" | "batch" | "thresholds">;
+export type EvaluateOptions = PruneRequest & Pick<CallSettings, "batch" | "thresholds">;
+export type BenchOptions = PruneRequest & Pick<CallSettings, "runs" | "batch" | "thresholds">;
+export type EmbedOptions = PruneRequest & Pick<CallSettings, "thresholds" | "dropped">;
+
+type RenameItem<K extends string, U extends string> = K extends `${infer A}item${infer B}` ? `${A}${U}${B}` : K;
+/** A report whose names say "item" (`items`, `gflops_per_item`), as `zeroprune eval --json`
+ * names them for a unit: `WithUnit<Quality, "image">` has `images`, `gflops_per_image`. */
+export type WithUnit<T, U extends string> = { [K in keyof T as RenameItem<K & string, U>]: T[K] };
+/** What `session.evaluate` resolves to: `zeroprune eval`'s figures by its names. */
+export type EvaluateResult = WithUnit<Quality, "image">;
 "#;
 
 /// `limits()`: what the library refuses, so that a page can check a file's size before reading it:
 /// `{maxImageFileBytes, maxImagePixels, maxModelFileBytes}` (the last for the browser build).
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "Limits")]
 pub fn limits() -> JsValue {
-    #[derive(Serialize)]
+    /// What the library refuses, in bytes and pixels.
+    #[derive(Serialize, tsify::Tsify)]
     #[serde(rename_all = "camelCase")]
     struct Limits {
         max_image_file_bytes: u64,
@@ -110,13 +130,13 @@ pub fn limits() -> JsValue {
 /// `policies(depth)`: every registered policy (`{name, help, reads, merges, keep_rule,
 /// default_blocks, default_shape, options}`, default blocks for a model of `depth` blocks) and the
 /// recommended policy by FLOPs level (`{flops, policy}`): what the page's lists are filled from.
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "PolicyList")]
 pub fn policies(depth: usize) -> JsValue {
     to_js(&PolicyList::of(depth)).unwrap_or(JsValue::NULL)
 }
 
 /// The policy registry as the page lists it.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 struct PolicyList {
     policies: Vec<crate::prune::PolicyInfo>,
     recommended: Vec<Recommended>,
@@ -138,7 +158,7 @@ impl PolicyList {
 }
 
 /// The recommended policy at one FLOPs level.
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 struct Recommended {
     flops: f64,
     policy: &'static str,
@@ -182,6 +202,11 @@ struct Runtime {
 
 thread_local! {
     static RUNTIME: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+    /// A kernel choice kept from an earlier visit ([`use_kernel_choice`]), adopted by the next
+    /// device opened on the adapter it was measured on.
+    static SAVED_CHOICE: RefCell<Option<SavedKernelChoice>> = const { RefCell::new(None) };
+    /// Whether the current device's kernel choice was adopted from storage rather than measured.
+    static CHOICE_ADOPTED: RefCell<bool> = const { RefCell::new(false) };
     /// GPU devices this page has opened (a lost device is replaced by a new one).
     static DEVICES_OPENED: RefCell<usize> = const { RefCell::new(0) };
 }
@@ -204,6 +229,15 @@ async fn runtime() -> Result<Kernels, WebError> {
     };
     let gpu = GpuContext::new(&choice).await.map_err(js_error)?;
     let kernels = Kernels::new(&gpu);
+    let saved = SAVED_CHOICE.with(|s| s.borrow().clone());
+    let adopted = saved.is_some_and(|s| {
+        let fits = s.adapter == gpu.describe() && s.version == env!("CARGO_PKG_VERSION");
+        if fits {
+            kernels.adopt(s.choice, s.report);
+        }
+        fits
+    });
+    CHOICE_ADOPTED.with(|a| *a.borrow_mut() = adopted);
     RUNTIME.with(|r| {
         *r.borrow_mut() = Some(Runtime {
             kernels: kernels.clone(),
@@ -213,13 +247,68 @@ async fn runtime() -> Result<Kernels, WebError> {
     Ok(kernels)
 }
 
+/// The kernel choice measured on an adapter, as a page keeps it between visits (the native binary
+/// keeps it on disk): measuring takes seconds on a fast GPU and tens of seconds on a software one.
+#[derive(Clone, Serialize, Deserialize, tsify::Tsify)]
+#[serde(deny_unknown_fields)]
+struct SavedKernelChoice {
+    /// The adapter it was measured on (`gpu().adapter`).
+    adapter: String,
+    /// The package version that measured it: another version measures again.
+    version: String,
+    #[tsify(type = "unknown")]
+    choice: KernelChoice,
+    #[tsify(type = "unknown")]
+    report: TuneReport,
+}
+
+/// `kernelChoice()`: the kernel choice of the page's device, measured or adopted, to keep for the
+/// next visit (`useKernelChoice`); null before a model is loaded, or where the adapter could not
+/// time the candidates.
+#[wasm_bindgen(js_name = kernelChoice, unchecked_return_type = "SavedKernelChoice | null")]
+pub fn kernel_choice() -> JsValue {
+    let kernels = RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.kernels.clone()));
+    kernels
+        .and_then(|k| {
+            let report = k.tune_report()?;
+            to_js(&SavedKernelChoice {
+                adapter: k.gpu().describe(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                choice: k.choice(),
+                report,
+            })
+            .ok()
+        })
+        .unwrap_or(JsValue::NULL)
+}
+
+/// `useKernelChoice(saved)`: a kernel choice kept from an earlier visit (`kernelChoice()`), taken
+/// by the next device opened instead of measuring again where it was measured on the same adapter
+/// by the same package version (else the choice is measured as usual). Call it before the first
+/// model is created. A value that is not a saved choice is an error (code BAD_OPTIONS).
+#[wasm_bindgen(js_name = useKernelChoice)]
+pub fn use_kernel_choice(
+    #[wasm_bindgen(unchecked_param_type = "SavedKernelChoice")] saved: JsValue,
+) -> Result<(), WebError> {
+    let saved: SavedKernelChoice = serde_wasm_bindgen::from_value(saved).map_err(|e| {
+        WebError::new(
+            ErrorCode::BadOptions,
+            format!("useKernelChoice: not a kernel choice from kernelChoice(): {e}"),
+        )
+    })?;
+    SAVED_CHOICE.with(|s| *s.borrow_mut() = Some(saved));
+    Ok(())
+}
+
 /// `gpu()`: the page's GPU as the models share it: `{adapter, devicesOpened, gemmKernel,
-/// gemmKernelSmall, fusedAttention, subgroupReductions}` (`adapter` null before a model is
-/// loaded). `devicesOpened` counts the devices the page has opened: one, however many models are
+/// gemmKernelSmall, fusedAttention, subgroupReductions, kernelChoiceStored}` (`adapter` null
+/// before a model is loaded; `kernelChoiceStored` whether the choice came from
+/// `useKernelChoice` rather than being measured). `devicesOpened` counts the devices the page has opened: one, however many models are
 /// loaded, unless a device was lost and replaced.
-#[wasm_bindgen]
+#[wasm_bindgen(unchecked_return_type = "PageGpu")]
 pub fn gpu() -> JsValue {
-    #[derive(Serialize)]
+    /// The page's shared GPU and the kernel choice measured on it (null before a model loads).
+    #[derive(Serialize, tsify::Tsify)]
     #[serde(rename_all = "camelCase")]
     struct PageGpu {
         adapter: Option<String>,
@@ -228,6 +317,7 @@ pub fn gpu() -> JsValue {
         gemm_kernel_small: Option<String>,
         fused_attention: Option<bool>,
         subgroup_reductions: Option<bool>,
+        kernel_choice_stored: Option<bool>,
     }
     let kernels = RUNTIME.with(|r| r.borrow().as_ref().map(|rt| rt.kernels.clone()));
     let choice = kernels.as_ref().map(Kernels::choice);
@@ -238,6 +328,9 @@ pub fn gpu() -> JsValue {
         gemm_kernel_small: choice.map(|c| c.gemm_small.name()),
         fused_attention: choice.map(|c| c.fused_attention),
         subgroup_reductions: kernels.as_ref().map(Kernels::subgroup_reductions),
+        kernel_choice_stored: kernels
+            .as_ref()
+            .map(|_| CHOICE_ADOPTED.with(|a| *a.borrow())),
     })
     .unwrap_or(JsValue::NULL)
 }
@@ -295,14 +388,15 @@ impl<T: 'static> Guarded<T> {
 struct Options;
 
 impl Options {
-    fn parse(options: JsValue, takes: &[&str], depth: usize) -> Result<CallOptions, WebError> {
-        let value = if options.is_undefined() || options.is_null() {
-            serde_json::Value::Null
-        } else {
-            serde_wasm_bindgen::from_value::<serde_json::Value>(options)
-                .map_err(|e| WebError::new(ErrorCode::BadOptions, format!("options: {e}")))?
+    fn parse(options: Option<JsValue>, call: &Call, depth: usize) -> Result<CallOptions, WebError> {
+        let value = match options {
+            Some(o) if !o.is_undefined() && !o.is_null() => {
+                serde_wasm_bindgen::from_value::<serde_json::Value>(o)
+                    .map_err(|e| WebError::new(ErrorCode::BadOptions, format!("options: {e}")))?
+            }
+            _ => serde_json::Value::Null,
         };
-        CallOptions::parse(&value, takes, depth).map_err(js_error)
+        CallOptions::parse(&value, call.takes, depth).map_err(js_error)
     }
 }
 

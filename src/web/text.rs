@@ -26,16 +26,17 @@ use crate::model::Precision;
 use crate::session::{TextEncoder, TextSession};
 use crate::text::TextTokenizer;
 
-/// The sentence-transformers files of a folder, as texts (all optional).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ExtraFiles {
+/// The sentence-transformers files of a folder, as texts (all optional): `modules.json`,
+/// `1_Pooling/config.json`, `sentence_bert_config.json`.
+#[derive(Deserialize, Default, tsify::Tsify)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct SentenceTransformerFiles {
     modules: Option<String>,
     pooling: Option<String>,
     sentence_bert: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct TextInfo {
     adapter: String,
@@ -55,7 +56,7 @@ struct TextInfo {
     recommended: Vec<super::Recommended>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, tsify::Tsify)]
 #[serde(rename_all = "camelCase")]
 struct EmbedResult {
     embeddings: Vec<Vec<f32>>,
@@ -96,23 +97,25 @@ impl TextModel {
     /// weights as `precision` says (`"f32"`, the default, `"f16"` or `"auto"`). Resolves to a
     /// TextModel.
     pub async fn create(
-        model_bytes: Vec<u8>,
-        config_json: String,
-        tokenizer_json: String,
-        files: JsValue,
-        precision: Option<String>,
+        #[wasm_bindgen(js_name = modelBytes)] model_bytes: Vec<u8>,
+        #[wasm_bindgen(js_name = configJson)] config_json: String,
+        #[wasm_bindgen(js_name = tokenizerJson)] tokenizer_json: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "SentenceTransformerFiles")] files: Option<
+            JsValue,
+        >,
+        #[wasm_bindgen(unchecked_optional_param_type = "Precision")] precision: Option<String>,
     ) -> Result<TextModel, WebError> {
         check_model_bytes(model_bytes.len())?;
         let precision: Precision = match precision.as_deref() {
             None => Precision::default(),
             Some(p) => p.parse().map_err(js_error)?,
         };
-        let extra: ExtraFiles = if files.is_undefined() || files.is_null() {
-            ExtraFiles::default()
-        } else {
-            serde_wasm_bindgen::from_value(files)
-                .map_err(|e| WebError::new(ErrorCode::BadModel, format!("files: {e}")))?
-        };
+        let extra: SentenceTransformerFiles =
+            match files.filter(|f| !f.is_undefined() && !f.is_null()) {
+                None => SentenceTransformerFiles::default(),
+                Some(files) => serde_wasm_bindgen::from_value(files)
+                    .map_err(|e| WebError::new(ErrorCode::BadModel, format!("files: {e}")))?,
+            };
         let text_files = TextModelFiles {
             config: Some(&config_json),
             modules: extra.modules.as_deref(),
@@ -158,7 +161,7 @@ impl TextModel {
 
     /// `{adapter, layers, hidden, heads, vocab, maxTokens, pooling, normalized, labels, storage,
     /// policies, recommended}`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "TextInfo")]
     pub fn info(&self) -> JsValue {
         self.info.clone()
     }
@@ -169,7 +172,12 @@ impl TextModel {
     /// together. Resolves to `{embeddings, tokens, truncated, gflopsPerText, denseGflopsPerText,
     /// logits, latencyMs, policy, pieces, kept}`, in input order. The threshold policy with a
     /// FLOPs target calibrates on the texts given.
-    pub fn embed(&self, texts: JsValue, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<EmbedResult>")]
+    pub fn embed(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] texts: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EmbedOptions")] options: Option<JsValue>,
+    ) -> js_sys::Promise {
         self.state.call(move |mut state| async move {
             let result = embed(&mut state, texts, options).await;
             (state, result)
@@ -177,7 +185,11 @@ impl TextModel {
     }
 }
 
-async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<JsValue, WebError> {
+async fn embed(
+    state: &mut Inner,
+    texts: JsValue,
+    options: Option<JsValue>,
+) -> Result<JsValue, WebError> {
     let texts: Vec<String> = serde_wasm_bindgen::from_value(texts).map_err(|e| {
         WebError::new(
             ErrorCode::BadText,
@@ -185,7 +197,7 @@ async fn embed(state: &mut Inner, texts: JsValue, options: JsValue) -> Result<Js
         )
     })?;
     let c = state.session.config().clone();
-    let o = Options::parse(options, &[], c.num_layers)?;
+    let o = Options::parse(options, &crate::options::EMBED, c.num_layers)?;
     if texts.is_empty() {
         return Err(WebError::new(
             ErrorCode::BadText,

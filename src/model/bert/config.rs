@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// How token states become one embedding per text.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
