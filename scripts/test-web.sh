@@ -2,7 +2,11 @@
 # The browser tests, in headless Chromium with WebGPU on SwiftShader (no GPU needed):
 #  1. the kernel tests compiled to wasm32 and run by wasm-bindgen-test (same assertions as native);
 #  2. the end-to-end test of the demo page (web/tests/e2e.mjs, Playwright): DeiT-Tiny from
-#     ../shared/models on real images from ../shared/data, compared with the native binary.
+#     ../shared/models on real images from ../shared/data, compared with the native binary; the
+#     page runs everything in the package's worker, and the test measures its main thread;
+#  3. the npm package (web/tests/package.mjs): `npm pack`, installed into an empty project, its
+#     README's TypeScript examples type-checked, then a real photo classified and a real sentence
+#     embedded through it in Chromium, equal to the native binary.
 # Installs what it needs: Debian's chromium and chromium-driver, the wasm32 target, wasm-bindgen-cli
 # (the version in Cargo.lock) and playwright-core (npm). If the browser toolchain cannot be installed,
 # it says so loudly and exits 0, so that a machine without it still runs the native tests.
@@ -48,3 +52,6 @@ echo "== end-to-end: the demo page against the native binary"
 cargo build --release
 scripts/build-web.sh
 node web/tests/e2e.mjs --images "${E2E_IMAGES:-3}"
+
+echo "== the npm package: packed, installed into an empty project, used in Chromium"
+node web/tests/package.mjs

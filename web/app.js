@@ -1,7 +1,8 @@
-// The demo page: UI only. Every model computation happens in the wasm package (src/web.rs), which
-// is the same Rust code as the native binary.
-import init, { Session, TextModel, limits, policies } from "./pkg/zeroprune.js";
-import { fetchModelFile } from "./model-store.js";
+// The demo page: UI only. It uses the npm package `zeroprune` (web/pkg, built by
+// scripts/build-web.sh) as an application would, through its worker: every model computation
+// (download, parsing, decoding, tokenising, the GPU) runs in the package's worker, in the same
+// Rust code as the native binary, and the page's main thread stays free.
+import { createWorker } from "zeroprune";
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -21,7 +22,7 @@ const NEEDED_LIMITS = {
 };
 
 // State the end-to-end test reads: window.zeroprune.{state, info, last, error}.
-const app = { limits: null, reload: null, session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
+const app = { zp: null, limits: null, reload: null, session: null, info: null, adapter: null, image: null, imageName: null, last: null, error: null, state: "starting" };
 window.zeroprune = app;
 // The text panel's state, which the end-to-end test reads: {state, result, error}.
 app.text = { model: null, state: "idle", result: null, error: null };
@@ -66,28 +67,14 @@ async function checkWebGpu() {
 
 // ---- model loading -------------------------------------------------------------------------------
 
-// A model file by URL: from this browser's storage after the first visit (model-store.js), else
-// downloaded with progress and kept. What happened is noted for the status line.
-async function fetchBytes(url, onProgress) {
-  const r = await fetchModelFile(url, {
-    onProgress: (p) => onProgress(p.loaded / p.total),
-    maxBytes: app.limits.maxModelFileBytes,
-  });
-  app.storage = {
-    url,
-    fromStorage: r.fromStorage,
-    stored: r.stored,
-    error: r.storeError ? r.storeError.message : null,
-  };
-  return r.bytes;
-}
-
-function storageNote() {
-  const s = app.storage;
-  if (!s) return "";
-  if (s.fromStorage) return " Weights read from this browser's storage (no download).";
-  if (s.stored) return " Weights kept in this browser's storage for the next visit.";
-  return s.error ? ` Weights not kept for the next visit: ${s.error}.` : "";
+// Where the weights came from, for the status line: this browser's storage after the first visit
+// (the package keeps a model fetched by URL), else a download that was kept (or why it was not).
+function storageNote(loaded) {
+  app.storage = loaded;
+  if (!loaded) return "";
+  if (loaded.fromStorage) return " Weights read from this browser's storage (no download).";
+  if (loaded.stored) return " Weights kept in this browser's storage for the next visit.";
+  return loaded.storeError ? ` Weights not kept for the next visit: ${loaded.storeError.message}.` : "";
 }
 
 // A file over the library's limit is refused before it is read (the wasm memory is 4 GiB in all).
@@ -98,35 +85,40 @@ function tooBig(name, bytes, max, what) {
   }
 }
 
-async function loadModel(getBytes, source) {
+// `source`: a URL or the files' contents, as the worker's loadImageModel takes it.
+async function loadModel(source, name) {
   if (busy) return;
-  app.reload = () => loadModel(getBytes, source);
+  if (typeof source === "string") app.reload = () => loadModel(source, name);
   let loaded = false;
   busy = true;
   setState("loading");
   const progress = $("model-progress");
   progress.hidden = false;
   progress.value = 0;
-  $("model-status").textContent = `Loading ${source}…`;
+  $("model-status").textContent = `Loading ${name}…`;
   $("run").disabled = true;
   app.storage = null;
   try {
-    const [bytes, config] = await getBytes((f) => (progress.value = f));
-    $("model-status").textContent = `Uploading ${(bytes.length / 1e6).toFixed(1)} MB of weights to the GPU…`;
     const t = performance.now();
-    // The old session stays until the new one is made: a bad file leaves the page working.
-    const next = await Session.create(bytes, config, $("precision").value);
-    if (app.session) app.session.free();
+    // The old model stays until the new one is made: a bad file leaves the page working.
+    const next = await app.zp.loadImageModel(source, {
+      precision: $("precision").value,
+      onProgress: (p) => {
+        progress.value = p.loaded / p.total;
+        if (p.loaded === p.total) $("model-status").textContent = `Uploading ${(p.total / 1e6).toFixed(1)} MB of weights to the GPU…`;
+      },
+    });
+    if (app.session) app.session.dispose();
     app.session = next;
-    app.info = app.session.info;
+    app.info = next.info;
     const i = app.info;
     fillPolicies(i.policies, recommendedAt(i.recommended, Number($("target").value)));
     $("model-status").textContent =
-      `${source}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
+      `${name}: ${(i.parameters / 1e6).toFixed(1)} M parameters, ${i.depth} blocks, ${i.heads} heads, ` +
       `${i.grid[0]}×${i.grid[1]} patches, ${i.denseGflops.toFixed(2)} GFLOPs dense; ready in ` +
       `${((performance.now() - t) / 1e3).toFixed(1)} s (kernels measured on this adapter: GEMM ` +
       `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).` +
-      storageNote();
+      storageNote(next.loaded);
     $("run").disabled = false;
     setState("ready");
     loaded = true;
@@ -140,17 +132,11 @@ async function loadModel(getBytes, source) {
   if (loaded && app.image) classify();
 }
 
-function loadFromUrl(base) {
-  const dir = base.endsWith("/") || base.endsWith(".safetensors") ? base : base + "/";
-  const weights = dir.endsWith(".safetensors") ? dir : dir + "model.safetensors";
-  const configUrl = weights.replace(/[^/]*$/, "config.json");
-  return loadModel(async (progress) => {
-    const config = await fetch(configUrl).then((r) => (r.ok ? r.text() : null)).catch(() => null);
-    return [await fetchBytes(weights, progress), config];
-  }, weights);
+function loadFromUrl(url) {
+  return loadModel(url, url);
 }
 
-function loadFromFiles(files) {
+async function loadFromFiles(files) {
   const list = [...files];
   const weights = list.find((f) => f.name.endsWith(".safetensors"));
   const config = list.find((f) => f.name.endsWith(".json"));
@@ -164,10 +150,11 @@ function loadFromFiles(files) {
     showError($("model-status"), e);
     return;
   }
-  return loadModel(async () => [
-    new Uint8Array(await weights.arrayBuffer()),
-    config ? await config.text() : null,
-  ], weights.name + (config ? ` + ${config.name}` : ""));
+  // The bytes move to the worker; a reload reads the files again.
+  const read = async () => ({ model: await weights.arrayBuffer(), config: config ? await config.text() : undefined });
+  const name = weights.name + (config ? ` + ${config.name}` : "");
+  app.reload = async () => loadModel(await read(), name);
+  return loadModel(await read(), name);
 }
 
 // ---- images --------------------------------------------------------------------------------------
@@ -366,7 +353,7 @@ function showError(el, e) {
 // The GPU device is gone (a driver reset, a removed GPU, the tab's GPU process restarted): the
 // session cannot run again. Say so, and offer to load the model again on a new device.
 function deviceLost() {
-  try { app.session?.free(); } catch { /* already unusable */ }
+  app.session?.dispose().catch(() => { /* already unusable */ });
   app.session = null;
   $("run").disabled = true;
   const el = $("run-status");
@@ -383,8 +370,8 @@ function escapeHtml(s) {
 
 // The text panel's policies, from the library's registry (names and help; a text model's default
 // blocks are known once it loads): ToMe first, as it keeps the most of the embedding on text.
-function fillTextPolicies() {
-  const list = policies(6).policies.filter((p) => p.name !== "none");
+async function fillTextPolicies() {
+  const list = (await app.zp.policies(6)).policies.filter((p) => p.name !== "none");
   const select = $("text-policy");
   select.replaceChildren(...list.map((p) => {
     const o = document.createElement("option");
@@ -401,19 +388,8 @@ async function loadTextModel(status) {
   let dir = TEXT_MODELS[1];
   const local = await fetch(TEXT_MODELS[0] + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);
   if (local) dir = TEXT_MODELS[0];
-  const text = async (f, required) => {
-    const r = await fetch(dir + f).catch(() => null);
-    if (r && r.ok) return r.text();
-    if (required) throw new Error(`${dir}${f}: ${r ? "HTTP " + r.status : "unreachable"}`);
-    return undefined;
-  };
   status.textContent = `Loading the text model from ${dir}…`;
-  const bytes = await fetchBytes(dir + "model.safetensors", () => {});
-  return TextModel.create(bytes, await text("config.json", true), await text("tokenizer.json", true), {
-    modules: await text("modules.json"),
-    pooling: await text("1_Pooling/config.json"),
-    sentenceBert: await text("sentence_bert_config.json"),
-  });
+  return app.zp.loadTextModel(dir);
 }
 
 function cosineOf(a, b) {
@@ -498,14 +474,14 @@ async function main() {
   app.adapter = adapter;
   $("gpu-status").textContent = `WebGPU adapter: ${adapter}`;
   try {
-    await init();
+    app.zp = await createWorker();
+    app.limits = await app.zp.limits();
+    await fillTextPolicies();
   } catch (e) {
-    fatal(`<strong>Could not load the WebAssembly package</strong> (<code>pkg/zeroprune_bg.wasm</code>):
+    fatal(`<strong>Could not start the zeroprune package</strong> (<code>pkg/</code>):
       ${escapeHtml(e.message || e)}. Build it with <code>scripts/build-web.sh</code>.`);
     return;
   }
-  app.limits = limits();
-  fillTextPolicies();
   setState("idle");
   // A model folder served beside the page (web/serve.py serves ../shared/models) loads at once.
   const local = await fetch(LOCAL_MODEL + "config.json", { method: "HEAD" }).then((r) => r.ok).catch(() => false);

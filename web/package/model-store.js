@@ -2,15 +2,17 @@
 // is stored in the browser's origin private file system (OPFS) and read from there on the next
 // visit, so each model downloads once. Progress events while downloading; the free space is
 // checked before storing; a store that fails (storage full, or denied) leaves the download usable
-// and says why in an Error with code "STORAGE" (the package's error codes: web/README.md).
+// and says why in an Error with code "STORAGE" (the package's error codes: ErrorCode in
+// zeroprune.d.ts). Works on the page and in a worker.
 //
-//   import { fetchModelFile } from "./model-store.js";
+//   import { fetchModelFile } from "zeroprune";
 //   const { bytes, fromStorage } = await fetchModelFile(url, { onProgress: (p) => bar.value = p.loaded / p.total });
 //   const session = await Session.create(bytes, configJson);
 
 const DIR = "zeroprune-models";
 
-function coded(code, message) {
+/** An Error as the package throws them: named ZeropruneError, with a stable `code`. */
+export function coded(code, message) {
   const e = new Error(message);
   e.name = "ZeropruneError";
   e.code = code;
@@ -123,7 +125,31 @@ export async function fetchModelFile(url, { onProgress = () => {}, maxBytes = In
   return { bytes, fromStorage: false, stored: keep && !storeError, storeError };
 }
 
-/** Forget every kept model. */
+/** A small JSON record kept beside the models under `name` (the kernel choice), or null. */
+export async function storedRecord(name) {
+  try {
+    const dir = await storeDir();
+    const file = await (await dir.getFileHandle(`${name}.json`)).getFile();
+    return JSON.parse(await file.text());
+  } catch {
+    return null;
+  }
+}
+
+/** Keep `value` as the record `name`; false where storage is unavailable or full. */
+export async function storeRecord(name, value) {
+  try {
+    const dir = await storeDir();
+    const writable = await (await dir.getFileHandle(`${name}.json`, { create: true })).createWritable();
+    await writable.write(JSON.stringify(value));
+    await writable.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Forget every kept model (and the kept kernel choice). */
 export async function clearStoredModels() {
   if (!navigator.storage || !navigator.storage.getDirectory) return;
   const root = await navigator.storage.getDirectory();
