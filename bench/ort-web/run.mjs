@@ -44,7 +44,9 @@ async function zeropruneRunner(ctx, o) {
   const results = [];
   for (const batch of o.batches) {
     const r = await page.evaluate(async (a) => {
-      const { Session } = await import('/repo/web/pkg/zeroprune.js');
+      // The direct API on the page's thread (no worker), as onnxruntime-web runs here.
+      const { init, Session } = await import('/repo/web/pkg/index.js');
+      await init();
       const base = '/shared/models/deit-tiny-patch16-224/';
       const t0 = performance.now();
       const bytes = new Uint8Array(await (await fetch(base + 'model.safetensors')).arrayBuffer());

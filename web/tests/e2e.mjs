@@ -210,7 +210,7 @@ async function errorCodes(page) {
   }
 }
 
-// Models kept across visits (web/model-store.js): the page's model load stored DeiT-Tiny, so
+// Models kept across visits (the package's model-store.js): the page's model load stored DeiT-Tiny, so
 // loading the same URL again reads it from the origin private file system with no request; a new
 // URL downloads once with progress events and is kept; a store with no room leaves the download
 // usable and says so with code STORAGE.
