@@ -135,6 +135,20 @@ pub struct LinearWeights {
 }
 
 impl LinearWeights {
+    /// Multiply output channel `o` by `scale[o]` (a layer scale folded into the layer before it).
+    pub(crate) fn scale_outputs(&mut self, scale: &[f32]) {
+        let out = self.b.len();
+        debug_assert_eq!(scale.len(), out);
+        for row in self.w.chunks_mut(out) {
+            for (w, s) in row.iter_mut().zip(scale) {
+                *w *= s;
+            }
+        }
+        for (b, s) in self.b.iter_mut().zip(scale) {
+            *b *= s;
+        }
+    }
+
     /// PyTorch's `[out, in]` weight and `[out]` bias.
     pub(crate) fn load(t: &mut Tensors, n: &LayerNames, out: usize, inp: usize) -> Result<Self> {
         let w = t.get(&n.weight, &[out, inp])?;

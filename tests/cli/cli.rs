@@ -634,3 +634,75 @@ fn hostile_arguments_name_the_parameter() {
     assert!(!ok);
     assert!(err.contains("regular file"), "{err}");
 }
+
+/// `embed` and `similarity` with an image model (a folder without tokenizer.json): one pooled
+/// embedding per image; with a policy, each image's cosine to its dense embedding; `similarity`
+/// gives the cosine of the two images' embeddings.
+#[test]
+fn embed_and_similarity_take_images_with_an_image_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let model = fixture("tiny-timm-reg");
+    let (ok, out, err) = run(zeroprune()
+        .args(["embed", "--json", "--model"])
+        .arg(&model)
+        .args(&imgs));
+    assert!(ok, "{err}");
+    let dense: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dense["dim"], 32);
+    let vectors: Vec<Vec<f64>> = dense["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert!(i["cosine_to_dense"].is_null());
+            i["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(vectors.len(), 3);
+    assert!(vectors.iter().all(|v| v.len() == 32));
+
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "embed", "--json", "--policy", "tome", "--keep", "0.7@0", "--model",
+        ])
+        .arg(&model)
+        .args(&imgs));
+    assert!(ok, "{err}");
+    let pruned: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(pruned["policy"].as_str().unwrap().starts_with("tome"));
+    for i in pruned["images"].as_array().unwrap() {
+        let c = i["cosine_to_dense"].as_f64().unwrap();
+        assert!(c > 0.0 && c <= 1.0 + 1e-6, "{c}");
+        assert_eq!(i["kept"][0].as_array().unwrap().len(), 7, "ceil(0.7 * 9)");
+    }
+
+    let (ok, out, err) = run(zeroprune()
+        .args(["similarity", "--json", "--model"])
+        .arg(&model)
+        .args(&imgs[..2]));
+    assert!(ok, "{err}");
+    let sim: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (a, b) = (&vectors[0], &vectors[1]);
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let want = dot / (norm(a) * norm(b));
+    assert!((sim["cosine"].as_f64().unwrap() - want).abs() < 1e-4);
+
+    // Text-only flags, and a missing image, are errors naming them.
+    let (ok, _, err) = run(zeroprune()
+        .args(["embed", "--file", "list.txt", "--model"])
+        .arg(&model)
+        .args(&imgs));
+    assert!(!ok && err.contains("--file"), "{err}");
+    let (ok, _, err) = run(zeroprune()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg(dir.path().join("missing.png")));
+    assert!(!ok && err.contains("missing.png"), "{err}");
+}

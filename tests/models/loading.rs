@@ -104,6 +104,7 @@ fn tiny_timm_config() {
             mlp_dim: 120,
             num_classes: 10,
             distilled: false,
+            registers: 0,
             layer_norm_eps: 1e-6,
             class_names: None,
             preprocess: Preprocess {
@@ -160,6 +161,7 @@ fn tiny_timm_distilled_config() {
             mlp_dim: 96,
             num_classes: 10,
             distilled: true,
+            registers: 0,
             layer_norm_eps: 1e-6,
             class_names: None,
             preprocess: Preprocess {
@@ -209,6 +211,7 @@ fn tiny_hf_vit_config() {
             mlp_dim: 96,
             num_classes: 7,
             distilled: false,
+            registers: 0,
             layer_norm_eps: 1e-12,
             class_names: class_names(7),
             // preprocessor_config.json: resize to 32x32 with resample 3 (bicubic), no crop, mean/std 0.5.
@@ -258,6 +261,7 @@ fn tiny_hf_deit_distilled_config() {
             mlp_dim: 64,
             num_classes: 5,
             distilled: true,
+            registers: 0,
             layer_norm_eps: 1e-12,
             class_names: class_names(5),
             preprocess: Preprocess {
@@ -442,6 +446,7 @@ fn bare_files_with_64_multiple_widths_load() {
         mlp_dim: 256,
         num_classes: 5,
         distilled: false,
+        registers: 0,
         layer_norm_eps: 1e-6,
         class_names: None,
         preprocess: Preprocess::imagenet(12),
@@ -461,6 +466,7 @@ fn bare_files_with_64_multiple_widths_load() {
         mlp_dim: 128,
         num_classes: 3,
         distilled: false,
+        registers: 0,
         layer_norm_eps: 1e-12,
         class_names: None,
         preprocess: Preprocess {

@@ -68,3 +68,41 @@ fn hf_vit_matches_transformers() {
 fn hf_distilled_deit_matches_transformers() {
     check("tiny-hf-deit-distilled");
 }
+
+/// DeiT III's shape: layer scale on both residual branches, no position for the class token.
+#[test]
+fn timm_layer_scale_matches_pytorch() {
+    check("tiny-timm-deit3");
+}
+
+/// DINOv2's shape as timm builds it: four register tokens after CLS, layer scale, positions for
+/// the patches only.
+#[test]
+fn timm_registers_match_pytorch() {
+    let w = ModelWeights::load(&fixture("tiny-timm-reg")).unwrap();
+    assert_eq!((w.config.registers, w.config.num_prefix_tokens()), (4, 5));
+    check("tiny-timm-reg");
+}
+
+/// The pooled embedding (`zeroprune embed` of an image model) is timm's final-normed class token,
+/// `forward_features(x)[:, 0]`.
+#[test]
+fn pooled_embeddings_match_pytorch() {
+    for name in ["tiny-timm-deit3", "tiny-timm-reg"] {
+        let dir = fixture(name);
+        let weights = ModelWeights::load(&dir).unwrap();
+        let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+        let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
+        let mut session = Session::new(gpu(), &weights).unwrap();
+        let got: Vec<f32> = session
+            .run(&input, &Pruning::dense())
+            .unwrap()
+            .items
+            .into_iter()
+            .flat_map(|o| o.embedding)
+            .collect();
+        let err = max_rel_err(&got, &want);
+        eprintln!("{name}: pooled embedding max relative error {err:.2e}");
+        assert!(err < TOL, "{name}: pooled embedding differs by {err}");
+    }
+}

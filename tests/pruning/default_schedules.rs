@@ -25,6 +25,7 @@ fn deit_tiny() -> TokenGeometry {
         mlp_dim: 768,
         num_classes: 1000,
         distilled: false,
+        registers: 0,
         layer_norm_eps: 1e-6,
         class_names: None,
         preprocess: Preprocess::imagenet(224),

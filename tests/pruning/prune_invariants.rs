@@ -26,7 +26,7 @@ fn fixed_count_policies() -> Vec<Policy> {
 
 #[test]
 fn keeping_every_token_changes_nothing() {
-    for name in ["tiny-timm", "tiny-timm-distilled"] {
+    for name in ["tiny-timm", "tiny-timm-distilled", "tiny-timm-reg"] {
         let (w, input) = model(name);
         let mut s = Session::new(gpu(), &w).unwrap();
         let dense = s.run(&input, &Pruning::dense()).unwrap().logits();
@@ -49,6 +49,38 @@ fn keeping_every_token_changes_nothing() {
         let threshold = resolve(&w, Policy::named("threshold").unwrap(), spec);
         let got = s.run(&input, &threshold).unwrap().logits();
         assert!(max_rel_err(&got, &dense) < 1e-5, "{name} threshold 0");
+    }
+}
+
+/// Register tokens are prefix tokens: protected like CLS, never counted among the patches a step
+/// keeps, and every policy (merging ones too) runs on a model that has them.
+#[test]
+fn registers_are_never_pruned() {
+    let (w, input) = model("tiny-timm-reg");
+    assert_eq!(w.config.num_patches(), 9);
+    let mut s = Session::new(gpu(), &w).unwrap();
+    for policy in Policy::all()
+        .iter()
+        .copied()
+        .filter(|p| p.name() != "none" && p.name() != "threshold")
+    {
+        let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
+        let pruning = resolve(&w, policy, spec);
+        let out = s.run(&input, &pruning).unwrap().items;
+        for o in &out {
+            assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
+            let sizes: Vec<usize> = o.kept.iter().map(Vec::len).collect();
+            assert_eq!(
+                sizes,
+                vec![7, 5],
+                "{policy}: ceil(0.7 * 9) patches, then ceil(0.7 * 7)"
+            );
+            assert!(
+                o.kept.iter().flatten().all(|&k| k < 9),
+                "{policy}: {:?}",
+                o.kept
+            );
+        }
     }
 }
 

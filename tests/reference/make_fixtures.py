@@ -6,13 +6,15 @@ Writes, under tests/fixtures/:
   tiny-timm-distilled/       timm VisionTransformerDistilled   (cls + dist token, mean of heads)
   tiny-hf-vit/               transformers ViTForImageClassification
   tiny-hf-deit-distilled/    transformers DeiTForImageClassificationWithTeacher
+  tiny-timm-deit3/           timm VisionTransformer as DeiT III: layer scale, no position for CLS
+  tiny-timm-reg/             timm VisionTransformer with 4 register tokens and layer scale (DINOv2's shape)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
 reference.safetensors = {input [3,3,H,W] f32 (already normalised), logits [3,C] f32}.
 
 Everything is deterministic (fixed seeds); all weights are float32 and every parameter is
 re-initialised with non-trivial random values so that a wrong transpose / missing bias shows.
 
-Run: python3 tests/reference/make_fixtures.py
+Run: python3 tests/reference/make_fixtures.py [NAME ...]   (no name: all of them)
 """
 import json
 import math
@@ -90,11 +92,10 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def save_reference(out: Path, x: torch.Tensor, logits: torch.Tensor) -> None:
-    save_file(
-        {"input": x.contiguous().float(), "logits": logits.contiguous().float()},
-        str(out / "reference.safetensors"),
-    )
+def save_reference(out: Path, x: torch.Tensor, logits: torch.Tensor, **extra: torch.Tensor) -> None:
+    tensors = {"input": x.contiguous().float(), "logits": logits.contiguous().float()}
+    tensors.update({k: v.contiguous().float() for k, v in extra.items()})
+    save_file(tensors, str(out / "reference.safetensors"))
 
 
 def report(name: str, out: Path, logits: torch.Tensor) -> None:
@@ -191,6 +192,43 @@ def make_tiny_timm_distilled():
     report("tiny-timm-distilled", out, logits)
 
 
+def make_timm_variant(name, seed, img, extra):
+    """A timm VisionTransformer with the architecture arguments `extra` (layer scale, registers, ...)."""
+    out = FIXTURES / name
+    out.mkdir(parents=True, exist_ok=True)
+    args = dict(img_size=img, patch_size=8, embed_dim=32, depth=3, num_heads=2, mlp_ratio=2.0, qkv_bias=True, **extra)
+    torch.manual_seed(seed)
+    model = VisionTransformer(num_classes=6, **args).eval()
+    timm_disable_fused(model)
+    reinit_(model, seed=100 + seed)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    check_roundtrip(model, out / "model.safetensors")
+    write_json(out / "config.json", timm_config(f"vit_{name}_test", 6, 32, args, img))
+    x = make_input(200 + seed, img, img)
+    logits = model(x)
+    feats = model.forward_features(x)
+    assert torch.allclose(model.head(feats[:, 0]), logits)
+    # The pooled embedding: the final-normed class token, what the head reads.
+    save_reference(out, x, logits, pooled=feats[:, 0])
+    report(name, out, logits)
+    return sd
+
+
+def make_tiny_timm_deit3():
+    # DeiT III: layer scale (ls1.gamma, ls2.gamma) and no_embed_class (the position embedding
+    # covers the patches only; CLS gets none).
+    sd = make_timm_variant("tiny-timm-deit3", 5, 32, dict(init_values=1e-6, no_embed_class=True))
+    assert "blocks.0.ls1.gamma" in sd and sd["pos_embed"].shape[1] == 16
+
+
+def make_tiny_timm_reg():
+    # DINOv2 with registers as timm builds it: 4 register tokens after CLS, layer scale, and no
+    # position for either.
+    sd = make_timm_variant("tiny-timm-reg", 6, 24, dict(reg_tokens=4, init_values=1e-5, no_embed_class=True))
+    assert sd["reg_token"].shape == (1, 4, 32) and sd["pos_embed"].shape[1] == 9
+
+
 def hf_preprocessor(size, mean, std):
     return {
         "do_normalize": True,
@@ -277,10 +315,16 @@ def make_tiny_hf_deit_distilled():
 def main():
     FIXTURES.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, timm {timm.__version__}, transformers {transformers.__version__}")
-    make_tiny_timm()
-    make_tiny_timm_distilled()
-    make_tiny_hf_vit()
-    make_tiny_hf_deit_distilled()
+    makers = {
+        "tiny-timm": make_tiny_timm,
+        "tiny-timm-distilled": make_tiny_timm_distilled,
+        "tiny-hf-vit": make_tiny_hf_vit,
+        "tiny-hf-deit-distilled": make_tiny_hf_deit_distilled,
+        "tiny-timm-deit3": make_tiny_timm_deit3,
+        "tiny-timm-reg": make_tiny_timm_reg,
+    }
+    for name in sys.argv[1:] or makers:
+        makers[name]()
     for d in FIXTURES.glob("tiny-*"):
         for f in d.iterdir():
             f.chmod(0o644)

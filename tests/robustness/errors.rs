@@ -286,8 +286,8 @@ fn unknown_layout() {
 
 #[test]
 fn extra_tensors_are_named() {
-    // Layer scale (DeiT III, CaiT...) is not a plain ViT.
-    let name = "blocks.0.ls1.gamma";
+    // A LayerNorm after pooling (timm's fc_norm) is not read yet.
+    let name = "fc_norm.weight";
     let dir = broken_model("tiny-timm", |t| {
         t.insert(
             name.into(),
@@ -297,6 +297,17 @@ fn extra_tensors_are_named() {
     let e = load_err(dir.path());
     assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
     assert_mentions(&e, &[name, &model_file(&dir)]);
+
+    // Layer scale on one branch of a block but not the other: the missing one is named.
+    let dir = broken_model("tiny-timm", |t| {
+        t.insert(
+            "blocks.0.ls1.gamma".into(),
+            (Dtype::F32, vec![40], f32_bytes(vec![1.0; 40])),
+        );
+    });
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
+    assert_mentions(&e, &["blocks.0.ls2.gamma"]);
 
     // fc_norm (global-average-pooled ViTs), Hugging Face layout.
     let name = "vit.fc_norm.weight";

@@ -1,5 +1,6 @@
 //! `zeroprune embed` and `zeroprune similarity`: text encoders (BERT family) from a model folder
-//! with its `tokenizer.json`, dense or with a pruning policy (then `similarity` shows both).
+//! with its `tokenizer.json`, dense or with a pruning policy (then `similarity` shows both). An
+//! image model's folder goes to `embed_image.rs`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,15 +17,18 @@ use zeroprune::text::{Encoded, TextTokenizer};
 use zeroprune::{Error, Mode, Result, TextOutput, TextSession};
 
 use crate::common::{calibrated, emit, open_text_model, progress};
+use crate::embed_image;
 use crate::prune_args::PruneArgs;
 
 #[derive(Args)]
 pub struct EmbedArgs {
-    /// A BERT-family model folder: model.safetensors, config.json and tokenizer.json (a Hugging
-    /// Face or sentence-transformers folder, e.g. all-MiniLM-L6-v2).
+    /// A text encoder's folder: model.safetensors, config.json and tokenizer.json (a Hugging Face
+    /// or sentence-transformers folder, e.g. all-MiniLM-L6-v2); or an image model's (ViT family,
+    /// no tokenizer.json), whose embedding is the final-normed class token.
     #[arg(long)]
     model: PathBuf,
-    /// Texts to embed.
+    /// Texts to embed; image files for an image model.
+    #[arg(value_name = "TEXT|IMAGE")]
     texts: Vec<String>,
     /// A UTF-8 file with one text per line (blank lines are skipped), after the TEXT arguments.
     #[arg(long)]
@@ -50,10 +54,14 @@ pub struct EmbedArgs {
 
 #[derive(Args)]
 pub struct SimilarityArgs {
-    /// A BERT-family model folder (as for `embed`).
+    /// A text encoder's or an image model's folder (as for `embed`).
     #[arg(long)]
     model: PathBuf,
+    /// The first text (an image file for an image model).
+    #[arg(value_name = "A")]
     text_a: String,
+    /// The second.
+    #[arg(value_name = "B")]
     text_b: String,
     /// Print one JSON object.
     #[arg(long)]
@@ -274,6 +282,26 @@ pub fn run_embed(args: &EmbedArgs) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::param("--batch", "must be at least 1"));
     }
+    if embed_image::is_image_model(&args.model) {
+        for (given, flag) in [
+            (args.file.is_some(), "--file"),
+            (args.trace.is_some(), "--trace"),
+        ] {
+            if given {
+                return Err(Error::param(
+                    flag,
+                    "applies to text models; an image model embeds the image files given",
+                ));
+            }
+        }
+        return embed_image::run_embed(
+            &args.model,
+            args.precision,
+            &args.prune,
+            &args.texts,
+            args.json,
+        );
+    }
     let mut texts = args.texts.clone();
     if let Some(file) = &args.file {
         texts.extend(read_texts(file)?);
@@ -343,6 +371,16 @@ fn side(out: &[TextOutput], pruned: bool) -> Side {
 }
 
 pub fn run_similarity(args: &SimilarityArgs) -> Result<()> {
+    if embed_image::is_image_model(&args.model) {
+        return embed_image::run_similarity(
+            &args.model,
+            args.precision,
+            &args.prune,
+            &args.text_a,
+            &args.text_b,
+            args.json,
+        );
+    }
     let (weights, tokenizer, mut session, _) = open(&args.model, args.precision)?;
     let enc = tokenizer.encode(&[&args.text_a, &args.text_b])?;
     warn_cut(&enc, weights.config.max_tokens);

@@ -6,6 +6,7 @@ mod classify;
 mod common;
 mod data;
 mod embed;
+mod embed_image;
 mod eval;
 mod explain;
 mod info;
@@ -85,9 +86,11 @@ enum Command {
     /// step with the dropped patches darkened (PNG).
     Explain(explain::ExplainArgs),
     /// Embed texts with a BERT-family encoder (e.g. all-MiniLM-L6-v2): one vector per text, pooled
-    /// and normalised as the model folder says. Texts are cut to the model's length (with a warning).
+    /// and normalised as the model folder says (texts are cut to the model's length, with a
+    /// warning); or images with an image model: the final-normed class token. With a policy, each
+    /// image's cosine to its dense embedding.
     Embed(embed::EmbedArgs),
-    /// The cosine similarity of two texts' embeddings.
+    /// The cosine similarity of two texts' embeddings, or of two images'.
     Similarity(embed::SimilarityArgs),
 }
 

@@ -72,6 +72,10 @@ pub struct ViTConfig {
     pub num_classes: usize,
     /// Distilled DeiT: a distillation token after CLS and a second head; logits are the mean of both heads.
     pub distilled: bool,
+    /// Register tokens after the class (and distillation) token (DINOv2 with registers, timm's
+    /// `reg_tokens`): attended to like any token, never pruned, read by no head.
+    #[serde(default)]
+    pub registers: usize,
     pub layer_norm_eps: f32,
     /// Class names in index order, where the config has them.
     pub class_names: Option<Vec<String>>,
@@ -90,13 +94,17 @@ impl ViTConfig {
         let (h, w) = self.grid();
         h * w
     }
-    /// Tokens that are not patches and are never pruned: CLS, and the distillation token where there is one.
-    pub fn num_prefix_tokens(&self) -> usize {
+    /// The tokens the head reads: CLS, and the distillation token where there is one.
+    pub fn head_tokens(&self) -> usize {
         if self.distilled {
             2
         } else {
             1
         }
+    }
+    /// Tokens that are not patches and are never pruned: the head's tokens, then the registers.
+    pub fn num_prefix_tokens(&self) -> usize {
+        self.head_tokens() + self.registers
     }
     /// Token count of the dense model.
     pub fn num_tokens(&self) -> usize {
@@ -116,7 +124,7 @@ impl ViTConfig {
     pub fn geometry(&self) -> crate::model::TokenGeometry {
         let pp = (self.in_chans * self.patch_size * self.patch_size) as f64;
         let embed = 2.0 * self.num_patches() as f64 * pp * self.embed_dim as f64;
-        let head = 2.0 * (self.num_prefix_tokens() * self.embed_dim * self.num_classes) as f64;
+        let head = 2.0 * (self.head_tokens() * self.embed_dim * self.num_classes) as f64;
         crate::model::TokenGeometry {
             protected: self.num_prefix_tokens(),
             prunable: self.num_patches(),

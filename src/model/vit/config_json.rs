@@ -500,6 +500,7 @@ impl Stated {
             mlp_dim: w.mlp_dim,
             num_classes: w.num_classes,
             distilled: w.distilled,
+            registers: w.registers,
             layer_norm_eps: self.layer_norm_eps,
             // Names for another class count are dropped, not an error: the classifier decides.
             class_names: self.class_names.filter(|c| c.len() == w.num_classes),
@@ -520,20 +521,35 @@ impl Stated {
     /// give exactly the position embedding's token count.
     fn image_size(&self, w: &Inferred, n: &ModelNames) -> Result<(usize, usize)> {
         let file = &self.file;
-        let prefix = if w.distilled { 2 } else { 1 };
-        let num_patches = w.tokens.saturating_sub(prefix);
+        let head = if w.distilled { 2 } else { 1 };
+        // The prefix rows the position embedding may have: every prefix token, the class token
+        // alone (DINOv2's registers get no position), or none (timm's `no_embed_class`).
+        let mut prefixes = vec![head + w.registers, head, 0];
+        prefixes.dedup();
         let size = match self.image_size {
             Some(s) => s,
             None => {
-                let g = (num_patches as f64).sqrt().round() as usize;
-                if g * g != num_patches {
+                let square = prefixes.iter().find_map(|&k| {
+                    let patches = w.tokens.checked_sub(k)?;
+                    let g = (patches as f64).sqrt().round() as usize;
+                    (g > 0 && g * g == patches).then_some(g)
+                });
+                let Some(g) = square else {
                     return Err(Error::config(
                         file,
                         format!(
-                            "image size not stated and {num_patches} patches are not a square grid"
+                            "image size not stated and the {} rows of `{}` are not a square grid \
+                             of patches after {}",
+                            w.tokens,
+                            n.pos_embed,
+                            prefixes
+                                .iter()
+                                .map(|k| format!("{k} prefix rows"))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
                         ),
                     ));
-                }
+                };
                 (g * w.patch_size, g * w.patch_size)
             }
         };
@@ -553,13 +569,18 @@ impl Stated {
                 ),
             ));
         }
-        let grid_tokens = (size.0 / w.patch_size) * (size.1 / w.patch_size) + prefix;
-        if grid_tokens != w.tokens {
+        let patches = (size.0 / w.patch_size) * (size.1 / w.patch_size);
+        if !prefixes.iter().any(|&k| patches + k == w.tokens) {
+            let rows: Vec<String> = prefixes.iter().map(|k| (patches + k).to_string()).collect();
             return Err(Error::config(
                 file,
                 format!(
-                    "image size {size:?} with patch {} gives {grid_tokens} tokens, but `{}` has {}",
-                    w.patch_size, n.pos_embed, w.tokens
+                    "image size {size:?} with patch {} gives {patches} patches, so `{}` needs {} \
+                     rows (the patches and the prefix tokens that have a position), but it has {}",
+                    w.patch_size,
+                    n.pos_embed,
+                    rows.join(" or "),
+                    w.tokens,
                 ),
             ));
         }
@@ -638,6 +659,7 @@ mod tests {
             mlp_dim: 128,
             num_classes: 11,
             distilled: false,
+            registers: 0,
         };
         let class_names = |id2label: &str| {
             let text = format!(r#"{{"id2label": {id2label}}}"#);

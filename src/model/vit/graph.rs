@@ -27,7 +27,7 @@ pub struct Activations {
     pub attn: GpuTensor,
     /// `[B, N, mlp]`.
     pub hidden: GpuTensor,
-    /// `[B, prefix * D]`: final-normed CLS (and distillation) rows.
+    /// `[B, head tokens * D]`: final-normed CLS (and distillation) rows.
     pub head_in: GpuTensor,
     /// `[B, classes]`.
     pub logits: GpuTensor,
@@ -48,7 +48,7 @@ impl Activations {
             ("qkv", n * 3 * d),
             ("attention probabilities", c.num_heads * n * n),
             ("mlp hidden", n * c.mlp_dim),
-            ("head input", c.num_prefix_tokens() * d),
+            ("head input", c.head_tokens() * d),
             ("logits", c.num_classes),
         ]
     }
@@ -295,7 +295,8 @@ impl VisionTransformer {
         Ok(())
     }
 
-    /// Final LayerNorm on the CLS (and distillation) rows only, then the classifier.
+    /// Final LayerNorm on the CLS (and distillation) rows only (the registers after them are not
+    /// read), then the classifier.
     pub fn classify(
         &self,
         k: &Kernels,
@@ -304,7 +305,7 @@ impl VisionTransformer {
         tokens: usize,
     ) -> Result<()> {
         let c = &self.config;
-        let (d, pre) = (c.embed_dim, c.num_prefix_tokens());
+        let (d, pre) = (c.embed_dim, c.head_tokens());
         let rows_in = RowView {
             t: &a.x,
             off: 0,

@@ -144,7 +144,7 @@ impl Family for VisionTransformer {
         let c = &self.config;
         let prefix = c.num_prefix_tokens() as u32;
         let logits = &r.buffers[0][..r.shape.batch * c.num_classes];
-        let (d, pre) = (c.embed_dim, c.num_prefix_tokens());
+        let (d, pre) = (c.embed_dim, c.head_tokens());
         let head_in =
             crate::gpu::buffers::words_to_f32(r.buffers[1], self.storage, r.shape.batch * pre * d);
         let mut images = Vec::with_capacity(r.shape.batch);

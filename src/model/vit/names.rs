@@ -19,6 +19,8 @@ pub struct ModelNames {
     pub cls_token: String,
     /// Distilled DeiT's distillation token; `None` when the checkpoint has none.
     pub dist_token: Option<String>,
+    /// Register tokens `[1, R, D]` (timm's `reg_token`), where the checkpoint has them.
+    pub reg_tokens: String,
     pub pos_embed: String,
     /// The patch embedding convolution.
     pub patch_embed: LayerNames,
@@ -41,6 +43,7 @@ impl ModelNames {
                 layout,
                 cls_token: "cls_token".into(),
                 dist_token: distilled.then(|| "dist_token".into()),
+                reg_tokens: "reg_token".into(),
                 pos_embed: "pos_embed".into(),
                 patch_embed: LayerNames::new("patch_embed.proj"),
                 block_prefix: "blocks.".into(),
@@ -52,6 +55,7 @@ impl ModelNames {
                 layout,
                 cls_token: format!("{p}embeddings.cls_token"),
                 dist_token: distilled.then(|| format!("{p}embeddings.distillation_token")),
+                reg_tokens: format!("{p}embeddings.register_tokens"),
                 pos_embed: format!("{p}embeddings.position_embeddings"),
                 patch_embed: LayerNames::new(format!("{p}embeddings.patch_embeddings.projection")),
                 block_prefix: format!("{p}encoder.layer."),
@@ -122,6 +126,19 @@ impl ModelNames {
                 fc1: layer("intermediate.dense"),
                 fc2: layer("output.dense"),
             },
+        }
+    }
+
+    /// Block `i`'s layer scales (DeiT III, DINOv2): per-channel factors on the attention's and the
+    /// MLP's output before each residual add, where the checkpoint has them.
+    pub fn layer_scales(&self, i: usize) -> [String; 2] {
+        let b = format!("{}{i}.", self.block_prefix);
+        match self.layout {
+            Layout::Timm => [format!("{b}ls1.gamma"), format!("{b}ls2.gamma")],
+            Layout::HuggingFace => [
+                format!("{b}layer_scale1.lambda1"),
+                format!("{b}layer_scale2.lambda1"),
+            ],
         }
     }
 

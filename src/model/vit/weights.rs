@@ -126,9 +126,22 @@ impl ModelWeights {
         if let Some(dist) = &names.dist_token {
             prefix_tokens.extend(t.get(dist, &[1, 1, d])?);
         }
-        let pos_embed = t.get(&names.pos_embed, &[1, config.num_tokens(), d])?;
+        if config.registers > 0 {
+            prefix_tokens.extend(t.get(&names.reg_tokens, &[1, config.registers, d])?);
+        }
+        let pos_embed = position_rows(&mut t, &names, &config, inferred.tokens)?;
         let blocks = (0..config.depth)
-            .map(|i| BlockWeights::load(&mut t, &names.block(i), d, config.mlp_dim))
+            .map(|i| {
+                let mut b = BlockWeights::load(&mut t, &names.block(i), d, config.mlp_dim)?;
+                let [ls1, ls2] = names.layer_scales(i);
+                // Layer scale multiplies a layer's output channels: folded into its weight and
+                // bias, it costs nothing at run time.
+                if t.has(&ls1) || t.has(&ls2) {
+                    b.proj.scale_outputs(&t.get(&ls1, &[d])?);
+                    b.fc2.scale_outputs(&t.get(&ls2, &[d])?);
+                }
+                Ok(b)
+            })
             .collect::<Result<Vec<_>>>()?;
         let norm = NormWeights::load(&mut t, &names.norm, d)?;
         let classes = config.num_classes;
@@ -183,6 +196,24 @@ impl ModelWeights {
     }
 }
 
+/// The position embedding as one row per token, `[tokens, D]`: a checkpoint that gives no position
+/// to its registers (DINOv2), or to any prefix token (timm's `no_embed_class`), has zero rows there.
+fn position_rows(
+    t: &mut Tensors,
+    names: &ModelNames,
+    c: &ViTConfig,
+    rows: usize,
+) -> Result<Vec<f32>> {
+    let d = c.embed_dim;
+    let given = t.get(&names.pos_embed, &[1, rows, d])?;
+    // The config check allowed only these prefix row counts: all, the head's tokens, none.
+    let with_position = rows - c.num_patches();
+    let mut full = vec![0.0f32; c.num_tokens() * d];
+    full[..with_position * d].copy_from_slice(&given[..with_position * d]);
+    full[c.num_prefix_tokens() * d..].copy_from_slice(&given[with_position * d..]);
+    Ok(full)
+}
+
 /// What the weights themselves say about the model's shape.
 pub(crate) struct Inferred {
     pub(crate) embed_dim: usize,
@@ -194,6 +225,8 @@ pub(crate) struct Inferred {
     pub(crate) mlp_dim: usize,
     pub(crate) num_classes: usize,
     pub(crate) distilled: bool,
+    /// Register tokens (`reg_token`, `register_tokens`: `[1, R, D]`).
+    pub(crate) registers: usize,
 }
 
 /// The output size of a linear weight `[out, in]`; anything but a 2-d tensor is an error (a zero
@@ -293,7 +326,23 @@ impl Inferred {
                 });
             }
         }
+        let registers = if t.has(&n.reg_tokens) {
+            match t.shape(&n.reg_tokens)?.as_slice() {
+                [1, r, dd] if *dd == embed_dim && *r <= crate::limits::MAX_DEPTH => *r,
+                other => {
+                    return Err(Error::TensorShape {
+                        file: file.clone(),
+                        name: n.reg_tokens.clone(),
+                        got: other.to_vec(),
+                        expected: vec![1, 4, embed_dim],
+                    })
+                }
+            }
+        } else {
+            0
+        };
         Ok(Inferred {
+            registers,
             embed_dim,
             in_chans: pw[1],
             patch_size: pw[2],
