@@ -194,6 +194,11 @@ async function errorCodes(page) {
       "model source": await fail(() => zp.loadImageModel(42)),
       "model URL": await fail(() => zp.loadImageModel("models/no-such-model/")),
       "text folder without tokenizer.json": await fail(() => zp.loadTextModel("models/deit-tiny-patch16-224/")),
+      "kept kernel choice": await (async () => {
+        const direct = await import("./pkg/index.js");
+        await direct.init();
+        return fail(async () => direct.useKernelChoice({ adapter: "x", version: "0.1.0" }));
+      })(),
       "call on a disposed model": await (async () => {
         const m = await zp.loadTextModel("models/all-minilm-l6-v2/");
         await m.dispose();
@@ -203,7 +208,7 @@ async function errorCodes(page) {
   });
   for (const [what, want] of [["image", "BAD_IMAGE"], ["options", "BAD_OPTIONS"], ["busy", "BUSY"], ["model", "BAD_MODEL"],
     ["model source", "BAD_MODEL"], ["model URL", "DOWNLOAD"], ["text folder without tokenizer.json", "DOWNLOAD"],
-    ["call on a disposed model", "BAD_OPTIONS"]]) {
+    ["kept kernel choice", "BAD_OPTIONS"], ["call on a disposed model", "BAD_OPTIONS"]]) {
     const g = got[what];
     check(g.code === want && g.name === "ZeropruneError",
       `a bad ${what} rejects with code ${want}: ${g.code} (${g.name}: "${(g.message || "").slice(0, 70)}")`);
