@@ -367,6 +367,7 @@ async fn classify(
     options: Option<JsValue>,
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
+    c.check_classifies("model").map_err(js_error)?;
     let o = Options::parse(options, &options::CLASSIFY, c.depth)?;
     let pruning = state.pruning(&o)?;
     let t = now_ms();
@@ -437,6 +438,7 @@ async fn classify_batch(
     options: Option<JsValue>,
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
+    c.check_classifies("model").map_err(js_error)?;
     let o = Options::parse(options, &options::CLASSIFY_BATCH, c.depth)?;
     let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;
@@ -480,6 +482,7 @@ async fn evaluate(
     use crate::eval::report::{with_unit, Quality, Unit};
     use crate::eval::task::Task;
     let c = state.session.config().clone();
+    c.check_classifies("model").map_err(js_error)?;
     let o = Options::parse(options, &options::EVALUATE, c.depth)?;
     let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;

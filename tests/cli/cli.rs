@@ -706,3 +706,40 @@ fn embed_and_similarity_take_images_with_an_image_model() {
         .arg(dir.path().join("missing.png")));
     assert!(!ok && err.contains("missing.png"), "{err}");
 }
+
+/// A backbone (no classifier head) embeds and cannot classify: `classify` says so and names what
+/// to use instead.
+#[test]
+fn a_backbone_embeds_and_cannot_classify() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let model = fixture("tiny-hf-dinov2-reg");
+    let (ok, _, err) = run(zeroprune()
+        .args(["classify", "--model"])
+        .arg(&model)
+        .args(&imgs));
+    assert!(
+        !ok && err.contains("backbone") && err.contains("zeroprune embed"),
+        "{err}"
+    );
+    let (ok, out, err) = run(zeroprune()
+        .args([
+            "embed",
+            "--json",
+            "--policy",
+            "zero-tprune",
+            "--keep",
+            "0.7@1",
+            "--model",
+        ])
+        .arg(&model)
+        .args(&imgs));
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["images"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        v["images"][0]["kept"][0].as_array().unwrap().len(),
+        18,
+        "ceil(0.7 * 25)"
+    );
+}

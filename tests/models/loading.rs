@@ -38,8 +38,8 @@ fn arrays(w: &ModelWeights) -> Vec<(String, &[f32])> {
         ("pos_embed".into(), &w.pos_embed),
         ("norm_w".into(), &w.norm.w),
         ("norm_b".into(), &w.norm.b),
-        ("head_w".into(), &w.head.w),
-        ("head_b".into(), &w.head.b),
+        ("head_w".into(), &w.head.as_ref().unwrap().w),
+        ("head_b".into(), &w.head.as_ref().unwrap().b),
     ];
     for (i, b) in w.blocks.iter().enumerate() {
         for (name, a) in [
@@ -128,8 +128,8 @@ fn tiny_timm_config() {
     assert_eq!(w.patch.w.len(), 3 * 8 * 8 * 40);
     assert_eq!(w.prefix_tokens.len(), 40);
     assert_eq!(w.pos_embed.len(), 26 * 40);
-    assert_eq!(w.head.w.len(), 40 * 10);
-    assert_eq!(w.head.b.len(), 10);
+    assert_eq!(w.head.as_ref().unwrap().w.len(), 40 * 10);
+    assert_eq!(w.head.as_ref().unwrap().b.len(), 10);
 
     // Linear weights come out transposed to [in, out]: fc1 is [120, 40] in the file.
     let file = fixture("tiny-timm").join("model.safetensors");
@@ -184,13 +184,19 @@ fn tiny_timm_distilled_config() {
     let (_, h2) = read_tensor(&file, "head_dist.weight");
     let (_, b1) = read_tensor(&file, "head.bias");
     let (_, b2) = read_tensor(&file, "head_dist.bias");
-    assert_eq!(w.head.w.len(), 2 * 48 * 10);
+    assert_eq!(w.head.as_ref().unwrap().w.len(), 2 * 48 * 10);
     for (cls, d) in [(0, 0), (3, 47), (9, 20)] {
-        assert_eq!(w.head.w[d * 10 + cls], 0.5 * h1[cls * 48 + d]);
-        assert_eq!(w.head.w[(48 + d) * 10 + cls], 0.5 * h2[cls * 48 + d]);
+        assert_eq!(
+            w.head.as_ref().unwrap().w[d * 10 + cls],
+            0.5 * h1[cls * 48 + d]
+        );
+        assert_eq!(
+            w.head.as_ref().unwrap().w[(48 + d) * 10 + cls],
+            0.5 * h2[cls * 48 + d]
+        );
     }
     for c in 0..10 {
-        assert_eq!(w.head.b[c], 0.5 * (b1[c] + b2[c]));
+        assert_eq!(w.head.as_ref().unwrap().b[c], 0.5 * (b1[c] + b2[c]));
     }
     let (_, dist) = read_tensor(&file, "dist_token");
     assert_eq!(&w.prefix_tokens[48..], &dist[..]);
@@ -274,7 +280,7 @@ fn tiny_hf_deit_distilled_config() {
         }
     );
     assert_eq!(w.config.num_tokens(), 11);
-    assert_eq!(w.head.w.len(), 2 * 32 * 5);
+    assert_eq!(w.head.as_ref().unwrap().w.len(), 2 * 32 * 5);
 }
 
 #[test]
@@ -696,7 +702,10 @@ fn mixed_precision_weights() {
     // Untouched tensors are bit-exact f32.
     let f32_model = load("tiny-timm");
     assert_eq!(w.pos_embed, f32_model.pos_embed);
-    assert_eq!(w.head.w, f32_model.head.w);
+    assert_eq!(
+        w.head.as_ref().unwrap().w,
+        f32_model.head.as_ref().unwrap().w
+    );
 }
 
 /// `random:NAME` models have the published shapes (timm's deit_*_patch16_224 parameter counts) and

@@ -106,3 +106,28 @@ fn pooled_embeddings_match_pytorch() {
         assert!(err < TOL, "{name}: pooled embedding differs by {err}");
     }
 }
+
+/// Hugging Face's DINOv2 backbones (`Dinov2Model`, `Dinov2WithRegistersModel`, no classifier):
+/// the pooled embedding is transformers' `pooler_output`, and there are no logits.
+#[test]
+fn hf_dinov2_backbones_match_transformers() {
+    for (name, registers) in [("tiny-hf-dinov2", 0), ("tiny-hf-dinov2-reg", 4)] {
+        let dir = fixture(name);
+        let weights = ModelWeights::load(&dir).unwrap();
+        let c = &weights.config;
+        assert_eq!(
+            (c.registers, c.num_classes, c.layer_norm_eps),
+            (registers, 0, 1e-6)
+        );
+        assert!(weights.head.is_none());
+        let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+        let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
+        let mut session = Session::new(gpu(), &weights).unwrap();
+        let out = session.run(&input, &Pruning::dense()).unwrap().items;
+        assert!(out.iter().all(|o| o.logits.is_empty()));
+        let got: Vec<f32> = out.into_iter().flat_map(|o| o.embedding).collect();
+        let err = max_rel_err(&got, &want);
+        eprintln!("{name}: pooled embedding max relative error {err:.2e}");
+        assert!(err < TOL, "{name}: pooled embedding differs by {err}");
+    }
+}

@@ -8,6 +8,9 @@ Writes, under tests/fixtures/:
   tiny-hf-deit-distilled/    transformers DeiTForImageClassificationWithTeacher
   tiny-timm-deit3/           timm VisionTransformer as DeiT III: layer scale, no position for CLS
   tiny-timm-reg/             timm VisionTransformer with 4 register tokens and layer scale (DINOv2's shape)
+  tiny-hf-dinov2/            transformers Dinov2Model: a headless backbone (reference: pooler_output)
+  tiny-hf-dinov2-reg/        transformers Dinov2WithRegistersModel, 4 registers, run at 40 pixels by its
+                             processor's crop while its position embedding is a 32-pixel grid (resampled)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
 reference.safetensors = {input [3,3,H,W] f32 (already normalised), logits [3,C] f32}.
 
@@ -71,7 +74,7 @@ def reinit_(model: torch.nn.Module, seed: int) -> None:
             val = (1.0 + 0.1 * r) if name.endswith("weight") else 0.1 * r
         elif p.dim() >= 2 and not any(k in name for k in ("token", "pos_embed", "position_embeddings")):
             fan_in = math.prod(shape[1:])
-            gain = 2.0 if any(k in name for k in ("qkv", "query", "key")) else 1.0
+            gain = 2.0 if any(k in name for k in ("qkv", "query", "key", "q_proj", "k_proj")) else 1.0
             val = r * (gain / math.sqrt(fan_in))
         elif p.dim() == 1:
             val = 0.1 * r
@@ -92,8 +95,10 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def save_reference(out: Path, x: torch.Tensor, logits: torch.Tensor, **extra: torch.Tensor) -> None:
-    tensors = {"input": x.contiguous().float(), "logits": logits.contiguous().float()}
+def save_reference(out: Path, x: torch.Tensor, logits, **extra: torch.Tensor) -> None:
+    tensors = {"input": x.contiguous().float()}
+    if logits is not None:
+        tensors["logits"] = logits.contiguous().float()
     tensors.update({k: v.contiguous().float() for k, v in extra.items()})
     save_file(tensors, str(out / "reference.safetensors"))
 
@@ -259,6 +264,53 @@ def hf_save(model, out: Path, x: torch.Tensor):
     assert torch.equal(reloaded(pixel_values=x).logits, model(pixel_values=x).logits)
 
 
+def make_hf_dinov2(name, seed, registers, run):
+    """A headless DINOv2 backbone as the hub ships them, its config at 32 pixels and its processor
+    cropping `run` (as the hub's: 518 and 224); the reference is its pooler_output (the final-normed
+    class token, what `zeroprune embed` gives) at `run` pixels, where transformers resamples the
+    position embedding."""
+    from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+    out = FIXTURES / name
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, image_size=32,
+                  patch_size=8, layer_norm_eps=1e-6, hidden_act="gelu", layerscale_value=1.0)
+    if registers:
+        cfg, cls = Dinov2WithRegistersConfig(num_register_tokens=registers, **common), Dinov2WithRegistersModel
+    else:
+        cfg, cls = Dinov2Config(**common), Dinov2Model
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    reinit_(model, seed=100 + seed)
+    x = make_input(200 + seed, run, run)
+    model.save_pretrained(str(out))
+    sd = load_file(str(out / "model.safetensors"))
+    assert "encoder.layer.0.layer_scale1.lambda1" in sd and "encoder.layer.0.attention.attention.query.weight" in sd, list(sd)
+    assert sd["embeddings.position_embeddings"].shape[1] == 17
+    reloaded = cls.from_pretrained(str(out), attn_implementation="eager").eval()
+    pooled = model(pixel_values=x).pooler_output
+    assert torch.equal(reloaded(pixel_values=x).pooler_output, pooled)
+    assert torch.allclose(pooled, model(pixel_values=x).last_hidden_state[:, 0])
+    write_json(out / "preprocessor_config.json", {
+        "crop_size": {"height": run, "width": run}, "do_center_crop": True, "do_normalize": True,
+        "do_rescale": True, "do_resize": True, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD,
+        "image_processor_type": "BitImageProcessor", "resample": 3, "rescale_factor": 1 / 255,
+        "size": {"shortest_edge": 2 * run},
+    })
+    save_reference(out, x, None, pooled=pooled)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"{name}: pooled {tuple(pooled.shape)} std={pooled.std():.4f} folder={size/1024:.1f} KiB")
+    assert size < 300 * 1024 and pooled.std() > 0.1
+
+
+def make_tiny_hf_dinov2():
+    make_hf_dinov2("tiny-hf-dinov2", 7, 0, 32)
+
+
+def make_tiny_hf_dinov2_reg():
+    make_hf_dinov2("tiny-hf-dinov2-reg", 8, 4, 40)
+
+
 def make_tiny_hf_vit():
     out = FIXTURES / "tiny-hf-vit"
     out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +374,8 @@ def main():
         "tiny-hf-deit-distilled": make_tiny_hf_deit_distilled,
         "tiny-timm-deit3": make_tiny_timm_deit3,
         "tiny-timm-reg": make_tiny_timm_reg,
+        "tiny-hf-dinov2": make_tiny_hf_dinov2,
+        "tiny-hf-dinov2-reg": make_tiny_hf_dinov2_reg,
     }
     for name in sys.argv[1:] or makers:
         makers[name]()

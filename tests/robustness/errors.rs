@@ -324,21 +324,25 @@ fn extra_tensors_are_named() {
 
 #[test]
 fn headless_checkpoint() {
+    // A config that states classes, over weights without a head: the two disagree.
     let dir = broken_model("tiny-timm", |t| {
         t.remove("head.weight").unwrap();
         t.remove("head.bias").unwrap();
     });
     let e = load_err(dir.path());
-    assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
-    assert_mentions(&e, &["head.weight", "headless", &model_file(&dir)]);
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert_mentions(&e, &["num_classes", "head.weight", &model_file(&dir)]);
 
+    // Without a classifier and no class count stated: a backbone, which embeds and refuses to
+    // classify.
     let dir = broken_model("tiny-hf-vit", |t| {
         t.remove("classifier.weight").unwrap();
         t.remove("classifier.bias").unwrap();
     });
-    let e = load_err(dir.path());
-    assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
-    assert_mentions(&e, &["classifier.weight", "headless"]);
+    let w = ModelWeights::load(dir.path()).unwrap();
+    assert!(w.head.is_none() && w.config.num_classes == 0);
+    let e = w.config.check_classifies("--model").unwrap_err();
+    assert_mentions(&e, &["backbone", "zeroprune embed"]);
 
     // Only the distillation head left out: that tensor is missing.
     let dir = broken_model("tiny-timm-distilled", |t| {

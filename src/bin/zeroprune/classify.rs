@@ -99,6 +99,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     }
     let (gpu, (weights, pruning, names)) = open_gpu_while(|| {
         let weights = model_source::load(&args.model)?;
+        weights.config.check_classifies("--model")?;
         args.prune.dropped(false)?;
         let pruning = args.prune.resolve(&weights.config)?;
         let names = class_names(&weights, args.labels.as_deref())?;

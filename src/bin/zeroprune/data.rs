@@ -205,6 +205,9 @@ impl DataArgs {
 
     /// The labelled images, `--skip` and `--limit` applied; labels required unless `optional`.
     pub fn images(&self, c: &zeroprune::ViTConfig, labels_optional: bool) -> Result<Images> {
+        if self.task == Task::Classify {
+            c.check_classifies("--model")?;
+        }
         let dir = self
             .images
             .as_deref()

@@ -16,9 +16,14 @@ use zeroprune::{preprocess, Error, ImageOutput, ModelWeights, Result, Run, Sessi
 use crate::common::{emit, open_gpu_while, progress};
 use crate::prune_args::PruneArgs;
 
-/// A model folder or file without `tokenizer.json` is an image model.
+/// An image model: a folder or file without `tokenizer.json` whose config (if any) names no
+/// vocabulary (every text encoder's `config.json` has `vocab_size`).
 pub fn is_image_model(model: &Path) -> bool {
-    !model.join("tokenizer.json").is_file()
+    if model.join("tokenizer.json").is_file() {
+        return false;
+    }
+    let config = zeroprune::limits::read_text(&model.join("config.json"), "config.json").ok();
+    !config.is_some_and(|c| c.contains("\"vocab_size\""))
 }
 
 /// The image model, the pruning asked for and a session on the GPU.

@@ -64,6 +64,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     let (gpu, (weights, pruning, names, input)) = open_gpu_while(|| {
         let weights = model_source::load(&args.model)?;
         let c = &weights.config;
+        c.check_classifies("--model")?;
         args.prune.dropped(false)?;
         let pruning = args.prune.resolve(c)?;
         if pruning.is_dense() {

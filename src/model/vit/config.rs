@@ -83,6 +83,19 @@ pub struct ViTConfig {
 }
 
 impl ViTConfig {
+    /// A backbone (no classifier head: DINOv2 as the hub ships it) embeds and cannot classify:
+    /// the error a classifying command gives it.
+    pub fn check_classifies(&self, what: &str) -> crate::error::Result<()> {
+        if self.num_classes == 0 {
+            return Err(crate::error::Error::param(
+                what,
+                "the model is a backbone without a classifier head: it embeds images \
+                 (`zeroprune embed`, `eval --task embed`) and cannot classify them",
+            ));
+        }
+        Ok(())
+    }
+
     /// Patches along (height, width).
     pub fn grid(&self) -> (usize, usize) {
         (

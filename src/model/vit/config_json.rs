@@ -69,6 +69,8 @@ struct HfConfig {
     layer_norm_eps: Option<f64>,
     hidden_act: Option<String>,
     id2label: Option<BTreeMap<usize, String>>,
+    /// DINOv2 giant's SwiGLU MLP.
+    use_swiglu_ffn: Option<bool>,
 }
 
 /// Hugging Face's `preprocessor_config.json` (`ViTImageProcessor`, `DeiTImageProcessor`).
@@ -196,11 +198,11 @@ pub(super) fn read_config(
     };
     let stated = match n.layout {
         Layout::Timm => parse::<TimmConfig>(files.config, &file)?.stated(file, w)?,
-        Layout::HuggingFace => {
+        Layout::HuggingFace | Layout::Dinov2 => {
             let config: HfConfig = parse(files.config, &file)?;
             let pre_file = format!("preprocessor_config.json of {source}");
             let pre: HfPreprocessorConfig = parse(files.preprocessor, &pre_file)?;
-            config.stated(file, &pre, &pre_file)?
+            config.stated(file, &pre, &pre_file, n.layout == Layout::Dinov2)?
         }
     };
     stated.check(w, n)
@@ -219,6 +221,9 @@ struct Stated {
     num_classes: Option<usize>,
     mlp_dim: (&'static str, Option<usize>),
     image_size: Option<(usize, usize)>,
+    /// The size the model runs at where it is not `image_size`: DINOv2 resamples its position
+    /// embedding to whatever it is given, and its processor crops a smaller image (224 of 518).
+    run_size: Option<(usize, usize)>,
     num_heads: Option<usize>,
     layer_norm_eps: f32,
     class_names: Option<Vec<String>>,
@@ -261,6 +266,7 @@ impl TimmConfig {
                     .map(|r| (r * w.embed_dim as f64).round() as usize),
             ),
             image_size: args.img_size.map(ImageSize::get).or(input_size),
+            run_size: None,
             num_heads: args.num_heads.or_else(|| heads_from_architecture(arch)),
             // timm builds every ViT's LayerNorm with eps 1e-6.
             layer_norm_eps: 1e-6,
@@ -318,7 +324,19 @@ impl TimmPretrainedCfg {
 }
 
 impl HfConfig {
-    fn stated(self, file: String, pre: &HfPreprocessorConfig, pre_file: &str) -> Result<Stated> {
+    fn stated(
+        self,
+        file: String,
+        pre: &HfPreprocessorConfig,
+        pre_file: &str,
+        interpolates: bool,
+    ) -> Result<Stated> {
+        if self.use_swiglu_ffn == Some(true) {
+            return Err(Error::config(
+                &file,
+                "use_swiglu_ffn: the SwiGLU MLP (DINOv2 giant) is not supported (only the GELU MLP)",
+            ));
+        }
         if let Some(act) = self.hidden_act.as_deref().filter(|&a| a != "gelu") {
             return Err(Error::config(
                 &file,
@@ -338,6 +356,7 @@ impl HfConfig {
             num_classes: None,
             mlp_dim: ("intermediate_size", self.intermediate_size),
             image_size: self.image_size.map(ImageSize::get),
+            run_size: interpolates.then(|| pre.model_input()).flatten(),
             num_heads: self.num_attention_heads,
             layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12) as f32,
             class_names,
@@ -348,6 +367,19 @@ impl HfConfig {
 }
 
 impl HfPreprocessorConfig {
+    /// The square the processor hands the model: its crop where it crops, else its resize.
+    fn model_input(&self) -> Option<(usize, usize)> {
+        let do_crop = self.do_center_crop.unwrap_or(self.crop_size.is_some());
+        let side = match (self.crop_size, do_crop) {
+            (Some(c), true) => c.side(),
+            _ => match self.size? {
+                ProcessorSize::ShortestEdge { .. } => return None,
+                s => s.side(),
+            },
+        };
+        Some((side, side))
+    }
+
     /// The processors resize to `size` then (DeiT) center-crop `crop_size`; that is a crop_pct of
     /// crop / resize on the shorter side.
     fn preprocess(&self, file: &str) -> Result<Preprocess> {
@@ -526,6 +558,33 @@ impl Stated {
         // alone (DINOv2's registers get no position), or none (timm's `no_embed_class`).
         let mut prefixes = vec![head + w.registers, head, 0];
         prefixes.dedup();
+        // The patch grid of the position embedding itself (for a model that resamples it).
+        let stored_grid = || {
+            prefixes.iter().find_map(|&k| {
+                let patches = w.tokens.checked_sub(k)?;
+                let g = (patches as f64).sqrt().round() as usize;
+                (g > 0 && g * g == patches).then_some(g)
+            })
+        };
+        if let Some(size) = self.run_size {
+            if stored_grid().is_none() {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "the {} rows of `{}` are not a square grid of patches after {} prefix rows: \
+                         they cannot be resampled",
+                        w.tokens,
+                        n.pos_embed,
+                        prefixes
+                            .iter()
+                            .map(|k| k.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                ));
+            }
+            return checked_size(size, w.patch_size, file);
+        }
         let size = match self.image_size {
             Some(s) => s,
             None => {
@@ -553,22 +612,7 @@ impl Stated {
                 (g * w.patch_size, g * w.patch_size)
             }
         };
-        const MAX_SIDE: usize = 1 << 16;
-        if size.0 == 0 || size.1 == 0 || size.0 > MAX_SIDE || size.1 > MAX_SIDE {
-            return Err(Error::config(
-                file,
-                format!("image size {size:?} is outside 1..={MAX_SIDE} pixels"),
-            ));
-        }
-        if size.0 % w.patch_size != 0 || size.1 % w.patch_size != 0 {
-            return Err(Error::config(
-                file,
-                format!(
-                    "image size {size:?} is not a multiple of the patch size {}",
-                    w.patch_size
-                ),
-            ));
-        }
+        checked_size(size, w.patch_size, file)?;
         let patches = (size.0 / w.patch_size) * (size.1 / w.patch_size);
         if !prefixes.iter().any(|&k| patches + k == w.tokens) {
             let rows: Vec<String> = prefixes.iter().map(|k| (patches + k).to_string()).collect();
@@ -586,6 +630,24 @@ impl Stated {
         }
         Ok(size)
     }
+}
+
+/// An image size the model can run at: within `1..=65536` pixels a side, whole patches.
+fn checked_size(size: (usize, usize), patch: usize, file: &str) -> Result<(usize, usize)> {
+    const MAX_SIDE: usize = 1 << 16;
+    if size.0 == 0 || size.1 == 0 || size.0 > MAX_SIDE || size.1 > MAX_SIDE {
+        return Err(Error::config(
+            file,
+            format!("image size {size:?} is outside 1..={MAX_SIDE} pixels"),
+        ));
+    }
+    if !size.0.is_multiple_of(patch) || !size.1.is_multiple_of(patch) {
+        return Err(Error::config(
+            file,
+            format!("image size {size:?} is not a multiple of the patch size {patch}"),
+        ));
+    }
+    Ok(size)
 }
 
 #[cfg(test)]

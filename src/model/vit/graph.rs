@@ -49,7 +49,8 @@ impl Activations {
             ("attention probabilities", c.num_heads * n * n),
             ("mlp hidden", n * c.mlp_dim),
             ("head input", c.head_tokens() * d),
-            ("logits", c.num_classes),
+            // A backbone has no classes; one unused value keeps the buffer valid.
+            ("logits", c.num_classes.max(1)),
         ]
     }
 
@@ -214,7 +215,8 @@ pub struct VisionTransformer {
     pub pos_embed: GpuTensor,
     pub blocks: Vec<Block>,
     pub norm: LayerNorm,
-    pub head: Linear,
+    /// `None` for a backbone: the output is the normed class token alone.
+    pub head: Option<Linear>,
     /// How the linear weights (and the activations that feed them) are stored: f32 or f16.
     pub storage: Elem,
 }
@@ -250,7 +252,7 @@ impl VisionTransformer {
             },
             blocks,
             norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
-            head: linear("head", &w.head)?,
+            head: w.head.as_ref().map(|h| linear("head", h)).transpose()?,
             storage,
         })
     }
@@ -324,16 +326,18 @@ impl VisionTransformer {
         };
         self.norm
             .forward(k, p, "norm", rows_in, rows_out, a.batch * pre)?;
-        self.head.forward(
-            k,
-            p,
-            "head",
-            &a.head_in,
-            &a.logits,
-            a.batch,
-            (false, false),
-            None,
-        )?;
+        if let Some(head) = &self.head {
+            head.forward(
+                k,
+                p,
+                "head",
+                &a.head_in,
+                &a.logits,
+                a.batch,
+                (false, false),
+                None,
+            )?;
+        }
         Ok(())
     }
 

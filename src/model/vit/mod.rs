@@ -11,6 +11,7 @@ pub mod config;
 mod config_json;
 pub mod graph;
 pub mod names;
+pub(crate) mod pos_embed;
 pub mod random;
 pub mod weights;
 
@@ -143,12 +144,14 @@ impl Family for VisionTransformer {
     fn decode(&self, _images: &[f32], r: &Readback, _dropped: Dropped) -> Result<Vec<ImageOutput>> {
         let c = &self.config;
         let prefix = c.num_prefix_tokens() as u32;
-        let logits = &r.buffers[0][..r.shape.batch * c.num_classes];
+        let classes = c.num_classes;
+        let logits = &r.buffers[0][..r.shape.batch * classes];
         let (d, pre) = (c.embed_dim, c.head_tokens());
         let head_in =
             crate::gpu::buffers::words_to_f32(r.buffers[1], self.storage, r.shape.batch * pre * d);
         let mut images = Vec::with_capacity(r.shape.batch);
-        for (b, l) in logits.chunks(c.num_classes).enumerate() {
+        for b in 0..r.shape.batch {
+            let l = &logits[b * classes..][..classes];
             let logits: Vec<f32> = l.iter().map(|&w| f32::from_bits(w)).collect();
             // A NaN or an infinity is no answer: say so rather than print "NaN%".
             if let Some(v) = logits.iter().find(|v| !v.is_finite()) {

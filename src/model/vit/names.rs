@@ -10,6 +10,9 @@ pub enum Layout {
     Timm,
     /// Hugging Face transformers, with the model prefix (`vit.`, `deit.` or empty).
     HuggingFace,
+    /// Hugging Face's DINOv2 (`Dinov2Model`, `Dinov2WithRegistersModel`): its blocks name their
+    /// layers `norm1`, `mlp.fc1`, ... and scale both branches.
+    Dinov2,
 }
 
 /// The tensors of a whole model.
@@ -28,7 +31,7 @@ pub struct ModelNames {
     pub block_prefix: String,
     /// The final LayerNorm.
     pub norm: LayerNames,
-    /// The classifier; for distilled models the class token's head.
+    /// The classifier (absent from a backbone); for distilled models the class token's head.
     pub head: LayerNames,
     /// Distilled models' second classifier, on the distillation token.
     pub head_dist: Option<LayerNames>,
@@ -51,7 +54,7 @@ impl ModelNames {
                 head: LayerNames::new("head"),
                 head_dist: distilled.then(|| LayerNames::new("head_dist")),
             },
-            Layout::HuggingFace => ModelNames {
+            Layout::HuggingFace | Layout::Dinov2 => ModelNames {
                 layout,
                 cls_token: format!("{p}embeddings.cls_token"),
                 dist_token: distilled.then(|| format!("{p}embeddings.distillation_token")),
@@ -82,7 +85,11 @@ impl ModelNames {
         {
             (Layout::Timm, "")
         } else if let Some(prefix) = hf_prefix {
-            (Layout::HuggingFace, prefix)
+            if has(&format!("{prefix}encoder.layer.0.norm1.weight")) {
+                (Layout::Dinov2, prefix)
+            } else {
+                (Layout::HuggingFace, prefix)
+            }
         } else {
             let mut sample = tensors.to_vec();
             sample.sort();
@@ -126,6 +133,16 @@ impl ModelNames {
                 fc1: layer("intermediate.dense"),
                 fc2: layer("output.dense"),
             },
+            Layout::Dinov2 => BlockNames {
+                norm1: layer("norm1"),
+                qkv: QkvNames::Separate(
+                    ["query", "key", "value"].map(|p| layer(&format!("attention.attention.{p}"))),
+                ),
+                proj: layer("attention.output.dense"),
+                norm2: layer("norm2"),
+                fc1: layer("mlp.fc1"),
+                fc2: layer("mlp.fc2"),
+            },
         }
     }
 
@@ -135,10 +152,22 @@ impl ModelNames {
         let b = format!("{}{i}.", self.block_prefix);
         match self.layout {
             Layout::Timm => [format!("{b}ls1.gamma"), format!("{b}ls2.gamma")],
-            Layout::HuggingFace => [
+            Layout::HuggingFace | Layout::Dinov2 => [
                 format!("{b}layer_scale1.lambda1"),
                 format!("{b}layer_scale2.lambda1"),
             ],
+        }
+    }
+
+    /// How the position embedding's grid is resampled for another input size, as the library that
+    /// wrote the checkpoint does: transformers' `Dinov2WithRegistersModel` (the DINOv2 layout with
+    /// registers) antialiases, `Dinov2Model` and the rest do not.
+    pub fn position_resample(&self, registers: usize) -> super::pos_embed::Resample {
+        use super::pos_embed::Resample;
+        if self.layout == Layout::Dinov2 && registers > 0 {
+            Resample::BicubicAntialias
+        } else {
+            Resample::Bicubic
         }
     }
 
@@ -148,9 +177,11 @@ impl ModelNames {
         rest.split('.').next()?.parse().ok()
     }
 
-    /// Tensors a classifier never reads, so they are not reported as unused: Hugging Face's pooler,
-    /// BatchNorm step counters.
+    /// Tensors inference never reads, so they are not reported as unused: Hugging Face's pooler,
+    /// BatchNorm step counters, DINOv2's mask token (masked-image training only).
     pub fn not_needed(tensor: &str) -> bool {
-        tensor.contains("pooler.") || tensor.ends_with("num_batches_tracked")
+        tensor.contains("pooler.")
+            || tensor.ends_with("num_batches_tracked")
+            || tensor.ends_with("embeddings.mask_token")
     }
 }

@@ -46,9 +46,10 @@ pub struct ModelWeights {
     pub pos_embed: Vec<f32>,
     pub blocks: Vec<BlockWeights>,
     pub norm: NormWeights,
-    /// `[prefix * D, classes]`. For distilled DeiT both heads stacked and halved, so one GEMM over the
-    /// normalised [CLS, DIST] pair gives the mean of the two heads.
-    pub head: LinearWeights,
+    /// `[head tokens * D, classes]`. For distilled DeiT both heads stacked and halved, so one GEMM
+    /// over the normalised [CLS, DIST] pair gives the mean of the two heads. `None` for a backbone
+    /// (DINOv2 as the hub ships it): the model then embeds and does not classify.
+    pub head: Option<LinearWeights>,
     /// Where the model was read from, for messages.
     pub source: String,
 }
@@ -145,11 +146,16 @@ impl ModelWeights {
             .collect::<Result<Vec<_>>>()?;
         let norm = NormWeights::load(&mut t, &names.norm, d)?;
         let classes = config.num_classes;
-        let mut head = LinearWeights::load(&mut t, &names.head, classes, d)?;
-        if let Some(head_dist) = &names.head_dist {
-            let dist_head = LinearWeights::load(&mut t, head_dist, classes, d)?;
-            head = LinearWeights::mean_of_two(head, dist_head);
-        }
+        let head = if classes == 0 {
+            None
+        } else {
+            let mut head = LinearWeights::load(&mut t, &names.head, classes, d)?;
+            if let Some(head_dist) = &names.head_dist {
+                let dist_head = LinearWeights::load(&mut t, head_dist, classes, d)?;
+                head = LinearWeights::mean_of_two(head, dist_head);
+            }
+            Some(head)
+        };
         check_all_used(&t)?;
         debug_assert_eq!(prefix_tokens.len(), config.num_prefix_tokens() * d);
         Ok(ModelWeights {
@@ -181,23 +187,24 @@ impl ModelWeights {
             })
             .sum();
         // The two heads' biases were merged into one.
-        let merged_bias = if self.config.distilled {
-            self.head.b.len()
-        } else {
-            0
+        let merged_bias = match &self.head {
+            Some(h) if self.config.distilled => h.b.len(),
+            _ => 0,
         };
         blocks
             + linear(&self.patch)
             + self.prefix_tokens.len()
             + self.pos_embed.len()
             + norm(&self.norm)
-            + linear(&self.head)
+            + self.head.as_ref().map_or(0, linear)
             + merged_bias
     }
 }
 
 /// The position embedding as one row per token, `[tokens, D]`: a checkpoint that gives no position
-/// to its registers (DINOv2), or to any prefix token (timm's `no_embed_class`), has zero rows there.
+/// to its registers (DINOv2), or to any prefix token (timm's `no_embed_class`), has zero rows there;
+/// a patch grid of another size than the model runs at (DINOv2: 37x37 stored, 16x16 run) is
+/// resampled bicubically.
 fn position_rows(
     t: &mut Tensors,
     names: &ModelNames,
@@ -206,11 +213,42 @@ fn position_rows(
 ) -> Result<Vec<f32>> {
     let d = c.embed_dim;
     let given = t.get(&names.pos_embed, &[1, rows, d])?;
-    // The config check allowed only these prefix row counts: all, the head's tokens, none.
-    let with_position = rows - c.num_patches();
+    // The config check allowed only these prefix row counts: all, the head's tokens, none; then
+    // the patches of the run grid, or (a model that resamples) a square grid.
+    let prefixes = [c.num_prefix_tokens(), c.head_tokens(), 0];
+    let exact = prefixes
+        .iter()
+        .find(|&&k| rows.checked_sub(k) == Some(c.num_patches()))
+        .map(|&k| (k, c.grid()));
+    let square = || {
+        prefixes.iter().find_map(|&k| {
+            let p = rows.checked_sub(k)?;
+            let g = (p as f64).sqrt().round() as usize;
+            (g > 0 && g * g == p).then_some((k, (g, g)))
+        })
+    };
+    let (with_position, stored) = exact.or_else(square).ok_or_else(|| {
+        Error::config(
+            &t.file,
+            format!(
+                "`{}` has {rows} rows: not the {} patches of a {:?} grid nor a square grid after \
+                 the prefix tokens",
+                names.pos_embed,
+                c.num_patches(),
+                c.grid()
+            ),
+        )
+    })?;
     let mut full = vec![0.0f32; c.num_tokens() * d];
     full[..with_position * d].copy_from_slice(&given[..with_position * d]);
-    full[c.num_prefix_tokens() * d..].copy_from_slice(&given[with_position * d..]);
+    let patches = super::pos_embed::resize_grid(
+        &given[with_position * d..],
+        stored,
+        c.grid(),
+        d,
+        names.position_resample(c.registers),
+    );
+    full[c.num_prefix_tokens() * d..].copy_from_slice(&patches);
     Ok(full)
 }
 
@@ -301,21 +339,23 @@ impl Inferred {
             0
         };
         let mlp_dim = first_dim(t, &n.block(0).fc1.weight, embed_dim)?;
+        // No classifier: a backbone (DINOv2 as the hub ships it), which embeds and does not
+        // classify.
         let head = &n.head.weight;
-        if !t.has(head) {
-            return Err(Error::UnknownLayout {
-                file: file.clone(),
-                reason: format!(
-                    "no classifier head (`{head}`): a headless backbone cannot classify"
-                ),
-            });
-        }
-        let num_classes = first_dim(t, head, embed_dim)?;
-        for (value, tensor, what) in [
+        let num_classes = if t.has(head) {
+            first_dim(t, head, embed_dim)?
+        } else {
+            0
+        };
+        let fc1 = n.block(0).fc1.weight;
+        let mut counts = vec![
             (tokens, &n.pos_embed, "positions"),
-            (mlp_dim, &n.block(0).fc1.weight, "MLP units"),
-            (num_classes, head, "classes"),
-        ] {
+            (mlp_dim, &fc1, "MLP units"),
+        ];
+        if t.has(head) {
+            counts.push((num_classes, head, "classes"));
+        }
+        for (value, tensor, what) in counts {
             if value == 0 {
                 return Err(Error::UnknownLayout {
                     file: file.clone(),
