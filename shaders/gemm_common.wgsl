@@ -1,6 +1,6 @@
 // What every GEMM kernel shares (the host appends this file to matmul.wgsl, gemm_tiled.wgsl and
 // gemm_rb.wgsl): where matrix z starts, the epilogue switches and the epilogue
-//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU) -> (+ C[m, n]) (+ residual[m, n])
+//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU | quick GELU) -> (+ C[m, n]) (+ residual[m, n])
 // It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16), `residual` and `p`.
 // With NORM it is a pre-norm linear layer with its LayerNorm folded in (see `store_normed`).
 
@@ -77,6 +77,8 @@ const ACCUMULATE: u32 = 4u;
 // the step's compacted rows, and the block's last GEMM writes C = rows + MLP(rows) in one go instead
 // of the rows being copied back first.
 const RESIDUAL: u32 = 8u;
+// x * sigmoid(1.702 x): OpenAI CLIP's activation.
+const QUICK_GELU: u32 = 16u;
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
 fn erf(x: f32) -> f32 {
@@ -98,6 +100,9 @@ fn store(c_base: u32, row: u32, col: u32, acc: f32) {
     }
     if ((p.epilogue & GELU) != 0u) {
         v = gelu(v);
+    }
+    if ((p.epilogue & QUICK_GELU) != 0u) {
+        v = v / (1.0 + exp(-1.702 * v));
     }
     let i = c_base + row * p.c_rs + col;
     if ((p.epilogue & ACCUMULATE) != 0u) {

@@ -702,7 +702,7 @@ impl Kernels {
         let (xn, w1, w2, hidden) = (t(m * d), t(d * mlp), t(mlp * d), t(m * mlp));
         let fc1 = Gemm {
             bias: Some(&bias),
-            gelu: true,
+            activation: crate::gpu::kernels::Activation::Gelu,
             ..Gemm::new(m, mlp, d)
         };
         let fc2 = Gemm {

@@ -5,7 +5,7 @@
 use super::tensors::{LinearWeights, NormWeights};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{AttentionBias, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::kernels::{Activation, AttentionBias, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 
 /// The largest finite f16.
@@ -72,11 +72,11 @@ impl Linear {
         x: &GpuTensor,
         out: &GpuTensor,
         rows: usize,
-        (gelu, accumulate): (bool, bool),
+        (activation, accumulate): (Activation, bool),
         live: Option<LiveRows>,
     ) -> Result<()> {
         let g = Gemm {
-            gelu,
+            activation,
             accumulate,
             live,
             ..Gemm::new(rows, self.out, self.inp)
@@ -180,12 +180,12 @@ impl NormLinear {
         x: &GpuTensor,
         out: &GpuTensor,
         rows: usize,
-        (gelu, accumulate): (bool, bool),
+        (activation, accumulate): (Activation, bool),
         live: Option<LiveRows>,
     ) -> Result<()> {
         let l = &self.linear;
         let g = Gemm {
-            gelu,
+            activation,
             accumulate,
             live,
             norm: Some(self.eps),

@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
 use zeroprune::gpu::kernels::{
-    gemm_rb_source, gemm_tiled_source, with_norm, Gemm, GemmKernel, LiveRows, MatView,
+    gemm_rb_source, gemm_tiled_source, with_norm, Activation, Gemm, GemmKernel, LiveRows, MatView,
 };
 use zeroprune::gpu::GpuTensor;
 
@@ -33,6 +33,15 @@ fn erf(x: f64) -> f64 {
 
 fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// The activation of an epilogue, on the CPU.
+fn activate(x: f64, a: Activation) -> f64 {
+    match a {
+        Activation::None => x,
+        Activation::Gelu => gelu(x),
+        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+    }
 }
 
 /// Layout of one operand: offset, row stride, column stride, outer and inner batch strides.
@@ -98,20 +107,21 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
     let mut worst = 0.0f64;
     // Every epilogue (parameters of one pipeline, so they cost no compiles).
     let epilogues = [
-        (false, false, false, 1.0f32),
-        (true, false, false, 0.5),
-        (true, true, false, 1.0),
-        (true, false, true, 1.0),
-        (false, true, true, 2.0),
+        (false, Activation::None, false, 1.0f32),
+        (true, Activation::None, false, 0.5),
+        (true, Activation::Gelu, false, 1.0),
+        (true, Activation::QuickGelu, false, 1.0),
+        (true, Activation::None, true, 1.0),
+        (false, Activation::Gelu, true, 2.0),
     ];
-    for (has_bias, gelu_on, acc, alpha) in epilogues {
+    for (has_bias, act, acc, alpha) in epilogues {
         let ct = GpuTensor::from_f32(gpu, "c", &c0, elems[2]);
         let g = Gemm {
             outer: case.outer,
             heads: case.heads,
             alpha,
             bias: has_bias.then_some(&biast),
-            gelu: gelu_on,
+            activation: act,
             accumulate: acc,
             kernel: Some(kernel),
             ..Gemm::new(case.m, case.n, case.k)
@@ -142,9 +152,7 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
                     if has_bias {
                         x += bias[j] as f64;
                     }
-                    if gelu_on {
-                        x = gelu(x);
-                    }
+                    x = activate(x, act);
                     let idx = case.c.at(z, case.heads, i, j);
                     if acc {
                         x += c0[idx] as f64;
@@ -165,7 +173,7 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
         }
         assert!(
             worst < tolerance,
-            "{kernel} {elems:?} m{} n{} k{} bias {has_bias} gelu {gelu_on} acc {acc}: error {worst:e}",
+            "{kernel} {elems:?} m{} n{} k{} bias {has_bias} {act:?} acc {acc}: error {worst:e}",
             case.m,
             case.n,
             case.k
@@ -605,11 +613,15 @@ async fn gemm_variants_with_a_folded_layernorm() {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            for (gelu_on, acc) in [(true, false), (false, true)] {
+            for (act, acc) in [
+                (Activation::Gelu, false),
+                (Activation::QuickGelu, false),
+                (Activation::None, true),
+            ] {
                 let ct = upload(&c0);
                 let g = Gemm {
                     bias: Some(&biast),
-                    gelu: gelu_on,
+                    activation: act,
                     accumulate: acc,
                     kernel: Some(kernel),
                     norm: Some(eps),
@@ -642,9 +654,7 @@ async fn gemm_variants_with_a_folded_layernorm() {
                             let wk = stored(w_fold[kk * n + j], w_elem) as f64 / gamma[kk] as f64;
                             s += (normed[i * k + kk] * gamma[kk] as f64 + beta[kk] as f64) * wk;
                         }
-                        if gelu_on {
-                            s = gelu(s);
-                        }
+                        s = activate(s, act);
                         if acc {
                             s += c0[idx] as f64;
                         }
@@ -654,7 +664,7 @@ async fn gemm_variants_with_a_folded_layernorm() {
                 let tolerance = if w_elem == Elem::F16 { 2e-3 } else { 5e-5 };
                 assert!(
                     worst < tolerance,
-                    "{kernel} m{m} n{n} k{k} {w_elem:?} masked {masked} gelu {gelu_on} acc {acc}: error {worst:e}"
+                    "{kernel} m{m} n{n} k{k} {w_elem:?} masked {masked} {act:?} acc {acc}: error {worst:e}"
                 );
             }
         }

@@ -2,7 +2,7 @@
 //! data, through the public launchers of `Kernels`; plus static checks of the shaders with naga
 //! (validation, WebGPU's default workgroup limits, the binding layout the launchers assume).
 
-use zeroprune::gpu::kernels::{grid_for_groups, Gemm, MatView, RowView, FAMILIES};
+use zeroprune::gpu::kernels::{grid_for_groups, Activation, Gemm, MatView, RowView, FAMILIES};
 use zeroprune::gpu::GpuTensor;
 
 use crate::common::{gpu, kernels, read, rng, run, uniform, upload};
@@ -163,8 +163,10 @@ fn gemm_ref(a: &Operand, b: &Operand, c: &Operand, bias: Option<&[f32]>, g: &Gem
                 if let Some(bias) = bias {
                     v += bias[j] as f64;
                 }
-                if g.gelu {
-                    v = gelu(v);
+                match g.activation {
+                    Activation::None => {}
+                    Activation::Gelu => v = gelu(v),
+                    Activation::QuickGelu => v /= 1.0 + (-1.702 * v).exp(),
                 }
                 let idx = cb + i * cl.rs + j * cl.cs;
                 if g.accumulate {
@@ -227,7 +229,11 @@ async fn linear_case(
         if acc { " +=C" } else { "" }
     );
     let g = Gemm {
-        gelu,
+        activation: if gelu {
+            Activation::Gelu
+        } else {
+            Activation::None
+        },
         accumulate: acc,
         naive,
         ..Gemm::new(m, n, k)
@@ -290,7 +296,7 @@ async fn gemm_alpha_and_large_gelu_inputs() {
     let c = vec![0.0; m * n];
     let g = Gemm {
         alpha: 3.0,
-        gelu: true,
+        activation: Activation::Gelu,
         ..Gemm::new(m, n, k)
     };
     gemm_case(

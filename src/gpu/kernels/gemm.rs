@@ -252,6 +252,18 @@ impl<'a> MatView<'a> {
 }
 
 /// Shape and epilogue of a GEMM: `C = alpha * A.B (+ bias) (GELU) (+ C)` over `outer * heads` matrices.
+/// The activation a GEMM applies to its result, after the bias: the MLP's first layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    None,
+    /// The exact GELU, `x * Phi(x)` (timm, transformers' `gelu`).
+    Gelu,
+    /// `x * sigmoid(1.702 x)` (OpenAI's CLIP, transformers' `quick_gelu`).
+    QuickGelu,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Gemm<'a> {
     pub m: usize,
@@ -261,7 +273,7 @@ pub struct Gemm<'a> {
     pub heads: usize,
     pub alpha: f32,
     pub bias: Option<&'a GpuTensor>,
-    pub gelu: bool,
+    pub activation: Activation,
     pub accumulate: bool,
     /// Use the textbook kernel (benchmarks and tests only).
     pub naive: bool,
@@ -322,7 +334,7 @@ impl Gemm<'_> {
             heads: 1,
             alpha: 1.0,
             bias: None,
-            gelu: false,
+            activation: Activation::None,
             accumulate: false,
             naive: false,
             kernel: None,
@@ -365,9 +377,10 @@ impl Kernels {
             bias_off: 0,
             alpha: g.alpha,
             epilogue: g.bias.is_some() as u32
-                | (g.gelu as u32) << 1
+                | ((g.activation == Activation::Gelu) as u32) << 1
                 | (g.accumulate as u32) << 2
-                | (g.residual.is_some() as u32) << 3,
+                | (g.residual.is_some() as u32) << 3
+                | ((g.activation == Activation::QuickGelu) as u32) << 4,
             live_mode,
             live_cols,
             live_k,

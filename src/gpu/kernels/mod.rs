@@ -17,7 +17,9 @@ pub mod softmax;
 pub(crate) use super::library::u;
 pub use super::library::{with_halves, Variant};
 pub use attention::{attention_source, AttentionBias};
-pub use gemm::{gemm_rb_source, gemm_tiled_source, with_norm, Gemm, GemmKernel, LiveRows, MatView};
+pub use gemm::{
+    gemm_rb_source, gemm_tiled_source, with_norm, Activation, Gemm, GemmKernel, LiveRows, MatView,
+};
 pub use layernorm::RowView;
 pub use pagerank::HeadCombine;
 pub use select::RoleSplit;

@@ -10,7 +10,7 @@
 use super::{BertConfig, BertWeights, PROTECTED_ROWS};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{AttentionBias, Features, LiveRows, RowView};
+use crate::gpu::kernels::{Activation, AttentionBias, Features, LiveRows, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 use crate::model::hook::{TokenHook, TokenState};
 use crate::model::layers::{attention_steps, fits, LayerNorm, Linear};
@@ -177,8 +177,16 @@ impl Encoder {
             let live = masked.as_ref().map(|m| LiveRows::Packed { map: &m.map });
             let live_map = masked.as_ref().map(|m| &m.map);
             let rows = b * n;
-            l.qkv
-                .forward(k, p, &name("qkv"), &a.x, &a.qkv, rows, (false, false), live)?;
+            l.qkv.forward(
+                k,
+                p,
+                &name("qkv"),
+                &a.x,
+                &a.qkv,
+                rows,
+                (Activation::None, false),
+                live,
+            )?;
             let bias = hook.attention_bias(i);
             let valid = bias.valid.unwrap_or(&a.counts);
             let probs = attention_steps(
@@ -202,7 +210,7 @@ impl Encoder {
                 &a.attn,
                 &a.x,
                 rows,
-                (false, true),
+                (Activation::None, true),
                 live,
             )?;
             l.norm1.forward(
@@ -239,7 +247,7 @@ impl Encoder {
                 compacted.as_ref().unwrap_or(&a.y),
                 &a.hidden,
                 rows,
-                (true, false),
+                (Activation::Gelu, false),
                 live,
             )?;
             l.fc2.forward_residual(

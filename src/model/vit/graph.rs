@@ -4,7 +4,7 @@
 use super::{ModelWeights, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
-use crate::gpu::kernels::{Features, Gemm, LiveRows, MatView, RowView};
+use crate::gpu::kernels::{Activation, Features, Gemm, LiveRows, MatView, RowView};
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 use crate::model::hook::{TokenHook, TokenState};
 use crate::model::layers::{attention_steps, fits, LayerNorm, Linear, NormLinear};
@@ -139,7 +139,7 @@ impl Block {
             &a.x,
             &a.qkv,
             b * n,
-            (false, false),
+            (Activation::None, false),
             live,
         )?;
 
@@ -160,7 +160,7 @@ impl Block {
             &a.attn,
             &a.x,
             b * n,
-            (false, true),
+            (Activation::None, true),
             live,
         )?;
 
@@ -191,7 +191,7 @@ impl Block {
             compacted.as_ref().unwrap_or(&a.x),
             &a.hidden,
             rows,
-            (true, false),
+            (Activation::Gelu, false),
             live,
         )?;
         self.fc2.forward_residual(
@@ -334,7 +334,7 @@ impl VisionTransformer {
                 &a.head_in,
                 &a.logits,
                 a.batch,
-                (false, false),
+                (Activation::None, false),
                 None,
             )?;
         }
