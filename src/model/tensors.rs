@@ -185,9 +185,15 @@ impl LinearWeights {
         p: usize,
     ) -> Result<Self> {
         let w = t.get(&n.weight, &[d, c, p, p])?;
+        // CLIP's patch convolution has no bias.
+        let b = if t.has(&n.bias) {
+            t.get(&n.bias, &[d])?
+        } else {
+            vec![0.0; d]
+        };
         Ok(LinearWeights {
             w: transpose(&w, d, c * p * p),
-            b: t.get(&n.bias, &[d])?,
+            b,
         })
     }
 

@@ -131,3 +131,33 @@ fn hf_dinov2_backbones_match_transformers() {
         assert!(err < TOL, "{name}: pooled embedding differs by {err}");
     }
 }
+
+/// Hugging Face's CLIP image tower (`CLIPVisionModelWithProjection`): a LayerNorm over every token
+/// before the blocks, quick GELU, no patch bias, the class embedding and position table as 1-d
+/// and 2-d tensors; the embedding is transformers' `image_embeds` (the projected, post-normed class
+/// token).
+#[test]
+fn hf_clip_vision_tower_matches_transformers() {
+    let dir = fixture("tiny-hf-clip");
+    let weights = ModelWeights::load(&dir).unwrap();
+    let c = &weights.config;
+    assert!(c.pre_norm && weights.head.is_none());
+    assert_eq!(c.activation, zeroprune::gpu::kernels::Activation::QuickGelu);
+    assert_eq!(
+        (c.projection_dim, c.embedding_dim(), c.layer_norm_eps),
+        (Some(24), 24, 1e-5)
+    );
+    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+    let (_, want) = read_tensor(&dir.join("reference.safetensors"), "embedding");
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    let got: Vec<f32> = session
+        .run(&input, &Pruning::dense())
+        .unwrap()
+        .items
+        .into_iter()
+        .flat_map(|o| o.embedding)
+        .collect();
+    let err = max_rel_err(&got, &want);
+    eprintln!("tiny-hf-clip: image embedding max relative error {err:.2e}");
+    assert!(err < TOL, "CLIP image embedding differs by {err}");
+}

@@ -11,6 +11,8 @@ Writes, under tests/fixtures/:
   tiny-hf-dinov2/            transformers Dinov2Model: a headless backbone (reference: pooler_output)
   tiny-hf-dinov2-reg/        transformers Dinov2WithRegistersModel, 4 registers, run at 40 pixels by its
                              processor's crop while its position embedding is a 32-pixel grid (resampled)
+  tiny-hf-clip/              transformers CLIPVisionModelWithProjection: LayerNorm before the blocks,
+                             quick GELU, the projection (reference: image_embeds and pooler_output)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
 reference.safetensors = {input [3,3,H,W] f32 (already normalised), logits [3,C] f32}.
 
@@ -311,6 +313,39 @@ def make_tiny_hf_dinov2_reg():
     make_hf_dinov2("tiny-hf-dinov2-reg", 8, 4, 40)
 
 
+def make_tiny_hf_clip():
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    out = FIXTURES / "tiny-hf-clip"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, projection_dim=24, hidden_act="quick_gelu")
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(9)
+    model = CLIPVisionModelWithProjection(cfg).eval()
+    reinit_(model, seed=109)
+    x = make_input(209, 32, 32)
+    model.save_pretrained(str(out))
+    sd = load_file(str(out / "model.safetensors"))
+    assert "vision_model.pre_layrnorm.weight" in sd and "visual_projection.weight" in sd, list(sd)
+    assert "vision_model.embeddings.patch_embedding.bias" not in sd
+    o = model(pixel_values=x)
+    reloaded = CLIPVisionModelWithProjection.from_pretrained(str(out), attn_implementation="eager").eval()
+    assert torch.equal(reloaded(pixel_values=x).image_embeds, o.image_embeds)
+    pooled = o.last_hidden_state[:, 0]
+    pooled = model.vision_model.post_layernorm(pooled)
+    assert torch.allclose(model.visual_projection(pooled), o.image_embeds, atol=1e-6)
+    write_json(out / "preprocessor_config.json", {
+        "crop_size": {"height": 32, "width": 32}, "do_center_crop": True, "do_normalize": True,
+        "do_rescale": True, "do_resize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "image_processor_type": "CLIPImageProcessor",
+        "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": 32},
+    })
+    save_reference(out, x, None, pooled=pooled, embedding=o.image_embeds)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"tiny-hf-clip: image_embeds {tuple(o.image_embeds.shape)} std={o.image_embeds.std():.4f} folder={size/1024:.1f} KiB")
+    assert size < 300 * 1024 and o.image_embeds.std() > 0.1
+
+
 def make_tiny_hf_vit():
     out = FIXTURES / "tiny-hf-vit"
     out.mkdir(parents=True, exist_ok=True)
@@ -376,6 +411,7 @@ def main():
         "tiny-timm-reg": make_tiny_timm_reg,
         "tiny-hf-dinov2": make_tiny_hf_dinov2,
         "tiny-hf-dinov2-reg": make_tiny_hf_dinov2_reg,
+        "tiny-hf-clip": make_tiny_hf_clip,
     }
     for name in sys.argv[1:] or makers:
         makers[name]()

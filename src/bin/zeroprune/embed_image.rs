@@ -79,7 +79,8 @@ struct ImageEmbedOutput {
     model: String,
     adapter: String,
     dim: usize,
-    /// What the embedding is: the final-normed class token (the head's input).
+    /// What the embedding is: the final-normed class token (the head's input), projected where
+    /// the model has a projection (CLIP).
     pooling: &'static str,
     dense_gflops_per_image: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,8 +165,12 @@ pub fn run_embed(
         &ImageEmbedOutput {
             model: weights.source.clone(),
             adapter,
-            dim: c.embed_dim,
-            pooling: "cls",
+            dim: c.embedding_dim(),
+            pooling: if c.projection_dim.is_some() {
+                "cls, projected"
+            } else {
+                "cls"
+            },
             dense_gflops_per_image: c.geometry().dense_flops() / 1e9,
             policy: (!pruning.is_dense())
                 .then(|| format!("{} {}", pruning.policy, pruning.describe())),

@@ -57,7 +57,11 @@ impl Preprocess {
     }
 }
 
-/// The shape of a Vision Transformer (ViT, DeiT, distilled DeiT).
+fn gelu() -> crate::gpu::kernels::Activation {
+    crate::gpu::kernels::Activation::Gelu
+}
+
+/// The shape of a Vision Transformer (ViT, DeiT, distilled DeiT, DeiT III, DINOv2, CLIP's tower).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ViTConfig {
     /// Input image size (height, width) in pixels.
@@ -76,6 +80,15 @@ pub struct ViTConfig {
     /// `reg_tokens`): attended to like any token, never pruned, read by no head.
     #[serde(default)]
     pub registers: usize,
+    /// The MLP's activation: the exact GELU, or OpenAI CLIP's quick GELU.
+    #[serde(default = "gelu")]
+    pub activation: crate::gpu::kernels::Activation,
+    /// A LayerNorm over every token before the blocks (CLIP).
+    #[serde(default)]
+    pub pre_norm: bool,
+    /// The width of the projection applied to the pooled embedding (CLIP), where there is one.
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
     pub layer_norm_eps: f32,
     /// Class names in index order, where the config has them.
     pub class_names: Option<Vec<String>>,
@@ -122,6 +135,10 @@ impl ViTConfig {
     /// Token count of the dense model.
     pub fn num_tokens(&self) -> usize {
         self.num_patches() + self.num_prefix_tokens()
+    }
+    /// The width of the embedding `embed` gives: the projection's where there is one.
+    pub fn embedding_dim(&self) -> usize {
+        self.projection_dim.unwrap_or(self.embed_dim)
     }
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads

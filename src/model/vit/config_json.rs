@@ -13,6 +13,7 @@ use super::config::{Interpolation, Preprocess, ViTConfig};
 use super::names::{Layout, ModelNames};
 use super::weights::{ConfigFiles, Inferred};
 use crate::error::{Error, Result};
+use crate::gpu::kernels::Activation;
 
 // ------------------------------------------------------------------------------------------------
 // timm
@@ -38,6 +39,8 @@ struct TimmModelArgs {
     depth: Option<usize>,
     num_heads: Option<usize>,
     mlp_ratio: Option<f64>,
+    /// `"gelu"` (default) or `"quick_gelu"` (timm's OpenAI CLIP towers).
+    act_layer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +74,8 @@ struct HfConfig {
     id2label: Option<BTreeMap<usize, String>>,
     /// DINOv2 giant's SwiGLU MLP.
     use_swiglu_ffn: Option<bool>,
+    /// A CLIPModel's image tower.
+    vision_config: Option<Box<HfConfig>>,
 }
 
 /// Hugging Face's `preprocessor_config.json` (`ViTImageProcessor`, `DeiTImageProcessor`).
@@ -198,8 +203,13 @@ pub(super) fn read_config(
     };
     let stated = match n.layout {
         Layout::Timm => parse::<TimmConfig>(files.config, &file)?.stated(file, w)?,
-        Layout::HuggingFace | Layout::Dinov2 => {
+        Layout::HuggingFace | Layout::Dinov2 | Layout::Clip => {
             let config: HfConfig = parse(files.config, &file)?;
+            // A whole CLIPModel's config describes its image tower in `vision_config`.
+            let config = match config.vision_config {
+                Some(vision) => *vision,
+                None => config,
+            };
             let pre_file = format!("preprocessor_config.json of {source}");
             let pre: HfPreprocessorConfig = parse(files.preprocessor, &pre_file)?;
             config.stated(file, &pre, &pre_file, n.layout == Layout::Dinov2)?
@@ -226,6 +236,8 @@ struct Stated {
     run_size: Option<(usize, usize)>,
     num_heads: Option<usize>,
     layer_norm_eps: f32,
+    /// The MLP's activation (GELU unless the file names quick GELU).
+    activation: Activation,
     class_names: Option<Vec<String>>,
     /// Its `input_size` is set by [`Stated::check`], once the image size is known.
     preprocess: Preprocess,
@@ -253,6 +265,7 @@ impl TimmConfig {
         };
         let arch = self.architecture.as_deref().unwrap_or("");
         let preprocess = pcfg.preprocess(&file)?;
+        let activation = activation(args.act_layer.as_deref(), "model_args.act_layer", &file)?;
         Ok(Stated {
             embed_dim: ("embed_dim", args.embed_dim),
             depth: ("depth", args.depth),
@@ -270,6 +283,7 @@ impl TimmConfig {
             num_heads: args.num_heads.or_else(|| heads_from_architecture(arch)),
             // timm builds every ViT's LayerNorm with eps 1e-6.
             layer_norm_eps: 1e-6,
+            activation,
             class_names: self.label_names.or(pcfg.label_names),
             preprocess,
             file,
@@ -337,12 +351,7 @@ impl HfConfig {
                 "use_swiglu_ffn: the SwiGLU MLP (DINOv2 giant) is not supported (only the GELU MLP)",
             ));
         }
-        if let Some(act) = self.hidden_act.as_deref().filter(|&a| a != "gelu") {
-            return Err(Error::config(
-                &file,
-                format!("hidden_act {act:?} is not supported (only exact \"gelu\")"),
-            ));
-        }
+        let activation = activation(self.hidden_act.as_deref(), "hidden_act", &file)?;
         // id2label names every class, or none: ids 0, 1, 2, ... without a gap.
         let class_names = self
             .id2label
@@ -359,6 +368,7 @@ impl HfConfig {
             run_size: interpolates.then(|| pre.model_input()).flatten(),
             num_heads: self.num_attention_heads,
             layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12) as f32,
+            activation,
             class_names,
             preprocess: pre.preprocess(pre_file)?,
             file,
@@ -533,6 +543,9 @@ impl Stated {
             num_classes: w.num_classes,
             distilled: w.distilled,
             registers: w.registers,
+            activation: self.activation,
+            pre_norm: w.pre_norm,
+            projection_dim: w.projection_dim,
             layer_norm_eps: self.layer_norm_eps,
             // Names for another class count are dropped, not an error: the classifier decides.
             class_names: self.class_names.filter(|c| c.len() == w.num_classes),
@@ -632,6 +645,18 @@ impl Stated {
     }
 }
 
+/// The MLP activation a config names (`None`: GELU).
+fn activation(name: Option<&str>, key: &str, file: &str) -> Result<Activation> {
+    match name {
+        None | Some("gelu") => Ok(Activation::Gelu),
+        Some("quick_gelu") => Ok(Activation::QuickGelu),
+        Some(other) => Err(Error::config(
+            file,
+            format!("{key} {other:?} is not supported (only exact \"gelu\" and \"quick_gelu\")"),
+        )),
+    }
+}
+
 /// An image size the model can run at: within `1..=65536` pixels a side, whole patches.
 fn checked_size(size: (usize, usize), patch: usize, file: &str) -> Result<(usize, usize)> {
     const MAX_SIDE: usize = 1 << 16;
@@ -722,6 +747,8 @@ mod tests {
             num_classes: 11,
             distilled: false,
             registers: 0,
+            pre_norm: false,
+            projection_dim: None,
         };
         let class_names = |id2label: &str| {
             let text = format!(r#"{{"id2label": {id2label}}}"#);

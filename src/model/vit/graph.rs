@@ -191,7 +191,7 @@ impl Block {
             compacted.as_ref().unwrap_or(&a.x),
             &a.hidden,
             rows,
-            (Activation::Gelu, false),
+            (c.activation, false),
             live,
         )?;
         self.fc2.forward_residual(
@@ -213,12 +213,16 @@ pub struct VisionTransformer {
     pub patch_embed: Linear,
     pub prefix_tokens: GpuTensor,
     pub pos_embed: GpuTensor,
+    /// The LayerNorm over every token before the blocks (CLIP).
+    pub norm_pre: Option<LayerNorm>,
     pub blocks: Vec<Block>,
     pub norm: LayerNorm,
     /// `None` for a backbone: the output is the normed class token alone.
     pub head: Option<Linear>,
     /// How the linear weights (and the activations that feed them) are stored: f32 or f16.
     pub storage: Elem,
+    /// `[P, D]`: CLIP's projection of the pooled embedding, applied on the host after readback.
+    pub projection: Option<Vec<f32>>,
 }
 
 impl VisionTransformer {
@@ -250,17 +254,29 @@ impl VisionTransformer {
                 fits(gpu, "pos_embed", 4 * w.pos_embed.len())?;
                 GpuTensor::from_slice(gpu, "pos_embed", &w.pos_embed)
             },
+            norm_pre: w
+                .norm_pre
+                .as_ref()
+                .map(|n| LayerNorm::upload(gpu, "norm_pre", n, eps)),
             blocks,
             norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
             head: w.head.as_ref().map(|h| linear("head", h)).transpose()?,
             storage,
+            projection: w.projection.clone(),
         })
     }
 
-    /// Patch embedding: unfold, project into rows `prefix..` of every image, add prefix tokens and positions.
+    /// Patch embedding: unfold, project into rows `prefix..` of every image, add prefix tokens and
+    /// positions; with a LayerNorm before the blocks (CLIP), the embeddings are built in the qkv
+    /// buffer (free until the first block) and normed from there into the residual stream.
     pub fn embed(&self, k: &Kernels, p: &mut Program, a: &Activations) -> Result<()> {
         let c = &self.config;
         let (b, n, d, np) = (a.batch, c.num_tokens(), c.embed_dim, c.num_patches());
+        let target = if self.norm_pre.is_some() {
+            &a.qkv
+        } else {
+            &a.x
+        };
         let pp = self.patch_embed.inp;
         p.push(k.im2col(
             "patch_embed.im2col",
@@ -281,7 +297,7 @@ impl VisionTransformer {
                 "patch_embed.proj",
                 MatView::rows(&a.patches, pp).batched(np * pp, 0),
                 MatView::rows(&self.patch_embed.w, d),
-                MatView::rows(&a.x, d)
+                MatView::rows(target, d)
                     .at(c.num_prefix_tokens() * d)
                     .batched(n * d, 0),
                 g,
@@ -289,11 +305,21 @@ impl VisionTransformer {
         );
         p.push(k.add_prefix_pos(
             "patch_embed.pos",
-            &a.x,
+            target,
             &self.prefix_tokens,
             &self.pos_embed,
             (b, n, d, c.num_prefix_tokens()),
         )?);
+        if let Some(norm) = &self.norm_pre {
+            norm.forward(
+                k,
+                p,
+                "norm_pre",
+                RowView::dense(&a.qkv, d),
+                RowView::dense(&a.x, d),
+                b * n,
+            )?;
+        }
         Ok(())
     }
 

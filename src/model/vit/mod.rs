@@ -176,9 +176,17 @@ impl Family for VisionTransformer {
                 })
                 .collect();
             let rows = &head_in[b * pre * d..][..pre * d];
-            let embedding = (0..d)
+            let pooled: Vec<f32> = (0..d)
                 .map(|j| (0..pre).map(|t| rows[t * d + j]).sum::<f32>() / pre as f32)
                 .collect();
+            // CLIP's projection, P x D per image, on the host.
+            let embedding = match &self.projection {
+                Some(w) => w
+                    .chunks(d)
+                    .map(|row| row.iter().zip(&pooled).map(|(w, x)| w * x).sum())
+                    .collect(),
+                None => pooled,
+            };
             images.push(ImageOutput {
                 logits,
                 kept,

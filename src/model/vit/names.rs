@@ -13,6 +13,9 @@ pub enum Layout {
     /// Hugging Face's DINOv2 (`Dinov2Model`, `Dinov2WithRegistersModel`): its blocks name their
     /// layers `norm1`, `mlp.fc1`, ... and scale both branches.
     Dinov2,
+    /// Hugging Face's CLIP vision tower (`CLIPVisionModel`, `...WithProjection`, or the image half
+    /// of a `CLIPModel`): a LayerNorm before the blocks, `self_attn.q_proj`, ..., a projection.
+    Clip,
 }
 
 /// The tensors of a whole model.
@@ -35,6 +38,10 @@ pub struct ModelNames {
     pub head: LayerNames,
     /// Distilled models' second classifier, on the distillation token.
     pub head_dist: Option<LayerNames>,
+    /// The LayerNorm over every token before the blocks (CLIP's `pre_layrnorm`).
+    pub norm_pre: LayerNames,
+    /// The projection of the pooled embedding, `[P, D]` without bias (CLIP's `visual_projection`).
+    pub projection: String,
 }
 
 impl ModelNames {
@@ -53,6 +60,8 @@ impl ModelNames {
                 norm: LayerNames::new("norm"),
                 head: LayerNames::new("head"),
                 head_dist: distilled.then(|| LayerNames::new("head_dist")),
+                norm_pre: LayerNames::new("norm_pre"),
+                projection: "head.proj".into(),
             },
             Layout::HuggingFace | Layout::Dinov2 => ModelNames {
                 layout,
@@ -70,6 +79,22 @@ impl ModelNames {
                     "classifier"
                 }),
                 head_dist: distilled.then(|| LayerNames::new("distillation_classifier")),
+                norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
+                projection: "visual_projection.weight".into(),
+            },
+            Layout::Clip => ModelNames {
+                layout,
+                cls_token: format!("{p}embeddings.class_embedding"),
+                dist_token: None,
+                reg_tokens: format!("{p}embeddings.register_tokens"),
+                pos_embed: format!("{p}embeddings.position_embedding.weight"),
+                patch_embed: LayerNames::new(format!("{p}embeddings.patch_embedding")),
+                block_prefix: format!("{p}encoder.layers."),
+                norm: LayerNames::new(format!("{p}post_layernorm")),
+                head: LayerNames::new("classifier"),
+                head_dist: None,
+                norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
+                projection: "visual_projection.weight".into(),
             },
         }
     }
@@ -80,10 +105,15 @@ impl ModelNames {
         let hf_prefix = tensors
             .iter()
             .find_map(|n| n.strip_suffix("embeddings.cls_token"));
+        let clip_prefix = tensors
+            .iter()
+            .find_map(|n| n.strip_suffix("embeddings.class_embedding"));
         let (layout, prefix) = if has("cls_token")
             && tensors.iter().any(|n| n.starts_with("blocks."))
         {
             (Layout::Timm, "")
+        } else if let Some(prefix) = clip_prefix {
+            (Layout::Clip, prefix)
         } else if let Some(prefix) = hf_prefix {
             if has(&format!("{prefix}encoder.layer.0.norm1.weight")) {
                 (Layout::Dinov2, prefix)
@@ -98,7 +128,8 @@ impl ModelNames {
                 file: file.into(),
                 reason: format!(
                     "neither timm (`cls_token`, `blocks.N.*`) nor Hugging Face (`vit.embeddings.cls_token`, \
-                     `vit.encoder.layer.N.*`) tensor names; found {} tensors such as {:?}",
+                     `vit.encoder.layer.N.*`; CLIP's `vision_model.embeddings.class_embedding`) tensor \
+                     names; found {} tensors such as {:?}",
                     tensors.len(),
                     sample
                 ),
@@ -143,6 +174,16 @@ impl ModelNames {
                 fc1: layer("mlp.fc1"),
                 fc2: layer("mlp.fc2"),
             },
+            Layout::Clip => BlockNames {
+                norm1: layer("layer_norm1"),
+                qkv: QkvNames::Separate(
+                    ["q", "k", "v"].map(|p| layer(&format!("self_attn.{p}_proj"))),
+                ),
+                proj: layer("self_attn.out_proj"),
+                norm2: layer("layer_norm2"),
+                fc1: layer("mlp.fc1"),
+                fc2: layer("mlp.fc2"),
+            },
         }
     }
 
@@ -152,7 +193,7 @@ impl ModelNames {
         let b = format!("{}{i}.", self.block_prefix);
         match self.layout {
             Layout::Timm => [format!("{b}ls1.gamma"), format!("{b}ls2.gamma")],
-            Layout::HuggingFace | Layout::Dinov2 => [
+            Layout::HuggingFace | Layout::Dinov2 | Layout::Clip => [
                 format!("{b}layer_scale1.lambda1"),
                 format!("{b}layer_scale2.lambda1"),
             ],
@@ -183,5 +224,9 @@ impl ModelNames {
         tensor.contains("pooler.")
             || tensor.ends_with("num_batches_tracked")
             || tensor.ends_with("embeddings.mask_token")
+            // A whole CLIPModel: its text tower and the similarity's temperature.
+            || tensor.starts_with("text_model.")
+            || tensor.starts_with("text_projection.")
+            || tensor == "logit_scale"
     }
 }

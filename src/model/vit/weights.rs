@@ -44,12 +44,17 @@ pub struct ModelWeights {
     pub prefix_tokens: Vec<f32>,
     /// `[tokens, D]`.
     pub pos_embed: Vec<f32>,
+    /// The LayerNorm over every token before the blocks (CLIP), where the model has one.
+    pub norm_pre: Option<NormWeights>,
     pub blocks: Vec<BlockWeights>,
     pub norm: NormWeights,
     /// `[head tokens * D, classes]`. For distilled DeiT both heads stacked and halved, so one GEMM
     /// over the normalised [CLS, DIST] pair gives the mean of the two heads. `None` for a backbone
     /// (DINOv2 as the hub ships it): the model then embeds and does not classify.
     pub head: Option<LinearWeights>,
+    /// `[P, D]`, row-major: the projection of the pooled embedding (CLIP's `visual_projection`),
+    /// applied on the host to the embedding read back (P x D per image).
+    pub projection: Option<Vec<f32>>,
     /// Where the model was read from, for messages.
     pub source: String,
 }
@@ -123,13 +128,22 @@ impl ModelWeights {
         // Each layer reads its own tensors, checked against the config's shapes.
         let (d, c, p) = (config.embed_dim, config.in_chans, config.patch_size);
         let patch = LinearWeights::load_patch_embed(&mut t, &names.patch_embed, d, c, p)?;
-        let mut prefix_tokens = t.get(&names.cls_token, &[1, 1, d])?;
+        let mut prefix_tokens = get_rows(&mut t, &names.cls_token, 1, d)?;
         if let Some(dist) = &names.dist_token {
-            prefix_tokens.extend(t.get(dist, &[1, 1, d])?);
+            prefix_tokens.extend(get_rows(&mut t, dist, 1, d)?);
         }
         if config.registers > 0 {
-            prefix_tokens.extend(t.get(&names.reg_tokens, &[1, config.registers, d])?);
+            prefix_tokens.extend(get_rows(&mut t, &names.reg_tokens, config.registers, d)?);
         }
+        let norm_pre = if config.pre_norm {
+            Some(NormWeights::load(&mut t, &names.norm_pre, d)?)
+        } else {
+            None
+        };
+        let projection = match config.projection_dim {
+            Some(p) => Some(t.get(&names.projection, &[p, d])?),
+            None => None,
+        };
         let pos_embed = position_rows(&mut t, &names, &config, inferred.tokens)?;
         let blocks = (0..config.depth)
             .map(|i| {
@@ -163,6 +177,8 @@ impl ModelWeights {
             patch,
             prefix_tokens,
             pos_embed,
+            norm_pre,
+            projection,
             blocks,
             norm,
             head,
@@ -212,7 +228,7 @@ fn position_rows(
     rows: usize,
 ) -> Result<Vec<f32>> {
     let d = c.embed_dim;
-    let given = t.get(&names.pos_embed, &[1, rows, d])?;
+    let given = get_rows(t, &names.pos_embed, rows, d)?;
     // The config check allowed only these prefix row counts: all, the head's tokens, none; then
     // the patches of the run grid, or (a model that resamples) a square grid.
     let prefixes = [c.num_prefix_tokens(), c.head_tokens(), 0];
@@ -252,6 +268,17 @@ fn position_rows(
     Ok(full)
 }
 
+/// A `[rows, d]` table stored as `[1, rows, d]` (timm, most of Hugging Face), `[rows, d]` (CLIP's
+/// position embedding) or, for one row, `[d]` (CLIP's class embedding).
+fn get_rows(t: &mut Tensors, name: &str, rows: usize, d: usize) -> Result<Vec<f32>> {
+    let shape = t.shape(name)?;
+    match shape.as_slice() {
+        [r, dd] if *r == rows && *dd == d => t.get(name, &[rows, d]),
+        [dd] if rows == 1 && *dd == d => t.get(name, &[d]),
+        _ => t.get(name, &[1, rows, d]),
+    }
+}
+
 /// What the weights themselves say about the model's shape.
 pub(crate) struct Inferred {
     pub(crate) embed_dim: usize,
@@ -265,6 +292,10 @@ pub(crate) struct Inferred {
     pub(crate) distilled: bool,
     /// Register tokens (`reg_token`, `register_tokens`: `[1, R, D]`).
     pub(crate) registers: usize,
+    /// A LayerNorm before the blocks (CLIP's `pre_layrnorm`, timm's `norm_pre`).
+    pub(crate) pre_norm: bool,
+    /// The projection's output width (CLIP's `visual_projection`: `[P, D]`).
+    pub(crate) projection_dim: Option<usize>,
 }
 
 /// The output size of a linear weight `[out, in]`; anything but a 2-d tensor is an error (a zero
@@ -381,8 +412,15 @@ impl Inferred {
         } else {
             0
         };
+        let projection_dim = if t.has(&n.projection) {
+            Some(first_dim(t, &n.projection, embed_dim)?).filter(|&p| p > 0)
+        } else {
+            None
+        };
         Ok(Inferred {
             registers,
+            pre_norm: t.has(&n.norm_pre.weight),
+            projection_dim,
             embed_dim,
             in_chans: pw[1],
             patch_size: pw[2],
