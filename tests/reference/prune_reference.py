@@ -2,8 +2,9 @@
 """Independent torch (float32, CPU) reference of the token-pruning policies of docs/pruning.md.
 
 Own ViT/DeiT forward (timm layout, pre-norm blocks, exact-erf GELU, LayerNorm eps 1e-6; distilled
-models average the CLS and distillation heads) with a pruning hook after `x = x + proj(attn)` of each
-block. Policies: none, evit, random, wpr, zero-tprune, tome, tome-protect, pitome, wpr-merge,
+models average the CLS and distillation heads; also the variants: register tokens after CLS, layer
+scale, positions for the patches only, a LayerNorm before the blocks and quick GELU, as DINOv2 and
+CLIP have them) with a pruning hook after `x = x + proj(attn)` of each block. Policies: none, evit, random, wpr, zero-tprune, tome, tome-protect, pitome, wpr-merge,
 threshold. Written from the text of docs/pruning.md, not from the Rust/WGSL code.
 
 Sub-commands (run from the repo root):
@@ -91,15 +92,22 @@ class ViT:
         img = ma["img_size"]
         self.grid = img // self.p
         self.num_patches = self.grid * self.grid
-        self.P = 2 if "dist_token" in sd else 1
+        self.HP = 2 if "dist_token" in sd else 1  # tokens the head reads
+        self.reg = sd["reg_token"].reshape(1, -1, sd["reg_token"].shape[-1]) if "reg_token" in sd else None
+        self.R = 0 if self.reg is None else self.reg.shape[1]
+        self.P = self.HP + self.R  # prefix tokens, never pruned
+        self.quick_gelu = ma.get("act_layer") == "quick_gelu"
+        self.norm_pre = (sd["norm_pre.weight"], sd["norm_pre.bias"]) if "norm_pre.weight" in sd else None
         self.L = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
         self.mlp_dim = sd["blocks.0.mlp.fc1.weight"].shape[0]
         self.classes = sd["head.weight"].shape[0]
-        self.patch_w, self.patch_b = sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"]
+        # timm builds the patch convolution without bias where a LayerNorm follows it (pre_norm).
+        self.patch_w, self.patch_b = sd["patch_embed.proj.weight"], sd.get("patch_embed.proj.bias")
         self.cls = sd["cls_token"].reshape(1, 1, -1)
-        self.dist = sd["dist_token"].reshape(1, 1, -1) if self.P == 2 else None
+        self.dist = sd["dist_token"].reshape(1, 1, -1) if self.HP == 2 else None
         self.pos = sd["pos_embed"]
-        assert self.pos.shape[1] == self.P + self.num_patches, self.pos.shape
+        # Positions for every prefix token, or for the patches only (timm's no_embed_class).
+        assert self.pos.shape[1] in (self.P + self.num_patches, self.num_patches), self.pos.shape
         self.norm = (sd["norm.weight"], sd["norm.bias"])
         self.head = (sd["head.weight"], sd["head.bias"])
         self.head_dist = (sd["head_dist.weight"], sd["head_dist.bias"]) if "head_dist.weight" in sd else None
@@ -110,11 +118,12 @@ class ViT:
             self.blocks.append(dict(
                 ln1=(g("norm1.weight"), g("norm1.bias")), qkv=(g("attn.qkv.weight"), g("attn.qkv.bias")),
                 proj=(g("attn.proj.weight"), g("attn.proj.bias")), ln2=(g("norm2.weight"), g("norm2.bias")),
-                fc1=(g("mlp.fc1.weight"), g("mlp.fc1.bias")), fc2=(g("mlp.fc2.weight"), g("mlp.fc2.bias"))))
+                fc1=(g("mlp.fc1.weight"), g("mlp.fc1.bias")), fc2=(g("mlp.fc2.weight"), g("mlp.fc2.bias")),
+                ls1=sd.get(b + "ls1.gamma"), ls2=sd.get(b + "ls2.gamma")))
 
     # FLOPs (2 per multiply-add), python ints
     def stem_flops(self) -> int:
-        return 2 * self.num_patches * (3 * self.p * self.p) * self.D + 2 * self.P * self.D * self.classes
+        return 2 * self.num_patches * (3 * self.p * self.p) * self.D + 2 * self.HP * self.D * self.classes
 
     def attn_flops(self, n):
         D = self.D
@@ -134,6 +143,15 @@ def ln(x, wb):
 
 def lin(x, wb):
     return F.linear(x, wb[0], wb[1])
+
+
+def scaled(x, gamma):
+    """A layer-scaled branch (DeiT III, DINOv2): x * gamma, or x where the block has none."""
+    return x if gamma is None else x * gamma
+
+
+def mlp_act(model, x):
+    return x * torch.sigmoid(1.702 * x) if model.quick_gelu else F.gelu(x)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -874,8 +892,14 @@ def compact(keep, tensors, fixed_n):
 def embed(model: ViT, img):
     B, D = img.shape[0], model.D
     t = F.conv2d(img.float(), model.patch_w, model.patch_b, stride=model.p).flatten(2).transpose(1, 2)
-    pre = [model.cls.expand(B, 1, D)] + ([model.dist.expand(B, 1, D)] if model.P == 2 else [])
-    return torch.cat(pre + [t], 1) + model.pos
+    pre = [model.cls.expand(B, 1, D)] + ([model.dist.expand(B, 1, D)] if model.HP == 2 else [])
+    if model.reg is not None:
+        pre.append(model.reg.expand(B, model.R, D))
+    if model.pos.shape[1] == model.num_patches:  # positions for the patches only
+        x = torch.cat(pre + [t + model.pos], 1)
+    else:
+        x = torch.cat(pre + [t], 1) + model.pos
+    return x if model.norm_pre is None else ln(x, model.norm_pre)
 
 
 def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop_after_last=False,
@@ -918,7 +942,7 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
             logits = logits.masked_fill(km[:, None, None, :], -INF)
         A = logits.softmax(-1)
         o = (A @ v).transpose(1, 2).reshape(B, n, D)
-        t = t + lin(o, blk["proj"])
+        t = t + scaled(lin(o, blk["proj"]), blk["ls1"])
         na = c if c is not None else torch.full((B,), n, dtype=torch.long)
         flops += torch.tensor([model.attn_flops(int(v_)) for v_ in na], dtype=torch.float64)
         if i in pol.steps:
@@ -970,7 +994,7 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
                 return None, flops, recs
         m_ = c if c is not None else torch.full((B,), t.shape[1], dtype=torch.long)
         flops += torch.tensor([model.mlp_flops(int(v_)) for v_ in m_], dtype=torch.float64)
-        t = t + lin(F.gelu(lin(ln(t, blk["ln2"]), blk["fc1"])), blk["fc2"])
+        t = t + scaled(lin(mlp_act(model, lin(ln(t, blk["ln2"]), blk["fc1"])), blk["fc2"]), blk["ls2"])
         if c is not None:
             t = t * (torch.arange(t.shape[1])[None, :] < c[:, None])[..., None].to(t.dtype)
     t = ln(t, model.norm)
@@ -1029,23 +1053,45 @@ def rel(p: Path) -> str:
     return os.path.relpath(Path(p).resolve(), REPO)
 
 
-def make_deep_model(out: Path):
+def make_deep_model(out: Path, extra=None, seed=5):
+    """A 4-block timm ViT of 64 patches; `extra`: architecture arguments of a variant."""
     import make_fixtures as mf  # noqa: E402  (torch + timm + transformers)
     from timm.models.vision_transformer import VisionTransformer
     out.mkdir(parents=True, exist_ok=True)
-    args = dict(img_size=64, patch_size=8, embed_dim=48, depth=4, num_heads=3, mlp_ratio=2.0, qkv_bias=True)
-    torch.manual_seed(5)
+    args = dict(img_size=64, patch_size=8, embed_dim=48, depth=4, num_heads=3, mlp_ratio=2.0, qkv_bias=True,
+                **(extra or {}))
+    torch.manual_seed(seed)
     tm = VisionTransformer(num_classes=10, **args).eval()
     mf.timm_disable_fused(tm)
-    mf.reinit_(tm, seed=105)
+    mf.reinit_(tm, seed=100 + seed)
     sd = {k: v.detach().clone().contiguous() for k, v in tm.state_dict().items()}
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
     mf.check_roundtrip(tm, out / "model.safetensors")
     mf.write_json(out / "config.json", mf.timm_config("vit_deep_test", 10, 48, args, 64))
-    x = mf.make_input(205, 64, 64)
+    x = mf.make_input(200 + seed, 64, 64)
     logits = tm(x)
     mf.save_reference(out, x, logits)
     return x, logits
+
+
+# The architecture variants (issue 26): DINOv2 with registers and CLIP's tower, as timm builds them.
+VARIANTS = {
+    "reg": dict(reg_tokens=4, init_values=1e-5, no_embed_class=True),
+    "clip": dict(pre_norm=True, act_layer="quick_gelu"),
+}
+VARIANT_CASES = [
+    ("none", []),
+    ("evit", ["--keep", "0.6@0,2"]),
+    ("random", ["--keep", "0.6@0,1", "--seed", "5"]),
+    ("wpr", ["--keep", "0.7@0,2"]),
+    ("zero-tprune", ["--keep", "0.7@0,2"]),
+    ("zero-tprune", ["--tokens", "0:48,2:30", "--heads", "mean"]),
+    ("tome", ["--keep", "0.75@0,1,2"]),
+    ("tome-protect", ["--keep", "0.75@0,1,2"]),
+    ("pitome", ["--keep", "0.75@0,1,2"]),
+    ("wpr-merge", ["--keep", "0.7@0,2"]),
+    ("threshold", ["--threshold", "1.0@1,2"]),
+]
 
 
 def save_case(path: Path, logits, recs, flops):
@@ -1136,7 +1182,40 @@ def case_name(prefix, policy, argv, used):
     return name
 
 
+def cmd_variant_fixtures(names):
+    """Only the variants' models and cases, merged into the existing cases.json."""
+    out = PRUNE_FIX
+    cases = [c for c in json.loads((out / "cases.json").read_text())
+             if not any(c["name"].startswith(f"{v}-") for v in names)]
+    used = {c["name"] for c in cases}
+    for i, v in enumerate(names):
+        vdir = out / f"tiny-timm-{v}"
+        x, ref_logits = make_deep_model(vdir, VARIANTS[v], seed=11 + i)
+        model = ViT(vdir)
+        logits, _, _ = forward(model, x, Policy("none", {}))
+        err = float((logits - ref_logits).abs().max())
+        print(f"tiny-timm-{v}: own forward vs timm max|diff| = {err:.2e}")
+        assert err < 1e-4, err
+        for policy, argv in VARIANT_CASES:
+            pol = policy_from_args(policy, argv, model)
+            logits, fl, recs = forward(model, x, pol, record=True)
+            name = case_name(v, policy, argv, used)
+            f = out / f"{name}.safetensors"
+            save_case(f, logits, recs, fl)
+            mm = min_margin(recs)
+            cases.append({"name": name, "model": rel(model.dir), "policy": policy, "args": argv, "file": rel(f),
+                          "schedule": pol.desc, "counts": [r["count"].tolist() for r in recs],
+                          "min_rel_margin": mm})
+            print(f"{name:28s} {' '.join(argv):42s} counts={cases[-1]['counts']} margins={mm}")
+    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"{len(cases)} cases, fixtures total {total / 1024:.0f} KiB")
+    assert total < 3 * 1024 * 1024
+
+
 def cmd_fixtures(a):
+    if a.variants:
+        return cmd_variant_fixtures(a.variants.split(","))
     out = PRUNE_FIX
     out.mkdir(parents=True, exist_ok=True)
     deep_dir = out / "tiny-timm-deep"
@@ -1396,7 +1475,9 @@ def cmd_run(a, rest):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fixtures", help="write tests/fixtures/prune/")
+    fx = sub.add_parser("fixtures", help="write tests/fixtures/prune/")
+    fx.add_argument("--variants", default=None,
+                    help="only these architecture variants (reg, clip), merged into cases.json")
     sw = sub.add_parser("sweep", help="accuracy at FLOPs targets on the 1300 val images")
     sw.add_argument("--policies", default="random,evit,wpr,zero-tprune,tome,threshold",
                     help="comma list of NAME[:key=value]... (keys: sim, heads, seed, iters, blocks)")
