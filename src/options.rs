@@ -53,8 +53,21 @@ pub const EMBED: Call = Call {
     takes: &[],
     reads: &["thresholds", "dropped"],
 };
+/// `session.embed` (image embeddings).
+pub const EMBED_IMAGES: Call = Call {
+    ts_type: "ImageEmbedOptions",
+    takes: &["batch"],
+    reads: &["thresholds"],
+};
 /// Every call, for the test.
-pub const CALLS: [&Call; 5] = [&CLASSIFY, &CLASSIFY_BATCH, &EVALUATE, &BENCH, &EMBED];
+pub const CALLS: [&Call; 6] = [
+    &CLASSIFY,
+    &CLASSIFY_BATCH,
+    &EVALUATE,
+    &BENCH,
+    &EMBED,
+    &EMBED_IMAGES,
+];
 
 /// What an options object holds beside the pruning request ([`PruneRequest`]), as the browser's
 /// TypeScript declarations list it (`CallSettings`); [`CallOptions::parse`] reads these keys.

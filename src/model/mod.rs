@@ -6,7 +6,8 @@
 //! - [`tensors`], [`names`]: weights on the host and the tensor names every family shares;
 //! - [`hook`]: the pruning point every graph exposes; [`geometry`]: what pruning sees of a model
 //!   (and the one FLOPs formula);
-//! - [`precision`]: f32 or f16 storage; [`safetensors_check`]: the file layout, checked before reading.
+//! - [`precision`]: f32 or f16 storage; [`safetensors_check`]: the file layout, checked before reading;
+//!   [`shards`]: a sharded checkpoint (an index and its shards) joined into one.
 
 pub mod bert;
 pub mod family;
@@ -16,6 +17,8 @@ pub mod layers;
 pub mod names;
 pub mod precision;
 pub mod safetensors_check;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod shards;
 pub mod tensors;
 pub mod vit;
 

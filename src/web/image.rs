@@ -315,6 +315,24 @@ impl Session {
         })
     }
 
+    /// `session.embed(images, options?)`: each image's embedding (the final-normed class token,
+    /// projected where the model has a projection: what `zeroprune embed` gives), in GPU batches
+    /// of `batch` (8); with a pruning request, also each image's cosine to its dense embedding.
+    /// Resolves to `{embeddings, dim, policy, schedule, gflops, cosineToDense, latencyMs}`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ImageEmbedResult>")]
+    pub fn embed(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ImageInput[]")] images: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ImageEmbedOptions")] options: Option<
+            JsValue,
+        >,
+    ) -> js_sys::Promise {
+        self.state.call(move |mut state| async move {
+            let result = embed(&mut state, images, options).await;
+            (state, result)
+        })
+    }
+
     /// `session.simulateDeviceLoss()`: destroy the page's GPU device, as a driver reset or a
     /// removed GPU would. Every later call of every model on it rejects with "GPU device lost";
     /// create the models again to go on (on a new device). For testing how a page handles it.
@@ -469,6 +487,78 @@ async fn classify_batch(
         batch,
         latency_ms,
         preprocess_ms,
+    })
+}
+
+/// What `session.embed` resolves to.
+#[derive(Serialize, tsify::Tsify)]
+#[serde(rename_all = "camelCase")]
+struct ImageEmbedResult {
+    /// One per image, in order.
+    embeddings: Vec<Vec<f32>>,
+    dim: usize,
+    policy: String,
+    schedule: String,
+    gflops: Vec<f64>,
+    /// With a pruning request: each image's cosine to its dense embedding (null when dense).
+    cosine_to_dense: Option<Vec<f64>>,
+    /// Wall time of the forward passes (uploads, GPU work, readbacks), in ms.
+    latency_ms: f64,
+}
+
+/// Every image's output under `pruning`, in passes of `batch`.
+async fn run_batches(
+    state: &mut Inner,
+    inputs: &[Vec<f32>],
+    pruning: &Pruning,
+    batch: usize,
+) -> Result<Vec<ImageOutput>, WebError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch) {
+        let input: Vec<f32> = chunk.concat();
+        let items = state
+            .session
+            .run_async(&input, Run::new(pruning))
+            .await
+            .map_err(js_error)?
+            .items;
+        out.extend(items);
+    }
+    Ok(out)
+}
+
+async fn embed(
+    state: &mut Inner,
+    images: JsValue,
+    options: Option<JsValue>,
+) -> Result<JsValue, WebError> {
+    let c = state.session.config().clone();
+    let o = Options::parse(options, &options::EMBED_IMAGES, c.depth)?;
+    let pruning = state.pruning(&o)?;
+    let batch = batch_size(o.batch, 8, &state.session)?;
+    let inputs = image_list(&images, &c)?;
+    let t = now_ms();
+    let out = run_batches(state, &inputs, &pruning, batch).await?;
+    let latency_ms = now_ms() - t;
+    let cosine_to_dense = if pruning.is_dense() {
+        None
+    } else {
+        let dense = run_batches(state, &inputs, &Pruning::dense(), batch).await?;
+        Some(
+            out.iter()
+                .zip(&dense)
+                .map(|(p, d)| crate::eval::stats::cosine(&p.embedding, &d.embedding))
+                .collect(),
+        )
+    };
+    to_js(&ImageEmbedResult {
+        dim: c.embedding_dim(),
+        policy: pruning.policy.name().to_string(),
+        schedule: pruning.describe(),
+        gflops: out.iter().map(|o| o.flops / 1e9).collect(),
+        embeddings: out.into_iter().map(|o| o.embedding).collect(),
+        cosine_to_dense,
+        latency_ms,
     })
 }
 

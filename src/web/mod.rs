@@ -98,6 +98,7 @@ export type ClassifyBatchOptions = PruneRequest & Pick<CallSettings, "top" | "ba
 export type EvaluateOptions = PruneRequest & Pick<CallSettings, "batch" | "thresholds">;
 export type BenchOptions = PruneRequest & Pick<CallSettings, "runs" | "batch" | "thresholds">;
 export type EmbedOptions = PruneRequest & Pick<CallSettings, "thresholds" | "dropped">;
+export type ImageEmbedOptions = PruneRequest & Pick<CallSettings, "batch" | "thresholds">;
 
 type RenameItem<K extends string, U extends string> = K extends `${infer A}item${infer B}` ? `${A}${U}${B}` : K;
 /** A report whose names say "item" (`items`, `gflops_per_item`), as `zeroprune eval --json`

@@ -62,10 +62,79 @@ fn folder_without_model_safetensors() {
     let e = load_err(dir.path());
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
     assert_mentions(&e, &["model.safetensors", "pytorch_model.bin"]);
+    // An index of a sharded checkpoint that is not one.
     std::fs::write(dir.path().join("model.safetensors.index.json"), b"{}").unwrap();
     let e = load_err(dir.path());
-    assert!(matches!(e, Error::Io { .. }), "{e:?}");
-    assert_mentions(&e, &["sharded"]);
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert_mentions(&e, &["model.safetensors.index.json", "weight_map"]);
+}
+
+/// A sharded checkpoint (an index and its shards, as the hub ships large models) loads as the
+/// single file does; a missing shard, a tensor missing from its shard or a shard outside the
+/// folder is an error naming it.
+#[test]
+fn sharded_checkpoints_load_and_bad_shards_are_named() {
+    use safetensors::SafeTensors;
+    let src = fixture("tiny-hf-dinov2-reg");
+    let whole = ModelWeights::load(&src).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    let half = names.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut map = serde_json::Map::new();
+    for (i, part) in [&names[..half], &names[half..]].into_iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let views: Vec<(String, _)> = part
+            .iter()
+            .map(|n| (n.clone(), st.tensor(n).unwrap()))
+            .collect();
+        std::fs::write(
+            dir.path().join(&file),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+        for n in part {
+            map.insert(n.clone(), json!(file));
+        }
+    }
+    let index = dir.path().join("model.safetensors.index.json");
+    let write_index = |map: &serde_json::Map<String, Value>| {
+        std::fs::write(
+            &index,
+            json!({"metadata": {}, "weight_map": map}).to_string(),
+        )
+        .unwrap()
+    };
+    write_index(&map);
+    let sharded = ModelWeights::load(dir.path()).unwrap();
+    assert_eq!(sharded.config, whole.config);
+    assert_eq!(sharded.pos_embed, whole.pos_embed);
+    assert_eq!(sharded.blocks[1].fc2.w, whole.blocks[1].fc2.w);
+
+    // A tensor the index puts in the wrong shard.
+    let mut wrong = map.clone();
+    wrong.insert(names[0].clone(), json!("model-00002-of-00002.safetensors"));
+    write_index(&wrong);
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
+    assert_mentions(&e, &[&names[0], "model-00002-of-00002.safetensors"]);
+    // A shard outside the folder.
+    let mut outside = map.clone();
+    outside.insert(names[0].clone(), json!("../model.safetensors"));
+    write_index(&outside);
+    assert_mentions(
+        &load_err(dir.path()),
+        &["../model.safetensors", "beside the index"],
+    );
+    // A missing shard.
+    write_index(&map);
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    assert_mentions(&load_err(dir.path()), &["model-00002-of-00002.safetensors"]);
 }
 
 fn assert_not_safetensors(bytes: &[u8], file_name: &str) {

@@ -81,33 +81,37 @@ impl ModelWeights {
             }
         };
         let (file, config, preprocessor) = if path.is_dir() {
-            let file = path.join("model.safetensors");
-            if !file.exists() {
-                let hint = if path.join("model.safetensors.index.json").is_file() {
-                    "sharded checkpoints are not supported; merge the shards into one model.safetensors"
-                } else if path.join("pytorch_model.bin").is_file() {
-                    "only safetensors weights are read; convert pytorch_model.bin to model.safetensors"
-                } else {
-                    "the folder has no model.safetensors"
-                };
-                return Err(Error::io(
-                    &file,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, hint),
-                ));
-            }
             (
-                file,
+                path.join("model.safetensors"),
                 read_text(&path.join("config.json"))?,
                 read_text(&path.join("preprocessor_config.json"))?,
             )
         } else {
             (path.to_path_buf(), None, None)
         };
-        let bytes = crate::limits::read_file(
-            &file,
-            crate::limits::MAX_MODEL_FILE_BYTES,
-            "a safetensors model file",
-        )?;
+        let index = path.join("model.safetensors.index.json");
+        let (file, bytes) = if path.is_dir() && !file.exists() && index.is_file() {
+            // A sharded checkpoint (large hub models): the shards joined into one buffer.
+            (index.clone(), crate::model::shards::join_shards(&index)?)
+        } else {
+            if path.is_dir() && !file.exists() {
+                let hint = if path.join("pytorch_model.bin").is_file() {
+                    "only safetensors weights are read; convert pytorch_model.bin to model.safetensors"
+                } else {
+                    "the folder has no model.safetensors (nor model.safetensors.index.json)"
+                };
+                return Err(Error::io(
+                    &file,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, hint),
+                ));
+            }
+            let bytes = crate::limits::read_file(
+                &file,
+                crate::limits::MAX_MODEL_FILE_BYTES,
+                "a safetensors model file",
+            )?;
+            (file, bytes)
+        };
         Self::from_bytes(
             &file.display().to_string(),
             &bytes,
