@@ -120,6 +120,7 @@ async function loadModel(source, name) {
       `${i.gemmKernel}, ${i.fusedAttention ? "fused" : "unfused"} attention; weights stored as ${i.storage}).` +
       storageNote(next.loaded);
     $("run").disabled = false;
+    $("closest-run").disabled = false;
     setState("ready");
     loaded = true;
   } catch (e) {
@@ -366,6 +367,38 @@ function escapeHtml(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 }
 
+// ---- image embeddings ----------------------------------------------------------------------------
+
+// The samples ranked by the cosine of their embeddings to the chosen image's (the model's pooled
+// embedding, as `zeroprune embed` gives it), under the chosen pruning, with each image's cosine
+// to its dense embedding.
+async function closestSample() {
+  if (!app.session || !app.image || busy) return;
+  busy = true;
+  const el = $("closest");
+  el.textContent = "Embedding the image and the samples…";
+  try {
+    const samples = await Promise.all(SAMPLES.map(async ([f]) => new Uint8Array(await (await fetch(`samples/${f}`)).arrayBuffer())));
+    const { policy, flops, threshold } = options();
+    const request = policy === "none" ? {} : { policy, flops, threshold };
+    const r = await app.session.embed([app.image, ...samples], request);
+    const ranked = SAMPLES
+      .map(([file, label], i) => ({ file, label, cosine: cosineOf(r.embeddings[0], r.embeddings[i + 1]) }))
+      .sort((a, b) => b.cosine - a.cosine);
+    app.closest = { image: app.imageName, policy: r.policy, ranked, cosineToDense: r.cosineToDense };
+    const kept = r.cosineToDense
+      ? ` (${escapeHtml(r.policy)}: the image's embedding at cosine ${r.cosineToDense[0].toFixed(4)} to its dense one)`
+      : "";
+    el.innerHTML = ranked
+      .map((x) => `<li>${escapeHtml(x.label)}: cosine ${x.cosine.toFixed(4)}</li>`)
+      .join("") + `<li class="note">${escapeHtml(app.imageName)}${kept}</li>`;
+  } catch (e) {
+    showError(el, e);
+  } finally {
+    busy = false;
+  }
+}
+
 // ---- text ----------------------------------------------------------------------------------------
 
 // The text panel's policies, from the library's registry (names and help; a text model's default
@@ -465,6 +498,7 @@ async function main() {
   $("url-form").addEventListener("submit", (e) => { e.preventDefault(); loadFromUrl($("model-url").value.trim()); });
   $("model-files").addEventListener("change", (e) => loadFromFiles(e.target.files));
   $("text-run").addEventListener("click", compareTexts);
+  $("closest-run").addEventListener("click", closestSample);
 
   const adapter = await checkWebGpu();
   if (!adapter) {

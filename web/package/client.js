@@ -132,6 +132,7 @@ class RemoteModel {
 export class RemoteSession extends RemoteModel {
   classify(image, options) { return this.call("classify", [image, options]); }
   classifyBatch(images, options) { return this.call("classifyBatch", [images, options]); }
+  embed(images, options) { return this.call("embed", [images, options]); }
   evaluate(images, labels, options) { return this.call("evaluate", [images, labels, options]); }
   bench(options) { return this.call("bench", [options]); }
   simulateDeviceLoss() { return this.call("simulateDeviceLoss", []); }

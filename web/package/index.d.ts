@@ -97,7 +97,7 @@ interface RemoteModel<Info> {
 /** An image model in the worker: Session's calls. */
 export interface RemoteSession
   extends RemoteModel<SessionInfo>,
-    Remote<Session, "classify" | "classifyBatch" | "evaluate" | "bench" | "simulateDeviceLoss"> {}
+    Remote<Session, "classify" | "classifyBatch" | "embed" | "evaluate" | "bench" | "simulateDeviceLoss"> {}
 
 /** A text encoder in the worker: TextModel's calls. */
 export interface RemoteTextModel extends RemoteModel<TextInfo>, Remote<TextModel, "embed"> {}

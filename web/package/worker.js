@@ -59,7 +59,7 @@ async function textFiles(source, progress) {
 
 // The calls a page may make on a model, by kind: nothing else crosses the boundary.
 const METHODS = {
-  image: new Set(["classify", "classifyBatch", "evaluate", "bench", "simulateDeviceLoss"]),
+  image: new Set(["classify", "classifyBatch", "embed", "evaluate", "bench", "simulateDeviceLoss"]),
   text: new Set(["embed"]),
 };
 

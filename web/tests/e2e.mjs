@@ -447,6 +447,46 @@ async function workerResponsiveness(browser, url) {
   return { timeToFirstResultMs: { cold: cold.ms, fromStorage: stored.ms }, createMs: { cold: cold.createMs, fromStorage: stored.createMs }, mainThreadLongestBlockedMs: { workerCold: cold.longest, workerFromStorage: stored.longest, directApi: direct.longest } };
 }
 
+// Image embeddings in the browser (`session.embed`, through the worker): the cosine of two
+// samples' embeddings equals `zeroprune similarity --json`'s, dense and pruned; the page's "which
+// sample is closest" ranks the four samples by it.
+async function imageEmbeddings(page) {
+  const samples = ["cat.jpg", "coffee.jpg"].map((f) => join(repo, "web/samples", f));
+  const similarity = (extra) => {
+    const r = spawnSync(bin, ["similarity", "--json", "--model", model, ...extra, ...samples], {
+      env: { ...process.env, WGPU_BACKEND: process.env.WGPU_BACKEND || "vulkan" },
+      encoding: "utf8",
+    });
+    if (r.status !== 0) throw new Error(`${bin} similarity failed: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const dense = similarity([]);
+  const pruned = similarity(["--policy", "tome", "--flops", "0.65"]);
+  const web = await page.evaluate(async () => {
+    const s = window.zeroprune.session;
+    const images = await Promise.all(["cat", "coffee"].map(async (n) =>
+      new Uint8Array(await (await fetch(`samples/${n}.jpg`)).arrayBuffer())));
+    const cos = (a, b) => a.reduce((t, x, i) => t + x * b[i], 0) /
+      Math.sqrt(a.reduce((t, x) => t + x * x, 0) * b.reduce((t, x) => t + x * x, 0));
+    const d = await s.embed(images);
+    const p = await s.embed(images, { policy: "tome", flops: 0.65 });
+    return { dense: cos(...d.embeddings), pruned: cos(...p.embeddings), dim: d.dim, toDense: p.cosineToDense };
+  });
+  check(Math.abs(web.dense - dense.cosine) < 1e-4 && Math.abs(web.pruned - pruned.pruned.cosine) < 1e-4 &&
+    web.toDense.every((c) => c > 0.9 && c <= 1 + 1e-6),
+    `session.embed: cat and coffee at cosine ${web.dense.toFixed(4)} dense, ${web.pruned.toFixed(4)} with tome at 65% ` +
+    `(native ${dense.cosine.toFixed(4)}, ${pruned.pruned.cosine.toFixed(4)}); ${web.dim} dims, ` +
+    `cosine to dense ${web.toDense.map((c) => c.toFixed(4)).join(", ")}`);
+  await page.evaluate(() => { window.zeroprune.closest = null; window.zeroprune.last = null; });
+  await page.click(".samples button");
+  await page.waitForFunction(() => window.zeroprune.last && window.zeroprune.state === "done", null, { timeout: TIMEOUT, polling: 200 });
+  await page.click("#closest-run");
+  await page.waitForFunction(() => window.zeroprune.closest || window.zeroprune.state === "error", null, { timeout: TIMEOUT, polling: 200 });
+  const closest = await page.evaluate(() => window.zeroprune.closest);
+  check(closest && closest.ranked.length === 4 && closest.ranked[0].file === closest.image && closest.ranked[0].cosine > 0.9999,
+    `"which sample is closest": ${closest ? closest.ranked.map((x) => `${x.label} ${x.cosine.toFixed(3)}`).join(", ") : "no answer"}`);
+}
+
 function document_text(panel) {
   return panel.pruned ? `cosine ${panel.pruned.cosine.toFixed(4)} at ${(100 * panel.pruned.flopsShare).toFixed(0)}% FLOPs` : "none";
 }
@@ -572,6 +612,7 @@ async function main() {
     await modelStorage(page);
     await hostile(page);
     await textModel(page);
+    await imageEmbeddings(page);
     const worker = await workerResponsiveness(browser, url);
     writeFileSync(join(out, "result.json"), JSON.stringify({ failures, images: images.length, worker }, null, 2));
   } finally {
