@@ -84,11 +84,17 @@ fn timm_registers_match_pytorch() {
     check("tiny-timm-reg");
 }
 
-/// The pooled embedding (`zeroprune embed` of an image model) is timm's final-normed class token,
-/// `forward_features(x)[:, 0]`.
+/// The pooled embedding (`zeroprune embed` of an image model) is what timm's head reads,
+/// `forward_head(forward_features(x), pre_logits=True)`: the final-normed class token, or the mean
+/// of the patch tokens after `fc_norm`.
 #[test]
 fn pooled_embeddings_match_pytorch() {
-    for name in ["tiny-timm-deit3", "tiny-timm-reg"] {
+    for name in [
+        "tiny-timm-deit3",
+        "tiny-timm-reg",
+        "tiny-timm-gap",
+        "tiny-timm-gap-cls",
+    ] {
         let dir = fixture(name);
         let weights = ModelWeights::load(&dir).unwrap();
         let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
@@ -160,4 +166,15 @@ fn hf_clip_vision_tower_matches_transformers() {
     let err = max_rel_err(&got, &want);
     eprintln!("tiny-hf-clip: image embedding max relative error {err:.2e}");
     assert!(err < TOL, "CLIP image embedding differs by {err}");
+}
+
+/// Average pooling (timm's `global_pool="avg"` with `fc_norm`), without a class token and with one
+/// (MAE-style): the head reads the mean of the patch tokens, pooled on the host.
+#[test]
+fn timm_average_pooling_matches_pytorch() {
+    let w = ModelWeights::load(&fixture("tiny-timm-gap")).unwrap();
+    assert!(!w.config.class_token && w.config.fc_norm && w.norm.is_none());
+    assert_eq!(w.config.num_prefix_tokens(), 0);
+    check("tiny-timm-gap");
+    check("tiny-timm-gap-cls");
 }

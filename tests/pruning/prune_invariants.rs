@@ -26,12 +26,21 @@ fn fixed_count_policies() -> Vec<Policy> {
 
 #[test]
 fn keeping_every_token_changes_nothing() {
-    for name in ["tiny-timm", "tiny-timm-distilled", "tiny-timm-reg"] {
+    for name in [
+        "tiny-timm",
+        "tiny-timm-distilled",
+        "tiny-timm-reg",
+        "tiny-timm-gap",
+    ] {
         let (w, input) = model(name);
         let mut s = Session::new(gpu(), &w).unwrap();
         let dense = s.run(&input, &Pruning::dense()).unwrap().logits();
         let last = w.config.depth - 1;
-        for policy in fixed_count_policies() {
+        // EViT reads the class token's attention: a model without one refuses it (below).
+        let policies = fixed_count_policies()
+            .into_iter()
+            .filter(|p| w.config.class_token || p.name() != "evit");
+        for policy in policies {
             let spec = ScheduleSpec::parse_keep(&format!("1.0@0,{last}")).unwrap();
             let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
             let got: Vec<f32> = out.iter().flat_map(|o| o.logits.clone()).collect();
@@ -82,6 +91,36 @@ fn registers_are_never_pruned() {
             );
         }
     }
+}
+
+/// Without a class token every patch may be pruned or merged, the average over what is left is
+/// the head's input, and EViT (which reads the class token's attention) is refused by name.
+#[test]
+fn a_model_without_a_class_token_prunes_every_token() {
+    let (w, input) = model("tiny-timm-gap");
+    assert_eq!(w.config.num_patches(), 16);
+    let mut s = Session::new(gpu(), &w).unwrap();
+    for policy in Policy::all()
+        .iter()
+        .copied()
+        .filter(|p| !["none", "threshold", "evit"].contains(&p.name()))
+    {
+        let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
+        let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
+        for o in &out {
+            assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
+            let sizes: Vec<usize> = o.kept.iter().map(Vec::len).collect();
+            assert_eq!(
+                sizes,
+                vec![12, 9],
+                "{policy}: ceil(0.7 * 16), then ceil(0.7 * 12)"
+            );
+        }
+    }
+    let spec = ScheduleSpec::parse_keep("0.7@0").unwrap();
+    let evit = resolve(&w, Policy::named("evit").unwrap(), spec);
+    let e = s.run(&input, &evit).unwrap_err().to_string();
+    assert!(e.contains("class token"), "{e}");
 }
 
 #[test]

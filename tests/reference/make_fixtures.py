@@ -11,6 +11,8 @@ Writes, under tests/fixtures/:
   tiny-hf-dinov2/            transformers Dinov2Model: a headless backbone (reference: pooler_output)
   tiny-hf-dinov2-reg/        transformers Dinov2WithRegistersModel, 4 registers, run at 40 pixels by its
                              processor's crop while its position embedding is a 32-pixel grid (resampled)
+  tiny-timm-gap/             timm VisionTransformer without a class token, average pooling and fc_norm
+  tiny-timm-gap-cls/         timm VisionTransformer with a class token, average pooling and fc_norm (MAE-style)
   tiny-hf-clip/              transformers CLIPVisionModelWithProjection: LayerNorm before the blocks,
                              quick GELU, the projection (reference: image_embeds and pooler_output)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
@@ -129,7 +131,7 @@ def timm_config(arch, num_classes, num_features, model_args, img):
         "architecture": arch,
         "num_classes": num_classes,
         "num_features": num_features,
-        "global_pool": "token",
+        "global_pool": model_args.get("global_pool", "token"),
         "model_args": model_args,
         "pretrained_cfg": {
             "input_size": [3, img, img],
@@ -214,10 +216,11 @@ def make_timm_variant(name, seed, img, extra):
     write_json(out / "config.json", timm_config(f"vit_{name}_test", 6, 32, args, img))
     x = make_input(200 + seed, img, img)
     logits = model(x)
-    feats = model.forward_features(x)
-    assert torch.allclose(model.head(feats[:, 0]), logits)
-    # The pooled embedding: the final-normed class token, what the head reads.
-    save_reference(out, x, logits, pooled=feats[:, 0])
+    # The pooled embedding: what the head reads (the final-normed class token, or the average of
+    # the patch tokens after fc_norm).
+    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert torch.allclose(model.head(pooled), logits, atol=1e-6)
+    save_reference(out, x, logits, pooled=pooled)
     report(name, out, logits)
     return sd
 
@@ -227,6 +230,16 @@ def make_tiny_timm_deit3():
     # covers the patches only; CLS gets none).
     sd = make_timm_variant("tiny-timm-deit3", 5, 32, dict(init_values=1e-6, no_embed_class=True))
     assert "blocks.0.ls1.gamma" in sd and sd["pos_embed"].shape[1] == 16
+
+
+def make_tiny_timm_gap():
+    sd = make_timm_variant("tiny-timm-gap", 12, 32, dict(class_token=False, global_pool="avg", fc_norm=True))
+    assert "cls_token" not in sd and "fc_norm.weight" in sd and "norm.weight" not in sd
+
+
+def make_tiny_timm_gap_cls():
+    sd = make_timm_variant("tiny-timm-gap-cls", 13, 32, dict(global_pool="avg"))
+    assert "cls_token" in sd and "fc_norm.weight" in sd
 
 
 def make_tiny_timm_reg():
@@ -409,6 +422,8 @@ def main():
         "tiny-hf-deit-distilled": make_tiny_hf_deit_distilled,
         "tiny-timm-deit3": make_tiny_timm_deit3,
         "tiny-timm-reg": make_tiny_timm_reg,
+        "tiny-timm-gap": make_tiny_timm_gap,
+        "tiny-timm-gap-cls": make_tiny_timm_gap_cls,
         "tiny-hf-dinov2": make_tiny_hf_dinov2,
         "tiny-hf-dinov2-reg": make_tiny_hf_dinov2_reg,
         "tiny-hf-clip": make_tiny_hf_clip,

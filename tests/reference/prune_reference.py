@@ -92,7 +92,10 @@ class ViT:
         img = ma["img_size"]
         self.grid = img // self.p
         self.num_patches = self.grid * self.grid
-        self.HP = 2 if "dist_token" in sd else 1  # tokens the head reads
+        # Tokens the head reads (none with average pooling and no class token).
+        self.HP = ("cls_token" in sd) + ("dist_token" in sd)
+        self.avg_pool = (ma.get("global_pool") or self.cfg.get("global_pool")) == "avg"
+        self.fc_norm = (sd["fc_norm.weight"], sd["fc_norm.bias"]) if "fc_norm.weight" in sd else None
         self.reg = sd["reg_token"].reshape(1, -1, sd["reg_token"].shape[-1]) if "reg_token" in sd else None
         self.R = 0 if self.reg is None else self.reg.shape[1]
         self.P = self.HP + self.R  # prefix tokens, never pruned
@@ -103,12 +106,12 @@ class ViT:
         self.classes = sd["head.weight"].shape[0]
         # timm builds the patch convolution without bias where a LayerNorm follows it (pre_norm).
         self.patch_w, self.patch_b = sd["patch_embed.proj.weight"], sd.get("patch_embed.proj.bias")
-        self.cls = sd["cls_token"].reshape(1, 1, -1)
+        self.cls = sd["cls_token"].reshape(1, 1, -1) if "cls_token" in sd else None
         self.dist = sd["dist_token"].reshape(1, 1, -1) if self.HP == 2 else None
         self.pos = sd["pos_embed"]
         # Positions for every prefix token, or for the patches only (timm's no_embed_class).
         assert self.pos.shape[1] in (self.P + self.num_patches, self.num_patches), self.pos.shape
-        self.norm = (sd["norm.weight"], sd["norm.bias"])
+        self.norm = (sd["norm.weight"], sd["norm.bias"]) if "norm.weight" in sd else None
         self.head = (sd["head.weight"], sd["head.bias"])
         self.head_dist = (sd["head_dist.weight"], sd["head_dist.bias"]) if "head_dist.weight" in sd else None
         self.blocks = []
@@ -123,7 +126,8 @@ class ViT:
 
     # FLOPs (2 per multiply-add), python ints
     def stem_flops(self) -> int:
-        return 2 * self.num_patches * (3 * self.p * self.p) * self.D + 2 * self.HP * self.D * self.classes
+        head_rows = 1 if self.avg_pool else self.HP
+        return 2 * self.num_patches * (3 * self.p * self.p) * self.D + 2 * head_rows * self.D * self.classes
 
     def attn_flops(self, n):
         D = self.D
@@ -892,7 +896,8 @@ def compact(keep, tensors, fixed_n):
 def embed(model: ViT, img):
     B, D = img.shape[0], model.D
     t = F.conv2d(img.float(), model.patch_w, model.patch_b, stride=model.p).flatten(2).transpose(1, 2)
-    pre = [model.cls.expand(B, 1, D)] + ([model.dist.expand(B, 1, D)] if model.HP == 2 else [])
+    pre = ([model.cls.expand(B, 1, D)] if model.cls is not None else []) + \
+        ([model.dist.expand(B, 1, D)] if model.dist is not None else [])
     if model.reg is not None:
         pre.append(model.reg.expand(B, model.R, D))
     if model.pos.shape[1] == model.num_patches:  # positions for the patches only
@@ -997,7 +1002,18 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
         t = t + scaled(lin(mlp_act(model, lin(ln(t, blk["ln2"]), blk["fc1"])), blk["fc2"]), blk["ls2"])
         if c is not None:
             t = t * (torch.arange(t.shape[1])[None, :] < c[:, None])[..., None].to(t.dtype)
-    t = ln(t, model.norm)
+    if model.norm is not None:
+        t = ln(t, model.norm)
+    if model.avg_pool:
+        # The mean of the patch tokens left, each counted by the tokens it stands for (merged),
+        # masked rows (threshold) out; then fc_norm.
+        w = size[:, P:] if size is not None else torch.ones(B, t.shape[1] - P)
+        if c is not None:
+            w = w * (torch.arange(P, t.shape[1])[None, :] < c[:, None]).to(w.dtype)
+        pooled = (t[:, P:] * w[..., None]).sum(1) / w.sum(1, keepdim=True)
+        if model.fc_norm is not None:
+            pooled = ln(pooled, model.fc_norm)
+        return lin(pooled, model.head), flops, recs
     logits = lin(t[:, 0], model.head)
     if model.head_dist is not None:
         logits = (logits + lin(t[:, 1], model.head_dist)) / 2
@@ -1078,6 +1094,7 @@ def make_deep_model(out: Path, extra=None, seed=5):
 VARIANTS = {
     "reg": dict(reg_tokens=4, init_values=1e-5, no_embed_class=True),
     "clip": dict(pre_norm=True, act_layer="quick_gelu"),
+    "gap": dict(class_token=False, global_pool="avg", fc_norm=True),
 }
 VARIANT_CASES = [
     ("none", []),
@@ -1197,6 +1214,8 @@ def cmd_variant_fixtures(names):
         print(f"tiny-timm-{v}: own forward vs timm max|diff| = {err:.2e}")
         assert err < 1e-4, err
         for policy, argv in VARIANT_CASES:
+            if policy == "evit" and model.cls is None:
+                continue  # EViT reads the class token's attention
             pol = policy_from_args(policy, argv, model)
             logits, fl, recs = forward(model, x, pol, record=True)
             name = case_name(v, policy, argv, used)

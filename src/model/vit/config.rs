@@ -15,6 +15,18 @@ pub enum Interpolation {
     Lanczos,
 }
 
+/// How the head's input is pooled from the final tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    /// The class (and distillation) token, final-normed on the GPU.
+    #[default]
+    Token,
+    /// The mean of the patch tokens (timm's `global_pool="avg"`), each counted by the tokens it
+    /// stands for after merging, then `fc_norm`: on the host, from the final tokens read back.
+    Avg,
+}
+
 /// Image preprocessing, as timm's `pretrained_cfg` describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
@@ -57,6 +69,10 @@ impl Preprocess {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn gelu() -> crate::gpu::kernels::Activation {
     crate::gpu::kernels::Activation::Gelu
 }
@@ -80,6 +96,15 @@ pub struct ViTConfig {
     /// `reg_tokens`): attended to like any token, never pruned, read by no head.
     #[serde(default)]
     pub registers: usize,
+    /// Whether the model has a class token (timm's `class_token=False` models have none).
+    #[serde(default = "yes")]
+    pub class_token: bool,
+    /// How the head's input is pooled.
+    #[serde(default)]
+    pub pool: Pool,
+    /// A LayerNorm after average pooling (timm's `fc_norm`).
+    #[serde(default)]
+    pub fc_norm: bool,
     /// The MLP's activation: the exact GELU, or OpenAI CLIP's quick GELU.
     #[serde(default = "gelu")]
     pub activation: crate::gpu::kernels::Activation,
@@ -120,13 +145,10 @@ impl ViTConfig {
         let (h, w) = self.grid();
         h * w
     }
-    /// The tokens the head reads: CLS, and the distillation token where there is one.
+    /// The leading tokens the class-token head reads: CLS, and the distillation token where
+    /// there is one (none without a class token).
     pub fn head_tokens(&self) -> usize {
-        if self.distilled {
-            2
-        } else {
-            1
-        }
+        self.class_token as usize + self.distilled as usize
     }
     /// Tokens that are not patches and are never pruned: the head's tokens, then the registers.
     pub fn num_prefix_tokens(&self) -> usize {
@@ -154,7 +176,11 @@ impl ViTConfig {
     pub fn geometry(&self) -> crate::model::TokenGeometry {
         let pp = (self.in_chans * self.patch_size * self.patch_size) as f64;
         let embed = 2.0 * self.num_patches() as f64 * pp * self.embed_dim as f64;
-        let head = 2.0 * (self.head_tokens() * self.embed_dim * self.num_classes) as f64;
+        let head_rows = match self.pool {
+            Pool::Token => self.head_tokens(),
+            Pool::Avg => 1,
+        };
+        let head = 2.0 * (head_rows * self.embed_dim * self.num_classes) as f64;
         crate::model::TokenGeometry {
             protected: self.num_prefix_tokens(),
             prunable: self.num_patches(),

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::config::{Interpolation, Preprocess, ViTConfig};
+use super::config::{Interpolation, Pool, Preprocess, ViTConfig};
 use super::names::{Layout, ModelNames};
 use super::weights::{ConfigFiles, Inferred};
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ struct TimmModelArgs {
     mlp_ratio: Option<f64>,
     /// `"gelu"` (default) or `"quick_gelu"` (timm's OpenAI CLIP towers).
     act_layer: Option<String>,
+    /// As the top-level `global_pool`, which it overrides where both are given.
+    global_pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +240,8 @@ struct Stated {
     layer_norm_eps: f32,
     /// The MLP's activation (GELU unless the file names quick GELU).
     activation: Activation,
+    /// How the head's input is pooled (timm's `global_pool`; the class token elsewhere).
+    pool: Pool,
     class_names: Option<Vec<String>>,
     /// Its `input_size` is set by [`Stated::check`], once the image size is known.
     preprocess: Preprocess,
@@ -245,13 +249,26 @@ struct Stated {
 
 impl TimmConfig {
     fn stated(self, file: String, w: &Inferred) -> Result<Stated> {
-        if let Some(pool) = self.global_pool.as_deref().filter(|&p| p != "token") {
-            return Err(Error::config(
-                &file,
-                format!("global_pool {pool:?} is not supported (only \"token\": the CLS token)"),
-            ));
-        }
         let args = self.model_args.unwrap_or_default();
+        let pool = match args.global_pool.as_deref().or(self.global_pool.as_deref()) {
+            None | Some("token") => Pool::Token,
+            Some("avg") => Pool::Avg,
+            Some("map") => {
+                return Err(Error::config(
+                    &file,
+                    "global_pool \"map\": the attention-pooling head is not supported yet",
+                ))
+            }
+            Some(other) => {
+                return Err(Error::config(
+                    &file,
+                    format!(
+                        "global_pool {other:?} is not supported (\"token\": the class token, or \
+                         \"avg\": the mean of the patch tokens)"
+                    ),
+                ))
+            }
+        };
         let pcfg = self.pretrained_cfg.unwrap_or_default();
         let input_size = match pcfg.input_size.as_deref() {
             None => None,
@@ -284,6 +301,7 @@ impl TimmConfig {
             // timm builds every ViT's LayerNorm with eps 1e-6.
             layer_norm_eps: 1e-6,
             activation,
+            pool,
             class_names: self.label_names.or(pcfg.label_names),
             preprocess,
             file,
@@ -369,6 +387,7 @@ impl HfConfig {
             num_heads: self.num_attention_heads,
             layer_norm_eps: self.layer_norm_eps.unwrap_or(1e-12) as f32,
             activation,
+            pool: Pool::Token,
             class_names,
             preprocess: pre.preprocess(pre_file)?,
             file,
@@ -500,6 +519,25 @@ impl Stated {
                     ),
                 )
             })?;
+        if self.pool == Pool::Token && !w.class_token {
+            return Err(Error::config(
+                file,
+                format!(
+                    "the head reads the class token (global_pool \"token\"), but the weights have \
+                     none (`{}`)",
+                    n.cls_token
+                ),
+            ));
+        }
+        if self.pool == Pool::Token && w.fc_norm {
+            return Err(Error::config(
+                file,
+                format!(
+                    "`{}` (a LayerNorm after pooling) with the class token's head is not supported",
+                    n.fc_norm.weight
+                ),
+            ));
+        }
         if w.in_chans != 3 {
             return Err(Error::config(
                 file,
@@ -543,6 +581,9 @@ impl Stated {
             num_classes: w.num_classes,
             distilled: w.distilled,
             registers: w.registers,
+            class_token: w.class_token,
+            pool: self.pool,
+            fc_norm: w.fc_norm,
             activation: self.activation,
             pre_norm: w.pre_norm,
             projection_dim: w.projection_dim,
@@ -566,7 +607,7 @@ impl Stated {
     /// give exactly the position embedding's token count.
     fn image_size(&self, w: &Inferred, n: &ModelNames) -> Result<(usize, usize)> {
         let file = &self.file;
-        let head = if w.distilled { 2 } else { 1 };
+        let head = w.class_token as usize + w.distilled as usize;
         // The prefix rows the position embedding may have: every prefix token, the class token
         // alone (DINOv2's registers get no position), or none (timm's `no_embed_class`).
         let mut prefixes = vec![head + w.registers, head, 0];
@@ -747,6 +788,8 @@ mod tests {
             num_classes: 11,
             distilled: false,
             registers: 0,
+            class_token: true,
+            fc_norm: false,
             pre_norm: false,
             projection_dim: None,
         };

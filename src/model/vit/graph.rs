@@ -1,6 +1,7 @@
 //! The ViT / DeiT forward pass as plain code: one struct per layer holding its GPU weights, and
 //! `forward` functions that say in order what happens. They only append steps; the session plays them.
 
+use super::config::Pool;
 use super::{ModelWeights, ViTConfig};
 use crate::error::{Error, Result};
 use crate::gpu::kernel::Elem;
@@ -8,6 +9,7 @@ use crate::gpu::kernels::{Activation, Features, Gemm, LiveRows, MatView, RowView
 use crate::gpu::{GpuContext, GpuTensor, Kernels, Program};
 use crate::model::hook::{TokenHook, TokenState};
 use crate::model::layers::{attention_steps, fits, LayerNorm, Linear, NormLinear};
+use crate::model::tensors::{LinearWeights, NormWeights};
 
 /// Intermediate buffers of one (model, batch), allocated once and reused by every run.
 pub struct Activations {
@@ -48,7 +50,8 @@ impl Activations {
             ("qkv", n * 3 * d),
             ("attention probabilities", c.num_heads * n * n),
             ("mlp hidden", n * c.mlp_dim),
-            ("head input", c.head_tokens() * d),
+            // Without a class token (average pooling) the buffer is unused: one row keeps it valid.
+            ("head input", c.head_tokens().max(1) * d),
             // A backbone has no classes; one unused value keeps the buffer valid.
             ("logits", c.num_classes.max(1)),
         ]
@@ -216,13 +219,66 @@ pub struct VisionTransformer {
     /// The LayerNorm over every token before the blocks (CLIP).
     pub norm_pre: Option<LayerNorm>,
     pub blocks: Vec<Block>,
-    pub norm: LayerNorm,
+    /// The final LayerNorm of the class-token head (on the GPU); average pooling norms on the host.
+    pub norm: Option<LayerNorm>,
     /// `None` for a backbone: the output is the normed class token alone.
     pub head: Option<Linear>,
     /// How the linear weights (and the activations that feed them) are stored: f32 or f16.
     pub storage: Elem,
     /// `[P, D]`: CLIP's projection of the pooled embedding, applied on the host after readback.
     pub projection: Option<Vec<f32>>,
+    /// Average pooling's head, on the host: a few thousand multiply-adds per image.
+    pub pooled: Option<PooledHead>,
+}
+
+/// Average pooling's head on the host, from the final tokens read back: the final LayerNorm on
+/// each token (where the model has one), their mean weighted by the tokens each stands for,
+/// `fc_norm`, the classifier.
+pub struct PooledHead {
+    pub norm: Option<NormWeights>,
+    pub fc_norm: Option<NormWeights>,
+    pub head: Option<LinearWeights>,
+    pub eps: f32,
+}
+
+impl PooledHead {
+    /// `states`: `[rows, D]` patch tokens; `sizes`: the tokens each row stands for. Returns the
+    /// pooled embedding (after `fc_norm`) and the logits.
+    pub fn run(&self, states: &[f32], sizes: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+        let norm = |x: &[f32], n: &NormWeights| -> Vec<f32> {
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            let rstd = 1.0 / (var + self.eps as f64).sqrt();
+            x.iter()
+                .zip(n.w.iter().zip(&n.b))
+                .map(|(&v, (&g, &b))| ((v as f64 - mean) * rstd) as f32 * g + b)
+                .collect()
+        };
+        let mut sum = vec![0.0f64; d];
+        let mut total = 0.0f64;
+        for (row, &size) in states.chunks(d).zip(sizes) {
+            let row = match &self.norm {
+                Some(n) => norm(row, n),
+                None => row.to_vec(),
+            };
+            for (s, v) in sum.iter_mut().zip(&row) {
+                *s += size as f64 * *v as f64;
+            }
+            total += size as f64;
+        }
+        let mean: Vec<f32> = sum.iter().map(|s| (s / total.max(1e-12)) as f32).collect();
+        let pooled = match &self.fc_norm {
+            Some(n) => norm(&mean, n),
+            None => mean,
+        };
+        let logits = self.head.as_ref().map_or_else(Vec::new, |h| {
+            let out = h.b.len();
+            (0..out)
+                .map(|o| h.b[o] + (0..d).map(|i| h.w[i * out + o] * pooled[i]).sum::<f32>())
+                .collect()
+        });
+        (pooled, logits)
+    }
 }
 
 impl VisionTransformer {
@@ -259,10 +315,23 @@ impl VisionTransformer {
                 .as_ref()
                 .map(|n| LayerNorm::upload(gpu, "norm_pre", n, eps)),
             blocks,
-            norm: LayerNorm::upload(gpu, "norm", &w.norm, eps),
-            head: w.head.as_ref().map(|h| linear("head", h)).transpose()?,
+            norm: w
+                .norm
+                .as_ref()
+                .map(|n| LayerNorm::upload(gpu, "norm", n, eps)),
+            // Average pooling's head runs on the host (`pooled`).
+            head: match w.config.pool {
+                Pool::Token => w.head.as_ref().map(|h| linear("head", h)).transpose()?,
+                Pool::Avg => None,
+            },
             storage,
             projection: w.projection.clone(),
+            pooled: (w.config.pool == Pool::Avg).then(|| PooledHead {
+                norm: w.norm.clone(),
+                fc_norm: w.fc_norm.clone(),
+                head: w.head.clone(),
+                eps,
+            }),
         })
     }
 
@@ -324,7 +393,8 @@ impl VisionTransformer {
     }
 
     /// Final LayerNorm on the CLS (and distillation) rows only (the registers after them are not
-    /// read), then the classifier.
+    /// read), then the classifier. Average pooling runs on the host from the tokens read back
+    /// ([`PooledHead`]): nothing here.
     pub fn classify(
         &self,
         k: &Kernels,
@@ -333,6 +403,12 @@ impl VisionTransformer {
         tokens: usize,
     ) -> Result<()> {
         let c = &self.config;
+        let Some(norm) = (c.pool == Pool::Token)
+            .then_some(())
+            .and(self.norm.as_ref())
+        else {
+            return Ok(());
+        };
         let (d, pre) = (c.embed_dim, c.head_tokens());
         let rows_in = RowView {
             t: &a.x,
@@ -350,8 +426,7 @@ impl VisionTransformer {
             row_stride: d,
             live: None,
         };
-        self.norm
-            .forward(k, p, "norm", rows_in, rows_out, a.batch * pre)?;
+        norm.forward(k, p, "norm", rows_in, rows_out, a.batch * pre)?;
         if let Some(head) = &self.head {
             head.forward(
                 k,

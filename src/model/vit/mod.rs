@@ -15,7 +15,7 @@ pub(crate) mod pos_embed;
 pub mod random;
 pub mod weights;
 
-pub use config::{Interpolation, Preprocess, ViTConfig};
+pub use config::{Interpolation, Pool, Preprocess, ViTConfig};
 pub use graph::{Activations, Block, VisionTransformer};
 pub use weights::{ConfigFiles, ModelWeights};
 
@@ -138,7 +138,11 @@ impl Family for VisionTransformer {
     }
 
     fn readback<'a>(&self, a: &'a Activations) -> Vec<&'a GpuTensor> {
-        vec![&a.logits, &a.head_in]
+        match self.pooled {
+            // Average pooling reads the final tokens back.
+            Some(_) => vec![&a.logits, &a.head_in, &a.x],
+            None => vec![&a.logits, &a.head_in],
+        }
     }
 
     fn decode(&self, _images: &[f32], r: &Readback, _dropped: Dropped) -> Result<Vec<ImageOutput>> {
@@ -150,9 +154,27 @@ impl Family for VisionTransformer {
         let head_in =
             crate::gpu::buffers::words_to_f32(r.buffers[1], self.storage, r.shape.batch * pre * d);
         let mut images = Vec::with_capacity(r.shape.batch);
+        // Average pooling: the patch tokens each image has left, weighted by what they stand for.
+        let pooled_of = |b: usize| -> Option<(Vec<f32>, Vec<f32>)> {
+            let head = self.pooled.as_ref()?;
+            let x = r.buffers[2];
+            let (mut states, mut sizes) = (Vec::new(), Vec::new());
+            for (row, orig, size) in r.final_rows(b, c.num_tokens()) {
+                if orig >= prefix {
+                    let at = (b * r.rows_out + row) * d;
+                    states.extend(x[at..at + d].iter().map(|&w| f32::from_bits(w)));
+                    sizes.push(size);
+                }
+            }
+            Some(head.run(&states, &sizes, d))
+        };
         for b in 0..r.shape.batch {
+            let pooled = pooled_of(b);
             let l = &logits[b * classes..][..classes];
-            let logits: Vec<f32> = l.iter().map(|&w| f32::from_bits(w)).collect();
+            let logits: Vec<f32> = match &pooled {
+                Some((_, logits)) => logits.clone(),
+                None => l.iter().map(|&w| f32::from_bits(w)).collect(),
+            };
             // A NaN or an infinity is no answer: say so rather than print "NaN%".
             if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
                 let hint = if self.storage == Elem::F16 {
@@ -176,9 +198,12 @@ impl Family for VisionTransformer {
                 })
                 .collect();
             let rows = &head_in[b * pre * d..][..pre * d];
-            let pooled: Vec<f32> = (0..d)
-                .map(|j| (0..pre).map(|t| rows[t * d + j]).sum::<f32>() / pre as f32)
-                .collect();
+            let pooled: Vec<f32> = match pooled {
+                Some((embedding, _)) => embedding,
+                None => (0..d)
+                    .map(|j| (0..pre).map(|t| rows[t * d + j]).sum::<f32>() / pre as f32)
+                    .collect(),
+            };
             // CLIP's projection, P x D per image, on the host.
             let embedding = match &self.projection {
                 Some(w) => w

@@ -40,6 +40,8 @@ pub struct ModelNames {
     pub head_dist: Option<LayerNames>,
     /// The LayerNorm over every token before the blocks (CLIP's `pre_layrnorm`).
     pub norm_pre: LayerNames,
+    /// The LayerNorm after average pooling (timm's `fc_norm`).
+    pub fc_norm: LayerNames,
     /// The projection of the pooled embedding, `[P, D]` without bias (CLIP's `visual_projection`).
     pub projection: String,
 }
@@ -61,6 +63,7 @@ impl ModelNames {
                 head: LayerNames::new("head"),
                 head_dist: distilled.then(|| LayerNames::new("head_dist")),
                 norm_pre: LayerNames::new("norm_pre"),
+                fc_norm: LayerNames::new("fc_norm"),
                 projection: "head.proj".into(),
             },
             Layout::HuggingFace | Layout::Dinov2 => ModelNames {
@@ -80,6 +83,7 @@ impl ModelNames {
                 }),
                 head_dist: distilled.then(|| LayerNames::new("distillation_classifier")),
                 norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
+                fc_norm: LayerNames::new(format!("{p}fc_norm")),
                 projection: "visual_projection.weight".into(),
             },
             Layout::Clip => ModelNames {
@@ -94,6 +98,7 @@ impl ModelNames {
                 head: LayerNames::new("classifier"),
                 head_dist: None,
                 norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
+                fc_norm: LayerNames::new(format!("{p}fc_norm")),
                 projection: "visual_projection.weight".into(),
             },
         }
@@ -108,7 +113,9 @@ impl ModelNames {
         let clip_prefix = tensors
             .iter()
             .find_map(|n| n.strip_suffix("embeddings.class_embedding"));
-        let (layout, prefix) = if has("cls_token")
+        // timm: `blocks.N.*` and the patch embedding (the class token is optional: timm's
+        // `class_token=False` models have none).
+        let (layout, prefix) = if (has("cls_token") || has("patch_embed.proj.weight"))
             && tensors.iter().any(|n| n.starts_with("blocks."))
         {
             (Layout::Timm, "")

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
-use super::config::ViTConfig;
+use super::config::{Pool, ViTConfig};
 use super::config_json::read_config;
 use super::names::ModelNames;
 use crate::error::{Error, Result};
@@ -47,7 +47,10 @@ pub struct ModelWeights {
     /// The LayerNorm over every token before the blocks (CLIP), where the model has one.
     pub norm_pre: Option<NormWeights>,
     pub blocks: Vec<BlockWeights>,
-    pub norm: NormWeights,
+    /// The final LayerNorm over the tokens (absent where average pooling goes to `fc_norm`).
+    pub norm: Option<NormWeights>,
+    /// The LayerNorm after average pooling (timm's `fc_norm`).
+    pub fc_norm: Option<NormWeights>,
     /// `[head tokens * D, classes]`. For distilled DeiT both heads stacked and halved, so one GEMM
     /// over the normalised [CLS, DIST] pair gives the mean of the two heads. `None` for a backbone
     /// (DINOv2 as the hub ships it): the model then embeds and does not classify.
@@ -132,7 +135,11 @@ impl ModelWeights {
         // Each layer reads its own tensors, checked against the config's shapes.
         let (d, c, p) = (config.embed_dim, config.in_chans, config.patch_size);
         let patch = LinearWeights::load_patch_embed(&mut t, &names.patch_embed, d, c, p)?;
-        let mut prefix_tokens = get_rows(&mut t, &names.cls_token, 1, d)?;
+        let mut prefix_tokens = if config.class_token {
+            get_rows(&mut t, &names.cls_token, 1, d)?
+        } else {
+            Vec::new()
+        };
         if let Some(dist) = &names.dist_token {
             prefix_tokens.extend(get_rows(&mut t, dist, 1, d)?);
         }
@@ -162,7 +169,18 @@ impl ModelWeights {
                 Ok(b)
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = NormWeights::load(&mut t, &names.norm, d)?;
+        // The class-token head reads the final-normed token; average pooling may norm after the
+        // mean instead (fc_norm), with no norm over the tokens.
+        let norm = if config.pool == Pool::Token || t.has(&names.norm.weight) {
+            Some(NormWeights::load(&mut t, &names.norm, d)?)
+        } else {
+            None
+        };
+        let fc_norm = if config.fc_norm {
+            Some(NormWeights::load(&mut t, &names.fc_norm, d)?)
+        } else {
+            None
+        };
         let classes = config.num_classes;
         let head = if classes == 0 {
             None
@@ -185,6 +203,7 @@ impl ModelWeights {
             projection,
             blocks,
             norm,
+            fc_norm,
             head,
             source: name.to_string(),
         })
@@ -215,7 +234,8 @@ impl ModelWeights {
             + linear(&self.patch)
             + self.prefix_tokens.len()
             + self.pos_embed.len()
-            + norm(&self.norm)
+            + self.norm.as_ref().map_or(0, norm)
+            + self.fc_norm.as_ref().map_or(0, norm)
             + self.head.as_ref().map_or(0, linear)
             + merged_bias
     }
@@ -298,6 +318,9 @@ pub(crate) struct Inferred {
     pub(crate) registers: usize,
     /// A LayerNorm before the blocks (CLIP's `pre_layrnorm`, timm's `norm_pre`).
     pub(crate) pre_norm: bool,
+    pub(crate) class_token: bool,
+    /// A LayerNorm after average pooling (timm's `fc_norm`).
+    pub(crate) fc_norm: bool,
     /// The projection's output width (CLIP's `visual_projection`: `[P, D]`).
     pub(crate) projection_dim: Option<usize>,
 }
@@ -320,14 +343,24 @@ fn first_dim(t: &Tensors, name: &str, inp: usize) -> Result<usize> {
 impl Inferred {
     fn from_shapes(t: &Tensors, n: &ModelNames) -> Result<Self> {
         let file = &t.file;
-        let embed_dim = *t.shape(&n.cls_token)?.last().unwrap_or(&0);
+        let class_token = t.has(&n.cls_token);
+        // The width: the class token's, or the patch embedding's where there is no class token.
+        let width_of = if class_token {
+            &n.cls_token
+        } else {
+            &n.patch_embed.weight
+        };
+        let shape = t.shape(width_of)?;
+        let embed_dim = if class_token {
+            *shape.last().unwrap_or(&0)
+        } else {
+            *shape.first().unwrap_or(&0)
+        };
         if embed_dim == 0 {
             return Err(Error::UnknownLayout {
                 file: file.clone(),
                 reason: format!(
-                    "tensor `{}` has shape {:?}: a model needs a width of at least 1",
-                    n.cls_token,
-                    t.shape(&n.cls_token)?
+                    "tensor `{width_of}` has shape {shape:?}: a model needs a width of at least 1"
                 ),
             });
         }
@@ -423,6 +456,8 @@ impl Inferred {
         };
         Ok(Inferred {
             registers,
+            class_token,
+            fc_norm: t.has(&n.fc_norm.weight),
             pre_norm: t.has(&n.norm_pre.weight),
             projection_dim,
             embed_dim,

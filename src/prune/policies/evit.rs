@@ -1,6 +1,6 @@
 //! EViT: keep the patch tokens the CLS token attends to most (averaged over heads).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Step;
 use crate::prune::{PolicyDef, PrunePoint, Reads, Selection};
 
@@ -23,6 +23,13 @@ impl PolicyDef for Evit {
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
+        if at.shape.prefix == 0 {
+            return Err(Error::param(
+                "policy",
+                "evit scores tokens by the class token's attention, and this model has no class \
+                 token: choose another policy",
+            ));
+        }
         let score = at.work.rows("score");
         let flags = at.work.rows("keep flags");
         steps.push(at.k.cls_attention(
