@@ -1,6 +1,6 @@
 // What every GEMM kernel shares (the host appends this file to matmul.wgsl, gemm_tiled.wgsl and
 // gemm_rb.wgsl): where matrix z starts, the epilogue switches and the epilogue
-//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU | quick GELU) -> (+ C[m, n]) (+ residual[m, n])
+//   C[m, n] = (alpha * acc (+ bias[n])) -> (GELU | quick GELU | tanh GELU) -> (+ C[m, n]) (+ residual[m, n])
 // It uses the including shader's bindings `bias`, `c` (of `T_c`, f32 or f16), `residual` and `p`.
 // With NORM it is a pre-norm linear layer with its LayerNorm folded in (see `store_normed`).
 
@@ -79,6 +79,8 @@ const ACCUMULATE: u32 = 4u;
 const RESIDUAL: u32 = 8u;
 // x * sigmoid(1.702 x): OpenAI CLIP's activation.
 const QUICK_GELU: u32 = 16u;
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): SigLIP's activation.
+const GELU_TANH: u32 = 32u;
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, and timm/HF use the exact GELU.
 fn erf(x: f32) -> f32 {
@@ -103,6 +105,12 @@ fn store(c_base: u32, row: u32, col: u32, acc: f32) {
     }
     if ((p.epilogue & QUICK_GELU) != 0u) {
         v = v / (1.0 + exp(-1.702 * v));
+    }
+    if ((p.epilogue & GELU_TANH) != 0u) {
+        // tanh through exp, clamped where exp would overflow (tanh is +-1 there).
+        let u = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -15.0, 15.0);
+        let e = exp(2.0 * u);
+        v = 0.5 * v * (1.0 + (e - 1.0) / (e + 1.0));
     }
     let i = c_base + row * p.c_rs + col;
     if ((p.epilogue & ACCUMULATE) != 0u) {

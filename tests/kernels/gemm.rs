@@ -41,6 +41,10 @@ fn activate(x: f64, a: Activation) -> f64 {
         Activation::None => x,
         Activation::Gelu => gelu(x),
         Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+        }
     }
 }
 
@@ -111,6 +115,7 @@ async fn check_as(seed: u64, case: &Case, kernel: GemmKernel, elems: [Elem; 3]) 
         (true, Activation::None, false, 0.5),
         (true, Activation::Gelu, false, 1.0),
         (true, Activation::QuickGelu, false, 1.0),
+        (true, Activation::GeluTanh, false, 1.0),
         (true, Activation::None, true, 1.0),
         (false, Activation::Gelu, true, 2.0),
     ];
@@ -616,6 +621,7 @@ async fn gemm_variants_with_a_folded_layernorm() {
             for (act, acc) in [
                 (Activation::Gelu, false),
                 (Activation::QuickGelu, false),
+                (Activation::GeluTanh, false),
                 (Activation::None, true),
             ] {
                 let ct = upload(&c0);

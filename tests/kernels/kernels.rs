@@ -167,6 +167,14 @@ fn gemm_ref(a: &Operand, b: &Operand, c: &Operand, bias: Option<&[f32]>, g: &Gem
                     Activation::None => {}
                     Activation::Gelu => v = gelu(v),
                     Activation::QuickGelu => v /= 1.0 + (-1.702 * v).exp(),
+                    Activation::GeluTanh => {
+                        v = 0.5
+                            * v
+                            * (1.0
+                                + ((2.0 / std::f64::consts::PI).sqrt()
+                                    * (v + 0.044715 * v.powi(3)))
+                                .tanh())
+                    }
                 }
                 let idx = cb + i * cl.rs + j * cl.cs;
                 if g.accumulate {

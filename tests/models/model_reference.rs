@@ -178,3 +178,29 @@ fn timm_average_pooling_matches_pytorch() {
     check("tiny-timm-gap");
     check("tiny-timm-gap-cls");
 }
+
+/// Hugging Face's SigLIP image tower (`SiglipVisionModel`): no class token, tanh GELU, and the
+/// attention-pooling head (run on the host over the final tokens read back); the embedding is
+/// transformers' `pooler_output`.
+#[test]
+fn hf_siglip_vision_tower_matches_transformers() {
+    let dir = fixture("tiny-hf-siglip");
+    let weights = ModelWeights::load(&dir).unwrap();
+    let c = &weights.config;
+    assert!(!c.class_token && weights.map_head.is_some() && weights.head.is_none());
+    assert_eq!(c.pool, zeroprune::model::vit::Pool::Map);
+    assert_eq!(c.activation, zeroprune::gpu::kernels::Activation::GeluTanh);
+    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+    let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    let got: Vec<f32> = session
+        .run(&input, &Pruning::dense())
+        .unwrap()
+        .items
+        .into_iter()
+        .flat_map(|o| o.embedding)
+        .collect();
+    let err = max_rel_err(&got, &want);
+    eprintln!("tiny-hf-siglip: pooled embedding max relative error {err:.2e}");
+    assert!(err < TOL, "SigLIP pooled embedding differs by {err}");
+}

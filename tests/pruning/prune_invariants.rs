@@ -97,30 +97,44 @@ fn registers_are_never_pruned() {
 /// the head's input, and EViT (which reads the class token's attention) is refused by name.
 #[test]
 fn a_model_without_a_class_token_prunes_every_token() {
-    let (w, input) = model("tiny-timm-gap");
-    assert_eq!(w.config.num_patches(), 16);
-    let mut s = Session::new(gpu(), &w).unwrap();
-    for policy in Policy::all()
-        .iter()
-        .copied()
-        .filter(|p| !["none", "threshold", "evit"].contains(&p.name()))
-    {
-        let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
-        let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
-        for o in &out {
-            assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
-            let sizes: Vec<usize> = o.kept.iter().map(Vec::len).collect();
-            assert_eq!(
-                sizes,
-                vec![12, 9],
-                "{policy}: ceil(0.7 * 16), then ceil(0.7 * 12)"
-            );
+    // Average pooling (timm) and SigLIP's attention pooling, both over what is left.
+    for name in ["tiny-timm-gap", "tiny-hf-siglip"] {
+        let (w, input) = model(name);
+        assert_eq!(w.config.num_patches(), 16);
+        let mut s = Session::new(gpu(), &w).unwrap();
+        let dense: Vec<Vec<f32>> = s
+            .run(&input, &Pruning::dense())
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.embedding)
+            .collect();
+        for policy in Policy::all()
+            .iter()
+            .copied()
+            .filter(|p| !["none", "threshold", "evit"].contains(&p.name()))
+        {
+            let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
+            let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
+            for (o, d) in out.iter().zip(&dense) {
+                assert!(o.embedding.iter().all(|v| v.is_finite()), "{name} {policy}");
+                assert!(
+                    zeroprune::eval::stats::cosine(&o.embedding, d) > 0.0,
+                    "{name} {policy}"
+                );
+                let sizes: Vec<usize> = o.kept.iter().map(Vec::len).collect();
+                assert_eq!(
+                    sizes,
+                    vec![12, 9],
+                    "{name} {policy}: ceil(0.7 * 16), ceil(0.7 * 12)"
+                );
+            }
         }
+        let spec = ScheduleSpec::parse_keep("0.7@0").unwrap();
+        let evit = resolve(&w, Policy::named("evit").unwrap(), spec);
+        let e = s.run(&input, &evit).unwrap_err().to_string();
+        assert!(e.contains("class token"), "{name}: {e}");
     }
-    let spec = ScheduleSpec::parse_keep("0.7@0").unwrap();
-    let evit = resolve(&w, Policy::named("evit").unwrap(), spec);
-    let e = s.run(&input, &evit).unwrap_err().to_string();
-    assert!(e.contains("class token"), "{e}");
 }
 
 #[test]

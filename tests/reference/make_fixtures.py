@@ -13,6 +13,8 @@ Writes, under tests/fixtures/:
                              processor's crop while its position embedding is a 32-pixel grid (resampled)
   tiny-timm-gap/             timm VisionTransformer without a class token, average pooling and fc_norm
   tiny-timm-gap-cls/         timm VisionTransformer with a class token, average pooling and fc_norm (MAE-style)
+  tiny-hf-siglip/            transformers SiglipVisionModel: no class token, tanh GELU, the attention-pooling
+                             head (reference: pooler_output)
   tiny-hf-clip/              transformers CLIPVisionModelWithProjection: LayerNorm before the blocks,
                              quick GELU, the projection (reference: image_embeds and pooler_output)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
@@ -359,6 +361,37 @@ def make_tiny_hf_clip():
     assert size < 300 * 1024 and o.image_embeds.std() > 0.1
 
 
+def make_tiny_hf_siglip():
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    out = FIXTURES / "tiny-hf-siglip"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=32, patch_size=8)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(10)
+    model = SiglipVisionModel(cfg).eval()
+    reinit_(model, seed=110)
+    # The probe and the pooling head's attention: as non-trivial as the rest.
+    g = torch.Generator().manual_seed(210)
+    model.head.probe.copy_(0.5 * torch.randn(model.head.probe.shape, generator=g))
+    x = make_input(210, 32, 32)
+    model.save_pretrained(str(out))
+    sd = load_file(str(out / "model.safetensors"))
+    assert any(k.endswith("head.probe") for k in sd) and not any("class_embedding" in k for k in sd), list(sd)
+    o = model(pixel_values=x)
+    reloaded = SiglipVisionModel.from_pretrained(str(out), attn_implementation="eager").eval()
+    assert torch.equal(reloaded(pixel_values=x).pooler_output, o.pooler_output)
+    write_json(out / "preprocessor_config.json", {
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor", "resample": 2,
+        "rescale_factor": 1 / 255, "size": {"height": 32, "width": 32},
+    })
+    save_reference(out, x, None, pooled=o.pooler_output)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"tiny-hf-siglip: pooled {tuple(o.pooler_output.shape)} std={o.pooler_output.std():.4f} folder={size/1024:.1f} KiB")
+    assert size < 300 * 1024 and o.pooler_output.std() > 0.1
+
+
 def make_tiny_hf_vit():
     out = FIXTURES / "tiny-hf-vit"
     out.mkdir(parents=True, exist_ok=True)
@@ -427,6 +460,7 @@ def main():
         "tiny-hf-dinov2": make_tiny_hf_dinov2,
         "tiny-hf-dinov2-reg": make_tiny_hf_dinov2_reg,
         "tiny-hf-clip": make_tiny_hf_clip,
+        "tiny-hf-siglip": make_tiny_hf_siglip,
     }
     for name in sys.argv[1:] or makers:
         makers[name]()

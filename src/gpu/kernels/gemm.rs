@@ -262,6 +262,8 @@ pub enum Activation {
     Gelu,
     /// `x * sigmoid(1.702 x)` (OpenAI's CLIP, transformers' `quick_gelu`).
     QuickGelu,
+    /// The tanh approximation of GELU (SigLIP, transformers' `gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -380,7 +382,8 @@ impl Kernels {
                 | ((g.activation == Activation::Gelu) as u32) << 1
                 | (g.accumulate as u32) << 2
                 | (g.residual.is_some() as u32) << 3
-                | ((g.activation == Activation::QuickGelu) as u32) << 4,
+                | ((g.activation == Activation::QuickGelu) as u32) << 4
+                | ((g.activation == Activation::GeluTanh) as u32) << 5,
             live_mode,
             live_cols,
             live_k,

@@ -25,6 +25,9 @@ pub enum Pool {
     /// The mean of the patch tokens (timm's `global_pool="avg"`), each counted by the tokens it
     /// stands for after merging, then `fc_norm`: on the host, from the final tokens read back.
     Avg,
+    /// SigLIP's attention-pooling head: a learned probe attends over the final tokens (merged
+    /// tokens weighted by their sizes, as in proportional attention), then an MLP; on the host.
+    Map,
 }
 
 /// Image preprocessing, as timm's `pretrained_cfg` describes it.
@@ -178,9 +181,16 @@ impl ViTConfig {
         let embed = 2.0 * self.num_patches() as f64 * pp * self.embed_dim as f64;
         let head_rows = match self.pool {
             Pool::Token => self.head_tokens(),
-            Pool::Avg => 1,
+            Pool::Avg | Pool::Map => 1,
         };
-        let head = 2.0 * (head_rows * self.embed_dim * self.num_classes) as f64;
+        let d = self.embed_dim as f64;
+        // SigLIP's pooling head: its value and output projections and its MLP on one vector
+        // (the probe's scores are one dot product per token and head, left out).
+        let pool_head = match self.pool {
+            Pool::Map => 2.0 * (2.0 * d * d + 2.0 * d * self.mlp_dim as f64),
+            _ => 0.0,
+        };
+        let head = 2.0 * (head_rows * self.embed_dim * self.num_classes) as f64 + pool_head;
         crate::model::TokenGeometry {
             protected: self.num_prefix_tokens(),
             prunable: self.num_patches(),

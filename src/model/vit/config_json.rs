@@ -205,7 +205,7 @@ pub(super) fn read_config(
     };
     let stated = match n.layout {
         Layout::Timm => parse::<TimmConfig>(files.config, &file)?.stated(file, w)?,
-        Layout::HuggingFace | Layout::Dinov2 | Layout::Clip => {
+        Layout::HuggingFace | Layout::Dinov2 | Layout::Clip | Layout::Siglip => {
             let config: HfConfig = parse(files.config, &file)?;
             // A whole CLIPModel's config describes its image tower in `vision_config`.
             let config = match config.vision_config {
@@ -214,7 +214,11 @@ pub(super) fn read_config(
             };
             let pre_file = format!("preprocessor_config.json of {source}");
             let pre: HfPreprocessorConfig = parse(files.preprocessor, &pre_file)?;
-            config.stated(file, &pre, &pre_file, n.layout == Layout::Dinov2)?
+            let mut stated = config.stated(file, &pre, &pre_file, n.layout == Layout::Dinov2)?;
+            if n.layout == Layout::Siglip {
+                stated.pool = Pool::Map;
+            }
+            stated
         }
     };
     stated.check(w, n)
@@ -691,9 +695,10 @@ fn activation(name: Option<&str>, key: &str, file: &str) -> Result<Activation> {
     match name {
         None | Some("gelu") => Ok(Activation::Gelu),
         Some("quick_gelu") => Ok(Activation::QuickGelu),
+        Some("gelu_pytorch_tanh" | "gelu_tanh") => Ok(Activation::GeluTanh),
         Some(other) => Err(Error::config(
             file,
-            format!("{key} {other:?} is not supported (only exact \"gelu\" and \"quick_gelu\")"),
+            format!("{key} {other:?} is not supported (only exact \"gelu\", \"quick_gelu\" and \"gelu_pytorch_tanh\")"),
         )),
     }
 }

@@ -231,29 +231,177 @@ pub struct VisionTransformer {
     pub pooled: Option<PooledHead>,
 }
 
-/// Average pooling's head on the host, from the final tokens read back: the final LayerNorm on
-/// each token (where the model has one), their mean weighted by the tokens each stands for,
-/// `fc_norm`, the classifier.
+/// A pooled head on the host, from the final tokens read back: the final LayerNorm on each token
+/// (where the model has one), then their mean weighted by the tokens each stands for and
+/// `fc_norm` (average pooling), or SigLIP's attention pooling; then the classifier.
 pub struct PooledHead {
     pub norm: Option<NormWeights>,
     pub fc_norm: Option<NormWeights>,
+    /// SigLIP's attention-pooling head, in place of the mean.
+    pub map: Option<MapHead>,
     pub head: Option<LinearWeights>,
     pub eps: f32,
+}
+
+/// SigLIP's attention-pooling head, `h = MHA(probe, X, X); h + MLP(LN(h))`, with its constant
+/// query folded into the keys: head `j`'s score of token `x` is `u_j . x + c_j` (`u_j` the key
+/// projection's rows of that head times its query, over sqrt(head width)), and since the weights
+/// of a softmax sum to one, the values are projected once, after the weighted mean of the tokens.
+/// About `2 n D H` multiply-adds for the scores and a few D x D products per image, rather than
+/// projecting every token's key and value.
+pub struct MapHead {
+    /// Per head: `u_j` `[D]` and `c_j`.
+    scores: Vec<(Vec<f32>, f32)>,
+    /// The value projection, `[D out, D in]` row-major, and its bias.
+    value: (Vec<f32>, Vec<f32>),
+    /// The output projection, `[D out, D in]`, and its bias.
+    out: (Vec<f32>, Vec<f32>),
+    ln: NormWeights,
+    /// fc1 `[M, D]` + bias, fc2 `[D, M]` + bias, PyTorch order.
+    fc1: (Vec<f32>, Vec<f32>),
+    fc2: (Vec<f32>, Vec<f32>),
+    activation: crate::gpu::kernels::Activation,
+    heads: usize,
+}
+
+/// `w x + b` with `w` `[out, in]` row-major.
+fn matvec(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+    w.chunks(x.len())
+        .zip(b)
+        .map(|(row, &b)| b + row.iter().zip(x).map(|(w, x)| w * x).sum::<f32>())
+        .collect()
+}
+
+impl MapHead {
+    fn new(w: &super::weights::MapHeadWeights, c: &ViTConfig) -> Self {
+        let (d, h) = (c.embed_dim, c.num_heads);
+        let dh = d / h;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let (wq, bq) = (&w.in_proj_w[..d * d], &w.in_proj_b[..d]);
+        let (wk, bk) = (&w.in_proj_w[d * d..2 * d * d], &w.in_proj_b[d..2 * d]);
+        let q = matvec(wq, bq, &w.probe);
+        let scores = (0..h)
+            .map(|j| {
+                let qj = &q[j * dh..][..dh];
+                let u = (0..d)
+                    .map(|i| {
+                        scale
+                            * (0..dh)
+                                .map(|r| qj[r] * wk[(j * dh + r) * d + i])
+                                .sum::<f32>()
+                    })
+                    .collect();
+                let c = scale * (0..dh).map(|r| qj[r] * bk[j * dh + r]).sum::<f32>();
+                (u, c)
+            })
+            .collect();
+        MapHead {
+            scores,
+            value: (
+                w.in_proj_w[2 * d * d..].to_vec(),
+                w.in_proj_b[2 * d..].to_vec(),
+            ),
+            out: w.out.clone(),
+            ln: w.ln.clone(),
+            fc1: w.fc1.clone(),
+            fc2: w.fc2.clone(),
+            activation: c.activation,
+            heads: h,
+        }
+    }
+
+    /// The pooled vector of `states` (`[rows, D]`, each row standing for `sizes` tokens).
+    fn run(&self, states: &[f32], sizes: &[f32], d: usize, eps: f32) -> Vec<f32> {
+        let dh = d / self.heads;
+        let mut attended = vec![0.0f32; d];
+        for (j, (u, c)) in self.scores.iter().enumerate() {
+            // Proportional attention: a token standing for s tokens weighs as s copies of it.
+            let logits: Vec<f64> = states
+                .chunks(d)
+                .zip(sizes)
+                .map(|(x, &s)| {
+                    (u.iter().zip(x).map(|(u, x)| u * x).sum::<f32>() + c) as f64 + (s as f64).ln()
+                })
+                .collect();
+            let top = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
+            let total: f64 = e.iter().sum();
+            let mut mean = vec![0.0f64; d];
+            for (x, w) in states.chunks(d).zip(&e) {
+                for (m, x) in mean.iter_mut().zip(x) {
+                    *m += w / total * *x as f64;
+                }
+            }
+            let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+            // This head's rows of the value projection.
+            let rows = &self.value.0[j * dh * d..][..dh * d];
+            let bias = &self.value.1[j * dh..][..dh];
+            attended[j * dh..][..dh].copy_from_slice(&matvec(rows, bias, &mean));
+        }
+        let h = matvec(&self.out.0, &self.out.1, &attended);
+        let normed = layer_norm(&h, &self.ln, eps);
+        let hidden: Vec<f32> = matvec(&self.fc1.0, &self.fc1.1, &normed)
+            .into_iter()
+            .map(|v| activate(v, self.activation))
+            .collect();
+        let mlp = matvec(&self.fc2.0, &self.fc2.1, &hidden);
+        h.iter().zip(&mlp).map(|(a, b)| a + b).collect()
+    }
+}
+
+/// The MLP activations on the host (f64 inside), as the GEMM epilogue computes them.
+fn activate(x: f32, a: crate::gpu::kernels::Activation) -> f32 {
+    use crate::gpu::kernels::Activation;
+    let x = x as f64;
+    let y = match a {
+        Activation::None => x,
+        Activation::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        }
+    };
+    y as f32
+}
+
+/// erf by Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), as the kernels compute it.
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    y.copysign(x)
+}
+
+/// LayerNorm of one vector, sums in f64.
+fn layer_norm(x: &[f32], n: &NormWeights, eps: f32) -> Vec<f32> {
+    let d = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d;
+    let rstd = 1.0 / (var + eps as f64).sqrt();
+    x.iter()
+        .zip(n.w.iter().zip(&n.b))
+        .map(|(&v, (&g, &b))| ((v as f64 - mean) * rstd) as f32 * g + b)
+        .collect()
 }
 
 impl PooledHead {
     /// `states`: `[rows, D]` patch tokens; `sizes`: the tokens each row stands for. Returns the
     /// pooled embedding (after `fc_norm`) and the logits.
     pub fn run(&self, states: &[f32], sizes: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
-        let norm = |x: &[f32], n: &NormWeights| -> Vec<f32> {
-            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-            let rstd = 1.0 / (var + self.eps as f64).sqrt();
-            x.iter()
-                .zip(n.w.iter().zip(&n.b))
-                .map(|(&v, (&g, &b))| ((v as f64 - mean) * rstd) as f32 * g + b)
-                .collect()
-        };
+        let norm = |x: &[f32], n: &NormWeights| layer_norm(x, n, self.eps);
+        if let Some(map) = &self.map {
+            let normed: Vec<f32> = match &self.norm {
+                Some(n) => states.chunks(d).flat_map(|x| norm(x, n)).collect(),
+                None => states.to_vec(),
+            };
+            let pooled = map.run(&normed, sizes, d, self.eps);
+            let logits = self.logits(&pooled, d);
+            return (pooled, logits);
+        }
         let mut sum = vec![0.0f64; d];
         let mut total = 0.0f64;
         for (row, &size) in states.chunks(d).zip(sizes) {
@@ -271,13 +419,18 @@ impl PooledHead {
             Some(n) => norm(&mean, n),
             None => mean,
         };
-        let logits = self.head.as_ref().map_or_else(Vec::new, |h| {
+        let logits = self.logits(&pooled, d);
+        (pooled, logits)
+    }
+
+    /// The classifier on the pooled vector (none for a backbone).
+    fn logits(&self, pooled: &[f32], d: usize) -> Vec<f32> {
+        self.head.as_ref().map_or_else(Vec::new, |h| {
             let out = h.b.len();
             (0..out)
                 .map(|o| h.b[o] + (0..d).map(|i| h.w[i * out + o] * pooled[i]).sum::<f32>())
                 .collect()
-        });
-        (pooled, logits)
+        })
     }
 }
 
@@ -322,13 +475,14 @@ impl VisionTransformer {
             // Average pooling's head runs on the host (`pooled`).
             head: match w.config.pool {
                 Pool::Token => w.head.as_ref().map(|h| linear("head", h)).transpose()?,
-                Pool::Avg => None,
+                Pool::Avg | Pool::Map => None,
             },
             storage,
             projection: w.projection.clone(),
-            pooled: (w.config.pool == Pool::Avg).then(|| PooledHead {
+            pooled: (w.config.pool != Pool::Token).then(|| PooledHead {
                 norm: w.norm.clone(),
                 fc_norm: w.fc_norm.clone(),
+                map: w.map_head.as_ref().map(|m| MapHead::new(m, &w.config)),
                 head: w.head.clone(),
                 eps,
             }),

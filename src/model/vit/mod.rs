@@ -17,7 +17,7 @@ pub mod weights;
 
 pub use config::{Interpolation, Pool, Preprocess, ViTConfig};
 pub use graph::{Activations, Block, VisionTransformer};
-pub use weights::{ConfigFiles, ModelWeights};
+pub use weights::{ConfigFiles, MapHeadWeights, ModelWeights};
 
 use super::family::{BatchShape, Dropped, Family, ItemOutput, Readback};
 use super::TokenGeometry;

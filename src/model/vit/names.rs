@@ -16,6 +16,9 @@ pub enum Layout {
     /// Hugging Face's CLIP vision tower (`CLIPVisionModel`, `...WithProjection`, or the image half
     /// of a `CLIPModel`): a LayerNorm before the blocks, `self_attn.q_proj`, ..., a projection.
     Clip,
+    /// Hugging Face's SigLIP image tower (`SiglipVisionModel`, or the image half of a
+    /// `SiglipModel`): no class token, CLIP's block names, an attention-pooling head.
+    Siglip,
 }
 
 /// The tensors of a whole model.
@@ -44,6 +47,8 @@ pub struct ModelNames {
     pub fc_norm: LayerNames,
     /// The projection of the pooled embedding, `[P, D]` without bias (CLIP's `visual_projection`).
     pub projection: String,
+    /// SigLIP's attention-pooling head: tensors start with this (`head.probe`, ...).
+    pub map_head: String,
 }
 
 impl ModelNames {
@@ -65,6 +70,7 @@ impl ModelNames {
                 norm_pre: LayerNames::new("norm_pre"),
                 fc_norm: LayerNames::new("fc_norm"),
                 projection: "head.proj".into(),
+                map_head: "attn_pool.".into(),
             },
             Layout::HuggingFace | Layout::Dinov2 => ModelNames {
                 layout,
@@ -85,8 +91,9 @@ impl ModelNames {
                 norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
                 fc_norm: LayerNames::new(format!("{p}fc_norm")),
                 projection: "visual_projection.weight".into(),
+                map_head: format!("{p}head."),
             },
-            Layout::Clip => ModelNames {
+            Layout::Clip | Layout::Siglip => ModelNames {
                 layout,
                 cls_token: format!("{p}embeddings.class_embedding"),
                 dist_token: None,
@@ -100,6 +107,7 @@ impl ModelNames {
                 norm_pre: LayerNames::new(format!("{p}pre_layrnorm")),
                 fc_norm: LayerNames::new(format!("{p}fc_norm")),
                 projection: "visual_projection.weight".into(),
+                map_head: format!("{p}head."),
             },
         }
     }
@@ -119,6 +127,8 @@ impl ModelNames {
             && tensors.iter().any(|n| n.starts_with("blocks."))
         {
             (Layout::Timm, "")
+        } else if let Some(prefix) = tensors.iter().find_map(|n| n.strip_suffix("head.probe")) {
+            (Layout::Siglip, prefix)
         } else if let Some(prefix) = clip_prefix {
             (Layout::Clip, prefix)
         } else if let Some(prefix) = hf_prefix {
@@ -181,7 +191,7 @@ impl ModelNames {
                 fc1: layer("mlp.fc1"),
                 fc2: layer("mlp.fc2"),
             },
-            Layout::Clip => BlockNames {
+            Layout::Clip | Layout::Siglip => BlockNames {
                 norm1: layer("layer_norm1"),
                 qkv: QkvNames::Separate(
                     ["q", "k", "v"].map(|p| layer(&format!("self_attn.{p}_proj"))),
@@ -200,7 +210,7 @@ impl ModelNames {
         let b = format!("{}{i}.", self.block_prefix);
         match self.layout {
             Layout::Timm => [format!("{b}ls1.gamma"), format!("{b}ls2.gamma")],
-            Layout::HuggingFace | Layout::Dinov2 | Layout::Clip => [
+            Layout::HuggingFace | Layout::Dinov2 | Layout::Clip | Layout::Siglip => [
                 format!("{b}layer_scale1.lambda1"),
                 format!("{b}layer_scale2.lambda1"),
             ],
@@ -235,5 +245,6 @@ impl ModelNames {
             || tensor.starts_with("text_model.")
             || tensor.starts_with("text_projection.")
             || tensor == "logit_scale"
+            || tensor == "logit_bias"
     }
 }

@@ -51,6 +51,8 @@ pub struct ModelWeights {
     pub norm: Option<NormWeights>,
     /// The LayerNorm after average pooling (timm's `fc_norm`).
     pub fc_norm: Option<NormWeights>,
+    /// SigLIP's attention-pooling head.
+    pub map_head: Option<MapHeadWeights>,
     /// `[head tokens * D, classes]`. For distilled DeiT both heads stacked and halved, so one GEMM
     /// over the normalised [CLS, DIST] pair gives the mean of the two heads. `None` for a backbone
     /// (DINOv2 as the hub ships it): the model then embeds and does not classify.
@@ -60,6 +62,51 @@ pub struct ModelWeights {
     pub projection: Option<Vec<f32>>,
     /// Where the model was read from, for messages.
     pub source: String,
+}
+
+/// SigLIP's attention-pooling head as stored (`head.probe`, `head.attention.in_proj_*`, ...),
+/// PyTorch's `[out, in]` order.
+#[derive(Debug, Clone)]
+pub struct MapHeadWeights {
+    /// `[D]`: the learned query.
+    pub probe: Vec<f32>,
+    /// `[3D, D]` and `[3D]`: query, key and value projections stacked.
+    pub in_proj_w: Vec<f32>,
+    pub in_proj_b: Vec<f32>,
+    /// `[D, D]` and `[D]`.
+    pub out: (Vec<f32>, Vec<f32>),
+    pub ln: NormWeights,
+    /// `[M, D]`, `[M]` and `[D, M]`, `[D]`.
+    pub fc1: (Vec<f32>, Vec<f32>),
+    pub fc2: (Vec<f32>, Vec<f32>),
+}
+
+impl MapHeadWeights {
+    fn load(t: &mut Tensors, prefix: &str, d: usize, mlp: usize) -> Result<Self> {
+        let name = |s: &str| format!("{prefix}{s}");
+        let mut linear = |s: &str, out: usize, inp: usize| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                t.get(&name(&format!("{s}.weight")), &[out, inp])?,
+                t.get(&name(&format!("{s}.bias")), &[out])?,
+            ))
+        };
+        let out = linear("attention.out_proj", d, d)?;
+        let fc1 = linear("mlp.fc1", mlp, d)?;
+        let fc2 = linear("mlp.fc2", d, mlp)?;
+        Ok(MapHeadWeights {
+            probe: t.get(&name("probe"), &[1, 1, d])?,
+            in_proj_w: t.get(&name("attention.in_proj_weight"), &[3 * d, d])?,
+            in_proj_b: t.get(&name("attention.in_proj_bias"), &[3 * d])?,
+            out,
+            ln: NormWeights::load(
+                t,
+                &crate::model::names::LayerNames::new(name("layernorm")),
+                d,
+            )?,
+            fc1,
+            fc2,
+        })
+    }
 }
 
 /// Config files found beside the weights.
@@ -181,6 +228,16 @@ impl ModelWeights {
         } else {
             None
         };
+        let map_head = if config.pool == Pool::Map {
+            Some(MapHeadWeights::load(
+                &mut t,
+                &names.map_head,
+                d,
+                config.mlp_dim,
+            )?)
+        } else {
+            None
+        };
         let classes = config.num_classes;
         let head = if classes == 0 {
             None
@@ -204,6 +261,7 @@ impl ModelWeights {
             blocks,
             norm,
             fc_norm,
+            map_head,
             head,
             source: name.to_string(),
         })
