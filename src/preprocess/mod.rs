@@ -12,6 +12,7 @@ use image::{ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::model::vit::{CropOffset, Resize};
 use crate::model::Preprocess;
 
 mod pil_resize;
@@ -206,7 +207,11 @@ fn resize(img: &RgbImage, p: &Preprocess, name: &str) -> Result<RgbImage> {
 /// size shows up as one (it is checked before anything is allocated).
 fn resized_size(w: usize, h: usize, p: &Preprocess) -> (f64, f64) {
     let (th, tw) = p.input_size;
-    let (sh, sw) = (scale_size(th, p.crop_pct), scale_size(tw, p.crop_pct));
+    let (sh, sw) = match p.resize {
+        Resize::Exact(eh, ew) => return (ew as f64, eh as f64),
+        Resize::ShortestEdge(s) => (s as f64, s as f64),
+        Resize::CropPct => (scale_size(th, p.crop_pct), scale_size(tw, p.crop_pct)),
+    };
     if sh == sw {
         // torchvision `Resize(int)`: shorter side -> size, longer side truncated (in integers,
         // as Python does; a size too large for that is infinite, and refused by the caller).
@@ -245,9 +250,12 @@ fn scale_size(size: usize, crop_pct: f32) -> f64 {
 /// Source index of the crop's first pixel along one axis, torchvision `CenterCrop` style:
 /// `int(round((len - crop) / 2))` with Python's round-half-to-even, or, when the image is smaller
 /// than the crop, minus the zero padding torchvision adds before it (`(crop - len) // 2`).
-fn crop_start(len: usize, crop: usize) -> isize {
+fn crop_start(len: usize, crop: usize, offset: CropOffset) -> isize {
     if len >= crop {
-        ((len - crop) as f64 / 2.0).round_ties_even() as isize
+        match offset {
+            CropOffset::Round => ((len - crop) as f64 / 2.0).round_ties_even() as isize,
+            CropOffset::Floor => ((len - crop) / 2) as isize,
+        }
     } else {
         -(((crop - len) / 2) as isize)
     }
@@ -256,8 +264,8 @@ fn crop_start(len: usize, crop: usize) -> isize {
 /// Center-crops `p.input_size`, scales to [0, 1] and normalises, writing CHW.
 fn center_crop_normalize(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
     let (h, w) = p.input_size;
-    let top = crop_start(img.height() as usize, h);
-    let left = crop_start(img.width() as usize, w);
+    let top = crop_start(img.height() as usize, h, p.crop_offset);
+    let left = crop_start(img.width() as usize, w, p.crop_offset);
     let mut out = vec![0.0f32; 3 * h * w];
     for c in 0..3 {
         let plane = &mut out[c * h * w..(c + 1) * h * w];

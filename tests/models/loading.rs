@@ -119,6 +119,8 @@ fn tiny_timm_config() {
                 interpolation: Interpolation::Bicubic,
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
+                resize: zeroprune::model::vit::Resize::CropPct,
+                crop_offset: zeroprune::model::vit::CropOffset::Round,
             },
         }
     );
@@ -182,6 +184,8 @@ fn tiny_timm_distilled_config() {
                 interpolation: Interpolation::Bicubic,
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
+                resize: zeroprune::model::vit::Resize::CropPct,
+                crop_offset: zeroprune::model::vit::CropOffset::Round,
             },
         }
     );
@@ -245,6 +249,8 @@ fn tiny_hf_vit_config() {
                 interpolation: Interpolation::Bicubic,
                 mean: [0.5; 3],
                 std: [0.5; 3],
+                resize: zeroprune::model::vit::Resize::Exact(32, 32),
+                crop_offset: zeroprune::model::vit::CropOffset::Floor,
             },
         }
     );
@@ -300,6 +306,8 @@ fn tiny_hf_deit_distilled_config() {
                 interpolation: Interpolation::Bicubic,
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
+                resize: zeroprune::model::vit::Resize::Exact(24, 24),
+                crop_offset: zeroprune::model::vit::CropOffset::Floor,
             },
         }
     );
@@ -309,7 +317,7 @@ fn tiny_hf_deit_distilled_config() {
 
 #[test]
 fn hf_config_fields_are_read() {
-    // layer_norm_eps and a DeiT-style resize-then-crop (256 -> 224 is crop_pct 0.875) from the files.
+    // layer_norm_eps and a resize of the shorter side to 256, then a crop, from the files.
     let dir = TempDir::new().unwrap();
     let src = fixture("tiny-hf-vit");
     std::fs::copy(
@@ -332,7 +340,14 @@ fn hf_config_fields_are_read() {
     std::fs::write(dir.path().join("preprocessor_config.json"), pre.to_string()).unwrap();
     let w = ModelWeights::load(dir.path()).unwrap();
     assert_eq!(w.config.layer_norm_eps, 1e-5);
-    assert_eq!(w.config.preprocess.crop_pct, 224.0 / 256.0);
+    assert_eq!(
+        w.config.preprocess.resize,
+        zeroprune::model::vit::Resize::ShortestEdge(256)
+    );
+    assert_eq!(
+        w.config.preprocess.crop_offset,
+        zeroprune::model::vit::CropOffset::Floor
+    );
     assert_eq!(w.config.preprocess.interpolation, Interpolation::Bilinear);
     // The model's input size still comes from config.json.
     assert_eq!(w.config.preprocess.input_size, (32, 32));
@@ -517,6 +532,8 @@ fn bare_files_with_64_multiple_widths_load() {
             interpolation: Interpolation::Bilinear,
             mean: [0.5; 3],
             std: [0.5; 3],
+            resize: zeroprune::model::vit::Resize::CropPct,
+            crop_offset: zeroprune::model::vit::CropOffset::Floor,
         },
     };
     assert_eq!(w.config, want);

@@ -16,6 +16,8 @@ fn raw(input_size: (usize, usize), crop_pct: f32, interpolation: Interpolation) 
         interpolation,
         mean: [0.0; 3],
         std: [1.0; 3],
+        resize: zeroprune::model::vit::Resize::CropPct,
+        crop_offset: zeroprune::model::vit::CropOffset::Round,
     }
 }
 
@@ -531,4 +533,59 @@ fn class_names_from_json_or_text() {
     let msg = bad("numbers.json", "[1, 2]");
     assert!(msg.contains("not a string"), "{msg}");
     assert!(read_class_names(&dir.path().join("none.txt")).is_err());
+}
+
+/// Each Hugging Face processor's rules as its `preprocessor_config.json` states them (CLIP: the
+/// shorter side to 40, crop 32; SigLIP: exactly 32x32, bilinear; DeiT: exactly 41x39, crop 32;
+/// DINOv2: the shorter side to 37, crop 32, odd margins floored) give transformers' own
+/// `pixel_values` for a non-square photo (`tests/reference/make_fixtures.py processors`): those of
+/// its Pillow backend to float rounding, those of its default torchvision backend (whose
+/// antialiased resize differs from Pillow's by a level on some pixels) to one level.
+#[test]
+fn hugging_face_processors_are_matched() {
+    let dir = crate::common::fixture("processors");
+    let photo = load_image(&dir.join("photo.png")).unwrap();
+    let model = crate::common::fixture("tiny-hf-dinov2");
+    for case in ["clip", "siglip", "deit", "dinov2"] {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["model.safetensors", "config.json"] {
+            std::fs::copy(model.join(f), tmp.path().join(f)).unwrap();
+        }
+        std::fs::copy(
+            dir.join(case).join("preprocessor_config.json"),
+            tmp.path().join("preprocessor_config.json"),
+        )
+        .unwrap();
+        let w = zeroprune::ModelWeights::load(tmp.path()).unwrap();
+        let got = preprocess(&photo, &w.config.preprocess).unwrap();
+        let (_, want) = crate::common::read_tensor(&dir.join("reference.safetensors"), case);
+        assert_eq!(got.len(), want.len(), "{case}");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!(
+            "{case}: {:?}, max difference {worst:.1e}",
+            w.config.preprocess.resize
+        );
+        assert!(worst < 1e-5, "{case}: differs from transformers by {worst}");
+        let (_, torchvision) = crate::common::read_tensor(
+            &dir.join("reference.safetensors"),
+            &format!("{case}.torchvision"),
+        );
+        let std = w.config.preprocess.std;
+        let plane = got.len() / 3;
+        let levels = got
+            .iter()
+            .zip(&torchvision)
+            .enumerate()
+            .map(|(i, (g, t))| (g - t).abs() * std[i / plane] * 255.0)
+            .fold(0.0f32, f32::max);
+        eprintln!("{case}: the torchvision backend differs by {levels:.2} levels at most");
+        assert!(
+            levels < 1.01,
+            "{case}: {levels} levels from the torchvision backend"
+        );
+    }
 }

@@ -15,6 +15,8 @@ Writes, under tests/fixtures/:
   tiny-timm-gap-cls/         timm VisionTransformer with a class token, average pooling and fc_norm (MAE-style)
   tiny-hf-siglip/            transformers SiglipVisionModel: no class token, tanh GELU, the attention-pooling
                              head (reference: pooler_output)
+  processors/                a 173x131 crop of a real photo (PNG) and what four Hugging Face image processors
+                             make of it (CLIP, SigLIP, DeiT, DINOv2: their resize rules, crops, interpolations)
   tiny-hf-clip/              transformers CLIPVisionModelWithProjection: LayerNorm before the blocks,
                              quick GELU, the projection (reference: image_embeds and pooler_output)
 each with model.safetensors, config.json (+ preprocessor_config.json for HF) and
@@ -107,6 +109,7 @@ def save_reference(out: Path, x: torch.Tensor, logits, **extra: torch.Tensor) ->
         tensors["logits"] = logits.contiguous().float()
     tensors.update({k: v.contiguous().float() for k, v in extra.items()})
     save_file(tensors, str(out / "reference.safetensors"))
+    (out / "reference.safetensors").chmod(0o644)
 
 
 def report(name: str, out: Path, logits: torch.Tensor) -> None:
@@ -392,6 +395,49 @@ def make_tiny_hf_siglip():
     assert size < 300 * 1024 and o.pooler_output.std() > 0.1
 
 
+def make_processors():
+    """Four processors' outputs on one non-square photo (odd margins), at sizes a 32-pixel model
+    takes: the preprocessing each model's preprocessor_config.json asks for, as transformers runs it."""
+    import numpy as np
+    from PIL import Image
+    import transformers as tf
+    out = FIXTURES / "processors"
+    out.mkdir(parents=True, exist_ok=True)
+    photo = REPO.parent / "shared" / "data" / "imagenet-samples-400" / "n01514859_hen.JPEG"
+    img = Image.open(photo).convert("RGB")
+    img = img.crop((40, 30, 40 + 173, 30 + 131))
+    img.save(out / "photo.png")
+    img = Image.open(out / "photo.png").convert("RGB")
+    clip_mean, clip_std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    # transformers 5 has two backends per processor: Pillow (`...Pil`, what zeroprune's resize
+    # reproduces) and torchvision (the default, whose antialiased resize differs from Pillow by a
+    # level here and there). Both are kept: the first is matched, the second bounded.
+    cases = {
+        "clip": ("CLIPImageProcessor", dict(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
+                                            resample=3, image_mean=clip_mean, image_std=clip_std)),
+        "siglip": ("SiglipImageProcessor", dict(size={"height": 32, "width": 32}, resample=2,
+                                                image_mean=[0.5] * 3, image_std=[0.5] * 3)),
+        "deit": ("DeiTImageProcessor", dict(size={"height": 41, "width": 39}, crop_size={"height": 32, "width": 32},
+                                            do_center_crop=True, resample=3, image_mean=IMAGENET_MEAN,
+                                            image_std=IMAGENET_STD)),
+        "dinov2": ("BitImageProcessor", dict(size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32},
+                                             do_center_crop=True, resample=3, image_mean=IMAGENET_MEAN,
+                                             image_std=IMAGENET_STD)),
+    }
+    tensors = {}
+    for name, (cls, kwargs) in cases.items():
+        d = out / name
+        d.mkdir(exist_ok=True)
+        getattr(tf, cls)(**kwargs).save_pretrained(str(d))
+        for key, proc in ((name, getattr(tf, cls + "Pil")(**kwargs)), (name + ".torchvision", getattr(tf, cls)(**kwargs))):
+            x = torch.as_tensor(proc(images=img, return_tensors="np")["pixel_values"][0])
+            assert x.shape == (3, 32, 32), (key, x.shape)
+            tensors[key] = x.float().contiguous()
+            print(f"processors/{key}: {tuple(x.shape)} mean={x.mean():.4f}")
+    save_file(tensors, str(out / "reference.safetensors"))
+    (out / "reference.safetensors").chmod(0o644)
+
+
 def make_tiny_hf_vit():
     out = FIXTURES / "tiny-hf-vit"
     out.mkdir(parents=True, exist_ok=True)
@@ -461,6 +507,7 @@ def main():
         "tiny-hf-dinov2-reg": make_tiny_hf_dinov2_reg,
         "tiny-hf-clip": make_tiny_hf_clip,
         "tiny-hf-siglip": make_tiny_hf_siglip,
+        "processors": make_processors,
     }
     for name in sys.argv[1:] or makers:
         makers[name]()

@@ -30,16 +30,44 @@ pub enum Pool {
     Map,
 }
 
-/// Image preprocessing, as timm's `pretrained_cfg` describes it.
+/// How an image is resized before the center crop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// timm: the shorter side to `floor(input / crop_pct)`, keeping the aspect ratio.
+    #[default]
+    CropPct,
+    /// Hugging Face's `{"shortest_edge": S}`: the shorter side to S, keeping the aspect ratio.
+    ShortestEdge(usize),
+    /// Hugging Face's `{"height": H, "width": W}`: exactly H x W, the aspect ratio not kept.
+    Exact(usize, usize),
+}
+
+/// Where the center crop starts when the margin is odd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropOffset {
+    /// torchvision's `round(margin / 2)`, half to even (timm).
+    #[default]
+    Round,
+    /// Hugging Face's `margin // 2`.
+    Floor,
+}
+
+/// Image preprocessing, as timm's `pretrained_cfg` or a Hugging Face processor describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
-    /// Model input height and width in pixels.
+    /// Model input height and width in pixels: the center crop.
     pub input_size: (usize, usize),
-    /// Resize the shorter side to `floor(input / crop_pct)`, then center-crop `input_size`.
+    /// With [`Resize::CropPct`]: resize the shorter side to `floor(input / crop_pct)`.
     pub crop_pct: f32,
     pub interpolation: Interpolation,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    #[serde(default)]
+    pub resize: Resize,
+    #[serde(default)]
+    pub crop_offset: CropOffset,
 }
 
 impl Preprocess {
@@ -47,8 +75,17 @@ impl Preprocess {
     /// `floor(size / crop_pct)`, must stay within [`crate::limits::MAX_RESIZE_SIDE`].
     pub fn problem(&self) -> Option<String> {
         let (h, w) = self.input_size;
-        let side = h.max(w) as f64 / self.crop_pct as f64;
         let max = crate::limits::MAX_RESIZE_SIDE;
+        match self.resize {
+            Resize::CropPct => {}
+            Resize::ShortestEdge(s) | Resize::Exact(s, _) | Resize::Exact(_, s) if s > max => {
+                return Some(format!(
+                    "the processor resizes to {s} pixels before the crop, over the limit of {max}"
+                ))
+            }
+            Resize::ShortestEdge(_) | Resize::Exact(..) => return None,
+        }
+        let side = h.max(w) as f64 / self.crop_pct as f64;
         // Written so that a NaN side (crop_pct NaN) is a problem too.
         let fits = side <= max as f64;
         (!fits).then(|| {
@@ -68,6 +105,8 @@ impl Preprocess {
             interpolation: Interpolation::Bicubic,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
+            resize: Resize::CropPct,
+            crop_offset: CropOffset::Round,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::config::{Interpolation, Pool, Preprocess, ViTConfig};
+use super::config::{CropOffset, Interpolation, Pool, Preprocess, Resize, ViTConfig};
 use super::names::{Layout, ModelNames};
 use super::weights::{ConfigFiles, Inferred};
 use crate::error::{Error, Result};
@@ -119,9 +119,10 @@ impl ImageSize {
 )]
 enum ProcessorSize {
     Square(usize),
-    /// `{"height", "width"}`; the crop ratio is measured on the height.
+    /// `{"height", "width"}`.
     HeightWidth {
         height: usize,
+        width: usize,
     },
     ShortestEdge {
         shortest_edge: usize,
@@ -132,7 +133,7 @@ impl ProcessorSize {
     fn side(self) -> usize {
         match self {
             ProcessorSize::Square(s)
-            | ProcessorSize::HeightWidth { height: s }
+            | ProcessorSize::HeightWidth { height: s, .. }
             | ProcessorSize::ShortestEdge { shortest_edge: s } => s,
         }
     }
@@ -413,8 +414,9 @@ impl HfPreprocessorConfig {
         Some((side, side))
     }
 
-    /// The processors resize to `size` then (DeiT) center-crop `crop_size`; that is a crop_pct of
-    /// crop / resize on the shorter side.
+    /// The processors resize as `size` says (the shorter side to `shortest_edge`, or exactly to
+    /// `height` x `width`, the aspect ratio not kept), then center-crop `crop_size` where they
+    /// crop (the crop offset floored, as their `center_crop` does).
     fn preprocess(&self, file: &str) -> Result<Preprocess> {
         let mut p = Preprocess {
             input_size: (0, 0),
@@ -422,7 +424,20 @@ impl HfPreprocessorConfig {
             interpolation: Interpolation::Bilinear,
             mean: [0.5; 3],
             std: [0.5; 3],
+            resize: Resize::CropPct,
+            crop_offset: CropOffset::Floor,
         };
+        p.resize = match self.size {
+            None => Resize::CropPct,
+            Some(ProcessorSize::ShortestEdge { shortest_edge }) => {
+                Resize::ShortestEdge(shortest_edge)
+            }
+            Some(ProcessorSize::HeightWidth { height, width }) => Resize::Exact(height, width),
+            Some(ProcessorSize::Square(s)) => Resize::Exact(s, s),
+        };
+        if let Resize::ShortestEdge(0) | Resize::Exact(0, _) | Resize::Exact(_, 0) = p.resize {
+            return Err(Error::config(file, "size must be at least 1 pixel"));
+        }
         let resize = self.size.map(ProcessorSize::side);
         let crop = self.crop_size.map(ProcessorSize::side);
         let do_crop = self.do_center_crop.unwrap_or(crop.is_some());
@@ -433,7 +448,6 @@ impl HfPreprocessorConfig {
                     format!("crop_size {c} is larger than size {r}"),
                 ));
             }
-            p.crop_pct = c as f32 / r as f32;
         }
         set_resample_mean_std(
             &mut p,

@@ -15,7 +15,7 @@ pub(crate) mod pos_embed;
 pub mod random;
 pub mod weights;
 
-pub use config::{Interpolation, Pool, Preprocess, ViTConfig};
+pub use config::{CropOffset, Interpolation, Pool, Preprocess, Resize, ViTConfig};
 pub use graph::{Activations, Block, VisionTransformer};
 pub use weights::{ConfigFiles, MapHeadWeights, ModelWeights};
 
