@@ -355,7 +355,20 @@ fn unknown_layout() {
 
 #[test]
 fn extra_tensors_are_named() {
-    // A LayerNorm after pooling (timm's fc_norm) is not read yet.
+    // A per-head query norm (timm's qk_norm) is not read.
+    let name = "blocks.0.attn.q_norm.weight";
+    let dir = broken_model("tiny-timm", |t| {
+        t.insert(
+            name.into(),
+            (Dtype::F32, vec![20], f32_bytes(vec![1.0; 20])),
+        );
+    });
+    let e = load_err(dir.path());
+    assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
+    assert_mentions(&e, &[name, &model_file(&dir)]);
+
+    // A LayerNorm after pooling (timm's fc_norm) beside the class token's head: not a
+    // combination timm builds.
     let name = "fc_norm.weight";
     let dir = broken_model("tiny-timm", |t| {
         t.insert(
@@ -364,8 +377,27 @@ fn extra_tensors_are_named() {
         );
     });
     let e = load_err(dir.path());
-    assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
-    assert_mentions(&e, &[name, &model_file(&dir)]);
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert_mentions(&e, &[name, "class token"]);
+
+    // Architectures known by a tensor: the message names the feature.
+    for (name, feature) in [
+        (
+            "blocks.0.attn.relative_position_bias_table",
+            "relative position biases",
+        ),
+        ("rope.freqs_cos", "rotary position embeddings"),
+    ] {
+        let dir = broken_model("tiny-timm", |t| {
+            t.insert(
+                name.into(),
+                (Dtype::F32, vec![40], f32_bytes(vec![1.0; 40])),
+            );
+        });
+        let e = load_err(dir.path());
+        assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
+        assert_mentions(&e, &[name, feature, "not supported"]);
+    }
 
     // Layer scale on one branch of a block but not the other: the missing one is named.
     let dir = broken_model("tiny-timm", |t| {
@@ -378,7 +410,7 @@ fn extra_tensors_are_named() {
     assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
     assert_mentions(&e, &["blocks.0.ls2.gamma"]);
 
-    // fc_norm (global-average-pooled ViTs), Hugging Face layout.
+    // fc_norm beside the class token's head, Hugging Face layout: named too.
     let name = "vit.fc_norm.weight";
     let dir = broken_model("tiny-hf-vit", |t| {
         t.insert(
@@ -387,7 +419,7 @@ fn extra_tensors_are_named() {
         );
     });
     let e = load_err(dir.path());
-    assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert_mentions(&e, &[name]);
 }
 
@@ -468,9 +500,9 @@ fn timm_config_contradicting_the_weights() {
     });
     assert_config_err(&dir, "config.json", &["embed_dim 40", "3 heads"]);
     let dir = with_json("tiny-timm", "config.json", |v| {
-        v["global_pool"] = json!("avg")
+        v["global_pool"] = json!("max")
     });
-    assert_config_err(&dir, "config.json", &["global_pool", "avg"]);
+    assert_config_err(&dir, "config.json", &["global_pool", "max"]);
 }
 
 #[test]

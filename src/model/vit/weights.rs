@@ -12,8 +12,19 @@ use super::names::ModelNames;
 use crate::error::{Error, Result};
 use crate::model::tensors::{BlockWeights, LinearWeights, NormWeights, Tensors};
 
-/// Tensors left unread mean an architecture this plain ViT/DeiT does not implement (layer scale,
-/// fc_norm, register tokens, ...): an error rather than a silently wrong model.
+/// Architectures recognised by a tensor they have and the ViT family does not read, for the
+/// error: what is not supported, by name.
+const UNSUPPORTED: [(&str, &str); 6] = [
+    ("relative_position", "relative position biases (BEiT, Swin)"),
+    ("rope", "rotary position embeddings (EVA-02)"),
+    ("freqs", "rotary position embeddings (EVA-02)"),
+    ("weights_in", "a SwiGLU MLP (DINOv2 giant)"),
+    ("w12", "a SwiGLU MLP"),
+    ("attn_pool", "an attention-pooling head in timm's layout"),
+];
+
+/// Tensors left unread mean an architecture the ViT family does not implement: an error naming
+/// the feature where it is a known one, and the tensors, rather than a silently wrong model.
 fn check_all_used(t: &Tensors) -> Result<()> {
     let mut unused: Vec<&str> =
         t.st.names()
@@ -24,10 +35,16 @@ fn check_all_used(t: &Tensors) -> Result<()> {
         return Ok(());
     }
     unused.sort();
+    let feature = UNSUPPORTED
+        .iter()
+        .find(|(part, _)| unused.iter().any(|n| n.contains(part)))
+        .map_or(String::new(), |(_, what)| {
+            format!("not supported: {what}; ")
+        });
     Err(Error::UnknownLayout {
         file: t.file.clone(),
         reason: format!(
-            "{} tensors this plain ViT/DeiT does not use (e.g. {:?}): the architecture differs",
+            "{feature}{} tensors this ViT family does not use (e.g. {:?}): the architecture differs",
             unused.len(),
             &unused[..unused.len().min(4)]
         ),
