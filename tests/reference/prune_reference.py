@@ -11,6 +11,8 @@ Sub-commands (run from the repo root):
   fixtures   write tests/fixtures/prune/ (tiny-timm-deep model, per-case safetensors, cases.json)
   sweep      accuracy / FLOPs sweep on ../shared/data/imagenet-val-1300 at FLOPs targets
   run        one policy + schedule on the val images (or a fixture model's reference input)
+  embed      pruned pooled embeddings against dense (cosine, nearest-neighbour agreement, recall@1),
+             every policy at FLOPs targets, on the 1300 val images or the 400 photos
 
 Schedule / policy options (the same strings are stored in tests/fixtures/prune/cases.json):
   --keep R@I,J[;R2@K]   --tokens I:K,J:L   --flops F   --threshold T@I,J[;T2@K]
@@ -908,7 +910,7 @@ def embed(model: ViT, img):
 
 
 def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop_after_last=False,
-            start=None, stop_before=None):
+            start=None, stop_before=None, pooled_out=None):
     """img [B,3,H,W] normalised -> (logits [B,C] or None, flops [B] float64, steps record list).
     start=(i0, hidden): resume at block i0 from the dense hidden state (sweep cache; img unused);
     stop_before=i: return the hidden state entering block i (dense prefix only)."""
@@ -1013,7 +1015,13 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
         pooled = (t[:, P:] * w[..., None]).sum(1) / w.sum(1, keepdim=True)
         if model.fc_norm is not None:
             pooled = ln(pooled, model.fc_norm)
+        if pooled_out is not None:
+            pooled_out.append(pooled)
         return lin(pooled, model.head), flops, recs
+    if pooled_out is not None:
+        # The pooled embedding `zeroprune embed` gives: the final-normed class token (and the
+        # distillation token's, averaged).
+        pooled_out.append(t[:, :model.HP].mean(1))
     logits = lin(t[:, 0], model.head)
     if model.head_dist is not None:
         logits = (logits + lin(t[:, 1], model.head_dist)) / 2
@@ -1457,6 +1465,91 @@ def cmd_sweep(a):
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
+PHOTOS_DIR = SHARED / "data" / "imagenet-samples-400"
+
+
+def load_set(model: ViT, which: str):
+    """val: the 1300 validation images; photos: the 400 full-size photos (PIL, timm's transform)."""
+    if which == "val":
+        return load_val(model)
+    import numpy_deit as nd
+    pairs = [l.split("\t") for l in (PHOTOS_DIR / "labels.tsv").read_text().splitlines() if l.strip()]
+    pairs.sort()
+    cache = Path("/tmp/zp_photos400.npy")
+    if cache.exists():
+        x = np.load(cache)
+    else:
+        x = np.stack([nd.preprocess(PHOTOS_DIR / f, "resize", model.cfg) for f, _ in pairs]).astype(np.float32)
+        np.save(cache, x)
+    return x, np.array([int(l) for _, l in pairs])
+
+
+def pooled_embeddings(model, X, pol, batch=64):
+    """Every image's pooled embedding under `pol`, and its FLOPs."""
+    out, fls = [], []
+    f = min(pol.steps) if pol.steps else 0
+    for i in range(0, X.shape[0], batch):
+        xb = torch.from_numpy(np.array(X[i:i + batch]))
+        start = None
+        if f > 0:
+            key = (str(model.dir), f, i, i + xb.shape[0])
+            if key not in PREFIX_CACHE:
+                PREFIX_CACHE[key] = forward(model, xb, Policy("none", {}), stop_before=f)
+            start = (f, PREFIX_CACHE[key])
+        pooled = []
+        _, fl, _ = forward(model, xb, pol, compact_rows=True, start=start, pooled_out=pooled)
+        out.append(pooled[0])
+        fls.append(fl)
+    return torch.cat(out), torch.cat(fls).numpy()
+
+
+def embedding_quality(e, dense, labels):
+    """Mean cosine to dense (and its SE), nearest-neighbour agreement with dense, recall@1 (the
+    nearest other image has the same label), as `zeroprune eval --task embed` reports them."""
+    n = e.shape[0]
+    cos = F.cosine_similarity(e, dense, dim=-1).double()
+    def nearest(v):
+        u = F.normalize(v, dim=-1)
+        sim = u @ u.T
+        sim.fill_diagonal_(-INF)
+        return sim.argmax(-1)
+    nn_e, nn_d = nearest(e), nearest(dense)
+    agree = (nn_e == nn_d).double()
+    lab = torch.as_tensor(labels[:n])
+    recall = (lab[nn_e] == lab).double()
+    se = lambda v: float(v.std() / math.sqrt(n))
+    return dict(cosine=float(cos.mean()), cosine_se=se(cos), nn_agreement=float(agree.mean()),
+                nn_agreement_se=se(agree), recall_at_1=float(recall.mean()))
+
+
+def cmd_embed(a):
+    """Pruned embeddings against dense, every policy at FLOPs targets, on one image set."""
+    model = ViT(a.model)
+    X, labels = load_set(model, a.data)
+    dense, dfl = pooled_embeddings(model, X, Policy("none", {}))
+    base = embedding_quality(dense, dense, labels)
+    rows = [dict(policy="none", target=1.0, flops_ratio=1.0, **base)]
+    print(f"{a.data}: {X.shape[0]} images, dense recall@1 {base['recall_at_1']:.4f}", file=sys.stderr)
+    policies = [p for p in POLICIES if p not in ("none", "threshold")]
+    for tgt in [float(t) for t in a.targets.split(",")]:
+        for name in policies:
+            t0 = time.time()
+            try:
+                pol = policy_from_args(name, ["--flops", str(tgt)], model)
+            except ValueError as e:
+                print(f"{name} @ {tgt}: {e}", file=sys.stderr)
+                continue
+            e, fl = pooled_embeddings(model, X, pol)
+            q = embedding_quality(e, dense, labels)
+            r = dict(policy=name, target=tgt, flops_ratio=float(fl.mean() / dfl.mean()), **q)
+            rows.append(r)
+            print(f"{name:13s} {tgt:.2f} flops {r['flops_ratio']:.3f} cosine {q['cosine']:.4f} +- {q['cosine_se']:.4f} "
+                  f"NN {q['nn_agreement']:.4f} recall@1 {q['recall_at_1']:.4f} ({time.time() - t0:.0f}s)",
+                  file=sys.stderr, flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def split_specs(s: str):
     """split 'a,b:blocks=2,4,6,c' on commas that start a new policy name."""
     out = []
@@ -1505,6 +1598,11 @@ def main():
     sw.add_argument("--json", default=None)
     sw.add_argument("--md", default=None, help="append markdown rows to this file as they finish")
     sw.add_argument("--model", type=Path, default=DEIT_DIR)
+    em = sub.add_parser("embed", help="pruned embeddings against dense: every policy at FLOPs targets")
+    em.add_argument("--data", choices=["val", "photos"], default="val")
+    em.add_argument("--model", type=Path, default=DEIT_DIR)
+    em.add_argument("--targets", default="0.8,0.65,0.5")
+    em.add_argument("--json", default=None)
     rn = sub.add_parser("run", help="one policy: run POLICY [schedule/options]")
     rn.add_argument("--policy", required=True, choices=POLICIES)
     rn.add_argument("--model", type=Path, default=DEIT_DIR)
@@ -1515,6 +1613,8 @@ def main():
         cmd_fixtures(a)
     elif a.cmd == "sweep":
         cmd_sweep(a)
+    elif a.cmd == "embed":
+        cmd_embed(a)
     else:
         cmd_run(a, rest)
 
