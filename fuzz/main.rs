@@ -280,6 +280,14 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "tiny-timm-distilled",
             "tiny-hf-vit",
             "tiny-hf-deit-distilled",
+            // The architecture variants: layer scale, registers, average pooling without a class
+            // token, DINOv2, CLIP, SigLIP.
+            "tiny-timm-deit3",
+            "tiny-timm-reg",
+            "tiny-timm-gap",
+            "tiny-hf-dinov2-reg",
+            "tiny-hf-clip",
+            "tiny-hf-siglip",
         ]
         .iter()
         .flat_map(|m| {
