@@ -1396,12 +1396,12 @@ def bisect_threshold(model, X, target, blocks, limit=256, iters=16):
 
 def cmd_sweep(a):
     model = ViT(a.model)
-    X, labels = load_val(model)
+    X, labels = load_set(model, a.data)
     N = X.shape[0] if a.limit is None else min(a.limit, X.shape[0])
     dense_fl = model.dense_flops()
     rows = []
     t0 = time.time()
-    cache = Path(f"/tmp/zp_dense_{Path(a.model).name}_{N}.pt")
+    cache = Path(f"/tmp/zp_dense_{Path(a.model).name}_{a.data}_{N}.pt")
     if cache.exists():
         top5, fl, dense_lp = torch.load(cache)
         top5, fl = top5.numpy(), fl.numpy()
@@ -1595,6 +1595,7 @@ def main():
                     help="comma list of NAME[:key=value]... (keys: sim, heads, seed, iters, blocks)")
     sw.add_argument("--targets", default="0.8,0.65")
     sw.add_argument("--limit", type=int, default=None)
+    sw.add_argument("--data", choices=["val", "photos"], default="val", help="the 1300 val images or the 400 photos")
     sw.add_argument("--json", default=None)
     sw.add_argument("--md", default=None, help="append markdown rows to this file as they finish")
     sw.add_argument("--model", type=Path, default=DEIT_DIR)
