@@ -1397,11 +1397,12 @@ def bisect_threshold(model, X, target, blocks, limit=256, iters=16):
 def cmd_sweep(a):
     model = ViT(a.model)
     X, labels = load_set(model, a.data)
+    X, labels = X[a.skip:], labels[a.skip:]
     N = X.shape[0] if a.limit is None else min(a.limit, X.shape[0])
     dense_fl = model.dense_flops()
     rows = []
     t0 = time.time()
-    cache = Path(f"/tmp/zp_dense_{Path(a.model).name}_{a.data}_{N}.pt")
+    cache = Path(f"/tmp/zp_dense_{Path(a.model).name}_{a.data}_{a.skip}_{N}.pt")
     if cache.exists():
         top5, fl, dense_lp = torch.load(cache)
         top5, fl = top5.numpy(), fl.numpy()
@@ -1596,6 +1597,7 @@ def main():
     sw.add_argument("--targets", default="0.8,0.65")
     sw.add_argument("--limit", type=int, default=None)
     sw.add_argument("--data", choices=["val", "photos"], default="val", help="the 1300 val images or the 400 photos")
+    sw.add_argument("--skip", type=int, default=0, help="leave out the first N (the calibration images)")
     sw.add_argument("--json", default=None)
     sw.add_argument("--md", default=None, help="append markdown rows to this file as they finish")
     sw.add_argument("--model", type=Path, default=DEIT_DIR)
