@@ -1324,7 +1324,7 @@ def load_val(model: ViT):
     return x, labels
 
 
-PREFIX_CACHE = {}  # (model dir, first step block, batch start, batch end) -> dense hidden state
+PREFIX_CACHE = {}  # (model dir, image array, first step block, batch start, batch end) -> dense hidden state
 
 
 def evaluate(model, X, pol, batch=64, limit=None, stop_after_last=False, cache_prefix=True):
@@ -1336,7 +1336,7 @@ def evaluate(model, X, pol, batch=64, limit=None, stop_after_last=False, cache_p
         xb = torch.from_numpy(np.array(X[i:j]))
         start = None
         if cache_prefix and f > 0:
-            key = (str(model.dir), f, i, j)
+            key = (str(model.dir), id(X), f, i, j)
             if key not in PREFIX_CACHE:
                 PREFIX_CACHE[key] = forward(model, xb, Policy("none", {}), stop_before=f)
             start = (f, PREFIX_CACHE[key])
@@ -1493,7 +1493,7 @@ def pooled_embeddings(model, X, pol, batch=64):
         xb = torch.from_numpy(np.array(X[i:i + batch]))
         start = None
         if f > 0:
-            key = (str(model.dir), f, i, i + xb.shape[0])
+            key = (str(model.dir), id(X), f, i, i + xb.shape[0])
             if key not in PREFIX_CACHE:
                 PREFIX_CACHE[key] = forward(model, xb, Policy("none", {}), stop_before=f)
             start = (f, PREFIX_CACHE[key])
