@@ -15,7 +15,7 @@ use crate::limits;
 use crate::model::vit::{CropOffset, Resize};
 use crate::model::Preprocess;
 
-mod pil_resize;
+pub(crate) mod pil_resize;
 use pil_resize::pil_resize;
 
 /// Formats the crate is built to read; anything else is refused with a clear message.

@@ -19,8 +19,9 @@ struct Filter {
     support: f64,
 }
 
-/// PIL's bicubic is cubic convolution with a = -0.5 (Catmull-Rom).
-fn bicubic(x: f64) -> f64 {
+/// PIL's bicubic is cubic convolution with a = -0.5 (Catmull-Rom); PyTorch's antialiased bicubic
+/// uses the same kernel (`model::vit::pos_embed`).
+pub(crate) fn bicubic(x: f64) -> f64 {
     const A: f64 = -0.5;
     let x = x.abs();
     if x < 1.0 {
@@ -121,35 +122,57 @@ struct Taps {
     weights: Vec<i64>,
 }
 
-/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for resampling `in_len` pixels to `out_len`.
-fn taps(in_len: u32, out_len: u32, filter: &Filter) -> Vec<Taps> {
+/// PIL's `precompute_coeffs` for resampling `in_len` samples to `out_len` with `kernel` of radius
+/// `support`: per output sample, the first input index and the weights, normalised to sum to one.
+/// Downscaling stretches the kernel over `scale` inputs (antialiasing). PyTorch's antialiased
+/// interpolation computes the same taps (`model::vit::pos_embed`).
+pub(crate) fn antialias_taps(
+    in_len: usize,
+    out_len: usize,
+    kernel: fn(f64) -> f64,
+    support: f64,
+) -> Vec<(usize, Vec<f64>)> {
     let scale = in_len as f64 / out_len as f64;
-    // Downscaling stretches the kernel over `scale` source pixels (antialiasing).
     let filter_scale = scale.max(1.0);
     let inv_filter_scale = 1.0 / filter_scale; // PIL multiplies by the inverse: same rounding
-    let support = filter.support * filter_scale;
+    let support = support * filter_scale;
     (0..out_len)
         .map(|i| {
             let center = (i as f64 + 0.5) * scale;
             // PIL truncates `x + 0.5` to round the bounds.
-            let start = ((center - support + 0.5) as i64).max(0) as u32;
-            let end = ((center + support + 0.5) as i64).min(in_len as i64) as u32;
-            let w: Vec<f64> = (start..end)
-                .map(|x| (filter.kernel)((x as f64 - center + 0.5) * inv_filter_scale))
+            let start = ((center - support + 0.5) as i64).max(0) as usize;
+            let end = ((center + support + 0.5) as i64).min(in_len as i64) as usize;
+            let mut w: Vec<f64> = (start..end)
+                .map(|x| kernel((x as f64 - center + 0.5) * inv_filter_scale))
                 .collect();
             let sum: f64 = w.iter().sum();
-            let one = (1i64 << PRECISION_BITS) as f64;
-            let weights = w
-                .iter()
-                .map(|&k| {
-                    let k = if sum != 0.0 { k / sum } else { k };
-                    // C's `(int)(k * one ± 0.5)`: round half away from zero.
-                    (k * one + 0.5f64.copysign(k)) as i64
-                })
-                .collect();
-            Taps { start, weights }
+            if sum != 0.0 {
+                w.iter_mut().for_each(|k| *k /= sum);
+            }
+            (start, w)
         })
         .collect()
+}
+
+/// [`antialias_taps`] with PIL's fixed-point weights for 8-bit images (`normalize_coeffs_8bpc`).
+fn taps(in_len: u32, out_len: u32, filter: &Filter) -> Vec<Taps> {
+    let one = (1i64 << PRECISION_BITS) as f64;
+    antialias_taps(
+        in_len as usize,
+        out_len as usize,
+        filter.kernel,
+        filter.support,
+    )
+    .into_iter()
+    .map(|(start, w)| Taps {
+        start: start as u32,
+        // C's `(int)(k * one ± 0.5)`: round half away from zero.
+        weights: w
+            .iter()
+            .map(|&k| (k * one + 0.5f64.copysign(k)) as i64)
+            .collect(),
+    })
+    .collect()
 }
 
 /// One PIL resampling pass along x (`horizontal`) or y, rounding and clamping to u8.

@@ -15,6 +15,8 @@ pub enum Resample {
     BicubicAntialias,
 }
 
+use crate::preprocess::pil_resize::{antialias_taps, bicubic};
+
 /// PyTorch's cubic convolution coefficient.
 const A: f32 = -0.75;
 
@@ -40,48 +42,11 @@ fn taps(input: usize, output: usize) -> Vec<([usize; 4], [f32; 4])> {
         .collect()
 }
 
-/// For each output index along one axis, PyTorch's antialiased taps (its
-/// `_compute_indices_min_size_weights_aa`): the first input index and the normalised weights.
-fn antialias_taps(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
-    let filter = |x: f32| {
-        let (a, x) = (-0.5f32, x.abs());
-        if x < 1.0 {
-            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        } else if x < 2.0 {
-            (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        } else {
-            0.0
-        }
-    };
-    let scale = input as f32 / output as f32;
-    let (support, invscale) = if scale >= 1.0 {
-        (2.0 * scale, 1.0 / scale)
-    } else {
-        (2.0, 1.0)
-    };
-    (0..output)
-        .map(|i| {
-            let center = scale * (i as f32 + 0.5);
-            // C++'s int64_t(...) truncates toward zero.
-            let min = ((center - support + 0.5) as i64).max(0) as usize;
-            let end = ((center + support + 0.5) as i64).min(input as i64) as usize;
-            let mut w: Vec<f32> = (min..end)
-                .map(|j| filter((j as f32 - center + 0.5) * invscale))
-                .collect();
-            let total: f32 = w.iter().sum();
-            if total != 0.0 {
-                w.iter_mut().for_each(|v| *v /= total);
-            }
-            (min, w)
-        })
-        .collect()
-}
-
 /// `rows` resampled along one axis: `[outer, from, inner]` to `[outer, to, inner]`.
 fn resample_axis(
     rows: &[f32],
     (outer, from, inner): (usize, usize, usize),
-    taps: &[(usize, Vec<f32>)],
+    taps: &[(usize, Vec<f64>)],
 ) -> Vec<f32> {
     let to = taps.len();
     let mut out = vec![0.0f32; outer * to * inner];
@@ -91,7 +56,7 @@ fn resample_axis(
             for (k, &w) in weights.iter().enumerate() {
                 let src = &rows[(o * from + first + k) * inner..][..inner];
                 for (d, s) in dst.iter_mut().zip(src) {
-                    *d += w * s;
+                    *d += w as f32 * s;
                 }
             }
         }
@@ -112,13 +77,11 @@ pub fn resize_grid(
         return rows.to_vec();
     }
     if how == Resample::BicubicAntialias {
-        // Separable, the width first, as PyTorch runs it.
-        let wide = resample_axis(rows, (from.0, from.1, dim), &antialias_taps(from.1, to.1));
-        return resample_axis(
-            &wide,
-            (1, from.0, to.1 * dim),
-            &antialias_taps(from.0, to.0),
-        );
+        // Separable, the width first, as PyTorch runs it; its taps are Pillow's (PIL's bicubic
+        // kernel over a support of 2, widened when shrinking).
+        let aa = |input, output| antialias_taps(input, output, bicubic, 2.0);
+        let wide = resample_axis(rows, (from.0, from.1, dim), &aa(from.1, to.1));
+        return resample_axis(&wide, (1, from.0, to.1 * dim), &aa(from.0, to.0));
     }
     let (ty, tx) = (taps(from.0, to.0), taps(from.1, to.1));
     let mut out = vec![0.0f32; to.0 * to.1 * dim];
