@@ -229,6 +229,19 @@ impl LinearWeights {
     pub fn out(&self) -> usize {
         self.b.len()
     }
+
+    /// `x . W + b` on the host, summed in f64: a head on one pooled vector.
+    pub(crate) fn apply(&self, x: &[f64]) -> Vec<f64> {
+        let (inp, out) = (self.inp(), self.out());
+        (0..out)
+            .map(|o| {
+                self.b[o] as f64
+                    + (0..inp)
+                        .map(|i| x[i] * self.w[i * out + o] as f64)
+                        .sum::<f64>()
+            })
+            .collect()
+    }
 }
 
 /// A LayerNorm's scale and shift, `[D]` each.

@@ -3,7 +3,6 @@
 
 use super::weights::ClassifierWeights;
 use super::{BertConfig, BertWeights, Pooling};
-use crate::model::tensors::LinearWeights;
 
 /// How mean pooling counts a token a step dropped: with its state `y` at the pruning point of its
 /// layer, re-affined from that layer's LN1 to the last layer's output LayerNorm,
@@ -81,20 +80,10 @@ pub fn pool(c: &BertConfig, states: &[f32], sizes: &[f32], exited: &(Vec<f64>, f
 
 /// A sequence classifier on the [CLS] state: `classifier(tanh(pooler(cls)))`.
 pub(super) fn classify(h: &ClassifierWeights, cls: &[f32]) -> Vec<f32> {
-    let linear = |w: &LinearWeights, x: &[f64]| -> Vec<f64> {
-        let (inp, out) = (w.inp(), w.out());
-        (0..out)
-            .map(|o| {
-                w.b[o] as f64
-                    + (0..inp)
-                        .map(|i| x[i] * w.w[i * out + o] as f64)
-                        .sum::<f64>()
-            })
-            .collect()
-    };
     let cls: Vec<f64> = cls.iter().map(|&x| x as f64).collect();
-    let pooled: Vec<f64> = linear(&h.pooler, &cls).into_iter().map(f64::tanh).collect();
-    linear(&h.classifier, &pooled)
+    let pooled: Vec<f64> = h.pooler.apply(&cls).into_iter().map(f64::tanh).collect();
+    h.classifier
+        .apply(&pooled)
         .into_iter()
         .map(|x| x as f32)
         .collect()

@@ -399,7 +399,7 @@ impl PooledHead {
                 None => states.to_vec(),
             };
             let pooled = map.run(&normed, sizes, d, self.eps);
-            let logits = self.logits(&pooled, d);
+            let logits = self.logits(&pooled);
             return (pooled, logits);
         }
         let mut sum = vec![0.0f64; d];
@@ -419,17 +419,15 @@ impl PooledHead {
             Some(n) => norm(&mean, n),
             None => mean,
         };
-        let logits = self.logits(&pooled, d);
+        let logits = self.logits(&pooled);
         (pooled, logits)
     }
 
     /// The classifier on the pooled vector (none for a backbone).
-    fn logits(&self, pooled: &[f32], d: usize) -> Vec<f32> {
+    fn logits(&self, pooled: &[f32]) -> Vec<f32> {
         self.head.as_ref().map_or_else(Vec::new, |h| {
-            let out = h.b.len();
-            (0..out)
-                .map(|o| h.b[o] + (0..d).map(|i| h.w[i * out + o] * pooled[i]).sum::<f32>())
-                .collect()
+            let x: Vec<f64> = pooled.iter().map(|&v| v as f64).collect();
+            h.apply(&x).into_iter().map(|v| v as f32).collect()
         })
     }
 }
