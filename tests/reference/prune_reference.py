@@ -1099,10 +1099,11 @@ def make_deep_model(out: Path, extra=None, seed=5):
 
 
 # The architecture variants (issue 26): DINOv2 with registers and CLIP's tower, as timm builds them.
+# Each with its seed (the one its committed fixture was built with).
 VARIANTS = {
-    "reg": dict(reg_tokens=4, init_values=1e-5, no_embed_class=True),
-    "clip": dict(pre_norm=True, act_layer="quick_gelu"),
-    "gap": dict(class_token=False, global_pool="avg", fc_norm=True),
+    "reg": (11, dict(reg_tokens=4, init_values=1e-5, no_embed_class=True)),
+    "clip": (12, dict(pre_norm=True, act_layer="quick_gelu")),
+    "gap": (11, dict(class_token=False, global_pool="avg", fc_norm=True)),
 }
 VARIANT_CASES = [
     ("none", []),
@@ -1207,33 +1208,49 @@ def case_name(prefix, policy, argv, used):
     return name
 
 
-def cmd_variant_fixtures(names):
-    """Only the variants' models and cases, merged into the existing cases.json."""
-    out = PRUNE_FIX
-    cases = [c for c in json.loads((out / "cases.json").read_text())
-             if not any(c["name"].startswith(f"{v}-") for v in names)]
-    used = {c["name"] for c in cases}
-    for i, v in enumerate(names):
-        vdir = out / f"tiny-timm-{v}"
-        x, ref_logits = make_deep_model(vdir, VARIANTS[v], seed=11 + i)
+def check_own_forward(name, model, x, ref_logits):
+    """The reference's own forward against the library's logits on the same input."""
+    logits, _, _ = forward(model, x, Policy("none", {}))
+    err = float((logits - ref_logits).abs().max())
+    print(f"{name}: own forward vs reference max|diff| = {err:.2e}")
+    assert err < 1e-4, err
+
+
+def run_cases(cases, used, prefix, model, x, lst, d, extra=None):
+    """Run each (policy, argv) of `lst` on `model`, save its case under `d`, append its entry."""
+    d.mkdir(parents=True, exist_ok=True)
+    for policy, argv in lst:
+        if policy == "evit" and model.cls is None:
+            continue  # EViT reads the class token's attention
+        pol = policy_from_args(policy, argv, model)
+        logits, fl, recs = forward(model, x, pol, record=True)
+        name = case_name(prefix, policy, argv, used)
+        f = d / f"{name}.safetensors"
+        save_case(f, logits, recs, fl)
+        mm = min_margin(recs)
+        entry = {"name": name, "model": rel(model.dir), "policy": policy, "args": argv, "file": rel(f)}
+        if extra:
+            entry.update(extra)
+        entry["schedule"] = pol.desc
+        entry["counts"] = [r["count"].tolist() for r in recs]
+        entry["min_rel_margin"] = mm
+        cases.append(entry)
+        print(f"{name:28s} {' '.join(argv):42s} counts={entry['counts']} margins={mm}")
+
+
+def run_variants(cases, used, names):
+    """The architecture variants' models (timm-built) and their cases."""
+    for v in names:
+        vdir = PRUNE_FIX / f"tiny-timm-{v}"
+        seed, args = VARIANTS[v]
+        x, ref_logits = make_deep_model(vdir, args, seed=seed)
         model = ViT(vdir)
-        logits, _, _ = forward(model, x, Policy("none", {}))
-        err = float((logits - ref_logits).abs().max())
-        print(f"tiny-timm-{v}: own forward vs timm max|diff| = {err:.2e}")
-        assert err < 1e-4, err
-        for policy, argv in VARIANT_CASES:
-            if policy == "evit" and model.cls is None:
-                continue  # EViT reads the class token's attention
-            pol = policy_from_args(policy, argv, model)
-            logits, fl, recs = forward(model, x, pol, record=True)
-            name = case_name(v, policy, argv, used)
-            f = out / f"{name}.safetensors"
-            save_case(f, logits, recs, fl)
-            mm = min_margin(recs)
-            cases.append({"name": name, "model": rel(model.dir), "policy": policy, "args": argv, "file": rel(f),
-                          "schedule": pol.desc, "counts": [r["count"].tolist() for r in recs],
-                          "min_rel_margin": mm})
-            print(f"{name:28s} {' '.join(argv):42s} counts={cases[-1]['counts']} margins={mm}")
+        check_own_forward(f"tiny-timm-{v}", model, x, ref_logits)
+        run_cases(cases, used, v, model, x, VARIANT_CASES, PRUNE_FIX)
+
+
+def write_cases(cases):
+    out = PRUNE_FIX
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{len(cases)} cases, fixtures total {total / 1024:.0f} KiB")
@@ -1241,61 +1258,39 @@ def cmd_variant_fixtures(names):
 
 
 def cmd_fixtures(a):
-    if a.variants:
-        return cmd_variant_fixtures(a.variants.split(","))
     out = PRUNE_FIX
+    if a.variants:
+        # Only these variants, merged into the existing cases.
+        names = a.variants.split(",")
+        cases = [c for c in json.loads((out / "cases.json").read_text())
+                 if not any(c["name"].startswith(f"{v}-") for v in names)]
+        used = {c["name"] for c in cases}
+        run_variants(cases, used, names)
+        return write_cases(cases)
     out.mkdir(parents=True, exist_ok=True)
     deep_dir = out / "tiny-timm-deep"
     x_deep, ref_logits = make_deep_model(deep_dir)
     deep = ViT(deep_dir)
-    logits, fl, _ = forward(deep, x_deep, Policy("none", {}))
-    err = float((logits - ref_logits).abs().max())
-    print(f"tiny-timm-deep: own forward vs timm max|diff| = {err:.2e}")
-    assert err < 1e-4, err
+    check_own_forward("tiny-timm-deep", deep, x_deep, ref_logits)
     assert self_checks(deep, x_deep)
     dist_dir = REPO / "tests" / "fixtures" / "tiny-timm-distilled"
     dist = ViT(dist_dir)
     rd = load_file(str(dist_dir / "reference.safetensors"))
-    logits, _, _ = forward(dist, rd["input"], Policy("none", {}))
-    err = float((logits - rd["logits"]).abs().max())
-    print(f"tiny-timm-distilled: own forward vs reference max|diff| = {err:.2e}")
-    assert err < 1e-4, err
+    check_own_forward("tiny-timm-distilled", dist, rd["input"], rd["logits"])
     assert self_checks(dist, rd["input"])
 
     cases, used = [], set()
-
-    def run_cases(prefix, model, x, lst, subdir, extra=None):
-        d = out / subdir if subdir else out
-        d.mkdir(parents=True, exist_ok=True)
-        for policy, argv in lst:
-            pol = policy_from_args(policy, argv, model)
-            logits, fl, recs = forward(model, x, pol, record=True)
-            name = case_name(prefix, policy, argv, used)
-            f = d / f"{name}.safetensors"
-            save_case(f, logits, recs, fl)
-            mm = min_margin(recs)
-            entry = {"name": name, "model": rel(model.dir), "policy": policy, "args": argv, "file": rel(f)}
-            if extra:
-                entry.update(extra)
-            entry["schedule"] = pol.desc
-            entry["counts"] = [r["count"].tolist() for r in recs]
-            entry["min_rel_margin"] = mm
-            cases.append(entry)
-            print(f"{name:28s} {' '.join(argv):42s} counts={entry['counts']} margins={mm}")
-
-    run_cases("deep", deep, x_deep, TINY_CASES_DEEP, None)
-    run_cases("dist", dist, rd["input"], TINY_CASES_DIST, None)
+    run_cases(cases, used, "deep", deep, x_deep, TINY_CASES_DEEP, out)
+    run_cases(cases, used, "dist", dist, rd["input"], TINY_CASES_DIST, out)
     # real model, first 2 images by file name
     import numpy_deit as nd
     real = ViT(DEIT_DIR)
     files = sorted(p.name for p in (VAL_DIR / "images").glob("*.JPEG"))[:2]
     xr = torch.from_numpy(np.stack([nd.preprocess(VAL_DIR / "images" / f, "resize", real.cfg) for f in files]))
-    run_cases("real", real, xr, REAL_CASES, "real",
+    run_cases(cases, used, "real", real, xr, REAL_CASES, out / "real",
               extra={"images": [rel(VAL_DIR / "images" / f) for f in files]})
-    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"{len(cases)} cases, fixtures total {total / 1024:.0f} KiB")
-    assert total < 2 * 1024 * 1024
+    run_variants(cases, used, list(VARIANTS))
+    write_cases(cases)
 
 
 # ----------------------------------------------------------------------------------------------
