@@ -10,6 +10,32 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::{AdapterChoice, GpuContext, GpuTensor, Kernels, Program, Step};
 
+/// A plain ViT's config of DeiT-Tiny's shape: a class token and its head, GELU, no registers, no
+/// LayerNorm before the blocks, no projection. Tests state what differs (`..plain_vit()`).
+pub fn plain_vit() -> zeroprune::ViTConfig {
+    zeroprune::ViTConfig {
+        image_size: (224, 224),
+        patch_size: 16,
+        in_chans: 3,
+        embed_dim: 192,
+        depth: 12,
+        num_heads: 3,
+        mlp_dim: 768,
+        num_classes: 1000,
+        distilled: false,
+        registers: 0,
+        class_token: true,
+        pool: zeroprune::model::vit::Pool::Token,
+        fc_norm: false,
+        activation: zeroprune::gpu::kernels::Activation::Gelu,
+        pre_norm: false,
+        projection_dim: None,
+        layer_norm_eps: 1e-6,
+        class_names: None,
+        preprocess: zeroprune::Preprocess::imagenet(224),
+    }
+}
+
 /// The `zeroprune` binary, run as a user would (needs the `cli` feature).
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{fixture, gpu, max_rel_err, read_tensor};
+use crate::common::{fixture, gpu, max_rel_err, plain_vit, read_tensor};
 use safetensors::tensor::Dtype;
 use tempfile::TempDir;
 use zeroprune::model::Interpolation;
@@ -104,13 +104,6 @@ fn tiny_timm_config() {
             mlp_dim: 120,
             num_classes: 10,
             distilled: false,
-            registers: 0,
-            class_token: true,
-            pool: zeroprune::model::vit::Pool::Token,
-            fc_norm: false,
-            activation: zeroprune::gpu::kernels::Activation::Gelu,
-            pre_norm: false,
-            projection_dim: None,
             layer_norm_eps: 1e-6,
             class_names: None,
             preprocess: Preprocess {
@@ -122,6 +115,7 @@ fn tiny_timm_config() {
                 resize: zeroprune::model::vit::Resize::CropPct,
                 crop_offset: zeroprune::model::vit::CropOffset::Round,
             },
+            ..plain_vit()
         }
     );
     assert_eq!(w.config.num_tokens(), 26);
@@ -169,13 +163,6 @@ fn tiny_timm_distilled_config() {
             mlp_dim: 96,
             num_classes: 10,
             distilled: true,
-            registers: 0,
-            class_token: true,
-            pool: zeroprune::model::vit::Pool::Token,
-            fc_norm: false,
-            activation: zeroprune::gpu::kernels::Activation::Gelu,
-            pre_norm: false,
-            projection_dim: None,
             layer_norm_eps: 1e-6,
             class_names: None,
             preprocess: Preprocess {
@@ -187,6 +174,7 @@ fn tiny_timm_distilled_config() {
                 resize: zeroprune::model::vit::Resize::CropPct,
                 crop_offset: zeroprune::model::vit::CropOffset::Round,
             },
+            ..plain_vit()
         }
     );
     assert_eq!(w.config.num_prefix_tokens(), 2);
@@ -233,13 +221,6 @@ fn tiny_hf_vit_config() {
             mlp_dim: 96,
             num_classes: 7,
             distilled: false,
-            registers: 0,
-            class_token: true,
-            pool: zeroprune::model::vit::Pool::Token,
-            fc_norm: false,
-            activation: zeroprune::gpu::kernels::Activation::Gelu,
-            pre_norm: false,
-            projection_dim: None,
             layer_norm_eps: 1e-12,
             class_names: class_names(7),
             // preprocessor_config.json: resize to 32x32 with resample 3 (bicubic), no crop, mean/std 0.5.
@@ -252,6 +233,7 @@ fn tiny_hf_vit_config() {
                 resize: zeroprune::model::vit::Resize::Exact(32, 32),
                 crop_offset: zeroprune::model::vit::CropOffset::Floor,
             },
+            ..plain_vit()
         }
     );
     // Separate q, k, v stacked into timm's fused [D, 3D] (columns q, then k, then v).
@@ -291,13 +273,6 @@ fn tiny_hf_deit_distilled_config() {
             mlp_dim: 64,
             num_classes: 5,
             distilled: true,
-            registers: 0,
-            class_token: true,
-            pool: zeroprune::model::vit::Pool::Token,
-            fc_norm: false,
-            activation: zeroprune::gpu::kernels::Activation::Gelu,
-            pre_norm: false,
-            projection_dim: None,
             layer_norm_eps: 1e-12,
             class_names: class_names(5),
             preprocess: Preprocess {
@@ -309,6 +284,7 @@ fn tiny_hf_deit_distilled_config() {
                 resize: zeroprune::model::vit::Resize::Exact(24, 24),
                 crop_offset: zeroprune::model::vit::CropOffset::Floor,
             },
+            ..plain_vit()
         }
     );
     assert_eq!(w.config.num_tokens(), 11);
@@ -491,16 +467,10 @@ fn bare_files_with_64_multiple_widths_load() {
         mlp_dim: 256,
         num_classes: 5,
         distilled: false,
-        registers: 0,
-        class_token: true,
-        pool: zeroprune::model::vit::Pool::Token,
-        fc_norm: false,
-        activation: zeroprune::gpu::kernels::Activation::Gelu,
-        pre_norm: false,
-        projection_dim: None,
         layer_norm_eps: 1e-6,
         class_names: None,
         preprocess: Preprocess::imagenet(12),
+        ..plain_vit()
     };
     assert_eq!(w.config, want);
 
@@ -517,13 +487,6 @@ fn bare_files_with_64_multiple_widths_load() {
         mlp_dim: 128,
         num_classes: 3,
         distilled: false,
-        registers: 0,
-        class_token: true,
-        pool: zeroprune::model::vit::Pool::Token,
-        fc_norm: false,
-        activation: zeroprune::gpu::kernels::Activation::Gelu,
-        pre_norm: false,
-        projection_dim: None,
         layer_norm_eps: 1e-12,
         class_names: None,
         preprocess: Preprocess {
@@ -535,6 +498,7 @@ fn bare_files_with_64_multiple_widths_load() {
             resize: zeroprune::model::vit::Resize::CropPct,
             crop_offset: zeroprune::model::vit::CropOffset::Floor,
         },
+        ..plain_vit()
     };
     assert_eq!(w.config, want);
 

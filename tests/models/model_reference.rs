@@ -84,6 +84,22 @@ fn timm_registers_match_pytorch() {
     check("tiny-timm-reg");
 }
 
+/// The dense run of fixture `name`'s reference input: its embeddings, checked against the
+/// fixture's tensor `tensor` (PyTorch's pooled or projected output) to [`TOL`], and its outputs.
+fn check_embedding(name: &str, tensor: &str) -> Vec<zeroprune::ImageOutput> {
+    let dir = fixture(name);
+    let weights = ModelWeights::load(&dir).unwrap();
+    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
+    let (_, want) = read_tensor(&dir.join("reference.safetensors"), tensor);
+    let mut session = Session::new(gpu(), &weights).unwrap();
+    let out = session.run(&input, &Pruning::dense()).unwrap().items;
+    let got: Vec<f32> = out.iter().flat_map(|o| o.embedding.clone()).collect();
+    let err = max_rel_err(&got, &want);
+    eprintln!("{name}: {tensor} max relative error {err:.2e}");
+    assert!(err < TOL, "{name}: {tensor} differs from PyTorch by {err}");
+    out
+}
+
 /// The pooled embedding (`zeroprune embed` of an image model) is what timm's head reads,
 /// `forward_head(forward_features(x), pre_logits=True)`: the final-normed class token, or the mean
 /// of the patch tokens after `fc_norm`.
@@ -95,21 +111,7 @@ fn pooled_embeddings_match_pytorch() {
         "tiny-timm-gap",
         "tiny-timm-gap-cls",
     ] {
-        let dir = fixture(name);
-        let weights = ModelWeights::load(&dir).unwrap();
-        let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
-        let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
-        let mut session = Session::new(gpu(), &weights).unwrap();
-        let got: Vec<f32> = session
-            .run(&input, &Pruning::dense())
-            .unwrap()
-            .items
-            .into_iter()
-            .flat_map(|o| o.embedding)
-            .collect();
-        let err = max_rel_err(&got, &want);
-        eprintln!("{name}: pooled embedding max relative error {err:.2e}");
-        assert!(err < TOL, "{name}: pooled embedding differs by {err}");
+        check_embedding(name, "pooled");
     }
 }
 
@@ -126,15 +128,8 @@ fn hf_dinov2_backbones_match_transformers() {
             (registers, 0, 1e-6)
         );
         assert!(weights.head.is_none());
-        let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
-        let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
-        let mut session = Session::new(gpu(), &weights).unwrap();
-        let out = session.run(&input, &Pruning::dense()).unwrap().items;
+        let out = check_embedding(name, "pooled");
         assert!(out.iter().all(|o| o.logits.is_empty()));
-        let got: Vec<f32> = out.into_iter().flat_map(|o| o.embedding).collect();
-        let err = max_rel_err(&got, &want);
-        eprintln!("{name}: pooled embedding max relative error {err:.2e}");
-        assert!(err < TOL, "{name}: pooled embedding differs by {err}");
     }
 }
 
@@ -153,19 +148,7 @@ fn hf_clip_vision_tower_matches_transformers() {
         (c.projection_dim, c.embedding_dim(), c.layer_norm_eps),
         (Some(24), 24, 1e-5)
     );
-    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
-    let (_, want) = read_tensor(&dir.join("reference.safetensors"), "embedding");
-    let mut session = Session::new(gpu(), &weights).unwrap();
-    let got: Vec<f32> = session
-        .run(&input, &Pruning::dense())
-        .unwrap()
-        .items
-        .into_iter()
-        .flat_map(|o| o.embedding)
-        .collect();
-    let err = max_rel_err(&got, &want);
-    eprintln!("tiny-hf-clip: image embedding max relative error {err:.2e}");
-    assert!(err < TOL, "CLIP image embedding differs by {err}");
+    check_embedding("tiny-hf-clip", "embedding");
 }
 
 /// Average pooling (timm's `global_pool="avg"` with `fc_norm`), without a class token and with one
@@ -190,17 +173,5 @@ fn hf_siglip_vision_tower_matches_transformers() {
     assert!(!c.class_token && weights.map_head.is_some() && weights.head.is_none());
     assert_eq!(c.pool, zeroprune::model::vit::Pool::Map);
     assert_eq!(c.activation, zeroprune::gpu::kernels::Activation::GeluTanh);
-    let (_, input) = read_tensor(&dir.join("reference.safetensors"), "input");
-    let (_, want) = read_tensor(&dir.join("reference.safetensors"), "pooled");
-    let mut session = Session::new(gpu(), &weights).unwrap();
-    let got: Vec<f32> = session
-        .run(&input, &Pruning::dense())
-        .unwrap()
-        .items
-        .into_iter()
-        .flat_map(|o| o.embedding)
-        .collect();
-    let err = max_rel_err(&got, &want);
-    eprintln!("tiny-hf-siglip: pooled embedding max relative error {err:.2e}");
-    assert!(err < TOL, "SigLIP pooled embedding differs by {err}");
+    check_embedding("tiny-hf-siglip", "pooled");
 }

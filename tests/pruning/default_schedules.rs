@@ -4,39 +4,16 @@
 //! DeiT-Tiny are checked against the reference in `tests/pruning/prune_reference.rs` (the real
 //! cases with `--flops 0.65`); here, the shapes themselves.
 
-use zeroprune::model::Preprocess;
 use zeroprune::model::TokenGeometry;
 use zeroprune::prune::search::{families, fit_family};
 use zeroprune::prune::{
     Policy, PruneOptions, PruneRequest, Pruning, ScheduleFile, ScheduleSpec, Shape,
     KEEP_RATE_FAMILY,
 };
-use zeroprune::ViTConfig;
 
 /// DeiT-Tiny's shape (no weights needed): 12 blocks, 196 patches.
 fn deit_tiny() -> TokenGeometry {
-    ViTConfig {
-        image_size: (224, 224),
-        patch_size: 16,
-        in_chans: 3,
-        embed_dim: 192,
-        depth: 12,
-        num_heads: 3,
-        mlp_dim: 768,
-        num_classes: 1000,
-        distilled: false,
-        registers: 0,
-        class_token: true,
-        pool: zeroprune::model::vit::Pool::Token,
-        fc_norm: false,
-        activation: zeroprune::gpu::kernels::Activation::Gelu,
-        pre_norm: false,
-        projection_dim: None,
-        layer_norm_eps: 1e-6,
-        class_names: None,
-        preprocess: Preprocess::imagenet(224),
-    }
-    .geometry()
+    crate::common::plain_vit().geometry()
 }
 
 fn flops(policy: Policy, target: f64, at: Option<&str>) -> Pruning {
