@@ -3,6 +3,7 @@
 //! naga validation of every generated variant within WebGPU's default limits.
 
 use crate::common::{gpu, kernels, run, upload};
+use crate::kernels::activate;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zeroprune::gpu::kernel::Elem;
@@ -10,43 +11,6 @@ use zeroprune::gpu::kernels::{
     gemm_rb_source, gemm_tiled_source, with_norm, Activation, Gemm, GemmKernel, LiveRows, MatView,
 };
 use zeroprune::gpu::GpuTensor;
-
-fn erf(x: f64) -> f64 {
-    // Abramowitz & Stegun 7.1.26 is what the shader uses; the reference uses a series accurate to 1e-15.
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let y = t
-        * (-x * x - 1.26551223
-            + t * (1.00002368
-                + t * (0.37409196
-                    + t * (0.09678418
-                        + t * (-0.18628806
-                            + t * (0.27886807
-                                + t * (-1.13520398
-                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-            .exp();
-    if x >= 0.0 {
-        1.0 - y
-    } else {
-        y - 1.0
-    }
-}
-
-fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
-}
-
-/// The activation of an epilogue, on the CPU.
-fn activate(x: f64, a: Activation) -> f64 {
-    match a {
-        Activation::None => x,
-        Activation::Gelu => gelu(x),
-        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
-        Activation::GeluTanh => {
-            0.5 * x
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
-        }
-    }
-}
 
 /// Layout of one operand: offset, row stride, column stride, outer and inner batch strides.
 #[derive(Clone, Copy, Debug)]

@@ -89,6 +89,19 @@ fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
 
+/// A GEMM epilogue's activation on the CPU (the reference of every GEMM test).
+pub(crate) fn activate(x: f64, a: Activation) -> f64 {
+    match a {
+        Activation::None => x,
+        Activation::Gelu => gelu(x),
+        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+        }
+    }
+}
+
 async fn erf_reference_is_exact() {
     // Values from tables (Abramowitz & Stegun 7.1 / mpmath).
     let table = [
@@ -163,19 +176,7 @@ fn gemm_ref(a: &Operand, b: &Operand, c: &Operand, bias: Option<&[f32]>, g: &Gem
                 if let Some(bias) = bias {
                     v += bias[j] as f64;
                 }
-                match g.activation {
-                    Activation::None => {}
-                    Activation::Gelu => v = gelu(v),
-                    Activation::QuickGelu => v /= 1.0 + (-1.702 * v).exp(),
-                    Activation::GeluTanh => {
-                        v = 0.5
-                            * v
-                            * (1.0
-                                + ((2.0 / std::f64::consts::PI).sqrt()
-                                    * (v + 0.044715 * v.powi(3)))
-                                .tanh())
-                    }
-                }
+                v = activate(v, g.activation);
                 let idx = cb + i * cl.rs + j * cl.cs;
                 if g.accumulate {
                     v += c.data[idx] as f64;
