@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::config::{CropOffset, Interpolation, Pool, Preprocess, Resize, ViTConfig};
 use super::names::{Layout, ModelNames};
+use super::pos_embed::{position_prefixes, square_grid};
 use super::weights::{ConfigFiles, Inferred};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::Activation;
@@ -626,20 +627,12 @@ impl Stated {
     fn image_size(&self, w: &Inferred, n: &ModelNames) -> Result<(usize, usize)> {
         let file = &self.file;
         let head = w.class_token as usize + w.distilled as usize;
-        // The prefix rows the position embedding may have: every prefix token, the class token
-        // alone (DINOv2's registers get no position), or none (timm's `no_embed_class`).
-        let mut prefixes = vec![head + w.registers, head, 0];
-        prefixes.dedup();
-        // The patch grid of the position embedding itself (for a model that resamples it).
-        let stored_grid = || {
-            prefixes.iter().find_map(|&k| {
-                let patches = w.tokens.checked_sub(k)?;
-                let g = (patches as f64).sqrt().round() as usize;
-                (g > 0 && g * g == patches).then_some(g)
-            })
-        };
+        let prefixes = position_prefixes(head + w.registers, head);
+        // The patch grid of the position embedding itself.
+        let stored_grid = square_grid(w.tokens, &prefixes).map(|(_, g)| g);
         if let Some(size) = self.run_size {
-            if stored_grid().is_none() {
+            // A model that resamples its position embedding: any square grid will do.
+            if stored_grid.is_none() {
                 return Err(Error::config(
                     file,
                     format!(
@@ -660,12 +653,7 @@ impl Stated {
         let size = match self.image_size {
             Some(s) => s,
             None => {
-                let square = prefixes.iter().find_map(|&k| {
-                    let patches = w.tokens.checked_sub(k)?;
-                    let g = (patches as f64).sqrt().round() as usize;
-                    (g > 0 && g * g == patches).then_some(g)
-                });
-                let Some(g) = square else {
+                let Some(g) = stored_grid else {
                     return Err(Error::config(
                         file,
                         format!(

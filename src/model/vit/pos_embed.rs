@@ -5,6 +5,25 @@
 //! antialiasing, `Dinov2WithRegistersModel` with it (PyTorch's antialiased bicubic is Pillow's
 //! filter); both are here, matched to PyTorch's numbers. Done once at load, on the host.
 
+/// The prefix rows a position table may have before its patches: one for every prefix token, for
+/// the head's tokens only (DINOv2 gives its registers no position), or none (timm's
+/// `no_embed_class`).
+pub(crate) fn position_prefixes(prefix: usize, head: usize) -> Vec<usize> {
+    let mut rows = vec![prefix, head, 0];
+    rows.dedup();
+    rows
+}
+
+/// The square grid of patches a position table of `rows` rows holds after one of `prefixes`:
+/// `(prefix rows, side)`, the first that fits.
+pub(crate) fn square_grid(rows: usize, prefixes: &[usize]) -> Option<(usize, usize)> {
+    prefixes.iter().find_map(|&k| {
+        let patches = rows.checked_sub(k)?;
+        let g = (patches as f64).sqrt().round() as usize;
+        (g > 0 && g * g == patches).then_some((k, g))
+    })
+}
+
 /// How a grid is resampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resample {

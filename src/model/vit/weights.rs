@@ -9,6 +9,7 @@ use std::path::Path;
 use super::config::{Pool, ViTConfig};
 use super::config_json::read_config;
 use super::names::ModelNames;
+use super::pos_embed::{position_prefixes, square_grid};
 use crate::error::{Error, Result};
 use crate::model::tensors::{BlockWeights, LinearWeights, NormWeights, Tensors};
 
@@ -330,18 +331,12 @@ fn position_rows(
     let given = get_rows(t, &names.pos_embed, rows, d)?;
     // The config check allowed only these prefix row counts: all, the head's tokens, none; then
     // the patches of the run grid, or (a model that resamples) a square grid.
-    let prefixes = [c.num_prefix_tokens(), c.head_tokens(), 0];
+    let prefixes = position_prefixes(c.num_prefix_tokens(), c.head_tokens());
     let exact = prefixes
         .iter()
         .find(|&&k| rows.checked_sub(k) == Some(c.num_patches()))
         .map(|&k| (k, c.grid()));
-    let square = || {
-        prefixes.iter().find_map(|&k| {
-            let p = rows.checked_sub(k)?;
-            let g = (p as f64).sqrt().round() as usize;
-            (g > 0 && g * g == p).then_some((k, (g, g)))
-        })
-    };
+    let square = || square_grid(rows, &prefixes).map(|(k, g)| (k, (g, g)));
     let (with_position, stored) = exact.or_else(square).ok_or_else(|| {
         Error::config(
             &t.file,
