@@ -56,7 +56,7 @@ for target in (0.8, 0.65, 0.5):
     # The tuned ToMe first: the report pairs every row with it (a default equal to it is left out).
     if (tuned_dir / f"tome-{target}.json").exists():
         add("tome-tuned", "tome", schedule=tuned_dir / f"tome-{target}.json")
-    for p in ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune", "wpr", "evit"):
+    for p in ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge", "zero-tprune", "wpr", "evit"):
         add(f"{p} (default)", p, ["--flops", f])
         path = tuned_dir / f"{p}-{target}.json"
         if path.exists() and p != "tome":

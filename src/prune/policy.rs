@@ -151,8 +151,8 @@ impl Policy {
     }
 
     /// The policy a schedule given without one runs. For a FLOPs target: the one recommended at
-    /// the nearest measured level (80%, 65% and 50% of dense: tome-protect, wpr-merge,
-    /// tome-protect); for other schedules: tome-protect, among the best at every level
+    /// the nearest measured level (80%, 65% and 50% of dense: tome-protect, zero-tprune-merge,
+    /// zero-tprune-merge); for other schedules: zero-tprune-merge, among the best at every level
     /// (docs/pruning.md, "Recommended").
     pub fn recommended(flops: Option<f64>) -> Policy {
         let Some(f) = flops else {

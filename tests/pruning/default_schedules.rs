@@ -162,11 +162,11 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
     for (f, want) in [
         (0.9, "tome-protect"),
         (0.8, "tome-protect"),
-        (0.7, "wpr-merge"),
-        (0.65, "wpr-merge"),
-        (0.6, "wpr-merge"),
-        (0.5, "tome-protect"),
-        (0.45, "tome-protect"),
+        (0.7, "zero-tprune-merge"),
+        (0.65, "zero-tprune-merge"),
+        (0.6, "zero-tprune-merge"),
+        (0.5, "zero-tprune-merge"),
+        (0.45, "zero-tprune-merge"),
     ] {
         assert_eq!(Policy::recommended(Some(f)).name(), want, "{f}");
         let p = req(PruneRequest {
@@ -187,7 +187,7 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
         ..Default::default()
     });
     assert_eq!(p.policy, Policy::recommended(None));
-    assert_eq!(p.policy.name(), "tome-protect");
+    assert_eq!(p.policy.name(), "zero-tprune-merge");
     let p = req(PruneRequest {
         threshold: Some("1.0@3".into()),
         ..Default::default()
@@ -203,7 +203,7 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
     .unwrap_err();
     assert!(
         err.to_string()
-            .contains("wpr-merge (the recommended policy")
+            .contains("zero-tprune-merge (the recommended policy")
             && err.to_string().contains("zero-tprune"),
         "{err}"
     );

@@ -52,10 +52,12 @@ sys.path.insert(0, str(HERE))
 torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 
-POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "tome", "tome-protect", "pitome", "wpr-merge",
-            "threshold"]
+POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "zero-tprune-merge", "tome", "tome-protect", "pitome",
+            "wpr-merge", "threshold"]
 # Policies that merge what they remove (token sizes, proportional attention).
-MERGING = ("tome", "tome-protect", "pitome", "wpr-merge")
+MERGING = ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge")
+# Policies with a Weighted PageRank stage (--heads, --iters).
+WPR_POLICIES = ("wpr", "zero-tprune", "zero-tprune-merge", "tome-protect", "wpr-merge")
 INF = float("inf")
 M32 = 0xFFFFFFFF
 
@@ -173,7 +175,7 @@ class Policy:
     def opts(self):
         if self.name == "zero-tprune":
             s = f"sim={self.sim:g} heads={self.heads}"
-        elif self.name in ("wpr", "wpr-merge"):
+        elif self.name in ("wpr", "wpr-merge", "zero-tprune-merge"):
             s = f"heads={self.heads}"
         elif self.name == "tome-protect":
             s = f"protect={self.protect:g} heads={self.heads}"
@@ -181,7 +183,7 @@ class Policy:
             s = f"seed={self.seed}"
         else:
             s = ""
-        if self.iters is not None and self.name in ("wpr", "zero-tprune", "tome-protect", "wpr-merge"):
+        if self.iters is not None and self.name in WPR_POLICIES:
             s += f" iters={self.iters}"
         return s.strip()
 
@@ -494,6 +496,7 @@ DEFAULT_SHAPE = {
     "tome-protect": ["uniform@late", "uniform@every-other", KEEP_RATE],
     "pitome": ["late-heavy", "uniform@every-other", "falling"],
     "wpr-merge": ["uniform@late", KEEP_RATE],
+    "zero-tprune-merge": ["uniform@late", "uniform@all", KEEP_RATE],
     "zero-tprune": ["late-heavy", KEEP_RATE],
 }
 
@@ -714,9 +717,9 @@ def step_select(pol: Policy, model: ViT, blk: int, step_idx: int, A, K, orig, c,
         margins["wpr_iters"] = (int(its.min()), int(its.max()))
         score = combine_heads(s, S, P, pol.heads)[:, P:]
         kp, margins["keep"] = topk_keep(score, n_keep)
-    elif pol.name == "zero-tprune":
+    elif pol.name in ("zero-tprune", "zero-tprune-merge"):
         drop = npatch - n_keep
-        x = pol.sim * drop
+        x = (1.0 if pol.name == "zero-tprune-merge" else pol.sim) * drop
         r = min(int(math.floor(x + 0.5)), npatch // 2)  # round half away from zero
         # 1. pre-rank
         ra = received_attention(A)[:, P:]
@@ -866,6 +869,13 @@ def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
         s, _ = wpr(A, S, T)
         score = combine_heads(s, S, P, pol.heads)[:, P:]
         kept, margins["keep"] = topk_keep(score, n_keep)
+        best, arg, margins["dst"] = best_destination(m, ~kept, kept)
+        merged = ~kept
+    elif pol.name == "zero-tprune-merge":
+        # Zero-TPrune's stages (the similarity stage takes the whole removal it can) choose the
+        # survivors; every other patch row merges into its most similar survivor.
+        keep, score, margins = step_select(pol, model, blk, 0, A, K, None, None, n_keep)
+        kept = keep[:, P:]
         best, arg, margins["dst"] = best_destination(m, ~kept, kept)
         merged = ~kept
     else:
@@ -1116,6 +1126,7 @@ VARIANT_CASES = [
     ("tome-protect", ["--keep", "0.75@0,1,2"]),
     ("pitome", ["--keep", "0.75@0,1,2"]),
     ("wpr-merge", ["--keep", "0.7@0,2"]),
+    ("zero-tprune-merge", ["--keep", "0.7@0,2"]),
     ("threshold", ["--threshold", "1.0@1,2"]),
 ]
 
@@ -1168,6 +1179,9 @@ TINY_CASES_DEEP += [
     ("pitome", ["--tokens", "0:40,1:24,3:14"]),
     ("wpr-merge", ["--keep", "0.7@0,2"]),
     ("wpr-merge", ["--tokens", "0:48,1:40,3:16", "--heads", "rms"]),
+    ("zero-tprune-merge", ["--keep", "0.75@0,1,2"]),
+    # a step that removes more than half: the importance stage removes the rest
+    ("zero-tprune-merge", ["--tokens", "0:40,1:14,3:6", "--heads", "mean"]),
 ]
 TINY_CASES_DIST = [
     ("none", []),
@@ -1182,6 +1196,7 @@ TINY_CASES_DIST = [
     ("tome-protect", ["--keep", "0.75@0,1"]),
     ("pitome", ["--keep", "0.75@0,1"]),
     ("wpr-merge", ["--keep", "0.7@0,1"]),
+    ("zero-tprune-merge", ["--keep", "0.4@0,1", "--iters", "3"]),
     ("threshold", ["--threshold", "1.0@0,1"]),
 ]
 REAL_CASES = [
@@ -1194,6 +1209,7 @@ REAL_CASES = [
     ("tome-protect", ["--flops", "0.65"]),
     ("pitome", ["--flops", "0.65"]),
     ("wpr-merge", ["--flops", "0.65"]),
+    ("zero-tprune-merge", ["--flops", "0.65"]),
     ("threshold", ["--threshold", "1.0@3,6,9"]),
 ]
 

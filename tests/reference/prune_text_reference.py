@@ -92,6 +92,8 @@ TINY_CASES = [
     ("pitome", ["--keep", "0.75@0,1,2"]),
     ("wpr-merge", ["--keep", "0.7@0,2"]),
     ("wpr-merge", ["--keep", "0.6@1,2,3", "--heads", "rms"]),
+    ("zero-tprune-merge", ["--keep", "0.7@0,2"]),
+    ("zero-tprune-merge", ["--keep", "0.4@1,3", "--heads", "mean"]),
 ]
 MINILM_CASES = [
     ("zero-tprune", ["--keep", "0.7@1,2,3"]),
@@ -100,7 +102,7 @@ MINILM_CASES = [
     ("evit", ["--keep", "0.7@1,2,3"]),
 ]
 # Policies whose decisions go through WPR power iterations (checked for a +-1 iteration change).
-WPR_POLICIES = ("wpr", "zero-tprune", "tome-protect", "wpr-merge")
+WPR_POLICIES = pr.WPR_POLICIES
 
 
 # ----------------------------------------------------------------------------------------------

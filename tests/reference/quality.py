@@ -83,7 +83,8 @@ class Images:
         self.dense_top1, self.dense_lp = top5[:, 0], lp
 
     def run(self, model, pol):
-        top5, fl, lp = pr.evaluate(model, self.x, pol, cache_prefix=False)
+        # The dense blocks before the first step are computed once per set (the same numbers).
+        top5, fl, lp = pr.evaluate(model, self.x, pol)
         return top5[:, 0], fl, lp
 
 
@@ -121,7 +122,7 @@ def cmd_tune(a):
     spec = ",".join(f"{b}:{k}" for b, k in best["tokens"])
     pol = space.policy_of(best["tokens"])
     out = {"policy": a.policy, "tokens": spec, "depth": model.L, "patches": model.num_patches}
-    if a.policy in ("zero-tprune", "wpr", "tome-protect", "wpr-merge"):
+    if a.policy in pr.WPR_POLICIES:
         out["heads"] = pol.heads
     if a.policy == "tome-protect":
         out["protect"] = pol.protect

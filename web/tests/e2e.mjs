@@ -25,8 +25,8 @@ const bin = args.bin ? resolve(args.bin) : join(targetDir, "release/zeroprune");
 const out = resolve(repo, args.out || "web/tests/out");
 const model = join(shared, "models/deit-tiny-patch16-224");
 const imageDir = join(shared, "data/imagenet-val-1300/images");
-// The page's defaults: the policy recommended at 65% of the dense FLOPs (wpr-merge), dense alongside.
-const PRUNE = ["--policy", "wpr-merge", "--flops", "0.65"];
+// The page's defaults: the policy recommended at 65% of the dense FLOPs (zero-tprune-merge), dense alongside.
+const PRUNE = ["--policy", "zero-tprune-merge", "--flops", "0.65"];
 const TIMEOUT = 10 * 60 * 1000;
 
 let failures = 0;

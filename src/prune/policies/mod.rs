@@ -14,11 +14,13 @@ mod tome_protect;
 mod wpr;
 mod wpr_merge;
 mod zero_tprune;
+mod zero_tprune_merge;
 
 /// Every policy, `none` first; the order of `--help`, `sweep` and the page.
 pub static ALL: &[Policy] = &[
     Policy(&none::Dense),
     Policy(&zero_tprune::ZeroTPrune),
+    Policy(&zero_tprune_merge::ZeroTPruneMerge),
     Policy(&wpr::Wpr),
     Policy(&tome::Tome),
     Policy(&tome_protect::TomeProtect),
@@ -34,10 +36,10 @@ pub static ALL: &[Policy] = &[
 /// on the held-out images of both image sets (docs/pruning.md, "Recommended").
 pub static RECOMMENDED: &[(f64, Policy)] = &[
     (0.8, Policy(&tome_protect::TomeProtect)),
-    (0.65, Policy(&wpr_merge::WprMerge)),
-    (0.5, Policy(&tome_protect::TomeProtect)),
+    (0.65, Policy(&zero_tprune_merge::ZeroTPruneMerge)),
+    (0.5, Policy(&zero_tprune_merge::ZeroTPruneMerge)),
 ];
 
 /// What a schedule of token counts or keep rates without `--policy` runs: the policy that was
 /// among the best at every level.
-pub static RECOMMENDED_ANY: Policy = Policy(&tome_protect::TomeProtect);
+pub static RECOMMENDED_ANY: Policy = Policy(&zero_tprune_merge::ZeroTPruneMerge);

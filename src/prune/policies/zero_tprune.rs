@@ -5,7 +5,7 @@
 use super::wpr;
 use crate::error::Result;
 use crate::gpu::kernels::{Features, MatchSplit, TokenShape};
-use crate::gpu::Step;
+use crate::gpu::{GpuTensor, Step};
 use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
 pub struct ZeroTPrune;
@@ -46,57 +46,61 @@ impl PolicyDef for ZeroTPrune {
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
-        let (k, s) = (at.k, at.shape);
-        let patches_in = s.n - s.prefix;
-        let r = similarity_drop(at.options.sim, patches_in, at.keep_rows()? - s.prefix);
-        if r == 0 {
-            let flags = wpr::importance(at, steps, &at.all_rows())?;
-            return Ok(Selection::Keep { flags });
-        }
-        // (1) Pre-rank by received attention: the important half (flag 1) and the candidates
-        // (flag 0), scored and selected in one step.
-        let important = at.work.rows("important half");
-        steps.push(k.received_topk(
-            &at.label("important_half"),
-            s,
-            at.probs()?,
-            None,
-            &important,
-            s.prefix + patches_in.div_ceil(2),
-        )?);
-        // (2) Similarity on the full key rows; the r candidates with the closest match are dropped.
-        let match_score = at.work.rows("match score");
-        let match_dst = at.work.rows("match destination");
-        let survivors = at.work.rows("similarity survivors");
-        let packed;
-        let keys = if at.keys.is_vec4() {
-            at.keys
-        } else {
-            // A width the matching kernel cannot read as vec4s: one "head" is a packed copy.
-            let width = Features::vec4_width(at.keys.width);
-            packed = at.work.per_row("packed keys", width);
-            let one_head = TokenShape { heads: 1, ..s };
-            steps.push(k.head_mean_keys(&at.label("pack_keys"), one_head, at.keys, &packed)?);
-            Features::packed(&packed, s.n, width)
-        };
-        steps.push(k.best_match(
-            &at.label("similarity"),
-            s,
-            keys,
-            MatchSplit::Flags,
-            Some(&important),
-            &match_score,
-            &match_dst,
-        )?);
-        steps.push(k.select_topk(
-            &at.label("drop_similar"),
-            s,
-            &match_score,
-            &survivors,
-            s.n - r,
-        )?);
-        // (3) Importance on the survivors.
-        let flags = wpr::importance(at, steps, &survivors)?;
+        let flags = keep_flags(at, steps, at.options.sim)?;
         Ok(Selection::Keep { flags })
     }
+}
+
+/// The three stages with similarity share `sim`: the `[B, n]` flags of the rows that survive.
+pub fn keep_flags(at: &PrunePoint, steps: &mut Vec<Step>, sim: f32) -> Result<GpuTensor> {
+    let (k, s) = (at.k, at.shape);
+    let patches_in = s.n - s.prefix;
+    let r = similarity_drop(sim, patches_in, at.keep_rows()? - s.prefix);
+    if r == 0 {
+        return wpr::importance(at, steps, &at.all_rows());
+    }
+    // (1) Pre-rank by received attention: the important half (flag 1) and the candidates
+    // (flag 0), scored and selected in one step.
+    let important = at.work.rows("important half");
+    steps.push(k.received_topk(
+        &at.label("important_half"),
+        s,
+        at.probs()?,
+        None,
+        &important,
+        s.prefix + patches_in.div_ceil(2),
+    )?);
+    // (2) Similarity on the full key rows; the r candidates with the closest match are dropped.
+    let match_score = at.work.rows("match score");
+    let match_dst = at.work.rows("match destination");
+    let survivors = at.work.rows("similarity survivors");
+    let packed;
+    let keys = if at.keys.is_vec4() {
+        at.keys
+    } else {
+        // A width the matching kernel cannot read as vec4s: one "head" is a packed copy.
+        let width = Features::vec4_width(at.keys.width);
+        packed = at.work.per_row("packed keys", width);
+        let one_head = TokenShape { heads: 1, ..s };
+        steps.push(k.head_mean_keys(&at.label("pack_keys"), one_head, at.keys, &packed)?);
+        Features::packed(&packed, s.n, width)
+    };
+    steps.push(k.best_match(
+        &at.label("similarity"),
+        s,
+        keys,
+        MatchSplit::Flags,
+        Some(&important),
+        &match_score,
+        &match_dst,
+    )?);
+    steps.push(k.select_topk(
+        &at.label("drop_similar"),
+        s,
+        &match_score,
+        &survivors,
+        s.n - r,
+    )?);
+    // (3) Importance on the survivors.
+    wpr::importance(at, steps, &survivors)
 }
