@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 DENSE_GFLOPS = 2.5073664
-SHOWN = {"recommended": None, "tome-protect (default)": "tome-protect", "wpr-merge (default)": "wpr-merge",
-         "tome": "tome (published r)", "zero-tprune (default)": "zero-tprune", "random": "random"}
-RECOMMENDED = {0.8: "tome-protect (default)", 0.65: "wpr-merge (default)", 0.5: "tome-protect (default)"}
+# Every policy at its default schedule, ToMe as published, and random; then the recommended one per level.
+SHOWN = {"recommended": None, "tome": "tome (published r)", "random": "random"}
+SHOWN.update({f"{p} (default)": p for p in ("tome-protect", "pitome", "wpr-merge", "zero-tprune-merge",
+                                               "zero-tprune", "wpr", "evit")})
+RECOMMENDED = {0.8: "tome-protect (default)", 0.65: "zero-tprune-merge (default)", 0.5: "zero-tprune-merge (default)"}
 
 rows = json.loads(Path(sys.argv[1]).read_text())
 out = Path(sys.argv[2])

@@ -55,7 +55,8 @@ impl PolicyDef for ZeroTPrune {
 pub fn keep_flags(at: &PrunePoint, steps: &mut Vec<Step>, sim: f32) -> Result<GpuTensor> {
     let (k, s) = (at.k, at.shape);
     let patches_in = s.n - s.prefix;
-    let r = similarity_drop(sim, patches_in, at.keep_rows()? - s.prefix);
+    let keep = at.keep_rows()? - s.prefix;
+    let r = similarity_drop(sim, patches_in, keep);
     if r == 0 {
         return wpr::importance(at, steps, &at.all_rows());
     }
@@ -101,6 +102,10 @@ pub fn keep_flags(at: &PrunePoint, steps: &mut Vec<Step>, sim: f32) -> Result<Gp
         &survivors,
         s.n - r,
     )?);
-    // (3) Importance on the survivors.
+    // (3) Importance on the survivors, when the similarity stage left it anything to remove
+    // (with everything removed already, its top-k would keep every survivor).
+    if r == patches_in - keep {
+        return Ok(survivors);
+    }
     wpr::importance(at, steps, &survivors)
 }
