@@ -7,9 +7,21 @@
 //! (patch embedding and head). LayerNorm, softmax, GELU and residual adds are a fraction of a
 //! percent and are not counted.
 
+/// What an item is: pruning recommendations are measured per modality.
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    #[default]
+    Image,
+    Text,
+}
+
 /// The rows one item (an image, a text) enters the blocks with, and the blocks' widths.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TokenGeometry {
+    /// An image's patches or a text's tokens.
+    pub modality: Modality,
     /// Leading rows never pruned: CLS, a distillation token, registers; a text's [CLS] and [SEP].
     pub protected: usize,
     /// Rows a schedule may prune: an image's patches, a text's other tokens.

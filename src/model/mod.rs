@@ -23,7 +23,7 @@ pub mod tensors;
 pub mod vit;
 
 pub use family::{BatchShape, Dropped, Family, ItemOutput};
-pub use geometry::TokenGeometry;
+pub use geometry::{Modality, TokenGeometry};
 pub use precision::Precision;
 pub use tensors::{BlockWeights, LinearWeights, NormWeights};
 pub use vit::{

@@ -11,6 +11,7 @@ use super::options::{Opt, PruneOptions};
 use super::point::{PrunePoint, Selection};
 use crate::error::{Error, Result};
 use crate::gpu::Step;
+use crate::model::Modality;
 
 /// What a policy's steps read at the pruning point (the model provides only what is read).
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -150,23 +151,31 @@ impl Policy {
         Policy::all()[0]
     }
 
-    /// The policy a schedule given without one runs. For a FLOPs target: the one recommended at
-    /// the nearest measured level (80%, 65% and 50% of dense: tome-protect, zero-tprune-merge,
-    /// zero-tprune-merge); for other schedules: zero-tprune-merge, among the best at every level
+    /// The policy a schedule given without one runs, measured per modality. For a FLOPs target on
+    /// images: the one recommended at the nearest measured level (80%, 65% and 50% of dense:
+    /// tome-protect, zero-tprune-merge, zero-tprune-merge); for other schedules: zero-tprune-merge,
+    /// among the best at every level. For texts: `RECOMMENDED_TEXT`
     /// (docs/pruning.md, "Recommended").
-    pub fn recommended(flops: Option<f64>) -> Policy {
-        let Some(f) = flops else {
-            return super::policies::RECOMMENDED_ANY;
+    pub fn recommended(flops: Option<f64>, modality: Modality) -> Policy {
+        let any = match modality {
+            Modality::Image => super::policies::RECOMMENDED_ANY,
+            Modality::Text => super::policies::RECOMMENDED_ANY_TEXT,
         };
-        super::policies::RECOMMENDED
+        let Some(f) = flops else {
+            return any;
+        };
+        Policy::recommended_levels(modality)
             .iter()
             .min_by(|a, b| (a.0 - f).abs().total_cmp(&(b.0 - f).abs()))
-            .map_or(super::policies::RECOMMENDED_ANY, |&(_, p)| p)
+            .map_or(any, |&(_, p)| p)
     }
 
-    /// The recommended policy per measured FLOPs level, highest level first.
-    pub fn recommended_levels() -> &'static [(f64, Policy)] {
-        super::policies::RECOMMENDED
+    /// The recommended policy per measured FLOPs level for images or texts, highest level first.
+    pub fn recommended_levels(modality: Modality) -> &'static [(f64, Policy)] {
+        match modality {
+            Modality::Image => super::policies::RECOMMENDED,
+            Modality::Text => super::policies::RECOMMENDED_TEXT,
+        }
     }
 
     pub fn is_none(self) -> bool {

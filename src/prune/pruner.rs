@@ -67,7 +67,7 @@ impl Pruner {
                 ));
             }
         }
-        let mut request = request;
+        let mut request = request.for_modality(largest.modality);
         if thresholds.is_some() && request.policy.is_none() {
             request.policy = Some("threshold".into());
         }

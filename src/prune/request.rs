@@ -3,7 +3,7 @@
 //! (`{policy: "zero-tprune", flops: 0.65}`) both fill one in and resolve it here.
 
 use crate::error::{Error, Result};
-use crate::model::TokenGeometry;
+use crate::model::{Modality, TokenGeometry};
 use crate::prune::{HeadCombine, Opt, Policy, PruneOptions, Pruning, ScheduleFile, ScheduleSpec};
 
 /// The user-facing pruning settings; `None` fields take the documented defaults.
@@ -39,6 +39,10 @@ pub struct PruneRequest {
     /// request's own options override the file's.
     #[cfg_attr(target_arch = "wasm32", tsify(type = "ScheduleFile | string"))]
     pub schedule: Option<ScheduleFile>,
+    /// What the model's items are (set where the request meets a model): the recommended policy
+    /// of a schedule without one is measured per modality.
+    #[serde(skip)]
+    pub modality: Modality,
 }
 
 impl PruneRequest {
@@ -49,10 +53,17 @@ impl PruneRequest {
         match &self.policy {
             Some(name) => name.parse(),
             None if self.threshold.is_some() => "threshold".parse(),
-            None if self.flops.is_some() => Ok(Policy::recommended(self.flops)),
-            None if self.keep.is_some() || self.tokens.is_some() => Ok(Policy::recommended(None)),
+            None if self.flops.is_some() => Ok(Policy::recommended(self.flops, self.modality)),
+            None if self.keep.is_some() || self.tokens.is_some() => {
+                Ok(Policy::recommended(None, self.modality))
+            }
             None => Ok(Policy::none()),
         }
+    }
+
+    /// The request bound to a model whose items are `modality`: which policy is recommended.
+    pub fn for_modality(self, modality: Modality) -> Self {
+        PruneRequest { modality, ..self }
     }
 
     /// The request with a schedule file's settings filled in: its policy (another policy given
@@ -177,7 +188,7 @@ impl PruneRequest {
     /// The request's policy and options with `spec` as the schedule (what [`super::Pruner`]
     /// builds for thresholds it scales), every check as in [`PruneRequest::resolve`].
     pub(crate) fn resolve_as(&self, g: &TokenGeometry, spec: &ScheduleSpec) -> Result<Pruning> {
-        let policy = self.policy()?;
+        let policy = self.clone().for_modality(g.modality).policy()?;
         let given = self.given();
         if policy.is_none() && !given.is_empty() {
             let names: Vec<_> = given.iter().map(|o| o.name()).collect();

@@ -232,7 +232,7 @@ impl Session {
         }
         let choice = session.kernel_choice();
         let c = &weights.config;
-        let list = super::PolicyList::of(c.depth);
+        let list = super::PolicyList::of(c.depth, crate::model::Modality::Image);
         let info = SessionInfo {
             adapter: kernels.gpu().describe(),
             max_storage_buffer_binding_size: kernels.gpu().max_binding_bytes(),

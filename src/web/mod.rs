@@ -133,7 +133,7 @@ pub fn limits() -> JsValue {
 /// recommended policy by FLOPs level (`{flops, policy}`): what the page's lists are filled from.
 #[wasm_bindgen(unchecked_return_type = "PolicyList")]
 pub fn policies(depth: usize) -> JsValue {
-    to_js(&PolicyList::of(depth)).unwrap_or(JsValue::NULL)
+    to_js(&PolicyList::of(depth, crate::model::Modality::Image)).unwrap_or(JsValue::NULL)
 }
 
 /// The policy registry as the page lists it.
@@ -144,10 +144,10 @@ struct PolicyList {
 }
 
 impl PolicyList {
-    fn of(depth: usize) -> Self {
+    fn of(depth: usize, modality: crate::model::Modality) -> Self {
         PolicyList {
             policies: Policy::all().iter().map(|p| p.info(depth)).collect(),
-            recommended: Policy::recommended_levels()
+            recommended: Policy::recommended_levels(modality)
                 .iter()
                 .map(|&(flops, p)| Recommended {
                     flops,

@@ -138,7 +138,7 @@ impl TextModel {
         let session = TextSession::create_with(&kernels, &weights, precision)
             .await
             .map_err(js_error)?;
-        let list = PolicyList::of(c.num_layers);
+        let list = PolicyList::of(c.num_layers, crate::model::Modality::Text);
         let info = to_js(&TextInfo {
             adapter: kernels.gpu().describe(),
             layers: c.num_layers,

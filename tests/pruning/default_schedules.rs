@@ -4,7 +4,7 @@
 //! DeiT-Tiny are checked against the reference in `tests/pruning/prune_reference.rs` (the real
 //! cases with `--flops 0.65`); here, the shapes themselves.
 
-use zeroprune::model::TokenGeometry;
+use zeroprune::model::{Modality, TokenGeometry};
 use zeroprune::prune::search::{families, fit_family};
 use zeroprune::prune::{
     Policy, PruneOptions, PruneRequest, Pruning, ScheduleFile, ScheduleSpec, Shape,
@@ -168,25 +168,29 @@ fn a_schedule_without_a_policy_runs_the_recommended_one() {
         (0.5, "zero-tprune-merge"),
         (0.45, "zero-tprune-merge"),
     ] {
-        assert_eq!(Policy::recommended(Some(f)).name(), want, "{f}");
+        assert_eq!(
+            Policy::recommended(Some(f), Modality::Image).name(),
+            want,
+            "{f}"
+        );
         let p = req(PruneRequest {
             flops: Some(f),
             ..Default::default()
         });
         assert_eq!(p, flops(Policy::named(want).unwrap(), f, None), "{f}");
     }
-    for (&(level, p), next) in Policy::recommended_levels()
-        .iter()
-        .zip(Policy::recommended_levels().iter().skip(1))
-    {
-        assert!(level > next.0 && !p.is_none());
+    for modality in [Modality::Image, Modality::Text] {
+        let levels = Policy::recommended_levels(modality);
+        for (&(level, p), next) in levels.iter().zip(levels.iter().skip(1)) {
+            assert!(level > next.0 && !p.is_none());
+        }
     }
     // Token counts or keep rates: the policy among the best at every level.
     let p = req(PruneRequest {
         keep: Some("0.7@3,6,9".into()),
         ..Default::default()
     });
-    assert_eq!(p.policy, Policy::recommended(None));
+    assert_eq!(p.policy, Policy::recommended(None, Modality::Image));
     assert_eq!(p.policy.name(), "zero-tprune-merge");
     let p = req(PruneRequest {
         threshold: Some("1.0@3".into()),
@@ -249,4 +253,43 @@ fn the_shipped_schedules_resolve_within_their_budget() {
         n += 1;
     }
     assert!(n >= 12, "{n} schedules");
+}
+
+#[test]
+fn a_text_schedule_without_a_policy_runs_the_text_recommendation() {
+    // all-MiniLM-L6-v2's shape for a text of 42 tokens.
+    let text = TokenGeometry {
+        modality: Modality::Text,
+        protected: 2,
+        prunable: 40,
+        depth: 6,
+        width: 384,
+        heads: 12,
+        mlp: 1536,
+        fixed_flops: 0.0,
+    };
+    for (f, want) in [
+        (0.8, "zero-tprune-merge"),
+        (0.65, "tome-protect"),
+        (0.5, "tome-protect"),
+    ] {
+        assert_eq!(Policy::recommended(Some(f), Modality::Text).name(), want);
+        let request = PruneRequest {
+            flops: Some(f),
+            ..Default::default()
+        };
+        // Resolved on a text geometry, directly or through a pruner bound to the model.
+        assert_eq!(request.resolve(&text).unwrap().policy.name(), want, "{f}");
+        let pruner = zeroprune::prune::Pruner::new(request, None, &text).unwrap();
+        assert_eq!(pruner.policy().unwrap().name(), want, "{f}");
+    }
+    // The same request on an image model runs the image recommendation.
+    let image = PruneRequest {
+        flops: Some(0.65),
+        ..Default::default()
+    };
+    assert_eq!(
+        image.resolve(&deit_tiny()).unwrap().policy.name(),
+        "zero-tprune-merge"
+    );
 }

@@ -21,8 +21,9 @@ fn policies() -> PossibleValuesParser {
 #[command(next_help_heading = "Token pruning")]
 pub struct PruneArgs {
     /// Token pruning policy (default: none, the dense model; with a schedule and no policy: the
-    /// recommended one, for --flops by the nearest measured level: tome-protect at 0.8,
-    /// zero-tprune-merge at 0.65 and 0.5; zero-tprune-merge for --keep and --tokens). With a policy and no schedule:
+    /// recommended one, for --flops by the nearest measured level: on images tome-protect at 0.8,
+    /// zero-tprune-merge at 0.65 and 0.5, zero-tprune-merge for --keep and --tokens; on texts
+    /// zero-tprune-merge at 0.8, tome-protect at 0.65 and 0.5 and for --keep and --tokens). With a policy and no schedule:
     /// --flops 0.8 in the policy's default shape (threshold: 0.5 at blocks 2, 4, 6, 8, 10 for 12
     /// blocks).
     #[arg(long, value_parser = policies(), ignore_case = true)]
@@ -114,6 +115,8 @@ impl PruneArgs {
                 .as_deref()
                 .map(ScheduleFile::read)
                 .transpose()?,
+            // Set where the request meets a model (`Pruner::new`).
+            modality: Default::default(),
         })
     }
 

@@ -123,6 +123,7 @@ impl BertConfig {
     pub fn geometry(&self, tokens: usize) -> crate::model::TokenGeometry {
         let protected = super::PROTECTED_ROWS;
         crate::model::TokenGeometry {
+            modality: crate::model::Modality::Text,
             protected,
             prunable: tokens.saturating_sub(protected),
             depth: self.num_layers,

@@ -231,6 +231,7 @@ impl ViTConfig {
         };
         let head = 2.0 * (head_rows * self.embed_dim * self.num_classes) as f64 + pool_head;
         crate::model::TokenGeometry {
+            modality: crate::model::Modality::Image,
             protected: self.num_prefix_tokens(),
             prunable: self.num_patches(),
             depth: self.depth,

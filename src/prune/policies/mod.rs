@@ -43,3 +43,15 @@ pub static RECOMMENDED: &[(f64, Policy)] = &[
 /// What a schedule of token counts or keep rates without `--policy` runs: the policy that was
 /// among the best at every level.
 pub static RECOMMENDED_ANY: Policy = Policy(&zero_tprune_merge::ZeroTPruneMerge);
+
+/// The same for text encoders: chosen on 1000 train sentences of the polarity set with
+/// all-MiniLM-L6-v2 by agreement with the dense model's class (then the cosine to the dense
+/// embedding), and reported on the test sentences (docs/pruning.md, "Recommended for text").
+pub static RECOMMENDED_TEXT: &[(f64, Policy)] = &[
+    (0.8, Policy(&zero_tprune_merge::ZeroTPruneMerge)),
+    (0.65, Policy(&tome_protect::TomeProtect)),
+    (0.5, Policy(&tome_protect::TomeProtect)),
+];
+
+/// What a text schedule of token counts or keep rates without `--policy` runs.
+pub static RECOMMENDED_ANY_TEXT: Policy = Policy(&tome_protect::TomeProtect);
