@@ -46,6 +46,18 @@ pub fn best_match(
     Ok((score, dst))
 }
 
+/// Every row `flags` removes (flag 0) merges into its most similar survivor (flag 1) by ToMe's
+/// metric: how wpr-merge and zero-tprune-merge carry out their choice.
+pub fn merge_removed(
+    at: &PrunePoint,
+    steps: &mut Vec<Step>,
+    flags: GpuTensor,
+) -> Result<Selection> {
+    let metric = metric(at, steps)?;
+    let (_, dst) = best_match(at, steps, &metric, MatchSplit::Flags, Some(&flags))?;
+    Ok(Selection::Merge { flags, dst })
+}
+
 /// Keep the target's rows, the sources least similar to their destination among them; the other
 /// sources merge into their destinations.
 pub fn merge_best(

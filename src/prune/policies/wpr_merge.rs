@@ -4,7 +4,6 @@
 
 use super::{matching, wpr};
 use crate::error::Result;
-use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
 use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
@@ -43,9 +42,6 @@ impl PolicyDef for WprMerge {
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
         let flags = wpr::importance(at, steps, &at.all_rows())?;
-        let metric = matching::metric(at, steps)?;
-        // Sources: the removed rows (flag 0); destinations: the kept ones (flag 1).
-        let (_, dst) = matching::best_match(at, steps, &metric, MatchSplit::Flags, Some(&flags))?;
-        Ok(Selection::Merge { flags, dst })
+        matching::merge_removed(at, steps, flags)
     }
 }

@@ -6,7 +6,6 @@
 
 use super::{matching, zero_tprune};
 use crate::error::Result;
-use crate::gpu::kernels::MatchSplit;
 use crate::gpu::Step;
 use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
@@ -47,9 +46,6 @@ impl PolicyDef for ZeroTPruneMerge {
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
         let flags = zero_tprune::keep_flags(at, steps, 1.0)?;
-        let metric = matching::metric(at, steps)?;
-        // Sources: the removed rows (flag 0); destinations: the survivors (flag 1).
-        let (_, dst) = matching::best_match(at, steps, &metric, MatchSplit::Flags, Some(&flags))?;
-        Ok(Selection::Merge { flags, dst })
+        matching::merge_removed(at, steps, flags)
     }
 }
