@@ -50,12 +50,17 @@ impl PruneRequest {
     /// (`flops`, `keep`, `tokens`), the recommended policy ([`Policy::recommended`]: for a FLOPs
     /// target, the one measured best at the nearest level); with none, the dense model.
     pub fn policy(&self) -> Result<Policy> {
+        self.policy_for(self.modality)
+    }
+
+    /// [`Self::policy`] on a model whose items are `modality`.
+    fn policy_for(&self, modality: Modality) -> Result<Policy> {
         match &self.policy {
             Some(name) => name.parse(),
             None if self.threshold.is_some() => "threshold".parse(),
-            None if self.flops.is_some() => Ok(Policy::recommended(self.flops, self.modality)),
+            None if self.flops.is_some() => Ok(Policy::recommended(self.flops, modality)),
             None if self.keep.is_some() || self.tokens.is_some() => {
-                Ok(Policy::recommended(None, self.modality))
+                Ok(Policy::recommended(None, modality))
             }
             None => Ok(Policy::none()),
         }
@@ -188,7 +193,7 @@ impl PruneRequest {
     /// The request's policy and options with `spec` as the schedule (what [`super::Pruner`]
     /// builds for thresholds it scales), every check as in [`PruneRequest::resolve`].
     pub(crate) fn resolve_as(&self, g: &TokenGeometry, spec: &ScheduleSpec) -> Result<Pruning> {
-        let policy = self.clone().for_modality(g.modality).policy()?;
+        let policy = self.policy_for(g.modality)?;
         let given = self.given();
         if policy.is_none() && !given.is_empty() {
             let names: Vec<_> = given.iter().map(|o| o.name()).collect();
