@@ -353,16 +353,21 @@ fn unknown_layout() {
     assert_mentions(&e, &["nothing.safetensors", "0 tensors"]);
 }
 
+/// Fixture `fixture` with one more f32 tensor `name` of `len` ones.
+fn with_tensor_of_ones(fixture: &str, name: &str, len: usize) -> tempfile::TempDir {
+    broken_model(fixture, |t| {
+        t.insert(
+            name.into(),
+            (Dtype::F32, vec![len], f32_bytes(vec![1.0; len])),
+        );
+    })
+}
+
 #[test]
 fn extra_tensors_are_named() {
     // A per-head query norm (timm's qk_norm) is not read.
     let name = "blocks.0.attn.q_norm.weight";
-    let dir = broken_model("tiny-timm", |t| {
-        t.insert(
-            name.into(),
-            (Dtype::F32, vec![20], f32_bytes(vec![1.0; 20])),
-        );
-    });
+    let dir = with_tensor_of_ones("tiny-timm", name, 20);
     let e = load_err(dir.path());
     assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
     assert_mentions(&e, &[name, &model_file(&dir)]);
@@ -370,12 +375,7 @@ fn extra_tensors_are_named() {
     // A LayerNorm after pooling (timm's fc_norm) beside the class token's head: not a
     // combination timm builds.
     let name = "fc_norm.weight";
-    let dir = broken_model("tiny-timm", |t| {
-        t.insert(
-            name.into(),
-            (Dtype::F32, vec![40], f32_bytes(vec![1.0; 40])),
-        );
-    });
+    let dir = with_tensor_of_ones("tiny-timm", name, 40);
     let e = load_err(dir.path());
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert_mentions(&e, &[name, "class token"]);
@@ -388,36 +388,21 @@ fn extra_tensors_are_named() {
         ),
         ("rope.freqs_cos", "rotary position embeddings"),
     ] {
-        let dir = broken_model("tiny-timm", |t| {
-            t.insert(
-                name.into(),
-                (Dtype::F32, vec![40], f32_bytes(vec![1.0; 40])),
-            );
-        });
+        let dir = with_tensor_of_ones("tiny-timm", name, 40);
         let e = load_err(dir.path());
         assert!(matches!(e, Error::UnknownLayout { .. }), "{e:?}");
         assert_mentions(&e, &[name, feature, "not supported"]);
     }
 
     // Layer scale on one branch of a block but not the other: the missing one is named.
-    let dir = broken_model("tiny-timm", |t| {
-        t.insert(
-            "blocks.0.ls1.gamma".into(),
-            (Dtype::F32, vec![40], f32_bytes(vec![1.0; 40])),
-        );
-    });
+    let dir = with_tensor_of_ones("tiny-timm", "blocks.0.ls1.gamma", 40);
     let e = load_err(dir.path());
     assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
     assert_mentions(&e, &["blocks.0.ls2.gamma"]);
 
     // fc_norm beside the class token's head, Hugging Face layout: named too.
     let name = "vit.fc_norm.weight";
-    let dir = broken_model("tiny-hf-vit", |t| {
-        t.insert(
-            name.into(),
-            (Dtype::F32, vec![48], f32_bytes(vec![1.0; 48])),
-        );
-    });
+    let dir = with_tensor_of_ones("tiny-hf-vit", name, 48);
     let e = load_err(dir.path());
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert_mentions(&e, &[name]);
