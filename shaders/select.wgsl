@@ -28,7 +28,8 @@ fn select_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // ---- received_topk: score.wgsl's received attention, s[i] = 1/(H c) sum_h sum_{j<c} P_h[j, i]
 // (c valid rows; rows past it score NEG), summed in the same order, computed by the image's
 // workgroup straight into the sort's keys, then select_topk's flags: the scores only feed the
-// selection, so one dispatch does both ----
+// selection, so one dispatch does both. With `half`, the count kept is the prefix and half the
+// image's valid patch rows, rounded up (Zero-TPrune's important half) ----
 @group(0) @binding(0) var<storage, read> rt_probs: array<f32>;
 @group(0) @binding(1) var<storage, read> rt_counts: array<u32>;
 @group(0) @binding(2) var<storage, read_write> rt_flags: array<u32>;
@@ -57,8 +58,13 @@ fn received_topk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         load_key(i, n, rtp.prefix, score);
     }
     sort_desc(lane, rtp.m);
+    var keep = rtp.keep;
+    if (rtp.half == 1u) {
+        // The important half: the prefix and half the valid patch rows, rounded up.
+        keep = rtp.prefix + (max(c, rtp.prefix) - rtp.prefix + 1u) / 2u;
+    }
     for (var r = lane; r < n; r += WG) {
-        rt_flags[b * n + idx[r]] = select(0u, 1u, r < rtp.keep);
+        rt_flags[b * n + idx[r]] = select(0u, 1u, r < keep);
     }
 }
 
@@ -100,12 +106,21 @@ fn split_roles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// ---- select_threshold: keep patch rows with c * s >= theta (c = valid rows); if none passes, the
-// best-scoring one ----
+// ---- select_threshold: keep patch rows with c * s >= theta (c = valid rows; `per_count` 0: s >=
+// theta); if none passes, the best-scoring one ----
 @group(0) @binding(0) var<storage, read> th_score: array<f32>;
 @group(0) @binding(1) var<storage, read> th_counts: array<u32>;
 @group(0) @binding(2) var<storage, read_write> th_flags: array<u32>;
 @group(0) @binding(3) var<uniform> thp: ThresholdParams;
+
+// What the threshold compares: the score times the valid rows (received attention, uniform = 1),
+// or the score itself.
+fn th_value(s: f32, c: u32) -> f32 {
+    if (thp.per_count == 1u) {
+        return f32(c) * s;
+    }
+    return s;
+}
 
 var<workgroup> red_n: array<u32, WG>;
 var<workgroup> red_k: array<f32, WG>;
@@ -124,7 +139,7 @@ fn select_threshold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var bi = NONE;
     for (var i = thp.prefix + lane; i < c; i += WG) {
         let s = th_score[b * n + i];
-        if (f32(c) * s >= thp.theta) {
+        if (th_value(s, c) >= thp.theta) {
             passed += 1u;
         }
         if (before(s, i, bk, bi)) {
@@ -151,7 +166,7 @@ fn select_threshold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     for (var i = lane; i < n; i += WG) {
         var keep = i < thp.prefix;
         if (!keep && i < c) {
-            keep = f32(c) * th_score[b * n + i] >= thp.theta || (none_passed && i == best);
+            keep = th_value(th_score[b * n + i], c) >= thp.theta || (none_passed && i == best);
         }
         th_flags[b * n + i] = select(0u, 1u, keep);
     }

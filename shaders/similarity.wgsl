@@ -47,7 +47,7 @@ fn head_mean_keys(
 // rows at batch 1. A source row's workgroup measures the row once (lane 0) and its lanes split the
 // image's destinations: under parity destination j is row prefix + 1 + 2j; under flags and roles
 // the workgroup first lists the destination rows in workgroup memory (through an atomic counter,
-// in no particular order). Each lane keeps its best cosine, ties to the lowest row, then lane 0
+// in no particular order). Rows past an image's valid count (masked rows) take no part. Each lane keeps its best cosine, ties to the lowest row, then lane 0
 // keeps the best of the lanes' by the same rule: the destination a serial scan keeping the first
 // strictly greater cosine finds. A cosine sums over the features in one fixed order whichever lane
 // computes it, so it is the same number in every lane and every run. The workgroup of a row that
@@ -58,9 +58,10 @@ fn head_mean_keys(
 // values. ----
 @group(0) @binding(0) var<storage, read> bm_feat: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> bm_flags: array<u32>;
-@group(0) @binding(2) var<storage, read_write> bm_keep_score: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bm_dst: array<u32>;
-@group(0) @binding(4) var<uniform> bp: MatchParams;
+@group(0) @binding(2) var<storage, read> bm_counts: array<u32>;
+@group(0) @binding(3) var<storage, read_write> bm_keep_score: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bm_dst: array<u32>;
+@group(0) @binding(5) var<uniform> bp: MatchParams;
 
 const BM_WG: u32 = 32u;
 
@@ -75,9 +76,9 @@ fn group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// 0: neither (prefix), 1: source, 2: destination.
+// 0: neither (prefix, masked rows), 1: source, 2: destination.
 fn role(b: u32, t: u32) -> u32 {
-    if (t < bp.prefix) {
+    if (t < bp.prefix || (bp.masked == 1u && t >= bm_counts[b])) {
         return 0u;
     }
     if (bp.mode == 0u) {
@@ -158,8 +159,10 @@ fn best_match(
         atomicStore(&bm_count, 0u);
     }
     workgroupBarrier();
+    // Parity's destinations are every other row, unless masked rows cut the list short.
+    let listed = bp.mode != 0u || bp.masked == 1u;
     var count = (bp.n - bp.prefix) / 2u;
-    if (bp.mode != 0u) {
+    if (listed) {
         for (var t = bp.prefix + lane; t < bp.n; t += BM_WG) {
             if (role(b, t) == 2u) {
                 bm_list[atomicAdd(&bm_count, 1u)] = t;
@@ -173,7 +176,7 @@ fn best_match(
     var best_t = NONE;
     for (var j = lane; j < count; j += BM_WG) {
         var t = bp.prefix + 1u + 2u * j;
-        if (bp.mode != 0u) {
+        if (listed) {
             t = bm_list[j];
         }
         let cos = feat_cos(fa, na, feat_at(b, t), w4);

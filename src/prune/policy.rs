@@ -110,6 +110,12 @@ pub trait PolicyDef: Sync + 'static {
         every_other_block(depth)
     }
 
+    /// The threshold of a [`KeepRule::Threshold`] policy's default schedule, and what a FLOPs
+    /// target's calibrated scale multiplies.
+    fn default_threshold(&self) -> f32 {
+        super::schedule::DEFAULT_THRESHOLD
+    }
+
     /// How `--flops F` without `--at`, and the default schedule, spread the removal.
     fn default_shape(&self) -> Shape {
         Shape::KEEP_RATE

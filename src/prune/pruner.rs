@@ -50,10 +50,16 @@ impl Pruner {
                     format!("{} values for {} layers", t.len(), largest.depth),
                 ));
             }
-            if request.policy.as_deref().is_some_and(|p| p != "threshold") {
+            let by_threshold = |name: &str| {
+                Policy::named(name).is_ok_and(|p| p.def().keep_rule() == KeepRule::Threshold)
+            };
+            if request.policy.as_deref().is_some_and(|p| !by_threshold(p)) {
                 return Err(Error::param(
                     "thresholds",
-                    "per-layer thresholds go with --policy threshold",
+                    format!(
+                        "per-layer thresholds go with {}",
+                        super::schedule::threshold_policies()
+                    ),
                 ));
             }
             if request.threshold.is_some()
@@ -118,7 +124,7 @@ impl Pruner {
         self.request.flops
     }
 
-    /// Multiply the thresholds (per block, or 1 at the policy's blocks) by `scale`.
+    /// Multiply the thresholds (per block, or the policy's default at its blocks) by `scale`.
     pub fn set_scale(&mut self, scale: f32) {
         self.scale = Some(scale);
         self.resolved.borrow_mut().clear();
@@ -138,7 +144,8 @@ impl Pruner {
                     Some(at) => parse_blocks(at, "at")?,
                     None => self.policy()?.def().default_blocks(g.depth),
                 };
-                blocks.into_iter().map(|b| (b, 1.0)).collect()
+                let base = self.policy()?.def().default_threshold();
+                blocks.into_iter().map(|b| (b, base)).collect()
             }
         };
         Ok(base

@@ -11,7 +11,8 @@ use crate::model::TokenGeometry;
 /// (where Zero-TPrune stays within a few tenths of a point of dense top-1 on DeiT-Tiny).
 pub const DEFAULT_FLOPS: f64 = 0.8;
 
-/// The threshold policy's default: about 80% of the dense FLOPs on DeiT-Tiny at the default blocks.
+/// The threshold policy's default: about 80% of the dense FLOPs on DeiT-Tiny at the default blocks
+/// (a threshold policy may say otherwise: `PolicyDef::default_threshold`).
 pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
 /// A schedule as the user wrote it.
@@ -247,9 +248,12 @@ impl Pruning {
             return Err(Error::param(
                 if is_threshold { "threshold" } else { "policy" },
                 if is_threshold {
-                    "the threshold policy takes --threshold VALUE@BLOCKS (not --keep/--tokens/--flops)"
+                    format!(
+                        "policy {policy} keeps a count decided per image: give --threshold \
+                         VALUE@BLOCKS, or --flops with data to calibrate on (not --keep/--tokens)"
+                    )
                 } else {
-                    "--threshold only applies to --policy threshold"
+                    format!("--threshold only applies to {}", threshold_policies())
                 },
             ));
         }
@@ -267,7 +271,10 @@ impl Pruning {
         };
         let steps = match spec {
             ScheduleSpec::Default if is_threshold => Self::from_thresholds(
-                &[(DEFAULT_THRESHOLD, policy.def().default_blocks(depth))],
+                &[(
+                    policy.def().default_threshold(),
+                    policy.def().default_blocks(depth),
+                )],
                 patches,
             )?,
             ScheduleSpec::Default => Self::solve_default_shape(policy, &options, g, DEFAULT_FLOPS)?,
@@ -511,4 +518,15 @@ impl Pruning {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// The policies that keep a count decided per image by a threshold, for messages:
+/// `--policy threshold or --policy zero-tprune-adaptive`.
+pub fn threshold_policies() -> String {
+    Policy::all()
+        .iter()
+        .filter(|p| p.def().keep_rule() == KeepRule::Threshold)
+        .map(|p| format!("--policy {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }

@@ -8,7 +8,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use zeroprune::gpu::kernels::AttentionBias;
 use zeroprune::gpu::kernels::{
-    Features, HeadCombine, MatchSplit, RoleSplit, TokenShape, MAX_TOKENS as MAX_PRUNE_TOKENS,
+    Features, HeadCombine, MatchSplit, RoleSplit, ThresholdOn, TokenShape, TopCount,
+    MAX_TOKENS as MAX_PRUNE_TOKENS,
 };
 use zeroprune::gpu::GpuTensor;
 
@@ -184,7 +185,14 @@ async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
     let (flags, want_flags) = (out_u32(s.batch * s.n), out_u32(s.batch * s.n));
     run([
         kernels()
-            .received_topk("received_topk", s, &probs, valid.as_ref(), &flags, keep)
+            .received_topk(
+                "received_topk",
+                s,
+                &probs,
+                valid.as_ref(),
+                &flags,
+                TopCount::Rows(keep),
+            )
             .unwrap(),
         kernels()
             .select_topk("topk", s, &score, &want_flags, keep)
@@ -1017,7 +1025,7 @@ async fn run_match(
     let dst = out_u32(s.batch * s.n);
     if !lay.on(feat).is_vec4() {
         let err = kernels()
-            .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
+            .best_match("match", s, lay.on(feat), split, flags, None, &keep, &dst)
             .unwrap_err()
             .to_string();
         assert!(err.contains("multiples of 4"), "{err}");
@@ -1025,7 +1033,7 @@ async fn run_match(
         return Box::pin(run_match(s, &packed, packed_lay, split, flags)).await;
     }
     run([kernels()
-        .best_match("match", s, lay.on(feat), split, flags, &keep, &dst)
+        .best_match("match", s, lay.on(feat), split, flags, None, &keep, &dst)
         .unwrap()]);
     (read(&keep).await, read_u32(&dst).await)
 }
@@ -1570,7 +1578,15 @@ async fn select_threshold_matches_cpu() {
             let flags = out_u32(s.batch * s.n);
             steps.push(
                 kernels()
-                    .select_threshold("threshold", *s, &score_t, valid.as_ref(), &flags, theta)
+                    .select_threshold(
+                        "threshold",
+                        *s,
+                        &score_t,
+                        valid.as_ref(),
+                        &flags,
+                        ThresholdOn::TimesCount,
+                        theta,
+                    )
                     .unwrap(),
             );
             checks.push((*s, counts.clone(), theta, score, best, flags, valid));
@@ -2049,7 +2065,9 @@ async fn launchers_reject_unsupported_shapes() {
         .to_string();
     assert!(err.contains("pagerank matrix"), "{err}");
     assert!(k.select_topk("x", big, &t, &t, 1).is_err());
-    assert!(k.select_threshold("x", big, &t, None, &t, 1.0).is_err());
+    assert!(k
+        .select_threshold("x", big, &t, None, &t, ThresholdOn::TimesCount, 1.0)
+        .is_err());
     assert!(k
         .compact("x", 1, (MAX_PRUNE_TOKENS + 1, 1), &t, &t, &t, &t, &t)
         .is_err());
@@ -2060,7 +2078,7 @@ async fn launchers_reject_unsupported_shapes() {
         img_stride: 4,
     };
     assert!(k
-        .best_match("x", big, lay.on(&t), MatchSplit::Parity, None, &t, &t)
+        .best_match("x", big, lay.on(&t), MatchSplit::Parity, None, None, &t, &t)
         .is_err());
     let many_heads = shape(1, 4, 65, 1);
     assert!(k

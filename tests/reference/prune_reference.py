@@ -52,10 +52,12 @@ sys.path.insert(0, str(HERE))
 torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 
-POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "zero-tprune-merge", "tome", "tome-protect", "pitome",
-            "wpr-merge", "threshold"]
+POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "zero-tprune-merge", "zero-tprune-adaptive", "tome",
+            "tome-protect", "pitome", "wpr-merge", "threshold"]
 # Policies that merge what they remove (token sizes, proportional attention).
-MERGING = ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge")
+MERGING = ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge", "zero-tprune-adaptive")
+# Policies whose count is decided per image by a threshold (--threshold; masked rows).
+THRESHOLD_POLICIES = ("threshold", "zero-tprune-adaptive")
 # Policies with a Weighted PageRank stage (--heads, --iters).
 WPR_POLICIES = ("wpr", "zero-tprune", "zero-tprune-merge", "tome-protect", "wpr-merge")
 INF = float("inf")
@@ -560,8 +562,8 @@ def build_policy(name: str, args, model: ViT) -> Policy:
             add(b, "theta", v)
         desc.append(f"threshold {s}")
     if args.flops is not None:
-        if name == "threshold":
-            raise ValueError("--flops with threshold: use the sweep (bisection on the threshold)")
+        if name in THRESHOLD_POLICIES:
+            raise ValueError(f"--flops with {name}: use the sweep (bisection on the threshold)")
         if args.blocks:
             blocks = [int(b) for b in args.blocks.split(",")]
             R = rate_for_flops(model, name, args.flops, blocks, args.protect)
@@ -579,11 +581,11 @@ def build_policy(name: str, args, model: ViT) -> Policy:
         raise ValueError("policy none takes no schedule")
     if name != "none" and not steps:
         raise ValueError(f"policy {name} needs a schedule")
-    if name == "threshold" and kinds != {"theta"}:
-        raise ValueError("threshold takes --threshold only")
-    if name != "threshold" and "theta" in kinds:
-        raise ValueError("--threshold is for the threshold policy")
-    if name != "threshold" and steps:
+    if name in THRESHOLD_POLICIES and kinds != {"theta"}:
+        raise ValueError(f"{name} takes --threshold only")
+    if name not in THRESHOLD_POLICIES and "theta" in kinds:
+        raise ValueError("--threshold is for the threshold policies")
+    if name not in THRESHOLD_POLICIES and steps:
         # order of definition of --keep / --tokens groups must be increasing blocks
         simulate_counts(model, name, steps, args.protect)  # validates counts and per-step limits
     return Policy(name, steps, sim=args.sim, heads=args.heads, seed=args.seed, iters=args.iters,
@@ -887,6 +889,37 @@ def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
     return xn, sz, ~merged_rows, score, margins
 
 
+def adaptive_step(pol: Policy, model: ViT, x, size, A, K, c, theta):
+    """zero-tprune-adaptive (docs/pruning.md): the important half of the c[b] valid rows by
+    received attention; every candidate whose full key is within cosine distance theta of an
+    important key (1 - cos < theta, compared as -cos >= theta - 1 in f32) merges into its most
+    similar survivor by head-averaged keys. Returns (x, size, keep [B,n], score [B,n-P], margins)."""
+    B, n, D = x.shape
+    P, H, dh = model.P, model.H, model.dh
+    npatch = n - P
+    margins = {}
+    valid = torch.arange(npatch)[None, :] < (c - P)[:, None]
+    ra = received_attention(A, c)[:, P:].masked_fill(~valid, -INF)
+    isI, margins["prerank"] = topk_keep(ra, (c - P + 1) // 2, valid=valid)
+    Kp = K[:, P:, :]
+    cs = cosine(Kp, Kp).masked_fill(~isI[:, None, :], -INF)
+    best = cs.max(-1).values
+    cand = valid & ~isI
+    lim = torch.tensor(theta, dtype=torch.float32) - 1.0
+    score = torch.where(cand, -best, torch.full_like(best, INF))
+    merged = cand & ~(score >= lim)
+    kept = valid & ~merged
+    if MARGINS and bool(cand.any()):
+        margins["theta"] = float((score - lim).abs().masked_fill(~cand, INF).min())
+    m = (K.view(B, n, H, dh).sum(2) / H)[:, P:]
+    _, arg, margins["dst"] = best_destination(m, merged, kept)
+    pre = torch.zeros(B, P, dtype=torch.bool)
+    merged_rows = torch.cat([pre, merged], 1)
+    dst_rows = torch.cat([torch.zeros(B, P, dtype=torch.long), arg + P], 1)
+    xn, sz = merge_into(x, size, merged_rows, dst_rows)
+    return xn, sz, torch.cat([~pre, kept], 1), score, margins
+
+
 def compact(keep, tensors, fixed_n):
     """stable gather of kept rows first. fixed_n: int -> rows kept; None -> keep all rows (masked)."""
     B, n = keep.shape
@@ -969,15 +1002,26 @@ def forward(model: ViT, img, pol: Policy, record=False, compact_rows=False, stop
             if kind == "theta":
                 if c is None:
                     c = torch.full((B,), n, dtype=torch.long)
-                keep, score, mg = step_select(pol, model, i, sidx, A, K, orig, c, val)
-                t, orig = compact(keep, [t, orig], None)
+                if pol.name in MERGING:
+                    if size is None:
+                        size = torch.ones(B, n)
+                    t, size, keep, score, mg = adaptive_step(pol, model, t, size, A, K, c, val)
+                    t, orig, size = compact(keep, [t, orig, size], None)
+                else:
+                    keep, score, mg = step_select(pol, model, i, sidx, A, K, orig, c, val)
+                    t, orig = compact(keep, [t, orig], None)
                 c = keep.sum(1)
                 rowvalid = torch.arange(n)[None, :] < c[:, None]
                 t = t * rowvalid[..., None].to(t.dtype)
                 orig = torch.where(rowvalid, orig, torch.full_like(orig, -1))
+                if size is not None:
+                    # Masked rows stand for nothing; size 1 keeps their log-size bias finite.
+                    size = torch.where(rowvalid, size, torch.ones_like(size))
                 if compact_rows:
                     mx = int(c.max())
                     t, orig = t[:, :mx].contiguous(), orig[:, :mx].contiguous()
+                    if size is not None:
+                        size = size[:, :mx].contiguous()
             else:
                 n_keep = val if kind == "count" else n_keep_rate(val, npatch)
                 if pol.name in MERGING:
@@ -1127,6 +1171,7 @@ VARIANT_CASES = [
     ("pitome", ["--keep", "0.75@0,1,2"]),
     ("wpr-merge", ["--keep", "0.7@0,2"]),
     ("zero-tprune-merge", ["--keep", "0.7@0,2"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.5@1,2"]),
     ("threshold", ["--threshold", "1.0@1,2"]),
 ]
 
@@ -1182,6 +1227,9 @@ TINY_CASES_DEEP += [
     ("zero-tprune-merge", ["--keep", "0.75@0,1,2"]),
     # a step that removes more than half: the importance stage removes the rest
     ("zero-tprune-merge", ["--tokens", "0:40,1:14,3:6", "--heads", "mean"]),
+    # counts that differ per image at every step (masked rows merging)
+    ("zero-tprune-adaptive", ["--threshold", "0.5@1,2,3"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.3@0;0.9@2,3"]),
 ]
 TINY_CASES_DIST = [
     ("none", []),
@@ -1197,6 +1245,7 @@ TINY_CASES_DIST = [
     ("pitome", ["--keep", "0.75@0,1"]),
     ("wpr-merge", ["--keep", "0.7@0,1"]),
     ("zero-tprune-merge", ["--keep", "0.4@0,1", "--iters", "3"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.8@0,1"]),
     ("threshold", ["--threshold", "1.0@0,1"]),
 ]
 REAL_CASES = [
@@ -1210,6 +1259,7 @@ REAL_CASES = [
     ("pitome", ["--flops", "0.65"]),
     ("wpr-merge", ["--flops", "0.65"]),
     ("zero-tprune-merge", ["--flops", "0.65"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.2@3,4,5,6,7,8,9,10,11"]),
     ("threshold", ["--threshold", "1.0@3,6,9"]),
 ]
 

@@ -22,7 +22,7 @@ pub use gemm::{
 };
 pub use layernorm::RowView;
 pub use pagerank::HeadCombine;
-pub use select::RoleSplit;
+pub use select::{RoleSplit, ThresholdOn, TopCount};
 pub use similarity::{Features, MatchSplit};
 
 use super::kernel::Family;

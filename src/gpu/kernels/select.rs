@@ -28,6 +28,8 @@ crate::wgsl_params! {
         m: u32,
         heads: u32,
         masked: u32,
+        /// 1: keep the prefix and half the valid patch rows, rounded up (`keep` unused).
+        half: u32,
     }
 }
 
@@ -36,6 +38,8 @@ crate::wgsl_params! {
         n: u32,
         prefix: u32,
         masked: u32,
+        /// 1: compare the score times the valid rows; 0: the score itself.
+        per_count: u32,
         theta: f32,
     }
 }
@@ -106,6 +110,25 @@ pub static ROLES: Kernel<RolesParams> = Kernel::new(
     Phase::Select,
 );
 
+/// How many rows [`Kernels::received_topk`] keeps per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopCount {
+    /// Exactly this many, prefix included.
+    Rows(usize),
+    /// The prefix and half the image's valid patch rows, rounded up: Zero-TPrune's important
+    /// half, which differs per image in a masked batch.
+    HalfOfPatches,
+}
+
+/// What [`Kernels::select_threshold`] compares with its threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdOn {
+    /// The score times the image's valid rows: received attention, scaled so that uniform is 1.
+    TimesCount,
+    /// The score as it is.
+    Score,
+}
+
 /// How [`Kernels::split_roles`] turns a ranking into merge roles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoleSplit {
@@ -144,8 +167,8 @@ impl Kernels {
     }
 
     /// [`Kernels::received_attention`] then [`Kernels::select_topk`] on it, in one dispatch: the
-    /// `keep` rows of each image that receive the most attention (prefix rows always). `valid`:
-    /// each image's valid rows (a masked batch), which alone are summed and kept.
+    /// rows of each image that receive the most attention, `count` of them (prefix rows always).
+    /// `valid`: each image's valid rows (a masked batch), which alone are summed and kept.
     pub fn received_topk(
         &self,
         label: &str,
@@ -153,9 +176,13 @@ impl Kernels {
         probs: &GpuTensor,
         valid: Option<&GpuTensor>,
         flags: &GpuTensor,
-        keep: usize,
+        count: TopCount,
     ) -> Result<Step> {
         s.check()?;
+        let (keep, half) = match count {
+            TopCount::Rows(k) => (k, 0),
+            TopCount::HalfOfPatches => (0, 1),
+        };
         let params = ReceivedTopkParams {
             n: s.n_u32()?,
             prefix: u(s.prefix, "prefix")?,
@@ -163,6 +190,7 @@ impl Kernels {
             m: u(s.n.next_power_of_two().max(2), "tokens")?,
             heads: s.heads_u32()?,
             masked: valid.is_some() as u32,
+            half,
         };
         let counts = valid.unwrap_or(&self.dummy);
         let grid = grid_for_groups(s.batch);
@@ -195,7 +223,9 @@ impl Kernels {
         self.launch(&TOPK, label, &[score, flags], &params, grid)
     }
 
-    /// `flags[b, i] = 1` where `valid * score >= theta` (or the best row if none passes); prefix always.
+    /// `flags[b, i] = 1` where `valid * score >= theta` ([`ThresholdOn::TimesCount`]) or
+    /// `score >= theta` (or the best row if none passes); prefix always, rows past `valid` never.
+    #[allow(clippy::too_many_arguments)]
     pub fn select_threshold(
         &self,
         label: &str,
@@ -203,6 +233,7 @@ impl Kernels {
         score: &GpuTensor,
         valid: Option<&GpuTensor>,
         flags: &GpuTensor,
+        on: ThresholdOn,
         theta: f32,
     ) -> Result<Step> {
         s.check()?;
@@ -210,6 +241,7 @@ impl Kernels {
             n: s.n_u32()?,
             prefix: u(s.prefix, "prefix")?,
             masked: valid.is_some() as u32,
+            per_count: (on == ThresholdOn::TimesCount) as u32,
             theta,
         };
         let counts = valid.unwrap_or(&self.dummy);

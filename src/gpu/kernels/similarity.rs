@@ -30,6 +30,8 @@ crate::wgsl_params! {
         /// 0: parity (sources at even patch positions, destinations odd); 1: flags (sources 0,
         /// destinations 1); 2: roles (1 source, 2 destination).
         mode: u32,
+        /// 1: rows past each image's valid count (masked rows) are neither.
+        masked: u32,
         /// Feature values per token.
         width: u32,
         off: u32,
@@ -73,6 +75,7 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
     &[
         read("bm_feat"),
         read_u32("bm_flags"),
+        read_u32("bm_counts"),
         write("bm_keep_score"),
         write_u32("bm_dst"),
     ],
@@ -190,7 +193,8 @@ impl Kernels {
     }
 
     /// For every source token, its most similar destination (cosine): `keep_score = -best`
-    /// (`3e38` for non-sources) and `dst` = the destination's row.
+    /// (`3e38` for non-sources) and `dst` = the destination's row (`u32::MAX` for non-sources).
+    /// `valid`: each image's valid rows (a masked batch); the rows past it are neither.
     #[allow(clippy::too_many_arguments)]
     pub fn best_match(
         &self,
@@ -199,6 +203,7 @@ impl Kernels {
         feat: Features,
         split: MatchSplit,
         flags: Option<&GpuTensor>,
+        valid: Option<&GpuTensor>,
         keep_score: &GpuTensor,
         dst: &GpuTensor,
     ) -> Result<Step> {
@@ -213,18 +218,20 @@ impl Kernels {
                 MatchSplit::Flags => 1,
                 MatchSplit::Roles => 2,
             },
+            masked: valid.is_some() as u32,
             width: u(feat.width, "feature width")?,
             off: u(feat.off, "offset")?,
             row_stride: u(feat.row_stride, "stride")?,
             img_stride: u(feat.img_stride, "stride")?,
         };
         let flags = flags.unwrap_or(&self.dummy);
+        let counts = valid.unwrap_or(&self.dummy);
         // One workgroup per (image, row).
         let grid = grid_for_groups(s.batch * s.n);
         self.launch(
             &BEST_MATCH,
             label,
-            &[feat.t, flags, keep_score, dst],
+            &[feat.t, flags, counts, keep_score, dst],
             &params,
             grid,
         )

@@ -24,7 +24,7 @@ fn head_dim(at: &PrunePoint) -> usize {
 }
 
 /// Every source's most similar destination (cosine on `metric`), sources and destinations as
-/// `split` says: `(keep score = -best similarity, destination row)` per row.
+/// `split` says, masked rows out: `(keep score = -best similarity, destination row)` per row.
 pub fn best_match(
     at: &PrunePoint,
     steps: &mut Vec<Step>,
@@ -40,6 +40,7 @@ pub fn best_match(
         view(at, metric),
         split,
         flags,
+        at.valid,
         &score,
         &dst,
     )?);

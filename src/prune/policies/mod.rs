@@ -14,6 +14,7 @@ mod tome_protect;
 mod wpr;
 mod wpr_merge;
 mod zero_tprune;
+mod zero_tprune_adaptive;
 mod zero_tprune_merge;
 
 /// Every policy, `none` first; the order of `--help`, `sweep` and the page.
@@ -21,6 +22,7 @@ pub static ALL: &[Policy] = &[
     Policy(&none::Dense),
     Policy(&zero_tprune::ZeroTPrune),
     Policy(&zero_tprune_merge::ZeroTPruneMerge),
+    Policy(&zero_tprune_adaptive::ZeroTPruneAdaptive),
     Policy(&wpr::Wpr),
     Policy(&tome::Tome),
     Policy(&tome_protect::TomeProtect),

@@ -4,6 +4,7 @@
 //! ignore the rest.
 
 use crate::error::Result;
+use crate::gpu::kernels::ThresholdOn;
 use crate::gpu::Step;
 use crate::prune::{KeepRule, PolicyDef, PrunePoint, Reads, Selection, Target};
 
@@ -52,6 +53,7 @@ impl PolicyDef for Threshold {
             &score,
             at.valid,
             &flags,
+            ThresholdOn::TimesCount,
             theta,
         )?);
         Ok(Selection::Keep { flags })

@@ -4,7 +4,7 @@
 
 use super::wpr;
 use crate::error::Result;
-use crate::gpu::kernels::{Features, MatchSplit, TokenShape};
+use crate::gpu::kernels::{Features, MatchSplit, TokenShape, TopCount};
 use crate::gpu::{GpuTensor, Step};
 use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
 
@@ -60,21 +60,43 @@ pub fn keep_flags(at: &PrunePoint, steps: &mut Vec<Step>, sim: f32) -> Result<Gp
     if r == 0 {
         return wpr::importance(at, steps, &at.all_rows());
     }
-    // (1) Pre-rank by received attention: the important half (flag 1) and the candidates
-    // (flag 0), scored and selected in one step.
+    let match_score = similarity_to_important(at, steps)?;
+    let survivors = at.work.rows("similarity survivors");
+    steps.push(k.select_topk(
+        &at.label("drop_similar"),
+        s,
+        &match_score,
+        &survivors,
+        s.n - r,
+    )?);
+    // (3) Importance on the survivors, when the similarity stage left it anything to remove
+    // (with everything removed already, its top-k would keep every survivor).
+    if r == patches_in - keep {
+        return Ok(survivors);
+    }
+    wpr::importance(at, steps, &survivors)
+}
+
+/// Stages (1) and (2)'s match: the important half by received attention (the prefix and half the
+/// valid patch rows, rounded up) and, for every other valid patch row (a candidate), its most
+/// similar important row by cosine on the full key rows. Returns `[B, n]` keep scores: minus that
+/// cosine for candidates, `3e38` for the rest.
+pub fn similarity_to_important(at: &PrunePoint, steps: &mut Vec<Step>) -> Result<GpuTensor> {
+    let (k, s) = (at.k, at.shape);
+    // (1) Pre-rank: the important half (flag 1) and the candidates (flag 0), scored and selected
+    // in one step.
     let important = at.work.rows("important half");
     steps.push(k.received_topk(
         &at.label("important_half"),
         s,
         at.probs()?,
-        None,
+        at.valid,
         &important,
-        s.prefix + patches_in.div_ceil(2),
+        TopCount::HalfOfPatches,
     )?);
-    // (2) Similarity on the full key rows; the r candidates with the closest match are dropped.
+    // (2) Similarity on the full key rows.
     let match_score = at.work.rows("match score");
     let match_dst = at.work.rows("match destination");
-    let survivors = at.work.rows("similarity survivors");
     let packed;
     let keys = if at.keys.is_vec4() {
         at.keys
@@ -92,20 +114,9 @@ pub fn keep_flags(at: &PrunePoint, steps: &mut Vec<Step>, sim: f32) -> Result<Gp
         keys,
         MatchSplit::Flags,
         Some(&important),
+        at.valid,
         &match_score,
         &match_dst,
     )?);
-    steps.push(k.select_topk(
-        &at.label("drop_similar"),
-        s,
-        &match_score,
-        &survivors,
-        s.n - r,
-    )?);
-    // (3) Importance on the survivors, when the similarity stage left it anything to remove
-    // (with everything removed already, its top-k would keep every survivor).
-    if r == patches_in - keep {
-        return Ok(survivors);
-    }
-    wpr::importance(at, steps, &survivors)
+    Ok(match_score)
 }
