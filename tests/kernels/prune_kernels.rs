@@ -203,6 +203,25 @@ async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
         read_u32(&want_flags).await,
         "{what}: received_topk's top-{keep} flags"
     );
+    // The important half: the prefix and half of each image's valid patch rows, rounded up, by
+    // (score desc, row asc) on the same scores.
+    let half = out_u32(s.batch * s.n);
+    run([kernels()
+        .received_topk(
+            "received_half",
+            s,
+            &probs,
+            valid.as_ref(),
+            &half,
+            TopCount::HalfOfPatches,
+        )
+        .unwrap()]);
+    check_u32(
+        &format!("{what}: received_topk's important half"),
+        &read_u32(&half).await,
+        &half_ref(&got, s, counts),
+        s.n,
+    );
     if counts.is_none() {
         // Rows sum to 1, so the scores of an image do too.
         for b in 0..s.batch {
@@ -210,6 +229,24 @@ async fn received_case(seed: u64, s: TokenShape, counts: Option<&[u32]>) {
             assert!((sum - 1.0).abs() < 1e-5, "{what}: image {b} sums to {sum}");
         }
     }
+}
+
+/// Flags of the prefix and the `ceil((c - prefix) / 2)` best valid patch rows of each image by
+/// (score desc, row asc).
+fn half_ref(score: &[f32], s: TokenShape, counts: Option<&[u32]>) -> Vec<u32> {
+    let n = s.n;
+    let mut flags = vec![0u32; s.batch * n];
+    for b in 0..s.batch {
+        let c = counts.map_or(n, |c| (c[b] as usize).min(n));
+        let sc = &score[b * n..][..n];
+        let keep = s.prefix + c.saturating_sub(s.prefix).div_ceil(2);
+        let mut rows: Vec<usize> = (s.prefix..c).collect();
+        rows.sort_by(|&i, &j| sc[j].total_cmp(&sc[i]).then(i.cmp(&j)));
+        for t in (0..s.prefix).chain(rows.into_iter().take(keep - s.prefix)) {
+            flags[b * n + t] = 1;
+        }
+    }
+    flags
 }
 
 async fn received_attention_unmasked() {
@@ -1250,6 +1287,92 @@ async fn best_match_by_roles() {
     }
 }
 
+/// Masked rows (past each image's valid count) are neither source nor destination, in every split:
+/// the match rows after a per-image step run on.
+async fn best_match_skips_masked_rows() {
+    for (seed, s, dim, counts) in [
+        (330, shape(3, 50, 4, 2), 16, vec![50u32, 23, 5]),
+        (331, shape(2, 197, 3, 1), 8, vec![120, 197]),
+        (332, shape(2, 9, 1, 1), 4, vec![4, 3]),
+    ] {
+        let mut r = rng(seed);
+        let n = s.n;
+        let feat = uniform(&mut r, s.batch * n * dim, -1.0, 1.0);
+        // Flags and roles: random, except that every image has a valid destination.
+        let mut flags: Vec<u32> = (0..s.batch * n).map(|_| r.random_range(0..2)).collect();
+        let mut roles: Vec<u32> = (0..s.batch * n).map(|_| r.random_range(0..3)).collect();
+        for (b, &c) in counts.iter().enumerate() {
+            flags[b * n + c as usize - 1] = 1;
+            roles[b * n + c as usize - 1] = 2;
+        }
+        let lay = Lay {
+            width: dim,
+            off: 0,
+            row_stride: dim,
+            img_stride: n * dim,
+        };
+        let (feat_t, counts_t) = (upload(&feat), upload_u32(&counts));
+        let (flags_t, roles_t) = (upload_u32(&flags), upload_u32(&roles));
+        for (split, buf) in [
+            (MatchSplit::Parity, None),
+            (MatchSplit::Flags, Some(&flags_t)),
+            (MatchSplit::Roles, Some(&roles_t)),
+        ] {
+            let role = |b: usize, t: usize| {
+                if t < s.prefix || t >= counts[b] as usize {
+                    return Role::Neither;
+                }
+                match split {
+                    MatchSplit::Parity if (t - s.prefix) % 2 == 0 => Role::Source,
+                    MatchSplit::Parity => Role::Dest,
+                    MatchSplit::Flags if flags[b * n + t] == 0 => Role::Source,
+                    MatchSplit::Flags => Role::Dest,
+                    MatchSplit::Roles => match roles[b * n + t] {
+                        1 => Role::Source,
+                        2 => Role::Dest,
+                        _ => Role::Neither,
+                    },
+                }
+            };
+            let (keep, dst) = (out_f32(s.batch * n), out_u32(s.batch * n));
+            run([kernels()
+                .best_match(
+                    "match",
+                    s,
+                    lay.on(&feat_t),
+                    split,
+                    buf,
+                    Some(&counts_t),
+                    &keep,
+                    &dst,
+                )
+                .unwrap()]);
+            // An image whose valid rows hold no destination has nothing to match: its sources
+            // keep "no match" (the reference needs a destination).
+            let has_dest = |b: usize| (0..n).any(|t| role(b, t) == Role::Dest);
+            let (mut want_keep, mut want_dst) = match_ref(&feat, lay, s, &|b, t| {
+                if has_dest(b) {
+                    role(b, t)
+                } else {
+                    Role::Neither
+                }
+            });
+            for b in (0..s.batch).filter(|&b| !has_dest(b)) {
+                for t in (0..n).filter(|&t| role(b, t) == Role::Source) {
+                    want_keep[b * n + t] = Want::Exact(POS);
+                    want_dst[b * n + t] = NONE;
+                }
+            }
+            let what = format!(
+                "best_match {split:?} masked B{} n{n} counts {counts:?}",
+                s.batch
+            );
+            check(&what, &read(&keep).await, &want_keep, TOL);
+            check_u32(&what, &read_u32(&dst).await, &want_dst, n);
+        }
+    }
+}
+
 /// docs/pruning.md "pitome": `E[t] = 1/N_p sum_{u patch} elu(cos(m_t, m_u) - margin)` for patch rows
 /// (alpha = 1), `-3e38` for prefix rows.
 fn energy_ref(feat: &[f32], lay: Lay, s: TokenShape, margin: f64, alpha: f64) -> Vec<Want> {
@@ -1493,7 +1616,13 @@ async fn split_roles_matches_cpu() {
 
 /// docs/pruning.md "threshold": keep patch `i < c` when `c * s[i] >= theta` (f32); if none does,
 /// the best patch row (top-k rule). Prefix always, rows `>= c` never.
-fn threshold_ref(score: &[f32], s: TokenShape, counts: Option<&[u32]>, theta: f32) -> Vec<u32> {
+fn threshold_ref(
+    score: &[f32],
+    s: TokenShape,
+    counts: Option<&[u32]>,
+    on: ThresholdOn,
+    theta: f32,
+) -> Vec<u32> {
     let n = s.n;
     let mut flags = vec![0u32; s.batch * n];
     for b in 0..s.batch {
@@ -1501,7 +1630,11 @@ fn threshold_ref(score: &[f32], s: TokenShape, counts: Option<&[u32]>, theta: f3
         let sc = &score[b * n..][..n];
         let f = &mut flags[b * n..][..n];
         for (i, v) in f.iter_mut().enumerate() {
-            *v = (i < s.prefix || (i < c && c as f32 * sc[i] >= theta)) as u32;
+            let value = match on {
+                ThresholdOn::TimesCount => c as f32 * sc[i],
+                ThresholdOn::Score => sc[i],
+            };
+            *v = (i < s.prefix || (i < c && value >= theta)) as u32;
         }
         let any = (s.prefix..c).any(|i| f[i] == 1);
         if !any && c > s.prefix {
@@ -1571,38 +1704,51 @@ async fn select_threshold_matches_cpu() {
     ];
     for (seed, s, counts) in &cases {
         let mut r = rng(*seed);
-        for theta in [1.0f32, 0.5, 2.0, 1e30] {
-            let (score, best) = threshold_scores(&mut r, *s, counts.as_deref(), theta);
+        // Received attention times the count, then the plain score (zero-tprune-adaptive's minus
+        // cosine, against theta - 1), with rows exactly at the threshold either way.
+        for (on, theta) in [
+            (ThresholdOn::TimesCount, 1.0f32),
+            (ThresholdOn::TimesCount, 0.5),
+            (ThresholdOn::TimesCount, 2.0),
+            (ThresholdOn::TimesCount, 1e30),
+            (ThresholdOn::Score, 0.01),
+            (ThresholdOn::Score, 1e30),
+        ] {
+            let (mut score, best) = threshold_scores(&mut r, *s, counts.as_deref(), theta);
+            if on == ThresholdOn::Score && theta < 1e20 {
+                // Scores around theta itself, some exactly at it.
+                let c_of = |b: usize| counts.as_ref().map_or(s.n, |c| c[b] as usize);
+                for (i, v) in score.iter_mut().enumerate() {
+                    if i % s.n < c_of(i / s.n) {
+                        *v *= c_of(i / s.n) as f32 * 0.02;
+                        if i % 5 == 0 {
+                            *v = theta;
+                        }
+                    }
+                }
+            }
             let score_t = upload(&score);
             let valid = counts.as_deref().map(upload_u32);
             let flags = out_u32(s.batch * s.n);
             steps.push(
                 kernels()
-                    .select_threshold(
-                        "threshold",
-                        *s,
-                        &score_t,
-                        valid.as_ref(),
-                        &flags,
-                        ThresholdOn::TimesCount,
-                        theta,
-                    )
+                    .select_threshold("threshold", *s, &score_t, valid.as_ref(), &flags, on, theta)
                     .unwrap(),
             );
-            checks.push((*s, counts.clone(), theta, score, best, flags, valid));
+            checks.push((*s, counts.clone(), on, theta, score, best, flags, valid));
         }
     }
     run(steps);
-    for (s, counts, theta, score, best, flags, _counts_buffer) in checks {
+    for (s, counts, on, theta, score, best, flags, _counts_buffer) in checks {
         let got = read_u32(&flags).await;
         let what = format!(
-            "select_threshold B{} n{} counts {counts:?} theta {theta}",
+            "select_threshold B{} n{} counts {counts:?} {on:?} theta {theta}",
             s.batch, s.n
         );
         check_u32(
             &what,
             &got,
-            &threshold_ref(&score, s, counts.as_deref(), theta),
+            &threshold_ref(&score, s, counts.as_deref(), on, theta),
             s.n,
         );
         if theta == 1e30 {
@@ -2108,6 +2254,7 @@ gpu_tests!(
     energy_matches_cpu,
     split_roles_matches_cpu,
     best_match_flags_on_full_keys,
+    best_match_skips_masked_rows,
     select_topk_matches_cpu_sort,
     select_threshold_matches_cpu,
     compact_and_gather_rows,

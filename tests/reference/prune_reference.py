@@ -192,7 +192,10 @@ class Policy:
 
 def default_blocks(policy: str, L: int):
     """docs/pruning.md: every other block from 2 to L-2 (2,4,6,8,10 for 12 blocks); every block for
-    ToMe, tome-protect, PiToMe and for models shallower than 6 blocks."""
+    ToMe, tome-protect, PiToMe and for models shallower than 6 blocks; from L/4 to the last block
+    for zero-tprune-adaptive."""
+    if policy == "zero-tprune-adaptive":
+        return list(range(L // 4, L))
     if policy in ("tome", "tome-protect", "pitome") or L < 6:
         return list(range(L))
     return list(range(2, L - 1, 2))
@@ -1436,6 +1439,42 @@ def spec_to_argv(spec: str):
         k, v = kv.split("=", 1)
         argv += [f"--{k}", v]
     return parts[0], argv
+
+
+# The threshold a threshold policy's scale multiplies (PolicyDef::default_threshold).
+DEFAULT_THRESHOLD = {"threshold": 0.5, "zero-tprune-adaptive": 0.14}
+
+
+def calibrate_scale(model, X, policy, target, blocks=None):
+    """Session::calibrate, step for step: the scale of the policy's default threshold (f32) whose
+    mean FLOPs over the images X reach `target` (a fraction of dense): a bracket from 1 doubling,
+    then 8 halvings, keeping the last scale at or under the target. Returns (scale, threshold,
+    fraction reached)."""
+    base = np.float32(DEFAULT_THRESHOLD[policy])
+    bl = ",".join(map(str, blocks or default_blocks(policy, model.L)))
+    dense = model.dense_flops()
+
+    def reached(scale):
+        th = np.float32(base * np.float32(scale))
+        pol = policy_from_args(policy, ["--threshold", f"{float(th)!r}@{bl}"], model)
+        _, fl, _ = evaluate(model, X, pol, stop_after_last=True)
+        return float(fl.mean() / dense)
+
+    lo, hi = np.float32(0), np.float32(1)
+    while True:
+        f = reached(hi)
+        if f <= target or hi >= 64:
+            best = (hi, f)
+            break
+        lo, hi = hi, np.float32(hi * 2)
+    for _ in range(8):
+        mid = np.float32(np.float32(0.5) * (lo + hi))
+        f = reached(mid)
+        if f <= target:
+            hi, best = mid, (mid, f)
+        else:
+            lo = mid
+    return float(best[0]), float(np.float32(base * best[0])), best[1]
 
 
 def bisect_threshold(model, X, target, blocks, limit=256, iters=16):

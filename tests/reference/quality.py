@@ -22,7 +22,9 @@ transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_de
       Every configuration on each set's evaluation images: top-1, agreement with dense, and the
       paired differences to dense, to ToMe (the `tome` configuration at the same target) and to
       the tuned ToMe (`tome-tuned`) with their standard errors. CONFIGS.json: [{"name", "target", "policy", "args": [...]} or
-      {"name", "target", "schedule": FILE}].
+      {"name", "target", "schedule": FILE} or {"name", "target", "policy", "calibrate": true}, a threshold
+      policy whose threshold is calibrated to the mean FLOPs target on the calibration images of both sets].
+      FLOPs: the mean over the images, with the 10th-90th percentiles where they differ per image.
 """
 import argparse
 import json
@@ -147,7 +149,23 @@ def paired(a, b):
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
+CALIBRATED = {}
+
+
 def config_policy(model, cfg):
+    if cfg.get("calibrate"):
+        # A threshold policy at a mean FLOPs target: its threshold calibrated on the calibration
+        # images of both sets together, as `zeroprune eval --calibrate` does.
+        key = (cfg["policy"], cfg["target"])
+        if key not in CALIBRATED:
+            sets = [load_set(model, name)[0] for name in SETS]
+            x = np.concatenate([np.array(x[split(name, x.shape[0], "cal")]) for name, x in zip(SETS, sets)])
+            CALIBRATED[key] = pr.calibrate_scale(model, x, cfg["policy"], cfg["target"])
+            print(f"calibrated {key}: scale {CALIBRATED[key][0]:.6g}, threshold {CALIBRATED[key][1]!r}, "
+                  f"{CALIBRATED[key][2]:.4f} of dense", file=sys.stderr, flush=True)
+        th = CALIBRATED[key][1]
+        bl = ",".join(map(str, pr.default_blocks(cfg["policy"], model.L)))
+        return pr.policy_from_args(cfg["policy"], ["--threshold", f"{th!r}@{bl}"], model)
     if "schedule" in cfg:
         s = json.loads(Path(cfg["schedule"]).read_text())
         args = ["--tokens", s["tokens"]]
@@ -176,8 +194,10 @@ def cmd_report(a):
             key = (cfg["name"], cfg["target"])
             top1, fl, lp, pol = results[key]
             ok = top1 == imgs.labels
+            rel = fl / model.dense_flops()
             row = dict(set=name, images=len(top1), name=cfg["name"], target=cfg["target"], policy=pol.name,
-                       schedule=pol.desc, flops_ratio=float(fl.mean() / model.dense_flops()),
+                       schedule=pol.desc, flops_ratio=float(rel.mean()),
+                       flops_p10=float(np.percentile(rel, 10)), flops_p90=float(np.percentile(rel, 90)),
                        top1=100 * float(ok.mean()), dense_top1=100 * float(ok_dense.mean()),
                        agreement=100 * float((top1 == imgs.dense_top1).mean()),
                        kl=pr.kl_to_dense(imgs.dense_lp, lp))
@@ -195,7 +215,8 @@ def cmd_report(a):
     def pm(r, key):
         return f"{r[key]:+.2f} ± {r[key + '_se']:.2f}" if key in r else ""
     for r in rows:
-        lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['flops_ratio']:.3f} | "
+        spread = f" ({r['flops_p10']:.2f}-{r['flops_p90']:.2f})" if r["flops_p90"] - r["flops_p10"] > 1e-3 else ""
+        lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['flops_ratio']:.3f}{spread} | "
                      f"{r['top1']:.2f} | {pm(r, 'vs_dense')} | {pm(r, 'vs_tome')} | {pm(r, 'vs_tome_tuned')} | "
                      f"{r['agreement']:.2f} | {r['kl']:.4f} |")
     text = "\n".join(lines) + "\n"
