@@ -172,7 +172,11 @@ impl Pruner {
             if self.needs_calibration()? {
                 return Err(Error::param(
                     "flops",
-                    "the threshold policy meets a FLOPs target by calibration on data first",
+                    format!(
+                        "policy {} keeps a count decided per image: it meets a FLOPs target (a \
+                         mean) by calibration on data first",
+                        self.policy()?
+                    ),
                 ));
             }
             let groups = self.scaled_thresholds(g)?;

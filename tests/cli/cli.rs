@@ -217,6 +217,52 @@ fn classify_json_with_a_policy_lists_the_kept_patches() {
 }
 
 #[test]
+fn classify_calibrates_a_per_image_budget_on_the_images_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = images(dir.path());
+    let classify = |extra: &[&str]| {
+        let (ok, out, err) = run(zeroprune()
+            .args(["classify", "--json", "--policy", "zero-tprune-adaptive"])
+            .args(extra)
+            .arg("--model")
+            .arg(fixture("tiny-timm-distilled"))
+            .args(&imgs));
+        assert!(ok, "{extra:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let dense: f64 = {
+        let (ok, out, err) = run(zeroprune()
+            .args(["classify", "--json", "--model"])
+            .arg(fixture("tiny-timm-distilled"))
+            .arg(&imgs[0]));
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["images"][0]["gflops"].as_f64().unwrap()
+    };
+    // --flops is the mean over the images given: the calibration reports it, and the images'
+    // own FLOPs average to it.
+    let v = classify(&["--flops", "0.75"]);
+    let cal = &v["calibration"];
+    assert_eq!(cal["images"], imgs.len());
+    let reached = cal["flops"].as_f64().unwrap();
+    assert!(reached <= 0.75 && reached > 0.3, "{cal}");
+    let images = v["images"].as_array().unwrap();
+    let mean = images
+        .iter()
+        .map(|i| i["gflops"].as_f64().unwrap())
+        .sum::<f64>()
+        / images.len() as f64;
+    assert!(
+        (mean / dense - reached).abs() < 1e-6,
+        "{mean} / {dense} vs {reached}"
+    );
+    // A threshold given directly runs as given, without calibration.
+    let v = classify(&["--threshold", "0.8@0,1"]);
+    assert!(v.get("calibration").is_none(), "{v}");
+    assert_eq!(v["schedule"], "0:<0.8,1:<0.8");
+}
+
+#[test]
 fn eval_with_a_policy_reports_agreement_and_counted_flops() {
     let dir = tempfile::tempdir().unwrap();
     images(dir.path());
@@ -270,7 +316,7 @@ fn sweep_prints_a_table_and_writes_a_plot() {
             "sweep",
             "--json",
             "--policies",
-            "zero-tprune,tome,threshold,random",
+            "zero-tprune,tome,threshold,zero-tprune-adaptive,random",
         ])
         .arg("--calibration")
         .arg(&calibration)
@@ -285,11 +331,12 @@ fn sweep_prints_a_table_and_writes_a_plot() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1 + 4 * 2, "dense + 4 policies x 2 targets");
+    assert_eq!(rows.len(), 1 + 5 * 2, "dense + 5 policies x 2 targets");
     for r in &rows[1..] {
         let ratio = r["flops_ratio"].as_f64().unwrap();
         let target = r["target"].as_f64().unwrap();
-        if r["policy"] != "threshold" {
+        // The per-image policies meet the target on the calibration images, not these.
+        if r["policy"] != "threshold" && r["policy"] != "zero-tprune-adaptive" {
             assert!(ratio <= target + 1e-9, "{r}");
         }
         assert!(r["agreement"].as_f64().unwrap() <= 100.0);
@@ -344,6 +391,14 @@ fn bad_pruning_arguments_name_the_parameter() {
         (
             vec!["--policy", "threshold", "--keep", "0.5@0"],
             "threshold",
+        ),
+        (
+            vec!["--policy", "zero-tprune-adaptive", "--tokens", "0:10"],
+            "decided per image",
+        ),
+        (
+            vec!["--policy", "evit", "--threshold", "0.5@0"],
+            "--policy zero-tprune-adaptive",
         ),
         (vec!["--sim", "0.5"], "policy"),
     ] {

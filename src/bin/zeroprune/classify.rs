@@ -9,7 +9,7 @@ use zeroprune::prune::{Policy, PruneStep};
 use zeroprune::session::{top_classes, ClassScore};
 use zeroprune::{preprocess, Error, Mode, Result, Run};
 
-use crate::common::{class_names, emit, open_gpu_while};
+use crate::common::{calibrate_on_images, class_names, emit, open_gpu_while, Calibration};
 use crate::prune_args::PruneArgs;
 use crate::{model_source, ModelArgs};
 
@@ -54,6 +54,8 @@ struct ClassifyOutput {
     adapter: String,
     policy: Policy,
     schedule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibration: Option<Calibration>,
     steps: Vec<PruneStep>,
     images: Vec<ClassifiedImage>,
 }
@@ -97,16 +99,19 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     if args.top == 0 {
         return Err(Error::param("--top", "must be at least 1"));
     }
-    let (gpu, (weights, pruning, names)) = open_gpu_while(|| {
+    let (gpu, (weights, mut pruner, names)) = open_gpu_while(|| {
         let weights = model_source::load(&args.model)?;
         weights.config.check_classifies("--model")?;
         args.prune.dropped(false)?;
-        let pruning = args.prune.resolve(&weights.config)?;
+        let pruner = args.prune.pruner(&weights.config.geometry())?;
         let names = class_names(&weights, args.labels.as_deref())?;
-        Ok((weights, pruning, names))
+        Ok((weights, pruner, names))
     })?;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
     let batch = session.max_batch().clamp(1, 16);
+    let calibration =
+        calibrate_on_images(&mut session, &weights, &mut pruner, &args.images, batch)?;
+    let pruning = pruner.schedule(&weights.config.geometry())?;
     let mode = if args.trace.is_some() {
         Mode::Debug
     } else {
@@ -136,6 +141,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         adapter: gpu.describe(),
         policy: pruning.policy,
         schedule: pruning.describe(),
+        calibration,
         steps: pruning.steps.clone(),
         images,
     };

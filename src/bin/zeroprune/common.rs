@@ -174,6 +174,52 @@ pub fn calibrated<F: zeroprune::model::Family>(
     Ok(settings)
 }
 
+/// How a per-image policy's FLOPs target was met on the images given: its thresholds scaled so
+/// that their mean FLOPs reaches it.
+#[derive(serde::Serialize)]
+pub struct Calibration {
+    pub images: usize,
+    pub scale: f32,
+    /// The mean FLOPs reached, a fraction of dense.
+    pub flops: f64,
+}
+
+/// The most images a per-image policy's --flops calibrates on.
+pub const CALIBRATION_IMAGES: usize = 256;
+
+/// A per-image policy's --flops on an image model is a mean: over the images given (the first
+/// [`CALIBRATION_IMAGES`]), as `embed` means it over its texts. Calibrates `pruner` where it
+/// needs it and notes what was reached.
+pub fn calibrate_on_images(
+    session: &mut zeroprune::Session,
+    weights: &zeroprune::ModelWeights,
+    pruner: &mut zeroprune::prune::Pruner,
+    images: &[std::path::PathBuf],
+    batch: usize,
+) -> Result<Option<Calibration>> {
+    if !pruner.needs_calibration()? {
+        return Ok(None);
+    }
+    let n = images.len().min(CALIBRATION_IMAGES);
+    let input = zeroprune::preprocess::load_batch(&images[..n], &weights.config.preprocess)?;
+    let bar = progress(
+        4 + zeroprune::session::CALIBRATION_PROBES,
+        "calibration runs",
+    );
+    let (scale, flops) = session.calibrate(&input, pruner, batch, |k| bar.inc(k as u64))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "calibrated {} on the {n} images given: thresholds x {scale:.4} give {flops:.3} of the \
+         dense FLOPs on average",
+        pruner.policy()?
+    );
+    Ok(Some(Calibration {
+        images: n,
+        scale,
+        flops,
+    }))
+}
+
 /// Every step's outputs as a safetensors file: `NNN.LABEL.SLOT` (the step's index, label and
 /// slot; later batches of images get later indices), F32 or U32 as the slot declares, F16 where
 /// the model stores that buffer as halves (padded to whole 8-byte units).

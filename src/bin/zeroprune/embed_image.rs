@@ -13,7 +13,7 @@ use zeroprune::model::Precision;
 use zeroprune::prune::Pruning;
 use zeroprune::{preprocess, Error, ImageOutput, ModelWeights, Result, Run, Session};
 
-use crate::common::{emit, open_gpu_while, progress};
+use crate::common::{calibrate_on_images, emit, open_gpu_while, progress};
 use crate::prune_args::PruneArgs;
 
 /// An image model: a folder or file without `tokenizer.json` whose config (if any) names no
@@ -26,19 +26,24 @@ pub fn is_image_model(model: &Path) -> bool {
     !config.is_some_and(|c| c.contains("\"vocab_size\""))
 }
 
-/// The image model, the pruning asked for and a session on the GPU.
+/// The image model, the pruning asked for and a session on the GPU; a per-image policy's --flops
+/// is calibrated on `images`.
 fn open(
     model: &Path,
     precision: Precision,
     prune: &PruneArgs,
+    images: &[PathBuf],
 ) -> Result<(ModelWeights, Pruning, Session, String)> {
-    let (gpu, (weights, pruning)) = open_gpu_while(|| {
+    let (gpu, (weights, mut pruner)) = open_gpu_while(|| {
         let weights = ModelWeights::load(model)?;
         prune.dropped(false)?;
-        let pruning = prune.resolve(&weights.config)?;
-        Ok((weights, pruning))
+        let pruner = prune.pruner(&weights.config.geometry())?;
+        Ok((weights, pruner))
     })?;
-    let session = Session::with_precision(&gpu, &weights, precision)?;
+    let mut session = Session::with_precision(&gpu, &weights, precision)?;
+    let batch = session.max_batch().clamp(1, 16);
+    calibrate_on_images(&mut session, &weights, &mut pruner, images, batch)?;
+    let pruning = pruner.schedule(&weights.config.geometry())?;
     Ok((weights, pruning, session, gpu.describe()))
 }
 
@@ -133,7 +138,7 @@ pub fn run_embed(
         return Err(Error::param("images", "give the image files to embed"));
     }
     let paths: Vec<PathBuf> = images.iter().map(PathBuf::from).collect();
-    let (weights, pruning, mut session, adapter) = open(model, precision, prune)?;
+    let (weights, pruning, mut session, adapter) = open(model, precision, prune, &paths)?;
     let batch = session.max_batch().clamp(1, 16);
     let out = run_images(&mut session, &weights, &pruning, &paths, batch)?;
     let dense = if pruning.is_dense() {
@@ -227,7 +232,7 @@ pub fn run_similarity(
     json: bool,
 ) -> Result<()> {
     let paths = [PathBuf::from(a), PathBuf::from(b)];
-    let (weights, pruning, mut session, _) = open(model, precision, prune)?;
+    let (weights, pruning, mut session, _) = open(model, precision, prune, &paths)?;
     let dense = run_images(&mut session, &weights, &Pruning::dense(), &paths, 2)?;
     let pruned = if pruning.is_dense() {
         None
