@@ -244,17 +244,20 @@ function syncTarget() {
   const policy = $("policy").value;
   const threshold = isThreshold();
   const t = $("target");
-  if (threshold && t.dataset.mode !== "threshold") {
-    Object.assign(t, { min: "0", max: "2", step: "0.1" });
-    t.value = "0.5";
-    t.dataset.mode = "threshold";
-  } else if (!threshold && t.dataset.mode === "threshold") {
+  // A threshold policy's slider spans 0 to 4x its default threshold (0.5 for threshold, a key
+  // distance of 0.14 for zero-tprune-adaptive).
+  const theta = policyInfo()?.default_threshold;
+  if (threshold && t.dataset.mode !== `threshold ${theta}`) {
+    Object.assign(t, { min: "0", max: String(4 * theta), step: String(theta / 10) });
+    t.value = String(theta);
+    t.dataset.mode = `threshold ${theta}`;
+  } else if (!threshold && t.dataset.mode?.startsWith("threshold")) {
     Object.assign(t, { min: "0.40", max: "1.00", step: "0.05" });
     t.value = "0.65";
     t.dataset.mode = "flops";
   }
   $("target-label").textContent = threshold ? "Threshold θ" : "FLOPs target";
-  $("target-value").textContent = threshold ? `θ = ${Number(t.value).toFixed(1)}` : `${Math.round(t.value * 100)}% of dense`;
+  $("target-value").textContent = threshold ? `θ = ${Number(t.value).toFixed(3)}` : `${Math.round(t.value * 100)}% of dense`;
   $("target-row").classList.toggle("off", policy === "none");
 }
 

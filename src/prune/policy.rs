@@ -266,6 +266,9 @@ pub struct PolicyInfo {
     pub reads: Reads,
     pub merges: bool,
     pub keep_rule: KeepRule,
+    /// A threshold policy's default threshold (`--threshold`'s units), which a FLOPs target
+    /// scales.
+    pub default_threshold: Option<f32>,
     /// The blocks of its constant keep rate, for the given depth.
     pub default_blocks: Vec<usize>,
     /// How `flops` without `at` spreads the removal: families in order of preference.
@@ -284,6 +287,8 @@ impl Policy {
             reads: d.reads(),
             merges: d.merges(),
             keep_rule: d.keep_rule(),
+            default_threshold: (d.keep_rule() == KeepRule::Threshold)
+                .then(|| d.default_threshold()),
             default_blocks: d.default_blocks(depth),
             default_shape: d.default_shape(),
             options: d.options().iter().map(|o| o.name()).collect(),

@@ -1323,7 +1323,7 @@ async fn best_match_skips_masked_rows() {
                     return Role::Neither;
                 }
                 match split {
-                    MatchSplit::Parity if (t - s.prefix) % 2 == 0 => Role::Source,
+                    MatchSplit::Parity if (t - s.prefix).is_multiple_of(2) => Role::Source,
                     MatchSplit::Parity => Role::Dest,
                     MatchSplit::Flags if flags[b * n + t] == 0 => Role::Source,
                     MatchSplit::Flags => Role::Dest,
