@@ -121,6 +121,9 @@ struct Inner {
     warm: std::collections::HashSet<(usize, Pruning)>,
 }
 
+/// The most images a per-image policy's FLOPs target calibrates on in one call.
+const CALIBRATION_IMAGES: usize = 256;
+
 /// An image model on the page's GPU.
 #[wasm_bindgen]
 pub struct Session {
@@ -180,12 +183,37 @@ impl Inner {
         })
     }
 
-    /// The schedule of `o` for this model: the threshold policy's FLOPs target needs calibration
-    /// on other images, which one call does not have.
+    /// The schedule of `o` for this model: a per-image policy's FLOPs target needs calibration,
+    /// which `evaluate` (on the images it scores) and `bench` (on no image) do not do.
     fn pruning(&self, o: &CallOptions) -> Result<Pruning, WebError> {
         let g = self.session.config().geometry();
         o.dropped(false).map_err(js_error)?;
         o.pruner(&g).and_then(|p| p.schedule(&g)).map_err(js_error)
+    }
+
+    /// The schedule of `o` for the call's `images`: a per-image policy's FLOPs target is their
+    /// mean (calibrated on the first `CALIBRATION_IMAGES`), as `zeroprune classify` means it.
+    async fn pruning_for(
+        &mut self,
+        o: &CallOptions,
+        images: &[&[f32]],
+    ) -> Result<Pruning, WebError> {
+        let g = self.session.config().geometry();
+        o.dropped(false).map_err(js_error)?;
+        let mut pruner = o.pruner(&g).map_err(js_error)?;
+        if pruner.needs_calibration().map_err(js_error)? {
+            let input: Vec<f32> = images
+                .iter()
+                .take(CALIBRATION_IMAGES)
+                .flat_map(|i| i.iter().copied())
+                .collect();
+            let batch = self.session.max_batch().clamp(1, 8);
+            self.session
+                .calibrate_async(&input, &mut pruner, batch, |_| {})
+                .await
+                .map_err(js_error)?;
+        }
+        pruner.schedule(&g).map_err(js_error)
     }
 }
 
@@ -387,10 +415,10 @@ async fn classify(
     let c = state.session.config().clone();
     c.check_classifies("model").map_err(js_error)?;
     let o = Options::parse(options, &options::CLASSIFY, c.depth)?;
-    let pruning = state.pruning(&o)?;
     let t = now_ms();
     let input = image_input(image, &o.name, &c)?;
     let preprocess_ms = now_ms() - t;
+    let pruning = state.pruning_for(&o, &[&input]).await?;
 
     let dense = if o.compare_dense && !pruning.is_dense() {
         Some(state.classify_one(&Pruning::dense(), &input, &o).await?)
@@ -458,11 +486,12 @@ async fn classify_batch(
     let c = state.session.config().clone();
     c.check_classifies("model").map_err(js_error)?;
     let o = Options::parse(options, &options::CLASSIFY_BATCH, c.depth)?;
-    let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;
     let t = now_ms();
     let inputs = image_list(&images, &c)?;
     let preprocess_ms = now_ms() - t;
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let pruning = state.pruning_for(&o, &refs).await?;
     let t = now_ms();
     let mut results = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(batch) {
@@ -534,9 +563,10 @@ async fn embed(
 ) -> Result<JsValue, WebError> {
     let c = state.session.config().clone();
     let o = Options::parse(options, &options::EMBED_IMAGES, c.depth)?;
-    let pruning = state.pruning(&o)?;
     let batch = batch_size(o.batch, 8, &state.session)?;
     let inputs = image_list(&images, &c)?;
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let pruning = state.pruning_for(&o, &refs).await?;
     let t = now_ms();
     let out = run_batches(state, &inputs, &pruning, batch).await?;
     let latency_ms = now_ms() - t;

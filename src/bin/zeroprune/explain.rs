@@ -61,13 +61,13 @@ impl fmt::Display for ExplainOutput {
 }
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
-    let (gpu, (weights, pruning, names, input)) = open_gpu_while(|| {
+    let (gpu, (weights, mut pruner, names, input)) = open_gpu_while(|| {
         let weights = model_source::load(&args.model)?;
         let c = &weights.config;
         c.check_classifies("--model")?;
         args.prune.dropped(false)?;
-        let pruning = args.prune.resolve(c)?;
-        if pruning.is_dense() {
+        let pruner = args.prune.pruner(&c.geometry())?;
+        if pruner.is_dense()? {
             return Err(Error::param(
                 "policy",
                 "explain shows what a pruning policy keeps: give one, e.g. --policy zero-tprune",
@@ -75,10 +75,19 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         }
         let names = class_names(&weights, None)?;
         let input = preprocess::load_batch(std::slice::from_ref(&args.image), &c.preprocess)?;
-        Ok((weights, pruning, names, input))
+        Ok((weights, pruner, names, input))
     })?;
     let c = &weights.config;
     let mut session = crate::common::session(&gpu, &weights, &args.model)?;
+    // A per-image policy's --flops: this image's own budget.
+    crate::common::calibrate_on_images(
+        &mut session,
+        &weights,
+        &mut pruner,
+        std::slice::from_ref(&args.image),
+        1,
+    )?;
+    let pruning = pruner.schedule(&c.geometry())?;
     let result = session
         .run(&input, &pruning)?
         .items

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
 use zeroprune::model::{Dropped, TokenGeometry};
-use zeroprune::prune::{read_thresholds, Policy, PruneRequest, Pruner, Pruning, ScheduleFile};
-use zeroprune::{Error, Result, ViTConfig};
+use zeroprune::prune::{read_thresholds, Policy, PruneRequest, Pruner, ScheduleFile};
+use zeroprune::{Error, Result};
 
 /// `--policy` accepts the registered policies, each listed with its help in `--help`.
 fn policies() -> PossibleValuesParser {
@@ -128,12 +128,6 @@ impl PruneArgs {
             .map(|p| read_thresholds(p, g.depth))
             .transpose()?;
         Pruner::new(self.request()?, thresholds, g)
-    }
-
-    /// The schedule for an image model, with every limit checked (the threshold policy with a
-    /// FLOPs target needs calibration: use [`PruneArgs::pruner`]).
-    pub fn resolve(&self, c: &ViTConfig) -> Result<Pruning> {
-        self.pruner(&c.geometry())?.schedule(&c.geometry())
     }
 
     /// `--dropped`, which only a model that mean-pools reads.
