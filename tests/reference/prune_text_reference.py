@@ -94,10 +94,12 @@ TINY_CASES = [
     ("wpr-merge", ["--keep", "0.6@1,2,3", "--heads", "rms"]),
     ("zero-tprune-merge", ["--keep", "0.7@0,2"]),
     ("zero-tprune-merge", ["--keep", "0.4@1,3", "--heads", "mean"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.5@1,2,3"]),
 ]
 MINILM_CASES = [
     ("zero-tprune", ["--keep", "0.7@1,2,3"]),
     ("threshold", ["--threshold", "0.5@1,2,3"]),
+    ("zero-tprune-adaptive", ["--threshold", "0.25@1,2,3,4,5"]),
     ("tome", ["--keep", "0.8@0,1,2,3,4,5"]),
     ("evit", ["--keep", "0.7@1,2,3"]),
 ]
@@ -242,6 +244,14 @@ def run_step(M, shim, pol, i, sidx, y, size, A, K, orig):
     """one pruning step on y [1,n,D] -> (y, size, orig, margins, keep mask)"""
     n = y.shape[1]
     kind, val = pol.steps[i]
+    if kind == "theta" and pol.name in pr.MERGING:
+        # zero-tprune-adaptive: the text's own count, its removed rows merged
+        if size is None:
+            size = torch.ones(1, n)
+        y, size, keep, score, mg = pr.adaptive_step(pol, shim, y, size, A, K, torch.tensor([n]), val)
+        m = int(keep.sum())
+        y, orig, size = pr.compact(keep, [y, orig, size], m)
+        return y, size, orig, mg, keep
     if kind == "theta":
         c = torch.tensor([n])
         keep, score, mg = pr.step_select(pol, shim, i, sidx, A, K, orig, c, val)

@@ -23,7 +23,8 @@ transform (resize the shorter side to 256 bicubic, center crop 224), as numpy_de
       paired differences to dense, to ToMe (the `tome` configuration at the same target) and to
       the tuned ToMe (`tome-tuned`) with their standard errors. CONFIGS.json: [{"name", "target", "policy", "args": [...]} or
       {"name", "target", "schedule": FILE} or {"name", "target", "policy", "calibrate": true}, a threshold
-      policy whose threshold is calibrated to the mean FLOPs target on the calibration images of both sets].
+      policy whose threshold is calibrated to the mean FLOPs target on the calibration images of both sets;
+      "baseline": true marks the configuration the others at its target are paired against].
       FLOPs: the mean over the images, with the 10th-90th percentiles where they differ per image.
 """
 import argparse
@@ -206,6 +207,15 @@ def cmd_report(a):
                 other = results.get((base, cfg["target"]))
                 if other is not None and cfg["name"] != base:
                     row[key], row[key + "_se"] = paired(ok, other[0] == imgs.labels)
+            # Against the configuration marked "baseline" at the same target (the recommendation
+            # before), paired: top-1 and agreement with dense.
+            base = next((c for c in configs if c.get("baseline") and c["target"] == cfg["target"]), None)
+            if base is not None and base is not cfg:
+                other = results[(base["name"], base["target"])][0]
+                row["baseline"] = base["name"]
+                row["vs_baseline"], row["vs_baseline_se"] = paired(ok, other == imgs.labels)
+                row["agreement_vs_baseline"], row["agreement_vs_baseline_se"] = paired(
+                    top1 == imgs.dense_top1, other == imgs.dense_top1)
             rows.append(row)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
@@ -219,6 +229,13 @@ def cmd_report(a):
         lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['flops_ratio']:.3f}{spread} | "
                      f"{r['top1']:.2f} | {pm(r, 'vs_dense')} | {pm(r, 'vs_tome')} | {pm(r, 'vs_tome_tuned')} | "
                      f"{r['agreement']:.2f} | {r['kl']:.4f} |")
+    paired_rows = [r for r in rows if "vs_baseline" in r]
+    if paired_rows:
+        lines += ["", "| set | config | target | against | top-1 difference | agreement difference |",
+                  "|---|---|---|---|---|---|"]
+        for r in paired_rows:
+            lines.append(f"| {r['set']} ({r['images']}) | {r['name']} | {r['target']:g} | {r['baseline']} | "
+                         f"{pm(r, 'vs_baseline')} | {pm(r, 'agreement_vs_baseline')} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.md:
