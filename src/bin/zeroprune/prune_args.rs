@@ -25,7 +25,7 @@ pub struct PruneArgs {
     /// zero-tprune-merge at 0.65 and 0.5, zero-tprune-merge for --keep and --tokens; on texts
     /// zero-tprune-merge at 0.8, tome-protect at 0.65 and 0.5 and for --keep and --tokens). With a policy and no schedule:
     /// --flops 0.8 in the policy's default shape (threshold: 0.5 at blocks 2, 4, 6, 8, 10 for 12
-    /// blocks).
+    /// blocks; zero-tprune-adaptive: 0.14 at blocks 3 to 11).
     #[arg(long, value_parser = policies(), ignore_case = true)]
     pub policy: Option<String>,
     /// A schedule file written by `zeroprune tune`: its policy, the tokens kept after each block,
@@ -44,14 +44,18 @@ pub struct PruneArgs {
     /// same removal at every block from a quarter of the depth on, where that reaches it; the
     /// published keep rate at 2, 4, 6, 8, 10 for zero-tprune below 80%, wpr, evit and random;
     /// docs/pruning.md, "Default schedules"). With --at, the same keep rate at those blocks, the
-    /// largest that fits.
+    /// largest that fits. For the per-image policies (threshold, zero-tprune-adaptive) a mean:
+    /// their thresholds are scaled to meet it on calibration data (eval, sweep: data not
+    /// evaluated; classify, embed, explain: the images or texts given).
     #[arg(long, group = "one_schedule")]
     pub flops: Option<f64>,
-    /// Threshold policy: THETA@BLOCKS; patch tokens whose received attention, scaled so that
-    /// uniform attention is 1, is below THETA are dropped (the count differs per image).
+    /// Per-image policies: THETA@BLOCKS (groups join with ';'). threshold: patch tokens whose
+    /// received attention, scaled so that uniform attention is 1, is below THETA are dropped.
+    /// zero-tprune-adaptive: less-attended tokens whose key is within cosine distance THETA of an
+    /// attended token's merge into their most similar survivor. The count differs per image.
     #[arg(long, group = "one_schedule")]
     pub threshold: Option<String>,
-    /// Threshold policy: per-block thresholds from a JSON file, an array with one value per block
+    /// Per-image policies: per-block thresholds from a JSON file, an array with one value per block
     /// (or {"thresholds": [...]}), in --threshold's units; 0 skips a block. With --flops they are
     /// scaled together to meet the target (calibrated first, on data that is not evaluated).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["keep", "tokens", "threshold", "schedule"])]
