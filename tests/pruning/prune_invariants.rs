@@ -3,7 +3,7 @@
 //! and a schedule's FLOPs shrink as it keeps fewer tokens.
 
 use crate::common::{fixture, gpu, max_rel_err, read_tensor};
-use zeroprune::prune::{Policy, PruneOptions, Pruning, ScheduleSpec};
+use zeroprune::prune::{KeepRule, Policy, PruneOptions, Pruning, ScheduleSpec};
 use zeroprune::{ModelWeights, Session};
 
 fn model(name: &str) -> (ModelWeights, Vec<f32>) {
@@ -15,6 +15,46 @@ fn model(name: &str) -> (ModelWeights, Vec<f32>) {
 
 fn resolve(w: &ModelWeights, policy: Policy, spec: ScheduleSpec) -> Pruning {
     Pruning::resolve(policy, &spec, PruneOptions::default(), &w.config.geometry()).unwrap()
+}
+
+/// Every policy that keeps a count known in advance (`--keep`), `none` aside.
+fn counted() -> impl Iterator<Item = Policy> {
+    Policy::all()
+        .iter()
+        .copied()
+        .filter(|p| !p.is_none() && p.def().keep_rule() == KeepRule::Count)
+}
+
+/// Every policy whose count is decided per image, each at a threshold of its own units that
+/// removes some tokens of the tiny models.
+fn per_image() -> Vec<(Policy, ScheduleSpec)> {
+    [
+        ("threshold", "1.0@0,1"),
+        ("zero-tprune-adaptive", "0.6@0,1"),
+    ]
+    .map(|(p, t)| {
+        let policy = Policy::named(p).unwrap();
+        assert_eq!(policy.def().keep_rule(), KeepRule::Threshold, "{p}");
+        (policy, ScheduleSpec::parse_threshold(t).unwrap())
+    })
+    .to_vec()
+}
+
+/// Per-image counts: each step keeps at least one patch and at most what entered it.
+fn check_per_image_counts(what: &str, kept: &[Vec<u32>], patches: usize) {
+    let mut entering = patches;
+    for k in kept {
+        assert!(!k.is_empty() && k.len() <= entering, "{what}: {kept:?}");
+        assert!(k.windows(2).all(|p| p[0] < p[1]), "{what}: {k:?}");
+        assert!(k.iter().all(|&t| (t as usize) < patches), "{what}: {k:?}");
+        entering = k.len();
+    }
+}
+
+/// Whether any image lost a patch token: a threshold that removes nothing would test nothing.
+fn removes_some(out: &[zeroprune::ImageOutput], patches: usize) -> bool {
+    out.iter()
+        .any(|o| o.kept.last().is_some_and(|k| k.len() < patches))
 }
 
 /// The policies with a fixed keep count.
@@ -68,11 +108,15 @@ fn registers_are_never_pruned() {
     let (w, input) = model("tiny-timm-reg");
     assert_eq!(w.config.num_patches(), 9);
     let mut s = Session::new(gpu(), &w).unwrap();
-    for policy in Policy::all()
-        .iter()
-        .copied()
-        .filter(|p| p.name() != "none" && p.name() != "threshold")
-    {
+    for (policy, spec) in per_image() {
+        let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
+        for o in &out {
+            assert!(o.logits.iter().all(|v| v.is_finite()), "{policy}");
+            check_per_image_counts(policy.name(), &o.kept, 9);
+        }
+        assert!(removes_some(&out, 9), "{policy} removed nothing");
+    }
+    for policy in counted() {
         let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
         let pruning = resolve(&w, policy, spec);
         let out = s.run(&input, &pruning).unwrap().items;
@@ -109,11 +153,19 @@ fn a_model_without_a_class_token_prunes_every_token() {
             .into_iter()
             .map(|o| o.embedding)
             .collect();
-        for policy in Policy::all()
-            .iter()
-            .copied()
-            .filter(|p| !["none", "threshold", "evit"].contains(&p.name()))
-        {
+        for (policy, spec) in per_image() {
+            let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
+            for (o, d) in out.iter().zip(&dense) {
+                assert!(o.embedding.iter().all(|v| v.is_finite()), "{name} {policy}");
+                assert!(
+                    zeroprune::eval::stats::cosine(&o.embedding, d) > 0.0,
+                    "{name} {policy}"
+                );
+                check_per_image_counts(&format!("{name} {policy}"), &o.kept, 16);
+            }
+            assert!(removes_some(&out, 16), "{name} {policy} removed nothing");
+        }
+        for policy in counted().filter(|p| p.name() != "evit") {
             let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
             let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
             for (o, d) in out.iter().zip(&dense) {
