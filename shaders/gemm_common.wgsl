@@ -45,6 +45,18 @@ fn rows_live(z: u32, m0: u32) -> bool {
     return row_live(z, m0);
 }
 
+// (column tile, row tile) of a workgroup. Over packed live rows (live_mode 2) the grid runs the
+// row tiles along x: the dead ones, past the live count, are the last row tiles of every column,
+// so a device that splits the grid into contiguous ranges of workgroups (lavapipe gives each thread
+// one) gives every range its share of live tiles. With the row tiles along y the dead tiles were
+// one thread's whole range, and that thread idled while the other did all the work.
+fn tile_ids(wid: vec3<u32>) -> vec2<u32> {
+    if (p.live_mode == 2u) {
+        return vec2<u32>(wid.y, wid.x);
+    }
+    return wid.xy;
+}
+
 // Columns of matrix z to compute, and the end of its sum over k.
 fn n_end(z: u32) -> u32 {
     if (p.live_mode == 1u && p.live_cols == 1u) {

@@ -58,8 +58,10 @@ fn gemm_rb(
     let a_base = p.a_off + zo * p.a_zo + zi * p.a_zi;
     let b_base = p.b_off + zo * p.b_zo + zi * p.b_zi;
     let c_base = p.c_off + zo * p.c_zo + zi * p.c_zi;
-    let col4 = wid.x * TN4;
-    let m0 = (wid.y * WG + li) * TM;
+    // Packed live rows put the row tiles along x (see tile_ids in gemm_common.wgsl).
+    let tiles = tile_ids(wid);
+    let col4 = tiles.x * TN4;
+    let m0 = (tiles.y * WG + li) * TM;
     let nend = n_end(wid.z);
     let kend = k_end(wid.z);
     if (m0 >= p.m || !rows_live(wid.z, m0) || col4 * 4u >= nend) {

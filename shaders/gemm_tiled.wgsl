@@ -117,8 +117,10 @@ fn gemm_tiled(
     @builtin(local_invocation_index) li: u32,
 ) {
     let base = bases(wid.z);
-    let m0 = wid.y * BM;
-    let n0 = wid.x * BN;
+    // Packed live rows put the row tiles along x (see tile_ids in gemm_common.wgsl).
+    let tiles = tile_ids(wid);
+    let m0 = tiles.y * BM;
+    let n0 = tiles.x * BN;
     if (!rows_live(wid.z, m0) || n0 >= n_end(wid.z)) {
         return; // masked rows or keys only (uniform: the whole workgroup leaves)
     }

@@ -409,7 +409,12 @@ impl Kernels {
             (false, None) => self.gemm_kernel_for(g.m * g.n * g.outer * g.heads.max(1)),
         };
         let (tile_m, tile_n) = kernel.tile();
-        let groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
+        let mut groups = [g.n.div_ceil(tile_n), g.m.div_ceil(tile_m)];
+        // Over packed live rows the tiled kernels take the row tiles along x (tile_ids in
+        // gemm_common.wgsl), so that the dead ones spread over every part of the grid.
+        if live_mode == 2 && kernel != GemmKernel::Naive {
+            groups.swap(0, 1);
+        }
         if groups.iter().any(|&v| v > MAX_GROUPS as usize) || z > MAX_GROUPS {
             return Err(Error::param(
                 "gemm shape",
