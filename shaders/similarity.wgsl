@@ -45,10 +45,11 @@ fn head_mean_keys(
 
 // ---- best_match: one workgroup of BM_WG per (image, row), 6304 invocations for DeiT-Tiny's 197
 // rows at batch 1. A source row's workgroup measures the row once (lane 0) and its lanes split the
-// image's destinations: under parity destination j is row prefix + 1 + 2j; under flags and roles
-// the workgroup first lists the destination rows in workgroup memory (through an atomic counter,
-// in no particular order). Rows past an image's valid count (masked rows) take no part. Each lane keeps its best cosine, ties to the lowest row, then lane 0
-// keeps the best of the lanes' by the same rule: the destination a serial scan keeping the first
+// image's destinations: under parity on unmasked rows destination j is row prefix + 1 + 2j;
+// otherwise the workgroup first lists the destination rows in workgroup memory (through an atomic
+// counter, in no particular order). Rows past an image's valid count (masked rows) take no part.
+// Each lane keeps its best cosine, ties to the lowest row, then lane 0 keeps the best of the
+// lanes' by the same rule: the destination a serial scan keeping the first
 // strictly greater cosine finds. A cosine sums over the features in one fixed order whichever lane
 // computes it, so it is the same number in every lane and every run. The workgroup of a row that
 // is not a source writes the row's "no match" and stops. On llvmpipe a workgroup's SIMD chunks

@@ -814,6 +814,11 @@ pub const MAX_THRESHOLD_SCALE: f32 = 64.0;
 /// Bisection steps of [`Session::calibrate`] after the bracket: the scale to 1/256 of it.
 pub const CALIBRATION_PROBES: usize = 8;
 
+/// The most images a per-image policy's FLOPs target calibrates on where it is the mean over the
+/// images given (`zeroprune classify`, `embed`, `explain`; the browser's `classify`,
+/// `classifyBatch` and `embed`): the first ones.
+pub const CALIBRATION_IMAGES: usize = 256;
+
 impl Session<VisionTransformer> {
     /// The largest batch this device holds for this model.
     pub fn max_batch(&self) -> usize {

@@ -26,6 +26,15 @@ pub struct Reads {
     pub sizes: bool,
 }
 
+impl Reads {
+    /// Attention, keys and sizes: the merging policies that rank by attention.
+    pub const ALL: Reads = Reads {
+        attention: true,
+        keys: true,
+        sizes: true,
+    };
+}
+
 /// How a step decides how many tokens survive.
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

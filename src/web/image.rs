@@ -121,9 +121,6 @@ struct Inner {
     warm: std::collections::HashSet<(usize, Pruning)>,
 }
 
-/// The most images a per-image policy's FLOPs target calibrates on in one call.
-const CALIBRATION_IMAGES: usize = 256;
-
 /// An image model on the page's GPU.
 #[wasm_bindgen]
 pub struct Session {
@@ -204,7 +201,7 @@ impl Inner {
         if pruner.needs_calibration().map_err(js_error)? {
             let input: Vec<f32> = images
                 .iter()
-                .take(CALIBRATION_IMAGES)
+                .take(crate::session::CALIBRATION_IMAGES)
                 .flat_map(|i| i.iter().copied())
                 .collect();
             let batch = self.session.max_batch().clamp(1, 8);

@@ -137,6 +137,15 @@ fn registers_are_never_pruned() {
     }
 }
 
+/// A pruned embedding is finite and still points the dense one's way.
+fn check_embedding(what: &str, pruned: &[f32], dense: &[f32]) {
+    assert!(pruned.iter().all(|v| v.is_finite()), "{what}");
+    assert!(
+        zeroprune::eval::stats::cosine(pruned, dense) > 0.0,
+        "{what}"
+    );
+}
+
 /// Without a class token every patch may be pruned or merged, the average over what is left is
 /// the head's input, and EViT (which reads the class token's attention) is refused by name.
 #[test]
@@ -156,11 +165,7 @@ fn a_model_without_a_class_token_prunes_every_token() {
         for (policy, spec) in per_image() {
             let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
             for (o, d) in out.iter().zip(&dense) {
-                assert!(o.embedding.iter().all(|v| v.is_finite()), "{name} {policy}");
-                assert!(
-                    zeroprune::eval::stats::cosine(&o.embedding, d) > 0.0,
-                    "{name} {policy}"
-                );
+                check_embedding(&format!("{name} {policy}"), &o.embedding, d);
                 check_per_image_counts(&format!("{name} {policy}"), &o.kept, 16);
             }
             assert!(removes_some(&out, 16), "{name} {policy} removed nothing");
@@ -169,11 +174,7 @@ fn a_model_without_a_class_token_prunes_every_token() {
             let spec = ScheduleSpec::parse_keep("0.7@0;0.7@1").unwrap();
             let out = s.run(&input, &resolve(&w, policy, spec)).unwrap().items;
             for (o, d) in out.iter().zip(&dense) {
-                assert!(o.embedding.iter().all(|v| v.is_finite()), "{name} {policy}");
-                assert!(
-                    zeroprune::eval::stats::cosine(&o.embedding, d) > 0.0,
-                    "{name} {policy}"
-                );
+                check_embedding(&format!("{name} {policy}"), &o.embedding, d);
                 let sizes: Vec<usize> = o.kept.iter().map(Vec::len).collect();
                 assert_eq!(
                     sizes,

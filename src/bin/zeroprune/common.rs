@@ -184,11 +184,8 @@ pub struct Calibration {
     pub flops: f64,
 }
 
-/// The most images a per-image policy's --flops calibrates on.
-pub const CALIBRATION_IMAGES: usize = 256;
-
 /// A per-image policy's --flops on an image model is a mean: over the images given (the first
-/// [`CALIBRATION_IMAGES`]), as `embed` means it over its texts. Calibrates `pruner` where it
+/// [`zeroprune::session::CALIBRATION_IMAGES`]), as `embed` means it over its texts. Calibrates `pruner` where it
 /// needs it and notes what was reached.
 pub fn calibrate_on_images(
     session: &mut zeroprune::Session,
@@ -200,7 +197,7 @@ pub fn calibrate_on_images(
     if !pruner.needs_calibration()? {
         return Ok(None);
     }
-    let n = images.len().min(CALIBRATION_IMAGES);
+    let n = images.len().min(zeroprune::session::CALIBRATION_IMAGES);
     let input = zeroprune::preprocess::load_batch(&images[..n], &weights.config.preprocess)?;
     let bar = progress(
         4 + zeroprune::session::CALIBRATION_PROBES,

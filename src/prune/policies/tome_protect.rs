@@ -23,11 +23,7 @@ impl PolicyDef for TomeProtect {
     }
 
     fn reads(&self) -> Reads {
-        Reads {
-            attention: true,
-            keys: true,
-            sizes: true,
-        }
+        Reads::ALL
     }
 
     fn merges(&self) -> bool {

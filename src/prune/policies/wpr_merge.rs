@@ -19,11 +19,7 @@ impl PolicyDef for WprMerge {
     }
 
     fn reads(&self) -> Reads {
-        Reads {
-            attention: true,
-            keys: true,
-            sizes: true,
-        }
+        Reads::ALL
     }
 
     fn merges(&self) -> bool {

@@ -25,11 +25,7 @@ impl PolicyDef for ZeroTPruneAdaptive {
     }
 
     fn reads(&self) -> Reads {
-        Reads {
-            attention: true,
-            keys: true,
-            sizes: true,
-        }
+        Reads::ALL
     }
 
     fn merges(&self) -> bool {

@@ -22,11 +22,7 @@ impl PolicyDef for ZeroTPruneMerge {
     }
 
     fn reads(&self) -> Reads {
-        Reads {
-            attention: true,
-            keys: true,
-            sizes: true,
-        }
+        Reads::ALL
     }
 
     fn merges(&self) -> bool {
