@@ -202,6 +202,108 @@ fn best_match(
     }
 }
 
+// ---- spread_match (Token Transforming): every source row's `spread` most similar destinations
+// (at most MAX_SPREAD), with weights softmax(cos / tau) over them, as [B, n, spread] rows of
+// destinations and weights (NONE and 0 past the destinations an image has, and on every row that
+// is not a source). The workgroup lists the destinations as best_match does; each lane keeps its
+// own best `spread` by best_match's rule (higher cosine, ties to the lower row), and lane 0 merges
+// the lanes' lists. The weights are computed once, in lane 0, from the most similar down. ----
+@group(0) @binding(3) var<storage, read_write> sm_weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sm_dst: array<u32>;
+
+const MAX_SPREAD: u32 = 4u;
+
+var<workgroup> sm_best: array<f32, 128>; // BM_WG * MAX_SPREAD
+var<workgroup> sm_best_t: array<u32, 128>;
+
+// Insert (c, t) into the descending list (best, best_t) of k entries, if it belongs there.
+fn sm_insert(best: ptr<function, array<f32, 4>>, best_t: ptr<function, array<u32, 4>>, k: u32,
+             c: f32, t: u32) {
+    if (!better(c, t, (*best)[k - 1u], (*best_t)[k - 1u])) {
+        return;
+    }
+    var j = k - 1u;
+    while (j > 0u && better(c, t, (*best)[j - 1u], (*best_t)[j - 1u])) {
+        (*best)[j] = (*best)[j - 1u];
+        (*best_t)[j] = (*best_t)[j - 1u];
+        j -= 1u;
+    }
+    (*best)[j] = c;
+    (*best_t)[j] = t;
+}
+
+@compute @workgroup_size(BM_WG, 1, 1)
+fn spread_match(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let e = group(wid, nwg);
+    if (e >= bp.batch * bp.n) {
+        return;
+    }
+    let b = e / bp.n;
+    let a = e % bp.n;
+    let k = bp.spread;
+    if (role(b, a) != 1u) {
+        if (lane < k) {
+            sm_weight[e * k + lane] = 0.0;
+            sm_dst[e * k + lane] = NONE;
+        }
+        return;
+    }
+    let fa = feat_at(b, a);
+    let w4 = bp.width / 4u;
+    if (lane == 0u) {
+        bm_na = feat_norm(fa, w4);
+        atomicStore(&bm_count, 0u);
+    }
+    workgroupBarrier();
+    for (var t = bp.prefix + lane; t < bp.n; t += BM_WG) {
+        if (role(b, t) == 2u) {
+            bm_list[atomicAdd(&bm_count, 1u)] = t;
+        }
+    }
+    workgroupBarrier();
+    let count = atomicLoad(&bm_count);
+    let na = bm_na;
+    var best = array<f32, 4>(NEG, NEG, NEG, NEG);
+    var best_t = array<u32, 4>(NONE, NONE, NONE, NONE);
+    for (var j = lane; j < count; j += BM_WG) {
+        let t = bm_list[j];
+        sm_insert(&best, &best_t, k, feat_cos(fa, na, feat_at(b, t), w4), t);
+    }
+    for (var j = 0u; j < k; j++) {
+        sm_best[lane * MAX_SPREAD + j] = best[j];
+        sm_best_t[lane * MAX_SPREAD + j] = best_t[j];
+    }
+    workgroupBarrier();
+    if (lane == 0u) {
+        for (var i = 1u; i < BM_WG; i++) {
+            for (var j = 0u; j < k; j++) {
+                let t = sm_best_t[i * MAX_SPREAD + j];
+                if (t == NONE) {
+                    break;
+                }
+                sm_insert(&best, &best_t, k, sm_best[i * MAX_SPREAD + j], t);
+            }
+        }
+        // softmax(cos / tau) over the destinations found, from the most similar.
+        var sum = 0.0;
+        var w = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+        for (var j = 0u; j < k; j++) {
+            if (best_t[j] != NONE) {
+                w[j] = exp((best[j] - best[0]) * bp.inv_tau);
+                sum += w[j];
+            }
+        }
+        for (var j = 0u; j < k; j++) {
+            sm_weight[e * k + j] = select(0.0, w[j] / sum, sum > 0.0);
+            sm_dst[e * k + j] = best_t[j];
+        }
+    }
+}
+
 // ---- energy (PiToMe): for every patch token t, the mean over the patch tokens u (t included) of
 // elu(cos(m_t, m_u) - margin), elu(x) = x for x > 0, alpha (e^x - 1) otherwise. Tokens in dense
 // clusters of similar tokens score high; prefix rows get NEG. One workgroup of EN_WG per (image,

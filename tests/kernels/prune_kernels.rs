@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use zeroprune::gpu::kernels::AttentionBias;
 use zeroprune::gpu::kernels::{
-    Features, HeadCombine, MatchSplit, RoleSplit, ThresholdOn, TokenShape, TopCount,
+    Features, HeadCombine, MatchSplit, MergeTargets, RoleSplit, ThresholdOn, TokenShape, TopCount,
     MAX_TOKENS as MAX_PRUNE_TOKENS,
 };
 use zeroprune::gpu::GpuTensor;
@@ -1373,6 +1373,168 @@ async fn best_match_skips_masked_rows() {
     }
 }
 
+/// docs/pruning.md "token-transforming": every source's `k` most similar destinations (higher
+/// cosine first, ties to the lower row), NONE past the destinations it has, and shares
+/// `softmax(cos / tau)` over them.
+fn spread_ref(
+    feat: &[f32],
+    lay: Lay,
+    s: TokenShape,
+    role: &dyn Fn(usize, usize) -> Role,
+    (k, tau): (usize, f64),
+) -> (Vec<Vec<(usize, f64)>>, Vec<f64>) {
+    let mut dst = Vec::new();
+    let mut weight = Vec::new();
+    for b in 0..s.batch {
+        for a in 0..s.n {
+            if role(b, a) != Role::Source {
+                dst.push(Vec::new());
+                weight.extend(std::iter::repeat_n(0.0, k));
+                continue;
+            }
+            let mut cands: Vec<(usize, f64)> = (0..s.n)
+                .filter(|&t| role(b, t) == Role::Dest)
+                .map(|t| (t, cosine(lay.row(feat, b, a), lay.row(feat, b, t))))
+                .collect();
+            // Stable: equal cosines stay in row order.
+            cands.sort_by(|x, y| y.1.total_cmp(&x.1));
+            cands.truncate(k);
+            let e: Vec<f64> = cands
+                .iter()
+                .map(|&(_, c)| ((c - cands[0].1) / tau).exp())
+                .collect();
+            let sum: f64 = e.iter().sum();
+            weight.extend(e.iter().map(|v| v / sum));
+            weight.extend(std::iter::repeat_n(0.0, k - cands.len()));
+            dst.push(cands);
+        }
+    }
+    (dst, weight)
+}
+
+async fn spread_match_matches_cpu() {
+    // (seed, shape, feature width, k, tau, valid counts)
+    for (seed, s, dim, k, tau, counts) in [
+        (340, shape(1, 197, 3, 1), 16, 2, 0.02, None),
+        (341, shape(3, 50, 4, 2), 8, 4, 0.1, Some(vec![50u32, 23, 6])),
+        (342, shape(2, 9, 1, 1), 4, 3, 0.05, None),
+        (343, shape(2, 40, 2, 1), 12, 1, 0.02, Some(vec![40, 17])),
+    ] {
+        let mut r = rng(seed);
+        let n = s.n;
+        let mut feat = uniform(&mut r, s.batch * n * dim, -1.0, 1.0);
+        let mut flags: Vec<u32> = (0..s.batch * n).map(|_| r.random_range(0..2)).collect();
+        let valid = |b: usize| counts.as_ref().map_or(n, |c: &Vec<u32>| c[b] as usize);
+        for b in 0..s.batch {
+            // Ties: two destinations with one key, and a source along it; the lower row first.
+            let (d1, d2, src) = (s.prefix, valid(b) - 1, s.prefix + 1);
+            flags[b * n + d1] = 1;
+            flags[b * n + d2] = 1;
+            flags[b * n + src] = 0;
+            for c in 0..dim {
+                let v = feat[(b * n + d1) * dim + c];
+                feat[(b * n + d2) * dim + c] = v;
+                feat[(b * n + src) * dim + c] = 2.0 * v;
+            }
+        }
+        let role = |b: usize, t: usize| {
+            if t < s.prefix || t >= valid(b) {
+                Role::Neither
+            } else if flags[b * n + t] == 0 {
+                Role::Source
+            } else {
+                Role::Dest
+            }
+        };
+        let lay = Lay {
+            width: dim,
+            off: 0,
+            row_stride: dim,
+            img_stride: n * dim,
+        };
+        let (feat_t, flags_t) = (upload(&feat), upload_u32(&flags));
+        let counts_t = counts.as_ref().map(|c| upload_u32(c));
+        let (weight, dst) = (out_f32(s.batch * n * k), out_u32(s.batch * n * k));
+        run([kernels()
+            .spread_match(
+                "spread",
+                s,
+                lay.on(&feat_t),
+                &flags_t,
+                counts_t.as_ref(),
+                (k, tau as f32),
+                &weight,
+                &dst,
+            )
+            .unwrap()]);
+        let (want_dst, want_w) = spread_ref(&feat, lay, s, &role, (k, tau));
+        let what = format!(
+            "spread_match B{} n{n} k{k} tau {tau} counts {counts:?}",
+            s.batch
+        );
+        let got_dst = read_u32(&dst).await;
+        for (e, want) in want_dst.iter().enumerate() {
+            let (b, a) = (e / n, e % n);
+            for j in 0..k {
+                let got = got_dst[e * k + j];
+                let Some(&(t, c)) = want.get(j) else {
+                    assert_eq!(got, NONE, "{what}: row {e} slot {j}");
+                    continue;
+                };
+                // A different row only where f32 cannot tell the two cosines apart.
+                if got as usize != t {
+                    assert!(got != NONE, "{what}: row {e} slot {j}: none, want {t}");
+                    let got_c = cosine(lay.row(&feat, b, a), lay.row(&feat, b, got as usize));
+                    assert!(
+                        (got_c - c).abs() < 1e-6,
+                        "{what}: row {e} slot {j}: got {got} ({got_c}), want {t} ({c})"
+                    );
+                }
+            }
+            if a == s.prefix + 1 && k > 1 && want.len() > 1 {
+                let (d1, d2) = (s.prefix as u32, valid(b) as u32 - 1);
+                let got = &got_dst[e * k..][..2];
+                assert_eq!(
+                    got,
+                    [d1, d2],
+                    "{what}: image {b}: the tie goes to the lower row"
+                );
+            }
+        }
+        let want_w: Vec<Want> = want_w.iter().map(|&w| Want::Near(w)).collect();
+        check(&what, &read(&weight).await, &want_w, 1e-4);
+    }
+    // The launcher refuses spreads and temperatures it cannot run.
+    let (s, feat) = (shape(1, 8, 1, 1), upload(&[0.5; 8 * 4]));
+    let lay = Lay {
+        width: 4,
+        off: 0,
+        row_stride: 4,
+        img_stride: 32,
+    };
+    let (flags, weight, dst) = (upload_u32(&[0; 8]), out_f32(40), out_u32(40));
+    for (k, tau, needle) in [
+        (0, 0.1, "1 to 4"),
+        (5, 0.1, "not 5"),
+        (2, 0.0, "temperature"),
+    ] {
+        let err = kernels()
+            .spread_match(
+                "spread",
+                s,
+                lay.on(&feat),
+                &flags,
+                None,
+                (k, tau),
+                &weight,
+                &dst,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "k {k} tau {tau}: {err}");
+    }
+}
+
 /// docs/pruning.md "pitome": `E[t] = 1/N_p sum_{u patch} elu(cos(m_t, m_u) - margin)` for patch rows
 /// (alpha = 1), `-3e38` for prefix rows.
 fn energy_ref(feat: &[f32], lay: Lay, s: TokenShape, margin: f64, alpha: f64) -> Vec<Want> {
@@ -2075,7 +2237,7 @@ async fn tome_merge_matches_cpu() {
                 &x_t,
                 &src_t,
                 &flags_t,
-                &dst_t,
+                MergeTargets::One(&dst_t),
                 (&size_t, &size_out),
                 &out,
             )
@@ -2097,6 +2259,110 @@ async fn tome_merge_matches_cpu() {
                 .map(|r| got_size[b * plan.n_out + r])
                 .sum();
             assert_eq!(total_in, total_out, "{what}: image {b} sizes");
+        }
+    }
+}
+
+async fn spread_merge_matches_cpu() {
+    // (seed, shape, d, removed rows, k)
+    for (seed, s, d, removed, k) in [
+        (610, shape(1, 197, 1, 1), 16, 60, 2),
+        (611, shape(3, 50, 1, 2), 8, 20, 4),
+        (612, shape(2, 12, 1, 1), 5, 4, 3),
+    ] {
+        let mut r = rng(seed);
+        let n = s.n;
+        let (mut flags, mut dst, mut weight, mut src) = (
+            vec![1u32; s.batch * n],
+            vec![NONE; s.batch * n * k],
+            vec![0f32; s.batch * n * k],
+            Vec::new(),
+        );
+        for b in 0..s.batch {
+            let mut patch: Vec<usize> = (s.prefix..n).collect();
+            patch.shuffle(&mut r);
+            for &a in &patch[..removed] {
+                flags[b * n + a] = 0;
+            }
+            let kept: Vec<usize> = (0..n).filter(|&t| flags[b * n + t] != 0).collect();
+            let dests: Vec<usize> = kept.iter().copied().filter(|&t| t >= s.prefix).collect();
+            for &a in &patch[..removed] {
+                // Distinct destinations, sometimes fewer than k (the rest NONE, weight 0).
+                let mut ds = dests.clone();
+                ds.shuffle(&mut r);
+                let used = r.random_range(1..=k);
+                let w: Vec<f32> = (0..used).map(|_| r.random_range(0.05..1.0)).collect();
+                let sum: f32 = w.iter().sum();
+                for j in 0..used {
+                    dst[(b * n + a) * k + j] = ds[j] as u32;
+                    weight[(b * n + a) * k + j] = w[j] / sum;
+                }
+            }
+            src.extend(kept.iter().map(|&t| t as u32));
+        }
+        let n_out = n - removed;
+        let x = uniform(&mut r, s.batch * n * d, -4.0, 4.0);
+        let sizes: Vec<f32> = (0..s.batch * n)
+            .map(|_| r.random_range(1..5) as f32)
+            .collect();
+        let out = out_f32(s.batch * n_out * d);
+        let size_out = out_f32(s.batch * n_out);
+        let (dst_t, weight_t) = (upload_u32(&dst), upload(&weight));
+        run([kernels()
+            .merge_rows(
+                "spread",
+                s,
+                (n_out, d),
+                &upload(&x),
+                &upload_u32(&src),
+                &upload_u32(&flags),
+                MergeTargets::Spread {
+                    dst: &dst_t,
+                    weight: &weight_t,
+                    k,
+                },
+                (&upload(&sizes), &size_out),
+                &out,
+            )
+            .unwrap()]);
+        // x'[t] = (size[t] x[t] + sum_{a, j: dst[a, j] = t} w[a, j] size[a] x[a]) / size'[t]
+        let (mut want, mut want_size) = (Vec::new(), Vec::new());
+        for (row, &t) in src.iter().enumerate() {
+            let b = row / n_out;
+            let t = t as usize;
+            let mut parts = vec![(t, 1.0f64)];
+            for a in (0..n).filter(|&a| flags[b * n + a] == 0) {
+                for j in 0..k {
+                    if dst[(b * n + a) * k + j] as usize == t {
+                        parts.push((a, weight[(b * n + a) * k + j] as f64));
+                    }
+                }
+            }
+            let size: f64 = parts
+                .iter()
+                .map(|&(a, w)| w * sizes[b * n + a] as f64)
+                .sum();
+            for c in 0..d {
+                let acc: f64 = parts
+                    .iter()
+                    .map(|&(a, w)| w * sizes[b * n + a] as f64 * x[(b * n + a) * d + c] as f64)
+                    .sum();
+                want.push(Want::Near(acc / size));
+            }
+            want_size.push(Want::Near(size));
+        }
+        let what = format!("spread merge B{} n{n} -> {n_out} k{k}", s.batch);
+        check(&what, &read(&out).await, &want, TOL);
+        let got_size = read(&size_out).await;
+        check(&format!("{what}: sizes"), &got_size, &want_size, TOL);
+        // The sizes still add up to the tokens each image started with.
+        for b in 0..s.batch {
+            let total_in: f32 = sizes[b * n..][..n].iter().sum();
+            let total_out: f32 = got_size[b * n_out..][..n_out].iter().sum();
+            assert!(
+                (total_in - total_out).abs() < 1e-3,
+                "{what}: image {b} sizes"
+            );
         }
     }
 }
@@ -2255,11 +2521,13 @@ gpu_tests!(
     split_roles_matches_cpu,
     best_match_flags_on_full_keys,
     best_match_skips_masked_rows,
+    spread_match_matches_cpu,
     select_topk_matches_cpu_sort,
     select_threshold_matches_cpu,
     compact_and_gather_rows,
     copy_kernel,
     tome_merge_matches_cpu,
+    spread_merge_matches_cpu,
     softmax_biased_log_size_and_mask,
     launchers_reject_unsupported_shapes,
 );

@@ -21,6 +21,7 @@ pub use gemm::{
     gemm_rb_source, gemm_tiled_source, with_norm, Activation, Gemm, GemmKernel, LiveRows, MatView,
 };
 pub use layernorm::RowView;
+pub use merge::MergeTargets;
 pub use pagerank::HeadCombine;
 pub use select::{RoleSplit, ThresholdOn, TopCount};
 pub use similarity::{Features, MatchSplit};

@@ -37,6 +37,9 @@ crate::wgsl_params! {
         off: u32,
         row_stride: u32,
         img_stride: u32,
+        /// `spread_match`: destinations per source, and 1 / the softmax temperature.
+        spread: u32,
+        inv_tau: f32,
     }
 }
 
@@ -59,7 +62,12 @@ pub static SIMILARITY: Family = Family {
     source: include_str!("../../../shaders/similarity.wgsl"),
     libs: &[],
     params: &[MeanParams::DECL, MatchParams::DECL, EnergyParams::DECL],
-    kernels: &[&HEAD_MEAN.info, &BEST_MATCH.info, &ENERGY.info],
+    kernels: &[
+        &HEAD_MEAN.info,
+        &BEST_MATCH.info,
+        &SPREAD_MATCH.info,
+        &ENERGY.info,
+    ],
 };
 
 pub static HEAD_MEAN: Kernel<MeanParams> = Kernel::new(
@@ -78,6 +86,22 @@ pub static BEST_MATCH: Kernel<MatchParams> = Kernel::new(
         read_u32("bm_counts"),
         write("bm_keep_score"),
         write_u32("bm_dst"),
+    ],
+    Phase::Score,
+);
+
+/// The most destinations `spread_match` gives a source (`MAX_SPREAD` in the shader).
+pub const MAX_SPREAD: usize = 4;
+
+pub static SPREAD_MATCH: Kernel<MatchParams> = Kernel::new(
+    &SIMILARITY,
+    "spread_match",
+    &[
+        read("bm_feat"),
+        read_u32("bm_flags"),
+        read_u32("bm_counts"),
+        write("sm_weight"),
+        write_u32("sm_dst"),
     ],
     Phase::Score,
 );
@@ -209,21 +233,7 @@ impl Kernels {
     ) -> Result<Step> {
         s.check()?;
         feat.check_vec4("best_match")?;
-        let params = MatchParams {
-            batch: s.batch_u32()?,
-            n: s.n_u32()?,
-            prefix: u(s.prefix, "prefix")?,
-            mode: match split {
-                MatchSplit::Parity => 0,
-                MatchSplit::Flags => 1,
-                MatchSplit::Roles => 2,
-            },
-            masked: valid.is_some() as u32,
-            width: u(feat.width, "feature width")?,
-            off: u(feat.off, "offset")?,
-            row_stride: u(feat.row_stride, "stride")?,
-            img_stride: u(feat.img_stride, "stride")?,
-        };
+        let params = MatchParams::new(s, feat, split, valid.is_some())?;
         let flags = flags.unwrap_or(&self.dummy);
         let counts = valid.unwrap_or(&self.dummy);
         // One workgroup per (image, row).
@@ -232,6 +242,77 @@ impl Kernels {
             &BEST_MATCH,
             label,
             &[feat.t, flags, counts, keep_score, dst],
+            &params,
+            grid,
+        )
+    }
+}
+
+impl MatchParams {
+    fn new(s: TokenShape, feat: Features, split: MatchSplit, masked: bool) -> Result<Self> {
+        Ok(MatchParams {
+            batch: s.batch_u32()?,
+            n: s.n_u32()?,
+            prefix: u(s.prefix, "prefix")?,
+            mode: match split {
+                MatchSplit::Parity => 0,
+                MatchSplit::Flags => 1,
+                MatchSplit::Roles => 2,
+            },
+            masked: masked as u32,
+            width: u(feat.width, "feature width")?,
+            off: u(feat.off, "offset")?,
+            row_stride: u(feat.row_stride, "stride")?,
+            img_stride: u(feat.img_stride, "stride")?,
+            spread: 1,
+            inv_tau: 1.0,
+        })
+    }
+}
+
+impl Kernels {
+    /// Token Transforming's spread: every source row's `k` most similar destinations (cosine;
+    /// sources where `flags` is 0, destinations where it is 1, rows past `valid` neither) into
+    /// `dst` `[B, n, k]`, and their shares `softmax(cos / tau)` into `weight` `[B, n, k]`;
+    /// `u32::MAX` and 0 in the slots past the destinations an image has and on non-sources.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spread_match(
+        &self,
+        label: &str,
+        s: TokenShape,
+        feat: Features,
+        flags: &GpuTensor,
+        valid: Option<&GpuTensor>,
+        (k, tau): (usize, f32),
+        weight: &GpuTensor,
+        dst: &GpuTensor,
+    ) -> Result<Step> {
+        s.check()?;
+        feat.check_vec4("spread_match")?;
+        if !(1..=MAX_SPREAD).contains(&k) {
+            return Err(Error::param(
+                "spread",
+                format!("spread_match gives 1 to {MAX_SPREAD} destinations per token, not {k}"),
+            ));
+        }
+        if !(tau.is_finite() && tau > 0.0) {
+            return Err(Error::param(
+                "tau",
+                format!("the spread's temperature must be a positive number, not {tau}"),
+            ));
+        }
+        let params = MatchParams {
+            spread: k as u32,
+            inv_tau: 1.0 / tau,
+            ..MatchParams::new(s, feat, MatchSplit::Flags, valid.is_some())?
+        };
+        let counts = valid.unwrap_or(&self.dummy);
+        // One workgroup per (image, row).
+        let grid = grid_for_groups(s.batch * s.n);
+        self.launch(
+            &SPREAD_MATCH,
+            label,
+            &[feat.t, flags, counts, weight, dst],
             &params,
             grid,
         )
