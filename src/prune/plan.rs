@@ -144,13 +144,12 @@ impl PrunePlan {
         selection: Selection,
     ) -> Result<GpuTensor> {
         let (batch, width) = (at.shape.batch, at.keys.width);
-        let flags = match &selection {
-            Selection::Keep { flags } | Selection::Merge { flags, .. } => flags,
-        };
+        let flags = selection.flags();
+        let targets = selection.merge_targets();
         // The survivors go to the step's compacted rows (a gather in place would race); a kept
         // selection compacts and gathers in one dispatch where the rows are vec4s.
         let rows = self.work.per_row("compacted rows", width);
-        let fused = matches!(selection, Selection::Keep { .. }) && width.is_multiple_of(4);
+        let fused = targets.is_none() && width.is_multiple_of(4);
         if fused {
             p.push(k.compact_gather(
                 &at.label("compact_gather"),
@@ -172,8 +171,8 @@ impl PrunePlan {
                 &out.count,
             )?);
         }
-        match &selection {
-            Selection::Keep { .. } => {
+        match targets {
+            None => {
                 if !fused {
                     p.push(k.gather_rows(
                         &at.label("gather"),
@@ -195,7 +194,7 @@ impl PrunePlan {
                     )?);
                 }
             }
-            Selection::Merge { flags, dst } => {
+            Some(targets) => {
                 let sizes = out.sizes.as_ref().ok_or_else(|| {
                     Error::Gpu(format!(
                         "policy {} merges but does not declare it (PolicyDef::merges)",
@@ -209,7 +208,7 @@ impl PrunePlan {
                     at.tokens,
                     &out.src,
                     flags,
-                    dst,
+                    targets,
                     (at.sizes, sizes),
                     &rows,
                 )?);

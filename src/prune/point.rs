@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::options::PruneOptions;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Features, TokenShape};
+use crate::gpu::kernels::{Features, MergeTargets, TokenShape};
 use crate::gpu::{GpuContext, GpuTensor, Kernels};
 
 /// How many rows one step keeps.
@@ -88,6 +88,37 @@ pub enum Selection {
     /// Rows flagged 1 survive; every row flagged 0 merges into row `dst[b, row]` (a survivor),
     /// weighted by the sizes.
     Merge { flags: GpuTensor, dst: GpuTensor },
+    /// Rows flagged 1 survive; every row flagged 0 spreads over the `k` survivors
+    /// `dst[b, row, ..]` (`[B, n, k]`), each getting the share `weight[b, row, j]` of its size
+    /// (Token Transforming).
+    Spread {
+        flags: GpuTensor,
+        dst: GpuTensor,
+        weight: GpuTensor,
+        k: usize,
+    },
+}
+
+impl Selection {
+    /// The survivors: 1 where a row stays.
+    pub fn flags(&self) -> &GpuTensor {
+        match self {
+            Selection::Keep { flags }
+            | Selection::Merge { flags, .. }
+            | Selection::Spread { flags, .. } => flags,
+        }
+    }
+
+    /// Where the removed rows go, if they merge.
+    pub fn merge_targets(&self) -> Option<MergeTargets<'_>> {
+        match self {
+            Selection::Keep { .. } => None,
+            Selection::Merge { dst, .. } => Some(MergeTargets::One(dst)),
+            Selection::Spread { dst, weight, k, .. } => {
+                Some(MergeTargets::Spread { dst, weight, k: *k })
+            }
+        }
+    }
 }
 
 /// Scratch buffers of a schedule's steps, by name: a policy asks for what it needs, and steps

@@ -5,6 +5,7 @@ Own ViT/DeiT forward (timm layout, pre-norm blocks, exact-erf GELU, LayerNorm ep
 models average the CLS and distillation heads; also the variants: register tokens after CLS, layer
 scale, positions for the patches only, a LayerNorm before the blocks and quick GELU, as DINOv2 and
 CLIP have them) with a pruning hook after `x = x + proj(attn)` of each block. Policies: none, evit, random, wpr, zero-tprune, tome, tome-protect, pitome, wpr-merge,
+token-transforming,
 threshold. Written from the text of docs/pruning.md, not from the Rust/WGSL code.
 
 Sub-commands (run from the repo root):
@@ -53,13 +54,16 @@ torch.set_num_threads(2)
 torch.set_grad_enabled(False)
 
 POLICIES = ["none", "evit", "random", "wpr", "zero-tprune", "zero-tprune-merge", "zero-tprune-adaptive", "tome",
-            "tome-protect", "pitome", "wpr-merge", "threshold"]
+            "tome-protect", "pitome", "wpr-merge", "token-transforming", "threshold"]
 # Policies that merge what they remove (token sizes, proportional attention).
-MERGING = ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge", "zero-tprune-adaptive")
+MERGING = ("tome", "tome-protect", "pitome", "wpr-merge", "zero-tprune-merge", "zero-tprune-adaptive",
+           "token-transforming")
 # Policies whose count is decided per image by a threshold (--threshold; masked rows).
 THRESHOLD_POLICIES = ("threshold", "zero-tprune-adaptive")
 # Policies with a Weighted PageRank stage (--heads, --iters).
-WPR_POLICIES = ("wpr", "zero-tprune", "zero-tprune-merge", "tome-protect", "wpr-merge")
+WPR_POLICIES = ("wpr", "zero-tprune", "zero-tprune-merge", "tome-protect", "wpr-merge", "token-transforming")
+# token-transforming: kept tokens each removed token spreads over, and the shares' temperature.
+SPREAD, SPREAD_TAU = 2, 0.02
 INF = float("inf")
 M32 = 0xFFFFFFFF
 
@@ -177,7 +181,7 @@ class Policy:
     def opts(self):
         if self.name == "zero-tprune":
             s = f"sim={self.sim:g} heads={self.heads}"
-        elif self.name in ("wpr", "wpr-merge", "zero-tprune-merge"):
+        elif self.name in ("wpr", "wpr-merge", "zero-tprune-merge", "token-transforming"):
             s = f"heads={self.heads}"
         elif self.name == "tome-protect":
             s = f"protect={self.protect:g} heads={self.heads}"
@@ -501,6 +505,7 @@ DEFAULT_SHAPE = {
     "tome-protect": ["uniform@late", "uniform@every-other", KEEP_RATE],
     "pitome": ["late-heavy", "uniform@every-other", "falling"],
     "wpr-merge": ["uniform@late", KEEP_RATE],
+    "token-transforming": ["uniform@late", KEEP_RATE],
     "zero-tprune-merge": ["uniform@late", "uniform@all", KEEP_RATE],
     "zero-tprune": ["late-heavy", KEEP_RATE],
 }
@@ -829,6 +834,34 @@ def best_destination(m, is_src, is_dst):
     return best.masked_fill(~is_src, -INF), arg, margin
 
 
+def spread_into(x, size, P, m, kept, k, tau):
+    """token-transforming (docs/pruning.md): every removed patch row a (~kept [B,np]) gives each of
+    its k most similar kept patch rows t (cosine on m [B,np,d]; ties to the lower row) the share
+    w[a,t] = softmax over them of cos / tau, of its size and of its size-weighted state:
+    x'[t] = (size[t] x[t] + sum_a w[a,t] size[a] x[a]) / size'[t], size'[t] = size[t] + sum_a
+    w[a,t] size[a]. As a matrix, Y = W X over the size-weighted rows (many-to-many).
+    Returns (x, size, margin: the smallest gap between a row's k-th and (k+1)-th cosine)."""
+    B, n, D = x.shape
+    cs = cosine(m, m).masked_fill(~kept[:, None, :], -INF)  # [B,np,np], columns: kept rows
+    kk = min(k + 1, cs.shape[-1])
+    order = torch.sort(-cs, dim=-1, stable=True)  # descending cosine, ties in row order
+    top, idx = -order.values[..., :kk], order.indices[..., :kk]
+    margin = INF
+    if kk > k:
+        gap = (top[..., k - 1] - top[..., k]).masked_fill(kept | ~torch.isfinite(top[..., k]), INF)
+        margin = float(gap.min())
+    top, idx = top[..., :k], idx[..., :k]
+    w = torch.softmax(top / tau, dim=-1).masked_fill(~torch.isfinite(top), 0.0)
+    W = torch.zeros_like(cs).scatter_(-1, idx, w) * (~kept)[..., None].to(x.dtype)  # [B,np(a),np(t)]
+    xs, sp = x[:, P:] * size[:, P:, None], size[:, P:]
+    num = xs + W.transpose(1, 2) @ xs
+    den = sp + (W * sp[..., None]).sum(1)
+    xn, sz = x.clone(), size.clone()
+    xn[:, P:] = torch.where(kept[..., None], num / den[..., None], x[:, P:])
+    sz[:, P:] = torch.where(kept, den, sp)
+    return xn, sz, margin
+
+
 def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
     """tome-protect, pitome and wpr-merge (docs/pruning.md): which patch rows merge and where.
     Returns (x, size, keep [B,n], score [B,n-P], margins)."""
@@ -876,6 +909,14 @@ def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
         kept, margins["keep"] = topk_keep(score, n_keep)
         best, arg, margins["dst"] = best_destination(m, ~kept, kept)
         merged = ~kept
+    elif pol.name == "token-transforming":
+        S = torch.ones(B, n, dtype=torch.bool)
+        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
+        s, _ = wpr(A, S, T)
+        score = combine_heads(s, S, P, pol.heads)[:, P:]
+        kept, margins["keep"] = topk_keep(score, n_keep)
+        xn, sz, margins["dst"] = spread_into(x, size, P, m, kept, SPREAD, SPREAD_TAU)
+        return xn, sz, torch.cat([torch.ones(B, P, dtype=torch.bool), kept], 1), score, margins
     elif pol.name == "zero-tprune-merge":
         # Zero-TPrune's stages (the similarity stage takes the whole removal it can) choose the
         # survivors; every other patch row merges into its most similar survivor.
@@ -1176,6 +1217,7 @@ VARIANT_CASES = [
     ("zero-tprune-merge", ["--keep", "0.7@0,2"]),
     ("zero-tprune-adaptive", ["--threshold", "0.5@1,2"]),
     ("threshold", ["--threshold", "1.0@1,2"]),
+    ("token-transforming", ["--keep", "0.7@0,2"]),
 ]
 
 
@@ -1233,6 +1275,8 @@ TINY_CASES_DEEP += [
     # counts that differ per image at every step (masked rows merging)
     ("zero-tprune-adaptive", ["--threshold", "0.5@1,2,3"]),
     ("zero-tprune-adaptive", ["--threshold", "0.3@0;0.9@2,3"]),
+    ("token-transforming", ["--keep", "0.7@0,2"]),
+    ("token-transforming", ["--tokens", "0:48,1:40,3:16", "--heads", "rms"]),
 ]
 TINY_CASES_DIST = [
     ("none", []),
@@ -1250,6 +1294,7 @@ TINY_CASES_DIST = [
     ("zero-tprune-merge", ["--keep", "0.4@0,1", "--iters", "3"]),
     ("zero-tprune-adaptive", ["--threshold", "0.8@0,1"]),
     ("threshold", ["--threshold", "1.0@0,1"]),
+    ("token-transforming", ["--keep", "0.7@0,1"]),
 ]
 REAL_CASES = [
     ("none", []),
@@ -1264,6 +1309,7 @@ REAL_CASES = [
     ("zero-tprune-merge", ["--flops", "0.65"]),
     ("zero-tprune-adaptive", ["--threshold", "0.2@3,4,5,6,7,8,9,10,11"]),
     ("threshold", ["--threshold", "1.0@3,6,9"]),
+    ("token-transforming", ["--flops", "0.65"]),
 ]
 
 

@@ -40,9 +40,9 @@ pub struct PruneArgs {
     #[arg(long, group = "one_schedule")]
     pub tokens: Option<String>,
     /// Target fraction of the dense FLOPs, e.g. 0.65, in the policy's default shape: the first of
-    /// its schedule families that reaches the target (for tome, tome-protect and wpr-merge the
-    /// same removal at every block from a quarter of the depth on, where that reaches it; the
-    /// published keep rate at 2, 4, 6, 8, 10 for zero-tprune below 80%, wpr, evit and random;
+    /// its schedule families that reaches the target (for tome, tome-protect, wpr-merge,
+    /// token-transforming and zero-tprune-merge the same removal at every block from a quarter of
+    /// the depth on, where that reaches it; the published keep rate at 2, 4, 6, 8, 10 for zero-tprune below 80%, wpr, evit and random;
     /// docs/pruning.md, "Default schedules"). With --at, the same keep rate at those blocks, the
     /// largest that fits. For the per-image policies (threshold, zero-tprune-adaptive) a mean:
     /// their thresholds are scaled to meet it on calibration data (eval, sweep: data not
@@ -80,7 +80,8 @@ pub struct OptionArgs {
     /// Zero-TPrune: share of each step's drop done by the similarity stage (0 to 1; default 0.5).
     #[arg(long)]
     pub sim: Option<f32>,
-    /// Policies that use Weighted PageRank (zero-tprune, wpr, tome-protect, wpr-merge): how
+    /// Policies that use Weighted PageRank (zero-tprune, wpr, tome-protect, wpr-merge,
+    /// token-transforming, zero-tprune-merge): how
     /// per-head scores combine: mean, rms or band (RMS over heads whose score variance is in
     /// [0.01, 0.7]; the default).
     #[arg(long)]

@@ -59,6 +59,35 @@ pub fn merge_removed(
     Ok(Selection::Merge { flags, dst })
 }
 
+/// Every row `flags` removes (flag 0) spreads over its `k` most similar survivors (flag 1) by
+/// ToMe's metric, with shares `softmax(cos / tau)`: Token Transforming's many-to-many merge.
+pub fn spread_removed(
+    at: &PrunePoint,
+    steps: &mut Vec<Step>,
+    flags: GpuTensor,
+    (k, tau): (usize, f32),
+) -> Result<Selection> {
+    let metric = metric(at, steps)?;
+    let weight = at.work.per_row("spread shares", k);
+    let dst = at.work.per_row("spread destinations", k);
+    steps.push(at.k.spread_match(
+        &at.label("spread"),
+        at.shape,
+        view(at, &metric),
+        &flags,
+        at.valid,
+        (k, tau),
+        &weight,
+        &dst,
+    )?);
+    Ok(Selection::Spread {
+        flags,
+        dst,
+        weight,
+        k,
+    })
+}
+
 /// Keep the target's rows, the sources least similar to their destination among them; the other
 /// sources merge into their destinations.
 pub fn merge_best(

@@ -9,6 +9,7 @@ mod none;
 mod pitome;
 mod random;
 mod threshold;
+mod token_transforming;
 mod tome;
 mod tome_protect;
 mod wpr;
@@ -28,6 +29,7 @@ pub static ALL: &[Policy] = &[
     Policy(&tome_protect::TomeProtect),
     Policy(&pitome::Pitome),
     Policy(&wpr_merge::WprMerge),
+    Policy(&token_transforming::TokenTransforming),
     Policy(&evit::Evit),
     Policy(&threshold::Threshold),
     Policy(&random::Random),
