@@ -13,8 +13,8 @@ from pathlib import Path
 DENSE_GFLOPS = 2.5073664
 # Every policy at its default schedule, ToMe as published, and random; then the recommended one per level.
 SHOWN = {"recommended": None, "tome": "tome (published r)", "random": "random"}
-SHOWN.update({f"{p} (default)": p for p in ("tome-protect", "pitome", "wpr-merge", "zero-tprune-merge",
-                                               "zero-tprune", "wpr", "evit")})
+SHOWN.update({f"{p} (default)": p for p in ("tome-protect", "pitome", "wpr-merge", "token-transforming",
+                                               "zero-tprune-merge", "zero-tprune", "wpr", "evit")})
 SHOWN["zero-tprune-adaptive (mean, calibrated)"] = "zero-tprune-adaptive (mean)"
 RECOMMENDED = {0.8: "tome-protect (default)", 0.65: "zero-tprune-merge (default)", 0.5: "zero-tprune-merge (default)"}
 
