@@ -133,6 +133,27 @@ fn better(c: f32, t: u32, best: f32, best_t: u32) -> bool {
     return c > best || (c == best && t < best_t);
 }
 
+// What best_match and spread_match start with, in every lane of a source row's workgroup: lane 0
+// measures the row at fa (into bm_na); then, when `listed` (the same in every lane), the lanes list
+// the image's destination rows into bm_list, in no particular order, and get their count (else 0).
+fn measure_and_list(b: u32, fa: u32, w4: u32, lane: u32, listed: bool) -> u32 {
+    if (lane == 0u) {
+        bm_na = feat_norm(fa, w4);
+        atomicStore(&bm_count, 0u);
+    }
+    workgroupBarrier();
+    if (!listed) {
+        return 0u;
+    }
+    for (var t = bp.prefix + lane; t < bp.n; t += BM_WG) {
+        if (role(b, t) == 2u) {
+            bm_list[atomicAdd(&bm_count, 1u)] = t;
+        }
+    }
+    workgroupBarrier();
+    return atomicLoad(&bm_count);
+}
+
 @compute @workgroup_size(BM_WG, 1, 1)
 fn best_match(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -155,23 +176,9 @@ fn best_match(
     }
     let fa = feat_at(b, a);
     let w4 = bp.width / 4u;
-    if (lane == 0u) {
-        bm_na = feat_norm(fa, w4);
-        atomicStore(&bm_count, 0u);
-    }
-    workgroupBarrier();
     // Parity's destinations are every other row, unless masked rows cut the list short.
     let listed = bp.mode != 0u || bp.masked == 1u;
-    var count = (bp.n - bp.prefix) / 2u;
-    if (listed) {
-        for (var t = bp.prefix + lane; t < bp.n; t += BM_WG) {
-            if (role(b, t) == 2u) {
-                bm_list[atomicAdd(&bm_count, 1u)] = t;
-            }
-        }
-        workgroupBarrier();
-        count = atomicLoad(&bm_count);
-    }
+    let count = select((bp.n - bp.prefix) / 2u, measure_and_list(b, fa, w4, lane, listed), listed);
     let na = bm_na;
     var best = NEG;
     var best_t = NONE;
@@ -254,18 +261,7 @@ fn spread_match(
     }
     let fa = feat_at(b, a);
     let w4 = bp.width / 4u;
-    if (lane == 0u) {
-        bm_na = feat_norm(fa, w4);
-        atomicStore(&bm_count, 0u);
-    }
-    workgroupBarrier();
-    for (var t = bp.prefix + lane; t < bp.n; t += BM_WG) {
-        if (role(b, t) == 2u) {
-            bm_list[atomicAdd(&bm_count, 1u)] = t;
-        }
-    }
-    workgroupBarrier();
-    let count = atomicLoad(&bm_count);
+    let count = measure_and_list(b, fa, w4, lane, true);
     let na = bm_na;
     var best = array<f32, 4>(NEG, NEG, NEG, NEG);
     var best_t = array<u32, 4>(NONE, NONE, NONE, NONE);

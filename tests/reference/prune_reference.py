@@ -901,22 +901,18 @@ def merge_step(pol: Policy, model: ViT, blk: int, x, size, A, K, n_keep):
         best, arg, margins["dst"] = best_destination(m, is_src, is_dst)
         merged = is_src
         score = energy
-    elif pol.name == "wpr-merge":
+    elif pol.name in ("wpr-merge", "token-transforming"):
+        # WPR's kept set; the removed rows merge whole into their best match, or spread.
         S = torch.ones(B, n, dtype=torch.bool)
         T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
         s, _ = wpr(A, S, T)
         score = combine_heads(s, S, P, pol.heads)[:, P:]
         kept, margins["keep"] = topk_keep(score, n_keep)
+        if pol.name == "token-transforming":
+            xn, sz, margins["dst"] = spread_into(x, size, P, m, kept, SPREAD, SPREAD_TAU)
+            return xn, sz, torch.cat([torch.ones(B, P, dtype=torch.bool), kept], 1), score, margins
         best, arg, margins["dst"] = best_destination(m, ~kept, kept)
         merged = ~kept
-    elif pol.name == "token-transforming":
-        S = torch.ones(B, n, dtype=torch.bool)
-        T = pol.iters if pol.iters is not None else wpr_iters(blk, model.L)
-        s, _ = wpr(A, S, T)
-        score = combine_heads(s, S, P, pol.heads)[:, P:]
-        kept, margins["keep"] = topk_keep(score, n_keep)
-        xn, sz, margins["dst"] = spread_into(x, size, P, m, kept, SPREAD, SPREAD_TAU)
-        return xn, sz, torch.cat([torch.ones(B, P, dtype=torch.bool), kept], 1), score, margins
     elif pol.name == "zero-tprune-merge":
         # Zero-TPrune's stages (the similarity stage takes the whole removal it can) choose the
         # survivors; every other patch row merges into its most similar survivor.

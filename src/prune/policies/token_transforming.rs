@@ -6,10 +6,11 @@
 //! narrowest spread measured, the one that cost least on the calibration images (wider spreads
 //! blurred the kept tokens more; docs/pruning.md, "Many-to-many merging").
 
+use super::wpr_merge::WprMerge;
 use super::{matching, wpr};
 use crate::error::Result;
 use crate::gpu::Step;
-use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape, KEEP_RATE_FAMILY};
+use crate::prune::{Opt, PolicyDef, PrunePoint, Reads, Selection, Shape};
 
 /// Kept tokens each removed token spreads over.
 const SPREAD: usize = 2;
@@ -39,11 +40,12 @@ impl PolicyDef for TokenTransforming {
 
     /// `--flops`: the schedule of `wpr-merge`, which it generalises.
     fn default_shape(&self) -> Shape {
-        Shape(&["uniform@late", KEEP_RATE_FAMILY])
+        WprMerge.default_shape()
     }
 
+    /// `wpr-merge`'s: the options of its WPR stage.
     fn options(&self) -> &'static [Opt] {
-        &[Opt::Heads, Opt::Iters]
+        WprMerge.options()
     }
 
     fn plan(&self, at: &PrunePoint, steps: &mut Vec<Step>) -> Result<Selection> {
